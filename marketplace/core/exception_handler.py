@@ -1,0 +1,59 @@
+"""One DRF exception handler: every error renders as ``{"error": {code, message, details}}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+from marketplace.core.exceptions import ApplicationError
+
+
+def _first_message(detail: Any, path: str = "") -> tuple[str, str]:
+    """Return (field path, message) of the first error in a nested DRF detail."""
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            sub = key if not path else f"{path}.{key}"
+            if key == "non_field_errors":
+                sub = path
+            return _first_message(value, sub)
+    if isinstance(detail, list) and detail:
+        if isinstance(detail[0], (dict, list)):
+            for index, value in enumerate(detail):
+                if value:
+                    return _first_message(value, f"{path}[{index}]")
+        return _first_message(detail[0], path)
+    return path, str(detail)
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, ApplicationError):
+        response = Response({"error": exc.to_dict()}, status=exc.http_status)
+        if exc.http_status == 429 and "retry_after" in exc.details:
+            response["Retry-After"] = str(int(exc.details["retry_after"]))
+        return response
+    if isinstance(exc, DjangoValidationError):
+        exc = drf_exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+    elif isinstance(exc, Http404):
+        exc = drf_exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = drf_exceptions.PermissionDenied()
+
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, drf_exceptions.ValidationError):
+        field, message = _first_message(exc.detail)
+        code = "input:user:invalid"
+        text = f"{field}: {message}" if field else message
+        response.data = {"error": {"code": code, "message": text, "details": exc.detail}}
+        return response
+    detail = response.data.get("detail", "") if isinstance(response.data, dict) else response.data
+    code = getattr(getattr(exc, "detail", None), "code", None) or getattr(exc, "default_code", "error")
+    response.data = {"error": {"code": str(code), "message": str(detail), "details": {}}}
+    return response

@@ -1,0 +1,23 @@
+"""Test overrides only: fast hashing, in-memory e-mail, files under a temporary var dir."""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("DEBUG", "true")
+# Tests never touch the developer's own var/ (database, media, broker folders).
+os.environ.setdefault("LWM_VAR_DIR", str(Path(__file__).resolve().parents[2] / "var" / "test"))
+# Short intervals so liveness tests see a stopped worker within seconds.
+os.environ.setdefault("LWM_WORKER_HEARTBEAT_SECONDS", "0.5")
+os.environ.setdefault("LWM_WORKER_STALE_SECONDS", "5")
+
+from marketplace.settings.base import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {"login": "1000/min", "submission": "1000/min"}  # noqa: F405
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # On a file, not in memory: the Celery worker process started by the tests must see it.
+    DATABASES["default"].setdefault("TEST", {})  # noqa: F405
+    DATABASES["default"]["TEST"].setdefault("NAME", str(VAR_DIR / "test_db.sqlite3"))  # noqa: F405

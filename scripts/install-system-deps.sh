@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Debian packages the tests and demo need: Chromium for browser tests, Fashion-MNIST data.
+set -euo pipefail
+need=()
+command -v chromium >/dev/null || need+=(chromium)
+[ -d /usr/share/datasets/fashion-mnist ] || need+=(dataset-fashion-mnist)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ]; then echo "need root to apt-get install ${need[*]}" >&2; exit 1; fi
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

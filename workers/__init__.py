@@ -1,0 +1,1 @@
+"""Celery workers: thin tasks that call pipelines; pipelines orchestrate specs and services."""

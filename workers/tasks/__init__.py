@@ -1,0 +1,4 @@
+"""Task modules; importing this package registers every task with the Celery app."""
+
+from workers import heartbeat  # noqa: F401  (connects the worker liveness signals)
+from workers.tasks import maintenance  # noqa: F401
