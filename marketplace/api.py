@@ -6,6 +6,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 urlpatterns = [
     path("", include("marketplace.accounts.urls")),
     path("", include("marketplace.jobs.urls")),
+    path("", include("marketplace.learnwares.urls")),
+    path("", include("marketplace.search.urls")),
+    path("", include("marketplace.submissions.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
