@@ -110,6 +110,8 @@ class LearnwareVersion(TimeStampedModel):
     manifest = models.JSONField(default=dict)
     package = models.FileField(upload_to=artifact_path, max_length=300, blank=True)
     artifact_sha256 = models.CharField(max_length=64, db_index=True)
+    # sha256 of the bytes as uploaded; differs from artifact_sha256 once a data sample was stripped.
+    upload_sha256 = models.CharField(max_length=64, blank=True)
     artifact_size = models.PositiveBigIntegerField(default=0)
     artifact_format = models.CharField(max_length=20, choices=ArtifactFormat.choices, blank=True)
     status = models.CharField(max_length=20, choices=VersionStatus.choices, default=VersionStatus.UPLOADED, db_index=True)

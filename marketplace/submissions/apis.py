@@ -1,0 +1,209 @@
+"""Submission API: create (multipart or JSON with an RKME), list, detail, cancel, package download."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import PurePath
+from typing import Any
+
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_field
+from rest_framework import serializers, status
+from rest_framework.generics import ListAPIView
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import UserRateThrottle
+from rest_framework.views import APIView
+
+from marketplace.core.exceptions import Conflict, NotFound
+from marketplace.jobs.apis import JobOutputSerializer
+from marketplace.learnwares.choices import Modality, Task
+from marketplace.submissions.choices import AssemblyMethod, DataFormat
+from marketplace.submissions.models import Submission
+from marketplace.submissions.selectors import submission_get, submission_list
+from marketplace.submissions.services import submission_cancel, submission_create
+
+_EXTENSIONS = {".csv": DataFormat.CSV, ".npz": DataFormat.NPZ, ".jsonl": DataFormat.JSONL, ".json": DataFormat.RKME}
+
+
+class SubmissionThrottle(UserRateThrottle):
+    scope = "submission"
+
+
+@extend_schema_field(OpenApiTypes.OBJECT)
+class JsonObjectField(serializers.Field):
+    """A JSON object given as an object (JSON body) or as a string (multipart form field)."""
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if isinstance(data, (str, bytes)):
+            try:
+                data = json.loads(data)
+            except ValueError as exc:
+                raise serializers.ValidationError(f"is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("must be a JSON object")
+        return data
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class RequirementsSerializer(serializers.Serializer):
+    """What the user asks of the result; every field is optional."""
+
+    feature_space = serializers.SlugField(required=False, help_text="key of the feature space; inferred from the columns if absent")
+    licenses = serializers.ListField(child=serializers.CharField(max_length=64), required=False, help_text="SPDX allow-list")
+    tags = serializers.ListField(child=serializers.CharField(max_length=64), required=False, help_text="every tag required")
+    learnwares = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, help_text="only these learnware ids")
+    exclude = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False)
+    max_model_size = serializers.IntegerField(min_value=1, required=False, help_text="bytes per learnware artifact")
+    max_modules = serializers.IntegerField(min_value=1, max_value=10, required=False)
+    methods = serializers.ListField(child=serializers.ChoiceField(choices=AssemblyMethod.choices), required=False)
+    label_column = serializers.CharField(max_length=200, required=False)
+    holdout_fraction = serializers.FloatField(min_value=0.1, max_value=0.5, required=False)
+    seed = serializers.IntegerField(min_value=0, required=False)
+
+
+class SubmissionOutputSerializer(serializers.ModelSerializer):
+    status = serializers.CharField(source="job.status", default="pending", read_only=True)
+    stage = serializers.CharField(source="job.stage", default="", read_only=True)
+    progress = serializers.IntegerField(source="job.progress", default=0, read_only=True)
+    message = serializers.CharField(source="job.message", default="", read_only=True)
+    error = serializers.JSONField(source="job.error", default=None, read_only=True)
+    job = serializers.UUIDField(source="job_id", read_only=True)
+    feature_space = serializers.CharField(source="feature_space.key", default=None, read_only=True)
+    has_labels = serializers.BooleanField(read_only=True)
+    results = serializers.JSONField(read_only=True, help_text="per stage: spec, identify, rank, assemble, evaluate, package (see docs/submissions.md)")
+    package_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Submission
+        fields = [
+            "id", "name", "status", "stage", "progress", "message", "error", "job", "modality", "task",
+            "feature_space", "requirements", "data_format", "data_size", "has_labels", "labelled_size", "results",
+            "package_url", "package_sha256", "package_size", "created_at", "updated_at", "data_deleted_at",
+        ]
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_package_url(self, obj: Submission) -> str | None:
+        return f"/api/v1/submissions/{obj.id}/package" if obj.package else None
+
+
+def _infer_format(upload: Any, given: str, field: str) -> str:
+    if given:
+        return given
+    suffix = PurePath(getattr(upload, "name", "") or "").suffix.lower()
+    if suffix not in _EXTENSIONS:
+        raise serializers.ValidationError({f"{field}_format": [f"cannot infer the format of {upload.name!r}; give {field}_format"]})
+    return _EXTENSIONS[suffix]
+
+
+class SubmissionListCreateApi(ListAPIView):
+    """Your submissions (GET), or hand the market a task (POST, 202 with the submission and its job)."""
+
+    permission_classes = [IsAuthenticated]
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    serializer_class = SubmissionOutputSerializer
+
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=200, required=False, default="")
+        data = serializers.FileField(required=False, help_text="unlabelled data: CSV (header row), NPZ (array X) or JSONL")
+        data_format = serializers.ChoiceField(choices=DataFormat.choices, required=False)
+        rkme = JsonObjectField(required=False, help_text="an RKME computed client-side (specs.serialization JSON), instead of data")
+        labelled = serializers.FileField(required=False, help_text="optional labelled sample: CSV with a label column, or NPZ with X and y")
+        labelled_format = serializers.ChoiceField(choices=[DataFormat.CSV, DataFormat.NPZ], required=False)
+        requirements = JsonObjectField(required=False)
+        modality = serializers.ChoiceField(choices=Modality.choices, default=Modality.TABLE)
+        task = serializers.ChoiceField(choices=[Task.CLASSIFICATION, Task.REGRESSION], default=Task.CLASSIFICATION)
+
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            if "rkme" in attrs:
+                attrs["data_format"] = DataFormat.RKME
+            elif "data" in attrs:
+                attrs["data_format"] = _infer_format(attrs["data"], attrs.get("data_format", ""), "data")
+            else:
+                raise serializers.ValidationError({"data": ["give a data file or an rkme"]})
+            if "labelled" in attrs:
+                attrs["labelled_format"] = _infer_format(attrs["labelled"], attrs.get("labelled_format", ""), "labelled")
+            requirements = RequirementsSerializer(data=attrs.get("requirements", {}))
+            if not requirements.is_valid():
+                raise serializers.ValidationError({"requirements": requirements.errors})
+            attrs["requirements"] = requirements.validated_data
+            return attrs
+
+    class CreatedSerializer(serializers.Serializer):
+        submission = SubmissionOutputSerializer()
+        job = JobOutputSerializer()
+
+    def get_queryset(self) -> Any:
+        return submission_list(user=self.request.user)
+
+    def get_throttles(self) -> list[Any]:
+        return [SubmissionThrottle()] if self.request.method == "POST" else []
+
+    @extend_schema(request={"multipart/form-data": InputSerializer, "application/json": InputSerializer},
+                   responses={202: CreatedSerializer})
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        submission = submission_create(
+            owner=request.user, data_format=v["data_format"], data=v.get("data"),
+            rkme_json=json.dumps(v["rkme"]) if "rkme" in v else None, labelled=v.get("labelled"),
+            labelled_format=v.get("labelled_format", ""), requirements=v["requirements"],
+            modality=v["modality"], task=v["task"], name=v["name"],
+        )
+        submission = Submission.objects.select_related("job", "feature_space").get(id=submission.id)
+        body = {"submission": SubmissionOutputSerializer(submission).data, "job": JobOutputSerializer(submission.job).data}
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
+def _get_or_404(submission_id: uuid.UUID, user: Any) -> Submission:
+    submission = submission_get(submission_id=submission_id, user=user)
+    if submission is None:
+        raise NotFound(f"submission {submission_id} not found", code="submission:user:not-found")
+    return submission
+
+
+class SubmissionDetailApi(APIView):
+    """A submission's status, stage, progress and the results of each finished stage."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses=SubmissionOutputSerializer)
+    def get(self, request: Request, submission_id: uuid.UUID) -> Response:
+        return Response(SubmissionOutputSerializer(_get_or_404(submission_id, request.user)).data)
+
+
+class SubmissionCancelApi(APIView):
+    """Stop a submission's work."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(request=None, responses=SubmissionOutputSerializer)
+    def post(self, request: Request, submission_id: uuid.UUID) -> Response:
+        submission = submission_cancel(submission=_get_or_404(submission_id, request.user), user=request.user)
+        return Response(SubmissionOutputSerializer(submission).data)
+
+
+class SubmissionPackageApi(APIView):
+    """Download the assembled package (a zip in the learnware package format)."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY})
+    def get(self, request: Request, submission_id: uuid.UUID) -> FileResponse:
+        submission = _get_or_404(submission_id, request.user)
+        if submission.data_deleted_at is not None:
+            raise NotFound(f"submission {submission_id}: its package was deleted after the retention period",
+                           code="submission:user:expired")
+        if not submission.package:
+            raise Conflict(f"submission {submission_id} has no package yet", code="submission:user:package-not-ready")
+        response = FileResponse(submission.package.open("rb"), content_type="application/zip", as_attachment=True,
+                                filename=f"submission-{submission.id}.zip")
+        response["X-Checksum-Sha256"] = submission.package_sha256
+        return response

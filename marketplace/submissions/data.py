@@ -1,0 +1,126 @@
+"""Read a submission's table data (CSV or NPZ) into arrays, with errors that name the problem.
+
+Never unpickles: NPZ files are opened with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from marketplace.core.exceptions import ValidationFailed
+from marketplace.submissions.choices import DataFormat
+
+
+@dataclass(frozen=True)
+class TableData:
+    """Rows of a table: features X (n, d), their column names, and labels y (n,) when given."""
+
+    X: np.ndarray
+    columns: list[str] | None
+    y: np.ndarray | None = None
+
+
+def _fail(field: str, message: str, code: str) -> ValidationFailed:
+    return ValidationFailed(f"{field}: {message}", code=code, details={field: [message]})
+
+
+def _parse_float(value: str, field: str, row: int, column: str) -> float:
+    try:
+        return float(value) if value.strip() != "" else float("nan")
+    except ValueError:
+        raise _fail(field, f"row {row}, column {column!r}: {value!r} is not a number", "submission:user:not-numeric") from None
+
+
+def _read_csv(raw: bytes, field: str, label_column: str | None) -> TableData:
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise _fail(field, "is not UTF-8 text", "submission:user:bad-format") from None
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if not header:
+        raise _fail(field, "is empty: no header row", "submission:user:empty-data")
+    header = [h.strip() for h in header]
+    label_at = header.index(label_column) if label_column and label_column in header else None
+    if label_column and label_at is None:
+        raise _fail(field, f"has no label column {label_column!r} (columns: {header})", "submission:user:missing-labels")
+    feature_idx = [i for i in range(len(header)) if i != label_at]
+    rows, labels = [], []
+    for number, record in enumerate(reader, start=2):
+        if not record:
+            continue
+        if len(record) != len(header):
+            raise _fail(field, f"row {number} has {len(record)} fields, the header {len(header)}", "submission:user:bad-format")
+        rows.append([_parse_float(record[i], field, number, header[i]) for i in feature_idx])
+        if label_at is not None:
+            labels.append(record[label_at].strip())
+    columns = [header[i] for i in feature_idx]
+    X = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(columns))
+    y = None if label_at is None else _labels(np.asarray(labels))
+    return TableData(X=X, columns=columns, y=y)
+
+
+def _labels(values: np.ndarray) -> np.ndarray:
+    """Integer-looking labels become ints (so "3" and 3 name one class), others stay strings."""
+    try:
+        as_float = values.astype(np.float64)
+    except ValueError:
+        return values.astype(str)
+    if np.all(np.isfinite(as_float)) and np.all(as_float == np.round(as_float)):
+        return as_float.astype(np.int64)
+    return as_float
+
+
+def _read_npz(raw: bytes, field: str, want_labels: bool) -> TableData:
+    try:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise _fail(field, f"is not a readable NPZ file without pickled objects ({exc})", "submission:user:bad-format") from None
+    if "X" not in arrays:
+        raise _fail(field, f"NPZ must hold an array 'X' (found {sorted(arrays)})", "submission:user:bad-format")
+    X = arrays["X"]
+    if X.dtype.kind not in "biuf":
+        raise _fail(field, f"array 'X' must be numeric, got dtype {X.dtype}", "submission:user:not-numeric")
+    columns = [str(c) for c in arrays["columns"].tolist()] if "columns" in arrays else None
+    y = None
+    if want_labels:
+        if "y" not in arrays:
+            raise _fail(field, "NPZ must hold the labels as an array 'y'", "submission:user:missing-labels")
+        y = _labels(arrays["y"].reshape(-1))
+    return TableData(X=np.asarray(X, dtype=np.float64), columns=columns, y=y)
+
+
+def read_table(raw: bytes, fmt: str, *, field: str, label_column: str | None = None, labelled: bool = False) -> TableData:
+    """Parse and validate one table file.
+
+    Raises
+    ------
+    ValidationFailed
+        Unknown format, unreadable file, empty data, non-numeric or non-finite values,
+        missing or mismatched labels; the message names ``field`` and the bad row/column.
+    """
+    if fmt == DataFormat.CSV:
+        table = _read_csv(raw, field, label_column if labelled else None)
+    elif fmt == DataFormat.NPZ:
+        table = _read_npz(raw, field, labelled)
+    else:
+        raise _fail(field, f"format {fmt!r} is not a table format (csv, npz)", "submission:user:bad-format")
+    X = table.X
+    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+        raise _fail(field, f"holds no rows or no feature columns (shape {X.shape})", "submission:user:empty-data")
+    bad = ~np.isfinite(X)
+    if bad.any():
+        cols = np.flatnonzero(bad.any(axis=0))
+        names = [table.columns[c] if table.columns else str(c) for c in cols[:5]]
+        raise _fail(field, f"{int(bad.sum())} NaN or infinite values, in columns {names}", "submission:user:nan")
+    if table.y is not None and table.y.shape[0] != X.shape[0]:
+        raise _fail(field, f"has {table.y.shape[0]} labels for {X.shape[0]} rows", "submission:user:labels-mismatch")
+    if table.columns is not None and len(table.columns) != X.shape[1]:
+        raise _fail(field, f"names {len(table.columns)} columns for {X.shape[1]} features", "submission:user:bad-format")
+    return table

@@ -1,0 +1,95 @@
+"""Boundary validation shared by the transferability estimators (private).
+
+Each helper converts its input to float64 / int64 once, so the estimators can trust
+their arrays afterwards; every message names the argument at fault.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from specs.exceptions import (
+    DimensionMismatchError,
+    InvalidDataError,
+    InvalidParameterError,
+)
+
+
+def _as_numpy(value: Any) -> np.ndarray:
+    # torch tensors (possibly on a device or requiring grad) arrive from embedders;
+    # detach + cpu avoids a hard dependency on torch in this module.
+    if hasattr(value, "detach") and hasattr(value, "cpu"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def check_features(F: Any, name: str = "F", min_samples: int = 2) -> np.ndarray:
+    """Return ``F`` as a C-contiguous float64 (n, d) array with finite entries."""
+    arr = _as_numpy(F)
+    if arr.ndim != 2:
+        raise InvalidDataError(f"{name} must be a 2-D array (n, d), got shape {arr.shape}")
+    if arr.shape[0] < min_samples or arr.shape[1] < 1:
+        raise InvalidDataError(
+            f"{name} needs at least {min_samples} rows and 1 column, got shape {arr.shape}"
+        )
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise InvalidDataError(f"{name} must be real numeric, got dtype {arr.dtype}")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if not np.isfinite(arr).all():
+        raise InvalidDataError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def check_class_labels(y: Any, n: int, name: str = "y") -> tuple[np.ndarray, np.ndarray]:
+    """Encode labels as codes 0..C-1; return ``(codes (n,), classes (C,))``."""
+    arr = _as_numpy(y)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise InvalidDataError(f"{name} must be 1-D (n,), got shape {arr.shape}")
+    if arr.shape[0] != n:
+        raise DimensionMismatchError(f"{name} has {arr.shape[0]} labels but F has {n} rows")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise InvalidDataError(f"{name} contains NaN or infinite values")
+    classes, codes = np.unique(arr, return_inverse=True)
+    if classes.shape[0] < 2:
+        raise InvalidDataError(f"{name} must contain at least 2 classes, got {classes.shape[0]}")
+    return codes.astype(np.int64).reshape(-1), classes
+
+
+def check_targets(y: Any, n: int, name: str = "y") -> np.ndarray:
+    """Return regression targets as a float64 (n, t) array."""
+    arr = _as_numpy(y)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise InvalidDataError(f"{name} must be (n,) or (n, t), got shape {arr.shape}")
+    if arr.shape[0] != n:
+        raise DimensionMismatchError(f"{name} has {arr.shape[0]} rows but F has {n} rows")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if not np.isfinite(arr).all():
+        raise InvalidDataError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def check_choice(value: str, allowed: tuple[str, ...], name: str) -> str:
+    """Raise ``InvalidParameterError`` unless ``value`` is one of ``allowed``."""
+    if value not in allowed:
+        raise InvalidParameterError(f"{name} must be one of {allowed}, got {value!r}")
+    return value
+
+
+def check_positive_int(value: int, name: str, minimum: int = 1) -> int:
+    """Raise ``InvalidParameterError`` unless ``value`` is an int >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise InvalidParameterError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def one_hot(codes: np.ndarray, n_classes: int) -> np.ndarray:
+    """(n,) integer codes -> (n, C) float64 indicator matrix."""
+    out = np.zeros((codes.shape[0], n_classes), dtype=np.float64)
+    out[np.arange(codes.shape[0]), codes] = 1.0
+    return out

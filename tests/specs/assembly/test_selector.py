@@ -1,0 +1,85 @@
+"""Job selectors on a constructed mixture task where each member is right on one domain."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+
+from specs.assembly import Assembly, RKMEJobSelector, TrainedJobSelector
+from specs.kernels import rbf_kernel
+from specs.rkme import RKMESpecification
+
+CENTRES = np.array([[-4.0, 0.0], [4.0, 0.0], [0.0, 5.0]])
+
+
+def _task(rng: np.random.Generator, n_per: int = 120):
+    domain = np.repeat(np.arange(3), n_per)
+    X = CENTRES[domain] + rng.normal(size=(3 * n_per, 2))
+    y = (X[:, 0] + X[:, 1] > CENTRES[domain].sum(axis=1)).astype(int)
+    members = []
+    for i in range(3):
+        # Member i knows the rule of domain i and is wrong elsewhere.
+        pred = np.where(domain == i, y, 1 - y)
+        members.append(np.eye(2)[pred] * 0.8 + 0.1)
+    return X, y, domain, members
+
+
+def _rkmes(rng: np.random.Generator, X: np.ndarray, domain: np.ndarray):
+    specs = [RKMESpecification(K=10, gamma=0.5, random_state=i).fit(X[domain == i]) for i in range(3)]
+    return [s.Z_ for s in specs], [s.beta_ for s in specs]
+
+
+def test_densities_equal_direct_kernel_sums(rng: np.random.Generator) -> None:
+    X, _, domain, _ = _task(rng, 30)
+    Zs, betas = _rkmes(rng, X, domain)
+    sel = RKMEJobSelector(n_classes=2).fit(Zs, betas, 0.5, weights=[0.2, 0.3, 0.5])
+    direct = np.stack([w * rbf_kernel(X, Z, 0.5) @ b for w, Z, b in zip([0.2, 0.3, 0.5], Zs, betas, strict=True)], axis=1)
+    got = sel.densities(X)
+    # densities are rescaled per row; the ratios between members are what routes.
+    assert_allclose(got / got.sum(axis=1, keepdims=True), direct / direct.sum(axis=1, keepdims=True), rtol=1e-9)
+    assert_allclose(sel.responsibilities(X).sum(axis=1), 1.0)
+
+
+def test_rkme_selector_beats_every_member(rng: np.random.Generator) -> None:
+    X, y, domain, members = _task(rng)
+    Zs, betas = _rkmes(rng, X, domain)
+    sel = RKMEJobSelector(n_classes=2).fit(Zs, betas, 0.5)
+    acc = (sel.predict(members, X) == y).mean()
+    member_acc = [(m.argmax(axis=1) == y).mean() for m in members]
+    assert (sel.route(X) == domain).mean() > 0.95
+    assert acc > max(member_acc) + 0.2, (acc, member_acc)
+
+
+def test_trained_selector_beats_every_member_on_new_data(rng: np.random.Generator) -> None:
+    X, y, _, members = _task(rng)
+    Xt, yt, _, members_t = _task(np.random.default_rng(7))
+    sel = TrainedJobSelector(n_classes=2).fit(X, members, y)
+    acc = (sel.predict(members_t, Xt) == yt).mean()
+    assert acc > max((m.argmax(axis=1) == yt).mean() for m in members_t) + 0.2
+
+
+def test_selectors_round_trip_and_call_members_on_routed_rows(rng: np.random.Generator) -> None:
+    X, y, domain, members = _task(rng, 40)
+    Zs, betas = _rkmes(rng, X, domain)
+    calls: list[int] = []
+
+    def member(i: int):
+        def f(Xs: np.ndarray) -> np.ndarray:
+            calls.append(len(Xs))
+            return np.full(len(Xs), i % 2)
+        return f
+
+    for sel in (RKMEJobSelector(n_classes=2).fit(Zs, betas, 0.5), TrainedJobSelector(n_classes=2).fit(X, members, y)):
+        loaded = Assembly.from_bytes(sel.to_bytes())
+        assert type(loaded) is type(sel)
+        assert_array_equal(loaded.route(X), sel.route(X))
+        assert_array_equal(loaded.predict_proba(members, X), sel.predict_proba(members, X))
+    calls.clear()
+    RKMEJobSelector(n_classes=2).fit(Zs, betas, 0.5).predict([member(i) for i in range(3)], X)
+    assert sum(calls) == len(X)
+
+
+def test_rkme_selector_rejects_mismatched_specs(rng: np.random.Generator) -> None:
+    with pytest.raises(Exception, match="do not match"):
+        RKMEJobSelector().fit([np.zeros((3, 2)), np.zeros((3, 4))], [np.ones(3), np.ones(3)], 1.0)

@@ -1,0 +1,1 @@
+"""Multi-step background flows: orchestrate specs and marketplace services, report progress."""

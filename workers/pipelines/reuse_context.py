@@ -1,0 +1,138 @@
+"""What the reuse stages share: the submission, the stored results, and inputs loaded once.
+
+Everything here is recomputed deterministically from the submission's files and the
+stored results, so a resumed run rebuilds the same context.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+from django.core.files.base import ContentFile
+from django.core.files.storage import storages
+
+from marketplace.core.exceptions import ValidationFailed
+from marketplace.learnwares.models import FeatureSpace
+from marketplace.submissions.data import TableData, read_table
+from marketplace.submissions.models import Submission
+from specs import TableStandardizer
+
+DEFAULT_SEED = 0
+DEFAULT_HOLDOUT = 0.3
+VALIDATION_SHARE = 0.25  # of the rows left after the hold-out
+MIN_LABELLED = 12
+
+
+def unit_rms(X: np.ndarray) -> np.ndarray:
+    """Per-column root mean square (1 for all-zero columns), the space's unit-free step."""
+    rms = np.sqrt(np.mean(X * X, axis=0))
+    return np.where(rms > 0, rms, 1.0)
+
+
+class SpaceTransform:
+    """x -> (x / rms - mean) / scale with the rms of the user's data fixed, so that any later
+    batch (the labelled sample, a prediction call) lands where the user's data landed."""
+
+    def __init__(self, rms: np.ndarray, standardization: dict[str, Any]) -> None:
+        self.rms = np.asarray(rms, dtype=np.float64)
+        if standardization:
+            std = TableStandardizer.from_dict(standardization)
+            self.mean, self.scale = std.mean_, std.scale_
+            self.unit_free = bool(std.scale_invariant)
+        else:
+            self.mean, self.scale, self.unit_free = np.zeros_like(self.rms), np.ones_like(self.rms), False
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        U = X / self.rms if self.unit_free else X
+        return (U - self.mean) / self.scale
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rms": self.rms.tolist(), "mean": self.mean.tolist(), "scale": self.scale.tolist(), "unit_free": self.unit_free}
+
+
+class ReuseContext:
+    """Inputs of one submission's run, loaded lazily and at most once."""
+
+    def __init__(self, submission: Submission) -> None:
+        self.submission = submission
+        self.results: dict[str, dict[str, Any]] = {}
+        self.cache: dict[str, Any] = {}
+
+    @property
+    def requirements(self) -> dict[str, Any]:
+        return self.submission.requirements or {}
+
+    @property
+    def seed(self) -> int:
+        return int(self.requirements.get("seed", DEFAULT_SEED))
+
+    def _read(self, field: Any) -> bytes:
+        with field.open("rb") as fh:
+            return fh.read()
+
+    @cached_property
+    def data_bytes(self) -> bytes:
+        if not self.submission.data_file:
+            raise ValidationFailed("data: the submission's data were deleted", code="submission:user:data-deleted")
+        return self._read(self.submission.data_file)
+
+    @cached_property
+    def user_table(self) -> TableData:
+        return read_table(self.data_bytes, self.submission.data_format, field="data")
+
+    @cached_property
+    def labelled_table(self) -> TableData | None:
+        if not self.submission.has_labels:
+            return None
+        raw = self._read(self.submission.labelled_file)
+        table = read_table(raw, self.submission.labelled_format, field="labelled",
+                           label_column=self.requirements.get("label_column", "label"), labelled=True)
+        if table.X.shape[0] < MIN_LABELLED:
+            raise ValidationFailed(f"labelled: {table.X.shape[0]} rows are too few (at least {MIN_LABELLED})",
+                                   code="submission:user:too-few-labels")
+        return table
+
+    @cached_property
+    def space(self) -> FeatureSpace:
+        key = self.results["spec"]["feature_space"]
+        return FeatureSpace.objects.get(key=key)
+
+    @cached_property
+    def transform(self) -> SpaceTransform:
+        return SpaceTransform(np.asarray(self.results["spec"]["unit_rms"]), self.space.standardization or {})
+
+    @cached_property
+    def splits(self) -> dict[str, np.ndarray]:
+        """Seeded fit / validation / test row indices of the labelled sample."""
+        table = self.labelled_table
+        assert table is not None
+        n = table.X.shape[0]
+        perm = np.random.default_rng(self.seed).permutation(n)
+        n_test = max(3, round(float(self.requirements.get("holdout_fraction", DEFAULT_HOLDOUT)) * n))
+        rest = perm[n_test:]
+        n_val = max(2, round(VALIDATION_SHARE * rest.shape[0]))
+        return {"test": np.sort(perm[:n_test]), "val": np.sort(rest[:n_val]), "fit": np.sort(rest[n_val:])}
+
+    # --- work files: content of a stage, stored privately under the submission's prefix ---
+    def work_name(self, name: str) -> str:
+        return f"submissions/{self.submission.owner_id}/{self.submission.id}/work/{name}"
+
+    def work_save(self, name: str, content: bytes) -> dict[str, Any]:
+        """Store ``content`` as work file ``name`` (skipped if the same bytes are there)."""
+        storage = storages["default"]
+        path = self.work_name(name)
+        sha = hashlib.sha256(content).hexdigest()
+        if storage.exists(path):
+            with storage.open(path, "rb") as fh:
+                if hashlib.sha256(fh.read()).hexdigest() == sha:
+                    return {"file": name, "sha256": sha, "size": len(content)}
+            storage.delete(path)
+        storage.save(path, ContentFile(content))
+        return {"file": name, "sha256": sha, "size": len(content)}
+
+    def work_load(self, name: str) -> bytes:
+        with storages["default"].open(self.work_name(name), "rb") as fh:
+            return fh.read()

@@ -1,0 +1,156 @@
+"""Learnware versions as assembly members: their artifact, classes, RKME, and outputs on rows.
+
+Outputs are computed by the publishing sandbox (``workers.sandbox.runner.run_model``), never
+in the worker process, and cached per (artifact sha256, rows sha256) for the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import yaml
+
+from marketplace.core.exceptions import ApplicationError, TransientError
+from marketplace.learnwares.models import LearnwareVersion
+from marketplace.search.store import rkme_arrays
+from workers.sandbox.runner import SandboxError, SandboxUnavailable, run_model
+
+MODEL_SUFFIXES = {".pt": "torchscript", ".pt2": "torch_export"}
+
+
+@dataclass(frozen=True)
+class Member:
+    """One learnware version taking part in a submission."""
+
+    version_id: int
+    learnware_id: int
+    number: int
+    name: str
+    license: str
+    sha256: str
+    artifact_format: str
+    artifact_name: str
+    classes: list[str] | None
+    Z: np.ndarray
+    beta: np.ndarray
+
+    def card(self) -> dict[str, Any]:
+        return {"learnware_id": self.learnware_id, "version_id": self.version_id, "version": self.number,
+                "name": self.name, "license": self.license, "sha256": self.sha256}
+
+
+def _manifest_classes(manifest: dict[str, Any]) -> list[str] | None:
+    output = manifest.get("output") or {}
+    classes = output.get("classes") if isinstance(output, dict) else None
+    if classes is None:
+        classes = manifest.get("labels")
+    if not classes:
+        return None
+    return [str(c["name"]) if isinstance(c, dict) else str(c) for c in classes]
+
+
+def package_files(version: LearnwareVersion) -> dict[str, bytes]:
+    """Files of a version's package zip (name -> bytes)."""
+    with version.package.open("rb") as fh:
+        raw = fh.read()
+    if hashlib.sha256(raw).hexdigest() != version.artifact_sha256:
+        raise ApplicationError(f"learnware version {version.id}: stored package does not match its sha256",
+                               code="submission:app:artifact-corrupt", http_status=500)
+    with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+        return {info.filename: zf.read(info) for info in zf.infolist() if not info.is_dir()}
+
+
+def model_artifact(files: dict[str, bytes], manifest: dict[str, Any]) -> tuple[str, str]:
+    """(file name, artifact kind) of the package's model file."""
+    named = manifest.get("artifact")
+    if isinstance(named, dict):
+        named = named.get("path") or named.get("file")
+    candidates = [named] if isinstance(named, str) and named in files else sorted(files)
+    for name in candidates:
+        for suffix, kind in MODEL_SUFFIXES.items():
+            if name.endswith(suffix):
+                return name, kind
+    raise ApplicationError(f"no model artifact (.pt/.pt2) in the package (files: {sorted(files)[:10]})",
+                           code="submission:app:no-artifact", http_status=500)
+
+
+def member_load(version: LearnwareVersion) -> Member:
+    """Member of a published version (its manifest, artifact name and RKME)."""
+    manifest = version.manifest or {}
+    if not manifest and version.package:
+        manifest = yaml.safe_load(package_files(version).get("learnware.yaml", b"{}")) or {}
+    files = package_files(version)
+    name, kind = model_artifact(files, manifest)
+    Z, beta = rkme_arrays(version.specification.rkme)
+    lw = version.learnware
+    return Member(version.id, lw.id, version.number, lw.name, lw.license, version.artifact_sha256, kind, name,
+                  _manifest_classes(manifest), Z, beta)
+
+
+def members_load(version_ids: list[int]) -> list[Member]:
+    """Members in the order of ``version_ids``."""
+    rows = LearnwareVersion.objects.select_related("learnware", "specification").in_bulk(version_ids)
+    return [member_load(rows[v]) for v in version_ids]
+
+
+class OutputCache:
+    """Raw outputs of members on row sets, computed once per run in the sandbox."""
+
+    def __init__(self) -> None:
+        self._artifacts: dict[int, bytes] = {}
+        self._outputs: dict[tuple[int, str], np.ndarray] = {}
+
+    def artifact(self, member: Member) -> bytes:
+        if member.version_id not in self._artifacts:
+            version = LearnwareVersion.objects.get(id=member.version_id)
+            self._artifacts[member.version_id] = package_files(version)[member.artifact_name]
+        return self._artifacts[member.version_id]
+
+    def raw(self, member: Member, X: np.ndarray) -> np.ndarray:
+        """The model's output on rows X (n, d): (n, C) scores or (n,) / (n, t) values."""
+        X32 = np.ascontiguousarray(X, dtype=np.float32)
+        key = (member.version_id, hashlib.sha256(X32.tobytes()).hexdigest())
+        if key not in self._outputs:
+            try:
+                out = run_model(self.artifact(member), X32, kind=member.artifact_format)
+            except SandboxUnavailable as exc:
+                raise TransientError(str(exc)) from exc
+            except SandboxError as exc:
+                raise ApplicationError(f"learnware {member.name} v{member.number} failed on your rows: {exc}",
+                                       code="submission:app:member-failed", http_status=500) from exc
+            out = np.asarray(out, dtype=np.float64)
+            if out.shape[0] != X.shape[0] or not np.isfinite(out).all():
+                raise ApplicationError(f"learnware {member.name} v{member.number} gave {out.shape} non-finite or misshapen outputs",
+                                       code="submission:app:member-failed", http_status=500)
+            self._outputs[key] = out
+        return self._outputs[key]
+
+
+def probabilities(raw: np.ndarray) -> np.ndarray:
+    """Rows of class scores as probabilities: kept if they already are, else a softmax."""
+    if raw.ndim == 1:
+        raise ValueError("a classifier must output (n, C) scores")
+    if (raw >= 0).all() and np.allclose(raw.sum(axis=1), 1.0, atol=1e-4):
+        return raw
+    e = np.exp(raw - raw.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def to_task_classes(raw: np.ndarray, member: Member, classes: list[str]) -> np.ndarray:
+    """(n, len(classes)) probabilities: the member's columns moved to the task's class order."""
+    probs = probabilities(raw)
+    own = member.classes or [str(i) for i in range(probs.shape[1])]
+    if len(own) != probs.shape[1]:
+        raise ApplicationError(f"learnware {member.name} outputs {probs.shape[1]} scores for {len(own)} classes",
+                               code="submission:app:member-failed", http_status=500)
+    out = np.zeros((probs.shape[0], len(classes)))
+    position = {c: i for i, c in enumerate(classes)}
+    for j, c in enumerate(own):
+        if c in position:
+            out[:, position[c]] = probs[:, j]
+    return out

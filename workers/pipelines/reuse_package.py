@@ -1,0 +1,156 @@
+"""Stage ``package``: the chosen assembly as a learnware package, and a predictor for it.
+
+The zip holds ``learnware.yaml`` (the manifest, artifact format ``assembly``),
+``recipe.json`` (method, task classes, the space transform, and every member's exact
+learnware version, package sha256, artifact path and sha256, classes and licence),
+``assembly.lwa`` (the fitted method, specs' no-pickle format), ``members/<i>/<file>``
+(each member's model artifact, byte for byte) and ``rkme.json`` (the spec of the user's
+data, so the package can itself be published). Entries are written in a fixed order with
+a fixed timestamp, so the same inputs give the same bytes (and sha256).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from pathlib import PurePosixPath
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from marketplace.submissions.services import submission_package_save
+from specs.assembly import Assembly
+from workers.base import Report
+from workers.pipelines import reuse_methods as methods
+from workers.pipelines.reuse_context import ReuseContext, SpaceTransform
+from workers.pipelines.reuse_members import probabilities
+from workers.pipelines.reuse_rank import context_members
+
+RECIPE_FORMAT = "lwm-assembly-recipe"
+RECIPE_VERSION = 1
+_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name in sorted(files):
+            info = zipfile.ZipInfo(name, date_time=_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, files[name])
+    return buffer.getvalue()
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _license(licenses: list[str]) -> str:
+    unique = sorted(set(licenses))
+    return unique[0] if len(unique) == 1 else " AND ".join(unique)
+
+
+def run(ctx: ReuseContext, report: Report) -> dict[str, Any]:
+    """Build the package of the chosen method and store it with the submission."""
+    assemble = ctx.results["assemble"]
+    chosen = next(r for r in assemble["methods"] if r["method"] == assemble["chosen"])
+    members, cache = context_members(ctx, [m["version_id"] for m in assemble["members"]])
+    assembly = ctx.work_load(chosen["artifact"]["file"])
+    files: dict[str, bytes] = {"assembly.lwa": assembly, "rkme.json": ctx.work_load(ctx.results["spec"]["rkme_file"]["file"])}
+    entries = []
+    for i, m in enumerate(members):
+        artifact = cache.artifact(m)
+        path = f"members/{i}/{PurePosixPath(m.artifact_name).name}"
+        files[path] = artifact
+        entries.append({**m.card(), "package_sha256": m.sha256, "classes": m.classes,
+                        "artifact": {"path": path, "format": m.artifact_format, "sha256": _sha(artifact)}})
+    evaluation = ctx.results["evaluate"]
+    recipe = {
+        "format": RECIPE_FORMAT, "version": RECIPE_VERSION, "method": assemble["chosen"], "task": ctx.submission.task,
+        "classes": assemble["classes"], "feature_space": ctx.space.key, "transform": ctx.transform.to_dict(),
+        "assembly": {"path": "assembly.lwa", "sha256": _sha(assembly), "kind": assemble["chosen"]},
+        "members": entries, "licenses": sorted({m.license for m in members}),
+        "evaluation": {"verdict": evaluation.get("verdict"), "statement": evaluation.get("statement")},
+    }
+    files["recipe.json"] = json.dumps(recipe, indent=2, sort_keys=True).encode()
+    columns = (ctx.space.schema or {}).get("columns")
+    manifest = {
+        "name": f"assembly-{str(ctx.submission.id)[:8]}", "kind": "model", "modality": ctx.submission.modality,
+        "task": ctx.submission.task, "description": f"{assemble['chosen']} over {len(members)} learnwares: "
+        + ", ".join(f"{m.name} v{m.number}" for m in members),
+        "input": {"columns": columns} if columns else {"dim": ctx.space.dim},
+        "output": {"classes": assemble["classes"]} if assemble["classes"] else {"dim": 1},
+        "license": _license([m.license for m in members]), "tags": ["assembly", assemble["chosen"]],
+        "artifact": {"format": "assembly", "path": "recipe.json"}, "feature_space": ctx.space.key,
+        "specification": "rkme.json",
+    }
+    files["learnware.yaml"] = yaml.safe_dump(manifest, sort_keys=True).encode()
+    content = _zip(files)
+    report("package", 1, 1, f"package of {len(content)} bytes")
+    submission_package_save(submission_id=ctx.submission.id, content=content, filename="package.zip")
+    return {"sha256": _sha(content), "size": len(content), "files": sorted(files), "license": manifest["license"],
+            "method": assemble["chosen"], "members": [{"version_id": e["version_id"], "sha256": e["package_sha256"]} for e in entries]}
+
+
+class PackagePredictor:
+    """Predict with a package built by :func:`run` (TorchScript members run in this process:
+    this is the user's side, on their machine, with the artifacts the market checked)."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.manifest = yaml.safe_load(files["learnware.yaml"])
+        self.recipe = json.loads(files["recipe.json"])
+        if self.recipe.get("format") != RECIPE_FORMAT or self.recipe.get("version") != RECIPE_VERSION:
+            raise ValueError(f"recipe.json is not a {RECIPE_FORMAT} v{RECIPE_VERSION} recipe")
+        assembly = files[self.recipe["assembly"]["path"]]
+        if _sha(assembly) != self.recipe["assembly"]["sha256"]:
+            raise ValueError("assembly.lwa does not match the sha256 in recipe.json")
+        self.assembly = Assembly.from_bytes(assembly)
+        t = self.recipe["transform"]
+        self.transform = SpaceTransform(np.asarray(t["rms"]), {})
+        self.transform.mean, self.transform.scale, self.transform.unit_free = np.asarray(t["mean"]), np.asarray(t["scale"]), t["unit_free"]
+        self.members = []
+        for entry in self.recipe["members"]:
+            raw = files[entry["artifact"]["path"]]
+            if _sha(raw) != entry["artifact"]["sha256"]:
+                raise ValueError(f"{entry['artifact']['path']} does not match its sha256")
+            self.members.append((torch.jit.load(io.BytesIO(raw), map_location="cpu").eval(), entry))
+
+    @classmethod
+    def from_bytes(cls, content: bytes) -> PackagePredictor:
+        with zipfile.ZipFile(io.BytesIO(content)) as zf:
+            return cls({info.filename: zf.read(info) for info in zf.infolist()})
+
+    def _outputs(self, X: np.ndarray) -> list[np.ndarray]:
+        classes = self.recipe["classes"]
+        out = []
+        with torch.no_grad():
+            for model, entry in self.members:
+                raw = model(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))).double().numpy()
+                if self.recipe["task"] != "classification":
+                    out.append(raw.reshape(raw.shape[0], -1)[:, 0])
+                    continue
+                probs, full = probabilities(raw), np.zeros((X.shape[0], len(classes)))
+                own = entry["classes"] or [str(i) for i in range(probs.shape[1])]
+                for j, c in enumerate(own):
+                    if c in classes:
+                        full[:, classes.index(c)] = probs[:, j]
+                out.append(full)
+        return out
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """(n, C) probabilities over ``recipe['classes']`` (classification) or (n,) predictions."""
+        X = np.asarray(X, dtype=np.float64)
+        task = self.recipe["task"]
+        nc = len(self.recipe["classes"]) if task == "classification" else None
+        return methods.predict_method(self.assembly, task=task, n_classes=nc, outputs=self._outputs(X), Xs=self.transform(X))
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Class names (n,) or regression predictions (n,)."""
+        out = self.predict_proba(X)
+        if self.recipe["task"] != "classification":
+            return out
+        return np.asarray(self.recipe["classes"])[out.argmax(axis=1)]

@@ -1,0 +1,136 @@
+"""Stage ``spec``: resolve the feature space and compute (or validate) the user's RKME."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from marketplace.core.exceptions import ValidationFailed
+from marketplace.learnwares.models import FeatureSpace
+from marketplace.submissions.choices import DataFormat
+from marketplace.submissions.services import submission_feature_space_set
+from specs import RKMESpecification, SpecError, rkme_fit, rkme_from_json, rkme_to_json
+from workers.base import Report
+from workers.pipelines.reuse_context import ReuseContext, SpaceTransform, unit_rms
+
+RKME_K = 100
+
+
+def _fail(field: str, message: str, code: str) -> ValidationFailed:
+    return ValidationFailed(f"{field}: {message}", code=code, details={field: [message]})
+
+
+def resolve_space(ctx: ReuseContext, columns: list[str] | None, d: int) -> FeatureSpace:
+    """The requested space (checked against the data), else the only table space that fits."""
+    key = ctx.requirements.get("feature_space")
+    if key:
+        space = FeatureSpace.objects.filter(key=key).first()
+        if space is None:
+            raise _fail("requirements.feature_space", f"feature space {key!r} does not exist", "submission:user:unknown-feature-space")
+        _check_fits(space, columns, d)
+        return space
+    fitting = [s for s in FeatureSpace.objects.filter(kind=ctx.submission.modality, dim=d).order_by("key") if _fits(s, columns, d)]
+    if len(fitting) == 1:
+        return fitting[0]
+    if not fitting:
+        what = f"columns {columns}" if columns else f"{d} unnamed columns"
+        raise _fail("data", f"no {ctx.submission.modality} feature space has {what}", "submission:user:wrong-feature-space")
+    raise _fail("requirements.feature_space", f"the data fit several feature spaces {[s.key for s in fitting]}: name one",
+                "submission:user:ambiguous-feature-space")
+
+
+def _space_columns(space: FeatureSpace) -> list[str] | None:
+    columns = (space.schema or {}).get("columns")
+    if not columns:
+        return None
+    return [c["name"] if isinstance(c, dict) else str(c) for c in columns]
+
+
+def _fits(space: FeatureSpace, columns: list[str] | None, d: int) -> bool:
+    expected = _space_columns(space)
+    return space.dim == d and (columns is None or expected is None or expected == columns)
+
+
+def _check_fits(space: FeatureSpace, columns: list[str] | None, d: int) -> None:
+    if space.dim != d:
+        raise _fail("data", f"has {d} feature columns, feature space {space.key!r} has {space.dim}", "submission:user:wrong-feature-space")
+    expected = _space_columns(space)
+    if columns is not None and expected is not None and expected != columns:
+        missing = [c for c in expected if c not in columns]
+        raise _fail("data", f"columns differ from feature space {space.key!r} (missing {missing[:10]}, got {columns[:10]})",
+                    "submission:user:wrong-feature-space")
+
+
+def _check_labels(ctx: ReuseContext, space: FeatureSpace) -> dict[str, Any] | None:
+    table = ctx.labelled_table
+    if table is None:
+        return None
+    _check_fits(space, table.columns, table.X.shape[1])
+    y = table.y
+    assert y is not None
+    if ctx.submission.task == "regression":
+        if y.dtype.kind not in "iuf":
+            raise _fail("labelled", "regression targets must be numbers", "submission:user:labels-mismatch")
+        return {"n": int(y.shape[0]), "target_mean": float(np.mean(y)), "target_std": float(np.std(y))}
+    classes, counts = np.unique(y.astype(str), return_counts=True)
+    if classes.shape[0] < 2:
+        raise _fail("labelled", f"holds a single class {classes.tolist()}: nothing to learn", "submission:user:labels-mismatch")
+    return {"n": int(y.shape[0]), "classes": classes.tolist(), "counts": counts.tolist()}
+
+
+def _from_rkme(ctx: ReuseContext) -> tuple[RKMESpecification, FeatureSpace, np.ndarray]:
+    try:
+        spec = rkme_from_json(ctx.data_bytes)
+    except SpecError as exc:
+        raise _fail("rkme", str(exc), "submission:user:bad-rkme") from exc
+    space = resolve_space(ctx, None, spec.n_features_in_)
+    if not np.isclose(spec.gamma_, space.gamma, rtol=1e-9, atol=0.0):
+        raise _fail("rkme", f"gamma {spec.gamma_!r} differs from feature space {space.key!r} ({space.gamma!r}): "
+                    "compute it in the space's coordinates", "submission:user:wrong-feature-space")
+    # The labelled sample (if any) sets the unit-free scale; without one it is never needed.
+    table = ctx.labelled_table
+    rms = unit_rms(table.X) if table is not None else np.ones(space.dim)
+    return spec, space, rms
+
+
+def run(ctx: ReuseContext, report: Report) -> dict[str, Any]:
+    """Spec the user's data in its feature space (or validate the uploaded RKME)."""
+    if ctx.submission.data_format == DataFormat.RKME:
+        spec, space, rms = _from_rkme(ctx)
+        source = "client"
+    elif ctx.submission.data_format in (DataFormat.CSV, DataFormat.NPZ):
+        table = ctx.user_table
+        space = resolve_space(ctx, table.columns, table.X.shape[1])
+        rms = unit_rms(table.X)
+        X = SpaceTransform(rms, space.standardization or {})(table.X)
+        try:
+            spec = rkme_fit(X, min(RKME_K, X.shape[0]), space.gamma, random_state=ctx.seed)
+        except SpecError as exc:
+            raise _fail("data", str(exc), "submission:user:bad-data") from exc
+        source = "data"
+    else:
+        raise _fail("data_format", f"{ctx.submission.data_format!r} data are not supported by the reuse pipeline yet",
+                    "submission:user:unsupported-format")
+    labelled = _check_labels(ctx, space)
+    submission_feature_space_set(submission_id=ctx.submission.id, feature_space=space)
+    stored = ctx.work_save("user-rkme.json", rkme_to_json(spec).encode())
+    return {
+        "feature_space": space.key, "source": source, "n_rows": spec.n_samples_, "d": int(spec.n_features_in_),
+        "K": int(spec.Z_.shape[0]), "gamma": float(spec.gamma_), "self_term": spec.self_term(),
+        "rkme_file": stored, "unit_rms": rms.tolist(), "labelled": labelled,
+        "explanation": (f"{'your RKME was validated' if source == 'client' else f'{spec.n_samples_} rows reduced to an RKME of {spec.Z_.shape[0]} points'} "
+                        f"in feature space {space.key} (d={space.dim}, gamma={space.gamma:.4g})"),
+    }
+
+
+def user_spec(ctx: ReuseContext) -> RKMESpecification:
+    """The user's RKME written by this stage."""
+    if "user_spec" not in ctx.cache:
+        ctx.cache["user_spec"] = rkme_from_json(ctx.work_load(ctx.results["spec"]["rkme_file"]["file"]))
+    return ctx.cache["user_spec"]
+
+
+def as_json(spec: RKMESpecification) -> dict[str, Any]:
+    return json.loads(rkme_to_json(spec))

@@ -1,0 +1,25 @@
+"""Run uploaded models in limited child processes (see ``runner.run_model``)."""
+
+from workers.sandbox.runner import (
+    SandboxCpuExceeded,
+    SandboxCrashed,
+    SandboxError,
+    SandboxLimits,
+    SandboxMemoryExceeded,
+    SandboxOutputInvalid,
+    SandboxTimeout,
+    SandboxUnavailable,
+    run_model,
+)
+
+__all__ = [
+    "SandboxCpuExceeded",
+    "SandboxCrashed",
+    "SandboxError",
+    "SandboxLimits",
+    "SandboxMemoryExceeded",
+    "SandboxOutputInvalid",
+    "SandboxTimeout",
+    "SandboxUnavailable",
+    "run_model",
+]

@@ -1,0 +1,51 @@
+"""Search tasks: index one version, snapshot an index, search with a large data file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.files.storage import storages
+
+from marketplace.jobs.models import Job
+from marketplace.learnwares.models import FeatureSpace, Specification
+from marketplace.search.data import spec_from_file
+from marketplace.search.results import data_result_dict
+from marketplace.search.selectors import search_by_data
+from marketplace.search.services import index_add, index_snapshot
+from workers.base import JobTask, Report
+from workers.celery import app
+
+
+@app.task(name="search.index_version", queue="compute", soft_time_limit=60, time_limit=90)
+def index_version(version_id: int) -> dict[str, Any]:
+    """Record a published version in its indexes (idempotent)."""
+    spec = Specification.objects.select_related("feature_space").get(version_id=version_id)
+    index_add(specification=spec)
+    return {"version_id": version_id}
+
+
+@app.task(name="search.snapshot", queue="compute", soft_time_limit=600, time_limit=720)
+def snapshot(key: str) -> dict[str, Any]:
+    """Write index ``key`` to storage at its current generation."""
+    state = index_snapshot(key=key)
+    return {"key": key, "generation": state.snapshot_generation}
+
+
+@app.task(base=JobTask, bind=True, name="search.by_data", queue="compute", soft_time_limit=300, time_limit=360)
+def by_data(self: JobTask, job_id: str, feature_space: str, path: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Spec a large data file and search with it; the job's result is the search result."""
+
+    def step(job: Job, report: Report) -> dict[str, Any]:
+        storage = storages["default"]
+        report("spec", 0, 2)
+        with storage.open(path, "rb") as fh:
+            content = fh.read()
+        space = FeatureSpace.objects.get(key=feature_space)
+        spec = spec_from_file(space=space, name=path, content=content)
+        report("search", 1, 2)
+        result = search_by_data(user=job.owner, feature_space=feature_space, Z=spec.Z_, beta=spec.beta_,
+                                n_samples=spec.n_samples_, **params)
+        storage.delete(path)  # the user's data is not kept once specced
+        return data_result_dict(result)
+
+    return self.run_job(job_id, step)
