@@ -94,26 +94,37 @@ def run_worker(python: str, side: str, path: str, repeats: int, skip: list[str])
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _keep_best(best: dict, new: dict) -> None:
+    for name, (seconds, value) in new.items():
+        if name not in best or seconds < best[name][0]:
+            best[name] = (seconds, value)
+
+
 def speed_table() -> None:
     import numpy as np
 
     tr_python = str(ensure_venv())
-    print("1 thread per side (OMP/OPENBLAS/MKL_NUM_THREADS=1, torch.set_num_threads(1)); best of R runs")
+    print("1 thread per side (OMP/OPENBLAS/MKL_NUM_THREADS=1, torch.set_num_threads(1)); "
+          "best of 3 alternating rounds (2 at n=10000)")
     print(f"{'estimator':<14}{'n':>6}{'d':>5}{'ours s':>9}{'TR s':>9}{'speed-up':>9}"
           f"{'ours value':>16}{'TR value':>16}{'rel diff':>10}")
     with tempfile.TemporaryDirectory() as tmp:
         for n, d in CELLS:
             rng = np.random.default_rng(n + d)
             y = rng.integers(0, 10, n)
-            F = (rng.normal(size=(10, d))[y] * 0.35 + rng.normal(size=(n, d))).astype(np.float32)
+            F = (rng.normal(size=(10, d))[y] * 0.3 + rng.normal(size=(n, d))).astype(np.float32)
             path = str(Path(tmp) / f"data_{n}_{d}.npz")
             np.savez(path, F=F, y=y)
             # transformer-ranker's cosine builds a (1024, n, d) float32 tensor, ~3 copies live.
             need = 3 * min(1024, n) * n * d * 4
             skip = ["knn_cosine"] if need > available_bytes() // 2 else []
-            repeats = 3 if n <= 1000 else 2
-            ours = run_worker(sys.executable, "ours", path, repeats, [])
-            theirs = run_worker(tr_python, "tr", path, repeats, skip)
+            # Alternate the sides, one run each per round, so load from other processes
+            # on this shared machine hits both alike; keep each side's best round.
+            ours: dict = {}
+            theirs: dict = {}
+            for _ in range(3 if n <= 1000 else 2):
+                _keep_best(ours, run_worker(sys.executable, "ours", path, 1, []))
+                _keep_best(theirs, run_worker(tr_python, "tr", path, 1, skip))
             for name in ESTIMATORS:
                 t_o, v_o = ours[name]
                 if name not in theirs:

@@ -17,3 +17,4 @@ urlpatterns = [
 handler404 = "marketplace.portal.views.page_not_found"
 handler403 = "marketplace.portal.views.permission_denied"
 handler500 = "marketplace.portal.views.server_error"
+handler400 = "marketplace.portal.views.bad_request"

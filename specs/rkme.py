@@ -33,7 +33,6 @@ from specs._validation import (
 from specs.exceptions import (
     IncompatibleSpaceError,
     InvalidDataError,
-    InvalidParameterError,
     NotFittedError,
     SerializationError,
 )
@@ -174,8 +173,7 @@ class RKMESpecification:
         check_positive_int(self.max_iter, "max_iter")
         check_positive_int(self.max_fit_samples, "max_fit_samples")
         check_positive_float(self.tol, "tol")
-        if not (np.isfinite(self.ridge) and self.ridge >= 0):
-            raise InvalidParameterError(f"ridge must be a finite number >= 0, got {self.ridge!r}")
+        check_positive_float(self.ridge, "ridge")  # 0 would make repeated points singular
         return K, gamma
 
     def fit(self, X: object) -> RKMESpecification:

@@ -2,42 +2,53 @@
 
 from __future__ import annotations
 
-from django.contrib.auth import login
-from django.contrib.auth.forms import UserCreationForm
+from django.db.models import F
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 
-from marketplace.accounts.models import User
-from marketplace.jobs.models import Job
+from marketplace.learnwares.models import FeatureSpace
+from marketplace.search.selectors import eligible_versions
+from marketplace.submissions.models import Submission
 
-
-class SignUpForm(UserCreationForm):
-    class Meta(UserCreationForm.Meta):
-        model = User
-        fields = ("username", "email")
+SHOWN = 6
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    counts = {"users": User.objects.count(), "jobs": Job.objects.count()}
-    return render(request, "portal/home.html", {"counts": counts})
+    """What the market does, live counts, the newest and most reused learnwares, a search box."""
+    versions = eligible_versions(user=request.user).select_related("learnware", "learnware__owner", "learnware__base_model")
+    counts = {
+        "learnwares": versions.count(),
+        "spaces": FeatureSpace.objects.filter(specifications__version__in=versions).distinct().count(),
+        "submissions": Submission.objects.count(),
+    }
+    newest = versions.order_by(F("published_at").desc(nulls_last=True), "-id")[:SHOWN]
+    reused = versions.filter(learnware__reuse_count__gt=0).order_by("-learnware__reuse_count", "-id")[:SHOWN]
+    return render(request, "portal/home.html", {"counts": counts, "newest": newest, "reused": reused})
 
 
-def signup(request: HttpRequest) -> HttpResponse:
-    form = SignUpForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        user = form.save()
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        return redirect("home")
-    return render(request, "registration/signup.html", {"form": form})
+def _error(request: HttpRequest, code: int, title: str, detail: str = "") -> HttpResponse:
+    return render(request, "portal/error.html", {"code": code, "title": title, "detail": detail}, status=code)
 
 
 def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return render(request, "portal/error.html", {"code": 404, "title": "Not found"}, status=404)
+    return _error(request, 404, "Not found", "There is nothing here, or it is not visible to you.")
 
 
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return render(request, "portal/error.html", {"code": 403, "title": "Forbidden"}, status=403)
+    return _error(request, 403, "Forbidden", "You are not allowed to do that. A form may also have expired: reload it and try again.")
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    return _error(request, 403, "Forbidden", "The form expired or came from another site. Reload the page and try again.")
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _error(request, 400, "Bad request")
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
-    return render(request, "portal/error.html", {"code": 500, "title": "Something went wrong"}, status=500)
+    # No context processors that could fail again: a plain render of the same look.
+    from django.template import loader
+
+    html = loader.get_template("portal/error_500.html").render({})
+    return HttpResponse(html, status=500)

@@ -34,13 +34,15 @@ def _centred_class_means(F: Any, y: Any) -> tuple[np.ndarray, np.ndarray, np.nda
     return Fc, counts / F.shape[0], sums / counts[:, None]
 
 
-def ledoit_wolf_shrinkage(Fc: np.ndarray) -> float:
+def ledoit_wolf_shrinkage(Fc: np.ndarray, S: np.ndarray | None = None) -> float:
     """Ledoit-Wolf (2004) optimal shrinkage intensity towards ``(tr(S)/d) I``.
 
     Parameters
     ----------
     Fc : ndarray of shape (n, d)
         Centred features.
+    S : ndarray of shape (d, d), optional
+        ``Fc^T Fc / n`` if the caller already has it.
 
     Returns
     -------
@@ -49,7 +51,8 @@ def ledoit_wolf_shrinkage(Fc: np.ndarray) -> float:
         ``b2 = sum_k ||x_k x_k^T - S||_F^2 / (n^2 d)``.
     """
     n, d = Fc.shape
-    S = Fc.T @ Fc / n
+    if S is None:
+        S = Fc.T @ Fc / n
     mu = np.trace(S) / d
     s_fro2 = float((S * S).sum())
     d2 = (s_fro2 - d * mu**2) / d
@@ -100,13 +103,13 @@ def regularized_hscore(F: Any, y: Any, *, shrinkage: float | None = None) -> flo
     """
     Fc, p, means = _centred_class_means(F, y)
     n, d = Fc.shape
+    S = Fc.T @ Fc / n
     if shrinkage is None:
-        a = ledoit_wolf_shrinkage(Fc)
+        a = ledoit_wolf_shrinkage(Fc, S)
     elif 0.0 <= shrinkage <= 1.0:
         a = float(shrinkage)
     else:
         raise InvalidParameterError(f"shrinkage must lie in [0, 1] or be None, got {shrinkage!r}")
-    S = Fc.T @ Fc / n
     mu = np.trace(S) / d
     cov_a = (1.0 - a) * S
     cov_a[np.diag_indices(d)] += a * mu

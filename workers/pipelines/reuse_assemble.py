@@ -84,7 +84,7 @@ def _fit_all(ctx: ReuseContext, names: list[str], members: list[Member], classes
     for i, name in enumerate(names):
         report("assemble", i, len(names), f"fitting {name}")
         common = {"task": task, "n_classes": nc, "rkmes": [(m.Z, m.beta) for m in members], "gamma": ctx.space.gamma,
-                  "prior": prior, "seed": ctx.seed}
+                  "prior": prior, "seed": ctx.seed, "mmd2": _mmd2(ctx, members)}
         if labelled:
             model = methods.fit_method(name, outputs=[o[fit] for o in outputs], Xs=Xs[fit], y=y[fit], **common)
             prediction = methods.predict_method(model, task=task, n_classes=nc, outputs=[o[val] for o in outputs], Xs=Xs[val])
@@ -96,6 +96,11 @@ def _fit_all(ctx: ReuseContext, names: list[str], members: list[Member], classes
         rows.append({"method": name, "validation": validation, "artifact": stored, "meaning": MEANING[name],
                      "parameters": _parameters(model)})
     return rows
+
+
+def _mmd2(ctx: ReuseContext, members: list[Member]) -> np.ndarray:
+    mmd = {s["version_id"]: s["mmd2"] for s in ctx.results["identify"]["singles"]}
+    return np.array([mmd.get(m.version_id, np.inf) for m in members])
 
 
 def _parameters(model: Any) -> dict[str, Any]:

@@ -12,6 +12,7 @@ Imports: the standard library, numpy and torch (transformers/peft lazily) — no
 from __future__ import annotations
 
 import ctypes
+import io
 import json
 import os
 import resource
@@ -29,6 +30,7 @@ CLONE_NEWNET = 0x40000000
 NOBODY = 65534
 EXIT_ERROR, EXIT_MEMORY = 3, 4
 _BASES: dict[str, Any] = {}
+_WARM: set[str] = set()
 
 
 def _vm_size() -> int:
@@ -153,8 +155,12 @@ def _kill_group(pid: int) -> None:
 
 
 def _preload(req: dict[str, Any]) -> None:
+    if req["kind"] == "torch_export" and "torch_export" not in _WARM:
+        _warm_export()
     path = req.get("base_model_path")
     if req["kind"] == "peft_lora" and path and path not in _BASES:
+        import peft  # noqa: F401 - children drop to an unprivileged uid that may not read site-packages
+        from peft import PeftModel  # noqa: F401
         from transformers import AutoModel, AutoTokenizer
 
         # Loaded from our own trusted folder, once; children share it copy-on-write.
@@ -162,8 +168,26 @@ def _preload(req: dict[str, Any]) -> None:
                         AutoModel.from_pretrained(path, local_files_only=True).eval())
 
 
+def _warm_export() -> None:
+    """Run torch.export once here: children drop to a uid that may not read the modules it imports lazily."""
+    model = torch.export.export(torch.nn.Linear(1, 1), (torch.zeros(1, 1),))
+    buffer = io.BytesIO()
+    torch.export.save(model, buffer)
+    buffer.seek(0)
+    torch.export.load(buffer)
+    _WARM.add("torch_export")
+
+
+def _tiny_script() -> io.BytesIO:
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.trace(torch.nn.Linear(1, 1), torch.zeros(1, 1)), buffer)
+    buffer.seek(0)
+    return buffer
+
+
 def serve() -> None:
     """Answer requests until stdin closes (the parent worker exited)."""
+    torch.jit.load(_tiny_script())
     answer = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # library chatter goes to stderr, never into the protocol
     for line in sys.stdin:

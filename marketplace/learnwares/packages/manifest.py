@@ -137,9 +137,8 @@ def parse_manifest(raw: bytes) -> dict[str, Any]:
     if manifest["task"]:
         manifest["output"] = _output(doc, manifest["task"], errors)
     if errors:
-        first = next(iter(errors))
         raise ValidationFailed(
-            f"{MANIFEST_NAME}: field '{first}' {errors[first]}" + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""),
+            f"{MANIFEST_NAME}: " + "; ".join(f"field '{k}' {v}" for k, v in errors.items()),
             code="upload:user:manifest-field", details=errors,
         )
     return manifest

@@ -40,6 +40,7 @@ def _organization(manifest: dict[str, Any], user: Any) -> Organization | None:
 
 
 def _learnware_for(user: Any, manifest: dict[str, Any], package: Package, learnware: Learnware | None) -> Learnware:
+    base = base_model_for(manifest=manifest, adapter_config=_adapter_config(package))  # the package itself first
     slug = slugify(manifest["name"])[:140] or "learnware"
     if learnware is None:
         learnware = Learnware.objects.select_for_update().filter(owner=user, slug=slug, deleted_at__isnull=True).first()
@@ -52,7 +53,6 @@ def _learnware_for(user: Any, manifest: dict[str, Any], package: Package, learnw
     if learnware is None:
         if Learnware.objects.filter(owner=user, slug=slug).exists():
             raise Conflict(f"a deleted learnware named {manifest['name']!r} still exists; ask an admin to purge it", code="upload:user:name-taken")
-        base = base_model_for(manifest=manifest, adapter_config=_adapter_config(package))
         return Learnware.objects.create(
             owner=user, name=manifest["name"], slug=slug, kind=manifest["kind"], modality=manifest["modality"],
             task=manifest["task"], base_model=base, **card,
@@ -63,7 +63,6 @@ def _learnware_for(user: Any, manifest: dict[str, Any], package: Package, learnw
                 f"field '{key}': a new version must keep {key} {getattr(learnware, key)!r}, got {manifest[key]!r}",
                 code="upload:user:incompatible-version", details={key: manifest[key]},
             )
-    base_model_for(manifest=manifest, adapter_config=_adapter_config(package))
     for key, value in card.items():
         setattr(learnware, key, value)
     learnware.save()
@@ -138,7 +137,8 @@ def learnware_delete(*, learnware: Learnware, user: Any) -> None:
         raise NotFound(f"learnware {learnware.id} not found")
     if learnware.deleted_at is not None:
         return
-    Learnware.objects.filter(id=learnware.id).update(deleted_at=timezone.now())
+    learnware.deleted_at = timezone.now()
+    Learnware.objects.filter(id=learnware.id).update(deleted_at=learnware.deleted_at)
     for version in learnware.versions.all():
         index_remove(version=version)
     audit_record(action="learnware.deleted", actor=user, learnware=learnware)

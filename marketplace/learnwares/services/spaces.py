@@ -113,6 +113,8 @@ def base_model_for(*, manifest: dict[str, Any], adapter_config: dict[str, Any] |
     if manifest["kind"] != Kind.ADAPTER:
         return None
     wanted = manifest["base_model"]
+    if not BaseModel.objects.exists():
+        base_models_register()  # a flushed test database, or one migrated without data
     names = {wanted} | ({adapter_config.get("base_model_name_or_path")} if adapter_config else set())
     for row in BaseModel.objects.all():
         if row.key == wanted or wanted in row.aliases:

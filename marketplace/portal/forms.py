@@ -1,0 +1,143 @@
+"""Forms of the account pages."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth.forms import UserCreationForm
+
+from marketplace.accounts.models import User
+
+
+class SignUpForm(UserCreationForm):
+    email = forms.EmailField(required=True, help_text="Used for password resets only.")
+
+    class Meta(UserCreationForm.Meta):
+        model = User
+        fields = ("username", "email")
+
+    def clean_username(self) -> str:
+        username = super().clean_username()
+        if User.objects.filter(username__iexact=username).exists():
+            raise forms.ValidationError("This username is taken.")
+        return username
+
+
+class ProfileForm(forms.ModelForm):
+    class Meta:
+        model = User
+        fields = ("first_name", "last_name", "email")
+
+
+class TokenCreateForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="Say where it is used, e.g. “laptop CLI” or “CI”.")
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError("A token needs a name.")
+        return name
+
+
+# --- learnwares ------------------------------------------------------------------------------
+def _license_choices() -> list[tuple[str, str]]:
+    from marketplace.learnwares.packages.manifest import KNOWN_LICENSES
+
+    return [(name, name) for name in sorted(KNOWN_LICENSES)]
+
+
+class PackageUploadForm(forms.Form):
+    package = forms.FileField(help_text="A .zip with learnware.yaml, the model or adapter, and rkme.json or a data sample.",
+                              widget=forms.ClearableFileInput(attrs={"accept": ".zip,application/zip"}))
+
+    def clean_package(self) -> object:
+        package = self.cleaned_data["package"]
+        if not package.name.lower().endswith(".zip"):
+            raise forms.ValidationError(f"{package.name}: a learnware package is a .zip file.")
+        if package.size == 0:
+            raise forms.ValidationError(f"{package.name} is empty.")
+        return package
+
+
+class CardForm(forms.Form):
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 12}), required=False, max_length=20_000,
+                                  help_text="Markdown. Scripts, styles and unsafe links are removed when shown.")
+    tags = forms.CharField(required=False, max_length=2000, help_text="Comma-separated, at most 30.")
+    license = forms.ChoiceField(choices=_license_choices)
+    visibility = forms.ChoiceField(choices=[("public", "Public"), ("private", "Private (only you)")])
+
+    def clean_tags(self) -> list[str]:
+        tags = [t.strip() for t in self.cleaned_data["tags"].split(",") if t.strip()]
+        if len(tags) > 30:
+            raise forms.ValidationError(f"At most 30 tags, got {len(tags)}.")
+        if any(len(t) > 200 for t in tags):
+            raise forms.ValidationError("A tag has at most 200 characters.")
+        return tags
+
+
+# --- search by data -------------------------------------------------------------------------
+class DataSearchForm(forms.Form):
+    feature_space = forms.ChoiceField(help_text="Where your columns live; the market shows each space's columns.")
+    file = forms.FileField(help_text="A CSV (header row optional), an NPZ with an array X, or an rkme.json.",
+                           widget=forms.ClearableFileInput(attrs={"accept": ".csv,.npz,.json"}))
+    k = forms.IntegerField(min_value=1, max_value=50, initial=10, label="Results")
+
+    def __init__(self, *args: object, spaces: list[tuple[str, str]], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.fields["feature_space"].choices = spaces
+
+    def clean_file(self) -> object:
+        upload = self.cleaned_data["file"]
+        if not upload.name.lower().endswith((".csv", ".npz", ".json")):
+            raise forms.ValidationError(f"{upload.name}: use a .csv, .npz or rkme .json file.")
+        return upload
+
+
+# --- submissions ----------------------------------------------------------------------------
+def _method_choices() -> list[tuple[str, str]]:
+    from marketplace.submissions.choices import AssemblyMethod
+
+    return list(AssemblyMethod.choices)
+
+
+class SubmissionForm(forms.Form):
+    name = forms.CharField(max_length=200, required=False, help_text="Optional, to find it again.")
+    task = forms.ChoiceField(choices=[("classification", "Classification"), ("regression", "Regression")])
+    data = forms.FileField(help_text="Unlabelled rows: a CSV with a header row, an NPZ with an array X, or an rkme.json.",
+                           widget=forms.ClearableFileInput(attrs={"accept": ".csv,.npz,.json"}))
+    labelled = forms.FileField(required=False, label="Labelled sample (optional)",
+                               help_text="A CSV with the same columns plus a label column, or an NPZ with X and y. "
+                                         "With it the market ranks, assembles and evaluates against baselines.",
+                               widget=forms.ClearableFileInput(attrs={"accept": ".csv,.npz"}))
+    label_column = forms.CharField(max_length=200, required=False, initial="label")
+    licenses = forms.MultipleChoiceField(choices=_license_choices, required=False, label="Allowed licences",
+                                         help_text="Leave empty to allow any licence.")
+    max_modules = forms.IntegerField(min_value=1, max_value=10, required=False, label="At most this many learnwares")
+    methods = forms.MultipleChoiceField(choices=_method_choices, required=False, widget=forms.CheckboxSelectMultiple,
+                                        label="Assembly methods to try", help_text="Leave empty to try every applicable one.")
+    holdout_fraction = forms.FloatField(min_value=0.1, max_value=0.5, required=False, initial=0.25,
+                                        help_text="Share of the labelled rows held out for the final evaluation.")
+
+    def clean_data(self) -> object:
+        upload = self.cleaned_data["data"]
+        if not upload.name.lower().endswith((".csv", ".npz", ".json")):
+            raise forms.ValidationError(f"{upload.name}: use a .csv, .npz or rkme .json file.")
+        return upload
+
+    def clean_labelled(self) -> object:
+        upload = self.cleaned_data.get("labelled")
+        if upload and not upload.name.lower().endswith((".csv", ".npz")):
+            raise forms.ValidationError(f"{upload.name}: the labelled sample is a .csv or .npz file.")
+        return upload
+
+    def requirements(self) -> dict[str, object]:
+        data = self.cleaned_data
+        out: dict[str, object] = {}
+        for key in ("licenses", "methods"):
+            if data.get(key):
+                out[key] = list(data[key])
+        for key in ("max_modules", "holdout_fraction"):
+            if data.get(key) is not None:
+                out[key] = data[key]
+        if data.get("labelled") and data.get("label_column"):
+            out["label_column"] = data["label_column"].strip()
+        return out
