@@ -104,7 +104,7 @@ class SubmissionForm(forms.Form):
     task = forms.ChoiceField(choices=[("classification", "Classification"), ("regression", "Regression")])
     data = forms.FileField(help_text="Unlabelled rows: a CSV with a header row, an NPZ with an array X, or an rkme.json.",
                            widget=forms.ClearableFileInput(attrs={"accept": ".csv,.npz,.json"}))
-    labelled = forms.FileField(required=False, label="Labelled sample (optional)",
+    labelled = forms.FileField(required=False, label="Labelled sample",
                                help_text="A CSV with the same columns plus a label column, or an NPZ with X and y. "
                                          "With it the market ranks, assembles and evaluates against baselines.",
                                widget=forms.ClearableFileInput(attrs={"accept": ".csv,.npz"}))

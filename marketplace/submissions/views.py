@@ -158,6 +158,6 @@ def submission_publish(request: HttpRequest, submission_id: Any) -> HttpResponse
     try:
         lw, version, _ = learnware_services.learnware_upload(user=request.user, data=data)
     except ApplicationError as exc:
-        messages.error(request, f"The assembly could not be published: {exc.message}")
+        messages.error(request, f"The assembly could not be published: {exc.message} ({exc.code})")
         return redirect("submission-page", submission_id=submission.id)
     return redirect("version-page", learnware_id=lw.id, number=version.number)

@@ -79,7 +79,8 @@ def run(ctx: ReuseContext, report: Report) -> dict[str, Any]:
     files["recipe.json"] = json.dumps(recipe, indent=2, sort_keys=True).encode()
     columns = (ctx.space.schema or {}).get("columns")
     manifest = {
-        "name": f"assembly-{str(ctx.submission.id)[:8]}", "kind": "model", "modality": ctx.submission.modality,
+        # Named after the inputs, not the submission: the same inputs give the same bytes.
+        "name": f"assembly-{evaluation['key'][:12]}", "kind": "model", "modality": ctx.submission.modality,
         "task": ctx.submission.task, "description": f"{assemble['chosen']} over {len(members)} learnwares: "
         + ", ".join(f"{m.name} v{m.number}" for m in members),
         "input": {"columns": columns} if columns else {"dim": ctx.space.dim},

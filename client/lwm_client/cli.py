@@ -1,0 +1,239 @@
+"""``lwm``: the market from a shell. Human output by default, ``--json`` for scripts.
+
+Exit codes: 0 ok, 1 an error from the market or the data (its type and code printed),
+2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lwm_client import data as local
+from lwm_client.client import Client
+from lwm_client.errors import LwmError, NotFound
+from specs import rkme_to_json
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: _plain(v) for k, v in dataclasses.asdict(value).items() if k != "raw"}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if k != "raw"}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _client(args: argparse.Namespace) -> Client:
+    return Client(args.url, args.token, timeout=args.timeout, progress=not args.json and sys.stderr.isatty())
+
+
+def _labelled(path: str | None, label_column: str, modality: str) -> tuple[Any, Any] | None:
+    if not path:
+        return None
+    if modality == "text":
+        rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [r["text"] for r in rows], [str(r[label_column]) for r in rows]
+    X, _, y = local.read_table(path, label_column=label_column)
+    return X, y
+
+
+# --- commands: each returns (object for --json, text for humans) -------------------------------
+def cmd_login(args: argparse.Namespace) -> tuple[Any, str]:
+    username = args.username or input("username: ")
+    password = args.password or os.environ.get("LWM_PASSWORD") or getpass.getpass("password: ")
+    client = _client(args)
+    client.login(username, password, name=args.name)
+    return {"url": client.config.url, "username": username, "saved": True}, f"logged in to {client.config.url} as {username}"
+
+
+def cmd_spec(args: argparse.Namespace) -> tuple[Any, str]:
+    client = _client(args)
+    space = client.feature_space(args.space) if args.space else None
+    columns = args.columns.split(",") if args.columns else None
+    kwargs: dict[str, Any] = {"space": space} | ({"columns": columns} if args.modality == "table" else {})
+    spec, space = client.spec(args.data, modality=args.modality, **kwargs)
+    text = rkme_to_json(spec)
+    Path(args.output).write_text(text)
+    out = {"file": args.output, "feature_space": space.key, "K": int(spec.Z_.shape[0]), "d": int(spec.Z_.shape[1]),
+           "n_rows": int(spec.n_samples_), "gamma": float(spec.gamma_)}
+    return out, f"wrote {args.output}: RKME of {out['n_rows']} rows, K={out['K']}, in {space.key} (your data stayed here)"
+
+
+def cmd_package_check(args: argparse.Namespace) -> tuple[Any, str]:
+    summary = Client.check(args.package, deep=args.deep)  # no server needed
+    return {"ok": True, **summary}, "ok: " + ", ".join(f"{k}={v}" for k, v in summary.items())
+
+
+def cmd_publish(args: argparse.Namespace) -> tuple[Any, str]:
+    upload = _client(args).publish(args.package, learnware=args.learnware, wait=not args.no_wait, timeout=args.wait_timeout)
+    out = {"learnware": upload.learnware, "version": upload.version, "job": upload.job, "status": upload.status,
+           "sha256": upload.final.artifact_sha256 if upload.final else None}
+    return out, f"learnware {upload.learnware} v{upload.version}: {upload.status} (job {upload.job})"
+
+
+def _hits_text(result: Any) -> str:
+    lines = []
+    for h in result.results:
+        score = f"mmd2={h.mmd2:.4f}" if h.mmd2 is not None else f"sim={h.similarity:.3f}" if h.similarity is not None else ""
+        lines.append(f"#{h.learnware_id:<5} v{h.version:<3} {h.name[:40]:40} {h.modality:6} {h.task:14} {score}")
+    if result.mixture and result.mixture.proposed:
+        parts = ", ".join(f"v{c['version_id']}:{c['weight']:.2f}" for c in result.mixture.components)
+        lines.append(f"mixture proposed (mmd2={result.mixture.mmd2:.4f} vs best single {result.mixture.best_single_mmd2:.4f}): {parts}")
+    return "\n".join(lines) or "no results"
+
+
+def cmd_search(args: argparse.Namespace) -> tuple[Any, str]:
+    client = _client(args)
+    filters = {"modality": args.modality, "task": args.task, "license": args.license, "owner": args.owner,
+               "tags": args.tags.split(",") if args.tags else None}
+    if args.data:
+        space = client.feature_space(args.space) if args.space else None
+        pair = client.spec(args.data, modality=args.data_modality, space=space)
+        result = client.search_by_data(pair, k=args.k, **filters)
+    else:
+        result = client.search(args.query or "", limit=args.k, **filters)
+    return _plain(result), _hits_text(result)
+
+
+def cmd_submit(args: argparse.Namespace) -> tuple[Any, str]:
+    client = _client(args)
+    space = client.feature_space(args.space) if args.space else None
+    pair = client.spec(args.data, modality=args.modality, space=space)
+    labelled = _labelled(args.labelled, args.label_column, args.modality)
+    sub = client.submit(pair, labelled=labelled, task=args.task, modality=args.modality, name=args.name,
+                        wait=not args.no_wait, timeout=args.wait_timeout)
+    out = _plain(sub)
+    text = f"submission {sub.id}: {sub.status} (stage {sub.stage})"
+    if args.download and sub.status == "succeeded":
+        dl = client.download_submission(sub.id, dest=args.download)
+        out["download"] = _plain(dl)
+        text += f"\npackage: {dl.path} ({dl.size} bytes, sha256 {dl.sha256[:12]}…)"
+    return out, text
+
+
+def cmd_status(args: argparse.Namespace) -> tuple[Any, str]:
+    client = _client(args)
+    try:
+        item: Any = client.submission(args.id)
+        kind = "submission"
+    except NotFound:
+        item, kind = client.job(args.id), "job"
+    return {"kind": kind, **_plain(item)}, f"{kind} {item.id}: {item.status}, stage {item.stage!r} {item.progress}% {item.message}"
+
+
+def cmd_download(args: argparse.Namespace) -> tuple[Any, str]:
+    client = _client(args)
+    if args.submission:
+        dl = client.download_submission(args.submission, dest=args.output)
+    else:
+        dl = client.download(args.learnware, args.version, dest=args.output)
+    return _plain(dl), f"{dl.path}: {dl.size} bytes, sha256 {dl.sha256} verified"
+
+
+def cmd_predict(args: argparse.Namespace) -> tuple[Any, str]:
+    predictor = Client.load(args.package)
+    modality = predictor.manifest.get("modality", "table")
+    if modality == "text":
+        X: Any = local.read_texts(args.data)
+    elif modality == "image":
+        X = local.read_images(args.data)
+    else:
+        columns = (predictor.manifest.get("input") or {}).get("columns")
+        X = local.read_table(args.data, columns=columns)[0]
+    out = predictor.predict_proba(X) if args.proba else predictor.predict(X)
+    return {"predictions": _plain(out)}, "\n".join(str(_plain(r)) for r in out)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lwm", description="Learnware Market client")
+    p.add_argument("--url", help="server URL (else LWM_URL, else the config file)")
+    p.add_argument("--token", help="API token (else LWM_TOKEN, else the config file)")
+    p.add_argument("--timeout", type=float, help="seconds per HTTP request")
+    p.add_argument("--json", action="store_true", help="print one JSON object (for scripts)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("login", help="get a token and save it in ~/.config/lwm/config.json")
+    s.add_argument("--username"), s.add_argument("--password"), s.add_argument("--name", default="lwm-cli")
+    s.set_defaults(fn=cmd_login)
+
+    s = sub.add_parser("spec", help="compute the RKME of local data (the data stay here)")
+    s.add_argument("data"), s.add_argument("-o", "--output", default="rkme.json")
+    s.add_argument("--modality", choices=["table", "image", "text"], default="table")
+    s.add_argument("--columns", help="comma-separated column names, for unnamed data"), s.add_argument("--space")
+    s.set_defaults(fn=cmd_spec)
+
+    pk = sub.add_parser("package", help="package tools").add_subparsers(dest="package_command", required=True)
+    s = pk.add_parser("check", help="run the server's upload checks locally")
+    s.add_argument("package", help="zip file or folder"), s.add_argument("--deep", action="store_true", help="also load and run the model")
+    s.set_defaults(fn=cmd_package_check)
+
+    s = sub.add_parser("publish", help="upload a package and wait until it is published")
+    s.add_argument("package"), s.add_argument("--learnware", type=int, help="publish as a new version of this learnware")
+    s.add_argument("--no-wait", action="store_true"), s.add_argument("--wait-timeout", type=float, default=900)
+    s.set_defaults(fn=cmd_publish)
+
+    s = sub.add_parser("search", help="search by text and filters, or by data (--data)")
+    s.add_argument("query", nargs="?"), s.add_argument("--data", help="local data: only its RKME is sent")
+    s.add_argument("--data-modality", choices=["table", "image", "text"], default="table"), s.add_argument("--space")
+    for name in ("modality", "task", "license", "owner", "tags"):
+        s.add_argument(f"--{name}")
+    s.add_argument("-k", type=int, default=10)
+    s.set_defaults(fn=cmd_search)
+
+    s = sub.add_parser("submit", help="submit a task: the RKME of your data (+ an optional labelled sample)")
+    s.add_argument("data"), s.add_argument("--labelled"), s.add_argument("--label-column", default="label")
+    s.add_argument("--modality", choices=["table", "image", "text"], default="table")
+    s.add_argument("--task", choices=["classification", "regression"], default="classification")
+    s.add_argument("--space"), s.add_argument("--name", default="")
+    s.add_argument("--no-wait", action="store_true"), s.add_argument("--wait-timeout", type=float, default=900)
+    s.add_argument("--download", help="folder to download the assembled package into")
+    s.set_defaults(fn=cmd_submit)
+
+    s = sub.add_parser("status", help="status of a submission or job")
+    s.add_argument("id"), s.set_defaults(fn=cmd_status)
+
+    s = sub.add_parser("download", help="download a learnware version or a submission's package (sha256 verified)")
+    s.add_argument("learnware", type=int, nargs="?"), s.add_argument("--version", type=int)
+    s.add_argument("--submission"), s.add_argument("-o", "--output", default=".")
+    s.set_defaults(fn=cmd_download)
+
+    s = sub.add_parser("predict", help="predict with a downloaded package (TorchScript/torch.export only)")
+    s.add_argument("package"), s.add_argument("data"), s.add_argument("--proba", action="store_true")
+    s.set_defaults(fn=cmd_predict)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "download" and not (args.learnware or args.submission):
+        parser().error("download needs a learnware id or --submission")
+    try:
+        obj, text = args.fn(args)
+    except LwmError as exc:
+        if args.json:
+            print(json.dumps({"error": exc.to_dict()}, default=str))
+        else:
+            print(f"error: {type(exc).__name__}: {exc.message}" + (f" [{exc.code}]" if exc.code else ""), file=sys.stderr)
+        return 1
+    print(json.dumps(obj, default=str) if args.json else text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

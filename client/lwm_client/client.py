@@ -1,0 +1,280 @@
+"""The client: every market operation as one typed call (the CLI is a thin layer over it)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lwm_client import data as local
+from lwm_client.config import Config, read_config_file, write_config_file
+from lwm_client.errors import ConfigError, IntegrityError, JobFailed, LwmError, NotFound, RejectedUpload, TransientError
+from lwm_client.http import Transport
+from lwm_client.models import Download, FeatureSpace, Job, Learnware, SearchResult, Submission, Upload, Version, build
+from lwm_client.packages import package_bytes, package_check
+from lwm_client.progress import Progress
+from specs import RKMESpecification, rkme_to_json
+
+TEXT_SPACE = "text-minilm-l6-v2"
+FILTERS = ("modality", "task", "license", "tags", "base_model", "owner")
+
+
+class Client:
+    """A market client. ``url``/``token``/``timeout`` default to ``LWM_URL``/``LWM_TOKEN``/``LWM_TIMEOUT``,
+    then to the config file ``lwm login`` wrote; ``progress=True`` shows tqdm bars while waiting."""
+
+    def __init__(self, url: str | None = None, token: str | None = None, *, timeout: float | None = None,
+                 progress: bool = False, poll_interval: float = 0.5, **transport: Any) -> None:
+        self.config = Config.resolve(url=url, token=token, timeout=timeout)
+        self.http = Transport(self.config, **transport)
+        self.progress = progress
+        self.poll_interval = poll_interval
+
+    # --- account ------------------------------------------------------------------------------
+    def login(self, username: str, password: str, *, name: str = "lwm-cli", save: bool = True) -> str:
+        """Exchange a password for a named API token; with ``save`` write it to the config file."""
+        body = self.http.json("POST", "auth/token/", auth=False, json={"username": username, "password": password, "name": name})
+        token = body["token"]
+        self.config = Config(url=self.config.url, token=token, timeout=self.config.timeout)
+        self.http.config = self.config
+        if save:
+            write_config_file({**read_config_file(), "url": self.config.url, "token": token, "username": username})
+        return token
+
+    def me(self) -> dict[str, Any]:
+        return self.http.json("GET", "me/")
+
+    # --- feature spaces and local specs ------------------------------------------------------
+    def feature_space(self, key: str) -> FeatureSpace:
+        return build(FeatureSpace, self.http.json("GET", f"feature-spaces/{key}/"))
+
+    def feature_spaces(self) -> list[FeatureSpace]:
+        return [build(FeatureSpace, s) for s in self.http.json("GET", "feature-spaces/")]
+
+    def table_space(self, columns: Sequence[str]) -> FeatureSpace:
+        key = local.table_space_key(columns)
+        try:
+            return self.feature_space(key)
+        except NotFound:
+            raise NotFound(f"no learnware has been published with the columns {list(columns)} (feature space {key}) yet",
+                           code="space:user:unknown", status=404) from None
+
+    def spec_table(self, source: Any, *, columns: Sequence[str] | None = None, space: FeatureSpace | None = None
+                   ) -> tuple[RKMESpecification, FeatureSpace]:
+        """The RKME of a CSV/NPZ/DataFrame/array in its table space, computed here."""
+        X, names, _ = local.read_table(source, columns=columns)
+        if space is None:
+            if names is None:
+                raise ConfigError("unnamed columns: give columns=[...] or the feature space", code="data:user:columns")
+            space = self.table_space(names)
+        return local.spec_table(X, space), space
+
+    def spec_images(self, source: Any, *, space: FeatureSpace | None = None) -> tuple[RKMESpecification, FeatureSpace]:
+        space = space or next((s for s in self.feature_spaces() if s.kind == "image"), None)
+        if space is None:
+            raise NotFound("the market has no image feature space yet", code="space:user:unknown")
+        return local.spec_encoded(local.encode_images(local.read_images(source), space), space), space
+
+    def spec_texts(self, source: Any, *, space: FeatureSpace | None = None) -> tuple[RKMESpecification, FeatureSpace]:
+        space = space or self.feature_space(TEXT_SPACE)
+        return local.spec_encoded(local.encode_texts(local.read_texts(source)), space), space
+
+    def spec(self, source: Any, *, modality: str = "table", **kwargs: Any) -> tuple[RKMESpecification, FeatureSpace]:
+        fn = {"table": self.spec_table, "image": self.spec_images, "text": self.spec_texts}[modality]
+        return fn(source, **kwargs)
+
+    # --- jobs and waiting ----------------------------------------------------------------------
+    def job(self, job_id: str) -> Job:
+        return build(Job, self.http.json("GET", f"jobs/{job_id}/"))
+
+    def _poll(self, fetch: Callable[[], Any], *, timeout: float, desc: str) -> Any:
+        deadline = time.monotonic() + timeout
+        with Progress(desc, enabled=self.progress) as bar:
+            while True:
+                item = fetch()
+                bar.update(item.stage, item.progress, item.message)
+                if item.finished:
+                    return item
+                if time.monotonic() > deadline:
+                    raise TransientError(f"{desc}: still {item.status} at stage {item.stage!r} after {timeout:.0f} s",
+                                         code="client:timeout", details={"status": item.status, "stage": item.stage})
+                time.sleep(self.poll_interval)
+
+    def wait_job(self, job_id: str, *, timeout: float = 900.0, desc: str = "job") -> Job:
+        return self._poll(lambda: self.job(job_id), timeout=timeout, desc=desc)
+
+    # --- learnwares ----------------------------------------------------------------------------
+    @staticmethod
+    def check(package: bytes | str | Path, *, deep: bool = False) -> dict[str, Any]:
+        """Run the server's upload checks here; returns a summary or raises :class:`PackageError`."""
+        data = package if isinstance(package, bytes) else package_bytes(package)
+        return package_check(data, deep=deep).summary()
+
+    def publish(self, package: bytes | str | Path, *, learnware: int | None = None, wait: bool = True,
+                timeout: float = 900.0, check: bool = True) -> Upload:
+        """Upload a package (zip bytes, zip path or folder); with ``wait`` poll until published or rejected.
+
+        Raises :class:`RejectedUpload` with the reasons when the upload or the pipeline refuses it.
+        """
+        data = package if isinstance(package, bytes) else package_bytes(package)
+        if check:
+            package_check(data)
+        path = f"learnwares/{learnware}/versions/" if learnware else "learnwares/"
+        body = self.http.json("POST", path, files={"package": ("package.zip", data, "application/zip")})
+        upload = build(Upload, body)
+        if not wait:
+            return upload
+        job = self.wait_job(str(upload.job), timeout=timeout, desc=f"publish #{upload.learnware} v{upload.version}")
+        upload.final = self.version(upload.learnware, upload.version)
+        upload.status = upload.final.status
+        if job.status != "succeeded" or upload.status == "rejected":
+            err = job.error if isinstance(job.error, dict) else {}
+            reasons = upload.final.rejection_reasons or ([err] if err else [])
+            reasons = reasons if isinstance(reasons, list) else [reasons]
+            raise RejectedUpload(f"learnware {upload.learnware} v{upload.version} was {upload.status or job.status}: "
+                                 f"{err.get('message') or job.message}", reasons=reasons, code=str(err.get("code", "")),
+                                 details={"learnware": upload.learnware, "version": upload.version, "job": upload.job})
+        return upload
+
+    def learnwares(self, *, limit: int | None = None, **filters: Any) -> list[Learnware]:
+        return [build(Learnware, r) for r in self._pages("learnwares/", {k: v for k, v in filters.items() if v}, limit)]
+
+    def _pages(self, path: str, params: dict[str, Any], limit: int | None) -> Iterator[dict[str, Any]]:
+        offset, seen = 0, 0
+        while True:
+            page = self.http.json("GET", path, params={**params, "limit": 100, "offset": offset})
+            for row in page["results"]:
+                if limit is not None and seen >= limit:
+                    return
+                seen += 1
+                yield row
+            if not page.get("next"):
+                return
+            offset += len(page["results"])
+
+    def learnware(self, learnware_id: int) -> Learnware:
+        return build(Learnware, self.http.json("GET", f"learnwares/{learnware_id}/"))
+
+    def versions(self, learnware_id: int) -> list[Version]:
+        return [build(Version, v) for v in self._pages(f"learnwares/{learnware_id}/versions/", {}, None)]
+
+    def version(self, learnware_id: int, number: int) -> Version:
+        return build(Version, self.http.json("GET", f"learnwares/{learnware_id}/versions/{number}/"))
+
+    # --- search --------------------------------------------------------------------------------
+    def search(self, q: str = "", *, limit: int = 20, **filters: Any) -> SearchResult:
+        """Search cards by text and filters (modality, task, license, tags, base_model, owner)."""
+        params: dict[str, Any] = {"q": q, "limit": limit}
+        for key in FILTERS:
+            value = filters.get(key)
+            if value:
+                params[key] = ",".join(value) if isinstance(value, (list, tuple)) else value
+        return SearchResult.from_dict(self.http.json("GET", "search/", params=params))
+
+    def search_by_data(self, spec: RKMESpecification | tuple[RKMESpecification, FeatureSpace], *, feature_space: str | None = None,
+                       k: int = 10, mixture: bool = True, **filters: Any) -> SearchResult:
+        """Find learnwares whose specification explains your data; only the RKME is sent."""
+        if isinstance(spec, tuple):
+            spec, space = spec
+            feature_space = feature_space or space.key
+        if not feature_space:
+            raise ConfigError("search_by_data needs the feature space key (or the (spec, space) pair spec_* returns)", code="search:user:space")
+        body = {"feature_space": feature_space, "rkme": json.loads(rkme_to_json(spec)), "k": k, "mixture": mixture,
+                **{key: v for key, v in filters.items() if key in FILTERS and v}}
+        return SearchResult.from_dict(self.http.json("POST", "search/by-data/", json=body))
+
+    # --- submissions ---------------------------------------------------------------------------
+    def submit(self, spec: RKMESpecification | tuple[RKMESpecification, FeatureSpace], *, labelled: tuple[Any, Any] | None = None,
+               task: str = "classification", modality: str = "table", requirements: dict[str, Any] | None = None,
+               name: str = "", wait: bool = True, timeout: float = 900.0) -> Submission:
+        """Hand the market a task: your data's RKME (computed here) and, optionally, a labelled sample (X, y).
+
+        The labelled sample is the only data sent, and only when you pass it. Text X may be a list of strings
+        (encoded here with MiniLM). With ``wait``, poll until the pipeline ends; :class:`JobFailed` if it fails.
+        """
+        requirements = dict(requirements or {})
+        if isinstance(spec, tuple):
+            spec, space = spec
+            requirements.setdefault("feature_space", space.key)
+        fields: dict[str, Any] = {"name": name, "task": task, "modality": modality, "rkme": json.loads(rkme_to_json(spec)),
+                                  "requirements": requirements}
+        if labelled is None:
+            body = self.http.json("POST", "submissions/", json=fields)
+        else:
+            X, y = labelled
+            if modality == "text" and len(X) and isinstance(X[0], str):
+                X = local.encode_texts(list(X))
+            npz = local.npz_bytes(X=np.asarray(X, dtype=np.float64), y=np.asarray(y))
+            # Multipart: the JSON fields travel as strings, which the server parses back.
+            form = {**fields, "rkme": json.dumps(fields["rkme"]), "requirements": json.dumps(requirements)}
+            body = self.http.json("POST", "submissions/", data=form, files={"labelled": ("labelled.npz", npz, "application/octet-stream")})
+        submission = build(Submission, body["submission"])
+        if not wait:
+            return submission
+        return self.wait_submission(submission.id, timeout=timeout)
+
+    def submission(self, submission_id: str) -> Submission:
+        return build(Submission, self.http.json("GET", f"submissions/{submission_id}/"))
+
+    def wait_submission(self, submission_id: str, *, timeout: float = 900.0) -> Submission:
+        final = self._poll(lambda: self.submission(submission_id), timeout=timeout, desc=f"submission {str(submission_id)[:8]}")
+        if final.status != "succeeded":
+            err = final.error if isinstance(final.error, dict) else {}
+            raise JobFailed(f"submission {submission_id} {final.status} at stage {final.stage!r}: {err.get('message') or final.message}",
+                            code=str(err.get("code", "")), details={"submission": str(submission_id), "error": final.error})
+        return final
+
+    # --- download and predict ------------------------------------------------------------------
+    def _download(self, path: str, dest: Path, expected: str | None) -> Download:
+        response = self.http.send("GET", path, stream=True)
+        announced = response.headers.get("X-Checksum-SHA256") or expected
+        digest, size = hashlib.sha256(), 0
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        part = dest.with_name(dest.name + ".part")
+        with open(part, "wb") as handle:
+            for chunk in response.iter_content(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+                handle.write(chunk)
+        sha = digest.hexdigest()
+        if not announced or sha != announced or (expected and sha != expected):
+            part.unlink(missing_ok=True)
+            raise IntegrityError(f"{path}: downloaded sha256 {sha} does not match {announced or 'no announced checksum'}",
+                                 code="download:app:checksum-mismatch", details={"got": sha, "expected": announced})
+        part.replace(dest)
+        return Download(path=dest, sha256=sha, size=size)
+
+    def download(self, learnware_id: int, version: int | None = None, *, dest: str | Path = ".") -> Download:
+        """Download a version's package (latest published by default), verified against its sha256."""
+        if version is None:
+            version = self.learnware(learnware_id).latest_version
+            if version is None:
+                raise NotFound(f"learnware {learnware_id} has no published version", code="download:user:none-published", status=404)
+        info = self.version(learnware_id, version)
+        target = Path(dest)
+        if target.is_dir() or str(dest).endswith("/"):
+            target = target / f"learnware-{learnware_id}-v{version}.zip"
+        return self._download(f"learnwares/{learnware_id}/versions/{version}/download", target, info.artifact_sha256)
+
+    def download_submission(self, submission_id: str, *, dest: str | Path = ".") -> Download:
+        """Download a submission's assembled package, verified against its sha256."""
+        info = self.submission(submission_id)
+        target = Path(dest)
+        if target.is_dir() or str(dest).endswith("/"):
+            target = target / f"submission-{str(submission_id)[:8]}.zip"
+        return self._download(f"submissions/{submission_id}/package", target, info.package_sha256 or None)
+
+    @staticmethod
+    def load(path: str | Path) -> Any:
+        """A :class:`~lwm_client.predict.Predictor` for a downloaded package (TorchScript/torch.export only)."""
+        from lwm_client.predict import Predictor
+
+        return Predictor.from_path(path)
+
+
+__all__ = ["Client", "LwmError"]

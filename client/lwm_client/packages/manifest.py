@@ -1,0 +1,133 @@
+"""``learnware.yaml``: the server's field rules, checked here before upload (same codes and messages).
+
+Kept in step with ``marketplace/learnwares/packages/manifest.py`` by the parity test.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+from lwm_client.errors import PackageError
+
+MANIFEST_NAME = "learnware.yaml"
+KINDS = ("model", "adapter")
+MODALITIES = ("table", "image", "text")
+TASKS = ("classification", "regression", "embedding")
+VISIBILITIES = ("public", "private", "organization")
+KNOWN_LICENSES = frozenset(
+    ["MIT", "Apache-2.0", "BSD-2-Clause", "BSD-3-Clause", "ISC", "MPL-2.0", "GPL-2.0-only", "GPL-2.0-or-later", "GPL-3.0-only",
+     "GPL-3.0-or-later", "LGPL-2.1-only", "LGPL-3.0-only", "AGPL-3.0-only", "CC0-1.0", "CC-BY-4.0", "CC-BY-SA-4.0", "CC-BY-NC-4.0",
+     "Unlicense", "BSL-1.0", "EPL-2.0", "LicenseRef-Proprietary"]
+)
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,119}$")
+
+
+def _text(doc: dict[str, Any], key: str, errors: dict[str, str], *, required: bool = True, max_len: int = 20_000) -> str:
+    value = doc.get(key)
+    if value is None:
+        if required:
+            errors[key] = "is required"
+        return ""
+    if not isinstance(value, str) or len(value) > max_len:
+        errors[key] = f"must be a string of at most {max_len} characters"
+        return ""
+    return value
+
+
+def _choice(doc: dict[str, Any], key: str, choices: tuple[str, ...], errors: dict[str, str], default: str | None = None) -> str:
+    value = doc.get(key, default)
+    if value is None:
+        errors[key] = f"is required (one of {', '.join(choices)})"
+        return ""
+    if value not in choices:
+        errors[key] = f"must be one of {', '.join(choices)}, got {value!r}"
+        return ""
+    return str(value)
+
+
+def _str_list(value: Any, key: str, errors: dict[str, str], *, min_len: int, max_len: int, unique: bool) -> list[str]:
+    if not isinstance(value, list) or not min_len <= len(value) <= max_len:
+        errors[key] = f"must be a list of {min_len} to {max_len} strings"
+        return []
+    if not all(isinstance(v, str) and 0 < len(v) <= 200 for v in value):
+        errors[key] = "every item must be a non-empty string of at most 200 characters"
+        return []
+    if unique and len(set(value)) != len(value):
+        errors[key] = "items must be unique"
+        return []
+    return list(value)
+
+
+def _positive_int(value: Any, key: str, errors: dict[str, str], limit: int = 100_000) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= limit:
+        errors[key] = f"must be an integer in [1, {limit}], got {value!r}"
+        return 0
+    return value
+
+
+def _input(doc: dict[str, Any], modality: str, errors: dict[str, str]) -> dict[str, Any]:
+    spec = doc.get("input")
+    if not isinstance(spec, dict):
+        errors["input"] = "is required: a mapping (table: columns; image: shape; text: {})"
+        return {}
+    if modality == "table":
+        return {"columns": _str_list(spec.get("columns"), "input.columns", errors, min_len=1, max_len=4096, unique=True)}
+    if modality == "image":
+        shape = spec.get("shape")
+        if not (isinstance(shape, list) and len(shape) == 3 and shape[0] in (1, 3)):
+            errors["input.shape"] = "must be [channels (1 or 3), height, width]"
+            return {}
+        return {"shape": [_positive_int(s, f"input.shape[{i}]", errors, 1024) for i, s in enumerate(shape)]}
+    return {}
+
+
+def _output(doc: dict[str, Any], task: str, errors: dict[str, str]) -> dict[str, Any]:
+    spec = doc.get("output")
+    if not isinstance(spec, dict):
+        errors["output"] = "is required: classes (classification) or dim (regression, embedding)"
+        return {}
+    if task == "classification":
+        classes = _str_list(spec.get("classes"), "output.classes", errors, min_len=2, max_len=10_000, unique=True)
+        return {"classes": classes, "dim": len(classes)}
+    return {"dim": _positive_int(spec.get("dim"), "output.dim", errors)}
+
+
+def parse_manifest(raw: bytes) -> dict[str, Any]:
+    """Parse and check ``learnware.yaml``; return the normalised manifest or raise :class:`PackageError`."""
+    try:
+        doc = yaml.safe_load(raw.decode("utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise PackageError(f"{MANIFEST_NAME} is not valid UTF-8 YAML: {exc}", code="upload:user:manifest-invalid") from None
+    if not isinstance(doc, dict):
+        raise PackageError(f"{MANIFEST_NAME} must be a mapping of fields", code="upload:user:manifest-invalid")
+    errors: dict[str, str] = {}
+    name = _text(doc, "name", errors, max_len=120)
+    if name and not NAME_RE.match(name):
+        errors["name"] = "must start with a letter or digit and use letters, digits, space, '.', '_' or '-'"
+    m: dict[str, Any] = {
+        "name": name, "description": _text(doc, "description", errors), "kind": _choice(doc, "kind", KINDS, errors),
+        "modality": _choice(doc, "modality", MODALITIES, errors), "task": _choice(doc, "task", TASKS, errors),
+        "license": _text(doc, "license", errors, max_len=64),
+        "tags": _str_list(doc.get("tags", []), "tags", errors, min_len=0, max_len=30, unique=False),
+        "visibility": _choice(doc, "visibility", VISIBILITIES, errors, default="public"),
+        "organization": _text(doc, "organization", errors, required=False, max_len=100),
+        "version": _text(doc, "version", errors, required=False, max_len=40),
+        "base_model": _text(doc, "base_model", errors, required=doc.get("kind") == "adapter", max_len=120),
+    }
+    if m["license"] and m["license"] not in KNOWN_LICENSES:
+        errors["license"] = f"{m['license']!r} is not a known SPDX identifier (e.g. MIT, Apache-2.0)"
+    if m["kind"] == "adapter" and (m["modality"], m["task"]) != ("text", "embedding"):
+        errors["kind"] = "adapters are text embedding modules: use modality: text and task: embedding"
+    if m["visibility"] == "organization" and not m["organization"]:
+        errors["organization"] = "is required when visibility is organization"
+    if m["modality"]:
+        m["input"] = _input(doc, m["modality"], errors)
+    if m["task"]:
+        m["output"] = _output(doc, m["task"], errors)
+    if errors:
+        raise PackageError(f"{MANIFEST_NAME}: " + "; ".join(f"field '{k}' {v}" for k, v in errors.items()),
+                           code="upload:user:manifest-field", details=errors)
+    return m

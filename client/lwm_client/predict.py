@@ -1,0 +1,173 @@
+"""Load a downloaded package and predict, on this machine, without ever unpickling.
+
+Models are TorchScript (``torch.jit.load``) or torch.export (``torch.export.load``)
+archives; the format is checked (the same check as the upload's) before loading. An
+assembly package (``recipe.json`` + ``assembly.lwa``, built by a submission) is run
+with ``specs.assembly``; every member's bytes are checked against the recipe's sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from lwm_client.errors import IntegrityError, UnsafeArtifactError
+from lwm_client.packages.check import MODEL_FILES, check_torch_zip
+
+RECIPE_FORMAT = "lwm-assembly-recipe"
+
+
+def load_model(raw: bytes, fmt: str) -> Any:
+    """A callable torch module from TorchScript or torch.export bytes; anything else is refused."""
+    name = {"torchscript": "model.pt", "torch_export": "model.pt2"}.get(fmt)
+    if name is None:
+        raise UnsafeArtifactError(f"artifact format {fmt!r} cannot be loaded (only torchscript and torch_export)", code="predict:user:format")
+    try:
+        check_torch_zip(name, raw, fmt)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the meaning "unsafe", keeping the check's message
+        raise UnsafeArtifactError(str(exc), code="predict:user:unsafe-artifact") from None
+    import torch
+
+    if fmt == "torchscript":
+        return torch.jit.load(io.BytesIO(raw), map_location="cpu").eval()
+    return torch.export.load(io.BytesIO(raw)).module()
+
+
+def probabilities(raw: np.ndarray) -> np.ndarray:
+    """Rows of class scores as probabilities: kept if they already are, else a softmax."""
+    if (raw >= 0).all() and np.allclose(raw.sum(axis=1), 1.0, atol=1e-4):
+        return raw
+    e = np.exp(raw - raw.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _run(model: Any, X: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        out = model(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)))
+    return out.double().numpy()
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Predictor:
+    """``predict`` / ``predict_proba`` of a learnware package (a model) or an assembly package.
+
+    Inputs: tables as (n, d) rows in the manifest's ``input.columns`` order (raw units),
+    images as (n, C, H, W) in [0, 1], texts as a list of strings (encoded with MiniLM here).
+    """
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.manifest = yaml.safe_load(files["learnware.yaml"])
+        self.task = self.manifest.get("task", "classification")
+        out = self.manifest.get("output") or {}
+        self.classes: list[str] | None = list(out["classes"]) if out.get("classes") else None
+        self.recipe = json.loads(files["recipe.json"]) if "recipe.json" in files else None
+        if self.recipe is not None:
+            self._init_assembly(files)
+            return
+        present = [n for n in MODEL_FILES if n in files]
+        if self.manifest.get("kind") == "adapter" or not present:
+            raise UnsafeArtifactError("this package has no model to predict with (an adapter is loaded onto its base model)",
+                                      code="predict:user:no-model")
+        self.model = load_model(files[present[0]], MODEL_FILES[present[0]])
+
+    def _init_assembly(self, files: dict[str, bytes]) -> None:
+        from specs.assembly import Assembly
+
+        recipe = self.recipe or {}
+        if recipe.get("format") != RECIPE_FORMAT:
+            raise UnsafeArtifactError(f"recipe.json is not a {RECIPE_FORMAT}", code="predict:user:recipe")
+        blob = files[recipe["assembly"]["path"]]
+        if _sha(blob) != recipe["assembly"]["sha256"]:
+            raise IntegrityError("assembly.lwa does not match the sha256 in recipe.json", code="predict:user:checksum")
+        self.assembly = Assembly.from_bytes(blob)
+        self.classes = list(recipe.get("classes") or []) or None
+        self.task = recipe.get("task", self.task)
+        self.members = []
+        for entry in recipe["members"]:
+            raw = files[entry["artifact"]["path"]]
+            if _sha(raw) != entry["artifact"]["sha256"]:
+                raise IntegrityError(f"{entry['artifact']['path']} does not match its sha256 in recipe.json", code="predict:user:checksum")
+            self.members.append((load_model(raw, entry["artifact"].get("format", "torchscript")), entry))
+
+    @classmethod
+    def from_bytes(cls, content: bytes) -> Predictor:
+        with zipfile.ZipFile(io.BytesIO(content)) as zf:
+            return cls({i.filename: zf.read(i) for i in zf.infolist() if not i.is_dir()})
+
+    @classmethod
+    def from_path(cls, path: str | Path) -> Predictor:
+        return cls.from_bytes(Path(path).read_bytes())
+
+    def _inputs(self, X: Any) -> np.ndarray:
+        if self.manifest.get("modality") == "text" and len(X) and isinstance(X[0], str):
+            from lwm_client.data import encode_texts
+
+            return encode_texts(list(X))
+        return np.asarray(X, dtype=np.float64)
+
+    def _transform(self, X: np.ndarray) -> np.ndarray:
+        t = (self.recipe or {})["transform"]
+        U = X / np.asarray(t["rms"]) if t["unit_free"] else X
+        return (U - np.asarray(t["mean"])) / np.asarray(t["scale"])
+
+    def _member_outputs(self, X: np.ndarray) -> list[np.ndarray]:
+        classes = self.classes or []
+        outs = []
+        for model, entry in self.members:
+            raw = _run(model, X)
+            if self.task != "classification":
+                outs.append(raw.reshape(raw.shape[0], -1)[:, 0])
+                continue
+            probs, full = probabilities(raw), np.zeros((X.shape[0], len(classes)))
+            for j, c in enumerate(entry.get("classes") or [str(i) for i in range(probs.shape[1])]):
+                if c in classes:
+                    full[:, classes.index(c)] = probs[:, j]
+            outs.append(full)
+        return outs
+
+    def _assembly_proba(self, X: np.ndarray) -> np.ndarray:
+        a: Any = self.assembly
+        outs, Xs, task = self._member_outputs(X), self._transform(X), self.task
+        if a.kind in ("best_single", "weighted_ensemble"):
+            return a.predict_proba(outs) if task == "classification" else a.predict(outs)
+        if a.kind in ("rkme_job_selector", "trained_job_selector"):
+            return a.predict_proba(outs, Xs) if task == "classification" else a.predict(outs, Xs)
+        if a.kind == "stitching_head":
+            if task != "classification":
+                return a.predict([Xs, *outs])
+            full = np.zeros((X.shape[0], len(self.classes or [])))
+            full[:, a.classes_.astype(np.int64)] = a.predict_proba([Xs, *outs])
+            return full
+        raise UnsafeArtifactError(f"unknown assembly kind {a.kind!r}", code="predict:user:recipe")
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """(n, C) class probabilities (classification) or (n,) / (n, k) values (regression, embedding)."""
+        inputs = self._inputs(X)
+        if self.recipe is not None:
+            return self._assembly_proba(inputs)
+        raw = _run(self.model, inputs)
+        if self.task != "classification":
+            return raw[:, 0] if raw.ndim == 2 and raw.shape[1] == 1 else raw
+        if raw.ndim == 1:  # a model that returns label indices
+            return np.eye(len(self.classes or []))[raw.astype(np.int64)]
+        return probabilities(raw)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Class names (n,) for classification, values otherwise."""
+        out = self.predict_proba(X)
+        if self.task != "classification":
+            return out
+        labels = out.argmax(axis=1)
+        return np.asarray(self.classes)[labels] if self.classes else labels

@@ -1,0 +1,63 @@
+"""Safe load and predict: results equal an independent numpy computation; pickles are refused."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from numpy.testing import assert_allclose
+
+from lwm_client.errors import UnsafeArtifactError
+from lwm_client.predict import Predictor, load_model
+from tests.support import packages
+
+
+def test_table_classifier_predict_proba_is_the_softmax_of_its_linear_layer():
+    torch.manual_seed(3)
+    linear = torch.nn.Linear(3, 2).eval()
+    data = packages.build_table_model_package(model=packages.torchscript_bytes(linear, torch.zeros(2, 3)))
+    X = packages.table_data(["a", "b", "c"], 10, seed=1)
+    logits = X @ linear.weight.detach().numpy().T.astype(np.float64) + linear.bias.detach().numpy()
+    expected = np.exp(logits - logits.max(1, keepdims=True))
+    expected /= expected.sum(1, keepdims=True)
+    predictor = Predictor.from_bytes(data)
+    assert_allclose(predictor.predict_proba(X), expected, rtol=1e-5, atol=1e-6)
+    assert list(predictor.predict(X)) == [f"class{i}" for i in expected.argmax(1)]
+
+
+def test_torch_export_models_load_and_predict():
+    torch.manual_seed(0)
+    program_bytes = packages.export_model_bytes(3, 2, seed=4)
+    model = load_model(program_bytes, "torch_export")
+    X = np.ones((5, 3), dtype=np.float32)
+    torch.manual_seed(4)
+    reference = torch.nn.Linear(3, 2)
+    assert_allclose(model(torch.from_numpy(X)).detach().numpy(), reference(torch.from_numpy(X)).detach().numpy(), rtol=1e-6)
+
+
+def test_a_pickle_checkpoint_is_never_loaded():
+    with pytest.raises(UnsafeArtifactError) as caught:
+        load_model(packages.pickle_model_bytes(), "torchscript")
+    assert "pickle" in caught.value.message
+
+
+def test_an_adapter_package_has_nothing_to_predict_with():
+    with pytest.raises(UnsafeArtifactError):
+        Predictor.from_bytes(packages.build_lora_adapter_package())
+
+
+def test_an_assembly_with_a_tampered_member_is_refused():
+    files = {"learnware.yaml": b"name: a\nkind: model\nmodality: table\ntask: classification\n",
+             "recipe.json": b'{"format": "lwm-assembly-recipe", "assembly": {"path": "assembly.lwa", "sha256": "00"}, "members": []}',
+             "assembly.lwa": b"x"}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for k, v in files.items():
+            zf.writestr(k, v)
+    from lwm_client.errors import IntegrityError
+
+    with pytest.raises(IntegrityError):
+        Predictor.from_bytes(buffer.getvalue())
