@@ -62,7 +62,11 @@ def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
     for proc in procs:
         os.killpg(proc.pid, signal.SIGTERM)
     for proc in procs:
-        proc.wait(60)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:  # a warm shutdown may hang on torch threads: the numbers are in
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
     WorkerHeartbeat.objects.all().delete()
 
 

@@ -201,8 +201,8 @@ class Client:
         if isinstance(spec, tuple):
             spec, space = spec
             requirements.setdefault("feature_space", space.key)
-        fields: dict[str, Any] = {"name": name, "task": task, "modality": modality, "rkme": json.loads(rkme_to_json(spec)),
-                                  "requirements": requirements}
+        fields: dict[str, Any] = {"task": task, "modality": modality, "rkme": json.loads(rkme_to_json(spec)),
+                                  "requirements": requirements} | ({"name": name} if name else {})
         if labelled is None:
             body = self.http.json("POST", "submissions/", json=fields)
         else:
@@ -217,6 +217,10 @@ class Client:
         if not wait:
             return submission
         return self.wait_submission(submission.id, timeout=timeout)
+
+    def submissions(self, *, limit: int | None = None) -> list[dict[str, Any]]:
+        """Your submissions, newest first, as the server lists them."""
+        return list(self._pages("submissions/", {}, limit))
 
     def submission(self, submission_id: str) -> Submission:
         return build(Submission, self.http.json("GET", f"submissions/{submission_id}/"))

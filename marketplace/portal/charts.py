@@ -32,7 +32,7 @@ def bar_chart(bars: Sequence[Bar], *, title: str, fmt: str = "{:.3f}", lo: float
     lo = min(0.0, float(np.nanmin(values))) if lo is None else lo
     hi = float(np.nanmax(values)) if hi is None else hi
     span = hi - lo if hi > lo else 1.0
-    label_w, bar_w, row_h, pad = 230, 380, 28, 8
+    label_w, bar_w, row_h, pad = 290, 360, 28, 8
     width, height = label_w + bar_w + 80, pad * 2 + row_h * len(bars)
     parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}" '
              f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>']
@@ -40,7 +40,7 @@ def bar_chart(bars: Sequence[Bar], *, title: str, fmt: str = "{:.3f}", lo: float
         y = pad + i * row_h
         v = 0.0 if np.isnan(bar.value) else bar.value
         length = max(1.0, (v - lo) / span * bar_w)
-        label = bar.label if len(bar.label) <= 34 else bar.label[:33] + "…"
+        label = bar.label if len(bar.label) <= 44 else bar.label[:43] + "…"
         colour = COLOURS.get(bar.kind, COLOURS["default"])
         parts.append(f'<text x="{label_w - 8}" y="{y + row_h / 2 + 4:.1f}" text-anchor="end">{escape(label)}</text>')
         parts.append(f'<rect x="{label_w}" y="{y + 4}" width="{length:.1f}" height="{row_h - 10}" rx="3" fill="{colour}">'

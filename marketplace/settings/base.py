@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "marketplace.search",
     "marketplace.submissions",
     "marketplace.portal",
+    "marketplace.demo",
 ]
 
 MIDDLEWARE = [
@@ -193,7 +194,18 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# --- Cache ---------------------------------------------------------------------------------
+# Shared by web replicas (login rate limits, throttles); per-process memory when unset.
+CACHE_URL = env_str("CACHE_URL", "")
+if CACHE_URL.startswith(("redis://", "rediss://")):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+elif CACHE_URL:
+    raise ImproperlyConfigured(f"CACHE_URL={CACHE_URL!r}: only redis:// caches are supported")
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 # --- Security ------------------------------------------------------------------------------
+CSRF_FAILURE_VIEW = "marketplace.portal.views.csrf_failure"
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG and SITE_URL.startswith("https"))
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -81,6 +81,7 @@ def test_sign_up_publish_find_submit_and_download(page, shots, live_server, cele
     page.goto(f"{live_server.url}/")
     page.get_by_label("Search learnwares").fill("customer churn")
     page.get_by_role("button", name="Search").click()
+    page.wait_for_url(re.compile(r"/learnwares/\?q=customer"))
     first = page.locator(".lw-card h3 a").first
     assert first.inner_text() == "tabular-churn-classifier"
     shots("text-search")
@@ -91,6 +92,7 @@ def test_sign_up_publish_find_submit_and_download(page, shots, live_server, cele
     page.goto(f"{live_server.url}/search/data/")
     page.get_by_label("File").set_input_files(str(data_csv))
     page.get_by_role("button", name="Search").click()
+    page.locator("#results-h").wait_for()
     results = page.locator("#results-h + .table-wrap tbody tr")
     assert results.count() == 2
     assert {"tabular-churn-classifier", "shifted-sensor-classifier"} == {
@@ -99,7 +101,9 @@ def test_sign_up_publish_find_submit_and_download(page, shots, live_server, cele
     assert weights.count() == 2  # a bar per mixture component
     shots("data-search")
     results.first.get_by_role("link").click()
-    assert page.get_by_text("your data (from your last search)").count() == 1
+    page.wait_for_url(re.compile(r"/learnwares/\d+/\?compare=1$"))
+    page.get_by_text("your data (from your last search)").wait_for()
+    assert page.locator("svg[aria-label^='RKME of'] circle[fill='#d1242f']").count() == 80  # K = n = 80 rows
     shots("learnware-page-with-my-data")
 
     # Submit a task with a labelled sample and follow it to the end.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import stat
 
 import pytest
-
 from lwm_client.config import DEFAULT_URL, Config, read_config_file, write_config_file
 from lwm_client.errors import ConfigError
 

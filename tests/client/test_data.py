@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from numpy.testing import assert_allclose
-
 from lwm_client import data as local
 from lwm_client.models import FeatureSpace
+from numpy.testing import assert_allclose
+
 from marketplace.learnwares.models import FeatureSpace as ServerSpace
 from marketplace.learnwares.services.spaces import table_space_key
 from marketplace.search.data import spec_from_file

@@ -5,11 +5,11 @@ from __future__ import annotations
 import socket
 
 import pytest
-
 from lwm_client import errors
 from lwm_client.client import Client
 from lwm_client.config import Config
 from lwm_client.http import Transport
+
 from tests.client.scripted_server import ScriptedServer
 
 

@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
-
 from lwm_client.errors import PackageError
 from lwm_client.packages import build_package, csv_sample, package_check
+
 from marketplace.core.exceptions import ValidationFailed
 from marketplace.learnwares.packages import package_inspect
 from tests.support import packages

@@ -8,10 +8,10 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-from numpy.testing import assert_allclose
-
 from lwm_client.errors import UnsafeArtifactError
 from lwm_client.predict import Predictor, load_model
+from numpy.testing import assert_allclose
+
 from tests.support import packages
 
 

@@ -63,7 +63,7 @@ def test_the_learnware_page_shows_card_versions_spec_and_usage(web, alice):
     assert version.artifact_sha256[:16] in page
     assert f"/api/v1/learnwares/{version.learnware_id}/versions/1/download" in page
     assert page.count('fill-opacity="0.55"') == 8  # one marker per reduced point of the K = 8 RKME
-    assert "torch.jit.load" in page
+    assert f"market.download({version.learnware_id}, 1" in page and "sha256sum -c" in page
 
 
 def test_the_card_markdown_is_sanitised(web, alice):
