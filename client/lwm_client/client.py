@@ -20,7 +20,11 @@ from lwm_client.packages import package_bytes, package_check
 from lwm_client.progress import Progress
 from specs import RKMESpecification, rkme_to_json
 
-TEXT_SPACE = "text-minilm-l6-v2"
+# Encoder spaces are fixed by their encoders (docs/package-format.md): key, dimension, gamma = 1 on the unit sphere.
+ENCODER_SPACES = {
+    "image": FeatureSpace(key="image-conv-0", kind="image", dim=128, gamma=1.0, schema={"encoder": "ConvImageEncoder", "seed": 0}),
+    "text": FeatureSpace(key="text-minilm-l6-v2", kind="text", dim=384, gamma=1.0, schema={"encoder": "all-minilm-l6-v2"}),
+}
 FILTERS = ("modality", "task", "license", "tags", "base_model", "owner")
 
 
@@ -74,14 +78,19 @@ class Client:
             space = self.table_space(names)
         return local.spec_table(X, space), space
 
+    def encoder_space(self, kind: str) -> FeatureSpace:
+        """The server's image or text space; before its first learnware, the fixed parameters it will have."""
+        found = next((s for s in self.feature_spaces() if s.kind == kind), None)
+        return found or ENCODER_SPACES[kind]
+
     def spec_images(self, source: Any, *, space: FeatureSpace | None = None) -> tuple[RKMESpecification, FeatureSpace]:
-        space = space or next((s for s in self.feature_spaces() if s.kind == "image"), None)
-        if space is None:
-            raise NotFound("the market has no image feature space yet", code="space:user:unknown")
+        """The RKME of images (array (n, C, H, W) in [0, 1], a folder or PNG/JPEG paths) in the image space."""
+        space = space or self.encoder_space("image")
         return local.spec_encoded(local.encode_images(local.read_images(source), space), space), space
 
     def spec_texts(self, source: Any, *, space: FeatureSpace | None = None) -> tuple[RKMESpecification, FeatureSpace]:
-        space = space or self.feature_space(TEXT_SPACE)
+        """The RKME of texts (list, JSONL with "text", or one per line) in the MiniLM text space."""
+        space = space or self.encoder_space("text")
         return local.spec_encoded(local.encode_texts(local.read_texts(source)), space), space
 
     def spec(self, source: Any, *, modality: str = "table", **kwargs: Any) -> tuple[RKMESpecification, FeatureSpace]:

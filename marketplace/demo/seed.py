@@ -122,18 +122,8 @@ class Seeder:
             return {"rkme": self.client.spec_table(d.X_dev, columns=d.columns)[0]}
         if d.modality == "image":
             return {"rkme": self.client.spec_images(d.X_dev[:1200])[0]}
-        space = self.client.feature_space("text-minilm-l6-v2") if self._text_space_exists() else None
-        E = self.embed(d.X_dev)
-        if space is None:  # the text space is created by the first text publish; its parameters are fixed
-            space = self.lwm.models.FeatureSpace(key="text-minilm-l6-v2", kind="text", dim=384, gamma=1.0)
-        return {"rkme": self.lwm.data.spec_encoded(E, space)}
-
-    def _text_space_exists(self) -> bool:
-        try:
-            self.client.feature_space("text-minilm-l6-v2")
-        except self.lwm.NotFound:
-            return False
-        return True
+        space = self.client.encoder_space("text")
+        return {"rkme": self.lwm.data.spec_encoded(self.embed(d.X_dev), space)}
 
     def package(self, d: Domain, first_of_space: bool) -> bytes:
         return self.lwm.packages.build_package(manifest=self.manifest(d), **self.artefact(d), **self.spec(d, first_of_space))
@@ -158,9 +148,10 @@ class Seeder:
                 continue
             started = time.monotonic()
             data = self.package(d, first_of_space=first)
+            built = time.monotonic() - started
             # The first table learnware of a space fixes its standardisation: wait for it before the others spec.
             upload = self.client.publish(data, learnware=lw.id if lw else None, wait=first and d.modality == "table")
-            self.log(f"  uploaded {d.name} ({len(data) // 1024} KiB, built in {time.monotonic() - started:.1f} s)")
+            self.log(f"  uploaded {d.name} ({len(data) // 1024} KiB, built in {built:.1f} s)")
             entry = {"learnware": upload.learnware, "version": upload.version, "status": upload.status, "outcome": "published"}
             out[d.name] = entry
             if upload.final is None:
@@ -204,7 +195,8 @@ class Seeder:
             started = time.monotonic()
             if modality == "text":
                 E = self.embed(list(X))
-                pair = (self.lwm.data.spec_encoded(E, self.client.feature_space("text-minilm-l6-v2")), self.client.feature_space("text-minilm-l6-v2"))
+                space = self.client.encoder_space("text")
+                pair = (self.lwm.data.spec_encoded(E, space), space)
                 labelled = (self.embed(list(labelled[0])), labelled[1])
             else:
                 pair = self.client.spec_table(X, columns=columns)

@@ -163,6 +163,7 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {
     "reap-stale-jobs": {"task": "maintenance.reap_stale_jobs", "schedule": 60.0},
+    "purge-expired-submissions": {"task": "submissions.purge_expired", "schedule": 3600.0},
 }
 # Worker liveness is a heartbeat row, so /healthz works with every transport.
 LWM_WORKER_HEARTBEAT_SECONDS = env_float("LWM_WORKER_HEARTBEAT_SECONDS", 5.0, minimum=0.1)
@@ -171,6 +172,13 @@ LWM_WORKER_STALE_SECONDS = env_float("LWM_WORKER_STALE_SECONDS", 20.0, minimum=0
 LWM_JOB_MAX_ATTEMPTS = env_int("LWM_JOB_MAX_ATTEMPTS", 3, minimum=1)
 # A running job whose heartbeat is older than this is failed by the reaper.
 LWM_JOB_STALE_SECONDS = env_int("LWM_JOB_STALE_SECONDS", 900, minimum=1)
+
+# --- Submissions ---------------------------------------------------------------------------
+LWM_SUBMISSION_MAX_ACTIVE = env_int("LWM_SUBMISSION_MAX_ACTIVE", 3, minimum=1)  # per user, pending or running
+LWM_SUBMISSION_MAX_BYTES = env_int("LWM_SUBMISSION_MAX_BYTES", 50 * 1024 * 1024, minimum=1)  # per data file
+# A finished submission's data and package are deleted after this many days (user data is not kept forever).
+LWM_SUBMISSION_RETENTION_DAYS = env_int("LWM_SUBMISSION_RETENTION_DAYS", 30, minimum=1)
+LWM_SUBMISSION_RETRY_AFTER = env_int("LWM_SUBMISSION_RETRY_AFTER", 30, minimum=1)  # seconds, sent with a 429
 
 # --- API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {

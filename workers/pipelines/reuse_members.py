@@ -143,7 +143,11 @@ def probabilities(raw: np.ndarray) -> np.ndarray:
 
 def to_task_classes(raw: np.ndarray, member: Member, classes: list[str]) -> np.ndarray:
     """(n, len(classes)) probabilities: the member's columns moved to the task's class order."""
-    probs = probabilities(raw)
+    if raw.ndim == 1 and member.classes:
+        # Hard labels in [0, n_classes) (allowed by the package format) count as one-hot votes.
+        probs = np.eye(len(member.classes))[np.clip(raw.astype(np.int64), 0, len(member.classes) - 1)]
+    else:
+        probs = probabilities(raw)
     own = member.classes or [str(i) for i in range(probs.shape[1])]
     if len(own) != probs.shape[1]:
         raise ApplicationError(f"learnware {member.name} outputs {probs.shape[1]} scores for {len(own)} classes",
