@@ -1,9 +1,4 @@
-"""Publishing settings: read from Django settings when the lead has added them there,
-else from the environment (same names), so tests and workers can tune the sandbox.
-
-Every name here is meant to move into ``settings/base.py``; until then this module
-is the single place that reads them.
-"""
+"""Publishing settings, gathered for the services (values live in ``settings/base.py``)."""
 
 from __future__ import annotations
 
@@ -11,36 +6,29 @@ from typing import Any
 
 from django.conf import settings
 
-from marketplace.settings.env import env_bool, env_float, env_int
-
-
-def _get(name: str, reader: Any, default: Any, **kwargs: Any) -> Any:
-    return getattr(settings, name) if hasattr(settings, name) else reader(name, default, **kwargs)
-
 
 def review_required() -> bool:
     # New versions wait in pending_review for an admin when this is on.
-    return bool(_get("LWM_REVIEW_REQUIRED", env_bool, False))
+    return bool(settings.LWM_REVIEW_REQUIRED)
 
 
 def sandbox_limits() -> dict[str, Any]:
     return {
-        "memory_mb": _get("LWM_SANDBOX_MEMORY_MB", env_int, 2048, minimum=64),
-        "cpu_seconds": _get("LWM_SANDBOX_CPU_SECONDS", env_int, 60, minimum=1),
-        "wall_seconds": _get("LWM_SANDBOX_WALL_SECONDS", env_float, 120.0, minimum=1.0),
-        "file_size_mb": _get("LWM_SANDBOX_FILE_SIZE_MB", env_int, 64, minimum=1),
+        "memory_mb": settings.LWM_SANDBOX_MEMORY_MB,
+        "cpu_seconds": settings.LWM_SANDBOX_CPU_SECONDS,
+        "wall_seconds": settings.LWM_SANDBOX_WALL_SECONDS,
+        "file_size_mb": settings.LWM_SANDBOX_FILE_SIZE_MB,
     }
 
 
 def rkme_k() -> int:
-    # Reduced points per RKME computed from a sample (the learnware package's default).
-    return int(_get("LWM_RKME_K", env_int, 100, minimum=1))
+    return int(settings.LWM_RKME_K)
 
 
 def zip_limits() -> dict[str, Any]:
     return {
-        "max_bytes": int(getattr(settings, "LWM_MAX_UPLOAD_BYTES", 200 * 2**20)),
-        "max_files": _get("LWM_PACKAGE_MAX_FILES", env_int, 200, minimum=1),
-        "max_total_uncompressed": _get("LWM_PACKAGE_MAX_UNCOMPRESSED", env_int, 512 * 2**20, minimum=1),
-        "max_ratio": _get("LWM_PACKAGE_MAX_RATIO", env_float, 100.0, minimum=1.0),
+        "max_bytes": int(settings.LWM_MAX_UPLOAD_BYTES),
+        "max_files": settings.LWM_PACKAGE_MAX_FILES,
+        "max_total_uncompressed": settings.LWM_PACKAGE_MAX_UNCOMPRESSED,
+        "max_ratio": settings.LWM_PACKAGE_MAX_RATIO,
     }

@@ -173,6 +173,19 @@ LWM_JOB_MAX_ATTEMPTS = env_int("LWM_JOB_MAX_ATTEMPTS", 3, minimum=1)
 # A running job whose heartbeat is older than this is failed by the reaper.
 LWM_JOB_STALE_SECONDS = env_int("LWM_JOB_STALE_SECONDS", 900, minimum=1)
 
+# --- Publishing ----------------------------------------------------------------------------
+LWM_REVIEW_REQUIRED = env_bool("LWM_REVIEW_REQUIRED", False)  # new versions wait for an admin's approval
+# Limits of the subprocess that loads an uploaded model (see docs/package-format.md).
+LWM_SANDBOX_MEMORY_MB = env_int("LWM_SANDBOX_MEMORY_MB", 2048, minimum=64)
+LWM_SANDBOX_CPU_SECONDS = env_int("LWM_SANDBOX_CPU_SECONDS", 60, minimum=1)
+LWM_SANDBOX_WALL_SECONDS = env_float("LWM_SANDBOX_WALL_SECONDS", 120.0, minimum=1.0)
+LWM_SANDBOX_FILE_SIZE_MB = env_int("LWM_SANDBOX_FILE_SIZE_MB", 64, minimum=1)
+LWM_RKME_K = env_int("LWM_RKME_K", 100, minimum=1)  # reduced points of an RKME computed from a sample
+# Zip-bomb guards on uploaded packages.
+LWM_PACKAGE_MAX_FILES = env_int("LWM_PACKAGE_MAX_FILES", 200, minimum=1)
+LWM_PACKAGE_MAX_UNCOMPRESSED = env_int("LWM_PACKAGE_MAX_UNCOMPRESSED", 512 * 2**20, minimum=1)
+LWM_PACKAGE_MAX_RATIO = env_float("LWM_PACKAGE_MAX_RATIO", 100.0, minimum=1.0)
+
 # --- Submissions ---------------------------------------------------------------------------
 LWM_SUBMISSION_MAX_ACTIVE = env_int("LWM_SUBMISSION_MAX_ACTIVE", 3, minimum=1)  # per user, pending or running
 LWM_SUBMISSION_MAX_BYTES = env_int("LWM_SUBMISSION_MAX_BYTES", 50 * 1024 * 1024, minimum=1)  # per data file

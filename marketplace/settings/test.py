@@ -9,6 +9,11 @@ os.environ.setdefault("LWM_VAR_DIR", str(Path(__file__).resolve().parents[2] / "
 # Short intervals so liveness tests see a stopped worker within seconds.
 os.environ.setdefault("LWM_WORKER_HEARTBEAT_SECONDS", "0.5")
 os.environ.setdefault("LWM_WORKER_STALE_SECONDS", "5")
+# Small sandbox limits and RKMEs: a hanging upload is stopped in seconds, specs fit fast.
+os.environ.setdefault("LWM_SANDBOX_CPU_SECONDS", "3")
+os.environ.setdefault("LWM_SANDBOX_WALL_SECONDS", "20")
+os.environ.setdefault("LWM_SANDBOX_MEMORY_MB", "1024")
+os.environ.setdefault("LWM_RKME_K", "10")
 
 from marketplace.settings.base import *  # noqa: E402,F403
 

@@ -1,4 +1,4 @@
-"""Read a submission's table data (CSV or NPZ) into arrays, with errors that name the problem.
+"""Read a submission's table data (CSV or NPZ) or texts (JSONL) into arrays, with errors that name the problem.
 
 Never unpickles: NPZ files are opened with ``allow_pickle=False``.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import zipfile
 from dataclasses import dataclass
 
@@ -124,3 +125,48 @@ def read_table(raw: bytes, fmt: str, *, field: str, label_column: str | None = N
     if table.columns is not None and len(table.columns) != X.shape[1]:
         raise _fail(field, f"names {len(table.columns)} columns for {X.shape[1]} features", "submission:user:bad-format")
     return table
+
+
+@dataclass(frozen=True)
+class TextData:
+    """Lines of a JSONL text file: the texts (n,) and their labels y (n,) when given."""
+
+    texts: list[str]
+    y: np.ndarray | None = None
+
+
+MAX_TEXT_CHARS = 20_000
+
+
+def read_texts(raw: bytes, *, field: str, label_key: str = "label", labelled: bool = False) -> TextData:
+    """Parse one JSONL file of ``{"text": str, "label"?: ...}`` objects, one per line.
+
+    Raises
+    ------
+    ValidationFailed
+        Not UTF-8, a line that is not a JSON object with a non-empty string ``text``, a
+        missing label where labels are required, or no lines; the message names the line.
+    """
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise _fail(field, "is not UTF-8 text", "submission:user:bad-format") from None
+    texts, labels = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            raise _fail(field, f"line {number} is not valid JSON", "submission:user:bad-format") from None
+        value = record.get("text") if isinstance(record, dict) else None
+        if not isinstance(value, str) or not value.strip():
+            raise _fail(field, f"line {number} needs a non-empty string field 'text'", "submission:user:bad-format")
+        texts.append(value[:MAX_TEXT_CHARS])
+        if labelled:
+            if label_key not in record or record[label_key] is None:
+                raise _fail(field, f"line {number} has no field {label_key!r}", "submission:user:missing-labels")
+            labels.append(str(record[label_key]).strip())
+    if not texts:
+        raise _fail(field, "holds no text lines", "submission:user:empty-data")
+    return TextData(texts=texts, y=_labels(np.asarray(labels)) if labelled else None)

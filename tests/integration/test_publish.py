@@ -18,13 +18,6 @@ from marketplace.learnwares.choices import VersionStatus
 from marketplace.learnwares.models import AuditLog, LearnwareVersion, Specification
 from tests.support import packages
 
-# Read by the session worker when it starts (after collection): small sandbox limits keep
-# the hang and memory cases quick.
-os.environ.setdefault("LWM_SANDBOX_CPU_SECONDS", "3")
-os.environ.setdefault("LWM_SANDBOX_WALL_SECONDS", "20")
-os.environ.setdefault("LWM_SANDBOX_MEMORY_MB", "1024")
-os.environ.setdefault("LWM_RKME_K", "10")
-
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 TEXTS = ["the market rallied on strong earnings", "the striker scored twice in the final",
          "a new phone chip doubles battery life", "parliament passed the budget vote"] * 3

@@ -1,7 +1,9 @@
 """Task modules; importing this package registers every task with the Celery app."""
 
 from workers import heartbeat  # noqa: F401  (connects the worker liveness signals)
-from workers.tasks import maintenance  # noqa: F401
-from workers.tasks import publish  # noqa: F401
-from workers.tasks import search  # noqa: F401
-from workers.tasks import submissions  # noqa: F401
+from workers.tasks import (
+    maintenance,  # noqa: F401
+    publish,  # noqa: F401
+    search,  # noqa: F401
+    submissions,  # noqa: F401
+)

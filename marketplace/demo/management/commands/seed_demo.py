@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,10 @@ class Command(BaseCommand):
         from marketplace.demo.seed import Cache, Seeder, catalogue, import_client
 
         started = time.monotonic()
+        # Quiet, offline model loading: the encoders are local folders; progress bars would drown the summary.
+        for name, value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+                            ("TRANSFORMERS_VERBOSITY", "error")):
+            os.environ.setdefault(name, value)
         lwm = import_client()
         client = lwm.Client(opts["url"], poll_interval=0.5)
         try:
