@@ -63,6 +63,10 @@ class RequirementsSerializer(serializers.Serializer):
     max_model_size = serializers.IntegerField(min_value=1, required=False, help_text="bytes per learnware artifact")
     max_modules = serializers.IntegerField(min_value=1, max_value=10, required=False)
     methods = serializers.ListField(child=serializers.ChoiceField(choices=AssemblyMethod.choices), required=False)
+    kind = serializers.ChoiceField(choices=["model", "adapter"], required=False,
+                                   help_text="text: 'adapter' ranks and merges/routes LoRA adapters on MiniLM instead of models")
+    negate = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False,
+                                   help_text="adapter learnware ids whose LoRA update is subtracted (LoRA negation)")
     label_column = serializers.CharField(max_length=200, required=False)
     holdout_fraction = serializers.FloatField(min_value=0.1, max_value=0.5, required=False)
     seed = serializers.IntegerField(min_value=0, required=False)
@@ -114,8 +118,8 @@ class SubmissionListCreateApi(ListAPIView):
         data = serializers.FileField(required=False, help_text="unlabelled data: CSV (header row), NPZ (array X) or JSONL")
         data_format = serializers.ChoiceField(choices=DataFormat.choices, required=False)
         rkme = JsonObjectField(required=False, help_text="an RKME computed client-side (specs.serialization JSON), instead of data")
-        labelled = serializers.FileField(required=False, help_text="optional labelled sample: CSV with a label column, or NPZ with X and y")
-        labelled_format = serializers.ChoiceField(choices=[DataFormat.CSV, DataFormat.NPZ], required=False)
+        labelled = serializers.FileField(required=False, help_text="optional labelled sample: CSV with a label column, NPZ with X and y, or JSONL with text and label")
+        labelled_format = serializers.ChoiceField(choices=[DataFormat.CSV, DataFormat.NPZ, DataFormat.JSONL], required=False)
         requirements = JsonObjectField(required=False)
         modality = serializers.ChoiceField(choices=Modality.choices, default=Modality.TABLE)
         task = serializers.ChoiceField(choices=[Task.CLASSIFICATION, Task.REGRESSION], default=Task.CLASSIFICATION)
@@ -127,6 +131,8 @@ class SubmissionListCreateApi(ListAPIView):
                 attrs["data_format"] = _infer_format(attrs["data"], attrs.get("data_format", ""), "data")
             else:
                 raise serializers.ValidationError({"data": ["give a data file or an rkme"]})
+            if attrs["data_format"] == DataFormat.JSONL:
+                attrs["modality"] = Modality.TEXT  # JSONL holds texts: the text space is the only one they fit
             if "labelled" in attrs:
                 attrs["labelled_format"] = _infer_format(attrs["labelled"], attrs.get("labelled_format", ""), "labelled")
             requirements = RequirementsSerializer(data=attrs.get("requirements", {}))

@@ -29,7 +29,8 @@ class AssemblyMethod(models.TextChoices):
     RKME_JOB_SELECTOR = "rkme_job_selector", "Job selector (zero-shot, by RKME)"
     TRAINED_JOB_SELECTOR = "trained_job_selector", "Job selector (trained on the labelled sample)"
     STITCHING_HEAD = "stitching_head", "Stitching / feature-augmentation head"
-    LORA_WEIGHTED_SUM = "lora_weighted_sum", "LoRA arithmetic (weighted sum)"
+    LORA_WEIGHTED_SUM = "lora_weighted_sum", "LoRA arithmetic (weighted sum, negation)"
+    LORA_TIES = "lora_ties", "LoRA arithmetic (TIES merge)"
     ARROW_ROUTING = "arrow_routing", "Arrow routing over LoRA adapters"
 
 

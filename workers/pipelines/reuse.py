@@ -20,11 +20,20 @@ from marketplace.submissions.choices import STAGES
 from marketplace.submissions.models import Submission
 from marketplace.submissions.services import submission_stage_save
 from workers.base import Report
-from workers.pipelines import reuse_assemble, reuse_evaluate, reuse_identify, reuse_package, reuse_rank, reuse_spec
+from workers.pipelines import (
+    reuse_adapter_package,
+    reuse_adapters,
+    reuse_assemble,
+    reuse_evaluate,
+    reuse_identify,
+    reuse_package,
+    reuse_rank,
+    reuse_spec,
+)
 from workers.pipelines.reuse_context import ReuseContext
 
 # Bump when a stage's computation changes, so stored results are not reused across versions.
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2
 
 StageRun = Callable[[ReuseContext, Report], dict[str, Any]]
 STAGE_RUNS: dict[str, StageRun] = {
@@ -35,6 +44,20 @@ STAGE_RUNS: dict[str, StageRun] = {
     "evaluate": reuse_evaluate.run,
     "package": reuse_package.run,
 }
+# ``requirements.kind = "adapter"``: LoRA adapters are ranked by their layers and merged or routed.
+ADAPTER_RUNS: dict[str, StageRun] = {
+    "rank": reuse_adapters.rank,
+    "assemble": reuse_adapters.assemble,
+    "evaluate": reuse_adapters.evaluate,
+    "package": reuse_adapter_package.run,
+}
+LABELLED_ONLY = {"rank", "evaluate"}  # without labels the model stages' "skipped" results serve adapters too
+
+
+def stage_run(ctx: ReuseContext, stage: str) -> StageRun:
+    if ctx.adapter_mode and stage in ADAPTER_RUNS and (stage not in LABELLED_ONLY or ctx.submission.has_labels):
+        return ADAPTER_RUNS[stage]
+    return STAGE_RUNS[stage]
 
 
 def stage_key(submission: Submission, stage: str, previous_key: str) -> str:
@@ -68,7 +91,7 @@ def reuse_run(*, submission_id: str, report: Report) -> dict[str, Any]:
             continue
         report(stage, done, len(STAGES))
         started = time.perf_counter()
-        result = STAGE_RUNS[stage](ctx, report)
+        result = stage_run(ctx, stage)(ctx, report)
         result.update(key=key, seconds=round(time.perf_counter() - started, 4))
         submission = submission_stage_save(submission_id=submission.id, stage=stage, result=result)
         ctx.submission, ctx.results[stage] = submission, result

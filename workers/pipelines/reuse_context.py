@@ -16,7 +16,8 @@ from django.core.files.storage import storages
 
 from marketplace.core.exceptions import ValidationFailed
 from marketplace.learnwares.models import FeatureSpace
-from marketplace.submissions.data import TableData, read_table
+from marketplace.submissions.choices import DataFormat
+from marketplace.submissions.data import TableData, TextData, read_table, read_texts
 from marketplace.submissions.models import Submission
 from specs import TableStandardizer
 
@@ -83,16 +84,51 @@ class ReuseContext:
     def user_table(self) -> TableData:
         return read_table(self.data_bytes, self.submission.data_format, field="data")
 
+    @property
+    def is_text(self) -> bool:
+        return self.submission.data_format == DataFormat.JSONL
+
+    @property
+    def adapter_mode(self) -> bool:
+        """The user asked for LoRA adapters (text space): rank and assemble adapters, not models."""
+        return self.requirements.get("kind") == "adapter"
+
+    @cached_property
+    def user_texts(self) -> TextData:
+        return read_texts(self.data_bytes, field="data")
+
+    @cached_property
+    def labelled_texts(self) -> TextData | None:
+        if not self.submission.has_labels:
+            return None
+        if self.submission.labelled_format != DataFormat.JSONL:
+            raise ValidationFailed("labelled: a text submission's labelled sample must be JSONL with 'text' and 'label'",
+                                   code="submission:user:bad-format")
+        texts = read_texts(self._read(self.submission.labelled_file), field="labelled",
+                           label_key=self.requirements.get("label_column", "label"), labelled=True)
+        self._check_count(len(texts.texts))
+        return texts
+
+    def _check_count(self, n: int) -> None:
+        if n < MIN_LABELLED:
+            raise ValidationFailed(f"labelled: {n} rows are too few (at least {MIN_LABELLED})",
+                                   code="submission:user:too-few-labels")
+
     @cached_property
     def labelled_table(self) -> TableData | None:
         if not self.submission.has_labels:
             return None
+        if self.is_text:
+            # Text models are heads on the text space: their rows are the MiniLM embeddings.
+            from marketplace.learnwares.encoding import encode_texts
+
+            texts = self.labelled_texts
+            assert texts is not None
+            return TableData(X=encode_texts(texts.texts).astype(np.float64), columns=None, y=texts.y)
         raw = self._read(self.submission.labelled_file)
         table = read_table(raw, self.submission.labelled_format, field="labelled",
                            label_column=self.requirements.get("label_column", "label"), labelled=True)
-        if table.X.shape[0] < MIN_LABELLED:
-            raise ValidationFailed(f"labelled: {table.X.shape[0]} rows are too few (at least {MIN_LABELLED})",
-                                   code="submission:user:too-few-labels")
+        self._check_count(table.X.shape[0])
         return table
 
     @cached_property

@@ -19,6 +19,7 @@ from workers.pipelines.reuse_spec import user_spec
 
 SHOWN = 20  # singles kept in the result (the search re-ranks its top 100 exactly)
 DEFAULT_MAX_MODULES = 3
+ADAPTER_BASE = "all-minilm-l6-v2"  # the only base model the text space has
 
 
 def _check_named_learnwares(ctx: ReuseContext) -> None:
@@ -35,6 +36,9 @@ def _check_named_learnwares(ctx: ReuseContext) -> None:
 
 def _search_filters(ctx: ReuseContext) -> dict[str, Any]:
     filters: dict[str, Any] = {"modality": ctx.submission.modality, "task": ctx.submission.task}
+    if ctx.adapter_mode:
+        # Adapters output embeddings; the user's task is solved by a head fitted on them.
+        filters.update(task="embedding", base_model=ADAPTER_BASE)
     licenses = ctx.requirements.get("licenses") or []
     if len(licenses) == 1:
         filters["license"] = licenses[0]

@@ -21,6 +21,7 @@ from marketplace.search.store import rkme_arrays
 from workers.sandbox.runner import SandboxError, SandboxUnavailable, run_model
 
 MODEL_SUFFIXES = {".pt": "torchscript", ".pt2": "torch_export"}
+ADAPTER_WEIGHTS, ADAPTER_CONFIG = "adapter_model.safetensors", "adapter_config.json"
 
 
 @dataclass(frozen=True)
@@ -85,9 +86,12 @@ def member_load(version: LearnwareVersion) -> Member:
     if not manifest and version.package:
         manifest = yaml.safe_load(package_files(version).get("learnware.yaml", b"{}")) or {}
     files = package_files(version)
-    name, kind = model_artifact(files, manifest)
-    Z, beta = rkme_arrays(version.specification.rkme)
     lw = version.learnware
+    if lw.kind == "adapter":
+        name, kind = ADAPTER_WEIGHTS, "peft_lora"  # with adapter_config.json: see OutputCache.files
+    else:
+        name, kind = model_artifact(files, manifest)
+    Z, beta = rkme_arrays(version.specification.rkme)
     return Member(version.id, lw.id, version.number, lw.name, lw.license, version.artifact_sha256, kind, name,
                   _manifest_classes(manifest), Z, beta)
 
@@ -102,14 +106,17 @@ class OutputCache:
     """Raw outputs of members on row sets, computed once per run in the sandbox."""
 
     def __init__(self) -> None:
-        self._artifacts: dict[int, bytes] = {}
+        self._files: dict[int, dict[str, bytes]] = {}
         self._outputs: dict[tuple[int, str], np.ndarray] = {}
 
+    def files(self, member: Member) -> dict[str, bytes]:
+        """The member's package files (name -> bytes)."""
+        if member.version_id not in self._files:
+            self._files[member.version_id] = package_files(LearnwareVersion.objects.get(id=member.version_id))
+        return self._files[member.version_id]
+
     def artifact(self, member: Member) -> bytes:
-        if member.version_id not in self._artifacts:
-            version = LearnwareVersion.objects.get(id=member.version_id)
-            self._artifacts[member.version_id] = package_files(version)[member.artifact_name]
-        return self._artifacts[member.version_id]
+        return self.files(member)[member.artifact_name]
 
     def raw(self, member: Member, X: np.ndarray) -> np.ndarray:
         """The model's output on rows X (n, d): (n, C) scores or (n,) / (n, t) values."""

@@ -12,6 +12,7 @@ from marketplace.learnwares.models import FeatureSpace
 from marketplace.submissions.choices import DataFormat
 from marketplace.submissions.services import submission_feature_space_set
 from specs import RKMESpecification, SpecError, rkme_fit, rkme_from_json, rkme_to_json
+from specs.encoders import TEXT_DIM
 from workers.base import Report
 from workers.pipelines.reuse_context import ReuseContext, SpaceTransform, unit_rms
 
@@ -35,7 +36,7 @@ def resolve_space(ctx: ReuseContext, columns: list[str] | None, d: int) -> Featu
     if len(fitting) == 1:
         return fitting[0]
     if not fitting:
-        what = f"columns {columns}" if columns else f"{d} unnamed columns"
+        what = f"columns {columns}" if columns else f"{d} unnamed columns" if ctx.submission.modality != "text" else "MiniLM texts"
         raise _fail("data", f"no {ctx.submission.modality} feature space has {what}", "submission:user:wrong-feature-space")
     raise _fail("requirements.feature_space", f"the data fit several feature spaces {[s.key for s in fitting]}: name one",
                 "submission:user:ambiguous-feature-space")
@@ -107,6 +108,17 @@ def run(ctx: ReuseContext, report: Report) -> dict[str, Any]:
         X = SpaceTransform(rms, space.standardization or {})(table.X)
         try:
             spec = rkme_fit(X, min(RKME_K, X.shape[0]), space.gamma, random_state=ctx.seed)
+        except SpecError as exc:
+            raise _fail("data", str(exc), "submission:user:bad-data") from exc
+        source = "data"
+    elif ctx.is_text:
+        from marketplace.learnwares.encoding import encode_texts
+
+        texts = ctx.user_texts.texts
+        space = resolve_space(ctx, None, TEXT_DIM)
+        rms = np.ones(space.dim)  # unit vectors: the text space needs no unit-free step
+        try:
+            spec = rkme_fit(encode_texts(texts).astype(np.float64), min(RKME_K, len(texts)), space.gamma, random_state=ctx.seed)
         except SpecError as exc:
             raise _fail("data", str(exc), "submission:user:bad-data") from exc
         source = "data"

@@ -1,0 +1,264 @@
+"""The reuse stages for LoRA adapters on one base model (``requirements.kind = "adapter"``).
+
+* rank: every candidate adapter runs on the base over the labelled texts; the mean-pooled
+  hidden state of each of the base's layers is kept and scored by layer aggregation
+  (``specs.transferability.score_layers``: LogME, regularised H-score and 3-NN on the mean
+  of the layers), then combined with the MMD score as for models.
+* assemble: the best single adapter, LoRA weighted sum, TIES and Arrow routing over the
+  members (``requirements.negate`` subtracts adapters: LoRA negation). With labels each
+  method's embeddings get a logistic-regression head fitted on the fit rows and are scored
+  on the validation rows; without labels the choice follows identification (Arrow over a
+  mixture, else the best single adapter).
+* evaluate: every method and the baselines on the held-out rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from typing import Any
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+
+from marketplace.core.exceptions import ValidationFailed
+from marketplace.submissions.choices import METHOD_ORDER
+from specs.assembly import ArrowRouter, LoRAAdapter, lora_negate, lora_ties, lora_weighted_sum
+from specs.serialization import arrays_to_bytes, bytes_to_arrays
+from specs.transferability import combine_scores, score_layers
+from workers.base import Report
+from workers.pipelines import reuse_methods as methods
+from workers.pipelines.reuse_context import ReuseContext
+from workers.pipelines.reuse_identify import ADAPTER_BASE, DEFAULT_MAX_MODULES
+from workers.pipelines.reuse_members import Member
+from workers.pipelines.reuse_rank import MEANING, candidate_ids, context_members
+from workers.pipelines.reuse_text import Delta, LayerCache, adapter_from_files, arrow_delta, embedding, lora_delta
+
+WEIGHTS = {"logme": 0.5, "knn": 0.5, "hscore": 0.0, "neg_mmd2": 0.5}
+ADAPTER_METHODS = ("best_single", "lora_weighted_sum", "lora_ties", "arrow_routing")
+TIES_DENSITY = 0.2
+HEAD_C = 10.0  # unit-norm embeddings: a weaker penalty than sklearn's C=1 suits their small scale
+METHOD_MEANING = {
+    "best_single": "the one adapter whose embeddings a head separates best on your fit rows",
+    "lora_weighted_sum": "one adapter: the weighted sum of the members' LoRA updates (negated adapters subtracted)",
+    "lora_ties": "one adapter: TIES merge (trim to the largest 20 % per adapter, elect signs, average the agreeing)",
+    "arrow_routing": "each token of each layer goes to the adapter whose top singular direction it aligns with most",
+}
+
+
+# --- adapters and their states ------------------------------------------------------------------
+def adapters(ctx: ReuseContext, members: list[Member]) -> list[LoRAAdapter]:
+    _, cache = context_members(ctx, [m.version_id for m in members])
+    store = ctx.cache.setdefault("adapters", {})
+    for m in members:
+        if m.version_id not in store:
+            store[m.version_id] = adapter_from_files(cache.files(m), base_model_key=ADAPTER_BASE, name=m.name)
+    return [store[m.version_id] for m in members]
+
+
+def layers(ctx: ReuseContext, key: str, delta: Delta | None, modules: list[str], texts: list[str]) -> list[np.ndarray]:
+    cache: LayerCache = ctx.cache.setdefault("layers", LayerCache())
+    return cache.states(key, texts, delta, modules)
+
+
+def labelled(ctx: ReuseContext) -> tuple[list[str], np.ndarray]:
+    texts = ctx.labelled_texts
+    assert texts is not None and texts.y is not None
+    return texts.texts, texts.y.astype(str)
+
+
+# --- rank ------------------------------------------------------------------------------------------
+def rank(ctx: ReuseContext, report: Report) -> dict[str, Any]:
+    """Layer-aggregated transferability of each candidate adapter on the labelled texts."""
+    ids = candidate_ids(ctx)
+    members, _ = context_members(ctx, ids)
+    texts, y = labelled(ctx)
+    mmd = {s["version_id"]: s["mmd2"] for s in ctx.results["identify"]["singles"]}
+    rows = []
+    for i, (member, adapter) in enumerate(zip(members, adapters(ctx, members), strict=True)):
+        report("rank", i, len(members), f"hidden states of {member.name} v{member.number}")
+        states = layers(ctx, f"v{member.version_id}", lora_delta(adapter), list(adapter.factors), texts)
+        scores = {name: float(score_layers(states, y, estimator=name, aggregation="mean").score)
+                  for name in ("logme", "hscore", "knn")}
+        rows.append({**member.card(), "mmd2": mmd.get(member.version_id), "scores": scores,
+                     "layers": len(states), "aggregation": "mean", "pooling": "mean"})
+    table = {name: np.array([r["scores"][name] for r in rows]) for name in ("logme", "hscore", "knn")}
+    table["neg_mmd2"] = np.array([np.nan if r["mmd2"] is None else -r["mmd2"] for r in rows])
+    combined = combine_scores(table, WEIGHTS)
+    order = np.argsort(-np.nan_to_num(combined, nan=-1.0), kind="stable")
+    for r, i in enumerate(order, start=1):
+        rows[i]["combined"], rows[i]["rank"] = float(combined[i]), r
+        rows[i]["scores"]["mmd2"] = rows[i]["mmd2"]
+    return {"skipped": False, "kind": "adapter", "classes": sorted(set(y.tolist())), "candidates": [rows[i] for i in order],
+            "weights": WEIGHTS, "meaning": MEANING,
+            "explanation": f"each adapter's {rows[0]['layers'] if rows else 0} layers mean-pooled over tokens, averaged "
+                           f"over layers and scored; scores rank-normalised over the candidates, averaged with {WEIGHTS}"}
+
+
+# --- assemble --------------------------------------------------------------------------------------
+def _negated(ctx: ReuseContext, ids: list[int]) -> list[int]:
+    """Version ids of the adapters ``requirements.negate`` names (learnware ids among the candidates)."""
+    wanted = [int(i) for i in ctx.requirements.get("negate", [])]
+    by_learnware = {s["learnware_id"]: s["version_id"] for s in ctx.results["identify"]["singles"]}
+    missing = [i for i in wanted if i not in by_learnware]
+    if missing:
+        raise ValidationFailed(f"requirements.negate: learnwares {missing} are not adapter candidates for your data",
+                               code="submission:user:unknown-learnware", details={"requirements.negate": [f"not candidates: {missing}"]})
+    return [by_learnware[i] for i in wanted if by_learnware[i] not in ids]
+
+
+def build(method: str, library: list[LoRAAdapter], weights: np.ndarray, negated: list[LoRAAdapter]) -> Any:
+    """A LoRAAdapter (single, sum, TIES) or an ArrowRouter over ``library``."""
+    if method == "best_single":
+        return library[0]
+    if method == "arrow_routing":
+        return ArrowRouter(top_k=1).fit(library)
+    neg = [lora_negate(a) for a in negated]
+    scale = float(np.mean(weights)) if len(weights) else 1.0
+    full, w = library + neg, np.concatenate([weights, np.full(len(neg), scale)])
+    if method == "lora_weighted_sum":
+        return lora_weighted_sum(full, w)
+    if method == "lora_ties":
+        rank = sum(next(iter(a.factors.values()))[0].shape[0] for a in full)
+        return lora_ties(full, w, density=TIES_DENSITY, rank=rank)
+    raise ValueError(f"unknown adapter method {method!r}")
+
+
+def delta_of(model: Any) -> tuple[Delta, list[str]]:
+    if isinstance(model, ArrowRouter):
+        return arrow_delta(model), sorted(model.prototypes_)
+    return lora_delta(model), sorted(model.factors)
+
+
+def fit_head(E: np.ndarray, y: np.ndarray) -> LogisticRegression:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return LogisticRegression(C=HEAD_C, max_iter=2000).fit(E, y)
+
+
+def head_bytes(head: LogisticRegression) -> bytes:
+    return arrays_to_bytes({"format": "lwm-head", "version": 1, "classes": [str(c) for c in head.classes_]},
+                           {"coef": head.coef_.astype(np.float64), "intercept": head.intercept_.astype(np.float64)})
+
+
+def head_proba(raw: bytes, E: np.ndarray, classes: list[str]) -> np.ndarray:
+    """(n, len(classes)) probabilities of a stored logistic head on embeddings E (n, 384)."""
+    header, arrays = bytes_to_arrays(raw)
+    logits = E @ arrays["coef"].T + arrays["intercept"]
+    if logits.shape[1] == 1:  # binary: sklearn keeps one column, the second class's log-odds
+        logits = np.hstack([np.zeros_like(logits), logits])
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p = e / e.sum(axis=1, keepdims=True)
+    out = np.zeros((E.shape[0], len(classes)))
+    for j, c in enumerate(header["classes"]):
+        out[:, classes.index(c)] = p[:, j]
+    return out
+
+
+def member_ids(ctx: ReuseContext) -> list[int]:
+    limit = int(ctx.requirements.get("max_modules", DEFAULT_MAX_MODULES))
+    rank_result, mixture = ctx.results["rank"], ctx.results["identify"]["mixture"]
+    if not rank_result["skipped"]:
+        return [c["version_id"] for c in rank_result["candidates"]][:limit]
+    if mixture["proposed"]:
+        return [c["version_id"] for c in mixture["components"]][:limit]
+    return candidate_ids(ctx)[:limit]
+
+
+def method_embeddings(ctx: ReuseContext, method: str, model: Any, texts: list[str]) -> np.ndarray:
+    delta, modules = delta_of(model)
+    key = f"{method}:{hashlib.sha256(model.to_bytes()).hexdigest()}"
+    return embedding(layers(ctx, key, delta, modules, texts))
+
+
+def assemble(ctx: ReuseContext, report: Report) -> dict[str, Any]:
+    """Fit every adapter method; choose by validation accuracy of a head, or by identification."""
+    from workers.pipelines.reuse_assemble import prior_weights
+
+    ids = member_ids(ctx)
+    negated_ids = _negated(ctx, ids)
+    members, _ = context_members(ctx, ids + negated_ids)
+    library, negated = adapters(ctx, members[: len(ids)]), adapters(ctx, members[len(ids):])
+    prior = prior_weights(ctx, ids)
+    # With one member (or no mixture) the sum is that adapter scaled by 1: weights sum to 1 over members.
+    weights = prior if ctx.results["identify"]["mixture"]["proposed"] else np.full(len(ids), 1.0 / len(ids))
+    allowed = ctx.requirements.get("methods")
+    names = [m for m in ADAPTER_METHODS if (len(library) >= 2 or m in ("best_single", "lora_weighted_sum"))
+             and (not allowed or m in allowed)] or ["best_single"]
+    has_labels = ctx.labelled_texts is not None
+    if has_labels:
+        texts, y = labelled(ctx)
+        fit, val = ctx.splits["fit"], ctx.splits["val"]
+    rows = []
+    for i, name in enumerate(names):
+        report("assemble", i, len(names), f"building {name}")
+        model = build(name, library, weights, negated)
+        row: dict[str, Any] = {"method": name, "meaning": METHOD_MEANING[name], "validation": None,
+                               "artifact": ctx.work_save(f"adapter-{name}.lwa", model.to_bytes()),
+                               "parameters": {"weights": [round(float(w), 6) for w in weights], "negated": len(negated)}}
+        if has_labels:
+            E = method_embeddings(ctx, name, model, texts)
+            head = fit_head(E[fit], y[fit])
+            row["head"] = ctx.work_save(f"head-{name}.lwa", head_bytes(head))
+            row["validation"] = {"accuracy": float(np.mean(head.predict(E[val]) == y[val]))}
+        rows.append(row)
+    chosen, reason = _choose(ctx, rows)
+    return {"kind": "adapter", "members": [{**m.card(), "prior_weight": float(p)} for m, p in zip(members, prior, strict=False)],
+            "negated": [m.card() for m in members[len(ids):]], "classes": sorted(set(y.tolist())) if has_labels else None,
+            "split": {k: int(v.shape[0]) for k, v in ctx.splits.items()} if has_labels else None,
+            "methods": rows, "chosen": chosen, "reason": reason}
+
+
+def _choose(ctx: ReuseContext, rows: list[dict[str, Any]]) -> tuple[str, str]:
+    names = [r["method"] for r in rows]
+    if ctx.labelled_texts is None:
+        if ctx.results["identify"]["mixture"]["proposed"] and "arrow_routing" in names:
+            return "arrow_routing", "no labels: a mixture was identified, so tokens are routed among its adapters (Arrow)"
+        return names[0], "no labels: the adapter(s) identified by MMD, without training"
+    best = max(rows, key=lambda r: (r["validation"]["accuracy"], -METHOD_ORDER.index(r["method"])))
+    return best["method"], (f"highest validation accuracy of a logistic head on its embeddings "
+                            f"({best['validation']['accuracy']:.4g} on {len(ctx.splits['val'])} texts); ties go to the simpler method")
+
+
+def load_model(method: str, raw: bytes) -> Any:
+    """Inverse of ``to_bytes``: the Arrow router, or one LoRA adapter for every other method."""
+    return ArrowRouter.from_bytes(raw) if method == "arrow_routing" else LoRAAdapter.from_bytes(raw)
+
+
+# --- evaluate ----------------------------------------------------------------------------------------
+def evaluate(ctx: ReuseContext, report: Report) -> dict[str, Any]:
+    """Every method's head on the held-out texts, beside the best single adapter and from-scratch heads."""
+    from workers.pipelines.reuse_evaluate import _from_scratch, _statement
+
+    assemble_result = ctx.results["assemble"]
+    texts, y = labelled(ctx)
+    classes = assemble_result["classes"]
+    codes = np.array([classes.index(v) for v in y])
+    test, train = ctx.splits["test"], np.sort(np.concatenate([ctx.splits["fit"], ctx.splits["val"]]))
+    scores, embeddings = {}, {}
+    for i, row in enumerate(assemble_result["methods"]):
+        report("evaluate", i, len(assemble_result["methods"]) + 1, f"testing {row['method']}")
+        E = embeddings[row["method"]] = method_embeddings(ctx, row["method"], load_model(row["method"], ctx.work_load(row["artifact"]["file"])), texts)
+        proba = head_proba(ctx.work_load(row["head"]["file"]), E[test], classes)
+        scores[row["method"]] = methods.score("classification", codes[test], proba)
+    # The best single adapter: chosen on the rows the assembly could use, with its head refitted on them.
+    members, _ = context_members(ctx, [m["version_id"] for m in assemble_result["members"]])
+    singles = []
+    for m, adapter in zip(members, adapters(ctx, members), strict=True):
+        E = embedding(layers(ctx, f"v{m.version_id}", lora_delta(adapter), list(adapter.factors), texts))
+        head = fit_head(E[train], y[train])
+        singles.append((float(np.mean(head.predict(E[train]) == y[train])), float(np.mean(head.predict(E[test]) == y[test])), m))
+    best = max(singles, key=lambda s: s[0])
+    single = {**best[2].card(), "score": best[1]}
+    assert ctx.labelled_table is not None
+    scratch = _from_scratch(ctx, ctx.labelled_table.X, codes, train, test, len(classes))
+    scratch_name = max(scratch, key=lambda k: scratch[k]["accuracy"])
+    chosen = assemble_result["chosen"]
+    verdict, statement = _statement(chosen, "accuracy", scores[chosen]["accuracy"], single, f"{scratch_name} on frozen MiniLM",
+                                    scratch[scratch_name]["accuracy"], int(test.shape[0]), int(train.shape[0]))
+    return {"labelled": True, "metric": "accuracy", "n_test": int(test.shape[0]), "n_train": int(train.shape[0]),
+            "methods": scores, "chosen": chosen, "chosen_score": scores[chosen]["accuracy"],
+            "baselines": {"best_single": single, "from_scratch": {"best": scratch_name, "models": scratch,
+                                                                  "features": "frozen MiniLM embeddings"}},
+            "verdict": verdict, "statement": statement}
