@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,13 @@ def write_csv(path: Path, X: np.ndarray, labels: np.ndarray | None = None) -> Pa
         lines.append(",".join([repr(float(v)) for v in row] + ([str(labels[i])] if labels is not None else [])))
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def eventually(fetch, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while not (value := fetch()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return value
 
 
 @pytest.fixture
@@ -56,7 +64,8 @@ def test_cli_commands_speak_json_end_to_end(lwm, alice, celery_worker, s3_storag
     published = lwm("publish", str(good))
     assert published["status"] == "published" and len(published["sha256"]) == 64
 
-    hits = lwm("search", "cli-table")["results"]
+    # Listing by filters (no query text): answered from the database, not from the web process's index.
+    hits = eventually(lambda: lwm("search", "--modality", "table", "--owner", "alice")["results"])
     assert hits[0]["learnware_id"] == published["learnware"]
     user = write_csv(tmp_path / "user.csv", packages.table_data(COLUMNS, 50, seed=5))
     by_data = lwm("search", "--data", str(user))

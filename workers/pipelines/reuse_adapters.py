@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import warnings
 from typing import Any
@@ -32,7 +33,7 @@ from workers.pipelines import reuse_methods as methods
 from workers.pipelines.reuse_context import ReuseContext
 from workers.pipelines.reuse_identify import ADAPTER_BASE, DEFAULT_MAX_MODULES
 from workers.pipelines.reuse_members import Member
-from workers.pipelines.reuse_rank import MEANING, candidate_ids, context_members
+from workers.pipelines.reuse_rank import MEANING, _safe, candidate_ids, context_members
 from workers.pipelines.reuse_text import Delta, LayerCache, adapter_from_files, arrow_delta, embedding, lora_delta
 
 WEIGHTS = {"logme": 0.5, "knn": 0.5, "hscore": 0.0, "neg_mmd2": 0.5}
@@ -79,11 +80,11 @@ def rank(ctx: ReuseContext, report: Report) -> dict[str, Any]:
     for i, (member, adapter) in enumerate(zip(members, adapters(ctx, members), strict=True)):
         report("rank", i, len(members), f"hidden states of {member.name} v{member.number}")
         states = layers(ctx, f"v{member.version_id}", lora_delta(adapter), list(adapter.factors), texts)
-        scores = {name: float(score_layers(states, y, estimator=name, aggregation="mean").score)
-                  for name in ("logme", "hscore", "knn")}
+        scores = _layer_scores(states, y)
         rows.append({**member.card(), "mmd2": mmd.get(member.version_id), "scores": scores,
                      "layers": len(states), "aggregation": "mean", "pooling": "mean"})
-    table = {name: np.array([r["scores"][name] for r in rows]) for name in ("logme", "hscore", "knn")}
+    table = {name: np.array([np.nan if r["scores"][name] is None else r["scores"][name] for r in rows])
+             for name in ("logme", "hscore", "knn")}
     table["neg_mmd2"] = np.array([np.nan if r["mmd2"] is None else -r["mmd2"] for r in rows])
     combined = combine_scores(table, WEIGHTS)
     order = np.argsort(-np.nan_to_num(combined, nan=-1.0), kind="stable")
@@ -96,8 +97,18 @@ def rank(ctx: ReuseContext, report: Report) -> dict[str, Any]:
                            f"over layers and scored; scores rank-normalised over the candidates, averaged with {WEIGHTS}"}
 
 
+def _layer_scores(states: list[np.ndarray], y: np.ndarray) -> dict[str, float | None]:
+    """Layer-mean score per estimator; None where it is undefined (JSON has no NaN)."""
+    out = _safe({name: functools.partial(_layer_score, states, y, name) for name in ("logme", "hscore", "knn")})
+    return {k: v if v is not None and np.isfinite(v) else None for k, v in out.items()}
+
+
+def _layer_score(states: list[np.ndarray], y: np.ndarray, name: str) -> float:
+    return score_layers(states, y, estimator=name, aggregation="mean").score
+
+
 # --- assemble --------------------------------------------------------------------------------------
-def _negated(ctx: ReuseContext, ids: list[int]) -> list[int]:
+def _negated(ctx: ReuseContext) -> list[int]:
     """Version ids of the adapters ``requirements.negate`` names (learnware ids among the candidates)."""
     wanted = [int(i) for i in ctx.requirements.get("negate", [])]
     by_learnware = {s["learnware_id"]: s["version_id"] for s in ctx.results["identify"]["singles"]}
@@ -105,7 +116,7 @@ def _negated(ctx: ReuseContext, ids: list[int]) -> list[int]:
     if missing:
         raise ValidationFailed(f"requirements.negate: learnwares {missing} are not adapter candidates for your data",
                                code="submission:user:unknown-learnware", details={"requirements.negate": [f"not candidates: {missing}"]})
-    return [by_learnware[i] for i in wanted if by_learnware[i] not in ids]
+    return [by_learnware[i] for i in wanted]
 
 
 def build(method: str, library: list[LoRAAdapter], weights: np.ndarray, negated: list[LoRAAdapter]) -> Any:
@@ -176,8 +187,11 @@ def assemble(ctx: ReuseContext, report: Report) -> dict[str, Any]:
     """Fit every adapter method; choose by validation accuracy of a head, or by identification."""
     from workers.pipelines.reuse_assemble import prior_weights
 
-    ids = member_ids(ctx)
-    negated_ids = _negated(ctx, ids)
+    negated_ids = _negated(ctx)
+    ids = [i for i in member_ids(ctx) if i not in negated_ids]
+    if not ids:
+        raise ValidationFailed("requirements.negate: every candidate adapter is negated; nothing is left to add",
+                               code="submission:user:no-candidates", details={"requirements.negate": ["negates every candidate"]})
     members, _ = context_members(ctx, ids + negated_ids)
     library, negated = adapters(ctx, members[: len(ids)]), adapters(ctx, members[len(ids):])
     prior = prior_weights(ctx, ids)
