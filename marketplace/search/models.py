@@ -7,6 +7,8 @@ holding generation g catches up by re-reading the versions touched after g.
 
 from __future__ import annotations
 
+import uuid
+
 from django.db import models
 
 TEXT_INDEX_KEY = "text:cards"  # not a valid FeatureSpace slug, so it never collides
@@ -16,6 +18,9 @@ class IndexState(models.Model):
     """One per index (a feature space's key, or TEXT_INDEX_KEY)."""
 
     key = models.CharField(max_length=140, unique=True)
+    # Identifies this row's life: a database restored or flushed recreates it with a new epoch,
+    # which tells every process that its cached index describes another database.
+    epoch = models.UUIDField(default=uuid.uuid4, editable=False)
     generation = models.BigIntegerField(default=0)
     # Processes older than this generation must reload from the snapshot (a rebuild happened).
     rebuilt_generation = models.BigIntegerField(default=0)

@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 CARD_DIM = 384
 _CACHE: dict[str, SpaceIndex | TextIndex] = {}
+_EPOCHS: dict[str, object] = {}  # the IndexState epoch each cached index was synced against
 _SKETCHERS: dict[str, RFFSketch] = {}
 _LOCK = threading.Lock()  # one sync at a time per process; searches read a consistent object
 
@@ -135,11 +136,13 @@ def get_index(key: str, space: FeatureSpace | None = None) -> SpaceIndex | TextI
     with _LOCK:
         state = IndexState.objects.filter(key=key).first() or IndexState(key=key)
         local = _CACHE.get(key)
-        if local is None or local.generation < state.rebuilt_generation:
+        epoch = state.epoch if state.pk else None
+        stale = local is None or _EPOCHS.get(key) != epoch or local.generation > state.generation
+        if stale or local.generation < state.rebuilt_generation:
             local = _load_snapshot(state) or build_from_db(key, space)
         if local.generation < state.generation:
             catch_up(local, key, state.generation)
-        _CACHE[key] = local
+        _CACHE[key], _EPOCHS[key] = local, epoch
         return local
 
 
@@ -148,5 +151,7 @@ def forget(key: str | None = None) -> None:
     with _LOCK:
         if key is None:
             _CACHE.clear()
+            _EPOCHS.clear()
         else:
             _CACHE.pop(key, None)
+            _EPOCHS.pop(key, None)

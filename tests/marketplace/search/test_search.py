@@ -8,7 +8,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 from marketplace.learnwares.choices import VersionStatus, Visibility
 from marketplace.search import store
-from marketplace.search.models import IndexState
+from marketplace.search.models import IndexChange, IndexState
 from marketplace.search.selectors import search_by_data
 from marketplace.search.services import index_rebuild, index_remove, index_snapshot
 from specs import mmd_squared, rkme_fit
@@ -172,3 +172,20 @@ def test_index_add_is_idempotent(alice, centers):
     v = publish(space, alice, *cluster_spec(rng, centers[:1], 10))
     index_add(specification=Specification.objects.get(version=v))
     assert len(store.get_index(space.key, space)) == 1
+
+
+def test_a_cached_index_of_another_database_is_never_served(alice, centers):
+    """A restored or flushed database recreates the index row: the cached copy must go."""
+    from marketplace.learnwares.models import Learnware
+
+    rng = np.random.default_rng(8)
+    space = make_space()
+    first = publish(space, alice, *cluster_spec(rng, centers[:1], 10))
+    assert first.id in store.get_index(space.key, space)
+
+    Learnware.objects.all().delete()
+    IndexChange.objects.filter(key=space.key).delete()  # as after a restore: same key, fresh rows
+    IndexState.objects.filter(key=space.key).delete()
+    second = publish(space, alice, *cluster_spec(rng, centers[1:2], 10))
+    index = store.get_index(space.key, space)
+    assert second.id in index and first.id not in index and len(index) == 1
