@@ -1,14 +1,16 @@
 """Two-stage by-data search at scale, against an exact MMD scan and the `learnware` package.
 
     .venv/bin/python benchmarks/search_scale.py [--sizes 1000,10000,100000] [--anchor-sizes 1000,10000]
-        [--queries 200] [--recall-queries 20] [--anchor-queries 5] [--store float16|int8]
+        [--queries 200] [--recall-queries 20] [--anchor-queries 5] [--store float16|int8] [--disk]
+        [--nprobe 32,64,128] [--k-prime 100,200] [--gather-only 1000000]
 
 Specs are synthetic but shaped like real ones: each of N data sets is a Gaussian mixture
 of 1-3 components drawn from 200 shared centres in d = 64, reduced to K = 100 points with
 Dirichlet weights (the shape RKME gives; fitting 100k real RKMEs would take hours here).
 Queries are K = 100 fresh samples of a listed spec's distribution. Everything runs with
 one thread (OMP/MKL/faiss/torch) on both sides. Specs are regenerated chunk by chunk from
-their seed for the exact scan, so memory stays that of the index. The anchor
+their seed (vectorised) for the exact scan, so memory stays that of the index; their sketches
+and self-terms are cached under var/bench/search_scale (git-ignored), so a rerun skips them. The anchor
 (`learnware==0.4.0.post1`, in benchmarks/.venvs/learnware) scores every learnware with
 `RKMETableSpecification.dist` and sorts, as its statistical searcher does for one learnware.
 """
@@ -34,12 +36,14 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from marketplace.search.index import SpaceIndex  # noqa: E402
+from marketplace.search.index import IVF_NPROBE, SpaceIndex  # noqa: E402
+from marketplace.search.rkme_store import READ_THREADS, DiskRerankStore  # noqa: E402
 from specs import RFFSketch, batch_self_terms, mmd_squared_batch  # noqa: E402
 
 D_FEAT, K, D_SKETCH, CHUNK, N_CENTERS = 64, 100, 512, 1000, 200
 GAMMA = 1.0 / (2 * D_FEAT)
 VENV = ROOT / "benchmarks" / ".venvs" / "learnware"
+CACHE = ROOT / "var" / "bench" / "search_scale" / "v2"  # var/ is git-ignored; v2 = the vectorised generator
 ANCHOR_PY = VENV / "bin" / "python"
 ANCHOR_SCRIPT = r"""
 import sys, time, numpy as np, torch
@@ -71,12 +75,29 @@ class Market:
         self.centers = 1.5 * rng.standard_normal((N_CENTERS, D_FEAT))
 
     def chunk(self, c: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """Specs ``c*CHUNK .. (c+1)*CHUNK-1``: (Zs (CHUNK, K, d), betas (CHUNK, K), components), vectorised."""
         rng = np.random.default_rng([self.seed, c])
-        comps = [rng.choice(N_CENTERS, size=rng.integers(1, 4), replace=False) for _ in range(CHUNK)]
-        Zs = np.empty((CHUNK, K, D_FEAT))
-        for i, comp in enumerate(comps):
-            Zs[i] = self.centers[comp][rng.integers(len(comp), size=K)] + 0.6 * rng.standard_normal((K, D_FEAT))
+        n_comp = rng.integers(1, 4, size=CHUNK)
+        perm = np.argsort(rng.random((CHUNK, N_CENTERS)), axis=1)[:, :3]  # 3 distinct centres per spec
+        pick = (rng.random((CHUNK, K)) * n_comp[:, None]).astype(np.int64)  # each point's component
+        Zs = self.centers[np.take_along_axis(perm, pick, axis=1)]
+        Zs += 0.6 * rng.standard_normal((CHUNK, K, D_FEAT))
+        comps = [perm[i, : n_comp[i]] for i in range(CHUNK)]
         return Zs, rng.dirichlet(np.full(K, 5.0), size=CHUNK), comps
+
+    def derived(self, c: int, sketcher: RFFSketch) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(Zs, betas, sketches, self_terms) of chunk c; sketches and self-terms cached under var/bench."""
+        Zs, betas, _ = self.chunk(c)
+        path = CACHE / f"seed{self.seed}" / f"chunk{c:05d}.npz"
+        if path.exists():
+            with np.load(path) as f:
+                return Zs, betas, f["sketches"], f["st"]
+        sketches, st = sketcher.transform_batch(Zs, betas), batch_self_terms(Zs, betas, GAMMA)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, sketches=sketches, st=st)
+        tmp.replace(path)
+        return Zs, betas, sketches, st
 
     def query(self, rng: np.random.Generator, n_specs: int) -> tuple[np.ndarray, np.ndarray]:
         j = int(rng.integers(n_specs))
@@ -89,13 +110,15 @@ def rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def build(market: Market, n: int, sketcher: RFFSketch, store: str) -> tuple[SpaceIndex, float]:
-    index = SpaceIndex(D_FEAT, D_SKETCH, GAMMA, store_dtype=store)
+def build(market: Market, n: int, sketcher: RFFSketch, store: str, disk: bool) -> tuple[SpaceIndex, float]:
+    store_dir = ROOT / "var" / "bench" / "search_scale" / "stores" if disk else None
+    if store_dir is not None:
+        store_dir.mkdir(parents=True, exist_ok=True)
+    index = SpaceIndex(D_FEAT, D_SKETCH, GAMMA, store_dtype=store, store_dir=store_dir, disk_min=0)
     start = time.perf_counter()
     for c in range(n // CHUNK):
-        Zs, betas, _ = market.chunk(c)
-        ids = np.arange(c * CHUNK, (c + 1) * CHUNK)
-        index.add(ids, sketcher.transform_batch(Zs, betas), list(Zs), list(betas), batch_self_terms(Zs, betas, GAMMA))
+        Zs, betas, sketches, st = market.derived(c, sketcher)
+        index.add(np.arange(c * CHUNK, (c + 1) * CHUNK), sketches, list(Zs), list(betas), st)
     return index, time.perf_counter() - start
 
 
@@ -104,14 +127,25 @@ def search(index: SpaceIndex, sketcher: RFFSketch, Z: np.ndarray, beta: np.ndarr
     return index.rerank(Z, beta, ids, dist).ids
 
 
-def exact_top(market: Market, n: int, queries: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+def exact_top(market: Market, n: int, queries: list[tuple[np.ndarray, np.ndarray]], sketcher: RFFSketch) -> np.ndarray:
     scores = np.empty((len(queries), n))
     for c in range(n // CHUNK):
-        Zs, betas, _ = market.chunk(c)
-        st = batch_self_terms(Zs, betas, GAMMA)
+        Zs, betas, _, st = market.derived(c, sketcher)
         for q, (Z, b) in enumerate(queries):
             scores[q, c * CHUNK : (c + 1) * CHUNK] = mmd_squared_batch(Z, b, Zs, betas, GAMMA, st)
     return np.argsort(scores, axis=1, kind="stable")[:, :10]
+
+
+def measure(index: SpaceIndex, sketcher: RFFSketch, queries: list, exact: np.ndarray, k_prime: int) -> tuple[float, ...]:
+    """(p50 ms, p99 ms, top-1 agreement, recall@10) of the whole two-stage search."""
+    lat, tops = [], []
+    for Z, b in queries:
+        t = time.perf_counter()
+        tops.append(search(index, sketcher, Z, b, k_prime)[:10])
+        lat.append(1000 * (time.perf_counter() - t))
+    top1 = np.mean([tops[q][0] == exact[q][0] for q in range(len(exact))])
+    recall = np.mean([len(set(tops[q].tolist()) & set(exact[q].tolist())) / 10 for q in range(len(exact))])
+    return float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), float(top1), float(recall), tops, lat
 
 
 def anchor(market: Market, n: int, queries: list[tuple[np.ndarray, np.ndarray]], tmp: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -132,6 +166,38 @@ def anchor(market: Market, n: int, queries: list[tuple[np.ndarray, np.ndarray]],
         return out["top"], out["seconds"]
 
 
+def gather_only(n: int, k_primes: list[int], queries: int, store: str) -> None:
+    """Time the disk store's pread stage alone at ``n`` records (random RKMEs; I/O, not ranking)."""
+    directory = ROOT / "var" / "bench" / "search_scale" / "stores"
+    disk = DiskRerankStore(D_FEAT, store, directory, K=K)
+    rng, start = np.random.default_rng(2), time.perf_counter()
+    for lo in range(0, n, 10_000):
+        part = np.zeros(min(10_000, n - lo), dtype=disk._rec)
+        part["ids"] = np.arange(lo, lo + len(part))
+        part["Z"] = rng.integers(0, 255, size=part["Z"].shape) if store == "int8" else rng.standard_normal(part["Z"].shape)
+        part["beta"], part["scale"] = 1.0 / K, 1.0
+        disk._write(lo, part)
+    disk.n, disk.row = n, {i: i for i in range(n)}
+    os.fsync(disk.fd)
+    write_s = time.perf_counter() - start
+    print(f"disk store alone: N={n} {store} file {disk.nbytes() / 2**30:.2f} GiB written in {write_s:.1f} s, "
+          f"RSS {rss_gib():.2f} GiB; gather of k' random ids, {queries} draws, {READ_THREADS} pread threads")
+    print(f"{'k':>5} {'p50 ms':>7} {'p99 ms':>7}")
+    for k_prime in k_primes:
+        lat = []
+        for _ in range(queries):
+            ids = rng.choice(n, k_prime, replace=False)
+            t = time.perf_counter()
+            disk.gather(ids, np.float32)
+            lat.append(1000 * (time.perf_counter() - t))
+        print(f"{k_prime:>5} {np.percentile(lat, 50):>7.2f} {np.percentile(lat, 99):>7.2f}", flush=True)
+    disk.close()
+
+
+def _ints(text: str) -> list[int]:
+    return [int(s) for s in text.split(",") if s]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,10000,100000")
@@ -140,32 +206,40 @@ def main() -> None:
     parser.add_argument("--recall-queries", type=int, default=20)
     parser.add_argument("--anchor-queries", type=int, default=5)
     parser.add_argument("--store", default="float16", choices=["float16", "int8"])
+    parser.add_argument("--disk", action="store_true", help="re-rank store on local disk (pread), not in RAM")
+    parser.add_argument("--nprobe", default=str(IVF_NPROBE), help="comma list, IVF only (each row one setting)")
+    parser.add_argument("--k-prime", default="100", help="comma list of candidates re-ranked exactly")
+    parser.add_argument("--gather-only", type=int, default=0, help="N: time only the disk store's reads at N records")
     args = parser.parse_args()
     faiss.omp_set_num_threads(1)
+    if args.gather_only:
+        gather_only(args.gather_only, _ints(args.k_prime), args.queries, args.store)
+        return
     market, sketcher = Market(), RFFSketch(D_FEAT, GAMMA, D_SKETCH, random_state=0)
-    anchor_sizes = {int(s) for s in args.anchor_sizes.split(",") if s}
-    print(f"d={D_FEAT} K={K} D={D_SKETCH} store={args.store} threads=1; latency over {args.queries} queries, "
-          f"recall over {args.recall_queries}; k'=100 re-ranked")
-    head = f"{'N':>9} {'index':>12} {'build s':>8} {'mem GiB':>8} {'RSS GiB':>8} {'p50 ms':>7} {'p99 ms':>7} {'top1':>5} {'R@10':>5}"
+    anchor_sizes = set(_ints(args.anchor_sizes))
+    print(f"d={D_FEAT} K={K} D={D_SKETCH} store={args.store}{' on disk' if args.disk else ' in RAM'} threads=1; "
+          f"latency over {args.queries} queries, recall over {args.recall_queries}")
+    head = (f"{'N':>9} {'index':>12} {'nprobe':>6} {'k':>4} {'build s':>8} {'mem GiB':>8} {'RSS GiB':>8} "
+            f"{'p50 ms':>7} {'p99 ms':>7} {'top1':>5} {'R@10':>5}")
     rows, anchor_rows = [head], []
     with tempfile.TemporaryDirectory() as tmpdir:
-        for n in [int(s) for s in args.sizes.split(",")]:
-            index, build_s = build(market, n, sketcher, args.store)
-            kind = "Flat" if index.sketches.is_flat() else f"IVF{faiss.extract_index_ivf(index.sketches.index).nlist},SQ8"
-            mem = (index.store.nbytes() + len(index.sketches.to_bytes())) / 2**30
+        for n in _ints(args.sizes):
+            index, build_s = build(market, n, sketcher, args.store, args.disk)
+            flat = index.sketches.is_flat()
+            kind = "Flat" if flat else f"IVF{faiss.extract_index_ivf(index.sketches.index).nlist},SQ8"
+            ram_store = 0 if index.store.on_disk else index.store.nbytes()
+            mem = (ram_store + len(index.sketches.to_bytes())) / 2**30
             rng = np.random.default_rng(1)
             queries = [market.query(rng, n) for _ in range(args.queries)]
-            lat, tops = [], []
-            for Z, b in queries:
-                t = time.perf_counter()
-                tops.append(search(index, sketcher, Z, b)[:10])
-                lat.append(1000 * (time.perf_counter() - t))
-            exact = exact_top(market, n, queries[: args.recall_queries])
-            top1 = np.mean([tops[q][0] == exact[q][0] for q in range(len(exact))])
-            recall = np.mean([len(set(tops[q].tolist()) & set(exact[q].tolist())) / 10 for q in range(len(exact))])
-            rows.append(f"{n:>9} {kind:>12} {build_s:>8.1f} {mem:>8.2f} {rss_gib():>8.2f} {np.percentile(lat, 50):>7.2f} "
-                        f"{np.percentile(lat, 99):>7.2f} {top1:>5.2f} {recall:>5.2f}")
-            print(rows[-1], flush=True)
+            exact = exact_top(market, n, queries[: args.recall_queries], sketcher)
+            for nprobe in [0] if flat else _ints(args.nprobe):
+                if not flat:
+                    faiss.extract_index_ivf(index.sketches.index).nprobe = nprobe
+                for k_prime in _ints(args.k_prime):
+                    p50, p99, top1, recall, tops, lat = measure(index, sketcher, queries, exact, k_prime)
+                    rows.append(f"{n:>9} {kind:>12} {nprobe or '-':>6} {k_prime:>4} {build_s:>8.1f} {mem:>8.2f} "
+                                f"{rss_gib():>8.2f} {p50:>7.2f} {p99:>7.2f} {top1:>5.2f} {recall:>5.2f}")
+                    print(rows[-1], flush=True)
             if n in anchor_sizes:
                 aq = queries[: args.anchor_queries]
                 a_top, a_sec = anchor(market, n, aq, Path(tmpdir))
@@ -176,7 +250,7 @@ def main() -> None:
             del index
     print("\n".join(rows))
     if anchor_rows:
-        print(f"\nlearnware 0.4.0.post1 scan vs ours ({args.anchor_queries} queries, medians)")
+        print(f"\nlearnware 0.4.0.post1 scan vs ours ({args.anchor_queries} queries, medians; last nprobe/k' row)")
         print(f"{'N':>9} {'anchor ms':>12} {'ms/lw':>9} {'ours ms':>8} {'speed-up':>9} {'same top1':>10}")
         print("\n".join(anchor_rows))
 

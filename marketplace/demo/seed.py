@@ -177,12 +177,14 @@ class Seeder:
         if single is not None:
             examples.append(("demo: flights of one carrier (UA)", "table", single.columns, single.X_user[:500],
                              (single.X_user[500:800], np.asarray(single.classes)[single.y_user[500:800]])))
-        mix = [by_name.get(n) for n in ("flights-delay-origin-ewr", "flights-delay-origin-jfk")]
+        # Two sources that differ measurably (most origin/carrier pairs overlap so much that one
+        # learnware explains their union, and the market rightly proposes no mixture for them).
+        mix = [by_name.get(n) for n in ("flights-delay-origin-jfk", "flights-delay-carrier-mq")]
         if all(mix):
-            X = np.vstack([m.X_user[:250] for m in mix])  # type: ignore[union-attr]
-            Xl = np.vstack([m.X_user[250:400] for m in mix])  # type: ignore[union-attr]
-            yl = np.concatenate([np.asarray(m.classes)[m.y_user[250:400]] for m in mix])  # type: ignore[union-attr]
-            examples.append(("demo: flights from two airports (mixture)", "table", mix[0].columns, X, (Xl, yl)))  # type: ignore[union-attr]
+            X = np.vstack([m.X_user[:400] for m in mix])  # type: ignore[union-attr]
+            Xl = np.vstack([m.X_user[400:550] for m in mix])  # type: ignore[union-attr]
+            yl = np.concatenate([np.asarray(m.classes)[m.y_user[400:550]] for m in mix])  # type: ignore[union-attr]
+            examples.append(("demo: JFK departures + Envoy Air flights (mixture)", "table", mix[0].columns, X, (Xl, yl)))  # type: ignore[union-attr]
         text = by_name.get("news-topic-business-vs-politics")
         if text is not None:
             labels = np.asarray(text.classes)[text.y_user]

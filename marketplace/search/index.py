@@ -4,7 +4,9 @@ Two stages. The first is FAISS over the RFF sketches (``||phi_1 - phi_2||^2 ~ MM
 an exact flat scan below ``FLAT_MAX`` entries, ``IVF<nlist>,SQ8`` above (measured in
 ``docs/search.md``). The second re-ranks the top ``k'`` by exact MMD^2 from a compact
 store of the RKMEs: Z in float16 (or int8 with one scale per point), beta in float32,
-and each spec's self-term ``beta' K_ZZ beta`` precomputed from the exact arrays.
+and each spec's self-term ``beta' K_ZZ beta`` precomputed from the exact arrays. Given a
+``store_dir``, the store moves to local disk (``rkme_store.DiskRerankStore``, parallel
+``pread``) once the space holds ``disk_min`` specs; results are the same either way.
 
 Ids are int64 (the market uses learnware version ids). ``TextIndex`` holds the
 unit-norm card embeddings for cosine search. Both serialise to bytes without pickle.
@@ -13,10 +15,12 @@ unit-norm card embeddings for cosine search. Both serialise to bytes without pic
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import faiss
 import numpy as np
 
+from marketplace.search.rkme_store import DiskRerankStore
 from specs import arrays_to_bytes, bytes_to_arrays, self_term
 
 FLAT_MAX = 50_000  # below this a flat scan of D=512 sketches takes <= ~10 ms on 2 cores
@@ -103,6 +107,8 @@ class RerankStore:
     per-spec, per-column grid ``lo + code * step`` (256 levels over the column's range,
     half the memory of float16); a per-point scale lost the top-1 on 5 % of test queries.
     """
+
+    on_disk = False
 
     def __init__(self, d: int, dtype: str = "float16", capacity: int = 64) -> None:
         if dtype not in ("float16", "int8"):
@@ -228,13 +234,26 @@ class SpaceIndex:
     d : int
         Dimension of the space; ``D`` the sketch dimension; ``gamma`` its kernel bandwidth.
     store_dtype : {"float16", "int8"}
+    store_dir : str or Path, optional
+        Local directory for the on-disk re-rank store; None keeps the store in RAM.
+    disk_min : int
+        With ``store_dir``, move the store to disk once it holds this many specs (0: at once).
     """
 
-    def __init__(self, d: int, D: int, gamma: float, store_dtype: str = "float16") -> None:
+    def __init__(self, d: int, D: int, gamma: float, store_dtype: str = "float16",
+                 store_dir: str | Path | None = None, disk_min: int = 0) -> None:
         self.d, self.D, self.gamma = d, D, gamma
+        self.store_dir, self.disk_min = store_dir, disk_min
         self.sketches = _VectorIndex(D)
-        self.store = RerankStore(d, store_dtype)
+        self.store: RerankStore | DiskRerankStore = RerankStore(d, store_dtype)
         self.generation = 0
+        self._maybe_to_disk()
+
+    def _maybe_to_disk(self) -> None:
+        if self.store_dir is None or self.store.on_disk or len(self.store) < self.disk_min:
+            return
+        ram = self.store
+        self.store = DiskRerankStore.from_arrays(self.d, ram.dtype, ram.arrays(), self.store_dir)
 
     def __len__(self) -> int:
         return len(self.store)
@@ -250,6 +269,7 @@ class SpaceIndex:
             self.sketches.remove(present)
         self.sketches.add(ids, sketches)
         self.store.put(ids, Zs, betas, self_terms)
+        self._maybe_to_disk()
 
     def remove(self, ids: np.ndarray) -> None:
         ids = np.asarray([i for i in np.asarray(ids, dtype=np.int64).tolist() if i in self.store.row], dtype=np.int64)
@@ -283,12 +303,18 @@ class SpaceIndex:
         return arrays_to_bytes(header, arrays)
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> SpaceIndex:
+    def from_bytes(cls, data: bytes, store_dir: str | Path | None = None, disk_min: int = 0) -> SpaceIndex:
+        """Load a snapshot (the same bytes whichever store wrote it) into a RAM or disk store."""
         header, arrays = bytes_to_arrays(data)
         _check_header(header, "space")
         obj = cls(header["d"], header["D"], header["gamma"], header["dtype"])
+        obj.store_dir, obj.disk_min = store_dir, disk_min
         obj.sketches = _VectorIndex.from_bytes(arrays["faiss"].tobytes(), header["D"], faiss.METRIC_L2)
-        obj.store = RerankStore.from_arrays(header["d"], header["dtype"], {k[6:]: v for k, v in arrays.items() if k.startswith("store.")})
+        columns = {k[6:]: v for k, v in arrays.items() if k.startswith("store.")}
+        if store_dir is not None and len(columns["ids"]) >= disk_min:
+            obj.store = DiskRerankStore.from_arrays(header["d"], header["dtype"], columns, store_dir)
+        else:
+            obj.store = RerankStore.from_arrays(header["d"], header["dtype"], columns)
         obj.generation = int(header["generation"])
         return obj
 

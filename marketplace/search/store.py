@@ -5,6 +5,11 @@ Before a search it compares its generation with the row in ``IndexState``: after
 rebuild (or on a cold start) it loads the latest snapshot from storage, then re-reads
 only the versions touched after the snapshot's generation. Rows are the truth, so
 replaying a touched version means "make the index agree with its row now".
+
+A space's re-rank store moves to local disk (``rkme_store.DiskRerankStore``, under
+``settings.LWM_INDEX_DIR / "rkme"``) once it holds ``LWM_INDEX_DISK_MIN`` specs (default
+200,000, ~2.4 GiB of float16 RKMEs at K = 100, d = 64); 0 puts every space on disk, a
+negative value keeps every store in RAM.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import threading
 from collections.abc import Iterable
 
 import numpy as np
+from django.conf import settings
 from django.core.files.storage import storages
 
 from marketplace.learnwares.choices import VersionStatus
@@ -30,6 +36,15 @@ _CACHE: dict[str, SpaceIndex | TextIndex] = {}
 _EPOCHS: dict[str, object] = {}  # the IndexState epoch each cached index was synced against
 _SKETCHERS: dict[str, RFFSketch] = {}
 _LOCK = threading.Lock()  # one sync at a time per process; searches read a consistent object
+DISK_MIN_DEFAULT = 200_000
+
+
+def store_options() -> dict:
+    """``store_dir``/``disk_min`` for ``SpaceIndex`` from the settings (see the module doc)."""
+    disk_min = int(getattr(settings, "LWM_INDEX_DISK_MIN", DISK_MIN_DEFAULT))
+    if disk_min < 0:
+        return {"store_dir": None, "disk_min": 0}
+    return {"store_dir": settings.LWM_INDEX_DIR / "rkme", "disk_min": disk_min}
 
 
 def indexable_specs() -> Iterable[Specification]:
@@ -57,7 +72,7 @@ def _empty(key: str, space: FeatureSpace | None) -> SpaceIndex | TextIndex:
     if key == TEXT_INDEX_KEY:
         return TextIndex(CARD_DIM)
     assert space is not None
-    return SpaceIndex(space.dim, space.sketch_dim, space.gamma)
+    return SpaceIndex(space.dim, space.sketch_dim, space.gamma, **store_options())
 
 
 def _apply(index: SpaceIndex | TextIndex, key: str, specs: list[Specification], gone: list[int]) -> None:
@@ -123,8 +138,9 @@ def _load_snapshot(state: IndexState) -> SpaceIndex | TextIndex | None:
     try:
         with storages["default"].open(state.snapshot_name, "rb") as fh:
             data = fh.read()
-        loader = TextIndex.from_bytes if state.key == TEXT_INDEX_KEY else SpaceIndex.from_bytes
-        return loader(data)
+        if state.key == TEXT_INDEX_KEY:
+            return TextIndex.from_bytes(data)
+        return SpaceIndex.from_bytes(data, **store_options())
     except (OSError, ValueError) as exc:
         # A snapshot replaced under our feet or unreadable: the database can always rebuild it.
         logger.warning("snapshot %s of %s unusable (%s); building from the database", state.snapshot_name, state.key, exc)

@@ -6,9 +6,12 @@ the model is ``y = F m + noise`` with prior ``m ~ N(0, I/alpha)`` and noise prec
 ``beta``; the log evidence is maximised over (alpha, beta) by MacKay's fixed point and
 the score is the mean over columns of ``evidence / n``.
 
-Why it is fast here: F is decomposed once (eigendecomposition of the smaller Gram
-matrix, ``F^T F`` (d x d) when n >= d, ``F F^T`` (n x n) otherwise) and every column's
-fixed point then runs on length-k vectors, all columns at once.
+Why it is fast here: F is decomposed once (a thin SVD) and every column's fixed point
+then runs on length-k vectors, all columns at once. Why it stays finite: F is divided
+by its largest entry (the score does not depend on the scale of F), the fixed point runs
+on t = alpha / beta kept within a wide band around the spectrum, and the evidence is
+written so no term is log(0) or inf - inf. Where the evidence is unbounded (y exactly
+in the span of fewer than n directions of F) it raises ``InvalidDataError``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from specs.exceptions import InvalidParameterError
+from specs.exceptions import InvalidDataError, InvalidParameterError
 from specs.transferability._checks import (
     check_class_labels,
     check_features,
@@ -26,11 +29,14 @@ from specs.transferability._checks import (
     one_hot,
 )
 
-_TINY = np.finfo(np.float64).tiny
+_EPS = np.finfo(np.float64).eps
+# t = alpha / beta stays within [s_min, s_max] * 10^(-/+100): the evidence has reached its
+# limits there, and w = t / (s + t) and its square stay clear of underflow.
+_T_SPAN = 1e100
 
 
 def spectral_projection(F: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Project targets on the left singular vectors of F without forming them.
+    """Project targets on the left singular vectors of F.
 
     Parameters
     ----------
@@ -44,32 +50,47 @@ def spectral_projection(F: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.nd
     X : ndarray of shape (k, t)
         ``U^T Y`` with U the (n, k) left singular vectors.
     residual : ndarray of shape (t,)
-        ``||Y||^2 - ||X||^2`` per column: the part of Y outside the span of F.
+        ``||Y - U X||^2`` per column: the part of Y outside the span of F.
     """
     n, d = F.shape
-    if n >= d:
-        s, V = np.linalg.eigh(F.T @ F)
-    else:
-        s, V = np.linalg.eigh(F @ F.T)
-    # Gram eigenvalues are accurate to ~eps * max(s); below that they are rounding noise.
-    keep = s > s[-1] * max(n, d) * np.finfo(np.float64).eps
-    s, V = s[keep], V[:, keep]
-    # With the d x d Gram, U = F V / sqrt(s) is never formed: U^T Y = V^T (F^T Y) / sqrt(s).
-    X = (V.T @ (F.T @ Y)) / np.sqrt(s)[:, None] if n >= d else V.T @ Y
-    residual = np.maximum((Y * Y).sum(axis=0) - (X * X).sum(axis=0), 0.0)
-    return s, X, residual
+    # A thin SVD, not an eigendecomposition of the Gram matrix: singular values are accurate
+    # to ~eps * sigma_max, the Gram's eigenvalues only to ~eps * sigma_max^2, which threw away
+    # real directions of layer states that share one dominant component.
+    U, sigma, _ = np.linalg.svd(F, full_matrices=False)
+    keep = sigma > sigma[0] * max(n, d) * _EPS if sigma[0] > 0 else np.zeros(sigma.shape, dtype=bool)
+    U, sigma = U[:, keep], sigma[keep]
+    X = U.T @ Y
+    # Direct, not ||Y||^2 - ||X||^2: a zero residual must come out as ~eps^2, not ~eps.
+    R = Y - U @ X
+    return sigma * sigma, X, (R * R).sum(axis=0)
 
 
-def _posterior_terms(
-    s: np.ndarray, x2: np.ndarray, residual: np.ndarray, t: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """gamma, ||m||^2 and ||F m - y||^2 for each column at ratio t = alpha / beta."""
+def _updates(
+    s: np.ndarray, x2: np.ndarray, residual: np.ndarray, t: np.ndarray, n: int, eps_m: float, eps_r: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """MacKay's alpha and beta for each column at ratio t = alpha / beta."""
     denom = s[:, None] + t[None, :]
     gamma = (s[:, None] / denom).sum(axis=0)
+    # n - gamma summed from t / (s + t): the difference n - gamma cancels when t << s.
+    rest = (n - s.shape[0]) + (t[None, :] / denom).sum(axis=0)
     # Divide twice: denom**2 overflows when alpha/beta explodes (features without signal).
     m2 = (s[:, None] * x2 / denom / denom).sum(axis=0)
     res2 = ((t[None, :] / denom) ** 2 * x2).sum(axis=0) + residual
-    return gamma, m2, res2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return gamma / (m2 + eps_m), rest / (res2 + eps_r)
+
+
+def _log_evidence(s: np.ndarray, x2: np.ndarray, residual: np.ndarray, t: np.ndarray, beta: np.ndarray, n: int) -> np.ndarray:
+    """Log evidence at (alpha, beta) = (t beta, beta), with m the posterior mean for t.
+
+    Written with t only where alpha appears: ``d/2 log alpha - 1/2 log|A|`` is
+    ``-1/2 sum log(1 + s/t)`` (the d - k zero eigenvalues cancel) and
+    ``beta ||F m - y||^2 + alpha ||m||^2 = beta q`` with ``q = sum t x2 / (s + t) + residual``,
+    so no term is log(0) or inf - inf when alpha/beta runs to 0 or to infinity.
+    """
+    q = (t[None, :] * x2 / (s[:, None] + t[None, :])).sum(axis=0) + residual
+    log_det = np.log1p(s[:, None] / t[None, :]).sum(axis=0)
+    return 0.5 * n * np.log(beta) - 0.5 * beta * q - 0.5 * log_det - 0.5 * n * np.log(2.0 * np.pi)
 
 
 def maximum_evidence(
@@ -82,6 +103,7 @@ def maximum_evidence(
     tol: float = 1e-10,
     max_iter: int = 100,
     epsilon: float = 0.0,
+    feature_scale: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Run the fixed point on every column at once and return the maximised evidence.
 
@@ -97,6 +119,9 @@ def maximum_evidence(
     epsilon : float
         Added to the denominators of the alpha/beta updates (thuml's code uses 1e-5);
         0 follows the paper exactly.
+    feature_scale : float
+        ``s`` and ``X`` come from ``F / feature_scale``; ``alpha`` and ``epsilon`` refer to
+        the unscaled F (the evidence itself does not depend on the scale of F).
 
     Returns
     -------
@@ -104,34 +129,87 @@ def maximum_evidence(
         Log evidence per column (not divided by n).
     alpha, beta : ndarray of shape (t,)
     n_iter : int
+
+    Raises
+    ------
+    InvalidDataError
+        With ``epsilon=0``, where the evidence is unbounded: a column of y is all zeros,
+        or lies exactly in the span of k < n directions of F (e.g. duplicate rows of F
+        with equal targets), so a noise-free fit has infinite likelihood.
     """
     x2 = X * X
-    n_cols = X.shape[1]
-    alpha = np.ones(n_cols)
-    beta = np.ones(n_cols)
+    if s.shape[0] == n:  # U spans R^n: what the subtraction left is rounding, and it would cap beta
+        residual = np.zeros_like(residual)
+    _check_bounded(s.shape[0], x2, residual, n, epsilon)
+    c2 = feature_scale * feature_scale  # may overflow to inf for F ~ 1e160: only t0 and alpha_ see it
+    eps_m, eps_r = (epsilon * c2 if epsilon else 0.0), epsilon  # m of the scaled F is feature_scale times larger
+    if s.shape[0] == 0:  # F == 0: m = 0 whatever alpha, only beta matters
+        beta = n / (residual + epsilon) if epsilon else n / residual
+        evidence = 0.5 * n * np.log(beta) - 0.5 * beta * residual - 0.5 * n * np.log(2.0 * np.pi)
+        return evidence, np.full(X.shape[1], np.inf), beta, 0
+    bounds = (s.min() / _T_SPAN, s.max() * _T_SPAN)
+    with np.errstate(divide="ignore", over="ignore"):
+        t0 = np.clip(np.full(X.shape[1], np.float64(1.0) / c2), *bounds)  # alpha = beta = 1 for the unscaled F
+    t, n_iter = _fixed_point(s, x2, residual, t0, n, bounds, tol=tol, max_iter=max_iter, eps=(eps_m, eps_r))
+    evidence, beta = _evidence_at(s, x2, residual, t, n, eps_m, eps_r)
+    if epsilon == 0:
+        # MacKay creeps towards a maximum at t -> 0 or t -> inf (no signal) and stops at
+        # max_iter short of it, at a value that depends on the scale of F: take the limits too.
+        for edge in bounds:
+            t_edge = np.full_like(t, edge)
+            ev_edge, beta_edge = _evidence_at(s, x2, residual, t_edge, n, eps_m, eps_r)
+            better = ev_edge > evidence
+            t, evidence, beta = np.where(better, t_edge, t), np.where(better, ev_edge, evidence), np.where(better, beta_edge, beta)
+    with np.errstate(over="ignore"):
+        return evidence, t * beta * c2, beta, n_iter
+
+
+def _fixed_point(
+    s: np.ndarray, x2: np.ndarray, residual: np.ndarray, t: np.ndarray, n: int, bounds: tuple[float, float],
+    *, tol: float, max_iter: int, eps: tuple[float, float],
+) -> tuple[np.ndarray, int]:
+    """MacKay's updates on t = alpha / beta, kept within ``bounds``; returns (t, n_iter)."""
     n_iter = 0
     while n_iter < max_iter:
         n_iter += 1
-        t = alpha / beta
-        gamma, m2, res2 = _posterior_terms(s, x2, residual, t)
-        alpha = gamma / np.maximum(m2 + epsilon, _TINY)
-        beta = (n - gamma) / np.maximum(res2 + epsilon, _TINY)
-        if np.all(np.abs(alpha / beta - t) <= tol * t):
+        alpha, beta = _updates(s, x2, residual, t, n, *eps)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = alpha / beta
+        # inf (m = 0: no signal) and nan (0/0 at the same limit) both mean "as large as allowed"
+        t_new = np.clip(np.where(np.isnan(ratio), bounds[1], ratio), *bounds)
+        done = bool(np.all(np.abs(t_new - t) <= tol * t))
+        t = t_new
+        if done:
             break
-    # Evaluate at a consistent (alpha, beta, m): m is the posterior mean for alpha/beta.
-    _, m2, res2 = _posterior_terms(s, x2, residual, alpha / beta)
-    # Zero eigenvalues of F^T F (d - k of them) contribute log(alpha) each to log|A|.
-    log_det = np.log(alpha[None, :] + beta[None, :] * s[:, None]).sum(axis=0)
-    log_det += (d - s.shape[0]) * np.log(alpha)
-    evidence = (
-        0.5 * d * np.log(alpha)
-        + 0.5 * n * np.log(beta)
-        - 0.5 * log_det
-        - 0.5 * beta * res2
-        - 0.5 * alpha * m2
-        - 0.5 * n * np.log(2.0 * np.pi)
-    )
-    return evidence, alpha, beta, n_iter
+    return t, n_iter
+
+
+def _evidence_at(
+    s: np.ndarray, x2: np.ndarray, residual: np.ndarray, t: np.ndarray, n: int, eps_m: float, eps_r: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Log evidence and beta at ratio t: MacKay's beta with a guard, else the best beta for t."""
+    if eps_r:
+        _, beta = _updates(s, x2, residual, t, n, eps_m, eps_r)
+    else:
+        # Equal to MacKay's beta at the fixed point, and finite where the update's res2 underflows.
+        beta = n / ((t[None, :] * x2 / (s[:, None] + t[None, :])).sum(axis=0) + residual)
+    return _log_evidence(s, x2, residual, t, beta, n), beta
+
+
+def _check_bounded(k: int, x2: np.ndarray, residual: np.ndarray, n: int, epsilon: float) -> None:
+    if epsilon > 0:  # the guard bounds beta by (n - gamma) / epsilon
+        return
+    norm2 = x2.sum(axis=0) + residual
+    zero = np.flatnonzero(norm2 == 0)
+    if zero.size:
+        raise InvalidDataError(f"y column {int(zero[0])} is all zeros: LogME is unbounded (infinite noise precision)")
+    # Rounding leaves ~(n eps)^2 ||y||^2 of a residual that is exactly zero.
+    exact = np.flatnonzero(residual <= (n * 8 * _EPS) ** 2 * norm2)
+    if k < n and exact.size:
+        raise InvalidDataError(
+            f"y column {int(exact[0])} lies exactly in the span of F's {k} < n = {n} directions "
+            "(duplicate rows of F with equal targets?): LogME is unbounded; pass epsilon > 0 to regularise"
+        )
 
 
 class LogME:
@@ -186,9 +264,12 @@ class LogME:
         else:
             codes, classes = check_class_labels(y, n)
             Y = one_hot(codes, classes.shape[0])
-        s, X, residual = spectral_projection(F, Y)
+        # LogME does not depend on the scale of F (alpha absorbs it); dividing by max |F|
+        # keeps F^T F and the updates far from overflow and underflow.
+        scale = float(np.abs(F).max()) or 1.0  # all-zero F: nothing to scale
+        s, X, residual = spectral_projection(F / scale, Y)
         evidence, alpha, beta, n_iter = maximum_evidence(
-            s, X, residual, n, d, tol=self.tol, max_iter=max_iter, epsilon=self.epsilon
+            s, X, residual, n, d, tol=self.tol, max_iter=max_iter, epsilon=self.epsilon, feature_scale=scale
         )
         self.evidence_ = evidence / n
         self.score_ = float(self.evidence_.mean())

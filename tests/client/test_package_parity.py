@@ -1,4 +1,8 @@
-"""The client's `package check` must refuse exactly what the server's upload refuses, with the same code."""
+"""The client's `package check` must refuse exactly what the server's upload refuses, with the same error.
+
+Both wrap the one implementation in ``specs.packaging``; this guards the two translations
+of its ``InvalidPackageError`` (code, message and details must arrive unchanged).
+"""
 
 from __future__ import annotations
 
@@ -45,20 +49,25 @@ HAPPY = {
 }
 
 
-def server_code(data: bytes) -> str | None:
+def server_error(data: bytes) -> tuple[str, str, dict] | None:
     try:
         package_inspect(data)
     except ValidationFailed as exc:
-        return exc.code
+        return exc.code, exc.message, exc.details
+    return None
+
+
+def client_error(data: bytes) -> tuple[str, str, dict] | None:
+    try:
+        package_check(data)
+    except PackageError as exc:
+        return exc.code, exc.message, exc.details
     return None
 
 
 def client_code(data: bytes) -> str | None:
-    try:
-        package_check(data)
-    except PackageError as exc:
-        return exc.code
-    return None
+    error = client_error(data)
+    return None if error is None else error[0]
 
 
 # "unknown-base" is decided against the server's registry of base models, not by the package alone.
@@ -66,11 +75,12 @@ CASES = {**{k: v[0] for k, v in packages.FAILURES.items() if k in packages.SYNC_
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_client_check_refuses_with_the_servers_code(case):
+def test_client_check_refuses_with_the_servers_code_message_and_details(case):
     data = CASES[case]()
-    expected = server_code(data)
+    expected = server_error(data)
     assert expected is not None, f"{case} should be refused by the server"
-    assert client_code(data) == expected
+    assert expected[0].startswith("upload:user:")
+    assert client_error(data) == expected
 
 
 @pytest.mark.parametrize("case", sorted(HAPPY))

@@ -125,7 +125,15 @@ def test_single_source_users_get_no_mixture(alice, centers, source_market):
         assert result.ids[0] == sources[seed]
 
 
-def test_rebuild_from_the_database_equals_the_incremental_index(alice, centers):
+def _store_kind(settings, tmp_path, disk: bool) -> None:
+    """Re-rank store on local disk (from the first spec) or in RAM, as the settings choose."""
+    settings.LWM_INDEX_DISK_MIN = 0 if disk else -1
+    settings.LWM_INDEX_DIR = tmp_path / "index"
+
+
+@pytest.mark.parametrize("disk", [False, True])
+def test_rebuild_from_the_database_equals_the_incremental_index(alice, centers, settings, tmp_path, disk):
+    _store_kind(settings, tmp_path, disk)
     rng = np.random.default_rng(4)
     space = make_space()
     versions = [publish(space, alice, *cluster_spec(rng, centers[i % 12 : i % 12 + 2], 15)) for i in range(30)]
@@ -135,15 +143,21 @@ def test_rebuild_from_the_database_equals_the_incremental_index(alice, centers):
     Zq, bq = cluster_spec(rng, centers[3:5], 30)
     incremental = _search(alice, space, Zq, bq, k=10, mixture=False)
     assert versions[3].id not in store.get_index(space.key, space)
+    assert store.get_index(space.key, space).store.on_disk == disk
 
     index_rebuild(key=space.key)
     rebuilt = _search(alice, space, Zq, bq, k=10, mixture=False)
+    assert store.get_index(space.key, space).store.on_disk == disk
     assert_array_equal(rebuilt.ids, incremental.ids)
     assert_allclose(rebuilt.mmd2, incremental.mmd2)
     assert rebuilt.generation > incremental.generation
 
 
-def test_a_process_with_an_old_generation_catches_up_and_a_new_one_starts_from_the_snapshot(alice, centers, monkeypatch):
+@pytest.mark.parametrize("disk", [False, True])
+def test_a_process_with_an_old_generation_catches_up_and_a_new_one_starts_from_the_snapshot(
+    alice, centers, monkeypatch, settings, tmp_path, disk
+):
+    _store_kind(settings, tmp_path, disk)
     rng = np.random.default_rng(6)
     space = make_space()
     for i in range(5):
@@ -161,6 +175,7 @@ def test_a_process_with_an_old_generation_catches_up_and_a_new_one_starts_from_t
     monkeypatch.setattr(store, "build_from_db", lambda *a, **k: pytest.fail("should start from the snapshot"))
     fresh = store.get_index(space.key, space)
     assert len(fresh) == 6 and late.id in fresh and fresh.generation == state.generation
+    assert fresh.store.on_disk == disk and sorted(fresh.store.row) == sorted(caught_up.store.row)
 
 
 def test_index_add_is_idempotent(alice, centers):

@@ -1,6 +1,9 @@
-"""``learnware.yaml``: the server's field rules, checked here before upload (same codes and messages).
+"""The manifest ``learnware.yaml``: parse it safely and check every field at once.
 
-Kept in step with ``marketplace/learnwares/packages/manifest.py`` by the parity test.
+All problems are collected, so the developer sees every bad field in one answer
+(``details`` maps each field path to its reason). See ``docs/package-format.md``.
+PyYAML (a dependency of the client and the server) is imported only by
+:func:`parse_manifest`; :func:`check_manifest` works on an already parsed mapping.
 """
 
 from __future__ import annotations
@@ -8,21 +11,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import yaml
-
-from lwm_client.errors import PackageError
+from specs.packaging.choices import KINDS, MODALITIES, TASKS, VISIBILITIES
+from specs.packaging.errors import InvalidPackageError
 
 MANIFEST_NAME = "learnware.yaml"
-KINDS = ("model", "adapter")
-MODALITIES = ("table", "image", "text")
-TASKS = ("classification", "regression", "embedding")
-VISIBILITIES = ("public", "private", "organization")
+# SPDX identifiers accepted for a learnware; anything else is refused by name.
 KNOWN_LICENSES = frozenset(
-    ["MIT", "Apache-2.0", "BSD-2-Clause", "BSD-3-Clause", "ISC", "MPL-2.0", "GPL-2.0-only", "GPL-2.0-or-later", "GPL-3.0-only",
-     "GPL-3.0-or-later", "LGPL-2.1-only", "LGPL-3.0-only", "AGPL-3.0-only", "CC0-1.0", "CC-BY-4.0", "CC-BY-SA-4.0", "CC-BY-NC-4.0",
-     "Unlicense", "BSL-1.0", "EPL-2.0", "LicenseRef-Proprietary"]
+    ["MIT", "Apache-2.0", "BSD-2-Clause", "BSD-3-Clause", "ISC", "MPL-2.0", "GPL-2.0-only", "GPL-2.0-or-later", "GPL-3.0-only", "GPL-3.0-or-later", "LGPL-2.1-only", "LGPL-3.0-only", "AGPL-3.0-only", "CC0-1.0", "CC-BY-4.0", "CC-BY-SA-4.0", "CC-BY-NC-4.0", "Unlicense", "BSL-1.0", "EPL-2.0", "LicenseRef-Proprietary"]
 )
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,119}$")
+MAX_CLASSES = 10_000
+MAX_COLUMNS = 4_096
 
 
 def _text(doc: dict[str, Any], key: str, errors: dict[str, str], *, required: bool = True, max_len: int = 20_000) -> str:
@@ -74,7 +73,7 @@ def _input(doc: dict[str, Any], modality: str, errors: dict[str, str]) -> dict[s
         errors["input"] = "is required: a mapping (table: columns; image: shape; text: {})"
         return {}
     if modality == "table":
-        return {"columns": _str_list(spec.get("columns"), "input.columns", errors, min_len=1, max_len=4096, unique=True)}
+        return {"columns": _str_list(spec.get("columns"), "input.columns", errors, min_len=1, max_len=MAX_COLUMNS, unique=True)}
     if modality == "image":
         shape = spec.get("shape")
         if not (isinstance(shape, list) and len(shape) == 3 and shape[0] in (1, 3)):
@@ -90,26 +89,50 @@ def _output(doc: dict[str, Any], task: str, errors: dict[str, str]) -> dict[str,
         errors["output"] = "is required: classes (classification) or dim (regression, embedding)"
         return {}
     if task == "classification":
-        classes = _str_list(spec.get("classes"), "output.classes", errors, min_len=2, max_len=10_000, unique=True)
+        classes = _str_list(spec.get("classes"), "output.classes", errors, min_len=2, max_len=MAX_CLASSES, unique=True)
         return {"classes": classes, "dim": len(classes)}
     return {"dim": _positive_int(spec.get("dim"), "output.dim", errors)}
 
 
 def parse_manifest(raw: bytes) -> dict[str, Any]:
-    """Parse and check ``learnware.yaml``; return the normalised manifest or raise :class:`PackageError`."""
+    """Parse ``learnware.yaml`` (safe YAML only) and check it; see :func:`check_manifest`.
+
+    Raises
+    ------
+    InvalidPackageError
+        ``upload:user:manifest-invalid`` (not UTF-8 YAML / not a mapping) or
+        ``upload:user:manifest-field`` with ``details`` = {field: reason}.
+    """
+    import yaml  # only here: the rest of specs needs no YAML
+
     try:
         doc = yaml.safe_load(raw.decode("utf-8"))
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise PackageError(f"{MANIFEST_NAME} is not valid UTF-8 YAML: {exc}", code="upload:user:manifest-invalid") from None
+        raise InvalidPackageError(f"{MANIFEST_NAME} is not valid UTF-8 YAML: {exc}", code="upload:user:manifest-invalid") from None
+    return check_manifest(doc)
+
+
+def check_manifest(doc: Any) -> dict[str, Any]:
+    """Check a parsed manifest; return it normalised (defaults filled, ``output.dim`` set).
+
+    Raises
+    ------
+    InvalidPackageError
+        ``upload:user:manifest-invalid`` (not a mapping) or ``upload:user:manifest-field``
+        with ``details`` = {field: reason} listing every bad field at once.
+    """
     if not isinstance(doc, dict):
-        raise PackageError(f"{MANIFEST_NAME} must be a mapping of fields", code="upload:user:manifest-invalid")
+        raise InvalidPackageError(f"{MANIFEST_NAME} must be a mapping of fields", code="upload:user:manifest-invalid")
     errors: dict[str, str] = {}
     name = _text(doc, "name", errors, max_len=120)
     if name and not NAME_RE.match(name):
         errors["name"] = "must start with a letter or digit and use letters, digits, space, '.', '_' or '-'"
-    m: dict[str, Any] = {
-        "name": name, "description": _text(doc, "description", errors), "kind": _choice(doc, "kind", KINDS, errors),
-        "modality": _choice(doc, "modality", MODALITIES, errors), "task": _choice(doc, "task", TASKS, errors),
+    manifest: dict[str, Any] = {
+        "name": name,
+        "description": _text(doc, "description", errors),
+        "kind": _choice(doc, "kind", KINDS, errors),
+        "modality": _choice(doc, "modality", MODALITIES, errors),
+        "task": _choice(doc, "task", TASKS, errors),
         "license": _text(doc, "license", errors, max_len=64),
         "tags": _str_list(doc.get("tags", []), "tags", errors, min_len=0, max_len=30, unique=False),
         "visibility": _choice(doc, "visibility", VISIBILITIES, errors, default="public"),
@@ -117,17 +140,19 @@ def parse_manifest(raw: bytes) -> dict[str, Any]:
         "version": _text(doc, "version", errors, required=False, max_len=40),
         "base_model": _text(doc, "base_model", errors, required=doc.get("kind") == "adapter", max_len=120),
     }
-    if m["license"] and m["license"] not in KNOWN_LICENSES:
-        errors["license"] = f"{m['license']!r} is not a known SPDX identifier (e.g. MIT, Apache-2.0)"
-    if m["kind"] == "adapter" and (m["modality"], m["task"]) != ("text", "embedding"):
+    if manifest["license"] and manifest["license"] not in KNOWN_LICENSES:
+        errors["license"] = f"{manifest['license']!r} is not a known SPDX identifier (e.g. MIT, Apache-2.0)"
+    if manifest["kind"] == "adapter" and (manifest["modality"], manifest["task"]) != ("text", "embedding"):
         errors["kind"] = "adapters are text embedding modules: use modality: text and task: embedding"
-    if m["visibility"] == "organization" and not m["organization"]:
+    if manifest["visibility"] == "organization" and not manifest["organization"]:
         errors["organization"] = "is required when visibility is organization"
-    if m["modality"]:
-        m["input"] = _input(doc, m["modality"], errors)
-    if m["task"]:
-        m["output"] = _output(doc, m["task"], errors)
+    if manifest["modality"]:
+        manifest["input"] = _input(doc, manifest["modality"], errors)
+    if manifest["task"]:
+        manifest["output"] = _output(doc, manifest["task"], errors)
     if errors:
-        raise PackageError(f"{MANIFEST_NAME}: " + "; ".join(f"field '{k}' {v}" for k, v in errors.items()),
-                           code="upload:user:manifest-field", details=errors)
-    return m
+        raise InvalidPackageError(
+            f"{MANIFEST_NAME}: " + "; ".join(f"field '{k}' {v}" for k, v in errors.items()),
+            code="upload:user:manifest-field", details=errors,
+        )
+    return manifest

@@ -1,0 +1,13 @@
+"""Allowed manifest values as plain tuples, so the checks need no Django.
+
+``marketplace.learnwares.choices`` holds the same values as Django ``TextChoices``;
+``tests/specs/test_packaging_choices.py`` asserts the two lists stay identical.
+"""
+
+from __future__ import annotations
+
+KINDS = ("model", "adapter")
+MODALITIES = ("table", "image", "text")
+TASKS = ("classification", "regression", "embedding")
+VISIBILITIES = ("public", "private", "organization")
+ARTIFACT_FORMATS = ("torchscript", "torch_export", "peft_lora", "assembly")
