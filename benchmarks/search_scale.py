@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/search_scale.py [--sizes 1000,10000,100000] [--anchor-sizes 1000,10000]
         [--queries 200] [--recall-queries 20] [--anchor-queries 5] [--store float16|int8] [--disk]
         [--nprobe 32,64,128] [--k-prime 100,200] [--gather-only 1000000]
+        [--sketch-stage-only 1000000 --nlist 903]
 
 Specs are synthetic but shaped like real ones: each of N data sets is a Gaussian mixture
 of 1-3 components drawn from 200 shared centres in d = 64, reduced to K = 100 points with
@@ -128,12 +129,19 @@ def search(index: SpaceIndex, sketcher: RFFSketch, Z: np.ndarray, beta: np.ndarr
 
 
 def exact_top(market: Market, n: int, queries: list[tuple[np.ndarray, np.ndarray]], sketcher: RFFSketch) -> np.ndarray:
+    """Top-10 of the exact float64 MMD scan (cached: queries are fixed by their seed and n)."""
+    path = CACHE / f"seed{market.seed}" / f"exact_n{n}_q{len(queries)}.npy"
+    if path.exists():
+        return np.load(path)
     scores = np.empty((len(queries), n))
     for c in range(n // CHUNK):
         Zs, betas, _, st = market.derived(c, sketcher)
         for q, (Z, b) in enumerate(queries):
             scores[q, c * CHUNK : (c + 1) * CHUNK] = mmd_squared_batch(Z, b, Zs, betas, GAMMA, st)
-    return np.argsort(scores, axis=1, kind="stable")[:, :10]
+    top = np.argsort(scores, axis=1, kind="stable")[:, :10]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, top)
+    return top
 
 
 def measure(index: SpaceIndex, sketcher: RFFSketch, queries: list, exact: np.ndarray, k_prime: int) -> tuple[float, ...]:
@@ -194,6 +202,31 @@ def gather_only(n: int, k_primes: list[int], queries: int, store: str) -> None:
     disk.close()
 
 
+def sketch_stage_only(n: int, nlist: int, nprobes: list[int], k_prime: int, queries: int) -> None:
+    """Time FAISS IVF<nlist>,SQ8 alone at ``n`` sketches: the cached 100k tiled with jitter."""
+    market, sketcher = Market(), RFFSketch(D_FEAT, GAMMA, D_SKETCH, random_state=0)
+    base = np.concatenate([market.derived(c, sketcher)[2] for c in range(100)])
+    rng = np.random.default_rng(3)
+    scale = 0.05 * float(np.linalg.norm(base, axis=1).mean()) / np.sqrt(D_SKETCH)
+    vectors = np.concatenate([base + scale * rng.standard_normal(base.shape).astype(np.float32)
+                              for _ in range(-(-n // len(base)))])[:n]
+    index = faiss.index_factory(D_SKETCH, f"IVF{nlist},SQ8")
+    start = time.perf_counter()
+    index.train(vectors[rng.choice(n, min(n, 256 * nlist), replace=False)])
+    index.add(vectors)
+    print(f"sketch stage alone: N={n} IVF{nlist},SQ8 built in {time.perf_counter() - start:.1f} s, "
+          f"{faiss.serialize_index(index).nbytes / 2**30:.2f} GiB; top-{k_prime} of {queries} jittered listed sketches")
+    print(f"{'nprobe':>6} {'p50 ms':>7} {'p99 ms':>7}")
+    q = vectors[rng.choice(n, queries, replace=False)] + scale * rng.standard_normal((queries, D_SKETCH)).astype(np.float32)
+    for nprobe in nprobes:
+        index.nprobe, lat = nprobe, []
+        for row in q:
+            t = time.perf_counter()
+            index.search(row[None], k_prime)
+            lat.append(1000 * (time.perf_counter() - t))
+        print(f"{nprobe:>6} {np.percentile(lat, 50):>7.2f} {np.percentile(lat, 99):>7.2f}", flush=True)
+
+
 def _ints(text: str) -> list[int]:
     return [int(s) for s in text.split(",") if s]
 
@@ -210,8 +243,13 @@ def main() -> None:
     parser.add_argument("--nprobe", default=str(IVF_NPROBE), help="comma list, IVF only (each row one setting)")
     parser.add_argument("--k-prime", default="100", help="comma list of candidates re-ranked exactly")
     parser.add_argument("--gather-only", type=int, default=0, help="N: time only the disk store's reads at N records")
+    parser.add_argument("--sketch-stage-only", type=int, default=0, help="N: time only FAISS at N sketches")
+    parser.add_argument("--nlist", type=int, default=903, help="lists of --sketch-stage-only's IVF")
     args = parser.parse_args()
     faiss.omp_set_num_threads(1)
+    if args.sketch_stage_only:
+        sketch_stage_only(args.sketch_stage_only, args.nlist, _ints(args.nprobe), _ints(args.k_prime)[0], args.queries)
+        return
     if args.gather_only:
         gather_only(args.gather_only, _ints(args.k_prime), args.queries, args.store)
         return

@@ -6,12 +6,15 @@ the model is ``y = F m + noise`` with prior ``m ~ N(0, I/alpha)`` and noise prec
 ``beta``; the log evidence is maximised over (alpha, beta) by MacKay's fixed point and
 the score is the mean over columns of ``evidence / n``.
 
-Why it is fast here: F is decomposed once (a thin SVD) and every column's fixed point
-then runs on length-k vectors, all columns at once. Why it stays finite: F is divided
-by its largest entry (the score does not depend on the scale of F), the fixed point runs
-on t = alpha / beta kept within a wide band around the spectrum, and the evidence is
-written so no term is log(0) or inf - inf. Where the evidence is unbounded (y exactly
-in the span of fewer than n directions of F) it raises ``InvalidDataError``.
+Why it is fast here: F is decomposed once (a thin SVD, or the d x d Gram when n >= 2d)
+and every column's fixed point then runs on length-k vectors, all columns at once.
+
+Why it stays finite: F is divided by its largest entry (the score does not depend on
+the scale of F), the fixed point runs on t = alpha / beta kept within a wide band around
+the spectrum, the maximum may sit at either end of that band (n < d: noise precision
+to infinity), and the evidence is written so no term is log(0) or inf - inf. Where the
+evidence is unbounded (y exactly in the span of fewer than n directions of F) it raises
+``InvalidDataError``.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ _T_SPAN = 1e100
 
 
 def spectral_projection(F: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Project targets on the left singular vectors of F.
+    """Project targets on the left singular vectors of F (thin SVD; Gram if n >= 2 d).
 
     Parameters
     ----------
@@ -50,19 +53,34 @@ def spectral_projection(F: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.nd
     X : ndarray of shape (k, t)
         ``U^T Y`` with U the (n, k) left singular vectors.
     residual : ndarray of shape (t,)
-        ``||Y - U X||^2`` per column: the part of Y outside the span of F.
+        ``||Y - U X||^2`` per column: the part of Y outside the span of F, set to 0
+        where it is at the level of rounding.
     """
     n, d = F.shape
-    # A thin SVD, not an eigendecomposition of the Gram matrix: singular values are accurate
-    # to ~eps * sigma_max, the Gram's eigenvalues only to ~eps * sigma_max^2, which threw away
-    # real directions of layer states that share one dominant component.
-    U, sigma, _ = np.linalg.svd(F, full_matrices=False)
-    keep = sigma > sigma[0] * max(n, d) * _EPS if sigma[0] > 0 else np.zeros(sigma.shape, dtype=bool)
-    U, sigma = U[:, keep], sigma[keep]
-    X = U.T @ Y
-    # Direct, not ||Y||^2 - ||X||^2: a zero residual must come out as ~eps^2, not ~eps.
-    R = Y - U @ X
-    return sigma * sigma, X, (R * R).sum(axis=0)
+    norm2 = (Y * Y).sum(axis=0)
+    if n >= 2 * d:
+        # Tall F: the d x d Gram is cheap and its rounding (~eps * s_max) only trims
+        # directions far below the noise of n >> d samples.
+        s, V = np.linalg.eigh(F.T @ F)
+        keep = s > s[-1] * max(n, d) * _EPS if s[-1] > 0 else np.zeros(s.shape, dtype=bool)
+        s, V = s[keep], V[:, keep]
+        # U = F V / sqrt(s) is never formed: U^T Y = V^T (F^T Y) / sqrt(s).
+        X = (V.T @ (F.T @ Y)) / np.sqrt(s)[:, None]
+        residual = norm2 - (X * X).sum(axis=0)
+        rounding = 8 * max(n, d) * _EPS * norm2
+    else:
+        # A thin SVD, not the Gram: singular values are accurate to ~eps * sigma_max, the
+        # Gram's eigenvalues only to ~eps * sigma_max^2, which threw away real directions of
+        # layer states that share one dominant component.
+        U, sigma, _ = np.linalg.svd(F, full_matrices=False)
+        keep = sigma > sigma[0] * max(n, d) * _EPS if sigma[0] > 0 else np.zeros(sigma.shape, dtype=bool)
+        U, s = U[:, keep], sigma[keep] ** 2
+        X = U.T @ Y
+        R = Y - U @ X  # direct, not ||Y||^2 - ||X||^2: a zero residual comes out as ~eps^2
+        residual = (R * R).sum(axis=0)
+        rounding = (8 * max(n, d) * _EPS) ** 2 * norm2
+    # Exactly zero where only rounding is left: maximum_evidence tells that case apart.
+    return s, X, np.where(residual <= rounding, 0.0, residual)
 
 
 def _updates(
@@ -111,7 +129,8 @@ def maximum_evidence(
     ----------
     s, X, residual : outputs of :func:`spectral_projection`, shapes (k,), (k, t), (t,)
     n, d : int
-        Number of samples and feature dimension of F.
+        Number of samples and feature dimension of F (the d - k zero eigenvalues cancel
+        out of the evidence, so only n is used).
     tol : float
         Stop when every column's ``|t_new - t| / t <= tol`` with ``t = alpha / beta``.
     max_iter : int
@@ -199,17 +218,16 @@ def _evidence_at(
 def _check_bounded(k: int, x2: np.ndarray, residual: np.ndarray, n: int, epsilon: float) -> None:
     if epsilon > 0:  # the guard bounds beta by (n - gamma) / epsilon
         return
-    norm2 = x2.sum(axis=0) + residual
-    zero = np.flatnonzero(norm2 == 0)
+    zero = np.flatnonzero(x2.sum(axis=0) + residual == 0)
     if zero.size:
         raise InvalidDataError(f"y column {int(zero[0])} is all zeros: LogME is unbounded (infinite noise precision)")
-    # Rounding leaves ~(n eps)^2 ||y||^2 of a residual that is exactly zero.
-    exact = np.flatnonzero(residual <= (n * 8 * _EPS) ** 2 * norm2)
+    exact = np.flatnonzero(residual == 0)
     if k < n and exact.size:
         raise InvalidDataError(
             f"y column {int(exact[0])} lies exactly in the span of F's {k} < n = {n} directions "
             "(duplicate rows of F with equal targets?): LogME is unbounded; pass epsilon > 0 to regularise"
         )
+
 
 
 class LogME:

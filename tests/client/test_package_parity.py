@@ -49,20 +49,20 @@ HAPPY = {
 }
 
 
-def server_error(data: bytes) -> tuple[str, str, dict] | None:
+def _error(check, error_type: type[Exception], data: bytes) -> tuple[str, str, dict] | None:
     try:
-        package_inspect(data)
-    except ValidationFailed as exc:
+        check(data)
+    except error_type as exc:
         return exc.code, exc.message, exc.details
     return None
+
+
+def server_error(data: bytes) -> tuple[str, str, dict] | None:
+    return _error(package_inspect, ValidationFailed, data)
 
 
 def client_error(data: bytes) -> tuple[str, str, dict] | None:
-    try:
-        package_check(data)
-    except PackageError as exc:
-        return exc.code, exc.message, exc.details
-    return None
+    return _error(package_check, PackageError, data)
 
 
 def client_code(data: bytes) -> str | None:
