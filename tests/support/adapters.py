@@ -94,11 +94,13 @@ def adapter_market_create(*, owner: Any, topics: tuple[str, ...] = tuple(TOPICS)
     from marketplace.learnwares.choices import Kind, Modality, Task, VersionStatus
     from marketplace.learnwares.encoding import encode_texts
     from marketplace.learnwares.models import BaseModel, FeatureSpace, Learnware, LearnwareVersion, Specification
+    from marketplace.learnwares.services.spaces import base_models_register
     from marketplace.search.services import index_add
 
     key = f"text-minilm-{uuid.uuid4().hex[:8]}"
     space = FeatureSpace.objects.create(key=key, kind=Modality.TEXT, schema={}, dim=384, gamma=1.0, standardization={},
                                         sketch_seed=0, sketch_dim=SKETCH_DIM)
+    base_models_register()  # a transactional test before this one may have flushed the registry
     base = BaseModel.objects.get(key="all-minilm-l6-v2")
     sketcher = RFFSketch(384, 1.0, SKETCH_DIM, random_state=0)
     learnwares, versions, files = {}, {}, {}
