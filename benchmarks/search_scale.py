@@ -182,7 +182,7 @@ def gather_only(n: int, k_primes: list[int], queries: int, store: str) -> None:
     for lo in range(0, n, 10_000):
         part = np.zeros(min(10_000, n - lo), dtype=disk._rec)
         part["ids"] = np.arange(lo, lo + len(part))
-        part["Z"] = rng.integers(0, 255, size=part["Z"].shape) if store == "int8" else rng.standard_normal(part["Z"].shape)
+        part["Z"] = rng.integers(0, 255, size=part["Z"].shape) if store == "int8" else rng.random(part["Z"].shape, np.float32)
         part["beta"], part["scale"] = 1.0 / K, 1.0
         disk._write(lo, part)
     disk.n, disk.row = n, {i: i for i in range(n)}

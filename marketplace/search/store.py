@@ -36,12 +36,11 @@ _CACHE: dict[str, SpaceIndex | TextIndex] = {}
 _EPOCHS: dict[str, object] = {}  # the IndexState epoch each cached index was synced against
 _SKETCHERS: dict[str, RFFSketch] = {}
 _LOCK = threading.Lock()  # one sync at a time per process; searches read a consistent object
-DISK_MIN_DEFAULT = 200_000
 
 
 def store_options() -> dict:
     """``store_dir``/``disk_min`` for ``SpaceIndex`` from the settings (see the module doc)."""
-    disk_min = int(getattr(settings, "LWM_INDEX_DISK_MIN", DISK_MIN_DEFAULT))
+    disk_min = int(settings.LWM_INDEX_DISK_MIN)
     if disk_min < 0:
         return {"store_dir": None, "disk_min": 0}
     return {"store_dir": settings.LWM_INDEX_DIR / "rkme", "disk_min": disk_min}

@@ -131,6 +131,9 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 LWM_MAX_UPLOAD_BYTES = env_int("LWM_MAX_UPLOAD_BYTES", 200 * 1024 * 1024, minimum=1)
 # Derived FAISS indexes live on each process's local disk; snapshots go to storage.
 LWM_INDEX_DIR = Path(env_str("LWM_INDEX_DIR", str(VAR_DIR / "index")))
+# A space's exact re-rank store moves from RAM to a local file read with pread at this many
+# specs (0: always on disk, negative: always in RAM); 1M specs in RAM would need ~12 GiB.
+LWM_INDEX_DISK_MIN = env_int("LWM_INDEX_DISK_MIN", 200_000)
 
 # --- Celery --------------------------------------------------------------------------------
 _broker_dir = VAR_DIR / "broker"
