@@ -19,6 +19,8 @@ scripts/install-system-deps.sh || { $ci && exit 1; echo "warning: system package
 
 start=$(date +%s)
 status=0
+echo "== ruff =="
+.venv/bin/ruff check . || status=$?
 run_id="${LWM_TEST_RUN_ID:-$$}"
 if reachable 127.0.0.1 5432 && reachable 127.0.0.1 6379; then
   echo "== suite on PostgreSQL + Redis =="
