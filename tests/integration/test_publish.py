@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import time
 import zipfile
 
 import boto3
@@ -16,20 +15,11 @@ from marketplace.jobs.models import Job
 from marketplace.learnwares.choices import VersionStatus
 from marketplace.learnwares.models import AuditLog, LearnwareVersion, Specification
 from tests.support import packages
+from tests.support.services import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 TEXTS = ["the market rallied on strong earnings", "the striker scored twice in the final",
          "a new phone chip doubles battery life", "parliament passed the budget vote"] * 3
-
-
-def wait_for(predicate, timeout: float = 120.0, interval: float = 0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def upload(client, data: bytes, url: str = "/api/v1/learnwares/"):

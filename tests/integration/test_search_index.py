@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 
 import numpy as np
 import pytest
@@ -14,19 +13,10 @@ from marketplace.search import apis, store
 from marketplace.search.models import TEXT_INDEX_KEY, IndexChange, IndexState
 from marketplace.search.selectors import search_by_data
 from tests.marketplace.search.factories import cluster_spec, make_space, publish
-from tests.support.services import WorkerProcess, worker_env
+from tests.support.services import WorkerProcess, wait_for, worker_env
 from workers.celery import app
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-def wait_for(predicate, timeout: float = 120.0, interval: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def test_concurrent_publishes_from_two_worker_processes_all_end_up_searchable(own_worker, s3_storage, alice, tmp_path):

@@ -13,19 +13,10 @@ from django.core.files.storage import default_storage, storages
 from marketplace.jobs.choices import JobStatus
 from marketplace.jobs.models import Job
 from marketplace.jobs.services import job_create, job_enqueue
+from tests.support.services import wait_for
 from workers.celery import app
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def test_a_task_sent_through_the_broker_updates_its_job_read_back_over_the_api(celery_worker, alice, client_for):

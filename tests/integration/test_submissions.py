@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from typing import Any
 
 import numpy as np
@@ -14,19 +13,10 @@ from marketplace.jobs.choices import TERMINAL_STATES, JobStatus
 from marketplace.jobs.models import Job
 from marketplace.submissions.models import Submission
 from tests.support.market import csv_bytes, market_create, user_task
+from tests.support.services import wait_for
 from workers.pipelines.reuse_package import PackagePredictor
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-def wait_for(predicate: Any, timeout: float = 240.0, interval: float = 0.3) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def _post(client: Any, task: dict[str, Any], *, labelled: bool = True, data: bytes | None = None) -> dict[str, Any]:
