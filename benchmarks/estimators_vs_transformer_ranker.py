@@ -25,6 +25,10 @@ VENV = ROOT / "benchmarks" / ".venvs" / "transformer-ranker"
 THREADS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 CELLS = [(1000, 384), (1000, 768), (10000, 384), (10000, 768)]
 ESTIMATORS = ["logme", "hscore", "knn_euclidean", "knn_cosine"]
+# The machine is shared: each side's time is its best over rounds that alternate the two
+# sides (so load hits both alike) and over a few warm calls per round (one where a call
+# takes more than a second).
+ROUNDS, REPEATS, ROUNDS_LARGE, REPEATS_LARGE = 3, 5, 2, 3
 
 
 def ensure_venv() -> Path:
@@ -37,13 +41,21 @@ def ensure_venv() -> Path:
     return python
 
 
-def best_time(fn, repeats: int) -> tuple[float, float]:
-    best, value = float("inf"), float("nan")
+def best_time(fn, repeats: int, budget_s: float = 1.0) -> tuple[float, float, float]:
+    """Best wall and best CPU seconds of ``repeats`` calls, and the value.
+
+    Stops early once ``budget_s`` is spent (slow calls run once). CPU time is the process's
+    (all its threads): on a loaded machine it leaves out the time the process waited.
+    """
+    best, best_cpu, value, spent = float("inf"), float("inf"), float("nan"), 0.0
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         value = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, float(value)
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+        best, best_cpu, spent = min(best, elapsed), min(best_cpu, cpu), spent + elapsed
+        if spent > budget_s:
+            break
+    return best, best_cpu, float(value)
 
 
 def worker_ours(path: str, repeats: int, skip: list[str]) -> dict:
@@ -95,21 +107,24 @@ def run_worker(python: str, side: str, path: str, repeats: int, skip: list[str])
 
 
 def _keep_best(best: dict, new: dict) -> None:
-    for name, (seconds, value) in new.items():
-        if name not in best or seconds < best[name][0]:
-            best[name] = (seconds, value)
+    for name, (seconds, cpu, value) in new.items():
+        old = best.get(name, (float("inf"), float("inf"), value))
+        best[name] = (min(old[0], seconds), min(old[1], cpu), value)
 
 
-def speed_table() -> None:
+def speed_table(cells: list[tuple[int, int]], estimators: list[str]) -> None:
     import numpy as np
 
     tr_python = str(ensure_venv())
-    print("1 thread per side (OMP/OPENBLAS/MKL_NUM_THREADS=1, torch.set_num_threads(1)); "
-          "best of 3 alternating rounds (2 at n=10000)")
-    print(f"{'estimator':<14}{'n':>6}{'d':>5}{'ours s':>9}{'TR s':>9}{'speed-up':>9}"
+    print(f"1 thread per side (OMP/OPENBLAS/MKL_NUM_THREADS=1, torch.set_num_threads(1)); best of "
+          f"{ROUNDS} alternating rounds x up to {REPEATS} calls (calls past 1 s per estimator and round "
+          f"run once), {ROUNDS_LARGE} rounds x up to {REPEATS_LARGE} calls at n=10000")
+    print("speed-up: by wall-clock time; cpu x: by CPU time of each process (what the load on a "
+          "shared machine disturbs least)")
+    print(f"{'estimator':<14}{'n':>6}{'d':>5}{'ours s':>9}{'TR s':>9}{'speed-up':>9}{'cpu x':>8}"
           f"{'ours value':>16}{'TR value':>16}{'rel diff':>10}")
     with tempfile.TemporaryDirectory() as tmp:
-        for n, d in CELLS:
+        for n, d in cells:
             rng = np.random.default_rng(n + d)
             y = rng.integers(0, 10, n)
             F = (rng.normal(size=(10, d))[y] * 0.3 + rng.normal(size=(n, d))).astype(np.float32)
@@ -117,24 +132,29 @@ def speed_table() -> None:
             np.savez(path, F=F, y=y)
             # transformer-ranker's cosine builds a (1024, n, d) float32 tensor, ~3 copies live.
             need = 3 * min(1024, n) * n * d * 4
-            skip = ["knn_cosine"] if need > available_bytes() // 2 else []
+            skip = [name for name in ESTIMATORS if name not in estimators]
+            ours_skip = list(skip)
+            if need > available_bytes() // 2:
+                skip.append("knn_cosine")
             # Alternate the sides, one run each per round, so load from other processes
             # on this shared machine hits both alike; keep each side's best round.
             ours: dict = {}
             theirs: dict = {}
-            for _ in range(3 if n <= 1000 else 2):
-                _keep_best(ours, run_worker(sys.executable, "ours", path, 1, []))
-                _keep_best(theirs, run_worker(tr_python, "tr", path, 1, skip))
-            for name in ESTIMATORS:
-                t_o, v_o = ours[name]
+            large = n > 1000
+            for _ in range(ROUNDS_LARGE if large else ROUNDS):
+                repeats = REPEATS_LARGE if large else REPEATS
+                _keep_best(ours, run_worker(sys.executable, "ours", path, repeats, ours_skip))
+                _keep_best(theirs, run_worker(tr_python, "tr", path, repeats, skip))
+            for name in estimators:
+                t_o, c_o, v_o = ours[name]
                 if name not in theirs:
-                    print(f"{name:<14}{n:>6}{d:>5}{t_o:>9.3f}{'skipped':>9}{'':>9}{v_o:>16.9g}"
+                    print(f"{name:<14}{n:>6}{d:>5}{t_o:>9.3f}{'skipped':>9}{'':>17}{v_o:>16.9g}"
                           f"  TR skipped: needs ~{need / 2**30:.0f} GiB temporary, "
                           f"{available_bytes() / 2**30:.0f} GiB available")
                     continue
-                t_t, v_t = theirs[name]
+                t_t, c_t, v_t = theirs[name]
                 rel = abs(v_o - v_t) / max(abs(v_t), 1e-300)
-                print(f"{name:<14}{n:>6}{d:>5}{t_o:>9.3f}{t_t:>9.3f}{t_t / t_o:>8.2f}x"
+                print(f"{name:<14}{n:>6}{d:>5}{t_o:>9.3f}{t_t:>9.3f}{t_t / t_o:>8.2f}x{c_t / c_o:>7.2f}x"
                       f"{v_o:>16.9g}{v_t:>16.9g}{rel:>10.1e}")
     print("H-score: TR divides the class-mean covariance by n-1 (ours and Ibrahim et al.'s "
           "Ledoit-Wolf use n), so a relative difference of 1/(n-1) is expected.")
@@ -228,6 +248,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip", default="")
     parser.add_argument("--weights", action="store_true")
+    parser.add_argument("--cells", default=",".join(f"{n}x{d}" for n, d in CELLS),
+                        help="comma-separated NxD cells of the speed table (default: all four)")
+    parser.add_argument("--estimators", default=",".join(ESTIMATORS),
+                        help=f"comma-separated subset of {','.join(ESTIMATORS)}")
     args = parser.parse_args()
     if args.worker:
         side, path = args.worker
@@ -237,7 +261,12 @@ def main() -> None:
     elif args.weights:
         weights_table()
     else:
-        speed_table()
+        cells = [tuple(int(v) for v in cell.split("x")) for cell in args.cells.split(",")]
+        estimators = [e for e in args.estimators.split(",") if e]
+        unknown = sorted(set(estimators) - set(ESTIMATORS))
+        if unknown:
+            parser.error(f"unknown estimators {unknown}; choose from {ESTIMATORS}")
+        speed_table(cells, estimators)
 
 
 if __name__ == "__main__":

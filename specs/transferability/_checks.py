@@ -25,8 +25,12 @@ def _as_numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
-def check_features(F: Any, name: str = "F", min_samples: int = 2) -> np.ndarray:
-    """Return ``F`` as a C-contiguous float64 (n, d) array with finite entries."""
+def check_features(F: Any, name: str = "F", min_samples: int = 2, *, float32_ok: bool = False) -> np.ndarray:
+    """Return ``F`` as a C-contiguous float64 (n, d) array with finite entries.
+
+    ``float32_ok``: float32 input stays float32 (every float32 is exact in float64; the
+    caller upcasts wherever it needs float64 arithmetic), saving a copy twice its size.
+    """
     arr = _as_numpy(F)
     if arr.ndim != 2:
         raise InvalidDataError(f"{name} must be a 2-D array (n, d), got shape {arr.shape}")
@@ -36,7 +40,8 @@ def check_features(F: Any, name: str = "F", min_samples: int = 2) -> np.ndarray:
         )
     if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
         raise InvalidDataError(f"{name} must be real numeric, got dtype {arr.dtype}")
-    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    dtype = np.float32 if float32_ok and arr.dtype == np.float32 else np.float64
+    arr = np.ascontiguousarray(arr, dtype=dtype)
     if not np.isfinite(arr).all():
         raise InvalidDataError(f"{name} contains NaN or infinite values")
     return arr

@@ -5,10 +5,11 @@ Each sample is classified by a majority vote of its k nearest *other* samples
 (n, n) or (chunk, n, d) array is ever built.
 
 Why it is exact yet fast: candidate neighbours come from a float32 matrix product
-(each symmetric block computed once),
-their distances are recomputed in float64, and a rigorous bound on the float32 rounding
-error proves that no non-candidate can be closer; rows where the proof fails (near-ties
-at the boundary) are recomputed entirely in float64.
+(each symmetric block computed once, the diagonal ones by syrk), and a rigorous bound on
+its rounding error proves the order: where consecutive float32 keys of a row's k + 1
+nearest are further apart than twice the bound, the float32 order is the exact one. Only
+the other rows (near-ties) have their candidates recomputed in float64, and where the
+bound cannot exclude a non-candidate either, the whole row is.
 """
 
 from __future__ import annotations
@@ -27,16 +28,32 @@ from specs.transferability._checks import (
 
 _U32 = float(np.finfo(np.float32).eps) / 2.0  # unit roundoff of float32
 _EXTRA = 2  # extra float32 candidates per row; makes fallback rows rare
+_GROUPS = 8  # a block's rows are cut into this many slices to locate their smallest keys
 
 
-def _prepare(F: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """Rows in the metric's geometry and half their squared norms (zeros for cosine)."""
+def _prepare(F: np.ndarray, metric: str) -> np.ndarray:
+    """Rows in the metric's geometry.
+
+    Euclidean rows keep F's dtype (float32 or float64), scaled by a power of two to
+    max |x| in [1/2, 1]: exact, no order changes, and neither float32's products nor the
+    float64 norms over- or underflow. Cosine rows are unit (or zero) float64 vectors.
+    """
     if metric == "cosine":
+        F = F.astype(np.float64, copy=False)
         norms = np.linalg.norm(F, axis=1, keepdims=True)
         # A zero vector has no direction: keep it at the origin (similarity 0 to all).
-        X = F / np.where(norms > 0.0, norms, 1.0)
-        return X, np.zeros(F.shape[0])
-    return F, 0.5 * np.einsum("ij,ij->i", F, F)
+        return F / np.where(norms > 0.0, norms, 1.0)
+    peak = max(float(F.max()), -float(F.min()))
+    if peak > 0.0:
+        F = np.ldexp(F, -int(np.ceil(np.log2(peak))))
+    return F
+
+
+def _half_norms(X: np.ndarray, metric: str, dtype: type = np.float64) -> np.ndarray:
+    """h = ||x||^2 / 2 per row in ``dtype`` arithmetic (zeros for cosine)."""
+    if metric == "cosine":
+        return np.zeros(X.shape[0], dtype=dtype)
+    return 0.5 * np.einsum("ij,ij->i", X, X, dtype=dtype)
 
 
 # The ordering key, smaller = closer, is symmetric so one block serves rows and columns:
@@ -74,6 +91,11 @@ def _merge(best_key: np.ndarray, best_idx: np.ndarray, rows: np.ndarray, keys: n
     """
     keep = best_key.shape[1]
     thr = best_key[rows].max(axis=1)
+    if not np.isfinite(thr).all():
+        smallest = _block_smallest(keys, keep, by_column)
+        if smallest is not None:
+            _fold(best_key, best_idx, rows, smallest[0], cols[smallest[1]])
+            return
     if np.isfinite(thr).all():
         # Once a row's set is full only keys below its current worst can enter; after the
         # first blocks that is a handful per row, far cheaper than a partition of b keys.
@@ -106,6 +128,38 @@ def _merge(best_key: np.ndarray, best_idx: np.ndarray, rows: np.ndarray, keys: n
     _fold(best_key, best_idx, rows, keys, idx)
 
 
+def _block_smallest(keys: np.ndarray, keep: int, by_column: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per row of ``keys`` (column if ``by_column``): a few keys holding its ``keep`` smallest, and their positions.
+
+    The row is cut into ``_GROUPS`` slices of m keys; group j holds position j of every
+    slice. The ``keep`` groups with the smallest minima hold ``keep`` keys no larger than
+    any key outside them, so the row's ``keep`` smallest are among their ``_GROUPS * keep``
+    keys (and the tail past the last slice): small partitions instead of one over the
+    whole row. None where the block is too narrow for it.
+    """
+    if by_column:
+        keys = keys.T  # a view: the loops below read rows of the original block
+    width = keys.shape[1]
+    m = width // _GROUPS
+    if m < keep:
+        return None
+    low = keys[:, :m].copy()
+    for g in range(1, _GROUPS):
+        np.minimum(low, keys[:, g * m : (g + 1) * m], out=low)
+    # The keep smallest minima: a partition of the values and a sparse mask is cheaper than
+    # an argpartition, and gives exactly keep groups per row unless minima tie.
+    tau = np.partition(low, keep - 1, axis=1)[:, keep - 1]
+    hit_row, hit_col = _hits(low <= tau[:, None])
+    if hit_row.shape[0] == keep * low.shape[0]:
+        groups = hit_col.reshape(-1, keep)
+    else:
+        groups = np.argpartition(low, keep - 1, axis=1)[:, :keep]
+    pos = (groups[:, None, :] + m * np.arange(_GROUPS)[None, :, None]).reshape(keys.shape[0], -1)
+    if width > _GROUPS * m:
+        pos = np.hstack((pos, np.broadcast_to(np.arange(_GROUPS * m, width), (keys.shape[0], width - _GROUPS * m))))
+    return np.take_along_axis(keys, pos, axis=1), pos
+
+
 def _fold(best_key: np.ndarray, best_idx: np.ndarray, rows: np.ndarray, keys: np.ndarray,
           idx: np.ndarray) -> None:
     """Keep, for each of ``rows``, the smallest ``keep`` of its set and the new keys."""
@@ -117,24 +171,25 @@ def _fold(best_key: np.ndarray, best_idx: np.ndarray, rows: np.ndarray, keys: np
     best_idx[rows] = np.take_along_axis(cat_idx, part, axis=1)
 
 
-def _approximate_sets(X: np.ndarray, h: np.ndarray, keep: int, block: int,
+def _approximate_sets(X32: np.ndarray, h32: np.ndarray, keep: int, block: int,
                       ) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the ``keep`` smallest float32 keys and their columns (self excluded).
 
     The key matrix is symmetric, so each off-diagonal block is computed once and serves
-    its rows and its columns: half the multiply-adds of a full pass. The norms ride in
-    two extra columns, ``[-x, h, 1] . [x, 1, h]``, so the product is the key itself.
+    its rows and its columns: half the multiply-adds of a full pass. Diagonal blocks are
+    ``A A^T``, which numpy hands to syrk (one triangle: half again); the norms are added
+    afterwards, as folding them into the product would make the operands differ.
     """
-    n = X.shape[0]
-    left = np.hstack((-X, h[:, None], np.ones((n, 1)))).astype(np.float32)
-    right = np.hstack((X, np.ones((n, 1)), h[:, None])).astype(np.float32)
+    n = X32.shape[0]
     best_key = np.full((n, keep), np.inf, dtype=np.float32)
     best_idx = np.full((n, keep), -1, dtype=np.int64)
     for i in range(0, n, block):
         rows_i = np.arange(i, min(i + block, n))
         for j in range(i, n, block):
             rows_j = np.arange(j, min(j + block, n))
-            keys = left[i : i + block] @ right[j : j + block].T
+            keys = X32[i : i + block] @ X32[j : j + block].T
+            np.subtract(h32[i : i + block, None], keys, out=keys)
+            keys += h32[None, j : j + block]
             if i == j:
                 np.fill_diagonal(keys, np.inf)
                 _merge(best_key, best_idx, rows_i, keys, rows_i, by_column=False)
@@ -144,23 +199,25 @@ def _approximate_sets(X: np.ndarray, h: np.ndarray, keep: int, block: int,
     return best_key, best_idx
 
 
-def _error_bound(X: np.ndarray, h: np.ndarray) -> np.ndarray:
+def _error_bound(d: int, h: np.ndarray, metric: str) -> np.ndarray:
     """Per row, a bound on |float32 key - exact key| for every column.
 
-    The key is a float32 dot product of length d + 2 over ``[-x, h, 1] . [x, 1, h]``:
-    inputs rounded to float32 (2u) then gamma_{d+2} bound the error by
-    (d + 4) u (||a|| ||b|| + h_i + h_j). 10% slack covers second-order terms.
+    The key ``h_i + h_j - <x_i, x_j>`` is a float32 dot product of length d on inputs
+    rounded to float32 ((d + 2) u ||x_i|| ||x_j||), float32 half norms computed the same
+    way ((d + 2) u h each) and two additions (u each of at most h_i + h_j + ||x_i|| ||x_j||):
+    within (d + 4) u (||x_i|| ||x_j|| + h_i + h_j) to first order; (d + 6) and 10% slack
+    cover the rest, and an absolute term float32's gradual underflow (max |x| <= 1).
+    ``h`` must bound the exact half norms from above.
     """
-    # Rows are unit vectors for cosine (h = 0), and ||x|| = sqrt(2 h) otherwise.
-    a_norm = np.sqrt(2.0 * h) if h.any() else np.ones(X.shape[0])
-    d = X.shape[1]
-    return 1.1 * (d + 4) * _U32 * (a_norm * float(a_norm.max()) + h + float(h.max()))
+    # Rows are unit (or zero) vectors for cosine (h = 0), and ||x|| = sqrt(2 h) otherwise.
+    a_norm = np.sqrt(2.0 * h) if metric == "euclidean" else np.ones(h.shape[0])
+    return 1.1 * (d + 6) * _U32 * (a_norm * float(a_norm.max()) + h + float(h.max())) + d * 2.0**-120
 
 
 def _exact_neighbours(A: np.ndarray, hA: np.ndarray, X: np.ndarray, h: np.ndarray,
                       rows: np.ndarray, k: int) -> np.ndarray:
     """Float64 brute force for a few rows (fallback)."""
-    keys = _keys64(A, hA, X, h)
+    keys = _keys64(A.astype(np.float64, copy=False), hA, X.astype(np.float64, copy=False), h)
     keys[np.arange(rows.shape[0]), rows] = np.inf
     idx = np.broadcast_to(np.arange(X.shape[0]), keys.shape)
     return np.lexsort((idx, keys), axis=1)[:, :k]
@@ -197,33 +254,51 @@ def knn_neighbours(F: Any, *, k: int = 3, metric: str = "euclidean", block_size:
     ndarray of shape (n, k), int64
         Exact float64 order; distance ties are broken by the smaller sample index.
     """
-    F = check_features(F)
+    return _neighbours(check_features(F, float32_ok=True), k, metric, block_size)
+
+
+def _neighbours(F: np.ndarray, k: int, metric: str, block_size: int) -> np.ndarray:
+    """:func:`knn_neighbours` on features that passed ``check_features`` (float32 or float64)."""
     check_choice(metric, ("euclidean", "cosine"), "metric")
     n = F.shape[0]
     k = check_positive_int(k, "k")
     if k >= n:
         raise InvalidParameterError(f"k must be smaller than the number of samples ({n}), got {k}")
     block = check_positive_int(block_size, "block_size")
-    X, h = _prepare(F, metric)
+    X = _prepare(F, metric)
     keep = k + _EXTRA + 1  # candidates plus one boundary key
     if keep > n - 1:
+        h = _half_norms(X, metric)
         return _exact_neighbours(X, h, X, h, np.arange(n), k)
-    best_key, best_idx = _approximate_sets(X, h, keep, block)
+    X32 = X.astype(np.float32, copy=False)
+    # float32 norms: their rounding (within gamma_d h) is part of the error bound; float64
+    # ones are computed only for the rows that need exact keys.
+    h32 = _half_norms(X32, metric, np.float32)
+    best_key, best_idx = _approximate_sets(X32, h32, keep, block)
     order = np.argsort(best_key, axis=1)
-    boundary = np.take_along_axis(best_key, order[:, -1:], axis=1)[:, 0].astype(np.float64)
-    cand = np.take_along_axis(best_idx, order[:, :-1], axis=1)
-    err = _error_bound(X, h)
-    out = np.empty((n, k), dtype=np.int64)
-    for start in range(0, n, block):
-        rows = np.arange(start, min(start + block, n))
+    best_key = np.take_along_axis(best_key, order, axis=1).astype(np.float64)
+    best_idx = np.take_along_axis(best_idx, order, axis=1)
+    boundary, cand = best_key[:, -1], best_idx[:, :-1]
+    err = _error_bound(X.shape[1], h32.astype(np.float64) * (1.0 + (X.shape[1] + 2) * _U32), metric)
+    # Proven rows: each of the k + 1 smallest float32 keys is more than 2 err above the one
+    # before, so exact keys keep that strict order and nothing else comes closer.
+    proven = (np.diff(best_key[:, : k + 1], axis=1) > 2.0 * err[:, None]).all(axis=1)
+    out = best_idx[:, :k].copy()
+    unproven = np.flatnonzero(~proven)
+    h = None  # float64 half norms of all rows, for the rare rows recomputed entirely
+    for start in range(0, unproven.shape[0], block):
+        rows = unproven[start : start + block]
         c = cand[rows]
-        exact = h[rows, None] + h[c] - np.einsum("id,icd->ic", X[rows], X[c])
+        h_rows, h_cand = _half_norms(X[rows], metric), _half_norms(X[c.ravel()], metric).reshape(c.shape)
+        exact = h_rows[:, None] + h_cand - np.einsum("id,icd->ic", X[rows], X[c], dtype=np.float64)
         sel = np.lexsort((c, exact), axis=1)[:, :k]  # ties broken by sample index
         out[rows] = np.take_along_axis(c, sel, axis=1)
         kth = np.take_along_axis(exact, sel[:, -1:], axis=1)[:, 0]
         # No non-candidate can beat the k-th candidate unless within the rounding bound.
         redo = rows[~(kth < boundary[rows] - err[rows])]
         if redo.size:
+            if h is None:
+                h = _half_norms(X, metric)
             out[redo] = _exact_neighbours(X[redo], h[redo], X, h, redo, k)
     return out
 
@@ -250,8 +325,8 @@ def knn_accuracy(F: Any, y: Any, *, k: int = 3, metric: str = "euclidean",
     float in [0, 1]
     """
     check_choice(tie_break, ("nearest", "smallest"), "tie_break")
-    F = check_features(F)
+    F = check_features(F, float32_ok=True)
     codes, classes = check_class_labels(y, F.shape[0])
-    nbrs = knn_neighbours(F, k=k, metric=metric, block_size=block_size)
+    nbrs = _neighbours(F, k, metric, block_size)
     pred = _vote(codes[nbrs], classes.shape[0], tie_break)
     return float((pred == codes).mean())

@@ -6,8 +6,14 @@ the model is ``y = F m + noise`` with prior ``m ~ N(0, I/alpha)`` and noise prec
 ``beta``; the log evidence is maximised over (alpha, beta) by MacKay's fixed point and
 the score is the mean over columns of ``evidence / n``.
 
-Why it is fast here: F is decomposed once (a thin SVD, or the d x d Gram when n >= 2d)
-and every column's fixed point then runs on length-k vectors, all columns at once.
+Why it is fast here: for n > d, the d x d Gram ``F^T F`` is reduced to a tridiagonal T
+(Householder, no eigenvectors: most of an eigendecomposition's cost is in forming them).
+Its eigenvalues give the terms of the evidence that do not involve y, and every term that
+does is a quadratic form ``z^T (T + t I)^-1 z``: an O(d) tridiagonal solve per column and
+iteration. A rigorous bound on the Gram's rounding decides whether that is accurate to
+``_GRAM_TOL``; if not (F ill-conditioned at the t found, y almost in the span of F, n <= d)
+the exact path runs: a thin SVD (or the Gram's eigenvectors when n >= 2d), after which
+every column's fixed point runs on length-k vectors, all columns at once.
 
 Why it stays finite: F is divided by its largest entry (the score does not depend on
 the scale of F), the fixed point runs on t = alpha / beta kept within a wide band around
@@ -22,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import scipy.linalg.lapack as lapack
 
 from specs.exceptions import InvalidDataError, InvalidParameterError
 from specs.transferability._checks import (
@@ -36,6 +43,16 @@ _EPS = np.finfo(np.float64).eps
 # t = alpha / beta stays within [s_min, s_max] * 10^(-/+100): the evidence has reached its
 # limits there, and w = t / (s + t) and its square stay clear of underflow.
 _T_SPAN = 1e100
+# The tridiagonal route is used when its worst-case error on every column's evidence / n
+# is below this (the errors actually seen are ~1e-13).
+_GRAM_TOL = 1e-8
+# ... and when every column keeps at least this share of ||y||^2 outside the span of F:
+# q = ||y||^2 - z^T (T + t)^-1 z is then free of cancellation.
+_MIN_RESIDUAL_SHARE = 1e-4
+
+
+class _Imprecise(Exception):
+    """The tridiagonal route cannot certify its accuracy: use the exact route."""
 
 
 def spectral_projection(F: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -83,22 +100,66 @@ def spectral_projection(F: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.nd
     return s, X, np.where(residual <= rounding, 0.0, residual)
 
 
-def _updates(
-    s: np.ndarray, x2: np.ndarray, residual: np.ndarray, t: np.ndarray, n: int, eps_m: float, eps_r: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """MacKay's alpha and beta for each column at ratio t = alpha / beta."""
+class _Projected:
+    """Targets by their coordinates on F's singular directions: ``x2 = X**2`` (k, t), residual (t,)."""
+
+    def __init__(self, x2: np.ndarray, residual: np.ndarray) -> None:
+        self.x2, self.residual = x2, residual
+
+    def moments(self, s: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per column at ratio t: ``m2 = ||m||^2``, ``res2 = ||F m - y||^2`` and ``q = res2 + t m2``."""
+        denom = s[:, None] + t[None, :]
+        w = t[None, :] / denom
+        # Divide twice: denom**2 overflows when alpha/beta explodes (features without signal).
+        m2 = (s[:, None] * self.x2 / denom / denom).sum(axis=0)
+        res2 = (w * w * self.x2).sum(axis=0) + self.residual
+        q = (w * self.x2).sum(axis=0) + self.residual
+        return m2, res2, q
+
+
+class _Tridiagonal:
+    """Targets against the tridiagonal ``T = Q^T F^T F Q``: ``Z = Q^T F^T Y`` (d, t).
+
+    With ``u = (T + t I)^-1 z``: ``m2 = ||u||^2``, ``q = ||y||^2 - z^T u`` and
+    ``res2 = q - t m2`` (the eigen-sums of :class:`_Projected`, without eigenvectors).
+    """
+
+    def __init__(self, diag: np.ndarray, off: np.ndarray, Z: np.ndarray, norm2: np.ndarray) -> None:
+        self.diag, self.off, self.Z, self.norm2 = diag, off, Z, norm2
+
+    def solve(self, t: np.ndarray) -> np.ndarray:
+        U = np.empty_like(self.Z)
+        for c in range(self.Z.shape[1]):
+            *_, U[:, c], info = lapack.dptsv(self.diag + t[c], self.off, self.Z[:, c])
+            if info != 0:  # T + t I not numerically positive definite: F is (nearly) rank deficient
+                raise _Imprecise
+        return U
+
+    def moments(self, s: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        U = self.solve(t)
+        m2 = (U * U).sum(axis=0)
+        q = self.norm2 - (self.Z * U).sum(axis=0)
+        return m2, q - t * m2, q
+
+
+def _spectral_sums(s: np.ndarray, t: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """gamma = sum s / (s + t) and n - gamma, the latter summed from t / (s + t) (no cancellation)."""
     denom = s[:, None] + t[None, :]
     gamma = (s[:, None] / denom).sum(axis=0)
-    # n - gamma summed from t / (s + t): the difference n - gamma cancels when t << s.
     rest = (n - s.shape[0]) + (t[None, :] / denom).sum(axis=0)
-    # Divide twice: denom**2 overflows when alpha/beta explodes (features without signal).
-    m2 = (s[:, None] * x2 / denom / denom).sum(axis=0)
-    res2 = ((t[None, :] / denom) ** 2 * x2).sum(axis=0) + residual
+    return gamma, rest
+
+
+def _updates(s: np.ndarray, targets: Any, t: np.ndarray, n: int, eps_m: float, eps_r: float,
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """MacKay's alpha and beta for each column at ratio t = alpha / beta."""
+    gamma, rest = _spectral_sums(s, t, n)
+    m2, res2, _ = targets.moments(s, t)
     with np.errstate(divide="ignore", invalid="ignore"):
         return gamma / (m2 + eps_m), rest / (res2 + eps_r)
 
 
-def _log_evidence(s: np.ndarray, x2: np.ndarray, residual: np.ndarray, t: np.ndarray, beta: np.ndarray, n: int) -> np.ndarray:
+def _log_evidence(s: np.ndarray, q: np.ndarray, t: np.ndarray, beta: np.ndarray, n: int) -> np.ndarray:
     """Log evidence at (alpha, beta) = (t beta, beta), with m the posterior mean for t.
 
     Written with t only where alpha appears: ``d/2 log alpha - 1/2 log|A|`` is
@@ -106,7 +167,6 @@ def _log_evidence(s: np.ndarray, x2: np.ndarray, residual: np.ndarray, t: np.nda
     ``beta ||F m - y||^2 + alpha ||m||^2 = beta q`` with ``q = sum t x2 / (s + t) + residual``,
     so no term is log(0) or inf - inf when alpha/beta runs to 0 or to infinity.
     """
-    q = (t[None, :] * x2 / (s[:, None] + t[None, :])).sum(axis=0) + residual
     log_det = np.log1p(s[:, None] / t[None, :]).sum(axis=0)
     return 0.5 * n * np.log(beta) - 0.5 * beta * q - 0.5 * log_det - 0.5 * n * np.log(2.0 * np.pi)
 
@@ -160,59 +220,156 @@ def maximum_evidence(
     if s.shape[0] == n:  # U spans R^n: what the subtraction left is rounding, and it would cap beta
         residual = np.zeros_like(residual)
     _check_bounded(s.shape[0], x2, residual, n, epsilon)
-    c2 = feature_scale * feature_scale  # may overflow to inf for F ~ 1e160: only t0 and alpha_ see it
-    eps_m, eps_r = (epsilon * c2 if epsilon else 0.0), epsilon  # m of the scaled F is feature_scale times larger
     if s.shape[0] == 0:  # F == 0: m = 0 whatever alpha, only beta matters
         beta = n / (residual + epsilon) if epsilon else n / residual
         evidence = 0.5 * n * np.log(beta) - 0.5 * beta * residual - 0.5 * n * np.log(2.0 * np.pi)
         return evidence, np.full(X.shape[1], np.inf), beta, 0
+    evidence, t, beta, n_iter, _ = _maximise(
+        s, _Projected(x2, residual), X.shape[1], n, tol=tol, max_iter=max_iter, epsilon=epsilon,
+        feature_scale=feature_scale)
+    return evidence, _alpha(t, beta, feature_scale), beta, n_iter
+
+
+def _alpha(t: np.ndarray, beta: np.ndarray, feature_scale: float) -> np.ndarray:
+    """alpha of the unscaled F: ``t beta feature_scale^2`` (inf where that overflows)."""
+    with np.errstate(over="ignore"):
+        return t * beta * (feature_scale * feature_scale)
+
+
+def _maximise(
+    s: np.ndarray, targets: Any, n_cols: int, n: int, *, tol: float, max_iter: int, epsilon: float,
+    feature_scale: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
+    """The fixed point and its edges for either kind of targets.
+
+    Returns the evidence, t = alpha / beta of the scaled F, beta, the iterations and the
+    smallest t visited (per column).
+    """
+    c2 = feature_scale * feature_scale  # may overflow to inf for F ~ 1e160: only t0 and alpha_ see it
+    eps_m, eps_r = (epsilon * c2 if epsilon else 0.0), epsilon  # m of the scaled F is feature_scale times larger
     bounds = (s.min() / _T_SPAN, s.max() * _T_SPAN)
     with np.errstate(divide="ignore", over="ignore"):
-        t0 = np.clip(np.full(X.shape[1], np.float64(1.0) / c2), *bounds)  # alpha = beta = 1 for the unscaled F
-    t, n_iter = _fixed_point(s, x2, residual, t0, n, bounds, tol=tol, max_iter=max_iter, eps=(eps_m, eps_r))
-    evidence, beta = _evidence_at(s, x2, residual, t, n, eps_m, eps_r)
+        t0 = np.clip(np.full(n_cols, np.float64(1.0) / c2), *bounds)  # alpha = beta = 1 for the unscaled F
+    t, n_iter, t_low = _fixed_point(s, targets, t0, n, bounds, tol=tol, max_iter=max_iter, eps=(eps_m, eps_r))
+    evidence, beta = _evidence_at(s, targets, t, n, eps_m, eps_r)
     if epsilon == 0:
         # MacKay creeps towards a maximum at t -> 0 or t -> inf (no signal) and stops at
         # max_iter short of it, at a value that depends on the scale of F: take the limits too.
         for edge in bounds:
             t_edge = np.full_like(t, edge)
-            ev_edge, beta_edge = _evidence_at(s, x2, residual, t_edge, n, eps_m, eps_r)
+            ev_edge, beta_edge = _evidence_at(s, targets, t_edge, n, eps_m, eps_r)
             better = ev_edge > evidence
             t, evidence, beta = np.where(better, t_edge, t), np.where(better, ev_edge, evidence), np.where(better, beta_edge, beta)
-    with np.errstate(over="ignore"):
-        return evidence, t * beta * c2, beta, n_iter
+            t_low = np.minimum(t_low, t)
+    return evidence, t, beta, n_iter, t_low
 
 
 def _fixed_point(
-    s: np.ndarray, x2: np.ndarray, residual: np.ndarray, t: np.ndarray, n: int, bounds: tuple[float, float],
+    s: np.ndarray, targets: Any, t: np.ndarray, n: int, bounds: tuple[float, float],
     *, tol: float, max_iter: int, eps: tuple[float, float],
-) -> tuple[np.ndarray, int]:
-    """MacKay's updates on t = alpha / beta, kept within ``bounds``; returns (t, n_iter)."""
+) -> tuple[np.ndarray, int, np.ndarray]:
+    """MacKay's updates on t = alpha / beta, kept within ``bounds``; returns (t, n_iter, smallest t)."""
     n_iter = 0
+    t_low = t
     while n_iter < max_iter:
         n_iter += 1
-        alpha, beta = _updates(s, x2, residual, t, n, *eps)
+        alpha, beta = _updates(s, targets, t, n, *eps)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = alpha / beta
         # inf (m = 0: no signal) and nan (0/0 at the same limit) both mean "as large as allowed"
         t_new = np.clip(np.where(np.isnan(ratio), bounds[1], ratio), *bounds)
         done = bool(np.all(np.abs(t_new - t) <= tol * t))
         t = t_new
+        t_low = np.minimum(t_low, t)
         if done:
             break
-    return t, n_iter
+    return t, n_iter, t_low
 
 
 def _evidence_at(
-    s: np.ndarray, x2: np.ndarray, residual: np.ndarray, t: np.ndarray, n: int, eps_m: float, eps_r: float
+    s: np.ndarray, targets: Any, t: np.ndarray, n: int, eps_m: float, eps_r: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Log evidence and beta at ratio t: MacKay's beta with a guard, else the best beta for t."""
+    m2, res2, q = targets.moments(s, t)
     if eps_r:
-        _, beta = _updates(s, x2, residual, t, n, eps_m, eps_r)
+        _, rest = _spectral_sums(s, t, n)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            beta = rest / (res2 + eps_r)
     else:
         # Equal to MacKay's beta at the fixed point, and finite where the update's res2 underflows.
-        beta = n / ((t[None, :] * x2 / (s[:, None] + t[None, :])).sum(axis=0) + residual)
-    return _log_evidence(s, x2, residual, t, beta, n), beta
+        beta = n / q
+    return _log_evidence(s, q, t, beta, n), beta
+
+
+def _apply_qt(c: np.ndarray, tau: np.ndarray, B: np.ndarray, block: int = 32) -> np.ndarray:
+    """``Q^T B`` for dsytrd's lower-storage ``Q = H(0) ... H(d-2)``, ``H(i) = I - tau_i v v^T``.
+
+    v is 1 at row i + 1 and ``c[i + 2:, i]`` below it. scipy's LAPACK wrappers have no
+    dormtr, so ``block`` reflectors at a time are merged into ``I - V W V^T`` (LAPACK's
+    dlarft recurrence) and applied with three products: 2x faster than one at a time.
+    """
+    Z = B.copy()
+    for j0 in range(0, c.shape[0] - 1, block):
+        j1 = min(j0 + block, c.shape[0] - 1)
+        m = j1 - j0
+        V = np.tril(c[j0 + 1 :, j0:j1], -1)  # rows j0+1..: reflector j0+j has its unit at row j
+        V[np.arange(m), np.arange(m)] = 1.0
+        S = V.T @ V
+        W = np.zeros((m, m))
+        for j in range(m):
+            W[j, j] = tau[j0 + j]
+            W[:j, j] = -tau[j0 + j] * (W[:j, :j] @ S[:j, j])
+        # H(j0) ... H(j1-1) = I - V W V^T, and Q^T applies its transpose.
+        Z[j0 + 1 :] -= V @ (W.T @ (V.T @ Z[j0 + 1 :]))
+    return Z
+
+
+def _tridiagonal_evidence(
+    F: np.ndarray, Y: np.ndarray, scale: float, *, tol: float, max_iter: int, epsilon: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """:func:`maximum_evidence` through the tridiagonal of the Gram (n > d); raises ``_Imprecise``.
+
+    ``scale`` is a power of two, so dividing the products by it is exact; F itself is
+    divided first only where ``F^T F`` could over- or underflow.
+    """
+    n, d = F.shape
+    if not 2.0**-300 < scale < 2.0**300:
+        F, scale_g = F / scale, 1.0
+    else:
+        scale_g = scale
+    G = F.T @ F  # numpy's syrk: one triangle's multiply-adds
+    B = F.T @ Y
+    if scale_g != 1.0:
+        G *= 1.0 / (scale_g * scale_g)
+        B *= 1.0 / scale_g
+    trace = float(np.trace(G))
+    if not trace > 0.0:
+        raise _Imprecise
+    # Rounding of the Gram (n terms per entry), of the reduction and of F^T y, as a
+    # perturbation of F^T F: at most delta in norm.
+    delta = 4.0 * (n + d) * _EPS * trace
+    # G.T: F-ordered, no copy. A workspace of 32 columns lets dsytrd use its blocked
+    # (level-3) reduction: 2x faster than the unblocked one the default workspace gets.
+    c, diag, off, tau, info = lapack.dsytrd(G.T, lower=1, lwork=32 * d, overwrite_a=1)
+    if info != 0:
+        raise _Imprecise
+    s, info = lapack.dsterf(diag, off)
+    if info != 0 or s[0] <= delta:  # (nearly) rank deficient: the eigenvalues near 0 are noise
+        raise _Imprecise
+    norm2 = (Y * Y).sum(axis=0)
+    targets = _Tridiagonal(diag, off, _apply_qt(c, tau, B), norm2)
+    residual = norm2 - (targets.Z * targets.solve(np.zeros(Y.shape[1]))).sum(axis=0)
+    if not np.all(residual > _MIN_RESIDUAL_SHARE * norm2):  # y (almost) in the span of F, or y = 0
+        raise _Imprecise
+    evidence, t, beta, n_iter, t_low = _maximise(
+        s, targets, Y.shape[1], n, tol=tol, max_iter=max_iter, epsilon=epsilon, feature_scale=scale)
+    m2, _, q = targets.moments(s, t)
+    # First-order effect of a perturbation of norm delta on each column's log evidence: on
+    # log|T/t + I| (also bounds the fixed point's gamma) and on beta q (dq <= delta m2).
+    bound = delta * (1.0 / (s[:, None] + t_low[None, :])).sum(axis=0) + n * delta * m2 / q
+    if not np.all(bound <= _GRAM_TOL * n):
+        raise _Imprecise
+    return evidence, _alpha(t, beta, scale), beta, n_iter
 
 
 def _check_bounded(k: int, x2: np.ndarray, residual: np.ndarray, n: int, epsilon: float) -> None:
@@ -284,11 +441,17 @@ class LogME:
             Y = one_hot(codes, classes.shape[0])
         # LogME does not depend on the scale of F (alpha absorbs it); dividing by max |F|
         # keeps F^T F and the updates far from overflow and underflow.
-        scale = float(np.abs(F).max()) or 1.0  # all-zero F: nothing to scale
-        s, X, residual = spectral_projection(F / scale, Y)
-        evidence, alpha, beta, n_iter = maximum_evidence(
-            s, X, residual, n, d, tol=self.tol, max_iter=max_iter, epsilon=self.epsilon, feature_scale=scale
-        )
+        # A power of two: dividing by it is exact, so the routes see the same numbers.
+        peak = max(float(F.max()), -float(F.min()))  # no |F| temporary
+        scale = float(2.0 ** np.ceil(np.log2(peak))) if peak > 0 else 1.0  # all-zero F: nothing to scale
+        options = {"tol": self.tol, "max_iter": max_iter, "epsilon": self.epsilon}
+        try:
+            if n <= d:
+                raise _Imprecise  # t -> 0 is typical there, where the Gram's rounding matters
+            evidence, alpha, beta, n_iter = _tridiagonal_evidence(F, Y, scale, **options)
+        except _Imprecise:
+            s, X, residual = spectral_projection(F / scale, Y)
+            evidence, alpha, beta, n_iter = maximum_evidence(s, X, residual, n, d, feature_scale=scale, **options)
         self.evidence_ = evidence / n
         self.score_ = float(self.evidence_.mean())
         self.alpha_, self.beta_, self.n_iter_ = alpha, beta, n_iter

@@ -35,10 +35,12 @@ def brute_accuracy(F: np.ndarray, y: np.ndarray, k: int, metric: str, tie_break:
 
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
 @pytest.mark.parametrize("k", [1, 3, 6])
-def test_neighbours_equal_brute_force_across_blocks(rng: np.random.Generator, metric: str, k: int) -> None:
-    F = rng.normal(size=(230, 12)) + 2.0
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_neighbours_equal_brute_force_across_blocks(rng: np.random.Generator, metric: str, k: int, dtype: type) -> None:
+    F = (rng.normal(size=(230, 12)) + 2.0).astype(dtype)
     # block_size 32 exercises diagonal, row-wise and column-wise merges and the filtered path.
-    assert_array_equal(knn_neighbours(F, k=k, metric=metric, block_size=32), brute_neighbours(F, k, metric))
+    assert_array_equal(knn_neighbours(F, k=k, metric=metric, block_size=32),
+                       brute_neighbours(F.astype(np.float64), k, metric))
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
@@ -64,3 +66,36 @@ def test_tiny_sets_and_bad_k(rng: np.random.Generator) -> None:
         knn_neighbours(F, k=6)
     with pytest.raises(InvalidParameterError, match="metric"):
         knn_neighbours(F, metric="manhattan")
+
+
+def float32_neighbours(F: np.ndarray, k: int, metric: str) -> np.ndarray:
+    """The k nearest by keys computed the fast way in float32: ||x_j||^2 / 2 - <x_i, x_j>."""
+    X = F / np.linalg.norm(F, axis=1, keepdims=True) if metric == "cosine" else F
+    X32 = X.astype(np.float32)
+    keys = (0.5 * (X32 * X32).sum(axis=1))[None, :] * (metric == "euclidean") - X32 @ X32.T
+    np.fill_diagonal(keys, np.inf)
+    return np.argsort(keys, axis=1, kind="stable")[:, :k]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_near_ties_below_float32_resolution_follow_float64(rng: np.random.Generator, metric: str, dtype: type) -> None:
+    # Twins 1e-3 apart, 300 away from the origin: from every other row the two lie at
+    # distances that differ far below the float32 rounding of the keys (so the float32
+    # order of the pair is a coin flip) yet far above float64's. Taking a row's order from
+    # float32 without proof would disagree with brute force.
+    base = rng.normal(size=(60, 6)) + 300.0 * rng.normal(size=6)
+    # float32 input is used as it is (its values are exact in float64): same near-ties.
+    F = np.vstack([base, base + 1e-3 * rng.normal(size=base.shape)]).astype(dtype)
+    expected = brute_neighbours(F.astype(np.float64), 4, metric)
+    assert (float32_neighbours(F, 4, metric) != expected).any()  # the test has teeth
+    assert_array_equal(knn_neighbours(F, k=4, metric=metric, block_size=32), expected)
+    assert_array_equal(knn_neighbours(F, k=4, metric=metric), expected)
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e-30, 1e30, 1e200])
+def test_features_beyond_float32_range_keep_their_order(rng: np.random.Generator, scale: float) -> None:
+    # The float32 product works on F scaled by a power of two; without that, 1e30 squares to
+    # inf and 1e-30 to 0 in float32. The order is that of F / scale.
+    F = rng.normal(size=(120, 5))
+    assert_array_equal(knn_neighbours(F * scale, k=3, block_size=32), brute_neighbours(F, 3, "euclidean"))
