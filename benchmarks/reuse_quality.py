@@ -111,7 +111,7 @@ for t in range(n_tasks):
                 start = time.perf_counter()
                 pred = np.asarray(reuser.predict(X))
             except TypeError as exc:  # e.g. FeatureAugmentReuser passes multi_class=, gone from sklearn >= 1.8
-                print(f"{name}: {exc}", file=sys.stderr)
+                out[f"task{t}_{name}_error"] = np.array(f"{type(exc).__name__}: {exc}")
                 continue
             out[f"task{t}_{name}_seconds"] = np.array(time.perf_counter() - start)
             pred = pred.argmax(1) if pred.ndim == 2 else pred
@@ -190,6 +190,7 @@ def run_ours(tasks: list[dict[str, Any]], market: Any, owner: Any) -> None:
         task["method"] = s.results["assemble"]["chosen"]
         task["members"] = [by_version[m["version_id"]] for m in s.results["assemble"]["members"]]
         task["evaluate"] = s.results["evaluate"]
+        task["cv"] = {r["method"]: r["validation"]["accuracy"] for r in s.results["assemble"]["methods"] if r["validation"]}
 
 
 def run_anchor(tasks: list[dict[str, Any]], tmp: Path) -> None:
@@ -216,6 +217,8 @@ def run_anchor(tasks: list[dict[str, Any]], tmp: Path) -> None:
         for t, task in enumerate(tasks):
             task["anchor_order"] = [DOMAINS[i] for i in out[f"task{t}_order"]]
             for name in ("job_selector", "averaging", "feature_augment"):
+                if f"task{t}_{name}_error" in out.files:
+                    task[f"anchor_{name}_error"] = str(out[f"task{t}_{name}_error"])
                 if f"task{t}_{name}" in out.files:
                     task[f"anchor_{name}"] = out[f"task{t}_{name}"]
                     task[f"anchor_{name}_seconds"] = float(out[f"task{t}_{name}_seconds"])
@@ -262,10 +265,22 @@ def report(tasks: list[dict[str, Any]]) -> None:
         best = np.mean([_best_member(t) for t in rows])
         js, av, fa = (np.mean([acc(t[f"anchor_{n}"], t["y"]) if f"anchor_{n}" in t else np.nan for t in rows])
                       for n in ("job_selector", "averaging", "feature_augment"))
+        fa_text = "failed" if np.isnan(fa) else f"{fa:.3f}"
         print(f"{'yes' if labelled else 'no':<8}{len(rows):>3}{ours:>13.3f} ({methods[:13]:>13}){best:>13.3f}{js:>13.3f}{av:>11.3f}"
-              f"{fa:>13.3f}{np.mean([t['ours_predict_seconds'] for t in rows]):>16.3f}"
+              f"{fa_text:>13}{np.mean([t['ours_predict_seconds'] for t in rows]):>16.3f}"
               f"{np.mean([t['anchor_job_selector_seconds'] for t in rows]):>18.3f}")
+    errors = sorted({t["anchor_feature_augment_error"] for t in mix if "anchor_feature_augment_error" in t})
+    for error in errors:
+        print(f"FeatureAugmentReuser failed in the anchor's venv: {error[:160]}")
     lab = [t for t in mix if t["labelled"]]
+    print("\n== labelled mixture users: the choice (CV on the training rows) and what it gave ==")
+    print(f"{'pair (shares)':<34}{'chosen':>22}{'CV acc':>8}{'test acc':>9}{'acc on X':>9}{'JobSel':>8}  CV acc of the others")
+    for t in lab:
+        pair = " + ".join(f"{d} {w:.1f}" for d, w in t["mix"].items())
+        cv = t["cv"]
+        others = ", ".join(f"{m} {v:.3f}" for m, v in cv.items() if m != t["method"])
+        print(f"{pair:<34}{t['method']:>22}{cv[t['method']]:>8.3f}{t['evaluate']['chosen_score']:>9.3f}"
+              f"{acc(t['ours_pred'], t['y']):>9.3f}{acc(t['anchor_job_selector'], t['y']):>8.3f}  {others}")
     print("\n== evaluation reports of labelled mixture users (held-out rows, per submission) ==")
     chosen = np.mean([t["evaluate"]["chosen_score"] for t in lab])
     single = np.mean([t["evaluate"]["baselines"]["best_single"]["score"] for t in lab])
@@ -273,8 +288,11 @@ def report(tasks: list[dict[str, Any]]) -> None:
     both = sum(t["evaluate"]["verdict"]["beats_both"] for t in lab)
     print(f"assembled {chosen:.3f}  best single {single:.3f}  from scratch {scratch:.3f}  beats both in {both}/{len(lab)}")
     print("\n== wall time per stage (s, mean over all submissions, this process, 1 thread) ==")
-    print("".join(f"{s:>10}" for s in STAGES))
-    print("".join(f"{np.mean([t['seconds'][s] for t in tasks]):>10.3f}" for s in STAGES))
+    print(f"{'users':<22}" + "".join(f"{s:>10}" for s in STAGES) + f"{'total':>10}")
+    for name, group in (("all", tasks), ("without labels", [t for t in tasks if not t["labelled"]]),
+                        ("with labels", [t for t in tasks if t["labelled"]])):
+        means = [np.mean([t["seconds"][s] for t in group]) for s in STAGES]
+        print(f"{name:<22}" + "".join(f"{m:>10.3f}" for m in means) + f"{sum(means):>10.3f}")
 
 
 def _top_k(rows: list[dict[str, Any]], truth: list[str]) -> Any:

@@ -6,7 +6,9 @@
   mixture weight; a sample goes to the member with the largest value.
 * :class:`TrainedJobSelector` needs a labelled sample: each sample's target is the member
   with the lowest loss on it, and a multinomial logistic regression on the features
-  learns to predict that target for new samples.
+  learns to predict that target for new samples. Given an RKME job selector, it also
+  takes that router's log-responsibilities as features, so a few labels can correct
+  the zero-shot routing instead of learning the routing from scratch.
 
 The learnware package's JobSelectorReuser does the second with the RKME assignment as
 the target and a gradient-boosted selector; here the target is the measured loss.
@@ -139,15 +141,18 @@ class RKMEJobSelector(_Router):
     def densities(self, X: Any) -> np.ndarray:
         """``w_i sum_j beta_ij k(x, z_ij)`` per sample and member, rescaled per row; (n, m).
 
-        Each row is multiplied by ``exp(gamma * min_j ||x - z_j||^2)`` so that samples far
-        from every point do not underflow to all-zero rows; ratios are unchanged.
+        Each row is multiplied by ``exp(gamma * min_j ||x - z_j||^2)``, the minimum over
+        the points of members with a positive weight, so that samples far from every point
+        do not underflow to all-zero rows; ratios are unchanged. A member of weight 0 gets
+        density 0 and is never routed to.
         """
         self._check_fitted()
         Xa = as_array(X, "X")
         if Xa.ndim != 2 or Xa.shape[1] != self.Z_.shape[1]:
             raise DimensionMismatchError(f"X has shape {Xa.shape}, the RKMEs have d={self.Z_.shape[1]}")
         D = squared_distances(Xa, self.Z_)
-        K = np.exp(-self.gamma_ * (D - D.min(axis=1, keepdims=True)))
+        live = self.weights_[self.owner_] > 0
+        K = np.exp(-self.gamma_ * np.maximum(D - D[:, live].min(axis=1, keepdims=True), 0.0))
         dens = np.zeros((Xa.shape[0], self.n_members_))
         np.add.at(dens.T, self.owner_, (K * self.beta_).T)
         return dens * self.weights_
@@ -194,6 +199,9 @@ class TrainedJobSelector(_Router):
     intercept_ : ndarray of shape (m,)
     mean_, scale_ : ndarray of shape (d,)
         Feature standardisation learnt on the training X.
+    router_ : RKMEJobSelector or None
+        When given to ``fit``: its log-responsibilities (clipped at 1e-12) are m more
+        features after X's d (``coef_``, ``mean_``, ``scale_`` then have d + m rows).
     """
 
     kind = "trained_job_selector"
@@ -207,16 +215,25 @@ class TrainedJobSelector(_Router):
             raise InvalidParameterError(f"C must be > 0, got {C!r}")
         self.C, self.max_iter = float(C), int(max_iter)
 
-    def fit(self, X: Any, members: Sequence[Member], y: Any) -> TrainedJobSelector:
-        """Learn the routing from features X (n, d), member outputs on X and labels y (n,)."""
+    def fit(self, X: Any, members: Sequence[Member], y: Any,
+            router: RKMEJobSelector | None = None) -> TrainedJobSelector:
+        """Learn the routing from features X (n, d), member outputs on X and labels y (n,).
+
+        ``router`` (an RKME job selector over the same members) adds its log-responsibilities
+        as features.
+        """
         Xa = as_array(X, "X")
         if Xa.ndim != 2:
             raise InvalidDataError(f"X must be (n, d), got {Xa.shape}")
+        if router is not None and router.n_members_ != len(members):
+            raise DimensionMismatchError(f"the router has {router.n_members_} members, got {len(members)} outputs")
+        self.router_ = router
         losses = member_losses(collect_outputs(members, Xa), y, self.task, self.n_classes or 0)
         m = losses.shape[0]
         target = losses.argmin(axis=0)
         # A sample on which every member does equally well or badly says nothing about routing.
         informative = np.ptp(losses, axis=0) > 1e-12
+        Xa = self._features(Xa)
         self.mean_ = Xa.mean(axis=0)
         self.scale_ = np.where(Xa.std(axis=0) > 0, Xa.std(axis=0), 1.0)
         self.n_members_ = m
@@ -226,17 +243,27 @@ class TrainedJobSelector(_Router):
         )
         return self
 
+    def _features(self, X: np.ndarray) -> np.ndarray:
+        """X (n, d), and with a router its log-responsibilities: (n, d + m)."""
+        if self.router_ is None:
+            return X
+        return np.hstack([X, np.log(np.maximum(self.router_.responsibilities(X), 1e-12))])
+
     def route(self, X: Any) -> np.ndarray:
         """Member index (n,) with the highest predicted probability of being best."""
         self._check_fitted()
-        Xa = as_array(X, "X")
+        Xa = self._features(as_array(X, "X"))
         return (((Xa - self.mean_) / self.scale_) @ self.coef_ + self.intercept_).argmax(axis=1)
 
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         header = {"task": self.task, "n_classes": self.n_classes, "C": self.C,
                   "max_iter": self.max_iter, "n_members": self.n_members_}
-        return header, {"coef": self.coef_, "intercept": self.intercept_, "mean": self.mean_,
-                        "scale": self.scale_}
+        arrays = {"coef": self.coef_, "intercept": self.intercept_, "mean": self.mean_, "scale": self.scale_}
+        if self.router_ is not None:
+            router_header, router_arrays = self.router_._state()
+            header["router_gamma"] = router_header["gamma"]
+            arrays.update({f"router_{k}": v for k, v in router_arrays.items()})
+        return header, arrays
 
     @classmethod
     def _from_state(cls, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> TrainedJobSelector:
@@ -245,6 +272,12 @@ class TrainedJobSelector(_Router):
         obj.coef_, obj.intercept_ = arrays["coef"], arrays["intercept"]
         obj.mean_, obj.scale_ = arrays["mean"], arrays["scale"]
         obj.n_members_ = int(header["n_members"])
+        obj.router_ = None
+        if "router_gamma" in header:
+            obj.router_ = RKMEJobSelector._from_state(
+                {"task": header["task"], "n_classes": header["n_classes"], "gamma": header["router_gamma"],
+                 "n_members": header["n_members"]},
+                {k.removeprefix("router_"): v for k, v in arrays.items() if k.startswith("router_")})
         return obj
 
 

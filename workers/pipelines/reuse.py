@@ -33,7 +33,7 @@ from workers.pipelines import (
 from workers.pipelines.reuse_context import ReuseContext
 
 # Bump when a stage's computation changes, so stored results are not reused across versions.
-PIPELINE_VERSION = 2
+PIPELINE_VERSION = 3
 
 StageRun = Callable[[ReuseContext, Report], dict[str, Any]]
 STAGE_RUNS: dict[str, StageRun] = {

@@ -105,6 +105,38 @@ def test_with_labels_every_method_is_evaluated_and_the_assembly_beats_both_basel
     assert predictor.manifest["license"] == "MIT" and predictor.manifest["artifact"]["format"] == "assembly"
 
 
+def test_with_labels_the_method_is_chosen_by_cross_validation_on_the_training_rows_only(market, alice, report):
+    from workers.pipelines.reuse_assemble import task_outputs, training_rows
+    from workers.pipelines.reuse_context import ReuseContext
+    from workers.pipelines.reuse_rank import context_members
+
+    task = user_task({"upright": 0.5, "mirrored": 0.5}, n=400, n_labelled=80, seed=21)
+    submission = _run(_submit(alice, task, labelled=True), report)
+    assemble = submission.results["assemble"]
+    ctx = ReuseContext(submission)
+    ctx.results.update(submission.results)
+    train, test = training_rows(ctx), ctx.splits["test"]
+    assert np.intersect1d(train, test).size == 0 and train.size + test.size == 80
+    assert assemble["split"] == {"train": train.size, "test": test.size}
+    rows = {r["method"]: r for r in assemble["methods"]}
+    best = max(r["validation"]["accuracy"] for r in rows.values())
+    assert rows[assemble["chosen"]]["validation"]["accuracy"] == best
+    assert all(r["validation"]["rows"] == train.size and r["validation"]["repeats"] == 3 for r in rows.values())
+    # The RKME selector routes over the mixture's components only, as without labels.
+    mixture = {c["version_id"] for c in submission.results["identify"]["mixture"]["components"]}
+    weights = rows["rkme_job_selector"]["parameters"]["weights"]
+    assert [w > 0 for w in weights] == [m["version_id"] in mixture for m in assemble["members"]]
+    # It is zero-shot, so every fold scores the same fixed router: its CV accuracy is its
+    # accuracy on the training rows, computed here directly.
+    members, _ = context_members(ctx, [m["version_id"] for m in assemble["members"]])
+    outputs = task_outputs(ctx, members, task["X_l"], assemble["classes"])
+    router = Assembly.from_bytes(ctx.work_load(rows["rkme_job_selector"]["artifact"]["file"]))
+    routed = reuse_methods.predict_method(router, task="classification", n_classes=10, outputs=[o[train] for o in outputs],
+                                          Xs=ctx.transform(task["X_l"][train]))
+    direct = float(np.mean(routed.argmax(axis=1) == task["y_l"][train]))
+    assert rows["rkme_job_selector"]["validation"]["accuracy"] == pytest.approx(direct, abs=1e-12)
+
+
 def test_every_fitted_method_round_trips_and_predicts_on_the_held_out_rows(market, alice, report):
     task = user_task({"mirrored": 0.5, "inverted": 0.5}, n=200, n_labelled=80, seed=2)
     submission = _run(_submit(alice, task, labelled=True), report)

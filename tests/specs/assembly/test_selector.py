@@ -83,3 +83,38 @@ def test_selectors_round_trip_and_call_members_on_routed_rows(rng: np.random.Gen
 def test_rkme_selector_rejects_mismatched_specs(rng: np.random.Generator) -> None:
     with pytest.raises(Exception, match="do not match"):
         RKMEJobSelector().fit([np.zeros((3, 2)), np.zeros((3, 4))], [np.ones(3), np.ones(3)], 1.0)
+
+
+def test_a_member_of_weight_zero_is_never_routed_to_and_the_others_route_as_without_it(rng: np.random.Generator) -> None:
+    X, _, domain, _ = _task(rng, 40)
+    Zs, betas = _rkmes(rng, X, domain)
+    # Far to the right, nearest to member 1's points: rescaling by the distance to those would
+    # underflow every routed member's density to 0.
+    far = X + np.array([80.0, 0.0])
+    with_zero = RKMEJobSelector(n_classes=2).fit(Zs, betas, 2.0, weights=[1.0, 0.0, 1.0])
+    without = RKMEJobSelector(n_classes=2).fit([Zs[0], Zs[2]], [betas[0], betas[2]], 2.0)
+    for rows in (X, far):
+        route = with_zero.route(rows)
+        assert not np.any(route == 1)
+        assert_array_equal(route, np.array([0, 2])[without.route(rows)])
+        dens = with_zero.densities(rows)
+        assert np.all(np.isfinite(dens)) and np.all(dens[:, 1] == 0)
+
+
+def test_trained_selector_with_a_router_uses_its_log_responsibilities_as_features(rng: np.random.Generator) -> None:
+    X, y, domain, members = _task(rng, 40)
+    Zs, betas = _rkmes(rng, X, domain)
+    router = RKMEJobSelector(n_classes=2).fit(Zs, betas, 0.5)
+    sel = TrainedJobSelector(n_classes=2).fit(X, members, y, router=router)
+    features = np.hstack([X, np.log(np.maximum(router.responsibilities(X), 1e-12))])  # (n, d + m)
+    assert sel.coef_.shape == (X.shape[1] + 3, 3)
+    assert_allclose(sel.mean_, features.mean(axis=0), rtol=1e-12)
+    direct = (((features - sel.mean_) / sel.scale_) @ sel.coef_ + sel.intercept_).argmax(axis=1)
+    assert_array_equal(sel.route(X), direct)
+    loaded = Assembly.from_bytes(sel.to_bytes())
+    assert_array_equal(loaded.route(X), sel.route(X))
+    assert_allclose(loaded.router_.densities(X), router.densities(X), rtol=1e-12)
+    # The router knows the domains; the plain selector only sees 2-d positions. Both learn them here.
+    assert (sel.route(X) == domain).mean() >= (router.route(X) == domain).mean() - 0.05
+    with pytest.raises(Exception, match="router has 3 members"):
+        TrainedJobSelector(n_classes=2).fit(X, members[:2], y, router=router)
