@@ -49,6 +49,8 @@ def _labelled(path: str | None, label_column: str, modality: str) -> tuple[Any, 
     if modality == "text":
         rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
         return [r["text"] for r in rows], [str(r[label_column]) for r in rows]
+    if modality == "image":
+        return local.read_labelled_images(path, label_column=label_column)
     X, _, y = local.read_table(path, label_column=label_column)
     return X, y
 

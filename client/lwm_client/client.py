@@ -204,7 +204,7 @@ class Client:
         """Hand the market a task: your data's RKME (computed here) and, optionally, a labelled sample (X, y).
 
         The labelled sample is the only data sent, and only when you pass it. Text X may be a list of strings
-        (encoded here with MiniLM). With ``wait``, poll until the pipeline ends; :class:`JobFailed` if it fails.
+        (encoded here with MiniLM); image X is (n, C, H, W) or (n, H, W) in [0, 1], sent as the images. With ``wait``, poll until the pipeline ends; :class:`JobFailed` if it fails.
         """
         requirements = dict(requirements or {})
         if isinstance(spec, tuple):
@@ -216,9 +216,13 @@ class Client:
             body = self.http.json("POST", "submissions/", json=fields)
         else:
             X, y = labelled
-            if modality == "text" and len(X) and isinstance(X[0], str):
-                X = local.encode_texts(list(X))
-            npz = local.npz_bytes(X=np.asarray(X, dtype=np.float64), y=np.asarray(y))
+            if modality == "image":
+                # The models take the images themselves: they travel as (n, C, H, W) in [0, 1], never encoded.
+                npz = local.npz_bytes(images=local.read_images(np.asarray(X)), y=np.asarray(y))
+            else:
+                if modality == "text" and len(X) and isinstance(X[0], str):
+                    X = local.encode_texts(list(X))
+                npz = local.npz_bytes(X=np.asarray(X, dtype=np.float64), y=np.asarray(y))
             # Multipart: the JSON fields travel as strings, which the server parses back.
             form = {**fields, "rkme": json.dumps(fields["rkme"]), "requirements": json.dumps(requirements)}
             body = self.http.json("POST", "submissions/", data=form, files={"labelled": ("labelled.npz", npz, "application/octet-stream")})

@@ -130,6 +130,41 @@ def read_images(source: Any, *, channels: int | None = None, size: tuple[int, in
     return np.stack(out)
 
 
+def read_labelled_images(source: str | Path, *, label_column: str = "label") -> tuple[np.ndarray, np.ndarray]:
+    """(images (n, C, H, W) in [0, 1], labels (n,)) from an NPZ (``images`` or ``X``, and ``y``) or from a
+    folder of PNG/JPEG files with ``labels.csv`` (columns ``file`` and ``label_column``), as the server reads a zip."""
+    path = Path(source)
+    if path.suffix.lower() == ".npz":
+        with np.load(path, allow_pickle=False) as npz:
+            if "y" not in npz.files:
+                raise _bad(f"{path}: the labelled NPZ needs an array 'y'", path)
+            images = np.asarray(npz["images" if "images" in npz.files else "X"])
+            labels = np.asarray(npz["y"])
+        scaled = images.astype(np.float32) / (255.0 if images.dtype.kind in "biu" or images.max(initial=0) > 1 else 1.0)
+        return read_images(scaled), labels
+    table = path / "labels.csv"
+    if not path.is_dir() or not table.exists():
+        raise _bad(f"{path}: give an NPZ (images, y) or a folder of PNG/JPEG images with labels.csv", path)
+    with open(table, newline="", encoding="utf-8-sig") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or "file" not in rows[0] or label_column not in rows[0]:
+        raise _bad(f"{table}: needs the columns 'file' and {label_column!r}", table)
+    by_file = {r["file"].strip(): r[label_column].strip() for r in rows}
+    paths = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    missing = [p.name for p in paths if p.name not in by_file]
+    if missing:
+        raise _bad(f"{table}: no label for {missing[:5]}", table)
+    grey = all(_is_grey(p) for p in paths)
+    return read_images(paths, channels=1 if grey else 3), np.array([by_file[p.name] for p in paths])
+
+
+def _is_grey(path: Path) -> bool:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return img.mode in ("1", "L", "LA")
+
+
 def encode_images(images: np.ndarray, space: FeatureSpace) -> np.ndarray:
     from specs.encoders import ConvImageEncoder
 

@@ -3,7 +3,10 @@
 Models are TorchScript (``torch.jit.load``) or torch.export (``torch.export.load``)
 archives; the format is checked (the same check as the upload's) before loading. An
 assembly package (``recipe.json`` + ``assembly.lwa``, built by a submission) is run
-with ``specs.assembly``; every member's bytes are checked against the recipe's sha256.
+with ``specs.assembly``; every member's bytes are checked against the recipe's sha256. An
+image assembly (``transform.image`` in the recipe) takes images: its members get the pixels
+flattened in (C, H, W) order and its method the images' encoding by the space's seeded conv
+encoder (``specs.encoders.ConvImageEncoder``), as the market's pipeline did.
 """
 
 from __future__ import annotations
@@ -60,11 +63,36 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def image_rows(X: Any, shape: list[int]) -> np.ndarray:
+    """Images (n, C, H, W), (n, H, W) when C = 1, or rows (n, C*H*W), as uint8 0..255 or float in
+    [0, 1] (float above 1 is read as 0..255, as the market reads an NPZ) -> rows (n, C*H*W) float64
+    in [0, 1], flattened in (C, H, W) order."""
+    X = np.asarray(X)
+    c, h, w = (int(v) for v in shape)
+    if X.ndim == 3 and c == 1:
+        X = X[:, None]
+    if X.ndim == 2 and X.shape[1] == c * h * w:
+        X = X.reshape(X.shape[0], c, h, w)
+    if X.ndim != 4 or X.shape[1:] != (c, h, w):
+        raise ValueError(f"images must be (n, {c}, {h}, {w}) (or rows of {c * h * w} pixels), got {list(X.shape)}")
+    if X.dtype.kind not in "biuf":
+        raise ValueError(f"images must be numeric, got dtype {X.dtype}")
+    values = X.astype(np.float32)
+    if not np.isfinite(values).all():
+        raise ValueError("images hold NaN or infinite values")
+    if X.dtype.kind in "biu" or values.max(initial=0.0) > 1.0:
+        values = values / np.float32(255.0)
+    if values.min(initial=0.0) < 0.0 or values.max(initial=0.0) > 1.0:
+        raise ValueError("images must hold values in [0, 1] or 0..255")
+    return values.reshape(values.shape[0], -1).astype(np.float64)
+
+
 class Predictor:
     """``predict`` / ``predict_proba`` of a learnware package (a model) or an assembly package.
 
     Inputs: tables as (n, d) rows in the manifest's ``input.columns`` order (raw units),
-    images as (n, C, H, W) in [0, 1], texts as a list of strings (encoded with MiniLM here).
+    images as (n, C, H, W) in [0, 1] (an assembly also takes uint8 0..255, (n, H, W) grey
+    images or flattened rows), texts as a list of strings (encoded with MiniLM here).
     """
 
     def __init__(self, files: dict[str, bytes]) -> None:
@@ -111,16 +139,37 @@ class Predictor:
         return cls.from_bytes(Path(path).read_bytes())
 
     def _inputs(self, X: Any) -> np.ndarray:
+        if self._image is not None:
+            return image_rows(X, self._image["shape"])
         if self.manifest.get("modality") == "text" and len(X) and isinstance(X[0], str):
             from lwm_client.data import encode_texts
 
             return encode_texts(list(X))
         return np.asarray(X, dtype=np.float64)
 
+    @property
+    def _image(self) -> dict[str, Any] | None:
+        """The recipe's image transform (encoder, seed, shape), or None."""
+        return ((self.recipe or {}).get("transform") or {}).get("image")
+
     def _transform(self, X: np.ndarray) -> np.ndarray:
         t = (self.recipe or {})["transform"]
+        if self._image is not None:
+            return self._encode(X)
         U = X / np.asarray(t["rms"]) if t["unit_free"] else X
         return (U - np.asarray(t["mean"])) / np.asarray(t["scale"])
+
+    def _encode(self, rows: np.ndarray) -> np.ndarray:
+        """Rows of pixels (n, C*H*W) -> (n, 128) float64, by the space's seeded conv encoder."""
+        image = self._image or {}
+        if image.get("encoder") != "ConvImageEncoder":
+            raise UnsafeArtifactError(f"unknown image encoder {image.get('encoder')!r}", code="predict:user:recipe")
+        if getattr(self, "_encoder", None) is None:
+            from specs.encoders import ConvImageEncoder
+
+            self._encoder = ConvImageEncoder(int(image["seed"]))
+        images = np.ascontiguousarray(rows, dtype=np.float32).reshape(-1, *image["shape"])
+        return self._encoder.encode(images).astype(np.float64)
 
     def _member_outputs(self, X: np.ndarray) -> list[np.ndarray]:
         classes = self.classes or []

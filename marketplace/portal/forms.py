@@ -102,12 +102,16 @@ def _method_choices() -> list[tuple[str, str]]:
 class SubmissionForm(forms.Form):
     name = forms.CharField(max_length=200, required=False, help_text="Optional, to find it again.")
     task = forms.ChoiceField(choices=[("classification", "Classification"), ("regression", "Regression")])
-    data = forms.FileField(help_text="Unlabelled rows: a CSV with a header row, an NPZ with an array X, or an rkme.json.",
-                           widget=forms.ClearableFileInput(attrs={"accept": ".csv,.npz,.json"}))
+    modality = forms.ChoiceField(choices=[("table", "Table"), ("image", "Images")], initial="table", required=False,
+                                 help_text="A zip of images is always an image task; choose Images to send an NPZ array images.")
+    data = forms.FileField(help_text="Unlabelled rows: a CSV with a header row, an NPZ with an array X (images: an array images), "
+                                     "a zip of PNG/JPEG images, or an rkme.json.",
+                           widget=forms.ClearableFileInput(attrs={"accept": ".csv,.npz,.zip,.json"}))
     labelled = forms.FileField(required=False, label="Labelled sample",
-                               help_text="A CSV with the same columns plus a label column, or an NPZ with X and y. "
+                               help_text="A CSV with the same columns plus a label column, an NPZ with X (or images) and y, "
+                                         "or a zip of images with labels.csv (file, label). "
                                          "With it the market ranks, assembles and evaluates against baselines.",
-                               widget=forms.ClearableFileInput(attrs={"accept": ".csv,.npz"}))
+                               widget=forms.ClearableFileInput(attrs={"accept": ".csv,.npz,.zip"}))
     label_column = forms.CharField(max_length=200, required=False, initial="label")
     licenses = forms.MultipleChoiceField(choices=_license_choices, required=False, label="Allowed licences",
                                          help_text="Leave empty to allow any licence.")
@@ -119,15 +123,25 @@ class SubmissionForm(forms.Form):
 
     def clean_data(self) -> object:
         upload = self.cleaned_data["data"]
-        if not upload.name.lower().endswith((".csv", ".npz", ".json")):
-            raise forms.ValidationError(f"{upload.name}: use a .csv, .npz or rkme .json file.")
+        if not upload.name.lower().endswith((".csv", ".npz", ".zip", ".json")):
+            raise forms.ValidationError(f"{upload.name}: use a .csv, .npz, .zip (images) or rkme .json file.")
         return upload
 
     def clean_labelled(self) -> object:
         upload = self.cleaned_data.get("labelled")
-        if upload and not upload.name.lower().endswith((".csv", ".npz")):
-            raise forms.ValidationError(f"{upload.name}: the labelled sample is a .csv or .npz file.")
+        if upload and not upload.name.lower().endswith((".csv", ".npz", ".zip")):
+            raise forms.ValidationError(f"{upload.name}: the labelled sample is a .csv, .npz or .zip (images) file.")
         return upload
+
+    def clean(self) -> dict[str, object]:
+        data = super().clean()
+        names = [f.name.lower() for f in (data.get("data"), data.get("labelled")) if f]
+        if any(n.endswith(".zip") for n in names):
+            data["modality"] = "image"  # a zip holds images: the image space is the only one it fits
+        data["modality"] = data.get("modality") or "table"
+        if data["modality"] == "image" and any(n.endswith(".csv") for n in names):
+            self.add_error("modality", "A CSV cannot hold images: send a zip of PNG/JPEG images or an NPZ array images.")
+        return data
 
     def requirements(self) -> dict[str, object]:
         data = self.cleaned_data

@@ -195,6 +195,9 @@ LWM_SUBMISSION_MAX_BYTES = env_int("LWM_SUBMISSION_MAX_BYTES", 50 * 1024 * 1024,
 # A finished submission's data and package are deleted after this many days (user data is not kept forever).
 LWM_SUBMISSION_RETENTION_DAYS = env_int("LWM_SUBMISSION_RETENTION_DAYS", 30, minimum=1)
 LWM_SUBMISSION_RETRY_AFTER = env_int("LWM_SUBMISSION_RETRY_AFTER", 30, minimum=1)  # seconds, sent with a 429
+LWM_SUBMISSION_MAX_IMAGES = env_int("LWM_SUBMISSION_MAX_IMAGES", 5000, minimum=1)  # per image file (zip entries or NPZ rows)
+LWM_SUBMISSION_MAX_IMAGE_PIXELS = env_int("LWM_SUBMISSION_MAX_IMAGE_PIXELS", 4194304, minimum=16)  # width x height, checked in the header
+LWM_SUBMISSION_MAX_IMAGE_VALUES = env_int("LWM_SUBMISSION_MAX_IMAGE_VALUES", 2**25, minimum=1)  # decoded n x C x H x W per file
 
 # --- API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -27,7 +27,12 @@ from marketplace.submissions.models import Submission
 from marketplace.submissions.selectors import submission_get, submission_list
 from marketplace.submissions.services import submission_cancel, submission_create
 
-_EXTENSIONS = {".csv": DataFormat.CSV, ".npz": DataFormat.NPZ, ".jsonl": DataFormat.JSONL, ".json": DataFormat.RKME}
+_EXTENSIONS = {".csv": DataFormat.CSV, ".npz": DataFormat.NPZ, ".jsonl": DataFormat.JSONL, ".json": DataFormat.RKME, ".zip": DataFormat.IMAGES}
+LABELLED_FORMATS = [(v, label) for v, label in DataFormat.choices if v != DataFormat.RKME]
+# What each modality's files may be; an RKME fits every modality.
+# (Text rows may also come encoded, as MiniLM embeddings in a table file: the client sends its labelled sample so.)
+MODALITY_FORMATS = {Modality.TABLE: (DataFormat.CSV, DataFormat.NPZ), Modality.IMAGE: (DataFormat.IMAGES, DataFormat.NPZ),
+                    Modality.TEXT: (DataFormat.JSONL, DataFormat.NPZ, DataFormat.CSV)}
 
 
 class SubmissionThrottle(UserRateThrottle):
@@ -97,6 +102,16 @@ class SubmissionOutputSerializer(serializers.ModelSerializer):
         return f"/api/v1/submissions/{obj.id}/package" if obj.package else None
 
 
+def _check_modality_formats(attrs: dict[str, Any]) -> None:
+    """Refuse files that cannot hold the modality's data (e.g. a CSV for an image task) before storing them."""
+    allowed = MODALITY_FORMATS.get(attrs["modality"], ())
+    for field in ("data", "labelled"):
+        fmt = attrs.get(f"{field}_format") if field in attrs else None
+        if fmt and fmt != DataFormat.RKME and fmt not in allowed:
+            raise serializers.ValidationError({f"{field}_format": [
+                f"{fmt!r} files cannot hold {attrs['modality']} data (use {', '.join(map(str, allowed))})"]})
+
+
 def _infer_format(upload: Any, given: str, field: str) -> str:
     if given:
         return given
@@ -115,11 +130,13 @@ class SubmissionListCreateApi(ListAPIView):
 
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=200, required=False, default="")
-        data = serializers.FileField(required=False, help_text="unlabelled data: CSV (header row), NPZ (array X) or JSONL")
+        data = serializers.FileField(required=False, help_text="unlabelled data: CSV (header row), NPZ (array X; for images "
+                                     "array images (n, C, H, W)), JSONL, or a zip of PNG/JPEG images")
         data_format = serializers.ChoiceField(choices=DataFormat.choices, required=False)
         rkme = JsonObjectField(required=False, help_text="an RKME computed client-side (specs.serialization JSON), instead of data")
-        labelled = serializers.FileField(required=False, help_text="optional labelled sample: CSV with a label column, NPZ with X and y, or JSONL with text and label")
-        labelled_format = serializers.ChoiceField(choices=[DataFormat.CSV, DataFormat.NPZ, DataFormat.JSONL], required=False)
+        labelled = serializers.FileField(required=False, help_text="optional labelled sample: CSV with a label column, NPZ with X "
+                                         "(or images) and y, JSONL with text and label, or a zip of images with labels.csv (file, label)")
+        labelled_format = serializers.ChoiceField(choices=LABELLED_FORMATS, required=False)
         requirements = JsonObjectField(required=False)
         modality = serializers.ChoiceField(choices=Modality.choices, default=Modality.TABLE)
         task = serializers.ChoiceField(choices=[Task.CLASSIFICATION, Task.REGRESSION], default=Task.CLASSIFICATION)
@@ -133,8 +150,13 @@ class SubmissionListCreateApi(ListAPIView):
                 raise serializers.ValidationError({"data": ["give a data file or an rkme"]})
             if attrs["data_format"] == DataFormat.JSONL:
                 attrs["modality"] = Modality.TEXT  # JSONL holds texts: the text space is the only one they fit
+            elif attrs["data_format"] == DataFormat.IMAGES:
+                attrs["modality"] = Modality.IMAGE  # likewise a zip of images
             if "labelled" in attrs:
                 attrs["labelled_format"] = _infer_format(attrs["labelled"], attrs.get("labelled_format", ""), "labelled")
+                if attrs["labelled_format"] == DataFormat.IMAGES and attrs["data_format"] == DataFormat.RKME:
+                    attrs["modality"] = Modality.IMAGE
+            _check_modality_formats(attrs)
             requirements = RequirementsSerializer(data=attrs.get("requirements", {}))
             if not requirements.is_valid():
                 raise serializers.ValidationError({"requirements": requirements.errors})

@@ -8,6 +8,7 @@ class DataFormat(models.TextChoices):
     NPZ = "npz", "NumPy NPZ (arrays X, optional y)"
     JSONL = "jsonl", "JSON lines (text)"
     RKME = "rkme", "RKME computed by the client"
+    IMAGES = "images", "Zip of PNG/JPEG images"
 
 
 class Stage(models.TextChoices):

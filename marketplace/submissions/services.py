@@ -20,11 +20,13 @@ from marketplace.jobs.models import Job
 from marketplace.jobs.services import job_cancel, job_create, job_enqueue
 from marketplace.submissions import conf
 from marketplace.submissions.choices import STAGES, DataFormat
+from marketplace.submissions.data import IMAGES
 from marketplace.submissions.models import Submission
 
 logger = logging.getLogger(__name__)
 
 TASK_NAME = "submissions.run"
+_SUFFIXES = {DataFormat.RKME: "json", IMAGES: "zip"}  # stored file suffix of a data format, where they differ
 JOB_KIND = "submission"
 
 
@@ -104,9 +106,9 @@ def submission_create(
             labelled_format=labelled_format if labelled is not None else "",
             labelled_sha256=labelled_sha, labelled_size=labelled_size,
         )
-        submission.data_file.save(f"data.{data_format if data_format != DataFormat.RKME else 'json'}", data, save=False)
+        submission.data_file.save(f"data.{_SUFFIXES.get(data_format, data_format)}", data, save=False)
         if labelled is not None:
-            submission.labelled_file.save(f"labelled.{labelled_format}", labelled, save=False)
+            submission.labelled_file.save(f"labelled.{_SUFFIXES.get(labelled_format, labelled_format)}", labelled, save=False)
         submission.save(update_fields=["data_file", "labelled_file", "updated_at"])
         job_enqueue(job=job, task_name=TASK_NAME, args=[str(submission.id)], queue="compute")
     return submission

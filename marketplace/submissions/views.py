@@ -24,7 +24,7 @@ from marketplace.submissions.models import Submission
 from marketplace.submissions.selectors import submission_get
 from marketplace.submissions.services import submission_cancel, submission_create
 
-_FORMATS = {".csv": DataFormat.CSV, ".npz": DataFormat.NPZ, ".json": DataFormat.RKME}
+_FORMATS = {".csv": DataFormat.CSV, ".npz": DataFormat.NPZ, ".json": DataFormat.RKME, ".zip": DataFormat.IMAGES}
 
 
 def _format(name: str) -> str:
@@ -52,6 +52,7 @@ def submission_new(request: HttpRequest) -> HttpResponse:
                 rkme_json=data.read().decode("utf-8", errors="replace") if fmt == DataFormat.RKME else None,
                 labelled=labelled, labelled_format=_format(labelled.name) if labelled else "",
                 requirements=form.requirements(), task=form.cleaned_data["task"], name=form.cleaned_data["name"],
+                modality=form.cleaned_data["modality"],
             )
         except ApplicationError as exc:
             error = exc

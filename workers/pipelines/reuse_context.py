@@ -15,9 +15,10 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 
 from marketplace.core.exceptions import ValidationFailed
+from marketplace.learnwares.choices import Modality
 from marketplace.learnwares.models import FeatureSpace
 from marketplace.submissions.choices import DataFormat
-from marketplace.submissions.data import TableData, TextData, read_table, read_texts
+from marketplace.submissions.data import ImageData, TableData, TextData, read_images, read_table, read_texts
 from marketplace.submissions.models import Submission
 from specs import TableStandardizer
 
@@ -52,6 +53,37 @@ class SpaceTransform:
 
     def to_dict(self) -> dict[str, Any]:
         return {"rms": self.rms.tolist(), "mean": self.mean.tolist(), "scale": self.scale.tolist(), "unit_free": self.unit_free}
+
+
+class ImageSpaceTransform:
+    """Rows of flattened images (n, C*H*W) -> the image space (n, dim): reshaped to (n, C, H, W)
+    and encoded by the space's seeded conv encoder (``specs.encoders.ConvImageEncoder``).
+
+    An image submission's labelled rows are its pixels, so the models (which take the images)
+    and the from-scratch baselines see the pixels, while the methods that work in the space
+    (job selectors, stitching head) see the encoding, as the RKMEs do.
+    """
+
+    def __init__(self, shape: list[int] | tuple[int, ...] | None, seed: int, dim: int) -> None:
+        self.shape = tuple(int(v) for v in shape) if shape else None
+        self.seed, self.dim = int(seed), int(dim)
+        self._encoded: dict[str, np.ndarray] = {}
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        if self.shape is None:
+            raise ValidationFailed("labelled: no images to map into the image space", code="submission:user:missing-data")
+        from marketplace.learnwares.encoding import image_encoder
+
+        rows = np.ascontiguousarray(X, dtype=np.float32)
+        key = hashlib.sha256(rows.tobytes()).hexdigest()
+        if key not in self._encoded:  # assemble and evaluate map the same rows
+            self._encoded[key] = image_encoder(self.seed).encode(rows.reshape(-1, *self.shape)).astype(np.float64)
+        return self._encoded[key]
+
+    def to_dict(self) -> dict[str, Any]:
+        # The identity on the encoder's output, plus how rows reach it (a package predictor needs both).
+        return {"rms": [1.0] * self.dim, "mean": [0.0] * self.dim, "scale": [1.0] * self.dim, "unit_free": False,
+                "image": {"encoder": "ConvImageEncoder", "seed": self.seed, "shape": list(self.shape) if self.shape else None}}
 
 
 class ReuseContext:
@@ -93,6 +125,29 @@ class ReuseContext:
         """The user asked for LoRA adapters (text space): rank and assemble adapters, not models."""
         return self.requirements.get("kind") == "adapter"
 
+    @property
+    def is_image(self) -> bool:
+        return self.submission.modality == Modality.IMAGE
+
+    @cached_property
+    def user_images(self) -> ImageData:
+        return read_images(self.data_bytes, self.submission.data_format, field="data")
+
+    @cached_property
+    def labelled_images(self) -> ImageData | None:
+        """The labelled images, checked to have the data's size and channels (models take one shape)."""
+        if not self.submission.has_labels:
+            return None
+        images = read_images(self._read(self.submission.labelled_file), self.submission.labelled_format, field="labelled",
+                             label_column=self.requirements.get("label_column", "label"), labelled=True)
+        self._check_count(len(images.names))
+        if self.submission.data_format != DataFormat.RKME and images.shape != self.user_images.shape:
+            shown = "x".join(map(str, images.shape)), "x".join(map(str, self.user_images.shape))
+            raise ValidationFailed(f"labelled: images are {shown[0]} (C x H x W), the data's {shown[1]}: send both with "
+                                   "one size and colour mode", code="submission:user:wrong-image-size",
+                                   details={"labelled": ["image shape differs from the data's"]})
+        return images
+
     @cached_property
     def user_texts(self) -> TextData:
         return read_texts(self.data_bytes, field="data")
@@ -118,6 +173,11 @@ class ReuseContext:
     def labelled_table(self) -> TableData | None:
         if not self.submission.has_labels:
             return None
+        if self.is_image:
+            # Image rows are the pixels, flattened in (C, H, W) order; ``transform`` encodes them.
+            images = self.labelled_images
+            assert images is not None
+            return TableData(X=images.images.reshape(images.images.shape[0], -1).astype(np.float64), columns=None, y=images.y)
         if self.is_text:
             # Text models are heads on the text space: their rows are the MiniLM embeddings.
             from marketplace.learnwares.encoding import encode_texts
@@ -137,7 +197,10 @@ class ReuseContext:
         return FeatureSpace.objects.get(key=key)
 
     @cached_property
-    def transform(self) -> SpaceTransform:
+    def transform(self) -> SpaceTransform | ImageSpaceTransform:
+        if self.space.kind == Modality.IMAGE:
+            return ImageSpaceTransform(self.results["spec"].get("image_shape"), int((self.space.schema or {}).get("seed", 0)),
+                                       self.space.dim)
         return SpaceTransform(np.asarray(self.results["spec"]["unit_rms"]), self.space.standardization or {})
 
     @cached_property

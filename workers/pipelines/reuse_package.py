@@ -7,6 +7,11 @@ learnware version, package sha256, artifact path and sha256, classes and licence
 (each member's model artifact, byte for byte) and ``rkme.json`` (the spec of the user's
 data, so the package can itself be published). Entries are written in a fixed order with
 a fixed timestamp, so the same inputs give the same bytes (and sha256).
+
+An image assembly takes images: the manifest declares ``input.shape`` (C, H, W) and the
+recipe's ``transform.image`` names the space's encoder, seed and shape; its members get the
+pixels flattened in (C, H, W) order, as in the pipeline, and the methods that work in the
+space get the images' encoding.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from marketplace.submissions.services import submission_package_save
 from specs.assembly import Assembly
 from workers.base import Report
 from workers.pipelines import reuse_methods as methods
-from workers.pipelines.reuse_context import ReuseContext, SpaceTransform
+from workers.pipelines.reuse_context import ImageSpaceTransform, ReuseContext, SpaceTransform
 from workers.pipelines.reuse_members import probabilities
 from workers.pipelines.reuse_rank import context_members
 
@@ -69,9 +74,13 @@ def run(ctx: ReuseContext, report: Report) -> dict[str, Any]:
         entries.append({**m.card(), "package_sha256": m.sha256, "classes": m.classes,
                         "artifact": {"path": path, "format": m.artifact_format, "sha256": _sha(artifact)}})
     evaluation = ctx.results["evaluate"]
+    transform = ctx.transform.to_dict()
+    if "image" in transform and not transform["image"]["shape"]:
+        # No images came with the submission (an RKME without a labelled sample): the members' shape.
+        transform["image"]["shape"] = _members_shape([cache.files(m) for m in members])
     recipe = {
         "format": RECIPE_FORMAT, "version": RECIPE_VERSION, "method": assemble["chosen"], "task": ctx.submission.task,
-        "classes": assemble["classes"], "feature_space": ctx.space.key, "transform": ctx.transform.to_dict(),
+        "classes": assemble["classes"], "feature_space": ctx.space.key, "transform": transform,
         "assembly": {"path": "assembly.lwa", "sha256": _sha(assembly), "kind": assemble["chosen"]},
         "members": entries, "licenses": sorted({m.license for m in members}),
         "evaluation": {"verdict": evaluation.get("verdict"), "statement": evaluation.get("statement")},
@@ -83,7 +92,8 @@ def run(ctx: ReuseContext, report: Report) -> dict[str, Any]:
         "name": f"assembly-{evaluation['key'][:12]}", "kind": "model", "modality": ctx.submission.modality,
         "task": ctx.submission.task, "description": f"{assemble['chosen']} over {len(members)} learnwares: "
         + ", ".join(f"{m.name} v{m.number}" for m in members),
-        "input": {"columns": columns} if columns else {"dim": ctx.space.dim},
+        "input": {"shape": transform["image"]["shape"]} if "image" in transform else {"columns": columns} if columns
+        else {"dim": ctx.space.dim},
         "output": {"classes": assemble["classes"]} if assemble["classes"] else {"dim": 1},
         "license": _license([m.license for m in members]), "tags": ["assembly", assemble["chosen"]],
         "artifact": {"format": "assembly", "path": "recipe.json"}, "feature_space": ctx.space.key,
@@ -95,6 +105,39 @@ def run(ctx: ReuseContext, report: Report) -> dict[str, Any]:
     submission_package_save(submission_id=ctx.submission.id, content=content, filename="package.zip")
     return {"sha256": _sha(content), "size": len(content), "files": sorted(files), "license": manifest["license"],
             "method": assemble["chosen"], "members": [{"version_id": e["version_id"], "sha256": e["package_sha256"]} for e in entries]}
+
+
+def _members_shape(files: list[dict[str, bytes]]) -> list[int]:
+    """The one ``input.shape`` the members' manifests declare (image learnwares must declare it)."""
+    shapes = {tuple(yaml.safe_load(f["learnware.yaml"]).get("input", {}).get("shape") or ()) for f in files}
+    shapes.discard(())
+    if len(shapes) != 1:
+        raise ValueError(f"the members declare {len(shapes)} input shapes {sorted(shapes)}: an image assembly needs one")
+    return list(next(iter(shapes)))
+
+
+def image_rows(X: np.ndarray, shape: list[int]) -> np.ndarray:
+    """Images (n, C, H, W), (n, H, W) when C = 1, or rows (n, C*H*W), as uint8 0..255 or float in
+    [0, 1] (float above 1 is read as 0..255, as the submission reader does) -> rows (n, C*H*W) in [0, 1],
+    flattened in (C, H, W) order: what the pipeline handed the members."""
+    X = np.asarray(X)
+    c, h, w = (int(v) for v in shape)
+    if X.ndim == 3 and c == 1:
+        X = X[:, None]
+    if X.ndim == 2 and X.shape[1] == c * h * w:
+        X = X.reshape(X.shape[0], c, h, w)
+    if X.ndim != 4 or X.shape[1:] != (c, h, w):
+        raise ValueError(f"images must be (n, {c}, {h}, {w}) (or rows of {c * h * w} pixels), got {list(X.shape)}")
+    if X.dtype.kind not in "biuf":
+        raise ValueError(f"images must be numeric, got dtype {X.dtype}")
+    values = X.astype(np.float32)
+    if not np.isfinite(values).all():
+        raise ValueError("images hold NaN or infinite values")
+    if X.dtype.kind in "biu" or values.max(initial=0.0) > 1.0:
+        values = values / np.float32(255.0)
+    if values.min(initial=0.0) < 0.0 or values.max(initial=0.0) > 1.0:
+        raise ValueError("images must hold values in [0, 1] or 0..255")
+    return values.reshape(values.shape[0], -1).astype(np.float64)
 
 
 class PackagePredictor:
@@ -111,8 +154,13 @@ class PackagePredictor:
             raise ValueError("assembly.lwa does not match the sha256 in recipe.json")
         self.assembly = Assembly.from_bytes(assembly)
         t = self.recipe["transform"]
-        self.transform = SpaceTransform(np.asarray(t["rms"]), {})
-        self.transform.mean, self.transform.scale, self.transform.unit_free = np.asarray(t["mean"]), np.asarray(t["scale"]), t["unit_free"]
+        self.image = t.get("image")
+        self.transform: SpaceTransform | ImageSpaceTransform
+        if self.image:  # rows of pixels -> the space, by the space's seeded conv encoder
+            self.transform = ImageSpaceTransform(self.image["shape"], int(self.image["seed"]), len(t["mean"]))
+        else:
+            self.transform = SpaceTransform(np.asarray(t["rms"]), {})
+            self.transform.mean, self.transform.scale, self.transform.unit_free = np.asarray(t["mean"]), np.asarray(t["scale"]), t["unit_free"]
         self.members = []
         for entry in self.recipe["members"]:
             raw = files[entry["artifact"]["path"]]
@@ -143,8 +191,10 @@ class PackagePredictor:
         return out
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """(n, C) probabilities over ``recipe['classes']`` (classification) or (n,) predictions."""
-        X = np.asarray(X, dtype=np.float64)
+        """(n, C) probabilities over ``recipe['classes']`` (classification) or (n,) predictions.
+
+        X: table rows (n, d) in raw units, or, for an image assembly, images (see :func:`image_rows`)."""
+        X = image_rows(X, self.image["shape"]) if self.image else np.asarray(X, dtype=np.float64)
         task = self.recipe["task"]
         nc = len(self.recipe["classes"]) if task == "classification" else None
         return methods.predict_method(self.assembly, task=task, n_classes=nc, outputs=self._outputs(X), Xs=self.transform(X))

@@ -12,7 +12,7 @@ from marketplace.learnwares.models import FeatureSpace
 from marketplace.submissions.choices import DataFormat
 from marketplace.submissions.services import submission_feature_space_set
 from specs import RKMESpecification, SpecError, rkme_fit, rkme_from_json, rkme_to_json
-from specs.encoders import TEXT_DIM
+from specs.encoders import IMAGE_DIM, TEXT_DIM
 from workers.base import Report
 from workers.pipelines.reuse_context import ReuseContext, SpaceTransform, unit_rms
 
@@ -36,7 +36,8 @@ def resolve_space(ctx: ReuseContext, columns: list[str] | None, d: int) -> Featu
     if len(fitting) == 1:
         return fitting[0]
     if not fitting:
-        what = f"columns {columns}" if columns else f"{d} unnamed columns" if ctx.submission.modality != "text" else "MiniLM texts"
+        encoded = {"text": "MiniLM texts", "image": "conv-encoded images"}
+        what = f"columns {columns}" if columns else encoded.get(ctx.submission.modality, f"{d} unnamed columns")
         raise _fail("data", f"no {ctx.submission.modality} feature space has {what}", "submission:user:wrong-feature-space")
     raise _fail("requirements.feature_space", f"the data fit several feature spaces {[s.key for s in fitting]}: name one",
                 "submission:user:ambiguous-feature-space")
@@ -68,7 +69,8 @@ def _check_labels(ctx: ReuseContext, space: FeatureSpace) -> dict[str, Any] | No
     table = ctx.labelled_table
     if table is None:
         return None
-    _check_fits(space, table.columns, table.X.shape[1])
+    if not ctx.is_image:  # image rows are pixels: the encoder, not the columns, maps them into the space
+        _check_fits(space, table.columns, table.X.shape[1])
     y = table.y
     assert y is not None
     if ctx.submission.task == "regression":
@@ -92,8 +94,30 @@ def _from_rkme(ctx: ReuseContext) -> tuple[RKMESpecification, FeatureSpace, np.n
                     "compute it in the space's coordinates", "submission:user:wrong-feature-space")
     # The labelled sample (if any) sets the unit-free scale; without one it is never needed.
     table = ctx.labelled_table
-    rms = unit_rms(table.X) if table is not None else np.ones(space.dim)
+    rms = unit_rms(table.X) if table is not None and not ctx.is_image else np.ones(space.dim)
     return spec, space, rms
+
+
+def _from_images(ctx: ReuseContext) -> tuple[RKMESpecification, FeatureSpace]:
+    from marketplace.learnwares.encoding import image_encoder
+
+    images = ctx.user_images.images
+    space = resolve_space(ctx, None, IMAGE_DIM)
+    E = image_encoder(int((space.schema or {}).get("seed", 0))).encode(images).astype(np.float64)
+    try:
+        return rkme_fit(E, min(RKME_K, E.shape[0]), space.gamma, random_state=ctx.seed), space
+    except SpecError as exc:
+        raise _fail("data", str(exc), "submission:user:bad-data") from exc
+
+
+def _image_shape(ctx: ReuseContext) -> list[int] | None:
+    """(C, H, W) of the user's images (data, else the labelled sample); None without images."""
+    if not ctx.is_image:
+        return None
+    if ctx.submission.data_format != DataFormat.RKME:
+        return list(ctx.user_images.shape)
+    labelled = ctx.labelled_images
+    return list(labelled.shape) if labelled is not None else None
 
 
 def run(ctx: ReuseContext, report: Report) -> dict[str, Any]:
@@ -101,6 +125,10 @@ def run(ctx: ReuseContext, report: Report) -> dict[str, Any]:
     if ctx.submission.data_format == DataFormat.RKME:
         spec, space, rms = _from_rkme(ctx)
         source = "client"
+    elif ctx.is_image:
+        spec, space = _from_images(ctx)
+        rms = np.ones(space.dim)  # unit vectors, as for texts
+        source = "data"
     elif ctx.submission.data_format in (DataFormat.CSV, DataFormat.NPZ):
         table = ctx.user_table
         space = resolve_space(ctx, table.columns, table.X.shape[1])
@@ -126,15 +154,22 @@ def run(ctx: ReuseContext, report: Report) -> dict[str, Any]:
         raise _fail("data_format", f"{ctx.submission.data_format!r} data are not supported by the reuse pipeline yet",
                     "submission:user:unsupported-format")
     labelled = _check_labels(ctx, space)
+    image_shape = _image_shape(ctx)
     submission_feature_space_set(submission_id=ctx.submission.id, feature_space=space)
     stored = ctx.work_save("user-rkme.json", rkme_to_json(spec).encode())
     return {
         "feature_space": space.key, "source": source, "n_rows": spec.n_samples_, "d": int(spec.n_features_in_),
         "K": int(spec.Z_.shape[0]), "gamma": float(spec.gamma_), "self_term": spec.self_term(),
-        "rkme_file": stored, "unit_rms": rms.tolist(), "labelled": labelled,
-        "explanation": (f"{'your RKME was validated' if source == 'client' else f'{spec.n_samples_} rows reduced to an RKME of {spec.Z_.shape[0]} points'} "
+        "rkme_file": stored, "unit_rms": rms.tolist(), "labelled": labelled, "image_shape": image_shape,
+        "explanation": (f"{'your RKME was validated' if source == 'client' else f'{spec.n_samples_} {_unit(ctx)} reduced to an RKME of {spec.Z_.shape[0]} points'} "
                         f"in feature space {space.key} (d={space.dim}, gamma={space.gamma:.4g})"),
     }
+
+
+def _unit(ctx: ReuseContext) -> str:
+    if ctx.is_image and ctx.submission.data_format != DataFormat.RKME:
+        return f"images ({'x'.join(map(str, ctx.user_images.shape))}, C x H x W, encoded by the seeded conv encoder)"
+    return "rows"
 
 
 def user_spec(ctx: ReuseContext) -> RKMESpecification:

@@ -44,8 +44,10 @@ def test_a_task_with_labels_and_requirements_is_created_and_followed(web_for, al
 
 
 @pytest.mark.parametrize("extra,message", [
-    ({"data": SimpleUploadedFile("data.xlsx", b"x")}, "use a .csv, .npz or rkme .json"),
-    ({"labelled": SimpleUploadedFile("lab.json", b"{}")}, "the labelled sample is a .csv or .npz"),
+    ({"data": SimpleUploadedFile("data.xlsx", b"x")}, "use a .csv, .npz, .zip (images) or rkme .json"),
+    ({"labelled": SimpleUploadedFile("lab.json", b"{}")}, "the labelled sample is a .csv, .npz or .zip (images)"),
+    ({"modality": "image"}, "A CSV cannot hold images"),
+    ({"modality": "audio"}, "Select a valid choice"),
     ({"task": "embedding"}, "Select a valid choice"),
     ({"max_modules": "99"}, "less than or equal to 10"),
     ({"holdout_fraction": "0.9"}, "less than or equal to 0.5"),
@@ -56,6 +58,37 @@ def test_bad_task_input_is_refused_with_a_message(web_for, alice, extra, message
     response = web_for(alice).post("/tasks/new/", form(**extra))
     assert response.status_code == 400 and message in text(response)
     assert not Submission.objects.exists()
+
+
+def test_a_zip_of_pngs_with_labels_is_created_as_an_image_task(web_for, alice):
+    import hashlib
+
+    from tests.support.image_market import image_task, images_zip
+
+    task = image_task("upright", n=6, n_labelled=6, seed=1)
+    data, labelled = images_zip(task["images"]), images_zip(task["images_l"], task["y_l"])
+    client = web_for(alice)
+    page = text(client.get("/tasks/new/"))
+    assert 'accept=".csv,.npz,.zip,.json"' in page and 'accept=".csv,.npz,.zip"' in page and "<strong>Images</strong>" in page
+    response = client.post("/tasks/new/", form(data=SimpleUploadedFile("photos.zip", data),
+                                               labelled=SimpleUploadedFile("labelled.zip", labelled)))
+    submission = Submission.objects.get(owner=alice)
+    assert response.status_code == 302 and response["Location"] == f"/tasks/{submission.id}/"
+    assert (submission.modality, submission.data_format, submission.labelled_format) == ("image", "images", "images")
+    assert submission.data_sha256 == hashlib.sha256(data).hexdigest() and submission.data_file.name.endswith(".zip")
+    assert submission.labelled_file.open("rb").read() == labelled
+
+
+def test_an_image_npz_is_sent_with_the_images_modality(web_for, alice):
+    from tests.support.image_market import image_task, images_npz
+
+    task = image_task("upright", n=6, seed=2)
+    client = web_for(alice)
+    response = client.post("/tasks/new/", form(data=SimpleUploadedFile("images.npz", images_npz(task["images"])), modality="image"))
+    submission = Submission.objects.get(owner=alice)
+    assert response.status_code == 302 and (submission.modality, submission.data_format) == ("image", "npz")
+    client.post("/tasks/new/", form(data=SimpleUploadedFile("rows.npz", images_npz(task["images"]))))
+    assert Submission.objects.exclude(id=submission.id).get().modality == "table"  # without the choice, a table
 
 
 def test_the_active_submission_limit_is_shown_as_a_form_error(web_for, alice, settings):

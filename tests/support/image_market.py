@@ -1,0 +1,231 @@
+"""A tiny image market: sklearn's 8x8 digits under three capture conventions, one learnware each.
+
+Domains are per-developer transforms of the images (upright, inverted ink, transposed); they
+are the ones the image space's seeded conv encoder tells apart (squared MMD between domains
+0.025 to 0.34, within a domain 0.0003; mirrored and upside-down digits are within the noise of
+upright ones, so they are left out). Rows are split once (seeded) into the developers' half,
+on which each domain's learnware (a TorchScript softmax regression on the pixels that takes
+(n, 1, 8, 8) images, or the same pixels flattened) and its RKME (of the conv encoding) are
+fitted, and the users' half, from which tasks are drawn.
+
+``image_arrays()`` does the numerical work once per process (no database);
+``image_market_create(owner=...)`` writes the rows (a fresh image space, learnwares, published
+versions with their package in storage, specifications) and registers them with search.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import uuid
+import zipfile
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from sklearn.datasets import load_digits
+
+from specs import RFFSketch, rkme_fit, rkme_to_json, self_term
+from specs.encoders import ConvImageEncoder
+
+DOMAINS = ("upright", "inverted", "transposed")
+CLASSES = [str(c) for c in range(10)]
+SHAPE = (1, 8, 8)
+GAMMA = 1.0  # the image space's: encoder outputs are unit vectors
+SKETCH_DIM = 256
+RKME_K = 30
+DEV_ROWS = 400  # per domain: enough for a clear RKME, few enough to encode in about a second
+SEED = 0
+
+
+def transform(images: np.ndarray, domain: str) -> np.ndarray:
+    """A domain's view of (n, 8, 8) uint8 images, as (n, 1, 8, 8) uint8."""
+    out = {"upright": images, "inverted": 255 - images, "transposed": images.transpose(0, 2, 1)}[domain]
+    return np.ascontiguousarray(out[:, None], dtype=np.uint8)
+
+
+class _FlatSoftmax(torch.nn.Module):
+    """Softmax regression on the pixels: (n, 1, 8, 8) or (n, 64) in [0, 1] -> (n, 10) logits."""
+
+    def __init__(self, mean: torch.Tensor, scale: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean)
+        self.register_buffer("scale", scale)
+        self.linear = torch.nn.Linear(weight.shape[1], weight.shape[0])
+        with torch.no_grad():
+            self.linear.weight.copy_(weight)
+            self.linear.bias.copy_(bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(x.shape[0], -1)
+        return self.linear((flat - self.mean) / self.scale)
+
+
+def train_model(X: np.ndarray, y: np.ndarray, *, seed: int = 0, epochs: int = 40) -> bytes:
+    """TorchScript bytes of a softmax regression fitted full-batch (L-BFGS) on X (n, 64) in [0, 1]."""
+    torch.manual_seed(seed)
+    mean, std = X.mean(axis=0), X.std(axis=0)
+    scale = np.where(std > 0, std, 1.0)
+    Xt, yt = torch.tensor((X - mean) / scale, dtype=torch.float32), torch.tensor(y, dtype=torch.int64)
+    layer = torch.nn.Linear(X.shape[1], len(CLASSES))
+    opt = torch.optim.LBFGS(layer.parameters(), max_iter=epochs, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(layer(Xt), yt) + 1e-3 * (layer.weight**2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    module = _FlatSoftmax(torch.tensor(mean, dtype=torch.float32), torch.tensor(scale, dtype=torch.float32),
+                          layer.weight.detach(), layer.bias.detach())
+    buffer = io.BytesIO()
+    # Traced, not scripted: the graph is the same for any batch size and tracing takes a fraction of the time.
+    torch.jit.save(torch.jit.trace(module.eval(), torch.zeros(2, *SHAPE)), buffer)
+    return buffer.getvalue()
+
+
+@dataclass
+class ImageArrays:
+    """Everything numerical about the market; built once per process."""
+
+    images: np.ndarray  # (1797, 8, 8) uint8
+    labels: np.ndarray  # (1797,)
+    user_rows: np.ndarray  # indices left for users
+    models: dict[str, bytes] = field(default_factory=dict)
+    rkmes: dict[str, str] = field(default_factory=dict)
+
+
+@lru_cache(maxsize=1)
+def image_arrays() -> ImageArrays:
+    digits = load_digits()
+    images = np.round(digits.images * (255 / 16)).astype(np.uint8)
+    labels = digits.target.astype(np.int64)
+    perm = np.random.default_rng(11).permutation(images.shape[0])
+    half = images.shape[0] // 2
+    dev, users = np.sort(perm[:half])[:DEV_ROWS], np.sort(perm[half:])
+    arrays = ImageArrays(images, labels, users)
+    encoder = ConvImageEncoder(SEED)
+    for i, domain in enumerate(DOMAINS):
+        pixels = transform(images[dev], domain).astype(np.float32) / 255.0
+        arrays.models[domain] = train_model(pixels.reshape(len(dev), -1), labels[dev], seed=i)
+        E = encoder.encode(pixels).astype(np.float64)
+        arrays.rkmes[domain] = rkme_to_json(rkme_fit(E, RKME_K, GAMMA, random_state=i))
+    return arrays
+
+
+def package_zip(domain: str, arrays: ImageArrays) -> tuple[bytes, dict[str, Any]]:
+    """A learnware package (learnware.yaml + model.pt + rkme.json) for one domain."""
+    manifest = {
+        "name": f"digit-images-{domain}", "description": f"Digit classifier for {domain} 8x8 grey images", "kind": "model",
+        "modality": "image", "task": "classification", "input": {"shape": list(SHAPE)}, "output": {"classes": CLASSES},
+        "license": "MIT", "tags": ["digits", "images", domain], "artifact": {"path": "model.pt", "format": "torchscript"},
+        "specification": {"rkme": "rkme.json"},
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in (("learnware.yaml", yaml.safe_dump(manifest).encode()), ("model.pt", arrays.models[domain]),
+                           ("rkme.json", arrays.rkmes[domain].encode())):
+            zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
+    return buffer.getvalue(), manifest
+
+
+@dataclass
+class ImageMarket:
+    space: Any
+    learnwares: dict[str, Any]  # domain -> Learnware
+    versions: dict[str, Any]  # domain -> LearnwareVersion
+    arrays: ImageArrays
+
+
+def image_market_create(*, owner: Any, domains: tuple[str, ...] = DOMAINS) -> ImageMarket:
+    """Write one published learnware per domain in a fresh image space (unique key) and index them."""
+    from django.core.files.base import ContentFile
+
+    from marketplace.learnwares.choices import Kind, Modality, Task, VersionStatus
+    from marketplace.learnwares.models import FeatureSpace, Learnware, LearnwareVersion, Specification
+    from marketplace.search.services import index_add
+
+    arrays = image_arrays()
+    key = f"image-conv-{uuid.uuid4().hex[:8]}"
+    space = FeatureSpace.objects.create(
+        key=key, kind=Modality.IMAGE, schema={"encoder": "ConvImageEncoder", "seed": SEED, "side": 32}, dim=128,
+        gamma=GAMMA, standardization={}, encoder_id=f"conv-seed-{SEED}", sketch_seed=0, sketch_dim=SKETCH_DIM,
+    )
+    sketcher = RFFSketch(128, GAMMA, SKETCH_DIM, random_state=0)
+    learnwares, versions = {}, {}
+    for domain in domains:
+        content, manifest = package_zip(domain, arrays)
+        lw = Learnware.objects.create(
+            owner=owner, name=manifest["name"], slug=f"{manifest['name']}-{key}", description=manifest["description"],
+            kind=Kind.MODEL, modality=Modality.IMAGE, task=Task.CLASSIFICATION, feature_space=space, license="MIT",
+            tags=manifest["tags"],
+        )
+        version = LearnwareVersion(learnware=lw, number=1, manifest=manifest, artifact_sha256=hashlib.sha256(content).hexdigest(),
+                                   artifact_size=len(content), artifact_format="torchscript", status=VersionStatus.PUBLISHED)
+        version.package.save("package.zip", ContentFile(content), save=False)
+        version.save()
+        doc = json.loads(arrays.rkmes[domain])
+        Z, beta = np.asarray(doc["Z"]), np.asarray(doc["beta"])
+        spec = Specification.objects.create(
+            version=version, feature_space=space, rkme=doc, k=Z.shape[0], self_term=self_term(Z, beta, GAMMA),
+            sketch=sketcher.transform(Z, beta).astype(np.float32).tobytes(), computed_from="client",
+        )
+        index_add(specification=spec)
+        learnwares[domain], versions[domain] = lw, version
+    return ImageMarket(space, learnwares, versions, arrays)
+
+
+def image_task(domain: str, *, n: int = 60, n_labelled: int = 0, seed: int = 0) -> dict[str, Any]:
+    """uint8 images (n, 1, 8, 8) of one domain from the users' half, with a disjoint labelled sample."""
+    arrays = image_arrays()
+    rows = np.random.default_rng(seed).permutation(arrays.user_rows)[: n + n_labelled]
+    images, labels = transform(arrays.images[rows], domain), arrays.labels[rows]
+    return {"images": images[:n], "y": labels[:n], "images_l": images[n:], "y_l": labels[n:]}
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """One (1, H, W) or (3, H, W) uint8 image as PNG."""
+    from PIL import Image
+
+    pixels = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def image_names(n: int) -> list[str]:
+    """File names that sort in row order."""
+    return [f"img_{i:04d}.png" for i in range(n)]
+
+
+def images_zip(images: np.ndarray, labels: np.ndarray | None = None, *, extra: dict[str, bytes] | None = None,
+               label_column: str = "label") -> bytes:
+    """A zip of PNG files (rows in name order) and, with labels, ``labels.csv`` (file, label) in shuffled order."""
+    names = image_names(len(images))
+    files = {name: png_bytes(img) for name, img in zip(names, images, strict=True)}
+    if labels is not None:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["file", label_column])
+        for i in np.random.default_rng(0).permutation(len(names)):  # the mapping, not the order, must count
+            writer.writerow([names[i], str(labels[i])])
+        files["labels.csv"] = out.getvalue().encode()
+    files.update(extra or {})
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files.items():
+            zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
+    return buffer.getvalue()
+
+
+def images_npz(images: np.ndarray, labels: np.ndarray | None = None, **extra: np.ndarray) -> bytes:
+    arrays = {"images": images, **({"y": labels} if labels is not None else {}), **extra}
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
