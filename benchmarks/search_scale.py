@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/search_scale.py [--sizes 1000,10000,100000] [--anchor-sizes 1000,10000]
         [--queries 200] [--recall-queries 20] [--anchor-queries 5] [--store float16|int8] [--disk]
-        [--nprobe 32,64,128] [--k-prime 100,200] [--gather-only 1000000]
-        [--sketch-stage-only 1000000 --nlist 903]
+        [--nprobe auto,64,128] [--k-prime 100,200] [--gather-only 1000000]
+        [--sketch-stage-only 1000000 --nlist 903] [--probe-study 100000 --nlist 903,1788 --nprobe 32,64,128]
 
 Specs are synthetic but shaped like real ones: each of N data sets is a Gaussian mixture
 of 1-3 components drawn from 200 shared centres in d = 64, reduced to K = 100 points with
@@ -14,6 +14,10 @@ their seed (vectorised) for the exact scan, so memory stays that of the index; t
 and self-terms are cached under var/bench/search_scale (git-ignored), so a rerun skips them. The anchor
 (`learnware==0.4.0.post1`, in benchmarks/.venvs/learnware) scores every learnware with
 `RKMETableSpecification.dist` and sorts, as its statistical searcher does for one learnware.
+The build adds chunk by chunk as the market does, so the IVF regrows (flat -> IVF at 50k, retrained
+at ~200k and ~800k) and "build s" ends when the last background retrain is in. Columns: idx GiB
+(serialised FAISS), store GiB (the re-rank store, on disk with --disk), RSS (resident after the
+build) and peak (the process's maximum). nprobe/k' settings are measured interleaved, query by query.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from marketplace.search.index import IVF_NPROBE, SpaceIndex  # noqa: E402
+from marketplace.search import index as index_module  # noqa: E402
+from marketplace.search.index import SpaceIndex, ivf_nprobe  # noqa: E402
 from marketplace.search.rkme_store import READ_THREADS, DiskRerankStore  # noqa: E402
 from specs import RFFSketch, batch_self_terms, mmd_squared_batch  # noqa: E402
 
@@ -108,7 +113,14 @@ class Market:
 
 
 def rss_gib() -> float:
+    """Peak resident memory of this process so far (includes transients: chunk generation, IVF retrains)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def rss_now_gib() -> float:
+    """Resident memory now: after the build, what the space holds (index, store or its id map, caches)."""
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
 
 
 def build(market: Market, n: int, sketcher: RFFSketch, store: str, disk: bool) -> tuple[SpaceIndex, float]:
@@ -120,6 +132,9 @@ def build(market: Market, n: int, sketcher: RFFSketch, store: str, disk: bool) -
     for c in range(n // CHUNK):
         Zs, betas, sketches, st = market.derived(c, sketcher)
         index.add(np.arange(c * CHUNK, (c + 1) * CHUNK), sketches, list(Zs), list(betas), st)
+        if c % 100 == 99:
+            print(f"  built {(c + 1) * CHUNK} in {time.perf_counter() - start:.0f} s, lists {index.sketches.nlist}", flush=True)
+    index.sketches.wait_regrow()  # the IVF retrains in a thread as the space grows; the build ends with it
     return index, time.perf_counter() - start
 
 
@@ -144,16 +159,34 @@ def exact_top(market: Market, n: int, queries: list[tuple[np.ndarray, np.ndarray
     return top
 
 
-def measure(index: SpaceIndex, sketcher: RFFSketch, queries: list, exact: np.ndarray, k_prime: int) -> tuple[float, ...]:
-    """(p50 ms, p99 ms, top-1 agreement, recall@10) of the whole two-stage search."""
-    lat, tops = [], []
-    for Z, b in queries:
-        t = time.perf_counter()
-        tops.append(search(index, sketcher, Z, b, k_prime)[:10])
-        lat.append(1000 * (time.perf_counter() - t))
-    top1 = np.mean([tops[q][0] == exact[q][0] for q in range(len(exact))])
-    recall = np.mean([len(set(tops[q].tolist()) & set(exact[q].tolist())) / 10 for q in range(len(exact))])
-    return float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), float(top1), float(recall), tops, lat
+def measure(index: SpaceIndex, sketcher: RFFSketch, queries: list, exact: np.ndarray,
+            settings: list[tuple[int, int]]) -> list[tuple]:
+    """Per (nprobe, k') setting: (p50 ms, p99 ms, top-1 agreement, recall@10, tops, latencies).
+
+    Settings are interleaved query by query (each query runs under every setting in turn), so
+    load from other work on the shared machine falls on all of them alike; the order rotates
+    with the query, so the first search of a query (which reads its candidates' records from
+    disk, later ones mostly find them in the page cache) falls on each setting equally often.
+    """
+    ivf = None if index.sketches.is_flat() else faiss.extract_index_ivf(index.sketches.index)
+    lat = [[] for _ in settings]
+    tops = [[] for _ in settings]
+    for q, (Z, b) in enumerate(queries):
+        for j in range(len(settings)):
+            i = (q + j) % len(settings)
+            nprobe, k_prime = settings[i]
+            if ivf is not None:
+                ivf.nprobe = nprobe
+            t = time.perf_counter()
+            tops[i].append(search(index, sketcher, Z, b, k_prime)[:10])
+            lat[i].append(1000 * (time.perf_counter() - t))
+    out = []
+    for i in range(len(settings)):
+        top1 = np.mean([tops[i][q][0] == exact[q][0] for q in range(len(exact))])
+        recall = np.mean([len(set(tops[i][q].tolist()) & set(exact[q].tolist())) / 10 for q in range(len(exact))])
+        out.append((float(np.percentile(lat[i], 50)), float(np.percentile(lat[i], 99)), float(top1), float(recall),
+                    tops[i], lat[i]))
+    return out
 
 
 def anchor(market: Market, n: int, queries: list[tuple[np.ndarray, np.ndarray]], tmp: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -227,6 +260,59 @@ def sketch_stage_only(n: int, nlist: int, nprobes: list[int], k_prime: int, quer
         print(f"{nprobe:>6} {np.percentile(lat, 50):>7.2f} {np.percentile(lat, 99):>7.2f}", flush=True)
 
 
+def probe_study(n: int, nlists: list[int], nprobes: list[int], k_prime: int, queries: int) -> None:
+    """Recall of the sketch stage alone vs (nlist, nprobe) at ``n`` specs, over many queries.
+
+    The reference top-10 of each query is the float16 store's exact MMD re-rank of the flat
+    sketch top-1000 (the flat stage rarely ranks an exact top-10 spec beyond 100, and the store's
+    rounding left top-1/R@10 at 1.00 against the float64 scan at 10k), so hundreds of queries
+    cost seconds instead of an hour of float64 scans. Reported: the share of the reference
+    top-10 inside the IVF's top-k' (the two-stage search's R@10, as the re-rank then orders
+    them exactly) and the sketch stage's latency.
+    """
+    market, sketcher = Market(), RFFSketch(D_FEAT, GAMMA, D_SKETCH, random_state=0)
+    index = SpaceIndex(D_FEAT, D_SKETCH, GAMMA)
+    index_module.FLAT_MAX = 10**9  # keep the flat index: it is the reference's first stage
+    start = time.perf_counter()
+    vectors = np.empty((n, D_SKETCH), dtype=np.float32)
+    for c in range(n // CHUNK):
+        Zs, betas, sketches, st = market.derived(c, sketcher)
+        index.add(np.arange(c * CHUNK, (c + 1) * CHUNK), sketches, list(Zs), list(betas), st)
+        vectors[c * CHUNK : (c + 1) * CHUNK] = sketches
+    rng = np.random.default_rng(5)
+    qs = [market.query(rng, n) for _ in range(queries)]
+    qv = np.stack([sketcher.transform(Z, b) for Z, b in qs]).astype(np.float32)
+    ref = []
+    for (Z, b), v in zip(qs, qv, strict=True):
+        ids, dist = index.candidates(v[None], 1000)
+        ref.append(set(index.rerank(Z, b, ids, dist).ids[:10].tolist()))
+    flat_hit = np.mean([len(set(index.candidates(v[None], k_prime)[0].tolist()) & r) / 10 for v, r in zip(qv, ref, strict=True)])
+    print(f"probe study: N={n}, {queries} queries, reference = float16 re-rank of the flat top-1000 "
+          f"(built in {time.perf_counter() - start:.0f} s); flat top-{k_prime} holds {flat_hit:.3f} of it")
+    print(f"{'nlist':>6} {'train s':>8} {'nprobe':>6} {'frac':>6} {'R@10':>6} {'p50 ms':>7} {'p99 ms':>7}")
+    ids = np.arange(n, dtype=np.int64)
+    for nlist in nlists:
+        ivf = faiss.index_factory(D_SKETCH, f"IVF{nlist},SQ8")
+        t = time.perf_counter()
+        train = vectors[np.sort(rng.choice(n, min(n, index_module.IVF_TRAIN_PER_LIST * nlist), replace=False))]
+        ivf.train(train)
+        ivf.add_with_ids(vectors, ids)
+        train_s = time.perf_counter() - t
+        for nprobe in nprobes:
+            if nprobe > nlist:
+                continue
+            faiss.extract_index_ivf(ivf).nprobe = nprobe
+            lat, hit = [], []
+            for v, r in zip(qv, ref, strict=True):
+                t = time.perf_counter()
+                _, got = ivf.search(v[None], k_prime)
+                lat.append(1000 * (time.perf_counter() - t))
+                hit.append(len(set(got[0].tolist()) & r) / 10)
+            print(f"{nlist:>6} {train_s:>8.1f} {nprobe:>6} {nprobe / nlist:>6.3f} {np.mean(hit):>6.3f} "
+                  f"{np.percentile(lat, 50):>7.2f} {np.percentile(lat, 99):>7.2f}", flush=True)
+        del ivf
+
+
 def _ints(text: str) -> list[int]:
     return [int(s) for s in text.split(",") if s]
 
@@ -240,15 +326,21 @@ def main() -> None:
     parser.add_argument("--anchor-queries", type=int, default=5)
     parser.add_argument("--store", default="float16", choices=["float16", "int8"])
     parser.add_argument("--disk", action="store_true", help="re-rank store on local disk (pread), not in RAM")
-    parser.add_argument("--nprobe", default=str(IVF_NPROBE), help="comma list, IVF only (each row one setting)")
+    parser.add_argument("--nprobe", default="auto", help="comma list, IVF only (each row one setting); auto = ivf_nprobe(nlist)")
     parser.add_argument("--k-prime", default="100", help="comma list of candidates re-ranked exactly")
     parser.add_argument("--gather-only", type=int, default=0, help="N: time only the disk store's reads at N records")
     parser.add_argument("--sketch-stage-only", type=int, default=0, help="N: time only FAISS at N sketches")
-    parser.add_argument("--nlist", type=int, default=903, help="lists of --sketch-stage-only's IVF")
+    parser.add_argument("--nlist", default="903", help="lists of --sketch-stage-only's IVF (comma list for --probe-study)")
+    parser.add_argument("--probe-study", type=int, default=0, help="N: recall of the sketch stage vs nlist x nprobe")
     args = parser.parse_args()
     faiss.omp_set_num_threads(1)
+    if args.probe_study:
+        probe_study(args.probe_study, _ints(args.nlist), _ints(args.nprobe), _ints(args.k_prime)[0], args.queries)
+        return
     if args.sketch_stage_only:
-        sketch_stage_only(args.sketch_stage_only, args.nlist, _ints(args.nprobe), _ints(args.k_prime)[0], args.queries)
+        nlist = _ints(args.nlist)[0]
+        probes = [ivf_nprobe(nlist) if p == "auto" else int(p) for p in args.nprobe.split(",") if p]
+        sketch_stage_only(args.sketch_stage_only, nlist, probes, _ints(args.k_prime)[0], args.queries)
         return
     if args.gather_only:
         gather_only(args.gather_only, _ints(args.k_prime), args.queries, args.store)
@@ -257,27 +349,29 @@ def main() -> None:
     anchor_sizes = set(_ints(args.anchor_sizes))
     print(f"d={D_FEAT} K={K} D={D_SKETCH} store={args.store}{' on disk' if args.disk else ' in RAM'} threads=1; "
           f"latency over {args.queries} queries, recall over {args.recall_queries}")
-    head = (f"{'N':>9} {'index':>12} {'nprobe':>6} {'k':>4} {'build s':>8} {'mem GiB':>8} {'RSS GiB':>8} "
-            f"{'p50 ms':>7} {'p99 ms':>7} {'top1':>5} {'R@10':>5}")
+    head = (f"{'N':>9} {'index':>13} {'nprobe':>6} {'k':>4} {'build s':>8} {'idx GiB':>8} {'store GiB':>9} "
+            f"{'RSS GiB':>8} {'peak GiB':>8} {'p50 ms':>7} {'p99 ms':>7} {'top1':>5} {'R@10':>5}")
     rows, anchor_rows = [head], []
     with tempfile.TemporaryDirectory() as tmpdir:
         for n in _ints(args.sizes):
             index, build_s = build(market, n, sketcher, args.store, args.disk)
             flat = index.sketches.is_flat()
             kind = "Flat" if flat else f"IVF{faiss.extract_index_ivf(index.sketches.index).nlist},SQ8"
-            ram_store = 0 if index.store.on_disk else index.store.nbytes()
-            mem = (ram_store + len(index.sketches.to_bytes())) / 2**30
+            idx_gib = len(index.sketches.to_bytes()) / 2**30
+            store_gib = index.store.nbytes() / 2**30  # on disk with --disk, else in RAM
+            rss_now = rss_now_gib()
             rng = np.random.default_rng(1)
             queries = [market.query(rng, n) for _ in range(args.queries)]
             exact = exact_top(market, n, queries[: args.recall_queries], sketcher)
-            for nprobe in [0] if flat else _ints(args.nprobe):
-                if not flat:
-                    faiss.extract_index_ivf(index.sketches.index).nprobe = nprobe
-                for k_prime in _ints(args.k_prime):
-                    p50, p99, top1, recall, tops, lat = measure(index, sketcher, queries, exact, k_prime)
-                    rows.append(f"{n:>9} {kind:>12} {nprobe or '-':>6} {k_prime:>4} {build_s:>8.1f} {mem:>8.2f} "
-                                f"{rss_gib():>8.2f} {p50:>7.2f} {p99:>7.2f} {top1:>5.2f} {recall:>5.2f}")
-                    print(rows[-1], flush=True)
+            probes = [ivf_nprobe(index.sketches.nlist) if p == "auto" else int(p) for p in args.nprobe.split(",") if p]
+            settings = [(nprobe, k_prime) for nprobe in ([0] if flat else probes) for k_prime in _ints(args.k_prime)]
+            results = measure(index, sketcher, queries, exact, settings)
+            tops, lat = results[-1][4:6]  # the last setting's, for the anchor comparison
+            for (nprobe, k_prime), (p50, p99, top1, recall, *_) in zip(settings, results, strict=True):
+                rows.append(f"{n:>9} {kind:>13} {nprobe or '-':>6} {k_prime:>4} {build_s:>8.1f} {idx_gib:>8.2f} "
+                            f"{store_gib:>9.2f} {rss_now:>8.2f} {rss_gib():>8.2f} {p50:>7.2f} {p99:>7.2f} "
+                            f"{top1:>5.2f} {recall:>5.2f}")
+                print(rows[-1], flush=True)
             if n in anchor_sizes:
                 aq = queries[: args.anchor_queries]
                 a_top, a_sec = anchor(market, n, aq, Path(tmpdir))

@@ -14,19 +14,49 @@ unit-norm card embeddings for cosine search. Both serialise to bytes without pic
 
 from __future__ import annotations
 
+import io
+import logging
+import os
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import faiss
 import numpy as np
 
-from marketplace.search.rkme_store import DiskRerankStore
-from specs import arrays_to_bytes, bytes_to_arrays, self_term
+from marketplace.search.rkme_store import DiskRerankStore, record_dtype
+from marketplace.search.snapshot import ArrayReader, Column, write_arrays
+from specs import self_term
+from specs.exceptions import SerializationError
+
+logger = logging.getLogger(__name__)
 
 FLAT_MAX = 50_000  # below this a flat scan of D=512 sketches takes <= ~10 ms on 2 cores
-IVF_NPROBE = 128  # recall@10 0.94 at 32, 0.96 at 64, 0.98 at 128 (100k, IVF903,SQ8; docs/search.md)
+IVF_REGROW = 2.0  # retrain the IVF once the nlist its size asks for reaches 2x the trained one
+IVF_TRAIN_PER_LIST = 64  # k-means sample per list (FAISS wants >= 39); 256 took ~4x longer to train
+# nprobe = 128 * (nlist / 903) ** 0.25 (docs/search.md, "IVF regrowth"): at 100k specs recall@10 reached
+# 0.98 at nprobe ~128 with 903 lists and ~160 with 2,564 (needed probes grow ~nlist^0.2, not with
+# nlist: a fixed fraction would scan 14 % of 1M codes); at 1M, 3,613 lists, 64-384 probes all gave 0.99.
+IVF_NPROBE_BASE, IVF_NLIST_BASE, IVF_NPROBE_EXPONENT = 128, 903, 0.25
+IVF_NPROBE_MIN = 32  # never fewer (small spaces with few lists probe them all anyway)
+REGROW_IN_BACKGROUND = True  # False: retrain inside add (tests, benchmarks that time the build)
 FORMAT = "lwm-search-index"
-VERSION = 1
+VERSION = 2  # 2: a space's store as one array of fixed-size records (streamed); 1: one array per column
+SNAPSHOT_ROWS = 4096  # store records per streamed chunk (~56 MB at K = 100, d = 64, float16)
+
+
+def ivf_nlist(n: int) -> int:
+    """Lists for ``n`` vectors: ~4 sqrt(n), with >= 39 training points per list."""
+    return max(1, int(min(4 * np.sqrt(n), n // 39)))
+
+
+def ivf_nprobe(nlist: int) -> int:
+    """Lists probed per query for an IVF of ``nlist`` lists (the rule measured in docs/search.md):
+    903 -> 128, 1,806 -> 153, 3,613 -> 182, 7,226 -> 216; all of them below ``IVF_NPROBE_MIN``."""
+    wanted = np.ceil(IVF_NPROBE_BASE * (max(nlist, 1) / IVF_NLIST_BASE) ** IVF_NPROBE_EXPONENT)
+    return int(min(nlist, max(IVF_NPROBE_MIN, wanted)))
 
 
 def _empty_flat(dim: int, metric: int = faiss.METRIC_L2) -> faiss.Index:
@@ -37,66 +67,174 @@ def _empty_flat(dim: int, metric: int = faiss.METRIC_L2) -> faiss.Index:
 def _ivf(vectors: np.ndarray, ids: np.ndarray, metric: int = faiss.METRIC_L2) -> faiss.Index:
     """IVF with 8-bit scalar quantisation, trained on (a sample of) the vectors."""
     n, dim = vectors.shape
-    nlist = int(min(4 * np.sqrt(n), n // 39))  # FAISS wants >= 39 training points per list
+    nlist = ivf_nlist(n)
     index = faiss.index_factory(dim, f"IVF{nlist},SQ8", metric)
     rng = np.random.default_rng(0)
-    train = vectors if n <= 256 * nlist else vectors[rng.choice(n, 256 * nlist, replace=False)]
+    size = IVF_TRAIN_PER_LIST * nlist
+    train = vectors if n <= size else vectors[np.sort(rng.choice(n, size, replace=False))]
     index.train(np.ascontiguousarray(train))
     index.add_with_ids(vectors, ids)
-    faiss.extract_index_ivf(index).nprobe = IVF_NPROBE
+    faiss.extract_index_ivf(index).nprobe = ivf_nprobe(nlist)
     return index
 
 
+def _contents(index: faiss.Index, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """(vectors (n, dim) float32, ids (n,)) held by a flat or IVF index; IVF codes are decoded."""
+    if isinstance(index, faiss.IndexIDMap2):
+        flat = faiss.downcast_index(index.index)
+        vectors = faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * dim).reshape(-1, dim).copy()
+        return vectors, faiss.vector_to_array(index.id_map).astype(np.int64)
+    ivf = faiss.extract_index_ivf(index)
+    prefix = ivf.coarse_code_size()  # sa_decode wants each code led by its list number
+    codes, ids = [], []
+    for lst in range(ivf.nlist):
+        size = ivf.invlists.list_size(lst)
+        if not size:
+            continue
+        ids.append(faiss.rev_swig_ptr(ivf.invlists.get_ids(lst), size).copy())
+        raw = faiss.rev_swig_ptr(ivf.invlists.get_codes(lst), size * ivf.code_size).reshape(size, -1)
+        head = np.frombuffer(int(lst).to_bytes(prefix, "little"), dtype=np.uint8)
+        codes.append(np.hstack([np.broadcast_to(head, (size, prefix)), raw]))
+    if not ids:
+        return np.empty((0, dim), dtype=np.float32), np.empty(0, dtype=np.int64)
+    return index.sa_decode(np.vstack(codes)), np.concatenate(ids).astype(np.int64)
+
+
+def _nlist(index: faiss.Index) -> int:
+    return 0 if isinstance(index, faiss.IndexIDMap2) else int(faiss.extract_index_ivf(index).nlist)
+
+
+class _Regrow:
+    """A retrain in flight: the changes made to the live index meanwhile, replayed on the new one."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()  # a forked child inherits this object but not the thread
+        self.journal: list[tuple[str, np.ndarray, np.ndarray | None]] = []
+        self.done = threading.Event()
+
+
 class _VectorIndex:
-    """FAISS vectors keyed by int64 id; flat until FLAT_MAX, then IVF,SQ8 (rebuilt once)."""
+    """FAISS vectors keyed by int64 id: flat until FLAT_MAX, then IVF,SQ8 that regrows with N.
+
+    The IVF is retrained with ``ivf_nlist(N)`` lists whenever that reaches ``IVF_REGROW``
+    times the trained count (50k -> ~900 lists, 200k -> ~1800, 800k -> ~3600), from the
+    vectors it holds (decoded from SQ8; the raw sketches are not kept). The retrain runs in
+    a thread on a copy: searches and changes keep using the live index, changes are also
+    journalled, and the new index replays the journal and replaces the live one under the
+    lock, so the only wait is that replay.
+    """
 
     def __init__(self, dim: int, metric: int = faiss.METRIC_L2) -> None:
         self.dim, self.metric = dim, metric
         self.index: faiss.Index = _empty_flat(dim, metric)
-        self._pending: dict[int, np.ndarray] = {}
+        self._lock = threading.RLock()  # FAISS adds/removes vs. searches vs. the swap
+        self._regrow: _Regrow | None = None
 
     @property
     def ntotal(self) -> int:
         return int(self.index.ntotal)
 
+    @property
+    def nlist(self) -> int:
+        """Lists of the live IVF (0 while flat)."""
+        return _nlist(self.index)
+
     def is_flat(self) -> bool:
         return isinstance(self.index, faiss.IndexIDMap2)
+
+    def wants_regrow(self) -> bool:
+        n = self.ntotal
+        if self.is_flat():
+            return n > FLAT_MAX
+        return ivf_nlist(n) >= IVF_REGROW * self.nlist
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         ids = np.ascontiguousarray(ids, dtype=np.int64)
-        self.index.add_with_ids(vectors, ids)
-        if self.is_flat() and self.index.ntotal > FLAT_MAX:
-            self._to_ivf()
-
-    def _to_ivf(self) -> None:
-        flat = faiss.downcast_index(self.index.index)
-        vectors = faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * self.dim).reshape(-1, self.dim).copy()
-        ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
-        self.index = _ivf(vectors, ids, self.metric)
+        with self._lock:
+            self.index.add_with_ids(vectors, ids)
+            self._journal("add", ids, vectors)
+        self._maybe_regrow()
 
     def remove(self, ids: np.ndarray) -> int:
-        return int(self.index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64)))
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        with self._lock:
+            removed = int(self.index.remove_ids(ids))
+            self._journal("remove", ids, None)
+        return removed
+
+    def _journal(self, op: str, ids: np.ndarray, vectors: np.ndarray | None) -> None:
+        if self._regrow is not None and self._regrow.pid == os.getpid():
+            self._regrow.journal.append((op, ids, vectors))
+
+    def _maybe_regrow(self) -> None:
+        with self._lock:
+            if self._regrow is not None and self._regrow.pid != os.getpid():
+                self._regrow = None  # forked mid-retrain: that thread lives only in the parent
+            if self._regrow is not None or not self.wants_regrow():
+                return
+            vectors, ids = _contents(self.index, self.dim)
+            self._regrow = job = _Regrow()
+        if REGROW_IN_BACKGROUND:
+            threading.Thread(target=self._retrain, args=(job, vectors, ids), name="ivf-regrow", daemon=True).start()
+        else:
+            self._retrain(job, vectors, ids)
+
+    def _retrain(self, job: _Regrow, vectors: np.ndarray, ids: np.ndarray) -> None:
+        try:
+            new = _ivf(vectors, ids, self.metric)
+            del vectors
+            with self._lock:
+                for op, op_ids, op_vectors in job.journal:
+                    if op == "add":
+                        new.add_with_ids(op_vectors, op_ids)
+                    else:
+                        new.remove_ids(op_ids)
+                self.index = new
+        except Exception:  # keep serving from the old index; the next add tries again
+            logger.exception("IVF retrain of %d vectors failed", len(ids))
+        finally:
+            with self._lock:
+                if self._regrow is job:
+                    self._regrow = None
+            job.done.set()
+
+    def wait_regrow(self, timeout: float | None = None) -> bool:
+        """Block until no retrain is in flight (True) or ``timeout`` passes (False)."""
+        job = self._regrow
+        return job is None or job.done.wait(timeout)
 
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
-        k = max(1, min(k, self.ntotal))
-        params = None
-        if allowed is not None:
-            selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
-            params = faiss.SearchParametersIVF(sel=selector, nprobe=IVF_NPROBE) if not self.is_flat() else faiss.SearchParameters(sel=selector)
-        dist, ids = self.index.search(queries, k, params=params)
+        with self._lock:
+            index = self.index
+            k = max(1, min(k, int(index.ntotal)))
+            params = None
+            if allowed is not None:
+                selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+                if isinstance(index, faiss.IndexIDMap2):
+                    params = faiss.SearchParameters(sel=selector)
+                else:
+                    params = faiss.SearchParametersIVF(sel=selector, nprobe=faiss.extract_index_ivf(index).nprobe)
+            dist, ids = index.search(queries, k, params=params)
         return dist, ids
 
     def to_bytes(self) -> bytes:
-        return faiss.serialize_index(self.index).tobytes()
+        return self.to_array().tobytes()
+
+    def to_array(self) -> np.ndarray:
+        """The serialised FAISS index as a uint8 array (what snapshots store)."""
+        with self._lock:
+            return faiss.serialize_index(self.index)
 
     @classmethod
-    def from_bytes(cls, data: bytes, dim: int, metric: int) -> _VectorIndex:
+    def from_bytes(cls, data: bytes | np.ndarray, dim: int, metric: int) -> _VectorIndex:
         obj = cls(dim, metric)
-        obj.index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+        raw = data if isinstance(data, np.ndarray) else np.frombuffer(data, dtype=np.uint8)
+        obj.index = faiss.deserialize_index(np.ascontiguousarray(raw, dtype=np.uint8))
         if not obj.is_flat():
-            faiss.extract_index_ivf(obj.index).nprobe = IVF_NPROBE
+            faiss.extract_index_ivf(obj.index).nprobe = ivf_nprobe(obj.nlist)
+        obj._maybe_regrow()  # a snapshot written before the space grew past its lists
         return obj
 
 
@@ -184,6 +322,35 @@ class RerankStore:
     def arrays(self) -> dict[str, np.ndarray]:
         names = ("ids", "Z", "lo", "scale", "beta", "st")
         return {name: getattr(self, name)[: self.n] for name in names}
+
+    def iter_records(self, rows: int = SNAPSHOT_ROWS) -> Iterator[np.ndarray]:
+        """Rows as ``rkme_store.record_dtype`` records, ``rows`` at a time (the disk store's layout)."""
+        rec = record_dtype(self.d, self.K, self.dtype)
+        for lo in range(0, self.n, rows):
+            hi = min(lo + rows, self.n)
+            out = np.empty(hi - lo, dtype=rec)
+            for name in ("ids", "st", "beta", "lo", "scale", "Z"):
+                out[name] = getattr(self, name)[lo:hi]
+            yield out
+
+    @classmethod
+    def from_records(cls, d: int, dtype: str, K: int, n: int, chunks: Iterable[np.ndarray]) -> RerankStore:
+        """A store of ``n`` rows filled from record chunks in row order (a streamed snapshot)."""
+        store = cls(d, dtype, capacity=max(n, 1))
+        store._alloc(max(n, 1), max(K, 1))
+        rec = record_dtype(d, max(K, 1), dtype)
+        for part in chunks:
+            part = np.ascontiguousarray(part).view(rec).reshape(-1)
+            lo, hi = store.n, store.n + len(part)
+            if hi > n:
+                raise ValueError(f"snapshot holds more than the {n} re-rank records its header declares")
+            for name in ("ids", "st", "beta", "lo", "scale", "Z"):
+                getattr(store, name)[lo:hi] = part[name]
+            store.n = hi
+        store.row = {int(i): r for r, i in enumerate(store.ids[: store.n].tolist())}
+        if store.n != n or len(store.row) != n:
+            raise ValueError(f"snapshot re-rank records: {store.n} read, {len(store.row)} distinct ids, {n} declared")
+        return store
 
     @classmethod
     def from_arrays(cls, d: int, dtype: str, arrays: dict[str, np.ndarray]) -> RerankStore:
@@ -295,28 +462,65 @@ class SpaceIndex:
         order = np.argsort(mmd2, kind="stable")
         return Hits(ids[order], mmd2[order], sketch_distance[order])
 
-    def to_bytes(self) -> bytes:
+    def write_snapshot(self, fh: BinaryIO) -> int:
+        """Stream this index to ``fh`` (returns the bytes written); memory beyond the index's own
+        is one chunk of ``SNAPSHOT_ROWS`` store records plus the serialised FAISS index.
+
+        Layout (``snapshot.write_arrays``, safetensors): header {format, version 2, kind "space",
+        d, D, gamma, dtype, generation, K, n}; arrays ``faiss`` (uint8) and ``store.records``
+        (uint8, (n, record size)): ``rkme_store.record_dtype(d, K, dtype)`` records in row order.
+        """
         header = {"format": FORMAT, "version": VERSION, "kind": "space", "d": self.d, "D": self.D,
-                  "gamma": self.gamma, "dtype": self.store.dtype, "generation": self.generation}
-        arrays = {f"store.{k}": v for k, v in self.store.arrays().items()}
-        arrays["faiss"] = np.frombuffer(self.sketches.to_bytes(), dtype=np.uint8)
-        return arrays_to_bytes(header, arrays)
+                  "gamma": self.gamma, "dtype": self.store.dtype, "generation": self.generation,
+                  "K": int(self.store.K), "n": len(self.store)}
+        size = record_dtype(self.d, self.store.K, self.store.dtype).itemsize
+        records = Column(np.dtype(np.uint8), (len(self.store), size),
+                         lambda: (r.view(np.uint8).reshape(len(r), size) for r in self.store.iter_records(SNAPSHOT_ROWS)))
+        return write_arrays(fh, header, {"faiss": Column.of(self.sketches.to_array()), "store.records": records})
+
+    @classmethod
+    def read_snapshot(cls, fh: BinaryIO, store_dir: str | Path | None = None, disk_min: int = 0) -> SpaceIndex:
+        """Load a snapshot stream (v2, or v1's column arrays) into a RAM store, or straight onto
+        disk when ``store_dir`` is given and it holds at least ``disk_min`` specs."""
+        reader = ArrayReader(fh)
+        header = reader.header
+        version = _check_header(header, "space")
+        obj = cls(header["d"], header["D"], header["gamma"], header["dtype"])
+        obj.store_dir, obj.disk_min = store_dir, disk_min
+        faiss_bytes = reader.read("faiss")
+        if version == 1:
+            columns = {name[6:]: reader.read(name) for name in reader.names if name.startswith("store.")}
+            n = len(columns["ids"])
+            to_disk = store_dir is not None and n >= disk_min
+            obj.store = (DiskRerankStore.from_arrays(header["d"], header["dtype"], columns, store_dir) if to_disk
+                         else RerankStore.from_arrays(header["d"], header["dtype"], columns))
+        else:
+            d, dtype, K, n = header["d"], header["dtype"], int(header["K"]), int(header["n"])
+            size = record_dtype(d, K, dtype).itemsize
+            if reader.shape("store.records") != (n, size):
+                raise SerializationError(f"array 'store.records' has shape {list(reader.shape('store.records'))}, "
+                                         f"expected [{n}, {size}] from the header's n, K, d and dtype")
+            chunks = reader.chunks("store.records", SNAPSHOT_ROWS)
+            if store_dir is not None and n >= disk_min:
+                obj.store = DiskRerankStore.from_records(d, dtype, K, chunks, store_dir)
+            else:
+                obj.store = RerankStore.from_records(d, dtype, K, n, chunks)
+        reader.finish()
+        obj.sketches = _VectorIndex.from_bytes(faiss_bytes, header["D"], faiss.METRIC_L2)
+        if obj.sketches.ntotal != len(obj.store):
+            raise SerializationError(f"snapshot holds {obj.sketches.ntotal} sketches but {len(obj.store)} re-rank records")
+        obj.generation = int(header["generation"])
+        return obj
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        self.write_snapshot(buf)
+        return buf.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes, store_dir: str | Path | None = None, disk_min: int = 0) -> SpaceIndex:
         """Load a snapshot (the same bytes whichever store wrote it) into a RAM or disk store."""
-        header, arrays = bytes_to_arrays(data)
-        _check_header(header, "space")
-        obj = cls(header["d"], header["D"], header["gamma"], header["dtype"])
-        obj.store_dir, obj.disk_min = store_dir, disk_min
-        obj.sketches = _VectorIndex.from_bytes(arrays["faiss"].tobytes(), header["D"], faiss.METRIC_L2)
-        columns = {k[6:]: v for k, v in arrays.items() if k.startswith("store.")}
-        if store_dir is not None and len(columns["ids"]) >= disk_min:
-            obj.store = DiskRerankStore.from_arrays(header["d"], header["dtype"], columns, store_dir)
-        else:
-            obj.store = RerankStore.from_arrays(header["d"], header["dtype"], columns)
-        obj.generation = int(header["generation"])
-        return obj
+        return cls.read_snapshot(io.BytesIO(data), store_dir, disk_min)
 
 
 class TextIndex:
@@ -355,22 +559,35 @@ class TextIndex:
         keep = ids[0] >= 0
         return ids[0][keep], sim[0][keep].astype(np.float64)
 
-    def to_bytes(self) -> bytes:
+    def write_snapshot(self, fh: BinaryIO) -> int:
         header = {"format": FORMAT, "version": VERSION, "kind": "text", "dim": self.dim, "generation": self.generation}
-        arrays = {"faiss": np.frombuffer(self.vectors.to_bytes(), dtype=np.uint8), "ids": np.array(sorted(self.ids), dtype=np.int64)}
-        return arrays_to_bytes(header, arrays)
+        arrays = {"faiss": self.vectors.to_array(), "ids": np.array(sorted(self.ids), dtype=np.int64)}
+        return write_arrays(fh, header, {name: Column.of(a) for name, a in arrays.items()})
+
+    @classmethod
+    def read_snapshot(cls, fh: BinaryIO) -> TextIndex:
+        reader = ArrayReader(fh)
+        _check_header(reader.header, "text")
+        arrays = {name: reader.read(name) for name in reader.names}
+        reader.finish()
+        obj = cls(reader.header["dim"])
+        obj.vectors = _VectorIndex.from_bytes(arrays["faiss"], reader.header["dim"], faiss.METRIC_INNER_PRODUCT)
+        obj.ids = set(arrays["ids"].tolist())
+        obj.generation = int(reader.header["generation"])
+        return obj
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        self.write_snapshot(buf)
+        return buf.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> TextIndex:
-        header, arrays = bytes_to_arrays(data)
-        _check_header(header, "text")
-        obj = cls(header["dim"])
-        obj.vectors = _VectorIndex.from_bytes(arrays["faiss"].tobytes(), header["dim"], faiss.METRIC_INNER_PRODUCT)
-        obj.ids = set(arrays["ids"].tolist())
-        obj.generation = int(header["generation"])
-        return obj
+        return cls.read_snapshot(io.BytesIO(data))
 
 
-def _check_header(header: dict, kind: str) -> None:
-    if header.get("format") != FORMAT or header.get("version") != VERSION or header.get("kind") != kind:
-        raise ValueError(f"snapshot header is not a {FORMAT} v{VERSION} {kind} index: {header!r}")
+def _check_header(header: dict, kind: str) -> int:
+    """The snapshot's format version (1 or 2: both are read); raises on anything else."""
+    if header.get("format") != FORMAT or header.get("version") not in (1, VERSION) or header.get("kind") != kind:
+        raise SerializationError(f"snapshot header is not a {FORMAT} v1/v{VERSION} {kind} index: {header!r}")
+    return int(header["version"])

@@ -2,7 +2,8 @@
 
 The database is the source of truth; FAISS indexes are derived. Every add or remove
 bumps its index's ``generation`` and records which version it touched, so a process
-holding generation g catches up by re-reading the versions touched after g.
+holding generation g catches up by re-reading the versions touched after g. Rows older
+than the latest snapshot (less a window) are pruned; ``pruned_generation`` says how far.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ class IndexState(models.Model):
     rebuilt_generation = models.BigIntegerField(default=0)
     snapshot_name = models.CharField(max_length=300, blank=True)
     snapshot_generation = models.BigIntegerField(default=0)
+    # IndexChange rows up to this generation are deleted: a process older than it reloads the snapshot.
+    pruned_generation = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -204,6 +205,36 @@ class DiskRerankStore:
         with self._io:
             recs = self._read(np.arange(self.n)) if self.n else np.empty(0, dtype=self._rec)
         return {name: np.ascontiguousarray(recs[name]) for name in ("ids", "Z", "lo", "scale", "beta", "st")}
+
+    def iter_records(self, rows: int = 4096) -> Iterator[np.ndarray]:
+        """Every record in slot order, ``rows`` at a time (one ``pread`` each; for streamed snapshots).
+
+        The caller keeps the store unchanged meanwhile (``store.py`` holds its lock).
+        """
+        size = self._rec.itemsize
+        for lo in range(0, self.n, rows):
+            buf = np.empty(min(rows, self.n - lo), dtype=self._rec)
+            view, got = memoryview(buf.view(np.uint8).reshape(-1)), 0
+            while got < buf.nbytes:
+                done = os.preadv(self.fd, [view[got:]], lo * size + got)
+                if done <= 0:
+                    raise OSError(f"re-rank store file ends at record {lo + got // size} of {self.n}")
+                got += done
+            yield buf
+
+    @classmethod
+    def from_records(cls, d: int, dtype: str, K: int, chunks: Iterable[np.ndarray], directory: str | Path = ".") -> DiskRerankStore:
+        """A store filled from ``record_dtype(d, K, dtype)`` chunks in slot order (a streamed snapshot)."""
+        store = cls(d, dtype, directory, K=K)
+        for part in chunks:
+            part = np.ascontiguousarray(part).view(store._rec).reshape(-1)
+            store._write(store.n, part)
+            store.row.update(zip(part["ids"].tolist(), range(store.n, store.n + len(part)), strict=True))
+            store.n += len(part)
+        if len(store.row) != store.n:
+            store.close()
+            raise ValueError(f"re-rank records repeat ids: {store.n} records, {len(store.row)} distinct ids")
+        return store
 
     @classmethod
     def from_arrays(cls, d: int, dtype: str, arrays: dict[str, np.ndarray], directory: str | Path = ".",

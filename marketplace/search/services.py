@@ -3,18 +3,21 @@
 The database is the source of truth. ``index_add``/``index_remove`` record the change
 (generation counter + change row, in one transaction, under a row lock on the index's
 state) so concurrent publishers serialise on the counter and none is lost; every
-process applies the change the next time it searches (``store.get_index``).
+process applies the change the next time it searches (``store.get_index``). Snapshots
+are streamed to storage; writing one prunes the change rows it makes unneeded.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from django.conf import settings
-from django.core.files.base import ContentFile
+from django.core.files.base import ContentFile, File
 from django.core.files.storage import storages
 from django.db import transaction
 
@@ -26,7 +29,10 @@ from marketplace.search.models import TEXT_INDEX_KEY, IndexChange, IndexState
 
 logger = logging.getLogger(__name__)
 
-SNAPSHOT_EVERY = getattr(settings, "LWM_INDEX_SNAPSHOT_EVERY", 1000)
+SNAPSHOT_EVERY = settings.LWM_INDEX_SNAPSHOT_EVERY
+# Change rows kept before the latest snapshot, so a process a little behind catches up instead
+# of reloading the snapshot (a 1M-spec snapshot is ~13 GiB to stream).
+CHANGES_KEPT = settings.LWM_INDEX_CHANGES_KEPT
 
 
 def _record_change(*, key: str, version_id: int) -> int:
@@ -97,10 +103,41 @@ def _snapshot_name(key: str, generation: int) -> str:
     return f"search/snapshots/{safe}/{generation:012d}-{uuid.uuid4().hex[:12]}.idx"
 
 
-def _write_snapshot(index: store.SpaceIndex | store.TextIndex, key: str) -> str:
-    # A new key per snapshot and a pointer row moved afterwards: readers never see a partial file
-    # on local disk or S3 alike (S3 has no rename).
-    return storages["default"].save(_snapshot_name(key, index.generation), ContentFile(index.to_bytes()))
+def _save_snapshot(key: str, write: Callable[[BinaryIO], int]) -> tuple[str, int]:
+    """Stream a snapshot (``write(fh)`` returns its generation) to storage; returns (name, generation).
+
+    It is written to an anonymous local file first (under ``LWM_INDEX_DIR/tmp``; disk, not RAM:
+    ~13 GiB at 1M float16 specs), then handed to the storage, which copies it in chunks. A new
+    key per snapshot and a pointer row moved afterwards: readers never see a partial file on
+    local disk or S3 alike (S3 has no rename).
+    """
+    directory = Path(settings.LWM_INDEX_DIR) / "tmp"
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=directory) as tmp:
+        generation = write(tmp)
+        tmp.flush()
+        tmp.seek(0)
+        name = storages["default"].save(_snapshot_name(key, generation), File(tmp, name="snapshot.idx"))
+    return name, generation
+
+
+def prune_changes(*, key: str, snapshot_generation: int) -> int:
+    """Delete ``key``'s change rows older than ``snapshot_generation`` less ``CHANGES_KEPT``.
+
+    ``pruned_generation`` moves in the same transaction, so a process older than it reloads
+    the snapshot instead of catching up on rows that are gone (``store.get_index``). Returns
+    the rows deleted.
+    """
+    upto = snapshot_generation - CHANGES_KEPT
+    if upto <= 0:
+        return 0
+    with transaction.atomic():
+        state = IndexState.objects.select_for_update().get(key=key)
+        if upto > state.pruned_generation:
+            state.pruned_generation = upto
+            state.save(update_fields=["pruned_generation", "updated_at"])
+        deleted, _ = IndexChange.objects.filter(key=key, generation__lte=state.pruned_generation).delete()
+    return deleted
 
 
 def _delete_quietly(name: str) -> None:
@@ -113,16 +150,18 @@ def _delete_quietly(name: str) -> None:
 
 def index_snapshot(*, key: str) -> IndexState:
     """Write this process's up-to-date copy of index ``key`` to storage and point the state at it."""
-    index = store.get_index(key, _space_for(key))
-    name = _write_snapshot(index, key)
+    space = _space_for(key)
+    name, generation = _save_snapshot(key, lambda fh: store.write_snapshot(key, space, fh))
     with transaction.atomic():
         state = IndexState.objects.select_for_update().get(key=key)
-        if state.snapshot_generation >= index.generation and state.snapshot_name:
+        if state.snapshot_generation >= generation and state.snapshot_name:
             _delete_quietly(name)  # someone wrote a newer one meanwhile
             return state
-        old, state.snapshot_name, state.snapshot_generation = state.snapshot_name, name, index.generation
+        old, state.snapshot_name, state.snapshot_generation = state.snapshot_name, name, generation
         state.save(update_fields=["snapshot_name", "snapshot_generation", "updated_at"])
     transaction.on_commit(lambda: _delete_quietly(old))
+    prune_changes(key=key, snapshot_generation=generation)
+    state.refresh_from_db()
     return state
 
 
@@ -130,7 +169,12 @@ def index_rebuild(*, key: str) -> IndexState:
     """Rebuild index ``key`` from the database, snapshot it, and make every process reload it."""
     IndexState.objects.get_or_create(key=key)
     index = store.build_from_db(key, _space_for(key))
-    name = _write_snapshot(index, key)
+
+    def write(fh: BinaryIO) -> int:
+        index.write_snapshot(fh)
+        return index.generation
+
+    name, _ = _save_snapshot(key, write)
     with transaction.atomic():
         state = IndexState.objects.select_for_update().get(key=key)
         old = state.snapshot_name
@@ -140,6 +184,8 @@ def index_rebuild(*, key: str) -> IndexState:
         state.save()
     transaction.on_commit(lambda: _delete_quietly(old))
     store.forget(key)
+    prune_changes(key=key, snapshot_generation=index.generation)
+    state.refresh_from_db()
     return state
 
 

@@ -2,9 +2,10 @@
 
 Each process holds at most one ``SpaceIndex`` per feature space and one ``TextIndex``.
 Before a search it compares its generation with the row in ``IndexState``: after a
-rebuild (or on a cold start) it loads the latest snapshot from storage, then re-reads
-only the versions touched after the snapshot's generation. Rows are the truth, so
-replaying a touched version means "make the index agree with its row now".
+rebuild, on a cold start, or when the change rows it would need were pruned, it loads
+the latest snapshot from storage (streamed), then re-reads only the versions touched
+after the snapshot's generation. Rows are the truth, so replaying a touched version
+means "make the index agree with its row now".
 
 A space's re-rank store moves to local disk (``rkme_store.DiskRerankStore``, under
 ``settings.LWM_INDEX_DIR / "rkme"``) once it holds ``LWM_INDEX_DISK_MIN`` specs (default
@@ -18,6 +19,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterable
+from typing import BinaryIO
 
 import numpy as np
 from django.conf import settings
@@ -35,7 +37,8 @@ CARD_DIM = 384
 _CACHE: dict[str, SpaceIndex | TextIndex] = {}
 _EPOCHS: dict[str, object] = {}  # the IndexState epoch each cached index was synced against
 _SKETCHERS: dict[str, RFFSketch] = {}
-_LOCK = threading.Lock()  # one sync at a time per process; searches read a consistent object
+_LOCK = threading.RLock()  # one sync (or snapshot write) at a time per process
+_RELOADS = 3  # snapshot loads tried when pruning races a catch-up, before a full build
 
 
 def store_options() -> dict:
@@ -115,13 +118,31 @@ def build_from_db(key: str, space: FeatureSpace | None, *, chunk: int = 2000) ->
     return index
 
 
+class ChangesPruned(Exception):
+    """The change rows a catch-up needs were pruned: reload from the snapshot instead."""
+
+
+def _pruned_generation(key: str) -> int:
+    return IndexState.objects.filter(key=key).values_list("pruned_generation", flat=True).first() or 0
+
+
 def catch_up(index: SpaceIndex | TextIndex, key: str, target: int) -> None:
-    """Re-read the versions touched in (index.generation, target] and apply them."""
+    """Re-read the versions touched in (index.generation, target] and apply them.
+
+    Raises
+    ------
+    ChangesPruned
+        Rows after ``index.generation`` were pruned (before or while they were read).
+    """
     touched = set(
         IndexChange.objects.filter(key=key, generation__gt=index.generation, generation__lte=target).values_list(
             "version_id", flat=True
         )
     )
+    # Pruning sets pruned_generation in the transaction that deletes the rows, so reading it
+    # after the rows tells whether any of them were missing.
+    if _pruned_generation(key) > index.generation:
+        raise ChangesPruned(f"{key}: changes up to generation {_pruned_generation(key)} pruned, index at {index.generation}")
     if touched:
         specs = list(_rows(key).filter(version_id__in=touched))
         present = {s.version_id for s in specs}
@@ -135,11 +156,10 @@ def _load_snapshot(state: IndexState) -> SpaceIndex | TextIndex | None:
     if not state.snapshot_name:
         return None
     try:
-        with storages["default"].open(state.snapshot_name, "rb") as fh:
-            data = fh.read()
-        if state.key == TEXT_INDEX_KEY:
-            return TextIndex.from_bytes(data)
-        return SpaceIndex.from_bytes(data, **store_options())
+        with storages["default"].open(state.snapshot_name, "rb") as fh:  # streamed: never the whole file in RAM
+            if state.key == TEXT_INDEX_KEY:
+                return TextIndex.read_snapshot(fh)
+            return SpaceIndex.read_snapshot(fh, **store_options())
     except (OSError, ValueError) as exc:
         # A snapshot replaced under our feet or unreadable: the database can always rebuild it.
         logger.warning("snapshot %s of %s unusable (%s); building from the database", state.snapshot_name, state.key, exc)
@@ -147,18 +167,41 @@ def _load_snapshot(state: IndexState) -> SpaceIndex | TextIndex | None:
 
 
 def get_index(key: str, space: FeatureSpace | None = None) -> SpaceIndex | TextIndex:
-    """This process's index ``key``, synced to the generation in the database."""
+    """This process's index ``key``, synced to the generation in the database.
+
+    A process older than the last rebuild, or than the pruned change rows, reloads the
+    snapshot (then catches up on the rows after it); otherwise it only catches up.
+    """
     with _LOCK:
-        state = IndexState.objects.filter(key=key).first() or IndexState(key=key)
         local = _CACHE.get(key)
-        epoch = state.epoch if state.pk else None
-        stale = local is None or _EPOCHS.get(key) != epoch or local.generation > state.generation
-        if stale or local.generation < state.rebuilt_generation:
-            local = _load_snapshot(state) or build_from_db(key, space)
-        if local.generation < state.generation:
-            catch_up(local, key, state.generation)
+        for attempt in range(_RELOADS + 1):
+            state = IndexState.objects.filter(key=key).first() or IndexState(key=key)
+            epoch = state.epoch if state.pk else None
+            stale = local is None or _EPOCHS.get(key) != epoch or local.generation > state.generation
+            if stale or local.generation < max(state.rebuilt_generation, state.pruned_generation):
+                local = (_load_snapshot(state) if attempt < _RELOADS else None) or build_from_db(key, space)
+            try:
+                if local.generation < state.generation:
+                    catch_up(local, key, state.generation)
+                break
+            except ChangesPruned as exc:  # a snapshot + prune landed between our reads: start again from it
+                if attempt == _RELOADS:
+                    raise
+                logger.info("%s; reloading the snapshot", exc)
+                local = None
         _CACHE[key], _EPOCHS[key] = local, epoch
         return local
+
+
+def write_snapshot(key: str, space: FeatureSpace | None, fh: BinaryIO) -> int:
+    """Sync this process's index ``key`` and stream it to ``fh``; returns its generation.
+
+    Holds the process lock throughout, so no sync changes the index mid-write.
+    """
+    with _LOCK:
+        index = get_index(key, space)
+        index.write_snapshot(fh)
+        return index.generation
 
 
 def forget(key: str | None = None) -> None:

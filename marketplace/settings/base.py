@@ -134,6 +134,10 @@ LWM_INDEX_DIR = Path(env_str("LWM_INDEX_DIR", str(VAR_DIR / "index")))
 # A space's exact re-rank store moves from RAM to a local file read with pread at this many
 # specs (0: always on disk, negative: always in RAM); 1M specs in RAM would need ~12 GiB.
 LWM_INDEX_DISK_MIN = env_int("LWM_INDEX_DISK_MIN", 200_000)
+# A snapshot is written every this many index changes; change rows older than the latest
+# snapshot minus LWM_INDEX_CHANGES_KEPT are pruned (a process further behind reloads the snapshot).
+LWM_INDEX_SNAPSHOT_EVERY = env_int("LWM_INDEX_SNAPSHOT_EVERY", 1000, minimum=1)
+LWM_INDEX_CHANGES_KEPT = env_int("LWM_INDEX_CHANGES_KEPT", 1000, minimum=0)
 
 # --- Celery --------------------------------------------------------------------------------
 _broker_dir = VAR_DIR / "broker"

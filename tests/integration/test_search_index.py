@@ -62,3 +62,22 @@ def test_a_large_data_file_is_searched_in_a_worker_job(celery_worker, s3_storage
     assert job.status == JobStatus.SUCCEEDED, job.message
     assert job.result["results"][0]["version_id"] == versions[3].id
     assert job.result["results"][0]["mmd2"] < job.result["results"][1]["mmd2"]
+
+
+def test_a_snapshot_streamed_by_a_worker_through_s3_starts_a_fresh_process(celery_worker, s3_storage, alice, monkeypatch):
+    rng = np.random.default_rng(2)
+    centers = 4.0 * rng.standard_normal((40, 4))
+    space = make_space()
+    versions = [publish(space, alice, *cluster_spec(rng, centers[i : i + 1], 12)) for i in range(40)]
+    app.send_task("search.snapshot", args=[space.key], queue="compute")
+    wait_for(lambda: IndexState.objects.filter(key=space.key, snapshot_generation=40).exists())
+    state = IndexState.objects.get(key=space.key)
+    assert state.snapshot_name.endswith(".idx") and state.pruned_generation == 0  # 40 < the rows kept
+
+    store.forget()  # this process never built the index: it must come from the worker's snapshot
+    monkeypatch.setattr(store, "build_from_db", lambda *a, **k: pytest.fail("should start from the snapshot"))
+    index = store.get_index(space.key, space)
+    assert index.generation == 40 and sorted(index.store.row) == sorted(v.id for v in versions)
+    for i in (0, 21, 39):
+        Zq, bq = cluster_spec(rng, centers[i : i + 1], 20)
+        assert search_by_data(user=alice, feature_space=space.key, Z=Zq, beta=bq, k=1, mixture=False).ids[0] == versions[i].id

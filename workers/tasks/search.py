@@ -24,9 +24,10 @@ def index_version(version_id: int) -> dict[str, Any]:
     return {"version_id": version_id}
 
 
-@app.task(name="search.snapshot", queue="compute", soft_time_limit=600, time_limit=720)
+# A 1M-spec space streams ~13 GiB twice (to a local file, then to storage): allow half an hour.
+@app.task(name="search.snapshot", queue="compute", soft_time_limit=1800, time_limit=1920)
 def snapshot(key: str) -> dict[str, Any]:
-    """Write index ``key`` to storage at its current generation."""
+    """Stream index ``key`` to storage at its current generation and prune the change rows it covers."""
     state = index_snapshot(key=key)
     return {"key": key, "generation": state.snapshot_generation}
 

@@ -60,6 +60,7 @@ def test_flat_two_stage_search_agrees_with_the_exact_scan(market):
 def test_ivf_sq8_two_stage_search_agrees_with_the_exact_scan(market, monkeypatch):
     monkeypatch.setattr(index_module, "FLAT_MAX", 1000)  # force the large-market index type
     idx = _build(market)
+    assert idx.sketches.wait_regrow(120)  # the flat -> IVF conversion runs in a thread
     assert not idx.sketches.is_flat()
     top1, recall = _agreement(idx, market)
     assert top1 == 1.0
