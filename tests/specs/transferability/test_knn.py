@@ -36,11 +36,22 @@ def brute_accuracy(F: np.ndarray, y: np.ndarray, k: int, metric: str, tie_break:
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
 @pytest.mark.parametrize("k", [1, 3, 6])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_neighbours_equal_brute_force_across_blocks(rng: np.random.Generator, metric: str, k: int, dtype: type) -> None:
+@pytest.mark.parametrize("block_size", [32, 230, 1024])
+def test_neighbours_equal_brute_force_across_blocks(rng: np.random.Generator, metric: str, k: int, dtype: type,
+                                                    block_size: int) -> None:
     F = (rng.normal(size=(230, 12)) + 2.0).astype(dtype)
-    # block_size 32 exercises diagonal, row-wise and column-wise merges and the filtered path.
-    assert_array_equal(knn_neighbours(F, k=k, metric=metric, block_size=32),
+    # block_size 32 exercises diagonal, row-wise and column-wise merges and the filtered
+    # path; 230 and 1024 the single-block route (one product, one selection).
+    assert_array_equal(knn_neighbours(F, k=k, metric=metric, block_size=block_size),
                        brute_neighbours(F.astype(np.float64), k, metric))
+
+
+@pytest.mark.parametrize("n", [12, 40, 101, 1003])
+def test_single_block_widths_equal_brute_force(rng: np.random.Generator, n: int) -> None:
+    # Widths below 16 (k + 3) partition whole rows; others are cut into slices with a
+    # remainder that no slice covers (1003 = 16 * 62 + 11).
+    F = rng.normal(size=(n, 7)) * rng.uniform(0.5, 2.0, size=7)
+    assert_array_equal(knn_neighbours(F, k=3), brute_neighbours(F, 3, "euclidean"))
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
@@ -52,11 +63,13 @@ def test_accuracy_equals_brute_force(rng: np.random.Generator, metric: str, tie_
     assert got == pytest.approx(brute_accuracy(F, y, 4, metric, tie_break), abs=1e-15)
 
 
-def test_exact_distance_ties_fall_back_to_float64(rng: np.random.Generator) -> None:
+@pytest.mark.parametrize("block_size", [40, 1024])
+def test_exact_distance_ties_fall_back_to_float64(rng: np.random.Generator, block_size: int) -> None:
     # Integer points: many neighbours at exactly equal distances, where float32
-    # candidates cannot prove the order and the float64 fallback must decide.
+    # candidates cannot prove the order and the float64 fallback must decide (and, in
+    # one block, many keys tie with a row's selection threshold).
     F = rng.integers(0, 3, size=(150, 4)).astype(float)
-    assert_array_equal(knn_neighbours(F, k=5, block_size=40), brute_neighbours(F, 5, "euclidean"))
+    assert_array_equal(knn_neighbours(F, k=5, block_size=block_size), brute_neighbours(F, 5, "euclidean"))
 
 
 def test_tiny_sets_and_bad_k(rng: np.random.Generator) -> None:
