@@ -23,6 +23,7 @@ import yaml
 
 from lwm_client.errors import IntegrityError, UnsafeArtifactError
 from lwm_client.packages.check import MODEL_FILES, check_torch_zip
+from specs.images import image_rows, rows_as_images
 
 RECIPE_FORMAT = "lwm-assembly-recipe"
 
@@ -61,30 +62,6 @@ def _run(model: Any, X: np.ndarray) -> np.ndarray:
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def image_rows(X: Any, shape: list[int]) -> np.ndarray:
-    """Images (n, C, H, W), (n, H, W) when C = 1, or rows (n, C*H*W), as uint8 0..255 or float in
-    [0, 1] (float above 1 is read as 0..255, as the market reads an NPZ) -> rows (n, C*H*W) float64
-    in [0, 1], flattened in (C, H, W) order."""
-    X = np.asarray(X)
-    c, h, w = (int(v) for v in shape)
-    if X.ndim == 3 and c == 1:
-        X = X[:, None]
-    if X.ndim == 2 and X.shape[1] == c * h * w:
-        X = X.reshape(X.shape[0], c, h, w)
-    if X.ndim != 4 or X.shape[1:] != (c, h, w):
-        raise ValueError(f"images must be (n, {c}, {h}, {w}) (or rows of {c * h * w} pixels), got {list(X.shape)}")
-    if X.dtype.kind not in "biuf":
-        raise ValueError(f"images must be numeric, got dtype {X.dtype}")
-    values = X.astype(np.float32)
-    if not np.isfinite(values).all():
-        raise ValueError("images hold NaN or infinite values")
-    if X.dtype.kind in "biu" or values.max(initial=0.0) > 1.0:
-        values = values / np.float32(255.0)
-    if values.min(initial=0.0) < 0.0 or values.max(initial=0.0) > 1.0:
-        raise ValueError("images must hold values in [0, 1] or 0..255")
-    return values.reshape(values.shape[0], -1).astype(np.float64)
 
 
 class Predictor:
@@ -175,7 +152,9 @@ class Predictor:
         classes = self.classes or []
         outs = []
         for model, entry in self.members:
-            raw = _run(model, X)
+            # An image learnware (recipe ``input_shape`` [C, H, W]) takes (n, C, H, W), as it was probed.
+            shape = entry.get("input_shape")
+            raw = _run(model, rows_as_images(X, shape) if shape else X)
             if self.task != "classification":
                 outs.append(raw.reshape(raw.shape[0], -1)[:, 0])
                 continue

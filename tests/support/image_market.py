@@ -66,6 +66,32 @@ class _FlatSoftmax(torch.nn.Module):
         return self.linear((flat - self.mean) / self.scale)
 
 
+class _ConvSoftmax(torch.nn.Module):
+    """A convolutional front (a 1x1 identity conv) on the softmax regression: takes (n, 1, 8, 8) only.
+
+    Its outputs equal the flat model's on the same images, so a test can recompute them; fed
+    flattened (n, 64) rows, the conv fails, as a real convolutional learnware would."""
+
+    def __init__(self, flat: torch.nn.Module) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 1, kernel_size=1)
+        with torch.no_grad():
+            self.conv.weight.fill_(1.0)
+            self.conv.bias.zero_()
+        self.flat = flat
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.flat(torch.flatten(self.conv(x), 1))
+
+
+def conv_model(flat_model: bytes) -> bytes:
+    """TorchScript bytes of :class:`_ConvSoftmax` around a model from :func:`train_model`."""
+    module = _ConvSoftmax(torch.jit.load(io.BytesIO(flat_model)))
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.trace(module.eval(), torch.zeros(2, *SHAPE)), buffer)
+    return buffer.getvalue()
+
+
 def train_model(X: np.ndarray, y: np.ndarray, *, seed: int = 0, epochs: int = 40) -> bytes:
     """TorchScript bytes of a softmax regression fitted full-batch (L-BFGS) on X (n, 64) in [0, 1]."""
     torch.manual_seed(seed)
@@ -119,17 +145,19 @@ def image_arrays() -> ImageArrays:
     return arrays
 
 
-def package_zip(domain: str, arrays: ImageArrays) -> tuple[bytes, dict[str, Any]]:
-    """A learnware package (learnware.yaml + model.pt + rkme.json) for one domain."""
+def package_zip(domain: str, arrays: ImageArrays, *, conv: bool = False) -> tuple[bytes, dict[str, Any]]:
+    """A learnware package (learnware.yaml + model.pt + rkme.json) for one domain; with ``conv``,
+    its model is the convolutional one (:func:`conv_model`) that takes (n, 1, 8, 8) only."""
+    model = conv_model(arrays.models[domain]) if conv else arrays.models[domain]
     manifest = {
-        "name": f"digit-images-{domain}", "description": f"Digit classifier for {domain} 8x8 grey images", "kind": "model",
+        "name": f"digit-images-{domain}" + ("-conv" if conv else ""), "description": f"Digit classifier for {domain} 8x8 grey images", "kind": "model",
         "modality": "image", "task": "classification", "input": {"shape": list(SHAPE)}, "output": {"classes": CLASSES},
         "license": "MIT", "tags": ["digits", "images", domain], "artifact": {"path": "model.pt", "format": "torchscript"},
         "specification": {"rkme": "rkme.json"},
     }
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in (("learnware.yaml", yaml.safe_dump(manifest).encode()), ("model.pt", arrays.models[domain]),
+        for name, data in (("learnware.yaml", yaml.safe_dump(manifest).encode()), ("model.pt", model),
                            ("rkme.json", arrays.rkmes[domain].encode())):
             zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
     return buffer.getvalue(), manifest
@@ -143,8 +171,9 @@ class ImageMarket:
     arrays: ImageArrays
 
 
-def image_market_create(*, owner: Any, domains: tuple[str, ...] = DOMAINS) -> ImageMarket:
-    """Write one published learnware per domain in a fresh image space (unique key) and index them."""
+def image_market_create(*, owner: Any, domains: tuple[str, ...] = DOMAINS, conv: tuple[str, ...] = ()) -> ImageMarket:
+    """Write one published learnware per domain in a fresh image space (unique key) and index them;
+    the domains in ``conv`` get the convolutional model (see :func:`package_zip`)."""
     from django.core.files.base import ContentFile
 
     from marketplace.learnwares.choices import Kind, Modality, Task, VersionStatus
@@ -160,7 +189,7 @@ def image_market_create(*, owner: Any, domains: tuple[str, ...] = DOMAINS) -> Im
     sketcher = RFFSketch(128, GAMMA, SKETCH_DIM, random_state=0)
     learnwares, versions = {}, {}
     for domain in domains:
-        content, manifest = package_zip(domain, arrays)
+        content, manifest = package_zip(domain, arrays, conv=domain in conv)
         lw = Learnware.objects.create(
             owner=owner, name=manifest["name"], slug=f"{manifest['name']}-{key}", description=manifest["description"],
             kind=Kind.MODEL, modality=Modality.IMAGE, task=Task.CLASSIFICATION, feature_space=space, license="MIT",

@@ -15,9 +15,11 @@ from typing import Any
 import numpy as np
 import yaml
 
-from marketplace.core.exceptions import ApplicationError, TransientError
+from marketplace.core.exceptions import ApplicationError, TransientError, ValidationFailed
 from marketplace.learnwares.models import LearnwareVersion
 from marketplace.search.store import rkme_arrays
+from specs.exceptions import SpecError
+from specs.images import rows_as_images
 from workers.sandbox.runner import SandboxError, SandboxUnavailable, run_model
 
 MODEL_SUFFIXES = {".pt": "torchscript", ".pt2": "torch_export"}
@@ -39,6 +41,7 @@ class Member:
     classes: list[str] | None
     Z: np.ndarray
     beta: np.ndarray
+    input_shape: list[int] | None = None  # [C, H, W] of an image learnware: it takes (n, C, H, W)
 
     def card(self) -> dict[str, Any]:
         return {"learnware_id": self.learnware_id, "version_id": self.version_id, "version": self.number,
@@ -53,6 +56,11 @@ def _manifest_classes(manifest: dict[str, Any]) -> list[str] | None:
     if not classes:
         return None
     return [str(c["name"]) if isinstance(c, dict) else str(c) for c in classes]
+
+
+def _manifest_shape(manifest: dict[str, Any]) -> list[int] | None:
+    shape = (manifest.get("input") or {}).get("shape") if isinstance(manifest.get("input"), dict) else None
+    return [int(v) for v in shape] if shape else None
 
 
 def package_files(version: LearnwareVersion) -> dict[str, bytes]:
@@ -93,7 +101,7 @@ def member_load(version: LearnwareVersion) -> Member:
         name, kind = model_artifact(files, manifest)
     Z, beta = rkme_arrays(version.specification.rkme)
     return Member(version.id, lw.id, version.number, lw.name, lw.license, version.artifact_sha256, kind, name,
-                  _manifest_classes(manifest), Z, beta)
+                  _manifest_classes(manifest), Z, beta, _manifest_shape(manifest))
 
 
 def members_load(version_ids: list[int]) -> list[Member]:
@@ -103,9 +111,14 @@ def members_load(version_ids: list[int]) -> list[Member]:
 
 
 class OutputCache:
-    """Raw outputs of members on row sets, computed once per run in the sandbox."""
+    """Raw outputs of members on row sets, computed once per run in the sandbox.
 
-    def __init__(self) -> None:
+    ``image_shape`` is the submission's [C, H, W] when it holds images: rows are then pixels,
+    handed to each image learnware as (n, C, H, W), the layout publishing probed it with.
+    """
+
+    def __init__(self, image_shape: list[int] | tuple[int, ...] | None = None) -> None:
+        self.image_shape = [int(v) for v in image_shape] if image_shape else None
         self._files: dict[int, dict[str, bytes]] = {}
         self._outputs: dict[tuple[int, str], np.ndarray] = {}
 
@@ -118,13 +131,33 @@ class OutputCache:
     def artifact(self, member: Member) -> bytes:
         return self.files(member)[member.artifact_name]
 
+    def inputs(self, member: Member, X32: np.ndarray) -> np.ndarray:
+        """Rows X32 (n, d) as the member takes them: (n, C, H, W) images when its manifest
+        declares ``input.shape`` (publishing probes image models so), else the rows."""
+        if member.input_shape is None:
+            return X32
+        theirs = member.input_shape
+        if self.image_shape is not None and self.image_shape != theirs:
+            raise ValidationFailed(f"your images are {self.image_shape} (C, H, W); learnware {member.name} "
+                                   f"v{member.number} takes {theirs}: resize your images to {theirs}",
+                                   code="submission:user:image-shape")
+        try:
+            return np.ascontiguousarray(rows_as_images(X32, theirs))
+        except SpecError as exc:
+            raise ValidationFailed(f"your images are rows of {X32.shape[1]} pixels; learnware {member.name} "
+                                   f"v{member.number} takes images of shape {theirs} ({int(np.prod(theirs))} pixels): {exc}",
+                                   code="submission:user:image-shape") from exc
+
     def raw(self, member: Member, X: np.ndarray) -> np.ndarray:
-        """The model's output on rows X (n, d): (n, C) scores or (n,) / (n, t) values."""
+        """The model's output on rows X (n, d): (n, C) scores or (n,) / (n, t) values.
+
+        For an image learnware X holds pixel rows (n, C*H*W) in (C, H, W) order (see :meth:`inputs`)."""
         X32 = np.ascontiguousarray(X, dtype=np.float32)
         key = (member.version_id, hashlib.sha256(X32.tobytes()).hexdigest())
         if key not in self._outputs:
+            model_input = self.inputs(member, X32)
             try:
-                out = run_model(self.artifact(member), X32, kind=member.artifact_format)
+                out = run_model(self.artifact(member), model_input, kind=member.artifact_format)
             except SandboxUnavailable as exc:
                 raise TransientError(str(exc)) from exc
             except SandboxError as exc:

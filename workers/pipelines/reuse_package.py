@@ -29,6 +29,7 @@ import yaml
 
 from marketplace.submissions.services import submission_package_save
 from specs.assembly import Assembly
+from specs.images import image_rows, rows_as_images
 from workers.base import Report
 from workers.pipelines import reuse_methods as methods
 from workers.pipelines.reuse_context import ImageSpaceTransform, ReuseContext, SpaceTransform
@@ -71,7 +72,7 @@ def run(ctx: ReuseContext, report: Report) -> dict[str, Any]:
         artifact = cache.artifact(m)
         path = f"members/{i}/{PurePosixPath(m.artifact_name).name}"
         files[path] = artifact
-        entries.append({**m.card(), "package_sha256": m.sha256, "classes": m.classes,
+        entries.append({**m.card(), "package_sha256": m.sha256, "classes": m.classes, "input_shape": m.input_shape,
                         "artifact": {"path": path, "format": m.artifact_format, "sha256": _sha(artifact)}})
     evaluation = ctx.results["evaluate"]
     transform = ctx.transform.to_dict()
@@ -116,28 +117,12 @@ def _members_shape(files: list[dict[str, bytes]]) -> list[int]:
     return list(next(iter(shapes)))
 
 
-def image_rows(X: np.ndarray, shape: list[int]) -> np.ndarray:
-    """Images (n, C, H, W), (n, H, W) when C = 1, or rows (n, C*H*W), as uint8 0..255 or float in
-    [0, 1] (float above 1 is read as 0..255, as the submission reader does) -> rows (n, C*H*W) in [0, 1],
-    flattened in (C, H, W) order: what the pipeline handed the members."""
-    X = np.asarray(X)
-    c, h, w = (int(v) for v in shape)
-    if X.ndim == 3 and c == 1:
-        X = X[:, None]
-    if X.ndim == 2 and X.shape[1] == c * h * w:
-        X = X.reshape(X.shape[0], c, h, w)
-    if X.ndim != 4 or X.shape[1:] != (c, h, w):
-        raise ValueError(f"images must be (n, {c}, {h}, {w}) (or rows of {c * h * w} pixels), got {list(X.shape)}")
-    if X.dtype.kind not in "biuf":
-        raise ValueError(f"images must be numeric, got dtype {X.dtype}")
-    values = X.astype(np.float32)
-    if not np.isfinite(values).all():
-        raise ValueError("images hold NaN or infinite values")
-    if X.dtype.kind in "biu" or values.max(initial=0.0) > 1.0:
-        values = values / np.float32(255.0)
-    if values.min(initial=0.0) < 0.0 or values.max(initial=0.0) > 1.0:
-        raise ValueError("images must hold values in [0, 1] or 0..255")
-    return values.reshape(values.shape[0], -1).astype(np.float64)
+def member_inputs(X: np.ndarray, entry: dict[str, Any]) -> np.ndarray:
+    """Rows X (n, d) as the recipe member takes them: (n, C, H, W) float32 when it declares an
+    ``input_shape`` (an image learnware, probed so at publishing), else float32 rows."""
+    X32 = np.ascontiguousarray(X, dtype=np.float32)
+    shape = entry.get("input_shape")
+    return np.ascontiguousarray(rows_as_images(X32, shape)) if shape else X32
 
 
 class PackagePredictor:
@@ -178,7 +163,7 @@ class PackagePredictor:
         out = []
         with torch.no_grad():
             for model, entry in self.members:
-                raw = model(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))).double().numpy()
+                raw = model(torch.from_numpy(member_inputs(X, entry))).double().numpy()
                 if self.recipe["task"] != "classification":
                     out.append(raw.reshape(raw.shape[0], -1)[:, 0])
                     continue

@@ -19,7 +19,7 @@ from marketplace.core.exceptions import ValidationFailed
 from specs import SpecError
 from specs.transferability import combine_scores, direct_scores, knn_accuracy, logme, regularized_hscore
 from workers.base import Report
-from workers.pipelines.reuse_context import ReuseContext
+from workers.pipelines.reuse_context import ImageSpaceTransform, ReuseContext
 from workers.pipelines.reuse_members import Member, OutputCache, members_load, to_task_classes
 
 MAX_CANDIDATES = 5
@@ -58,7 +58,9 @@ def task_classes(ctx: ReuseContext, members: list[Member]) -> list[str]:
 
 def context_members(ctx: ReuseContext, ids: list[int]) -> tuple[list[Member], OutputCache]:
     if "members" not in ctx.cache:
-        ctx.cache["members"], ctx.cache["outputs"] = {}, OutputCache()
+        # With images, the cache knows the user's [C, H, W] so a member of another size is refused by name.
+        shape = ctx.transform.shape if isinstance(ctx.transform, ImageSpaceTransform) else None
+        ctx.cache["members"], ctx.cache["outputs"] = {}, OutputCache(image_shape=shape)
     known = ctx.cache["members"]
     missing = [i for i in ids if i not in known]
     for m in members_load(missing) if missing else []:

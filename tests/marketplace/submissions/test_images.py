@@ -320,6 +320,68 @@ def test_labelled_images_of_another_size_than_the_data_fail_the_submission_namin
     assert err.value.code == "submission:user:wrong-image-size" and "1x16x16" in str(err.value) and "1x8x8" in str(err.value)
 
 
+def test_a_convolutional_learnware_is_fed_images_as_publishing_probed_it_ranked_and_packaged(bob, alice, report):
+    # Its model takes (n, 1, 8, 8) only (publishing probes image models so): flattened rows would fail it.
+    import torch
+
+    from tests.support.image_market import conv_model
+
+    market = image_market_create(owner=bob, conv=("transposed",))
+    task = image_task("transposed", n=50, n_labelled=50, seed=5)
+    model = torch.jit.load(io.BytesIO(conv_model(market.arrays.models["transposed"])))
+    unit = torch.from_numpy(task["images_l"].astype(np.float32) / 255.0)
+    with pytest.raises(RuntimeError):
+        model(unit.reshape(len(unit), -1))
+    submission = _submit(alice, images_zip(task["images"]), images_zip(task["images_l"], task["y_l"]),
+                         {"feature_space": market.space.key})
+    reuse_run(submission_id=str(submission.id), report=report)
+    results = Submission.objects.get(id=submission.id).results
+
+    own = market.learnwares["transposed"].id
+    top = results["rank"]["candidates"][0]
+    assert top["learnware_id"] == own
+    with torch.no_grad():
+        predicted = model(unit).argmax(1).numpy()  # the conv model on the images, recomputed here
+    assert_allclose(top["scores"]["accuracy"], np.mean(predicted == task["y_l"]), atol=1e-12)
+    members = json.loads(_package_file(submission, "recipe.json"))["members"]
+    assert own in {m["learnware_id"] for m in members}
+    assert all(m["input_shape"] == [1, 8, 8] for m in members)
+    _assert_the_package_predicts_raw_images_as_evaluated(submission, task)
+
+
+def test_images_of_another_size_than_a_learnwares_input_shape_are_refused_naming_both():
+    from workers.pipelines.reuse_members import Member, OutputCache
+
+    member = Member(1, 1, 1, "digits-conv", "MIT", "0" * 64, "torchscript", "model.pt", None,
+                    np.zeros((1, 128)), np.ones(1), [1, 8, 8])
+    rows = np.zeros((3, 64), dtype=np.float32)
+    images = OutputCache().inputs(member, rows)
+    assert images.shape == (3, 1, 8, 8) and images.flags.c_contiguous
+    assert_array_equal(OutputCache(image_shape=[1, 8, 8]).inputs(member, np.arange(192.0).reshape(3, 64)).reshape(3, -1),
+                       np.arange(192.0).reshape(3, 64))  # (C, H, W) order kept
+    with pytest.raises(ValidationFailed) as err:
+        OutputCache(image_shape=[1, 16, 16]).inputs(member, np.zeros((3, 256), dtype=np.float32))
+    assert err.value.code == "submission:user:image-shape" and "[1, 16, 16]" in str(err.value) and "[1, 8, 8]" in str(err.value)
+    with pytest.raises(ValidationFailed) as err:  # the submission's shape unknown: the pixel counts are named
+        OutputCache().inputs(member, np.zeros((3, 256), dtype=np.float32))
+    assert err.value.code == "submission:user:image-shape" and "256 pixels" in str(err.value) and "[1, 8, 8]" in str(err.value)
+    flat = Member(*[getattr(member, f) for f in ("version_id", "learnware_id", "number", "name", "license", "sha256",
+                                                  "artifact_format", "artifact_name", "classes", "Z", "beta")])
+    assert OutputCache().inputs(flat, rows) is rows  # a table learnware takes the rows
+
+
+def test_a_submission_of_bigger_images_than_the_learnwares_take_fails_naming_both_sizes(bob, alice, report):
+    market = image_market_create(owner=bob, domains=("upright",), conv=("upright",))
+    task = image_task("upright", n=20, n_labelled=30, seed=6)
+    big = {k: np.repeat(np.repeat(task[k], 2, axis=2), 2, axis=3) for k in ("images", "images_l")}  # 16 x 16
+    submission = _submit(alice, images_zip(big["images"]), images_zip(big["images_l"], task["y_l"]),
+                         {"feature_space": market.space.key})
+    with pytest.raises(ValidationFailed) as err:
+        reuse_run(submission_id=str(submission.id), report=report)
+    assert err.value.code == "submission:user:image-shape", err.value
+    assert "[1, 8, 8]" in str(err.value) and ("256 pixels" in str(err.value) or "[1, 16, 16]" in str(err.value))
+
+
 def _package_file(submission: Submission, name: str) -> bytes:
     submission.refresh_from_db()
     with submission.package.open("rb") as fh, zipfile.ZipFile(io.BytesIO(fh.read())) as zf:
