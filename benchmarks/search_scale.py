@@ -41,9 +41,10 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from marketplace.search import index as index_module  # noqa: E402
-from marketplace.search.index import SpaceIndex, ivf_nprobe  # noqa: E402
+from marketplace.search import vector_index  # noqa: E402
+from marketplace.search.index import SpaceIndex  # noqa: E402
 from marketplace.search.rkme_store import READ_THREADS, DiskRerankStore  # noqa: E402
+from marketplace.search.vector_index import ivf_nprobe  # noqa: E402
 from specs import RFFSketch, batch_self_terms, mmd_squared_batch  # noqa: E402
 
 D_FEAT, K, D_SKETCH, CHUNK, N_CENTERS = 64, 100, 512, 1000, 200
@@ -272,7 +273,7 @@ def probe_study(n: int, nlists: list[int], nprobes: list[int], k_prime: int, que
     """
     market, sketcher = Market(), RFFSketch(D_FEAT, GAMMA, D_SKETCH, random_state=0)
     index = SpaceIndex(D_FEAT, D_SKETCH, GAMMA)
-    index_module.FLAT_MAX = 10**9  # keep the flat index: it is the reference's first stage
+    vector_index.FLAT_MAX = 10**9  # keep the flat index: it is the reference's first stage
     start = time.perf_counter()
     vectors = np.empty((n, D_SKETCH), dtype=np.float32)
     for c in range(n // CHUNK):
@@ -294,7 +295,7 @@ def probe_study(n: int, nlists: list[int], nprobes: list[int], k_prime: int, que
     for nlist in nlists:
         ivf = faiss.index_factory(D_SKETCH, f"IVF{nlist},SQ8")
         t = time.perf_counter()
-        train = vectors[np.sort(rng.choice(n, min(n, index_module.IVF_TRAIN_PER_LIST * nlist), replace=False))]
+        train = vectors[np.sort(rng.choice(n, min(n, vector_index.IVF_TRAIN_PER_LIST * nlist), replace=False))]
         ivf.train(train)
         ivf.add_with_ids(vectors, ids)
         train_s = time.perf_counter() - t

@@ -11,7 +11,7 @@ Why it is fast here: for n > d, the d x d Gram ``F^T F`` is reduced to a tridiag
 Its eigenvalues give the terms of the evidence that do not involve y, and every term that
 does is a quadratic form ``z^T (T + t I)^-1 z``: an O(d) tridiagonal solve per column and
 iteration. A rigorous bound on the Gram's rounding decides whether that is accurate to
-``_GRAM_TOL``; if not (F ill-conditioned at the t found, y almost in the span of F, n <= d)
+``GRAM_TOL`` (:mod:`specs.transferability._logme_gram`); if not (F ill-conditioned at the t found, y almost in the span of F, n <= d)
 the exact path runs: a thin SVD (or the Gram's eigenvectors when n >= 2d), after which
 every column's fixed point runs on length-k vectors, all columns at once.
 
@@ -28,7 +28,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import scipy.linalg.lapack as lapack
 
 from specs.exceptions import InvalidDataError, InvalidParameterError
 from specs.transferability._checks import (
@@ -38,23 +37,12 @@ from specs.transferability._checks import (
     check_targets,
     one_hot,
 )
+from specs.transferability._logme_gram import Imprecise, certify, reduce_gram
 
 _EPS = np.finfo(np.float64).eps
 # t = alpha / beta stays within [s_min, s_max] * 10^(-/+100): the evidence has reached its
 # limits there, and w = t / (s + t) and its square stay clear of underflow.
 _T_SPAN = 1e100
-# The tridiagonal route is used when its worst-case error on every column's evidence / n
-# is below this (the errors actually seen are ~1e-13).
-_GRAM_TOL = 1e-8
-# ... and when every column keeps at least this share of ||y||^2 outside the span of F:
-# q = ||y||^2 - z^T (T + t)^-1 z is then free of cancellation.
-_MIN_RESIDUAL_SHARE = 1e-4
-
-
-class _Imprecise(Exception):
-    """The tridiagonal route cannot certify its accuracy: use the exact route."""
-
-
 def spectral_projection(F: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Project targets on the left singular vectors of F (thin SVD; Gram if n >= 2 d).
 
@@ -115,31 +103,6 @@ class _Projected:
         res2 = (w * w * self.x2).sum(axis=0) + self.residual
         q = (w * self.x2).sum(axis=0) + self.residual
         return m2, res2, q
-
-
-class _Tridiagonal:
-    """Targets against the tridiagonal ``T = Q^T F^T F Q``: ``Z = Q^T F^T Y`` (d, t).
-
-    With ``u = (T + t I)^-1 z``: ``m2 = ||u||^2``, ``q = ||y||^2 - z^T u`` and
-    ``res2 = q - t m2`` (the eigen-sums of :class:`_Projected`, without eigenvectors).
-    """
-
-    def __init__(self, diag: np.ndarray, off: np.ndarray, Z: np.ndarray, norm2: np.ndarray) -> None:
-        self.diag, self.off, self.Z, self.norm2 = diag, off, Z, norm2
-
-    def solve(self, t: np.ndarray) -> np.ndarray:
-        U = np.empty_like(self.Z)
-        for c in range(self.Z.shape[1]):
-            *_, U[:, c], info = lapack.dptsv(self.diag + t[c], self.off, self.Z[:, c])
-            if info != 0:  # T + t I not numerically positive definite: F is (nearly) rank deficient
-                raise _Imprecise
-        return U
-
-    def moments(self, s: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        U = self.solve(t)
-        m2 = (U * U).sum(axis=0)
-        q = self.norm2 - (self.Z * U).sum(axis=0)
-        return m2, q - t * m2, q
 
 
 def _spectral_sums(s: np.ndarray, t: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -301,76 +264,17 @@ def _evidence_at(
     return _log_evidence(s, q, t, beta, n), beta
 
 
-def _apply_qt(c: np.ndarray, tau: np.ndarray, B: np.ndarray, block: int = 32) -> np.ndarray:
-    """``Q^T B`` for dsytrd's lower-storage ``Q = H(0) ... H(d-2)``, ``H(i) = I - tau_i v v^T``.
-
-    v is 1 at row i + 1 and ``c[i + 2:, i]`` below it. scipy's LAPACK wrappers have no
-    dormtr, so ``block`` reflectors at a time are merged into ``I - V W V^T`` (LAPACK's
-    dlarft recurrence) and applied with three products: 2x faster than one at a time.
-    """
-    Z = B.copy()
-    for j0 in range(0, c.shape[0] - 1, block):
-        j1 = min(j0 + block, c.shape[0] - 1)
-        m = j1 - j0
-        V = np.tril(c[j0 + 1 :, j0:j1], -1)  # rows j0+1..: reflector j0+j has its unit at row j
-        V[np.arange(m), np.arange(m)] = 1.0
-        S = V.T @ V
-        W = np.zeros((m, m))
-        for j in range(m):
-            W[j, j] = tau[j0 + j]
-            W[:j, j] = -tau[j0 + j] * (W[:j, :j] @ S[:j, j])
-        # H(j0) ... H(j1-1) = I - V W V^T, and Q^T applies its transpose.
-        Z[j0 + 1 :] -= V @ (W.T @ (V.T @ Z[j0 + 1 :]))
-    return Z
-
-
 def _tridiagonal_evidence(
     F: np.ndarray, Y: np.ndarray, scale: float, *, tol: float, max_iter: int, epsilon: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """:func:`maximum_evidence` through the tridiagonal of the Gram (n > d); raises ``_Imprecise``.
-
-    ``scale`` is a power of two, so dividing the products by it is exact; F itself is
-    divided first only where ``F^T F`` could over- or underflow.
-    """
-    n, d = F.shape
-    if not 2.0**-300 < scale < 2.0**300:
-        F, scale_g = F / scale, 1.0
-    else:
-        scale_g = scale
-    G = F.T @ F  # numpy's syrk: one triangle's multiply-adds
-    B = F.T @ Y
-    if scale_g != 1.0:
-        G *= 1.0 / (scale_g * scale_g)
-        B *= 1.0 / scale_g
-    trace = float(np.trace(G))
-    if not trace > 0.0:
-        raise _Imprecise
-    # Rounding of the Gram (n terms per entry), of the reduction and of F^T y, as a
-    # perturbation of F^T F: at most delta in norm.
-    delta = 4.0 * (n + d) * _EPS * trace
-    # G.T: F-ordered, no copy. A workspace of 32 columns lets dsytrd use its blocked
-    # (level-3) reduction: 2x faster than the unblocked one the default workspace gets.
-    c, diag, off, tau, info = lapack.dsytrd(G.T, lower=1, lwork=32 * d, overwrite_a=1)
-    if info != 0:
-        raise _Imprecise
-    s, info = lapack.dsterf(diag, off)
-    if info != 0 or s[0] <= delta:  # (nearly) rank deficient: the eigenvalues near 0 are noise
-        raise _Imprecise
-    norm2 = (Y * Y).sum(axis=0)
-    targets = _Tridiagonal(diag, off, _apply_qt(c, tau, B), norm2)
-    residual = norm2 - (targets.Z * targets.solve(np.zeros(Y.shape[1]))).sum(axis=0)
-    if not np.all(residual > _MIN_RESIDUAL_SHARE * norm2):  # y (almost) in the span of F, or y = 0
-        raise _Imprecise
+    """:func:`maximum_evidence` through the tridiagonal of the Gram (n > d); raises ``Imprecise``."""
+    n = F.shape[0]
+    s, targets, delta = reduce_gram(F, Y, scale)
     evidence, t, beta, n_iter, t_low = _maximise(
         s, targets, Y.shape[1], n, tol=tol, max_iter=max_iter, epsilon=epsilon, feature_scale=scale)
     m2, _, q = targets.moments(s, t)
-    # First-order effect of a perturbation of norm delta on each column's log evidence: on
-    # log|T/t + I| (also bounds the fixed point's gamma) and on beta q (dq <= delta m2).
-    bound = delta * (1.0 / (s[:, None] + t_low[None, :])).sum(axis=0) + n * delta * m2 / q
-    if not np.all(bound <= _GRAM_TOL * n):
-        raise _Imprecise
+    certify(delta, s, t_low, m2, q, n)
     return evidence, _alpha(t, beta, scale), beta, n_iter
-
 
 def _check_bounded(k: int, x2: np.ndarray, residual: np.ndarray, n: int, epsilon: float) -> None:
     if epsilon > 0:  # the guard bounds beta by (n - gamma) / epsilon
@@ -447,9 +351,9 @@ class LogME:
         options = {"tol": self.tol, "max_iter": max_iter, "epsilon": self.epsilon}
         try:
             if n <= d:
-                raise _Imprecise  # t -> 0 is typical there, where the Gram's rounding matters
+                raise Imprecise  # t -> 0 is typical there, where the Gram's rounding matters
             evidence, alpha, beta, n_iter = _tridiagonal_evidence(F, Y, scale, **options)
-        except _Imprecise:
+        except Imprecise:
             s, X, residual = spectral_projection(F / scale, Y)
             evidence, alpha, beta, n_iter = maximum_evidence(s, X, residual, n, d, feature_scale=scale, **options)
         self.evidence_ = evidence / n

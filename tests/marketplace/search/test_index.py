@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from marketplace.search import index as index_module
+from marketplace.search import vector_index
 from marketplace.search.index import RerankStore, SpaceIndex, TextIndex
 from specs import RFFSketch, batch_self_terms, mmd_squared_batch
 
@@ -58,7 +58,7 @@ def test_flat_two_stage_search_agrees_with_the_exact_scan(market):
 
 
 def test_ivf_sq8_two_stage_search_agrees_with_the_exact_scan(market, monkeypatch):
-    monkeypatch.setattr(index_module, "FLAT_MAX", 1000)  # force the large-market index type
+    monkeypatch.setattr(vector_index, "FLAT_MAX", 1000)  # force the large-market index type
     idx = _build(market)
     assert idx.sketches.wait_regrow(120)  # the flat -> IVF conversion runs in a thread
     assert not idx.sketches.is_flat()

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
-from marketplace.search import index as index_module
-from marketplace.search.index import SpaceIndex, ivf_nlist, ivf_nprobe
+from marketplace.search import vector_index
+from marketplace.search.index import SpaceIndex
+from marketplace.search.vector_index import ivf_nlist, ivf_nprobe
 from specs import RFFSketch, batch_self_terms, mmd_squared_batch
 
 D_FEAT, K, N, GAMMA, D_SKETCH = 8, 20, 3000, 1.0 / 16, 256
@@ -35,11 +36,11 @@ def market():
 @pytest.fixture
 def small_thresholds(monkeypatch):
     """Flat up to 300 specs, then IVF retrained at 1000 and 2000 (nlist = n // 39 at this size)."""
-    monkeypatch.setattr(index_module, "FLAT_MAX", 300)
+    monkeypatch.setattr(vector_index, "FLAT_MAX", 300)
     # The production rule scaled down: 12 of 25 lists, then 15 of 51 - not every list.
-    monkeypatch.setattr(index_module, "IVF_NPROBE_MIN", 1)
-    monkeypatch.setattr(index_module, "IVF_NPROBE_BASE", 12)
-    monkeypatch.setattr(index_module, "IVF_NLIST_BASE", 25)
+    monkeypatch.setattr(vector_index, "IVF_NPROBE_MIN", 1)
+    monkeypatch.setattr(vector_index, "IVF_NPROBE_BASE", 12)
+    monkeypatch.setattr(vector_index, "IVF_NLIST_BASE", 25)
 
 
 def _add(idx: SpaceIndex, market, lo: int, hi: int) -> None:
@@ -60,7 +61,7 @@ def _agreement(idx: SpaceIndex, market, n: int) -> tuple[float, float]:
 
 
 def _held_ids(idx: SpaceIndex) -> np.ndarray:
-    return np.sort(index_module._contents(idx.sketches.index, idx.D)[1])
+    return np.sort(vector_index._contents(idx.sketches.index, idx.D)[1])
 
 
 def test_nlist_and_nprobe_rules():
@@ -77,8 +78,8 @@ def test_nlist_and_nprobe_rules():
 def test_contents_decodes_an_ivf_back_to_its_vectors(market):
     sketches = market[2][:2000]
     ids = np.arange(2000) * 7 + 3
-    ivf = index_module._ivf(sketches, ids)
-    vectors, held = index_module._contents(ivf, D_SKETCH)
+    ivf = vector_index._ivf(sketches, ids)
+    vectors, held = vector_index._contents(ivf, D_SKETCH)
     order = np.argsort(held)
     assert_array_equal(held[order], ids)
     span = sketches.max(axis=0) - sketches.min(axis=0)
@@ -86,7 +87,7 @@ def test_contents_decodes_an_ivf_back_to_its_vectors(market):
 
 
 def test_ivf_regrows_as_the_space_grows_and_results_follow_the_exact_scan(market, small_thresholds, monkeypatch):
-    monkeypatch.setattr(index_module, "REGROW_IN_BACKGROUND", False)
+    monkeypatch.setattr(vector_index, "REGROW_IN_BACKGROUND", False)
     idx = SpaceIndex(D_FEAT, D_SKETCH, GAMMA)
     nlists = []
     for hi in range(250, N + 1, 250):
@@ -109,14 +110,14 @@ def test_ivf_regrows_as_the_space_grows_and_results_follow_the_exact_scan(market
 def test_changes_made_during_a_background_retrain_are_kept(market, small_thresholds, monkeypatch):
     """Adds, replacements and removes that land while the new IVF trains are replayed onto it."""
     gate, training = threading.Event(), threading.Event()
-    real_ivf = index_module._ivf
+    real_ivf = vector_index._ivf
 
     def slow_ivf(vectors, ids, metric):
         training.set()
         assert gate.wait(30)
         return real_ivf(vectors, ids, metric)
 
-    monkeypatch.setattr(index_module, "_ivf", slow_ivf)
+    monkeypatch.setattr(vector_index, "_ivf", slow_ivf)
     idx = SpaceIndex(D_FEAT, D_SKETCH, GAMMA)
     _add(idx, market, 0, 250)
     _add(idx, market, 250, 500)  # crosses FLAT_MAX: the thread starts and blocks in slow_ivf
@@ -142,12 +143,12 @@ def test_changes_made_during_a_background_retrain_are_kept(market, small_thresho
 
 
 def test_a_snapshot_with_too_few_lists_regrows_on_load(market, small_thresholds, monkeypatch):
-    monkeypatch.setattr(index_module, "REGROW_IN_BACKGROUND", False)
+    monkeypatch.setattr(vector_index, "REGROW_IN_BACKGROUND", False)
     idx = SpaceIndex(D_FEAT, D_SKETCH, GAMMA)
     _add(idx, market, 0, 500)
     _add(idx, market, 500, 700)
     old = idx.sketches.nlist
-    monkeypatch.setattr(index_module, "IVF_REGROW", 1.2)  # the code now wants more lists than the snapshot has
+    monkeypatch.setattr(vector_index, "IVF_REGROW", 1.2)  # the code now wants more lists than the snapshot has
     clone = SpaceIndex.from_bytes(idx.to_bytes())
     assert clone.sketches.nlist == ivf_nlist(700) > old
     assert_array_equal(_held_ids(clone), np.arange(700) + 1000)

@@ -9,7 +9,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 from marketplace.search import index as index_module
-from marketplace.search import services, store
+from marketplace.search import services, store, vector_index
 from marketplace.search.index import SpaceIndex
 from marketplace.search.models import IndexChange, IndexState
 from marketplace.search.services import index_snapshot
@@ -91,8 +91,8 @@ def small_space():
 def test_a_space_snapshot_is_streamed_in_bounded_writes_and_round_trips(small_space, tmp_path, monkeypatch,
                                                                          dtype, disk_from, disk_to):
     monkeypatch.setattr(index_module, "SNAPSHOT_ROWS", 16)
-    monkeypatch.setattr(index_module, "FLAT_MAX", 100)
-    monkeypatch.setattr(index_module, "REGROW_IN_BACKGROUND", False)
+    monkeypatch.setattr(vector_index, "FLAT_MAX", 100)
+    monkeypatch.setattr(vector_index, "REGROW_IN_BACKGROUND", False)
     Zs, betas, sketches, st, (Zq, bq) = small_space
     idx = SpaceIndex(D_FEAT, 64, GAMMA, store_dtype=dtype, store_dir=tmp_path if disk_from else None)
     idx.add(np.arange(300) + 5, sketches, Zs, betas, st)

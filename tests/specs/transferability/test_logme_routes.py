@@ -22,7 +22,7 @@ logme_module = sys.modules["specs.transferability.logme"]
 
 def _exact_only(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
-        raise logme_module._Imprecise
+        raise logme_module.Imprecise
 
     monkeypatch.setattr(logme_module, "_tridiagonal_evidence", refuse)
 
