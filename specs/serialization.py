@@ -28,13 +28,14 @@ from specs.rkme import RKMESpecification
 RKME_FORMAT = "lwm-rkme"
 RKME_VERSION = 1
 
-_DTYPES = {
+# The safetensors dtype codes; shared with the streamed search snapshots.
+DTYPES = {
     "F64": "<f8", "F32": "<f4", "F16": "<f2",
     "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
     "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?",
 }
-_CODES = {np.dtype(v): k for k, v in _DTYPES.items()}
-_MAX_HEADER = 100 * 2**20  # a header larger than this is corrupt, not big
+DTYPE_CODES = {np.dtype(v): k for k, v in DTYPES.items()}
+MAX_HEADER = 100 * 2**20  # a header larger than this is corrupt, not big
 
 
 def arrays_to_bytes(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> bytes:
@@ -66,10 +67,10 @@ def arrays_to_bytes(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> by
         if not isinstance(name, str) or name == "__metadata__":
             raise SerializationError(f"array name {name!r} is not allowed")
         arr = np.asarray(arrays[name])
-        code = _CODES.get(arr.dtype.newbyteorder("<") if arr.dtype.byteorder == ">" else arr.dtype)
+        code = DTYPE_CODES.get(arr.dtype.newbyteorder("<") if arr.dtype.byteorder == ">" else arr.dtype)
         if code is None:
             raise SerializationError(f"array {name!r} has unsupported dtype {arr.dtype}")
-        raw = np.ascontiguousarray(arr, dtype=_DTYPES[code]).tobytes()
+        raw = np.ascontiguousarray(arr, dtype=DTYPES[code]).tobytes()
         entries[name] = {"dtype": code, "shape": list(arr.shape), "data_offsets": [offset, offset + len(raw)]}
         chunks.append(raw)
         offset += len(raw)
@@ -103,7 +104,7 @@ def bytes_to_arrays(
     if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) < 8:
         raise SerializationError("data is shorter than the 8-byte header length")
     (n,) = struct.unpack("<Q", bytes(data[:8]))
-    if n > min(_MAX_HEADER, len(data) - 8):
+    if n > min(MAX_HEADER, len(data) - 8):
         raise SerializationError(f"header length {n} exceeds the data ({len(data)} bytes)")
     try:
         entries = json.loads(bytes(data[8 : 8 + n]))
@@ -125,18 +126,29 @@ def bytes_to_arrays(
     return header, arrays
 
 
-def _read_array(name: str, entry: Any, body: memoryview, check_finite: bool) -> np.ndarray:
-    if not isinstance(entry, dict) or entry.get("dtype") not in _DTYPES:
+def array_entry(name: str, entry: Any, body_size: int | None = None) -> tuple[np.dtype, tuple[int, ...], int, int]:
+    """(little-endian dtype, shape, begin, end) of one array's header entry, checked.
+
+    Shared with the streamed search snapshots (same header layout); ``body_size`` bounds
+    the offsets when the body's length is known.
+    """
+    if not isinstance(entry, dict) or entry.get("dtype") not in DTYPES:
         raise SerializationError(f"array {name!r}: field 'dtype' is missing or unsupported")
     shape, offsets = entry.get("shape"), entry.get("data_offsets")
     if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape):
         raise SerializationError(f"array {name!r}: field 'shape' must be a list of ints >= 0")
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
         raise SerializationError(f"array {name!r}: field 'data_offsets' must be two ints")
-    dtype = np.dtype(_DTYPES[entry["dtype"]])
+    dtype = np.dtype(DTYPES[entry["dtype"]])
     begin, end = offsets
-    if not 0 <= begin <= end <= len(body) or end - begin != math.prod(shape) * dtype.itemsize:
+    in_body = body_size is None or end <= body_size
+    if not (0 <= begin <= end and in_body) or end - begin != math.prod(shape) * dtype.itemsize:
         raise SerializationError(f"array {name!r}: 'data_offsets' {offsets} do not match shape {shape}")
+    return dtype, tuple(shape), begin, end
+
+
+def _read_array(name: str, entry: Any, body: memoryview, check_finite: bool) -> np.ndarray:
+    dtype, shape, begin, end = array_entry(name, entry, len(body))
     arr = np.frombuffer(body[begin:end], dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
     if check_finite and arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise SerializationError(f"array {name!r} contains NaN or infinity")

@@ -21,11 +21,8 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from specs.exceptions import SerializationError
+from specs.serialization import DTYPE_CODES, DTYPES, MAX_HEADER, array_entry
 
-_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
-           "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?"}
-_CODES = {np.dtype(v): k for k, v in _DTYPES.items()}
-_MAX_HEADER = 100 * 2**20  # a header larger than this is corrupt, not big
 COPY_BYTES = 16 * 2**20  # what a read or a skip moves at a time
 
 
@@ -49,7 +46,7 @@ class Column:
 
 def _code(dtype: np.dtype) -> str:
     dtype = np.dtype(dtype)
-    code = _CODES.get(dtype.newbyteorder("<") if dtype.byteorder == ">" else dtype)
+    code = DTYPE_CODES.get(dtype.newbyteorder("<") if dtype.byteorder == ">" else dtype)
     if code is None:
         raise SerializationError(f"unsupported dtype {dtype}")
     return code
@@ -81,7 +78,7 @@ def write_arrays(fh: BinaryIO, header: dict[str, Any], columns: dict[str, Column
     fh.write(struct.pack("<Q", len(head)) + head)
     for name in sorted(columns):
         col, written = columns[name], 0
-        little = np.dtype(_DTYPES[_code(col.dtype)])
+        little = np.dtype(DTYPES[_code(col.dtype)])
         for chunk in col.chunks():
             data = np.ascontiguousarray(chunk, dtype=little)
             if data.nbytes:
@@ -104,8 +101,8 @@ class ArrayReader:
         self.fh = fh
         raw = self._exact(8, "the 8-byte header length")
         (n,) = struct.unpack("<Q", raw)
-        if n > _MAX_HEADER:
-            raise SerializationError(f"header length {n} exceeds {_MAX_HEADER} bytes")
+        if n > MAX_HEADER:
+            raise SerializationError(f"header length {n} exceeds {MAX_HEADER} bytes")
         try:
             entries = json.loads(self._exact(n, "the header"))
             self.header = json.loads(entries.pop("__metadata__")["lwm_header"])
@@ -113,7 +110,7 @@ class ArrayReader:
             raise SerializationError(f"header field '__metadata__.lwm_header' is malformed: {exc}") from exc
         self.entries: dict[str, tuple[np.dtype, tuple[int, ...], int, int]] = {}
         for name, entry in entries.items():
-            self.entries[name] = self._check_entry(name, entry)
+            self.entries[name] = array_entry(name, entry)
         expected = 0
         for name in self.names:
             begin, end = self.entries[name][2:]
@@ -129,21 +126,6 @@ class ArrayReader:
 
     def shape(self, name: str) -> tuple[int, ...]:
         return self._entry(name)[1]
-
-    @staticmethod
-    def _check_entry(name: str, entry: Any) -> tuple[np.dtype, tuple[int, ...], int, int]:
-        if not isinstance(entry, dict) or entry.get("dtype") not in _DTYPES:
-            raise SerializationError(f"array {name!r}: field 'dtype' is missing or unsupported")
-        shape, offsets = entry.get("shape"), entry.get("data_offsets")
-        if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape):
-            raise SerializationError(f"array {name!r}: field 'shape' must be a list of ints >= 0")
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
-            raise SerializationError(f"array {name!r}: field 'data_offsets' must be two ints")
-        dtype = np.dtype(_DTYPES[entry["dtype"]])
-        begin, end = offsets
-        if not 0 <= begin <= end or end - begin != math.prod(shape) * dtype.itemsize:
-            raise SerializationError(f"array {name!r}: 'data_offsets' {offsets} do not match shape {shape}")
-        return dtype, tuple(shape), begin, end
 
     def _entry(self, name: str) -> tuple[np.dtype, tuple[int, ...], int, int]:
         if name not in self.entries:

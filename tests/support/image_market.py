@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from sklearn.datasets import load_digits
 
 from specs import RFFSketch, rkme_fit, rkme_to_json, self_term
 from specs.encoders import ConvImageEncoder
+from tests.support.market import fit_softmax, package_bytes
 
 DOMAINS = ("upright", "inverted", "transposed")
 CLASSES = [str(c) for c in range(10)]
@@ -47,23 +47,6 @@ def transform(images: np.ndarray, domain: str) -> np.ndarray:
     """A domain's view of (n, 8, 8) uint8 images, as (n, 1, 8, 8) uint8."""
     out = {"upright": images, "inverted": 255 - images, "transposed": images.transpose(0, 2, 1)}[domain]
     return np.ascontiguousarray(out[:, None], dtype=np.uint8)
-
-
-class _FlatSoftmax(torch.nn.Module):
-    """Softmax regression on the pixels: (n, 1, 8, 8) or (n, 64) in [0, 1] -> (n, 10) logits."""
-
-    def __init__(self, mean: torch.Tensor, scale: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> None:
-        super().__init__()
-        self.register_buffer("mean", mean)
-        self.register_buffer("scale", scale)
-        self.linear = torch.nn.Linear(weight.shape[1], weight.shape[0])
-        with torch.no_grad():
-            self.linear.weight.copy_(weight)
-            self.linear.bias.copy_(bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(x.shape[0], -1)
-        return self.linear((flat - self.mean) / self.scale)
 
 
 class _ConvSoftmax(torch.nn.Module):
@@ -93,26 +76,11 @@ def conv_model(flat_model: bytes) -> bytes:
 
 
 def train_model(X: np.ndarray, y: np.ndarray, *, seed: int = 0, epochs: int = 40) -> bytes:
-    """TorchScript bytes of a softmax regression fitted full-batch (L-BFGS) on X (n, 64) in [0, 1]."""
-    torch.manual_seed(seed)
-    mean, std = X.mean(axis=0), X.std(axis=0)
-    scale = np.where(std > 0, std, 1.0)
-    Xt, yt = torch.tensor((X - mean) / scale, dtype=torch.float32), torch.tensor(y, dtype=torch.int64)
-    layer = torch.nn.Linear(X.shape[1], len(CLASSES))
-    opt = torch.optim.LBFGS(layer.parameters(), max_iter=epochs, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(layer(Xt), yt) + 1e-3 * (layer.weight**2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    module = _FlatSoftmax(torch.tensor(mean, dtype=torch.float32), torch.tensor(scale, dtype=torch.float32),
-                          layer.weight.detach(), layer.bias.detach())
+    """TorchScript bytes of a softmax regression fitted on X (n, 64) in [0, 1]; takes (n, 1, 8, 8) or (n, 64)."""
     buffer = io.BytesIO()
     # Traced, not scripted: the graph is the same for any batch size and tracing takes a fraction of the time.
-    torch.jit.save(torch.jit.trace(module.eval(), torch.zeros(2, *SHAPE)), buffer)
+    module = fit_softmax(X, y, len(CLASSES), seed=seed, epochs=epochs)
+    torch.jit.save(torch.jit.trace(module, torch.zeros(2, *SHAPE)), buffer)
     return buffer.getvalue()
 
 
@@ -155,12 +123,7 @@ def package_zip(domain: str, arrays: ImageArrays, *, conv: bool = False) -> tupl
         "license": "MIT", "tags": ["digits", "images", domain], "artifact": {"path": "model.pt", "format": "torchscript"},
         "specification": {"rkme": "rkme.json"},
     }
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in (("learnware.yaml", yaml.safe_dump(manifest).encode()), ("model.pt", model),
-                           ("rkme.json", arrays.rkmes[domain].encode())):
-            zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
-    return buffer.getvalue(), manifest
+    return package_bytes(manifest, model, arrays.rkmes[domain]), manifest
 
 
 @dataclass

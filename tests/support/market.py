@@ -48,6 +48,8 @@ def transform(images: np.ndarray, domain: str) -> np.ndarray:
 
 
 class _Softmax(torch.nn.Module):
+    """Softmax regression on standardised inputs: (n, 64) rows, or (n, 1, 8, 8) images flattened."""
+
     def __init__(self, mean: torch.Tensor, scale: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("mean", mean)
@@ -58,17 +60,17 @@ class _Softmax(torch.nn.Module):
             self.linear.bias.copy_(bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear((x - self.mean) / self.scale)
+        return self.linear((x.reshape(x.shape[0], -1) - self.mean) / self.scale)
 
 
-def train_model(X: np.ndarray, y: np.ndarray, *, seed: int = 0, epochs: int = 40) -> bytes:
-    """A softmax regression trained full-batch with L-BFGS; returns TorchScript bytes."""
+def fit_softmax(X: np.ndarray, y: np.ndarray, n_classes: int, *, seed: int = 0, epochs: int = 40) -> _Softmax:
+    """A softmax regression on X (n, p) fitted full-batch with L-BFGS (small L2 penalty)."""
     torch.manual_seed(seed)
     mean, std = X.mean(axis=0), X.std(axis=0)
     scale = np.where(std > 0, std, 1.0)
     Xt = torch.tensor((X - mean) / scale, dtype=torch.float32)
     yt = torch.tensor(y, dtype=torch.int64)
-    layer = torch.nn.Linear(64, 10)
+    layer = torch.nn.Linear(X.shape[1], n_classes)
     opt = torch.optim.LBFGS(layer.parameters(), max_iter=epochs, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
@@ -78,10 +80,24 @@ def train_model(X: np.ndarray, y: np.ndarray, *, seed: int = 0, epochs: int = 40
         return loss
 
     opt.step(closure)
-    module = _Softmax(torch.tensor(mean, dtype=torch.float32), torch.tensor(scale, dtype=torch.float32),
-                      layer.weight.detach(), layer.bias.detach())
+    return _Softmax(torch.tensor(mean, dtype=torch.float32), torch.tensor(scale, dtype=torch.float32),
+                    layer.weight.detach(), layer.bias.detach()).eval()
+
+
+def package_bytes(manifest: dict[str, Any], model: bytes, rkme_json: str) -> bytes:
+    """A learnware package zip (learnware.yaml + model.pt + rkme.json), byte-reproducible."""
     buffer = io.BytesIO()
-    torch.jit.save(torch.jit.script(module.eval()), buffer)
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in (("learnware.yaml", yaml.safe_dump(manifest).encode()), ("model.pt", model),
+                           ("rkme.json", rkme_json.encode())):
+            zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
+    return buffer.getvalue()
+
+
+def train_model(X: np.ndarray, y: np.ndarray, *, seed: int = 0, epochs: int = 40) -> bytes:
+    """A softmax regression trained full-batch with L-BFGS; returns TorchScript bytes."""
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(fit_softmax(X, y, 10, seed=seed, epochs=epochs)), buffer)
     return buffer.getvalue()
 
 
@@ -122,12 +138,7 @@ def package_zip(domain: str, arrays: MarketArrays, *, license: str = "MIT") -> t
         "license": license, "tags": ["digits", domain], "artifact": {"path": "model.pt", "format": "torchscript"},
         "specification": {"rkme": "rkme.json"},
     }
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in (("learnware.yaml", yaml.safe_dump(manifest).encode()), ("model.pt", arrays.models[domain]),
-                           ("rkme.json", arrays.rkmes[domain].encode())):
-            zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
-    return buffer.getvalue(), manifest
+    return package_bytes(manifest, arrays.models[domain], arrays.rkmes[domain]), manifest
 
 
 @dataclass
