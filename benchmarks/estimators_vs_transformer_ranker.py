@@ -28,7 +28,7 @@ ESTIMATORS = ["logme", "hscore", "knn_euclidean", "knn_cosine"]
 # The machine is shared: each side's time is its best over rounds that alternate the two
 # sides (so load hits both alike) and over a few warm calls per round (one where a call
 # takes more than a second).
-ROUNDS, REPEATS, ROUNDS_LARGE, REPEATS_LARGE = 3, 5, 2, 3
+ROUNDS, REPEATS, ROUNDS_LARGE, REPEATS_LARGE = 5, 20, 2, 3
 
 
 def ensure_venv() -> Path:
@@ -121,7 +121,7 @@ def speed_table(cells: list[tuple[int, int]], estimators: list[str]) -> None:
           f"run once), {ROUNDS_LARGE} rounds x up to {REPEATS_LARGE} calls at n=10000")
     print("speed-up: by wall-clock time; cpu x: by CPU time of each process (what the load on a "
           "shared machine disturbs least)")
-    print(f"{'estimator':<14}{'n':>6}{'d':>5}{'ours s':>9}{'TR s':>9}{'speed-up':>9}{'cpu x':>8}"
+    print(f"{'estimator':<14}{'n':>6}{'d':>5}{'ours ms':>9}{'TR ms':>9}{'speed-up':>9}{'cpu x':>8}"
           f"{'ours value':>16}{'TR value':>16}{'rel diff':>10}")
     with tempfile.TemporaryDirectory() as tmp:
         for n, d in cells:
@@ -148,13 +148,13 @@ def speed_table(cells: list[tuple[int, int]], estimators: list[str]) -> None:
             for name in estimators:
                 t_o, c_o, v_o = ours[name]
                 if name not in theirs:
-                    print(f"{name:<14}{n:>6}{d:>5}{t_o:>9.3f}{'skipped':>9}{'':>17}{v_o:>16.9g}"
+                    print(f"{name:<14}{n:>6}{d:>5}{t_o * 1e3:>9.2f}{'skipped':>9}{'':>17}{v_o:>16.9g}"
                           f"  TR skipped: needs ~{need / 2**30:.0f} GiB temporary, "
                           f"{available_bytes() / 2**30:.0f} GiB available")
                     continue
                 t_t, c_t, v_t = theirs[name]
                 rel = abs(v_o - v_t) / max(abs(v_t), 1e-300)
-                print(f"{name:<14}{n:>6}{d:>5}{t_o:>9.3f}{t_t:>9.3f}{t_t / t_o:>8.2f}x{c_t / c_o:>7.2f}x"
+                print(f"{name:<14}{n:>6}{d:>5}{t_o * 1e3:>9.2f}{t_t * 1e3:>9.2f}{t_t / t_o:>8.2f}x{c_t / c_o:>7.2f}x"
                       f"{v_o:>16.9g}{v_t:>16.9g}{rel:>10.1e}")
     print("H-score: TR divides the class-mean covariance by n-1 (ours and Ibrahim et al.'s "
           "Ledoit-Wolf use n), so a relative difference of 1/(n-1) is expected.")

@@ -25,11 +25,14 @@ def _as_numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
-def check_features(F: Any, name: str = "F", min_samples: int = 2, *, float32_ok: bool = False) -> np.ndarray:
+def check_features(F: Any, name: str = "F", min_samples: int = 2, *, float32_ok: bool = False,
+                   check_finite: bool = True) -> np.ndarray:
     """Return ``F`` as a C-contiguous float64 (n, d) array with finite entries.
 
     ``float32_ok``: float32 input stays float32 (every float32 is exact in float64; the
     caller upcasts wherever it needs float64 arithmetic), saving a copy twice its size.
+    ``check_finite=False``: the caller checks finiteness itself, on a pass it makes anyway
+    (see :func:`require_finite`).
     """
     arr = _as_numpy(F)
     if arr.ndim != 2:
@@ -42,9 +45,16 @@ def check_features(F: Any, name: str = "F", min_samples: int = 2, *, float32_ok:
         raise InvalidDataError(f"{name} must be real numeric, got dtype {arr.dtype}")
     dtype = np.float32 if float32_ok and arr.dtype == np.float32 else np.float64
     arr = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.isfinite(arr).all():
+    if check_finite and not np.isfinite(arr).all():
         raise InvalidDataError(f"{name} contains NaN or infinite values")
     return arr
+
+
+def require_finite(*extremes: float, name: str = "F") -> None:
+    """Raise unless every value is finite: pass an array's max and min (NaN propagates
+    through both), so the check rides on a reduction the caller needs anyway."""
+    if not all(np.isfinite(value) for value in extremes):
+        raise InvalidDataError(f"{name} contains NaN or infinite values")
 
 
 def check_class_labels(y: Any, n: int, name: str = "y") -> tuple[np.ndarray, np.ndarray]:
@@ -58,10 +68,27 @@ def check_class_labels(y: Any, n: int, name: str = "y") -> tuple[np.ndarray, np.
         raise DimensionMismatchError(f"{name} has {arr.shape[0]} labels but F has {n} rows")
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise InvalidDataError(f"{name} contains NaN or infinite values")
-    classes, codes = np.unique(arr, return_inverse=True)
+    classes, codes = _encode(arr)
     if classes.shape[0] < 2:
         raise InvalidDataError(f"{name} must contain at least 2 classes, got {classes.shape[0]}")
     return codes.astype(np.int64).reshape(-1), classes
+
+
+def _encode(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(arr, return_inverse=True)``; for integers in a compact range by a count
+    and a lookup table, ~4x faster than unique's sort."""
+    if arr.dtype.kind in "iu" and arr.size:
+        low, high = int(arr.min()), int(arr.max())
+        if high - low <= 4 * arr.size + 1024:
+            # Unsigned labels subtract in their own dtype (uint64 may not fit int64), signed
+            # ones in int64 (an int8 difference may not fit int8); either way nothing wraps.
+            base = arr.dtype.type(low)
+            offset = (arr - base if arr.dtype.kind == "u" else arr.astype(np.int64) - low).astype(np.int64)
+            present = np.bincount(offset, minlength=high - low + 1) > 0
+            found = np.flatnonzero(present)
+            classes = found.astype(arr.dtype) + base if arr.dtype.kind == "u" else (found + low).astype(arr.dtype)
+            return classes, (np.cumsum(present) - 1)[offset]
+    return np.unique(arr, return_inverse=True)
 
 
 def check_targets(y: Any, n: int, name: str = "y") -> np.ndarray:

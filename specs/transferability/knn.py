@@ -2,14 +2,21 @@
 
 Each sample is classified by a majority vote of its k nearest *other* samples
 (Euclidean or cosine). Rows are processed in blocks, so memory is O(block^2 + n k) and no
-(n, n) or (chunk, n, d) array is ever built.
+(chunk, n, d) array is ever built.
 
 Why it is exact yet fast: candidate neighbours come from a float32 matrix product
-(each symmetric block computed once, the diagonal ones by syrk), and a rigorous bound on
-its rounding error proves the order: where consecutive float32 keys of a row's k + 1
-nearest are further apart than twice the bound, the float32 order is the exact one. Only
-the other rows (near-ties) have their candidates recomputed in float64, and where the
-bound cannot exclude a non-candidate either, the whole row is.
+(symmetric: each block computed once, the diagonal ones by syrk, a single syrk for
+n <= block), and a rigorous bound on its rounding error proves the order: where the
+error intervals of a row's k nearest float32 keys are disjoint and below every other
+key's, the float32 order is the exact one. Only the other rows (near-ties) have their
+candidates re-ranked in float64 (by differences, so near-coincident points keep their
+order), and where the bound cannot exclude a non-candidate either, the whole row is.
+For the accuracy alone, rows whose possible k nearest all share one label need no
+re-ranking: their vote is settled.
+
+The ordering key, smaller = closer, is symmetric so one block serves rows and columns:
+h_i + h_j - <x_i, x_j>, i.e. ||x_i - x_j||^2 / 2 (Euclidean, h = ||x||^2 / 2) or
+-cos(x_i, x_j) (cosine, h = 0).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy.linalg import blas
 
 from specs.exceptions import InvalidParameterError
 from specs.transferability._checks import (
@@ -24,37 +32,48 @@ from specs.transferability._checks import (
     check_class_labels,
     check_features,
     check_positive_int,
+    require_finite,
 )
 
 _U32 = float(np.finfo(np.float32).eps) / 2.0  # unit roundoff of float32
 _EXTRA = 2  # extra float32 candidates per row; makes fallback rows rare
 _GROUPS = 8  # a block's rows are cut into this many slices to locate their smallest keys
-_SLICES = 16  # the same for the single-block route (measured fastest at n = 1000)
+_NEAR_CAP = 256  # fallback rows order up to this many near-tied columns by differences
+_SLICES = 25  # row slabs of the single-block route (measured fastest at n = 1000: 25-32)
 
 
-def _prepare(F: np.ndarray, metric: str) -> np.ndarray:
-    """Rows in the metric's geometry.
+def _row_scaled(F: np.ndarray) -> np.ndarray:
+    """Cosine rows: float64, each scaled by a power of two to max |x| in [1/2, 1) (exact;
+    cosines are scale-free), so neither the unit rows nor the raw products of
+    :func:`_cosine_order` over- or underflow whatever F's range; checks finiteness."""
+    require_finite(float(F.max()), float(F.min()))
+    F = F.astype(np.float64, copy=False)
+    _, exponent = np.frexp(np.abs(F).max(axis=1))
+    return np.ldexp(F, -exponent[:, None])
 
-    Euclidean rows keep F's dtype (float32 or float64). Where max |x| lies outside
-    [2^-20, 2^20] they are scaled by a power of two to max |x| in [1/2, 1]: exact, no
-    order changes, and neither float32's products nor the float64 norms over- or
-    underflow. Inside that range F itself is used: no overflow either, and underflow stays
-    within the error bound's absolute term, whatever the scale; this saves a copy of F
-    (and, for n = 1000 at d = 768, the page faults of re-mapping it on every call).
-    Cosine rows are unit (or zero) float64 vectors.
-    """
-    if metric == "cosine":
-        F = F.astype(np.float64, copy=False)
-        norms = np.linalg.norm(F, axis=1, keepdims=True)
-        # A zero vector has no direction: keep it at the origin (similarity 0 to all).
-        return F / np.where(norms > 0.0, norms, 1.0)
-    peak = max(float(F.max()), -float(F.min()))
-    if peak > 0.0 and not 2.0**-20 <= peak <= 2.0**20:
-        shift = int(np.ceil(np.log2(peak)))
-        # A product with a power of two rounds exactly as ldexp does and is ~5x faster; its
-        # factor must be a normal number of F's dtype, so large shifts take ldexp.
-        F = F * F.dtype.type(2.0**-shift) if abs(shift) <= 100 else np.ldexp(F, -shift)
-    return F
+
+def _scaled(F: np.ndarray) -> np.ndarray:
+    """Euclidean rows scaled by a power of two to max |x| in [1/2, 1] (exact: no order
+    changes), for features whose norms would over- or underflow float32 (see
+    :func:`_norms_in_range`); the finiteness check rides on the extremes needed here."""
+    high, low = float(F.max()), float(F.min())
+    require_finite(high, low)
+    peak = max(high, -low)
+    if peak == 0.0:
+        return F
+    shift = int(np.ceil(np.log2(peak)))
+    # A product with a power of two rounds exactly as ldexp does and is ~5x faster; its
+    # factor must be a normal number of F's dtype, so large shifts take ldexp.
+    return F * F.dtype.type(2.0**-shift) if abs(shift) <= 100 else np.ldexp(F, -shift)
+
+
+def _norms_in_range(h32: np.ndarray) -> bool:
+    """Whether float32 half norms say F can be used as it is: finite (so was F), no key can
+    overflow (|<x_i, x_j>| <= 2 max h <= 2^61) and underflow stays within the error
+    bound's absolute term. Checking them after the product saves a pass over F, which
+    otherwise costs as much as the whole selection's slowest step. All zeros may be F
+    underflowing float32: F gets checked (and, if all zero, its product runs twice)."""
+    return 2.0**-40 <= float(h32.max()) <= 2.0**60
 
 
 def _half_norms(X: np.ndarray, metric: str, dtype: type = np.float64) -> np.ndarray:
@@ -62,17 +81,6 @@ def _half_norms(X: np.ndarray, metric: str, dtype: type = np.float64) -> np.ndar
     if metric == "cosine":
         return np.zeros(X.shape[0], dtype=dtype)
     return 0.5 * np.einsum("ij,ij->i", X, X, dtype=dtype)
-
-
-# The ordering key, smaller = closer, is symmetric so one block serves rows and columns:
-# h_i + h_j - <x_i, x_j>, i.e. ||x_i - x_j||^2 / 2 (Euclidean, h = ||x||^2 / 2) or
-# -cos(x_i, x_j) (cosine, h = 0).
-def _keys64(A: np.ndarray, hA: np.ndarray, X: np.ndarray, h: np.ndarray) -> np.ndarray:
-    keys = A @ X.T
-    np.negative(keys, out=keys)
-    keys += hA[:, None]
-    keys += h[None, :]
-    return keys
 
 
 def _flat_hits(mask: np.ndarray) -> np.ndarray:
@@ -213,79 +221,166 @@ def _approximate_sets(X32: np.ndarray, h32: np.ndarray, keep: int, block: int,
     return best_key, best_idx
 
 
-def _row_smallest(keys: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of ``keys``, its ``keep`` smallest keys in ascending order and their columns.
+def _column_largest(M: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of the (n, n) ``M``, its ``keep`` largest entries in descending order and their rows.
 
-    tau, the keep-th smallest of the row's slice minima (``_SLICES`` slices, minimum taken
-    position by position), is at least the row's keep-th smallest key, as keep distinct
-    keys are no larger. So the keys <= tau hold the keep smallest; they are usually just
-    those keep (more only where two share a position), and one sparse mask over the block
-    finds them: two passes over it instead of a partition of every row.
+    tau, a column's keep-th largest group maximum (rows cut into ``_SLICES`` slabs of m
+    rows, group g = row g of every slab; the few rows past the last slab join the first
+    groups), is at most the column's keep-th largest entry, since keep distinct entries
+    reach it. So the entries >= tau hold the keep largest, and are usually just those
+    keep. Every pass runs over whole contiguous rows (slab maxima, one comparison with a
+    row of thresholds), which numpy streams several times faster than a row-wise
+    selection; only the ~keep * n hits are sorted.
     """
-    n, width = keys.shape
-    m = width // _SLICES
-    if m < keep:  # too narrow for slices: a small block, partition it whole
-        tau = np.partition(keys, keep - 1, axis=1)[:, keep - 1 : keep]
+    n = M.shape[0]
+    m = n // _SLICES
+    if m < keep:  # too few rows for slabs: a small matrix, partition it whole
+        tau = np.partition(M, n - keep, axis=0)[n - keep]
     else:
-        low = keys[:, :m].copy()
-        for g in range(1, _SLICES):
-            np.minimum(low, keys[:, g * m : (g + 1) * m], out=low)
-        tau = np.partition(low, keep - 1, axis=1)[:, keep - 1 : keep]
-    flat = _flat_hits(keys <= tau)  # row by row
-    rows, cols = np.divmod(flat, width)
-    vals = keys.reshape(-1)[flat]
-    if flat.shape[0] == keep * n:
-        vals, cols = vals.reshape(n, keep), cols.reshape(n, keep)
-    else:
-        counts = np.bincount(rows, minlength=n)
-        pos = np.arange(flat.shape[0]) - (np.cumsum(counts) - counts)[rows]
-        pad_val = np.full((n, int(counts.max())), np.inf, dtype=keys.dtype)
-        pad_col = np.zeros(pad_val.shape, dtype=np.int64)
-        pad_val[rows, pos], pad_col[rows, pos] = vals, cols
-        vals, cols = pad_val, pad_col
-    order = np.argsort(vals, axis=1)[:, :keep]
-    return np.take_along_axis(vals, order, axis=1), np.take_along_axis(cols, order, axis=1)
+        body = _SLICES * m
+        high = np.maximum.reduce(M[:body].reshape(_SLICES, m, n), axis=0)
+        for start in range(body, n, m):  # fewer than _SLICES rows, m at a time
+            rest = M[start : start + m]
+            np.maximum(high[: rest.shape[0]], rest, out=high[: rest.shape[0]])
+        tau = np.partition(np.ascontiguousarray(high.T), m - keep, axis=1)[:, m - keep]
+    # A strided row of thresholds would put numpy's comparison on its slow path (~5x).
+    tau = np.ascontiguousarray(tau)
+    flat = _flat_hits(np.greater_equal(M, tau))
+    rows, cols = np.divmod(flat, n)
+    vals = M.reshape(-1)[flat]
+    bits = max(1, (n - 1).bit_length())
+    if 2 * bits + 32 <= 63:
+        # One sort of 64-bit words (column, value descending, row) groups each column's
+        # hits, largest first: numpy sorts integers with SIMD, ~5x faster than argsorts.
+        word = (cols.astype(np.uint64) << np.uint64(32 + bits)) | (_ascending_bits(-vals) << np.uint64(bits))
+        word = np.sort(word | rows.astype(np.uint64))
+        counts = np.bincount(cols, minlength=n)  # >= keep each
+        word = word[(np.cumsum(counts) - counts)[:, None] + np.arange(keep)]
+        rows = (word & np.uint64((1 << bits) - 1)).astype(np.int64)
+        return M.reshape(-1)[rows * n + np.arange(n)[:, None]], rows
+    order = np.lexsort((-vals, cols))
+    counts = np.bincount(cols, minlength=n)
+    pick = order[(np.cumsum(counts) - counts)[:, None] + np.arange(keep)]
+    return vals[pick], rows[pick]
 
 
-def _single_block_sets(X32: np.ndarray, metric: str, keep: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`_approximate_sets` for n <= block, sorted, with keys ``h_j - <x_i, x_j>``; and h32.
+def _ascending_bits(v: np.ndarray) -> np.ndarray:
+    """float32 -> uint64 preserving order (finite values; -0.0 sorts before 0.0)."""
+    u = v.view(np.uint32).astype(np.uint64)
+    # Negative floats order backwards as integers: flip all their bits; set positives' sign bit.
+    return np.where(u >> np.uint64(31), u ^ np.uint64(0xFFFFFFFF), u | np.uint64(0x80000000))
 
-    One syrk and one selection over the whole (n, n) block. The row's own h_i is left
-    out: a constant per row, it changes neither the row's order nor the gaps the proof
-    reads, and saves a pass (its rounding is still inside :func:`_error_bound`). The
-    float32 half norms are read off the product's diagonal: float32 dot products like
-    any other, within the same bound, without a pass over X.
+
+def _single_block_sets(X32: np.ndarray, metric: str, keep: int,
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """:func:`_approximate_sets` for n <= block, sorted, with keys ``h_j - <x_i, x_j>``; and
+    h32. None where :func:`_norms_in_range` rejects the norms (F is then checked, scaled).
+
+    One syrk; then M[j, i] = <x_i, x_j> - h_j, so column i of M is row i's keys negated
+    (the product is symmetric) and the selection reads contiguous rows. The row's own h_i
+    is left out: a constant per row, it changes neither the row's order nor the gaps the
+    proof reads (its rounding is still inside :func:`_error_terms`). The float32 half
+    norms are read off the product's diagonal: float32 dot products like any other,
+    within the same bound, without a pass over X.
     """
-    keys = X32 @ X32.T
-    h32 = 0.5 * np.diagonal(keys) if metric == "euclidean" else np.zeros(X32.shape[0], dtype=np.float32)
-    np.subtract(h32, keys, out=keys)
-    np.fill_diagonal(keys, np.inf)
-    return (*_row_smallest(keys, keep), h32)
+    n = X32.shape[0]
+    M = X32 @ X32.T
+    if metric == "euclidean":
+        h32 = 0.5 * np.diagonal(M)
+        if not _norms_in_range(h32):
+            return None
+        # M -= h 1^T in place as one BLAS rank-1 update (sger on the Fortran view M^T);
+        # ~2x faster than numpy's broadcast subtraction.
+        blas.sger(-1.0, np.ones(n, dtype=np.float32), h32, a=M.T, overwrite_a=True)
+    else:
+        h32 = np.zeros(n, dtype=np.float32)
+    np.fill_diagonal(M, -np.inf)
+    neg_keys, idx = _column_largest(M, keep)
+    return -neg_keys, idx, h32
 
 
-def _error_bound(d: int, h: np.ndarray, metric: str) -> np.ndarray:
-    """Per row, a bound on |float32 key - exact key| for every column.
+def _error_terms(d: int, h32: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Terms of the bound |float32 key - exact key| <= c (a_i a_j + h_j [+ h_i]) + tiny.
 
-    The key ``h_i + h_j - <x_i, x_j>`` is a float32 dot product of length d on inputs
+    The key ``[h_i +] h_j - <x_i, x_j>`` is a float32 dot product of length d on inputs
     rounded to float32 ((d + 2) u ||x_i|| ||x_j||), float32 half norms computed the same
-    way ((d + 2) u h each) and two additions (u each of at most h_i + h_j + ||x_i|| ||x_j||):
-    within (d + 4) u (||x_i|| ||x_j|| + h_i + h_j) to first order; (d + 6) and 10% slack
-    cover the rest, and an absolute term float32's gradual underflow (each of the ~4d
-    float32 operations behind a key loses at most 2^-150 to it, whatever the scale).
-    ``h`` must bound the exact half norms from above.
+    way ((d + 2) u h each) and one or two additions (u each of at most the sum of the
+    terms): within (d + 4) u (||x_i|| ||x_j|| + h_j [+ h_i]) to first order; (d + 6) and
+    10% slack cover the rest (and the ~2^-29 relative rounding of the float64 keys it is
+    compared with), and ``tiny`` float32's gradual underflow (each of the ~4d float32
+    operations behind a key loses at most 2^-150 to it, whatever the scale).
+
+    Returns ``(a, h, c, tiny)``: a_i >= ||x_i|| and h_i >= the exact half norm, from the
+    float32 ones ``h32`` (within (d + 2) u); unit (or zero) rows and h = 0 for cosine.
     """
-    # Rows are unit (or zero) vectors for cosine (h = 0), and ||x|| = sqrt(2 h) otherwise.
-    a_norm = np.sqrt(2.0 * h) if metric == "euclidean" else np.ones(h.shape[0])
-    return 1.1 * (d + 6) * _U32 * (a_norm * float(a_norm.max()) + h + float(h.max())) + d * 2.0**-120
+    n = h32.shape[0]
+    if metric == "cosine":
+        return np.ones(n), np.zeros(n), 1.1 * (d + 6) * _U32, d * 2.0**-120
+    h = h32.astype(np.float64) * (1.0 + (d + 2) * _U32)
+    return np.sqrt(2.0 * h), h, 1.1 * (d + 6) * _U32, d * 2.0**-120
 
 
-def _exact_neighbours(A: np.ndarray, hA: np.ndarray, X: np.ndarray, h: np.ndarray,
-                      rows: np.ndarray, k: int) -> np.ndarray:
-    """Float64 brute force for a few rows (fallback)."""
-    keys = _keys64(A.astype(np.float64, copy=False), hA, X.astype(np.float64, copy=False), h)
-    keys[np.arange(rows.shape[0]), rows] = np.inf
-    idx = np.broadcast_to(np.arange(X.shape[0]), keys.shape)
-    return np.lexsort((idx, keys), axis=1)[:, :k]
+def _exact_neighbours(F: np.ndarray, X: np.ndarray, rows: np.ndarray, k: int, metric: str) -> np.ndarray:
+    """Float64 brute force for a few rows (fallback), chunked to ~32 MB of keys. ``F``:
+    :func:`_row_scaled` features for cosine (unused for Euclidean).
+
+    Euclidean: float64 keys h_j - <x_i, x_j> by BLAS locate, within their rounding bound,
+    every column that can be among the k nearest; those are then ordered by squared
+    distances from float64 differences, so near-coincident points keep their true order.
+    Cosine: every column by :func:`_cosine_order`, tie-exact on integer data.
+    """
+    n, d = X.shape
+    out = np.empty((rows.shape[0], k), dtype=np.int64)
+    X64 = X.astype(np.float64, copy=False)
+    h = _half_norms(X64, metric)
+    a = np.sqrt(2.0 * h)
+    step = max(1, 2**22 // n)
+    for start in range(0, rows.shape[0], step):
+        part = rows[start : start + step]
+        own = np.arange(part.shape[0])
+        if metric == "cosine":
+            keys = _cosine_order_all(F, part)
+            keys[own, part] = np.inf
+            out[start : start + step] = np.lexsort((np.broadcast_to(np.arange(n), keys.shape), keys), axis=1)[:, :k]
+            continue
+        keys = h[None, :] - X64[part] @ X64.T
+        keys[own, part] = np.inf
+        # Each float64 key is within (d + 2) u64 (a_i a_j + h_j) of the exact one (the BLAS
+        # product, h and one subtraction); 2x slack for the rest and gradual underflow.
+        err = 2.0 * (d + 2) * 2.0**-53 * (a[part] * float(a.max()) + float(h.max())) + d * 2.0**-1000
+        kth = np.partition(keys, k - 1, axis=1)[:, k - 1]
+        for i, row in enumerate(part):
+            near = np.flatnonzero(keys[i] <= kth[i] + 2.0 * err[i])
+            if near.shape[0] <= _NEAR_CAP:
+                diff = X64[near] - X64[row]
+                exact = np.einsum("cd,cd->c", diff, diff)
+            else:  # mass ties, e.g. repeated or integer points, where these keys are exact
+                exact = keys[i, near]
+            out[start + i] = near[np.lexsort((near, exact))[:k]]
+    return out
+
+
+def _cosine_order_all(F: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """:func:`_cosine_order` of every column for ``rows`` (a BLAS product: exact on
+    integer data too, whose partial sums are exact in any order)."""
+    F64 = F.astype(np.float64, copy=False)
+    s = F64[rows] @ F64.T
+    norms = np.broadcast_to(np.einsum("ij,ij->i", F64, F64), s.shape)
+    return -np.divide(s * np.abs(s), norms, out=np.zeros_like(s), where=norms > 0.0)
+
+
+def _cosine_order(F: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """-sign(s) s^2 / ||x_j||^2, s = <x_i, x_j>, from the raw features: ordered as -cos.
+
+    Unlike -cos of normalised rows, it is exact on integer data (s and the norms are
+    exact sums, and a correctly rounded quotient of equal rationals is equal), so equal
+    cosines tie and the sample index decides. A zero x_j has cosine 0 with everything.
+    """
+    A = F[rows].astype(np.float64)
+    B = F[cols].astype(np.float64)
+    s = np.einsum("id,icd->ic", A, B)
+    norms = np.einsum("icd,icd->ic", B, B)
+    return -np.divide(s * np.abs(s), norms, out=np.zeros_like(s), where=norms > 0.0)
 
 
 def _vote(neighbour_codes: np.ndarray, n_classes: int, tie_break: str) -> np.ndarray:
@@ -319,64 +414,119 @@ def knn_neighbours(F: Any, *, k: int = 3, metric: str = "euclidean", block_size:
     ndarray of shape (n, k), int64
         Exact float64 order; distance ties are broken by the smaller sample index.
     """
-    return _neighbours(check_features(F, float32_ok=True), k, metric, block_size)
+    return _neighbours(check_features(F, float32_ok=True, check_finite=False), k, metric, block_size)
 
 
-def _neighbours(F: np.ndarray, k: int, metric: str, block_size: int) -> np.ndarray:
-    """:func:`knn_neighbours` on features that passed ``check_features`` (float32 or float64)."""
+def _float32_sets(X: np.ndarray, metric: str, keep: int, block: int,
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool] | None:
+    """Per row the ``keep`` smallest float32 keys in ascending order, their columns, the
+    float32 half norms and whether the keys hold h_i; None where :func:`_norms_in_range`
+    rejects the (Euclidean) norms."""
+    with np.errstate(over="ignore", invalid="ignore"):  # judged by _norms_in_range
+        X32 = X.astype(np.float32, copy=False)
+        if X.shape[0] <= block:
+            sets = _single_block_sets(X32, metric, keep)
+            return None if sets is None else (*sets, False)
+        h32 = _half_norms(X32, metric, np.float32)
+        if metric == "euclidean" and not _norms_in_range(h32):
+            return None
+        best_key, best_idx = _approximate_sets(X32, h32, keep, block)
+    order = np.argsort(best_key, axis=1)
+    return np.take_along_axis(best_key, order, axis=1), np.take_along_axis(best_idx, order, axis=1), h32, True
+
+
+def _neighbours(F: np.ndarray, k: int, metric: str, block_size: int,
+                codes: np.ndarray | None = None) -> np.ndarray:
+    """:func:`knn_neighbours` on features that passed ``check_features`` (float32 or float64;
+    finiteness is checked here).
+
+    With class ``codes``, rows whose vote the float32 keys already settle keep the float32
+    order (their k nearest may differ from the exact ones only among equally labelled
+    samples): what :func:`knn_accuracy` needs, without re-checking them.
+    """
     check_choice(metric, ("euclidean", "cosine"), "metric")
     n = F.shape[0]
     k = check_positive_int(k, "k")
     if k >= n:
         raise InvalidParameterError(f"k must be smaller than the number of samples ({n}), got {k}")
     block = check_positive_int(block_size, "block_size")
-    X = _prepare(F, metric)
     keep = k + _EXTRA + 1  # candidates plus one boundary key
+    if metric == "cosine":
+        F = _row_scaled(F)
+        X = F / np.linalg.norm(F, axis=1, keepdims=True).clip(min=0.5)  # zero rows stay 0
+    else:  # used as it is unless its float32 norms say otherwise (then once more, scaled)
+        X = F
     if keep > n - 1:
-        h = _half_norms(X, metric)
-        return _exact_neighbours(X, h, X, h, np.arange(n), k)
-    X32 = X.astype(np.float32, copy=False)
-    # float32 norms: their rounding (within gamma_d h) is part of the error bound; float64
-    # ones are computed only for the rows that need exact keys. Keys are h_i + h_j -
-    # <x_i, x_j> from the blocked route, without h_i from the single block; ``row_h``
-    # says whether the float64 re-check adds it to match.
-    if n <= block:
-        best_key, best_idx, h32 = _single_block_sets(X32, metric, keep)
-        row_h = False
-    else:
-        h32 = _half_norms(X32, metric, np.float32)
-        best_key, best_idx = _approximate_sets(X32, h32, keep, block)
-        order = np.argsort(best_key, axis=1)
-        best_key, best_idx = np.take_along_axis(best_key, order, axis=1), np.take_along_axis(best_idx, order, axis=1)
-        row_h = True
+        return _exact_neighbours(F, X if metric == "cosine" else _scaled(F), np.arange(n), k, metric)
+    # Keys are h_i + h_j - <x_i, x_j> from the blocked route, without h_i from the single
+    # block (``row_h`` says which).
+    sets = _float32_sets(X, metric, keep, block)
+    if sets is None:
+        X = _scaled(F)
+        sets = _float32_sets(X, metric, keep, block)
+        if sets is None:  # all-zero features: every key is 0, the index decides
+            return _exact_neighbours(F, X, np.arange(n), k, metric)
+    best_key, best_idx, h32, row_h = sets
     best_key = best_key.astype(np.float64)
     boundary, cand = best_key[:, -1], best_idx[:, :-1]
-    err = _error_bound(X.shape[1], h32.astype(np.float64) * (1.0 + (X.shape[1] + 2) * _U32), metric)
-    # Proven rows: each of the k + 1 smallest float32 keys is more than 2 err above the one
-    # before, so exact keys keep that strict order and nothing else comes closer.
-    proven = (np.diff(best_key[:, : k + 1], axis=1) > 2.0 * err[:, None]).all(axis=1)
+    a, h_bound, scale, tiny = _error_terms(X.shape[1], h32, metric)
+    own = h_bound if row_h else np.zeros(n)
+    # Bounds per candidate (their own norms) and for any column (the largest norms).
+    err = scale * (a[:, None] * a[best_idx] + h_bound[best_idx] + own[:, None]) + tiny
+    err_far = scale * (a * float(a.max()) + float(h_bound.max()) + own) + tiny
+    low, high = best_key - err, best_key + err
+    # Proven rows: the k smallest keys' error intervals are disjoint and in order, and the
+    # k-th lies below every other column's: the other candidates' by their own bounds, the
+    # rest (float32 keys >= boundary) by the largest. So the float32 order is exact.
+    proven = (high[:, : k - 1] < low[:, 1:k]).all(axis=1) & (
+        high[:, k - 1] < np.minimum(low[:, k:-1].min(axis=1), boundary - err_far))
+    if codes is not None:
+        # Only the vote is wanted: a row is settled when every candidate that may be among
+        # its k nearest (exact key possibly <= the k-th float32 key's upper bound, which
+        # no non-candidate can reach) has one label; the float32 k nearest then vote it.
+        upper = high[:, :k].max(axis=1)
+        labels = codes[cand]
+        may = low[:, :-1] <= upper[:, None]
+        proven |= ((labels == labels[:, :1]) | ~may).all(axis=1) & (upper < boundary - err_far)
     out = best_idx[:, :k].copy()
     unproven = np.flatnonzero(~proven)
-    h = None  # float64 half norms of all rows, for the rare rows recomputed entirely
     for start in range(0, unproven.shape[0], block):
         rows = unproven[start : start + block]
-        c = cand[rows]
-        exact = _half_norms(X[c.ravel()], metric).reshape(c.shape)
-        if row_h:
-            exact += _half_norms(X[rows], metric)[:, None]
-        # einsum, not a BLAS product: its sums run in order, so mathematically tied keys
-        # (integer data, repeated cosines) stay tied as in brute force, and the index decides.
-        exact -= np.einsum("id,icd->ic", X[rows], X[c], dtype=np.float64)
-        sel = np.lexsort((c, exact), axis=1)[:, :k]  # ties broken by sample index
-        out[rows] = np.take_along_axis(c, sel, axis=1)
-        kth = np.take_along_axis(exact, sel[:, -1:], axis=1)[:, 0]
+        out[rows], kth = _exact_candidates(F, X, rows, cand[rows], k, metric, row_h)
         # No non-candidate can beat the k-th candidate unless within the rounding bound.
-        redo = rows[~(kth < boundary[rows] - err[rows])]
+        redo = rows[~(kth < boundary[rows] - err_far[rows])]
         if redo.size:
-            if h is None:
-                h = _half_norms(X, metric)
-            out[redo] = _exact_neighbours(X[redo], h[redo], X, h, redo, k)
+            out[redo] = _exact_neighbours(F, X, redo, k, metric)
     return out
+
+
+def _exact_candidates(F: np.ndarray, X: np.ndarray, rows: np.ndarray, c: np.ndarray, k: int,
+                      metric: str, row_h: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Float64 order of the candidates ``c`` (r, w) of ``rows``: the k nearest (r, k), ties
+    to the smaller index, and the k-th's key in the float32 keys' form, [h_i +] h_j -
+    <x_i, x_j> (its float64 rounding is ~2^-29 of the bound it is compared within).
+
+    Euclidean: squared distances from float64 differences, accurate even where points
+    nearly coincide (h_i + h_j - <x_i, x_j> cancels there). Cosine:
+    :func:`_cosine_order`. einsum, not a BLAS product: its sums run in order, so
+    mathematically tied keys (integer data, repeated points) stay tied as in brute force.
+    """
+    if metric == "cosine":
+        A = F[rows].astype(np.float64)
+        keys = _cosine_order(F, rows, c)
+    else:
+        A = X[rows].astype(np.float64)
+        B = X[c].astype(np.float64)
+        B -= A[:, None, :]
+        keys = np.einsum("icd,icd->ic", B, B)
+    sel = np.lexsort((c, keys), axis=1)[:, :k]
+    kth = np.take_along_axis(keys, sel[:, -1:], axis=1)[:, 0]
+    own = np.einsum("id,id->i", A, A)
+    if metric == "cosine":  # -cos = sign(key) sqrt(|key| / ||x_i||^2), 0 for a zero row
+        form = np.sign(kth) * np.sqrt(np.divide(np.abs(kth), own, out=np.zeros_like(own), where=own > 0.0))
+    else:
+        form = 0.5 * kth - (0.0 if row_h else 0.5 * own)
+    return np.take_along_axis(c, sel, axis=1), form
 
 
 def knn_accuracy(F: Any, y: Any, *, k: int = 3, metric: str = "euclidean",
@@ -401,8 +551,8 @@ def knn_accuracy(F: Any, y: Any, *, k: int = 3, metric: str = "euclidean",
     float in [0, 1]
     """
     check_choice(tie_break, ("nearest", "smallest"), "tie_break")
-    F = check_features(F, float32_ok=True)
+    F = check_features(F, float32_ok=True, check_finite=False)  # _neighbours checks it
     codes, classes = check_class_labels(y, F.shape[0])
-    nbrs = _neighbours(F, k, metric, block_size)
+    nbrs = _neighbours(F, k, metric, block_size, codes)
     pred = _vote(codes[nbrs], classes.shape[0], tie_break)
     return float((pred == codes).mean())

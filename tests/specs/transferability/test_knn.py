@@ -9,7 +9,7 @@ import pytest
 from numpy.testing import assert_array_equal
 from scipy.spatial.distance import cdist
 
-from specs.exceptions import InvalidParameterError
+from specs.exceptions import InvalidDataError, InvalidParameterError
 from specs.transferability import knn_accuracy, knn_neighbours
 
 
@@ -46,10 +46,11 @@ def test_neighbours_equal_brute_force_across_blocks(rng: np.random.Generator, me
                        brute_neighbours(F.astype(np.float64), k, metric))
 
 
-@pytest.mark.parametrize("n", [12, 40, 101, 1003])
+@pytest.mark.parametrize("n", [12, 40, 101, 174, 1003])
 def test_single_block_widths_equal_brute_force(rng: np.random.Generator, n: int) -> None:
-    # Widths below 16 (k + 3) partition whole rows; others are cut into slices with a
-    # remainder that no slice covers (1003 = 16 * 62 + 11).
+    # Below 25 * 6 rows (slabs * (k + 3)) columns are partitioned whole; others are cut
+    # into 25 slabs with a remainder folded in (174 = 25 * 6 + 24: more than a slab's 6
+    # rows; 1003 = 25 * 40 + 3).
     F = rng.normal(size=(n, 7)) * rng.uniform(0.5, 2.0, size=7)
     assert_array_equal(knn_neighbours(F, k=3), brute_neighbours(F, 3, "euclidean"))
 
@@ -112,3 +113,107 @@ def test_features_beyond_float32_range_keep_their_order(rng: np.random.Generator
     # inf and 1e-30 to 0 in float32. The order is that of F / scale.
     F = rng.normal(size=(120, 5))
     assert_array_equal(knn_neighbours(F * scale, k=3, block_size=32), brute_neighbours(F, 3, "euclidean"))
+
+
+def gram_order(F: np.ndarray, k: int) -> np.ndarray:
+    """The k nearest by float64 keys ||x_j||^2 / 2 - <x_i, x_j> (what a Gram-only exact path uses)."""
+    keys = 0.5 * (F * F).sum(axis=1)[None, :] - F @ F.T
+    np.fill_diagonal(keys, np.inf)
+    return np.argsort(keys, axis=1, kind="stable")[:, :k]
+
+
+@pytest.mark.parametrize("block_size", [32, 1024])
+def test_near_coincident_points_are_ordered_by_their_differences(rng: np.random.Generator, block_size: int) -> None:
+    # 80 points within 1e-7 of one point 1e3 from the origin: float64 keys built from norms
+    # and a product cancel (error ~1e-10 of squared distances ~1e-14), a difference does not.
+    F = 1e3 * rng.normal(size=6) + 1e-7 * rng.normal(size=(80, 6))
+    expected = brute_neighbours(F, 3, "euclidean")
+    assert (gram_order(F, 3) != expected).any()  # the test has teeth
+    assert_array_equal(knn_neighbours(F, k=3, block_size=block_size), expected)
+
+
+def exact_cosine_neighbours(F: np.ndarray, k: int) -> np.ndarray:
+    """Integer features: order by the exact rational -sign(s) s^2 / (|x_i|^2 |x_j|^2), then index."""
+    from fractions import Fraction
+
+    G = [[int(v) for v in row] for row in F]
+    norms = [sum(v * v for v in row) for row in G]
+    out = []
+    for i, a in enumerate(G):
+        keys = []
+        for j, b in enumerate(G):
+            if j == i:
+                continue
+            s = sum(p * q for p, q in zip(a, b, strict=True))
+            cos2 = Fraction(s * abs(s), norms[i] * norms[j]) if norms[i] and norms[j] else Fraction(0)
+            keys.append((-cos2, j))
+        out.append([j for _, j in sorted(keys)[:k]])
+    return np.array(out)
+
+
+@pytest.mark.parametrize("block_size", [32, 1024])
+def test_equal_cosines_on_integer_data_tie_and_the_index_decides(rng: np.random.Generator, block_size: int) -> None:
+    # Small non-negative integers: many pairs share a cosine exactly (and a zero row has
+    # cosine 0 with all), which normalised float rows break by rounding, not by index.
+    F = rng.integers(0, 3, size=(120, 5)).astype(float)
+    F[7] = 0.0
+    expected = exact_cosine_neighbours(F, 4)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        D = 1.0 - (F / np.linalg.norm(F, axis=1, keepdims=True)) @ (F / np.linalg.norm(F, axis=1, keepdims=True)).T
+    D = np.nan_to_num(D, nan=1.0)
+    np.fill_diagonal(D, np.inf)
+    rounded = np.lexsort((np.broadcast_to(np.arange(120), D.shape), D), axis=1)[:, :4]
+    assert (rounded != expected).any()  # the test has teeth
+    assert_array_equal(knn_neighbours(F, k=4, metric="cosine", block_size=block_size), expected)
+
+
+@pytest.mark.parametrize("block_size", [8, 1024])
+def test_nan_or_inf_features_are_refused(rng: np.random.Generator, block_size: int) -> None:
+    # Euclidean features reach the float32 product unchecked: its norms must catch them.
+    F = rng.normal(size=(30, 4))
+    for bad in (np.nan, np.inf, -np.inf):
+        G = F.copy()
+        G[3, 2] = bad
+        for metric in ("euclidean", "cosine"):
+            with pytest.raises(InvalidDataError, match="F contains NaN or infinite"):
+                knn_accuracy(G, np.arange(30) % 2, metric=metric, block_size=block_size)
+
+
+@pytest.mark.parametrize("block_size", [8, 1024])
+def test_all_zero_features_tie_everywhere(block_size: int) -> None:
+    F = np.zeros((20, 3))
+    expected = np.array([[j for j in range(20) if j != i][:3] for i in range(20)])
+    assert_array_equal(knn_neighbours(F, k=3, block_size=block_size), expected)
+
+
+def test_mass_ties_beyond_the_difference_cap_stay_exact(rng: np.random.Generator) -> None:
+    # Two distinct points repeated 300 times each: a row's near-tied set (299 exact
+    # duplicates) exceeds the cap for difference keys; integer keys are exact anyway.
+    F = np.zeros((600, 3))
+    F[:, 0] = rng.integers(0, 2, size=600)
+    assert_array_equal(knn_neighbours(F, k=3), brute_neighbours(F, 3, "euclidean"))
+
+
+@pytest.mark.parametrize("tie_break", ["nearest", "smallest"])
+@pytest.mark.parametrize("block_size", [32, 1024])
+def test_accuracy_skips_only_rows_whose_vote_is_settled(rng: np.random.Generator, tie_break: str,
+                                                       block_size: int) -> None:
+    # The twins of the near-tie test, labelled so that some twin pairs agree (their float32
+    # order may stay wrong: the vote is settled) and others disagree (it must be exact).
+    base = rng.normal(size=(80, 6)) + 300.0 * rng.normal(size=6)
+    F = np.vstack([base, base + 1e-3 * rng.normal(size=base.shape)])
+    y = np.concatenate([rng.integers(0, 3, 80), rng.integers(0, 3, 80)])
+    y[80:120] = y[:40]  # half the pairs share a label
+    assert (float32_neighbours(F, 3, "euclidean") != brute_neighbours(F, 3, "euclidean")).any()
+    got = knn_accuracy(F, y, k=3, tie_break=tie_break, block_size=block_size)
+    assert got == pytest.approx(brute_accuracy(F, y, 3, "euclidean", tie_break), abs=1e-15)
+
+
+def test_cosine_rows_at_any_scale_keep_their_order(rng: np.random.Generator) -> None:
+    # Each row scaled by 10^-200 ... 10^200: squares and products over- or underflow
+    # float64 unless each row is brought to a common range first; cosines do not change.
+    F = rng.normal(size=(120, 5))
+    scaled = F * 10.0 ** rng.uniform(-200, 200, size=(120, 1))
+    for block_size in (32, 1024):
+        assert_array_equal(knn_neighbours(scaled, k=3, metric="cosine", block_size=block_size),
+                           brute_neighbours(F, 3, "cosine"))
