@@ -48,9 +48,9 @@ def test_neighbours_equal_brute_force_across_blocks(rng: np.random.Generator, me
 
 @pytest.mark.parametrize("n", [12, 40, 101, 174, 1003])
 def test_single_block_widths_equal_brute_force(rng: np.random.Generator, n: int) -> None:
-    # Below 25 * 6 rows (slabs * (k + 3)) columns are partitioned whole; others are cut
-    # into 25 slabs with a remainder folded in (174 = 25 * 6 + 24: more than a slab's 6
-    # rows; 1003 = 25 * 40 + 3).
+    # Below 40 rows (20 blocks of 2) columns are partitioned whole; others are cut into
+    # 20 row blocks, the last taking the remainder (101 = 20 * 5 + 1, 174 = 20 * 8 + 14:
+    # more than a block's rows, 1003 = 20 * 50 + 3).
     F = rng.normal(size=(n, 7)) * rng.uniform(0.5, 2.0, size=7)
     assert_array_equal(knn_neighbours(F, k=3), brute_neighbours(F, 3, "euclidean"))
 
