@@ -42,14 +42,26 @@ _NEAR_CAP = 256  # fallback rows order up to this many near-tied columns by diff
 _BLOCKS = 20  # row blocks whose maxima set the single-block route's thresholds (fastest at n = 1000)
 
 
-def _row_scaled(F: np.ndarray) -> np.ndarray:
-    """Cosine rows: float64, each scaled by a power of two to max |x| in [1/2, 1) (exact;
+def _cosine_rows(F: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine's float64 rows and their unit (or zero) versions; checks finiteness.
+
+    Where some row's norm lies outside [2^-200, 2^200] (or a nonzero row's underflows to
+    0), every row is first scaled by a power of two to max |x| in [1/2, 1) (exact;
     cosines are scale-free), so neither the unit rows nor the raw products of
-    :func:`_cosine_order` over- or underflow whatever F's range; checks finiteness."""
+    :func:`_cosine_order` over- or underflow whatever F's range. Other features skip
+    that (three passes over F).
+    """
     require_finite(float(F.max()), float(F.min()))
     F = F.astype(np.float64, copy=False)
-    _, exponent = np.frexp(np.abs(F).max(axis=1))
-    return np.ldexp(F, -exponent[:, None])
+    norms = np.sqrt(np.einsum("ij,ij->i", F, F))
+    nonzero = norms[norms > 0.0]
+    suspect = nonzero.shape[0] < norms.shape[0] and bool(np.any(F[norms == 0.0]))
+    if suspect or nonzero.shape[0] and not 2.0**-200 <= nonzero.min() <= nonzero.max() <= 2.0**200:
+        _, exponent = np.frexp(np.abs(F).max(axis=1))
+        F = np.ldexp(F, -exponent[:, None])
+        norms = np.sqrt(np.einsum("ij,ij->i", F, F))
+    # A zero vector has no direction: keep it at the origin (similarity 0 to all).
+    return F, F / np.where(norms > 0.0, norms, 1.0)[:, None]
 
 
 def _scaled(F: np.ndarray) -> np.ndarray:
@@ -322,7 +334,7 @@ def _error_terms(d: int, h32: np.ndarray, metric: str) -> tuple[np.ndarray, np.n
 
 def _exact_neighbours(F: np.ndarray, X: np.ndarray, rows: np.ndarray, k: int, metric: str) -> np.ndarray:
     """Float64 brute force for a few rows (fallback), chunked to ~32 MB of keys. ``F``:
-    :func:`_row_scaled` features for cosine (unused for Euclidean).
+    :func:`_cosine_rows` features for cosine (unused for Euclidean).
 
     Euclidean: float64 keys h_j - <x_i, x_j> by BLAS locate, within their rounding bound,
     every column that can be among the k nearest; those are then ordered by squared
@@ -452,8 +464,7 @@ def _neighbours(F: np.ndarray, k: int, metric: str, block_size: int,
     block = check_positive_int(block_size, "block_size")
     keep = k + _EXTRA + 1  # candidates plus one boundary key
     if metric == "cosine":
-        F = _row_scaled(F)
-        X = F / np.linalg.norm(F, axis=1, keepdims=True).clip(min=0.5)  # zero rows stay 0
+        F, X = _cosine_rows(F)
     else:  # used as it is unless its float32 norms say otherwise (then once more, scaled)
         X = F
     if keep > n - 1:
