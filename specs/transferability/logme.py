@@ -36,13 +36,18 @@ from specs.transferability._checks import (
     check_positive_int,
     check_targets,
     one_hot,
+    require_finite,
 )
-from specs.transferability._logme_gram import Imprecise, certify, reduce_gram
+from specs.transferability._logme_gram import (
+    T_SPAN,
+    Imprecise,
+    certify,
+    eigen_log_det,
+    eigen_sums,
+    reduce_gram,
+)
 
 _EPS = np.finfo(np.float64).eps
-# t = alpha / beta stays within [s_min, s_max] * 10^(-/+100): the evidence has reached its
-# limits there, and w = t / (s + t) and its square stay clear of underflow.
-_T_SPAN = 1e100
 def spectral_projection(F: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Project targets on the left singular vectors of F (thin SVD; Gram if n >= 2 d).
 
@@ -89,13 +94,19 @@ def spectral_projection(F: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 class _Projected:
-    """Targets by their coordinates on F's singular directions: ``x2 = X**2`` (k, t), residual (t,)."""
+    """Targets by their coordinates on F's singular directions, the eigenvalues s (k,) of
+    ``F^T F``, ``x2 = X**2`` (k, t) and the residual (t,)."""
 
-    def __init__(self, x2: np.ndarray, residual: np.ndarray) -> None:
-        self.x2, self.residual = x2, residual
+    def __init__(self, s: np.ndarray, x2: np.ndarray, residual: np.ndarray) -> None:
+        self.s, self.x2, self.residual = s, x2, residual
 
-    def moments(self, s: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def bounds(self) -> tuple[float, float]:
+        """The band t = alpha / beta is kept in (see ``T_SPAN``)."""
+        return float(self.s.min()) / T_SPAN, float(self.s.max()) * T_SPAN
+
+    def moments(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per column at ratio t: ``m2 = ||m||^2``, ``res2 = ||F m - y||^2`` and ``q = res2 + t m2``."""
+        s = self.s
         denom = s[:, None] + t[None, :]
         w = t[None, :] / denom
         # Divide twice: denom**2 overflows when alpha/beta explodes (features without signal).
@@ -104,33 +115,30 @@ class _Projected:
         q = (w * self.x2).sum(axis=0) + self.residual
         return m2, res2, q
 
+    def spectral_sums(self, t: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        return eigen_sums(self.s, t, n)
 
-def _spectral_sums(s: np.ndarray, t: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """gamma = sum s / (s + t) and n - gamma, the latter summed from t / (s + t) (no cancellation)."""
-    denom = s[:, None] + t[None, :]
-    gamma = (s[:, None] / denom).sum(axis=0)
-    rest = (n - s.shape[0]) + (t[None, :] / denom).sum(axis=0)
-    return gamma, rest
+    def log_det(self, t: np.ndarray) -> np.ndarray:
+        return eigen_log_det(self.s, t)
 
 
-def _updates(s: np.ndarray, targets: Any, t: np.ndarray, n: int, eps_m: float, eps_r: float,
+def _updates(targets: Any, t: np.ndarray, n: int, eps_m: float, eps_r: float,
              ) -> tuple[np.ndarray, np.ndarray]:
     """MacKay's alpha and beta for each column at ratio t = alpha / beta."""
-    gamma, rest = _spectral_sums(s, t, n)
-    m2, res2, _ = targets.moments(s, t)
+    gamma, rest = targets.spectral_sums(t, n)
+    m2, res2, _ = targets.moments(t)
     with np.errstate(divide="ignore", invalid="ignore"):
         return gamma / (m2 + eps_m), rest / (res2 + eps_r)
 
 
-def _log_evidence(s: np.ndarray, q: np.ndarray, t: np.ndarray, beta: np.ndarray, n: int) -> np.ndarray:
+def _log_evidence(log_det: np.ndarray, q: np.ndarray, beta: np.ndarray, n: int) -> np.ndarray:
     """Log evidence at (alpha, beta) = (t beta, beta), with m the posterior mean for t.
 
     Written with t only where alpha appears: ``d/2 log alpha - 1/2 log|A|`` is
-    ``-1/2 sum log(1 + s/t)`` (the d - k zero eigenvalues cancel) and
+    ``-1/2 sum log(1 + s/t)`` (``log_det``; the d - k zero eigenvalues cancel) and
     ``beta ||F m - y||^2 + alpha ||m||^2 = beta q`` with ``q = sum t x2 / (s + t) + residual``,
     so no term is log(0) or inf - inf when alpha/beta runs to 0 or to infinity.
     """
-    log_det = np.log1p(s[:, None] / t[None, :]).sum(axis=0)
     return 0.5 * n * np.log(beta) - 0.5 * beta * q - 0.5 * log_det - 0.5 * n * np.log(2.0 * np.pi)
 
 
@@ -188,7 +196,7 @@ def maximum_evidence(
         evidence = 0.5 * n * np.log(beta) - 0.5 * beta * residual - 0.5 * n * np.log(2.0 * np.pi)
         return evidence, np.full(X.shape[1], np.inf), beta, 0
     evidence, t, beta, n_iter, _ = _maximise(
-        s, _Projected(x2, residual), X.shape[1], n, tol=tol, max_iter=max_iter, epsilon=epsilon,
+        _Projected(s, x2, residual), X.shape[1], n, tol=tol, max_iter=max_iter, epsilon=epsilon,
         feature_scale=feature_scale)
     return evidence, _alpha(t, beta, feature_scale), beta, n_iter
 
@@ -200,7 +208,7 @@ def _alpha(t: np.ndarray, beta: np.ndarray, feature_scale: float) -> np.ndarray:
 
 
 def _maximise(
-    s: np.ndarray, targets: Any, n_cols: int, n: int, *, tol: float, max_iter: int, epsilon: float,
+    targets: Any, n_cols: int, n: int, *, tol: float, max_iter: int, epsilon: float,
     feature_scale: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
     """The fixed point and its edges for either kind of targets.
@@ -210,17 +218,17 @@ def _maximise(
     """
     c2 = feature_scale * feature_scale  # may overflow to inf for F ~ 1e160: only t0 and alpha_ see it
     eps_m, eps_r = (epsilon * c2 if epsilon else 0.0), epsilon  # m of the scaled F is feature_scale times larger
-    bounds = (s.min() / _T_SPAN, s.max() * _T_SPAN)
+    bounds = targets.bounds()
     with np.errstate(divide="ignore", over="ignore"):
         t0 = np.clip(np.full(n_cols, np.float64(1.0) / c2), *bounds)  # alpha = beta = 1 for the unscaled F
-    t, n_iter, t_low = _fixed_point(s, targets, t0, n, bounds, tol=tol, max_iter=max_iter, eps=(eps_m, eps_r))
-    evidence, beta = _evidence_at(s, targets, t, n, eps_m, eps_r)
+    t, n_iter, t_low = _fixed_point(targets, t0, n, bounds, tol=tol, max_iter=max_iter, eps=(eps_m, eps_r))
+    evidence, beta = _evidence_at(targets, t, n, eps_m, eps_r)
     if epsilon == 0:
         # MacKay creeps towards a maximum at t -> 0 or t -> inf (no signal) and stops at
         # max_iter short of it, at a value that depends on the scale of F: take the limits too.
         for edge in bounds:
             t_edge = np.full_like(t, edge)
-            ev_edge, beta_edge = _evidence_at(s, targets, t_edge, n, eps_m, eps_r)
+            ev_edge, beta_edge = _evidence_at(targets, t_edge, n, eps_m, eps_r)
             better = ev_edge > evidence
             t, evidence, beta = np.where(better, t_edge, t), np.where(better, ev_edge, evidence), np.where(better, beta_edge, beta)
             t_low = np.minimum(t_low, t)
@@ -228,7 +236,7 @@ def _maximise(
 
 
 def _fixed_point(
-    s: np.ndarray, targets: Any, t: np.ndarray, n: int, bounds: tuple[float, float],
+    targets: Any, t: np.ndarray, n: int, bounds: tuple[float, float],
     *, tol: float, max_iter: int, eps: tuple[float, float],
 ) -> tuple[np.ndarray, int, np.ndarray]:
     """MacKay's updates on t = alpha / beta, kept within ``bounds``; returns (t, n_iter, smallest t)."""
@@ -236,7 +244,7 @@ def _fixed_point(
     t_low = t
     while n_iter < max_iter:
         n_iter += 1
-        alpha, beta = _updates(s, targets, t, n, *eps)
+        alpha, beta = _updates(targets, t, n, *eps)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = alpha / beta
         # inf (m = 0: no signal) and nan (0/0 at the same limit) both mean "as large as allowed"
@@ -250,18 +258,18 @@ def _fixed_point(
 
 
 def _evidence_at(
-    s: np.ndarray, targets: Any, t: np.ndarray, n: int, eps_m: float, eps_r: float
+    targets: Any, t: np.ndarray, n: int, eps_m: float, eps_r: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Log evidence and beta at ratio t: MacKay's beta with a guard, else the best beta for t."""
-    m2, res2, q = targets.moments(s, t)
+    m2, res2, q = targets.moments(t)
     if eps_r:
-        _, rest = _spectral_sums(s, t, n)
+        _, rest = targets.spectral_sums(t, n)
         with np.errstate(divide="ignore", invalid="ignore"):
             beta = rest / (res2 + eps_r)
     else:
         # Equal to MacKay's beta at the fixed point, and finite where the update's res2 underflows.
         beta = n / q
-    return _log_evidence(s, q, t, beta, n), beta
+    return _log_evidence(targets.log_det(t), q, beta, n), beta
 
 
 def _tridiagonal_evidence(
@@ -269,11 +277,11 @@ def _tridiagonal_evidence(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """:func:`maximum_evidence` through the tridiagonal of the Gram (n > d); raises ``Imprecise``."""
     n = F.shape[0]
-    s, targets, delta = reduce_gram(F, Y, scale)
+    targets, delta = reduce_gram(F, Y, scale)
     evidence, t, beta, n_iter, t_low = _maximise(
-        s, targets, Y.shape[1], n, tol=tol, max_iter=max_iter, epsilon=epsilon, feature_scale=scale)
-    m2, _, q = targets.moments(s, t)
-    certify(delta, s, t_low, m2, q, n)
+        targets, Y.shape[1], n, tol=tol, max_iter=max_iter, epsilon=epsilon, feature_scale=scale)
+    m2, _, q = targets.moments(t)
+    certify(delta, targets, t_low, m2, q, n)
     return evidence, _alpha(t, beta, scale), beta, n_iter
 
 def _check_bounded(k: int, x2: np.ndarray, residual: np.ndarray, n: int, epsilon: float) -> None:
@@ -336,7 +344,7 @@ class LogME:
         if not (self.epsilon >= 0):
             raise InvalidParameterError(f"epsilon must be >= 0, got {self.epsilon!r}")
         max_iter = check_positive_int(self.max_iter, "max_iter")
-        F = check_features(F)
+        F = check_features(F, float32_ok=True, check_finite=False)  # checked by its extremes below
         n, d = F.shape
         if self.regression:
             Y = check_targets(y, n)
@@ -346,7 +354,10 @@ class LogME:
         # LogME does not depend on the scale of F (alpha absorbs it); dividing by max |F|
         # keeps F^T F and the updates far from overflow and underflow.
         # A power of two: dividing by it is exact, so the routes see the same numbers.
-        peak = max(float(F.max()), -float(F.min()))  # no |F| temporary
+        high, low = float(F.max()), float(F.min())  # no |F| temporary; on float32 if F is
+        require_finite(high, low)
+        F = F.astype(np.float64, copy=False)
+        peak = max(high, -low)
         scale = float(2.0 ** np.ceil(np.log2(peak))) if peak > 0 else 1.0  # all-zero F: nothing to scale
         options = {"tol": self.tol, "max_iter": max_iter, "epsilon": self.epsilon}
         try:

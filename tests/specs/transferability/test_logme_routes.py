@@ -13,7 +13,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 from specs.exceptions import InvalidDataError
-from specs.transferability import LogME, logme
+from specs.transferability import LogME, _logme_gram, logme
 from tests.specs.transferability.test_logme import reference_logme
 
 # ``specs.transferability.logme`` the attribute is the function; the module is in sys.modules.
@@ -94,3 +94,66 @@ def test_tridiagonal_route_does_not_depend_on_the_scale_of_the_features(
     assert_allclose(est.evidence_, unscaled.evidence_, rtol=1e-10)
     if abs(np.log10(scale)) <= 150:  # beyond, alpha itself leaves float64's range
         assert_allclose(est.alpha_, unscaled.alpha_ * scale**2, rtol=1e-8)  # m shrinks by 1/scale: alpha absorbs it
+
+
+@pytest.mark.parametrize(("n", "d"), [(400, 10), (2000, 5), (300, 30)])
+def test_features_without_signal_give_the_exact_routes_numbers(rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch,
+                                                                n: int, d: int) -> None:
+    # Labels independent of F: t = alpha / beta climbs far above the spectrum, where
+    # d - t tr (T + t I)^-1 cancels and gamma comes from the eigenvalues or the series in s / t.
+    y = rng.integers(0, 3, n)
+    F = rng.normal(size=(n, d))
+    calls = _count_exact_route(monkeypatch)
+    fast = LogME().fit(F, y)
+    assert calls == []
+    assert fast.alpha_.max() > 1e3 * np.linalg.norm(F, 2) ** 2 / n  # a weak prior: t is large
+    _exact_only(monkeypatch)
+    exact = LogME().fit(F, y)
+    assert_allclose(fast.evidence_, exact.evidence_, rtol=1e-11)
+    assert_allclose(fast.score_, exact.score_, rtol=1e-12)
+
+
+# t within the spectrum, above it (gamma = d - t tr cancels: eigenvalues) and far above (series).
+@pytest.mark.parametrize(("scale", "needs_eigenvalues"), [
+    (1e-6, False), (1e-2, False), (1.0, False), (1e2, False), (1e4, True), (1e11, False),
+])
+def test_tridiagonal_sums_equal_sums_over_a_dense_eigensolvers_eigenvalues(
+        rng: np.random.Generator, scale: float, needs_eigenvalues: bool) -> None:
+    n, d, classes = 400, 30, 5
+    y = rng.integers(0, classes, n)
+    F = rng.normal(size=(classes, d))[y] * 0.5 + rng.normal(size=(n, d))
+    targets, _ = _logme_gram.reduce_gram(F, np.eye(classes)[y], 1.0)
+    T = np.diag(targets.diag) + np.diag(targets.off, 1) + np.diag(targets.off, -1)
+    s = np.linalg.eigvalsh(T)
+    t = scale * s.max() * np.array([1.0, 1.5, 2.0, 3.0, 5.0])  # one t per target column
+    denom = s[:, None] + t[None, :]
+    assert_allclose(targets.trace_inverse(t), (1.0 / denom).sum(axis=0), rtol=1e-12)
+    gamma, rest = targets.spectral_sums(t, n)
+    assert_allclose(gamma, (s[:, None] / denom).sum(axis=0), rtol=1e-10)
+    assert_allclose(rest, (n - d) + (t[None, :] / denom).sum(axis=0), rtol=1e-12)
+    assert_allclose(targets.log_det(t), np.log1p(s[:, None] / t[None, :]).sum(axis=0), rtol=1e-10)
+    dense = np.stack([np.linalg.solve(T + t_c * np.eye(d), targets.Z[:, c]) for c, t_c in enumerate(t)], axis=1)
+    assert_allclose(targets.solve(t), dense, rtol=1e-10, atol=1e-14 * np.abs(dense).max())
+    # dsterf (as slow as the reduction's other half at d = 768) runs only where gamma cancels.
+    assert (targets._eigenvalues is not None) == needs_eigenvalues
+
+
+def test_apply_qt_equals_the_explicit_orthogonal_factor(rng: np.random.Generator) -> None:
+    import scipy.linalg.lapack as lapack
+
+    d = 40
+    A = rng.normal(size=(60, d))
+    G = A.T @ A
+    c, diag, off, tau, info = lapack.dsytrd(G.T.copy(), lower=1)
+    assert info == 0
+    # Q = H(0) ... H(d-2), H(i) = I - tau_i v v^T with v = e_(i+1) + c[i+2:, i] below it.
+    Q = np.eye(d)
+    for i in range(d - 1):
+        v = np.zeros(d)
+        v[i + 1] = 1.0
+        v[i + 2 :] = c[i + 2 :, i]
+        Q = Q @ (np.eye(d) - tau[i] * np.outer(v, v))
+    T = np.diag(diag) + np.diag(off, 1) + np.diag(off, -1)
+    assert_allclose(Q.T @ G @ Q, T, atol=1e-10 * np.abs(G).max())  # the factor is the right one
+    B = rng.normal(size=(d, 3))
+    assert_allclose(_logme_gram.apply_qt(c, tau, B), Q.T @ B, atol=1e-12 * np.abs(B).max())
