@@ -57,6 +57,16 @@ def require_finite(*extremes: float, name: str = "F") -> None:
         raise InvalidDataError(f"{name} contains NaN or infinite values")
 
 
+def peak_exponent(F: np.ndarray, name: str = "F") -> int | None:
+    """e = ceil(log2 max |F|), so F / 2^e has max |x| in (1/2, 1] (dividing by a power of
+    two is exact); None for all-zero F. Checks finiteness on the way: the extremes it
+    needs carry any NaN or inf, and no |F| temporary is made."""
+    high, low = float(F.max()), float(F.min())
+    require_finite(high, low, name=name)
+    peak = max(high, -low)
+    return int(np.ceil(np.log2(peak))) if peak > 0.0 else None
+
+
 def check_class_labels(y: Any, n: int, name: str = "y") -> tuple[np.ndarray, np.ndarray]:
     """Encode labels as codes 0..C-1; return ``(codes (n,), classes (C,))``."""
     arr = _as_numpy(y)

@@ -68,6 +68,12 @@ class Tridiagonal:
                  floor: float, trace: float) -> None:
         self.diag, self.off, self.Z, self.norm2 = diag, off, Z, norm2
         self.floor, self.trace = floor, trace
+        # The stacked systems of _factor: its off-diagonal (0 between column blocks) and
+        # right-hand sides, fixed for the object's life.
+        cols = Z.shape[1]
+        stacked_off = np.zeros((cols, diag.shape[0]))
+        stacked_off[:, :-1] = off
+        self._stacked_off, self._stacked_z = stacked_off.ravel()[:-1], Z.T.ravel()
         self._last: list | None = None
         self._eigenvalues: np.ndarray | None = None  # dsterf, computed only if needed
 
@@ -87,9 +93,7 @@ class Tridiagonal:
             return self._last
         d, cols = self.Z.shape
         diag = (self.diag[None, :] + t[:, None]).ravel()
-        off = np.zeros((cols, d))
-        off[:, :-1] = self.off
-        D, sub, U, info = lapack.dptsv(diag, off.ravel()[:-1], self.Z.T.ravel())
+        D, sub, U, info = lapack.dptsv(diag, self._stacked_off, self._stacked_z)
         if info != 0:  # T + t I not numerically positive definite: F is (nearly) rank deficient
             raise Imprecise
         self._last = [t.copy(), D, sub, U.reshape(cols, d).T, None]

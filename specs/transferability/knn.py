@@ -31,6 +31,7 @@ from specs.transferability._checks import (
     check_class_labels,
     check_features,
     check_positive_int,
+    peak_exponent,
     require_finite,
 )
 from specs.transferability._knn_candidates import (
@@ -71,12 +72,9 @@ def _scaled(F: np.ndarray) -> np.ndarray:
     """Euclidean rows scaled by a power of two to max |x| in [1/2, 1] (exact: no order
     changes), for features whose norms would over- or underflow float32 (see
     :func:`_norms_in_range`); the finiteness check rides on the extremes needed here."""
-    high, low = float(F.max()), float(F.min())
-    require_finite(high, low)
-    peak = max(high, -low)
-    if peak == 0.0:
+    shift = peak_exponent(F)
+    if shift is None:
         return F
-    shift = int(np.ceil(np.log2(peak)))
     # A product with a power of two rounds exactly as ldexp does and is ~5x faster; its
     # factor must be a normal number of F's dtype, so large shifts take ldexp.
     return F * F.dtype.type(2.0**-shift) if abs(shift) <= 100 else np.ldexp(F, -shift)

@@ -36,7 +36,7 @@ from specs.transferability._checks import (
     check_positive_int,
     check_targets,
     one_hot,
-    require_finite,
+    peak_exponent,
 )
 from specs.transferability._logme_gram import (
     T_SPAN,
@@ -354,11 +354,9 @@ class LogME:
         # LogME does not depend on the scale of F (alpha absorbs it); dividing by max |F|
         # keeps F^T F and the updates far from overflow and underflow.
         # A power of two: dividing by it is exact, so the routes see the same numbers.
-        high, low = float(F.max()), float(F.min())  # no |F| temporary; on float32 if F is
-        require_finite(high, low)
+        shift = peak_exponent(F)  # checks finiteness too; on float32 if F is
         F = F.astype(np.float64, copy=False)
-        peak = max(high, -low)
-        scale = float(2.0 ** np.ceil(np.log2(peak))) if peak > 0 else 1.0  # all-zero F: nothing to scale
+        scale = 1.0 if shift is None else float(np.ldexp(1.0, shift))  # all-zero F: nothing to scale
         options = {"tol": self.tol, "max_iter": max_iter, "epsilon": self.epsilon}
         try:
             if n <= d:
