@@ -1,9 +1,10 @@
-"""Run uploaded models in limited child processes (see ``runner.run_model``)."""
+"""Run uploaded models in isolated, limited processes (see ``runner.run_model``, ``isolation``)."""
 
 from workers.sandbox.runner import (
     SandboxCpuExceeded,
     SandboxCrashed,
     SandboxError,
+    SandboxIsolationUnavailable,
     SandboxLimits,
     SandboxMemoryExceeded,
     SandboxOutputInvalid,
@@ -16,6 +17,7 @@ __all__ = [
     "SandboxCpuExceeded",
     "SandboxCrashed",
     "SandboxError",
+    "SandboxIsolationUnavailable",
     "SandboxLimits",
     "SandboxMemoryExceeded",
     "SandboxOutputInvalid",
