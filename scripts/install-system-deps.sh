@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Debian packages the tests and demo need: Chromium for browser tests, Fashion-MNIST data.
+# Debian packages the tests and demo need: Chromium for browser tests, Fashion-MNIST data,
+# bubblewrap (the sandbox of uploaded models; without it the worker refuses to run them).
 set -euo pipefail
 need=()
 command -v chromium >/dev/null || need+=(chromium)
+command -v bwrap >/dev/null || need+=(bubblewrap)
 [ -d /usr/share/datasets/fashion-mnist ] || need+=(dataset-fashion-mnist)
 command -v docker-compose >/dev/null || need+=(docker-compose)
 [ ${#need[@]} -eq 0 ] && exit 0

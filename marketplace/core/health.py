@@ -65,12 +65,19 @@ def check_index() -> dict[str, Any]:
     return index_status()
 
 
+def check_sandbox() -> dict[str, Any]:
+    from workers.sandbox.isolation import isolation_status
+
+    return isolation_status()
+
+
 CHECKS: dict[str, Check] = {
     "database": check_database,
     "broker": check_broker,
     "worker": check_worker,
     "storage": check_storage,
     "index": check_index,
+    "sandbox": check_sandbox,
 }
 
 

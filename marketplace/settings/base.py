@@ -15,7 +15,7 @@ from marketplace.settings.env import env_bool, env_float, env_int, env_list, env
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env_str("LWM_VAR_DIR", str(BASE_DIR / "var"))).resolve()
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+VAR_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)  # database, secret key file, media: the service account only
 
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_secret("SECRET_KEY")
@@ -128,6 +128,10 @@ STORAGES = {
 # Uploads larger than this are refused before they are read into memory.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 10 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+# Stored media (packages, submissions' private data) readable by the service account only:
+# FileSystemStorage applies these to every file and folder it creates (docs/security.md).
+FILE_UPLOAD_PERMISSIONS = 0o600
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 LWM_MAX_UPLOAD_BYTES = env_int("LWM_MAX_UPLOAD_BYTES", 200 * 1024 * 1024, minimum=1)
 # Derived FAISS indexes live on each process's local disk; snapshots go to storage.
 LWM_INDEX_DIR = Path(env_str("LWM_INDEX_DIR", str(VAR_DIR / "index")))
@@ -187,6 +191,10 @@ LWM_SANDBOX_MEMORY_MB = env_int("LWM_SANDBOX_MEMORY_MB", 2048, minimum=64)
 LWM_SANDBOX_CPU_SECONDS = env_int("LWM_SANDBOX_CPU_SECONDS", 60, minimum=1)
 LWM_SANDBOX_WALL_SECONDS = env_float("LWM_SANDBOX_WALL_SECONDS", 120.0, minimum=1.0)
 LWM_SANDBOX_FILE_SIZE_MB = env_int("LWM_SANDBOX_FILE_SIZE_MB", 64, minimum=1)
+# DEVELOPMENT ONLY. When bubblewrap cannot isolate uploaded code, the worker refuses to run it
+# (sandbox:unavailable-isolation) unless this is true; then every call logs a warning and
+# uploaded code runs with the worker's rights (docs/security.md).
+LWM_SANDBOX_ALLOW_UNISOLATED = env_bool("LWM_SANDBOX_ALLOW_UNISOLATED", False)
 LWM_RKME_K = env_int("LWM_RKME_K", 100, minimum=1)  # reduced points of an RKME computed from a sample
 # Zip-bomb guards on uploaded packages.
 LWM_PACKAGE_MAX_FILES = env_int("LWM_PACKAGE_MAX_FILES", 200, minimum=1)
