@@ -1,0 +1,134 @@
+"""A sandboxed call holds as root and as an unprivileged worker, as if the format checks had failed.
+
+Each case runs ``sandbox_attacker`` (arbitrary code and hostile TorchScript under the real
+isolation) as the worker would run, then checks from outside what got through: no TCP to
+PostgreSQL/Redis/RabbitMQ, no file outside the call (secret file, var dir, /etc/shadow,
+another call's folder), no variable of the worker's environment, no process left behind,
+no file written on the host, nothing outside in the log returned to the uploader.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from tests.security.conftest import ROOT, WORKER_USER
+
+PORTS = (5432, 6379, 5672)
+CANARY = f"canary-{uuid.uuid4().hex}"
+
+
+def _reachable(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1.0)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _lingering(token: str) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if token.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.fixture(scope="module")
+def attack(worker_identity, tmp_path_factory):
+    """Run the attacker once per identity; (its report, the spec, the secret's bytes)."""
+    folder = tmp_path_factory.mktemp("secrets")
+    secret = folder / "secret_key"
+    secret.write_text(f"SECRET-{CANARY}")
+    marker = folder / "marker"
+    if worker_identity:  # the secret belongs to the worker's own account: only the sandbox stands in the way
+        account = pwd.getpwnam(WORKER_USER)
+        for path in (folder, secret):
+            os.chown(path, account.pw_uid, account.pw_gid)
+        folder.chmod(0o700)
+    linger = f"{time.time_ns() % 10**6 + 100000}.5"  # a unique argument to find a surviving sleep by
+    spec = {"ports": list(PORTS), "linger": linger, "secret": str(secret), "marker": str(marker),
+            "read": [str(secret), "/etc/shadow", str(Path(settings.VAR_DIR) / "db.sqlite3"), str(ROOT / "marketplace/settings/base.py")],
+            "list": [str(settings.VAR_DIR), str(folder), "/home", str(ROOT), str(ROOT / "marketplace")],
+            "write": [str(folder / "written"), str(ROOT / "written-by-sandbox"), "/sandbox/in/written"]}
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(folder),
+           "DATABASE_URL": f"postgres://u:{CANARY}@127.0.0.1/db", "LWM_CANARY": CANARY, "SECRET_KEY_FILE": str(secret)}
+    proc = subprocess.run([*worker_identity, sys.executable, "-m", "tests.security.sandbox_attacker", json.dumps(spec)],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    return report, spec, proc.stdout
+
+
+def test_the_isolation_is_in_force(attack):
+    report, _, _ = attack
+    assert report["isolation"]["ok"] and report["isolation"]["mode"] == "bwrap"
+    assert "error" not in report["code"], report["code"]
+    for guarantee in ("pid-namespace", "no-network", "clean-environment", "seccomp"):
+        assert guarantee in report["isolation"]["guarantees"]
+
+
+def test_no_tcp_connection_to_the_database_cache_or_broker(attack):
+    report, _, _ = attack
+    reachable = [p for p in PORTS if _reachable(p)]
+    assert reachable, "no service listens on the host: the check would prove nothing"
+    for port in PORTS:
+        assert report["code"]["tcp"][str(port)].startswith("refused"), report["code"]["tcp"]
+
+
+def test_no_file_outside_the_call_can_be_read_listed_or_written(attack, tmp_path):
+    report, spec, _ = attack
+    code = report["code"]
+    assert all(content is None for content in code["read"].values()), code["read"]
+    assert all(listing is None for listing in code["list"].values()), code["list"]
+    assert not any(code["write"].values()), code["write"]
+    assert not (Path(spec["secret"]).parent / "written").exists()
+    assert not (ROOT / "written-by-sandbox").exists()
+
+
+def test_another_calls_folder_is_invisible(attack):
+    report, _, _ = attack
+    victim = report["code"]["victim"]
+    assert report["code"]["list"][victim] is None
+    assert report["code"]["read"][f"{victim}/in/data.csv"] is None
+
+
+def test_nothing_of_the_workers_environment_is_visible(attack):
+    report, _, _ = attack
+    env = report["code"]["env"]
+    assert not {"DATABASE_URL", "LWM_CANARY", "SECRET_KEY_FILE"} & set(env)
+    assert CANARY not in json.dumps(env)
+
+
+def test_no_process_outlives_the_call_and_only_its_own_are_visible(attack):
+    report, spec, _ = attack
+    assert report["code"]["pids"] and max(report["code"]["pids"]) < 10  # a fresh PID namespace
+    assert _lingering(spec["linger"]) == []
+
+
+def test_kernel_interfaces_are_refused(attack):
+    report, _, _ = attack
+    assert report["code"]["ptrace"] == -1 and report["code"]["unshare"] == -1
+
+
+def test_hostile_torchscript_cannot_read_or_write_files_and_leaks_nothing(attack):
+    report, spec, stdout = attack
+    read, write = report["models"]["read"], report["models"]["write"]
+    assert not read["ok"] and read["code"] == "sandbox:crashed"
+    assert not write["ok"] and write["code"] == "sandbox:crashed"
+    assert not Path(spec["marker"]).exists()
+    assert CANARY not in stdout  # neither in the messages nor in the logs handed back
+    for result in (read, write):
+        assert str(ROOT) not in result["log"] + result["message"]
+        assert len(result["log"]) <= 4000
