@@ -1,8 +1,14 @@
-"""run_model: outputs equal a direct call; crash, hang and memory hog are stopped and named."""
+"""run_model: outputs equal a direct call; crash, hang and memory hog are stopped and named;
+no isolation means no run (unless explicitly allowed); folders private; logs scrubbed."""
 
 from __future__ import annotations
 
+import os
+import stat
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,11 +19,16 @@ from tests.support import packages
 from workers.sandbox import (
     SandboxCpuExceeded,
     SandboxCrashed,
+    SandboxIsolationUnavailable,
     SandboxLimits,
     SandboxMemoryExceeded,
     SandboxTimeout,
+    SandboxUnavailable,
+    isolation,
     run_model,
+    runner,
 )
+from workers.sandbox.runner import _Hint, _Sandbox
 
 LIMITS = SandboxLimits(memory_mb=1024, cpu_seconds=2, wall_seconds=20)
 
@@ -63,3 +74,73 @@ def test_the_worker_survives_and_the_sandbox_serves_again_after_a_failure():
 def test_a_pickle_is_never_loaded_even_when_passed_directly():
     with pytest.raises(SandboxCrashed):
         run_model(packages.pickle_model_bytes(), np.zeros((1, 3), np.float32), limits=LIMITS)
+
+
+# --- isolation: fail closed, the development escape hatch, folders, logs ----------------------
+@pytest.fixture
+def without_bwrap(monkeypatch):
+    """This process sees no bubblewrap (as on a machine where it is not installed)."""
+    monkeypatch.setenv("PATH", "/nonexistent")
+    isolation.probe.cache_clear()
+    yield
+    monkeypatch.undo()
+    isolation.probe.cache_clear()
+
+
+def test_without_isolation_uploaded_code_is_refused_with_a_named_error(without_bwrap, settings):
+    settings.LWM_SANDBOX_ALLOW_UNISOLATED = False
+    status = isolation.isolation_status()
+    assert not status["ok"] and status["mode"] == "refused" and "bubblewrap" in status["reason"]
+    with pytest.raises(SandboxIsolationUnavailable) as caught:
+        run_model(packages.linear_model_bytes(3, 2), np.zeros((1, 3), np.float32), limits=LIMITS)
+    assert caught.value.code == "sandbox:unavailable-isolation"
+    assert isinstance(caught.value, SandboxUnavailable)  # our side: the job is retried, not blamed on the uploader
+
+
+def test_the_unisolated_development_mode_runs_only_when_named_and_warns_on_every_call(without_bwrap, settings, caplog):
+    settings.LWM_SANDBOX_ALLOW_UNISOLATED = True
+    assert isolation.isolation_status()["mode"] == "unisolated" and "WITHOUT isolation" in isolation.isolation_status()["warning"]
+    for _ in range(2):
+        out = run_model(packages.linear_model_bytes(3, 2), np.ones((2, 3), np.float32), limits=LIMITS)
+        assert out.shape == (2, 2)
+    assert sum("WITHOUT isolation" in r.getMessage() for r in caplog.records if r.levelname == "WARNING") == 2
+
+
+def test_each_call_gets_its_own_0700_folder_under_a_private_parent():
+    iso = isolation.probe()
+    first, second = _Sandbox(iso, _Hint("torchscript", None)), _Sandbox(iso, _Hint("torchscript", None))
+    try:
+        assert first.dir != second.dir and first.dir.parent == second.dir.parent
+        assert stat.S_IMODE(first.dir.stat().st_mode) == 0o700
+        assert stat.S_IMODE(first.dir.parent.stat().st_mode) in (0o700, 0o711)  # 0711: bwrap runs as 65534
+        assert first.dir.parent.stat().st_uid == os.geteuid()
+    finally:
+        first.close()
+        second.close()
+    assert not first.dir.exists()
+
+
+def test_the_log_returned_to_the_uploader_has_no_server_paths_and_is_bounded():
+    call = Path(tempfile.gettempdir()) / "lwm-sandbox-0-abc" / "xyz"
+    text = (f'File "{isolation.ROOT}/workers/sandbox/child.py", line 3\n'
+            f'File "{Path(sys.prefix).resolve()}/lib/python3.11/site-packages/torch/jit/_serialization.py"\n'
+            f'File "{Path(sys.base_prefix).resolve()}/lib/python3.11/json/decoder.py"\n'
+            f"open {call}/in/artifact /sandbox/in/inputs.npy {Path.home()}/.cache\x1b[31m\n") + "x" * 10000
+    scrubbed = runner.scrub_log(text, call)
+    assert len(scrubbed) == runner.LOG_CHARS
+    head = runner.scrub_log(text[:-10000], call)
+    for path in (str(isolation.ROOT), sys.prefix, sys.base_prefix, str(call), "/sandbox/in", str(Path.home()), "\x1b"):
+        assert path not in head
+    assert "<code>/workers/sandbox/child.py" in head and "<venv>/lib/python3.11/site-packages/torch" in head
+    assert "<call>/in/artifact" in head and "<call>/inputs.npy" in head
+
+
+def test_media_files_and_folders_are_private_to_the_service_account(settings, tmp_path):
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import FileSystemStorage
+
+    storage = FileSystemStorage(location=tmp_path / "media")
+    name = storage.save("submissions/7/data.csv", ContentFile(b"private,rows\n"))
+    path = Path(storage.path(name))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700

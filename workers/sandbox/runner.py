@@ -185,8 +185,8 @@ class _Sandbox:
                 if fd is not None:
                     os.close(fd)
 
-    def usable(self, hint: _Hint) -> bool:
-        return self.owner == os.getpid() and self.hint == hint and self.proc.poll() is None
+    def usable(self, iso: Isolation, hint: _Hint) -> bool:
+        return self.owner == os.getpid() and self.hint == hint and self.iso == iso and self.proc.poll() is None
 
     def wait_ready(self) -> None:
         assert self.proc.stdout is not None
@@ -239,7 +239,7 @@ def _take(iso: Isolation, hint: _Hint) -> _Sandbox:
     global _spare
     with _lock:
         spare, _spare = _spare, None
-    if spare is not None and spare.usable(hint):
+    if spare is not None and spare.usable(iso, hint):
         return spare
     if spare is not None and spare.owner == os.getpid():
         spare.close()
