@@ -20,9 +20,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+import torch
 from django.conf import settings
 
 from tests.security.conftest import ROOT, WORKER_USER
+from tests.support import packages
 
 PORTS = (5432, 6379, 5672)
 CANARY = f"canary-{uuid.uuid4().hex}"
@@ -132,3 +134,45 @@ def test_hostile_torchscript_cannot_read_or_write_files_and_leaks_nothing(attack
     for result in (read, write):
         assert str(ROOT) not in result["log"] + result["message"]
         assert len(result["log"]) <= 4000
+
+
+# --- end to end: the API, the broker, a real worker ----------------------------------------------
+class _HostileTable(torch.nn.Module):
+    """A table classifier whose forward reads ``secret`` and creates ``marker`` (aten::from_file)."""
+
+    def __init__(self, secret: str, marker: str):
+        super().__init__()
+        self.secret, self.marker = secret, marker
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        leaked = torch.from_file(self.secret, shared=False, size=8, dtype=torch.uint8)
+        written = torch.from_file(self.marker, shared=True, size=8, dtype=torch.uint8)
+        written.fill_(65)
+        return x[:, :2] * 0 + leaked[:1].to(x.dtype) + written[:1].to(x.dtype)
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_a_hostile_upload_through_the_api_is_rejected_leaves_no_marker_and_the_worker_keeps_publishing(
+    celery_worker, s3_storage, alice, client_for, tmp_path
+):
+    from marketplace.jobs.choices import JobStatus
+    from tests.integration.test_publish import finished, upload
+
+    secret, marker = tmp_path / "secret_key", tmp_path / "marker"
+    secret.write_text(f"SECRET-{CANARY}")
+    model = packages.torchscript_bytes(_HostileTable(str(secret), str(marker)))
+    client = client_for(alice)
+    response = upload(client, packages.build_table_model_package(columns=["a", "b", "c"], model=model, name="hostile"))
+    if response.status_code == 202:  # refused by the sandbox at publish time
+        job = finished(response.json()["job"])
+        assert job.status == JobStatus.REJECTED, (job.status, job.error)
+        assert job.error["code"] == "publish:user:crashed", job.error
+        body = json.dumps(client.get(f"/api/v1/jobs/{job.id}/").json())
+    else:  # refused at upload by the operator allow-list (docs/security.md)
+        assert response.status_code == 400 and response.json()["error"]["code"] == "upload:user:unsafe-operator"
+        body = json.dumps(response.json())
+    assert not marker.exists()
+    assert CANARY not in body and str(ROOT) not in body
+    good = upload(client, packages.build_table_model_package(name="after-hostile"))
+    assert good.status_code == 202 and finished(good.json()["job"]).status == JobStatus.SUCCEEDED
