@@ -149,7 +149,7 @@ def cmd_download(args: argparse.Namespace) -> tuple[Any, str]:
 
 
 def cmd_predict(args: argparse.Namespace) -> tuple[Any, str]:
-    predictor = Client.load(args.package)
+    predictor = Client.load(args.package, isolate=args.isolate)
     modality = predictor.manifest.get("modality", "table")
     if modality == "text":
         X: Any = local.read_texts(args.data)
@@ -217,6 +217,8 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("predict", help="predict with a downloaded package (TorchScript/torch.export only)")
     s.add_argument("package"), s.add_argument("data"), s.add_argument("--proba", action="store_true")
+    s.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
+                   help="run the model in an isolated process (default: unless this client downloaded and verified it)")
     s.set_defaults(fn=cmd_predict)
     return p
 

@@ -264,6 +264,9 @@ class Client:
             raise IntegrityError(f"{path}: downloaded sha256 {sha} does not match {announced or 'no announced checksum'}",
                                  code="download:app:checksum-mismatch", details={"got": sha, "expected": announced})
         part.replace(dest)
+        from lwm_client.isolated import remember_verified
+
+        remember_verified(sha, f"{self.config.url}/{path}")  # Client.load runs it in-process (docs/security.md)
         return Download(path=dest, sha256=sha, size=size)
 
     def download(self, learnware_id: int, version: int | None = None, *, dest: str | Path = ".") -> Download:
@@ -287,11 +290,18 @@ class Client:
         return self._download(f"submissions/{submission_id}/package", target, info.package_sha256 or None)
 
     @staticmethod
-    def load(path: str | Path) -> Any:
-        """A :class:`~lwm_client.predict.Predictor` for a downloaded package (TorchScript/torch.export only)."""
+    def load(path: str | Path, *, isolate: bool | None = None) -> Any:
+        """A predictor (``predict``/``predict_proba``) for a package (TorchScript/torch.export only).
+
+        A package this client downloaded and verified from a market runs in this process
+        (:class:`~lwm_client.predict.Predictor`); any other runs each prediction in an isolated
+        process (:class:`~lwm_client.isolated.IsolatedPredictor`, bubblewrap when installed).
+        ``isolate`` (or ``LWM_ISOLATE=1/0``) overrides that choice.
+        """
+        from lwm_client.isolated import IsolatedPredictor, should_isolate
         from lwm_client.predict import Predictor
 
-        return Predictor.from_path(path)
+        return IsolatedPredictor(path) if should_isolate(path, isolate) else Predictor.from_path(path)
 
 
 __all__ = ["Client", "LwmError"]

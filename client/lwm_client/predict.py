@@ -194,7 +194,10 @@ class Predictor:
 
     def predict(self, X: Any) -> np.ndarray:
         """Class names (n,) for classification, values otherwise."""
-        out = self.predict_proba(X)
+        return self.labels(self.predict_proba(X))
+
+    def labels(self, out: np.ndarray) -> np.ndarray:
+        """``predict_proba``'s output as ``predict`` returns it (shared with ``IsolatedPredictor``)."""
         if self.task != "classification":
             return out
         labels = out.argmax(axis=1)

@@ -1,0 +1,190 @@
+"""Predict with a package of unknown origin in a separate, isolated process.
+
+``Client.load(path)`` runs a package in this process only when its sha256 is one this
+client downloaded and verified from a market (``remember_verified``, kept in
+``verified.json`` next to the config file); any other package gets an
+``IsolatedPredictor``: each ``predict``/``predict_proba`` starts
+``python -m lwm_client.isolated`` that loads and runs the package there and returns the
+``.npy`` bytes of the result on stdout. ``isolate=True/False`` (or ``LWM_ISOLATE=1/0``)
+overrides the default.
+
+With ``bwrap`` (Debian ``bubblewrap``) on PATH, that process runs in new user, PID, mount,
+network, IPC and UTS namespaces with a cleared environment, a read-only view of the
+Python runtime, this client's code and the package, and a private ``/tmp``: no network, no
+home folder, nothing it starts survives. Without it, a plain subprocess with CPU-time and
+file-size limits and a cleared environment runs instead, and a ``RuntimeWarning`` says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from lwm_client.config import config_path
+from lwm_client.errors import LwmError
+
+CPU_SECONDS = 600
+FILE_BYTES = 64 * 2**20
+ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1",
+       "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+class IsolatedPredictionFailed(LwmError):
+    """The isolated process could not predict (its stderr, shortened, is the message)."""
+
+
+# --- which packages are trusted in-process ---------------------------------------------------------
+def _verified_path() -> Path:
+    return config_path().parent / "verified.json"
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def remember_verified(sha256: str, source: str) -> None:
+    """Record a package this client downloaded and checked against the market's sha256."""
+    path = _verified_path()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    known = json.loads(path.read_text()) if path.exists() else {}
+    known[sha256] = source
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(known, indent=1))
+    tmp.chmod(0o600)
+    tmp.replace(path)
+
+
+def is_verified(path: str | Path) -> bool:
+    known = _verified_path()
+    return known.exists() and file_sha256(path) in json.loads(known.read_text())
+
+
+def should_isolate(path: str | Path, isolate: bool | None) -> bool:
+    """``isolate`` if given, else ``LWM_ISOLATE`` (1/0), else: unless verified from a market."""
+    if isolate is not None:
+        return isolate
+    env = os.environ.get("LWM_ISOLATE", "").strip().lower()
+    if env in ("1", "true", "yes", "always"):
+        return True
+    if env in ("0", "false", "no", "never"):
+        return False
+    return not is_verified(path)
+
+
+# --- the parent side ----------------------------------------------------------------------------
+def _code_dirs() -> list[Path]:
+    import lwm_client
+    import specs
+
+    return [Path(lwm_client.__file__).resolve().parent, Path(specs.__file__).resolve().parent]
+
+
+def _bwrap_argv(bwrap: str, folder: Path, command: list[str]) -> list[str]:
+    argv = [bwrap, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--clearenv",
+            "--ro-bind", "/usr", "/usr"]
+    for key, value in {**ENV, "PYTHONPATH": "/lwm"}.items():
+        argv += ["--setenv", key, value]
+    for link in ("bin", "lib", "lib64", "sbin"):
+        target = Path("/") / link
+        if target.is_symlink():
+            argv += ["--symlink", os.readlink(target), str(target)]
+        elif target.is_dir():
+            argv += ["--ro-bind", str(target), str(target)]
+    for path in dict.fromkeys([str(Path(sys.base_prefix).resolve()), str(Path(sys.prefix).resolve())]):
+        argv += ["--ro-bind", path, path]
+    for code in _code_dirs():
+        argv += ["--ro-bind", str(code), f"/lwm/{code.name}"]
+    argv += ["--ro-bind", str(folder), "/in", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--chdir", "/tmp"]
+    return [*argv, "--", *command]
+
+
+def _limits() -> None:
+    resource.setrlimit(resource.RLIMIT_CPU, (CPU_SECONDS, CPU_SECONDS))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_BYTES, FILE_BYTES))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def run_isolated(package: Path, X: Any) -> np.ndarray:
+    """``Predictor.from_path(package).predict_proba(X)``, computed in an isolated process."""
+    inputs = np.asarray(X)
+    if inputs.dtype.kind == "O":
+        raise ValueError("inputs must be numbers or strings (object arrays need pickle)")
+    with tempfile.TemporaryDirectory(prefix="lwm-isolated-") as tmp:  # 0700
+        folder = Path(tmp)
+        shutil.copyfile(package, folder / "package.zip")
+        np.save(folder / "inputs.npy", inputs, allow_pickle=False)
+        command = [str(Path(sys.prefix).resolve() / "bin" / "python"), "-s", "-B", "-m", "lwm_client.isolated", "/in"]
+        bwrap = shutil.which("bwrap")
+        if bwrap:
+            argv, env = _bwrap_argv(bwrap, folder, command), {}
+        else:
+            warnings.warn("bubblewrap (bwrap) is not installed: this package runs in a plain subprocess with CPU and "
+                          "file-size limits only, not isolated from your files or the network", RuntimeWarning, stacklevel=3)
+            command[-1] = str(folder)
+            pythonpath = os.pathsep.join(str(p.parent) for p in _code_dirs())
+            argv, env = command, {**ENV, "PYTHONPATH": pythonpath, "HOME": str(folder), "TMPDIR": str(folder)}
+        proc = subprocess.run(argv, capture_output=True, env=env, cwd=str(folder), preexec_fn=_limits,
+                              start_new_session=True, timeout=CPU_SECONDS * 2)
+    if proc.returncode != 0:
+        raise IsolatedPredictionFailed(f"the isolated prediction failed (exit {proc.returncode}): "
+                                       f"{proc.stderr.decode(errors='replace')[-1500:]}", code="predict:user:isolated-failed")
+    return np.load(io.BytesIO(proc.stdout), allow_pickle=False)
+
+
+class IsolatedPredictor:
+    """The ``Predictor`` interface for a package of unknown origin: each call runs in an isolated process."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        with zipfile.ZipFile(self.path) as zf:  # plain data only, parsed safely, to label the results here
+            names = set(zf.namelist())
+            self.manifest = yaml.safe_load(zf.read("learnware.yaml"))
+            recipe = json.loads(zf.read("recipe.json")) if "recipe.json" in names else None
+        self.task = (recipe or {}).get("task") or self.manifest.get("task", "classification")
+        out = self.manifest.get("output") or {}
+        self.classes = list((recipe or {}).get("classes") or out.get("classes") or []) or None
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return run_isolated(self.path, X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        from lwm_client.predict import Predictor
+
+        return Predictor.labels(self, self.predict_proba(X))  # type: ignore[arg-type] - uses task and classes only
+
+
+# --- the isolated side -----------------------------------------------------------------------------
+def main(folder: str) -> None:
+    answer = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # anything the package prints goes to stderr, never into the answer
+    from lwm_client.predict import Predictor
+
+    inputs = np.load(Path(folder) / "inputs.npy", allow_pickle=False)
+    X = inputs.tolist() if inputs.dtype.kind == "U" else inputs
+    out = Predictor.from_path(Path(folder) / "package.zip").predict_proba(X)
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(out), allow_pickle=False)
+    answer.write(buffer.getvalue())
+    answer.flush()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
