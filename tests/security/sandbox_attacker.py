@@ -4,9 +4,9 @@
 whichever user starts it (the worker's user: root, or an unprivileged account), and:
 
 1. runs ``HOSTILE`` (arbitrary Python standing in for an upload whose format checks were
-   passed) under exactly the isolation a call gets: ``isolation.bwrap_argv`` with the
-   seccomp filter and uid handling of ``runner._Sandbox``, in a call folder from the
-   runner's own private parent next to another call's folder;
+   passed) under exactly the isolation a call gets: the fork server's ``isolation.bwrap_argv``
+   and uid handling, then ``namespaces.enter_call`` and ``pid_namespace_init`` as the server's
+   forks do, in a call folder next to another call's folder;
 2. runs TorchScript models through ``run_model`` that read a secret with ``torch.from_file``
    and create a marker file with ``torch.from_file(..., shared=True)`` (operators that the
    format checks refuse: here they must fail because of the sandbox alone).
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,7 +26,6 @@ import numpy as np
 import torch
 
 from workers.sandbox import SandboxError, SandboxLimits, isolation, run_model
-from workers.sandbox.runner import _private_parent
 
 # Arbitrary code inside the sandbox; argv[1] is the JSON spec. Prints what it could do.
 HOSTILE = r'''
@@ -59,7 +59,11 @@ for path in spec["write"]:
     except OSError:
         seen["write"][path] = False
 seen["env"] = dict(os.environ)
-seen["pids"] = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+try:
+    seen["pids"] = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+except OSError:
+    seen["pids"] = []
+seen["pid"] = os.getpid()
 seen["uid"] = os.getuid()
 # A double-forked setsid() grandchild that tries to outlive the call.
 if os.fork() == 0:
@@ -116,25 +120,37 @@ def _scripted(module: torch.nn.Module) -> bytes:
     return data
 
 
+ENTER = """
+import sys
+from workers.sandbox import namespaces
+from workers.sandbox.isolation import seccomp_program, TMPFS_BYTES
+namespaces.enter_call(sys.argv[2], seccomp=seccomp_program(), tmpfs_bytes=TMPFS_BYTES)
+namespaces.pid_namespace_init()
+exec(sys.argv[3])
+"""
+
+
 def attack_with_code(spec: dict) -> dict:
+    """HOSTILE in a call built exactly as the fork server builds one (same bwrap, same enter_call)."""
     iso = isolation.probe()
     assert iso.mode == "bwrap", iso
-    parent = _private_parent(iso)
-    victim = Path(tempfile.mkdtemp(dir=parent))
-    (victim / "in").mkdir()
+    calls = Path(tempfile.mkdtemp(prefix="lwm-sandbox-attack-"))
+    victim, call = calls / "victim", calls / "attacker"
+    (victim / "in").mkdir(parents=True)
     (victim / "in" / "data.csv").write_text("private,rows\n")
-    call = Path(tempfile.mkdtemp(dir=parent))
-    (call / "in").mkdir()
+    (call / "in").mkdir(parents=True)
     if iso.drop_to_nobody:
-        for path in (call, call / "in"):
+        for path in [calls, *calls.rglob("*")]:
             os.chown(path, isolation.NOBODY, isolation.NOBODY)
-    spec = {**spec, "list": [*spec["list"], str(victim), str(victim / "in"), str(parent)],
-            "read": [*spec["read"], str(victim / "in" / "data.csv")]}
-    fd = isolation.seccomp_fd()
-    argv = isolation.bwrap_argv(iso.bwrap, call / "in", isolation.python_command("-c", HOSTILE, json.dumps(spec)), seccomp=fd)
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, env={}, pass_fds=(fd,) if fd is not None else (),
-                          start_new_session=True, preexec_fn=isolation.preexec(iso.drop_to_nobody))
-    os.close(fd) if fd is not None else None
+    spec = {**spec, "list": [*spec["list"], str(victim), str(calls), "/calls", "/calls/victim", "/calls/victim/in"],
+            "read": [*spec["read"], str(victim / "in" / "data.csv"), "/calls/victim/in/data.csv"]}
+    command = isolation.python_command("-c", ENTER, json.dumps(spec), call.name, HOSTILE)
+    argv = isolation.bwrap_argv(iso.bwrap, calls, command)
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, env={}, start_new_session=True,
+                              preexec_fn=isolation.preexec(iso.drop_to_nobody))
+    finally:
+        shutil.rmtree(calls, ignore_errors=True)
     seen = json.loads(proc.stdout) if proc.returncode == 0 else {"error": proc.stderr[-2000:]}
     seen["victim"] = str(victim)
     return seen

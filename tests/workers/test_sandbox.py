@@ -28,7 +28,6 @@ from workers.sandbox import (
     run_model,
     runner,
 )
-from workers.sandbox.runner import _Hint, _Sandbox
 
 LIMITS = SandboxLimits(memory_mb=1024, cpu_seconds=2, wall_seconds=20)
 
@@ -106,18 +105,12 @@ def test_the_unisolated_development_mode_runs_only_when_named_and_warns_on_every
     assert sum("WITHOUT isolation" in r.getMessage() for r in caplog.records if r.levelname == "WARNING") == 2
 
 
-def test_each_call_gets_its_own_0700_folder_under_a_private_parent():
-    iso = isolation.probe()
-    first, second = _Sandbox(iso, _Hint("torchscript", None)), _Sandbox(iso, _Hint("torchscript", None))
-    try:
-        assert first.dir != second.dir and first.dir.parent == second.dir.parent
-        assert stat.S_IMODE(first.dir.stat().st_mode) == 0o700
-        assert stat.S_IMODE(first.dir.parent.stat().st_mode) in (0o700, 0o711)  # 0711: bwrap runs as 65534
-        assert first.dir.parent.stat().st_uid == os.geteuid()
-    finally:
-        first.close()
-        second.close()
-    assert not first.dir.exists()
+def test_calls_use_0700_folders_under_a_private_parent_and_leave_none_behind():
+    run_model(packages.linear_model_bytes(3, 2), np.zeros((1, 3), np.float32), limits=LIMITS)
+    parent = runner._private_parent(isolation.probe())
+    assert stat.S_IMODE(parent.stat().st_mode) == 0o700  # mkdtemp: the call folders inside are 0700 too
+    assert parent.stat().st_uid in (os.geteuid(), isolation.NOBODY)  # 65534: bwrap runs as that account
+    assert [p.name for p in parent.iterdir()] == ["server.log"]
 
 
 def test_the_log_returned_to_the_uploader_has_no_server_paths_and_is_bounded():

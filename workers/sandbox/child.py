@@ -1,23 +1,17 @@
-"""One sandboxed call: ``python -m workers.sandbox.child --in DIR [--warm KIND] [--base PATH]``.
+"""What runs inside one sandboxed call: limits, then load artifact -> check -> run.
 
-Started by ``runner`` inside bubblewrap (see ``isolation.py``) ahead of the call: it
-imports torch (and warms what the hint names), writes ``ready`` on stdout, then reads
-exactly one JSON request line on stdin, applies the resource limits, runs the model
-and writes the ``.npy`` bytes of the output (or a JSON error) on stdout, and exits.
-One process per call: nothing of one call survives into another.
-
-Exit status: 0 output written, 3 error, 4 out of memory (a signal: the limits killed it).
+Used by the fork server (``zygote``) in each forked call after it entered the call's own
+namespaces (``namespaces.enter_call``). Exit status of a call: 0 output written, 3 error,
+4 out of memory (a signal: the limits killed it).
 Imports: the standard library, numpy and torch (transformers/peft lazily) — no Django.
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
 import resource
-import sys
 import traceback
 from pathlib import Path
 from typing import Any
@@ -38,8 +32,7 @@ def _vm_size() -> int:
 def apply_limits(limits: dict[str, Any], *, processes: bool) -> None:
     """rlimits of this call; memory is counted on top of what torch already maps here."""
     memory = _vm_size() + int(limits["memory_mb"]) * 2**20
-    used = resource.getrusage(resource.RUSAGE_SELF)  # RLIMIT_CPU counts from the process's start: add the warm-up
-    cpu = int(used.ru_utime + used.ru_stime) + 1 + int(limits["cpu_seconds"])
+    cpu = int(limits["cpu_seconds"])  # a fresh fork: its CPU time starts at zero
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     fsize = int(limits["file_size_mb"]) * 2**20
@@ -47,7 +40,7 @@ def apply_limits(limits: dict[str, Any], *, processes: bool) -> None:
     nofile = int(limits["max_open_files"])
     resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if processes:  # counted per user namespace: only this call's processes (never applied to uid 0)
+    if processes:  # counted in the call's own user namespace: only this call's processes
         nproc = int(limits["max_processes"])
         resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
 
@@ -111,61 +104,47 @@ def execute(req: dict[str, Any], folder: Path) -> np.ndarray:
         return _first_tensor(model(torch.from_numpy(inputs))).detach().cpu().numpy()
 
 
-def _warm(kind: str | None, base_model_path: str | None) -> None:
-    """Do the slow one-off imports before ``ready``, so that the call itself does not wait for them."""
-    buffer = io.BytesIO()
-    torch.jit.save(torch.jit.trace(torch.nn.Linear(1, 1), torch.zeros(1, 1)), buffer)
-    buffer.seek(0)
-    torch.jit.load(buffer)
+def warm(kind: str | None, base_model_path: str | None) -> None:
+    """Do the slow one-off work in the fork server, so that calls (its forks) do not repeat it."""
     if kind == "torch_export":
         exported = torch.export.export(torch.nn.Linear(1, 1), (torch.zeros(1, 1),))
         buffer = io.BytesIO()
         torch.export.save(exported, buffer)
         buffer.seek(0)
         torch.export.load(buffer)
-    if kind == "peft_lora" and base_model_path:
-        import peft  # noqa: F401 - imported now rather than during the call
+    elif kind == "peft_lora" and base_model_path:
+        import peft  # noqa: F401 - imported once here rather than in every call
 
         _load_base(base_model_path)
+    else:
+        buffer = io.BytesIO()
+        torch.jit.save(torch.jit.trace(torch.nn.Linear(1, 1), torch.zeros(1, 1)), buffer)
+        buffer.seek(0)
+        torch.jit.load(buffer)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--in", dest="folder", required=True)
-    parser.add_argument("--warm", default=None)
-    parser.add_argument("--base", default=None)
-    parser.add_argument("--no-process-limit", action="store_true")
-    args = parser.parse_args(argv)
-    answer = os.fdopen(os.dup(1), "wb", buffering=0)
-    os.dup2(2, 1)  # library chatter goes to the log, never into the answer
-    torch.set_num_threads(1)
-    code = 0
+def run_call(req: dict[str, Any], folder: Path, answer: int) -> int:
+    """Run one call's model on ``folder`` and write the ``.npy`` bytes of its output (or a JSON
+    error) to the file descriptor ``answer``; returns the exit status (0, EXIT_ERROR, EXIT_MEMORY)."""
     try:
-        _warm(args.warm, args.base)
-    except Exception:  # noqa: BLE001 - a failed warm-up only costs time in the call itself
-        traceback.print_exc()
-    answer.write(b"ready\n")
-    line = sys.stdin.readline()
-    if not line:
-        os._exit(0)  # the runner let this spare go unused
-    try:
-        req = json.loads(line)
-        apply_limits(req["limits"], processes=not args.no_process_limit)
-        out = execute(req, Path(args.folder))
+        torch.set_num_threads(1)
+        out = execute(req, folder)
         buffer = io.BytesIO()
         np.save(buffer, np.ascontiguousarray(out), allow_pickle=False)
-        answer.write(buffer.getvalue())
-    except BaseException as exc:  # noqa: BLE001 - the child reports every failure, then dies
+        _write_all(answer, buffer.getvalue())
+        return 0
+    except BaseException as exc:  # noqa: BLE001 - the call reports every failure, then dies
         text = f"{type(exc).__name__}: {exc}"
         memory = isinstance(exc, MemoryError) or "can't allocate memory" in text or "std::bad_alloc" in text
-        code = EXIT_MEMORY if memory else EXIT_ERROR
         try:
-            answer.write(json.dumps({"type": type(exc).__name__, "message": str(exc)[:2000]}).encode())
+            _write_all(answer, json.dumps({"type": type(exc).__name__, "message": str(exc)[:2000]}).encode())
             traceback.print_exc()
         except BaseException:  # noqa: BLE001, S110 - nothing more can be reported
             pass
-    os._exit(code)
+        return EXIT_MEMORY if memory else EXIT_ERROR
 
 
-if __name__ == "__main__":
-    main()
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]

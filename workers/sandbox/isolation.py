@@ -1,29 +1,25 @@
-"""How a sandboxed call is isolated: the bubblewrap command line, its seccomp filter, the probe.
+"""How uploaded code is isolated: the bubblewrap sandbox of the fork server, its seccomp filter, the probe.
 
-Every call to uploaded code runs as a fresh process under ``bwrap`` (Debian's
-``bubblewrap``, a maintained tool built for unprivileged sandboxes) in new user,
-PID, mount, network, IPC and UTS namespaces. Inside it sees:
+Two layers (measured choice, see "Why" below):
 
-* read-only: ``/usr`` (system libraries), the Python prefix, the virtualenv, this
-  repository's ``workers/`` and ``specs/`` code, ``/etc/ld.so.cache`` and the call's
-  own ``in/`` folder (model + inputs) at ``/sandbox/in``;
-* writable: only a size-limited tmpfs at ``/tmp`` (gone when the call ends);
-* its own ``/proc`` (only its PID namespace), a minimal ``/dev``, no network
-  interface but loopback, an environment built from ``ENV`` only;
-* a seccomp filter that refuses the kernel interfaces a model never needs
-  (``ptrace``, ``bpf``, ``mount``, ``unshare``/``setns``, keyrings, module loading, …).
+1. The fork server (``zygote``) runs under ``bwrap`` (Debian's ``bubblewrap``, a maintained
+   tool built for unprivileged sandboxes) in new user, PID, mount, network, IPC and UTS
+   namespaces, with ``--clearenv`` and the allow-listed ``ENV``, and sees read-only only
+   ``/usr``, the Python prefix, the virtualenv, this repository's ``workers/`` and ``specs/``
+   code and ``/etc/ld.so.cache``; read-write only the worker's private call folders at
+   ``/calls``; a tmpfs ``/tmp``. No network, no ``LWM_VAR_DIR``, no media, no secrets.
+2. Each call is a fork of it that enters its own nested namespaces (``namespaces.enter_call``):
+   only its own ``in/`` (read-only), a private tmpfs, no ``/proc``, no capabilities, the
+   seccomp filter below, and its own PID namespace whose end kills all the call started.
 
-When the worker runs as root and an unprivileged account can reach the Python
-runtime, ``bwrap`` itself is started as uid/gid 65534 so that even an escape from the
-namespaces lands in an unprivileged account (and ``RLIMIT_NPROC`` applies: the kernel
-exempts uid 0 from it). Otherwise the namespaces still hold, and the status says so.
+When the worker runs as root and an unprivileged account can reach the Python runtime,
+``bwrap`` itself is started as uid/gid 65534, so that even an escape lands in an
+unprivileged account. Otherwise the namespaces still hold, and the status says so.
 
-Why one process per call rather than a fork server: measured on this machine,
-``bwrap`` costs ~25 ms and ``import torch`` ~1.4 s inside it; ``runner`` hides the
-import by keeping one *spare* sandbox started ahead of the next call (it imports
-torch while the worker does other work). A fork server shared by calls would need
-hand-made nested namespaces to keep calls apart; a fresh ``bwrap`` per call gets
-that from the tool, and killing it kills everything the call started (PID namespace).
+Why a fork server: measured on this machine, a fresh ``bwrap`` + Python per call costs
+``import torch`` (~1.4 s idle, 4-7 s under the usual load of this 2-core machine) on
+every call; a fork costs milliseconds. Keeping calls apart inside one server needs the
+per-call namespaces of layer 2, which use the same kernel mechanism bwrap uses.
 
 Imports: the standard library only (no Django, no torch).
 """
@@ -33,19 +29,22 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import json
 import os
 import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-CODE_DIRS = ("workers", "specs")  # the child imports workers.sandbox.child (and checks that may live in specs/)
+CODE_DIRS = ("workers", "specs")  # the server imports workers.sandbox (and checks that may live in specs/)
 SANDBOX_CODE = "/sandbox/code"
+SANDBOX_CALLS = "/calls"
 SANDBOX_IN = "/sandbox/in"
 TMPFS_BYTES = 256 * 2**20
 NOBODY = 65534
@@ -75,7 +74,7 @@ ENV = {
 # Refused with EPERM inside the sandbox: debugging/inspecting other processes, kernel
 # extension points, namespace and mount changes, keyrings, io_uring (a frequent source of
 # kernel bugs). ``clone3`` answers ENOSYS so that glibc falls back to ``clone``, whose
-# namespace flags are refused anyway (no capabilities; ``--disable-userns``).
+# namespace flags are refused by argument (``CLONE_NAMESPACE_FLAGS``).
 DENIED_SYSCALLS = (
     "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
     "bpf", "perf_event_open", "userfaultfd", "fanotify_init", "lookup_dcookie",
@@ -89,6 +88,12 @@ DENIED_SYSCALLS = (
     "io_uring_setup", "io_uring_enter", "io_uring_register",
 )
 ENOSYS_SYSCALLS = ("clone3",)
+# clone() with any of these flags is refused: no new namespaces from inside a call.
+CLONE_NAMESPACE_FLAGS = (0x00020000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000, 0x02000000)
+
+
+class _ArgCmp(ctypes.Structure):
+    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64), ("datum_b", ctypes.c_uint64)]
 
 
 class IsolationUnavailable(RuntimeError):
@@ -150,6 +155,11 @@ def seccomp_program() -> bytes | None:
                     continue
                 if lib.seccomp_rule_add_array(ctx, errno_action | errno, number, 0, None) != 0:
                     return None
+        clone = lib.seccomp_syscall_resolve_name(b"clone")
+        for flag in CLONE_NAMESPACE_FLAGS:  # (flags & flag) == flag -> EPERM; SCMP_CMP_MASKED_EQ = 7
+            cmp = _ArgCmp(0, 7, flag, flag)
+            if lib.seccomp_rule_add_array(ctx, errno_action | 1, clone, 1, ctypes.byref(cmp)) != 0:
+                return None
         read, write = os.pipe()
         try:
             if lib.seccomp_export_bpf(ctx, write) != 0:
@@ -166,17 +176,6 @@ def seccomp_program() -> bytes | None:
                 os.close(write)
     finally:
         lib.seccomp_release(ctx)
-
-
-def seccomp_fd() -> int | None:
-    """A fresh readable fd holding the BPF program (bwrap reads it to the end), or None."""
-    program = seccomp_program()
-    if not program:
-        return None
-    fd = os.memfd_create("lwm-seccomp", 0)
-    os.write(fd, program)
-    os.lseek(fd, 0, os.SEEK_SET)
-    return fd
 
 
 # --- the command line ---------------------------------------------------------------------------
@@ -203,15 +202,16 @@ def drop_to_nobody() -> bool:
     return all(_reachable_by_nobody(p) for p in (base, venv, *(ROOT / d for d in CODE_DIRS)))
 
 
-def bwrap_argv(bwrap: str, call_in: Path, command: list[str], *, seccomp: int | None, binds: tuple[str, ...] = ()) -> list[str]:
-    """The bwrap command running ``command`` with ``call_in`` read-only at ``/sandbox/in``.
+def bwrap_argv(bwrap: str, calls: Path, command: list[str], *, binds: tuple[str, ...] = ()) -> list[str]:
+    """The bwrap command running ``command`` (the fork server) with ``calls`` at ``/calls``.
 
     ``binds`` are extra host paths shown read-only at the same path (e.g. a base model
-    folder outside the virtualenv).
+    folder outside the virtualenv). No seccomp filter here: the server's forks need
+    ``unshare`` and ``mount`` to build each call's view, then load the filter themselves.
     """
     base, venv, _ = _python_dirs()
     argv = [
-        bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
+        bwrap, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session",
         "--uid", str(NOBODY), "--gid", str(NOBODY), "--hostname", "sandbox", "--clearenv",
     ]
     for key, value in ENV.items():
@@ -228,10 +228,8 @@ def bwrap_argv(bwrap: str, call_in: Path, command: list[str], *, seccomp: int | 
         argv += ["--ro-bind", path, path]
     for name in CODE_DIRS:
         argv += ["--ro-bind", str(ROOT / name), f"{SANDBOX_CODE}/{name}"]
-    argv += ["--ro-bind", str(call_in), SANDBOX_IN, "--proc", "/proc", "--dev", "/dev",
+    argv += ["--bind", str(calls), SANDBOX_CALLS, "--dir", SANDBOX_IN, "--proc", "/proc", "--dev", "/dev",
              "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp", "--chdir", "/tmp"]
-    if seccomp is not None:
-        argv += ["--seccomp", str(seccomp)]
     return [*argv, "--", *command]
 
 
@@ -251,46 +249,62 @@ def preexec(drop: bool):
 
 
 # --- the probe -----------------------------------------------------------------------------------
+# The probe: a call's view, built exactly as a call builds it, reports what it sees.
+_PROBE = """
+import json, os, socket, sys
+from workers.sandbox import namespaces
+from workers.sandbox.isolation import seccomp_program, TMPFS_BYTES
+namespaces.enter_call("probe", seccomp=seccomp_program(), tmpfs_bytes=TMPFS_BYTES)
+namespaces.pid_namespace_init()
+def listing(path):
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
+print(json.dumps({"interfaces": [n for _, n in socket.if_nameindex()], "pid": os.getpid(), "env": sorted(os.environ),
+                  "proc": listing("/proc"), "calls": listing("/calls"), "in": listing("/sandbox/in")}))
+"""
+
+
 @functools.lru_cache(maxsize=1)
 def probe() -> Isolation:
-    """Can a sandbox be set up here? Run bwrap once (cached for the process) and see."""
+    """Can a sandbox be set up here? Build one call's view once (cached for the process) and look."""
     bwrap = shutil.which("bwrap") or ""
     if not bwrap:
         return _refused("bubblewrap (bwrap) is not installed")
+    if not seccomp_program():
+        return _refused("libseccomp (libseccomp2) is missing: no seccomp filter for uploaded code")
     drop = drop_to_nobody()
-    scratch = Path(os.environ.get("TMPDIR", "/tmp"))
-    probe_dir = Path(__import__("tempfile").mkdtemp(prefix="lwm-sandbox-probe-", dir=scratch))
-    fd = seccomp_fd()
+    calls = Path(tempfile.mkdtemp(prefix="lwm-sandbox-probe-"))
     try:
+        (calls / "probe" / "in").mkdir(parents=True)
+        (calls / "other").mkdir()
         if drop:
-            os.chmod(probe_dir, 0o755)
+            for path in (calls, calls / "probe", calls / "probe" / "in", calls / "other"):
+                os.chown(path, NOBODY, NOBODY)
         started = time.monotonic()
-        # What the probe checks: only loopback, its own PID namespace, only our environment.
-        code = "import os,socket; print(','.join(n for _, n in socket.if_nameindex()), os.getpid(), ','.join(sorted(os.environ)))"
-        argv = bwrap_argv(bwrap, probe_dir, python_command("-c", code), seccomp=fd)
+        argv = bwrap_argv(bwrap, calls, python_command("-c", _PROBE))
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, env={}, close_fds=True,
-                                  pass_fds=(fd,) if fd is not None else (), preexec_fn=preexec(drop))
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, env={}, close_fds=True,
+                                  preexec_fn=preexec(drop))
         except (OSError, subprocess.TimeoutExpired) as exc:
             return _refused(f"bwrap could not start: {exc}")
-        seen = proc.stdout.split()
-        if proc.returncode != 0 or len(seen) != 3:
-            return _refused(f"bwrap failed (exit {proc.returncode}): {proc.stderr.strip()[-300:]}")
-        interfaces, pid, names = seen[0].split(","), int(seen[1]), set(seen[2].split(","))
-        if interfaces != ["lo"] or pid > 2 or not names <= {*ENV, "LC_CTYPE", "PWD"}:
-            return _refused(f"the sandbox did not isolate as expected: {proc.stdout.strip()!r}")
+        try:
+            seen = json.loads(proc.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            return _refused(f"the sandbox failed (exit {proc.returncode}): {proc.stderr.strip()[-300:]}")
+        if (seen["interfaces"] != ["lo"] or seen["pid"] != 2 or not set(seen["env"]) <= {*ENV, "LC_CTYPE", "PWD"}
+                or seen["proc"] or seen["calls"] or seen["in"]):
+            return _refused(f"the sandbox did not isolate as expected: {seen}")
         guarantees = ("user-namespace", "pid-namespace", "mount-namespace", "no-network", "ipc-namespace",
-                      "uts-namespace", "clean-environment", "read-only-runtime", "private-tmpfs")
-        if fd is not None:
-            guarantees += ("seccomp",)
+                      "uts-namespace", "clean-environment", "read-only-runtime", "private-tmpfs", "no-capabilities",
+                      "seccomp")
         if drop:
             guarantees += ("uid-65534",)
-        return Isolation(ok=True, mode="bwrap", bwrap=bwrap, drop_to_nobody=drop, seccomp=fd is not None,
+        return Isolation(ok=True, mode="bwrap", bwrap=bwrap, drop_to_nobody=drop, seccomp=True,
                          guarantees=guarantees, reason=f"probe took {time.monotonic() - started:.2f} s")
     finally:
-        if fd is not None:
-            os.close(fd)
-        shutil.rmtree(probe_dir, ignore_errors=True)
+        shutil.rmtree(calls, ignore_errors=True)
 
 
 def _refused(reason: str) -> Isolation:

@@ -35,7 +35,6 @@ import shutil
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -44,13 +43,12 @@ from typing import Any
 import numpy as np
 
 from workers.sandbox import isolation
-from workers.sandbox.isolation import ROOT, SANDBOX_CODE, SANDBOX_IN, Isolation
+from workers.sandbox.isolation import ROOT, SANDBOX_CALLS, SANDBOX_CODE, SANDBOX_IN, Isolation
 
 log = logging.getLogger(__name__)
 KINDS = ("torchscript", "torch_export", "peft_lora")
 LOG_CHARS = 4000
-READY_SECONDS = 180.0  # importing torch (and a base model) in a fresh sandbox
-EXIT_ERROR, EXIT_MEMORY = 3, 4
+EXIT_ERROR, EXIT_MEMORY, EXIT_SETUP = 3, 4, 5
 SIGKILL, SIGXCPU = 9, 24
 
 
@@ -113,15 +111,16 @@ _parent: tuple[int, Path] | None = None
 
 
 def _private_parent(iso: Isolation) -> Path:
-    """This process's own folder for call folders: 0700 (0711 when bwrap runs as 65534,
-    which must traverse it to bind its call's folder; names are random and not listable)."""
+    """This process's own folder for call folders (the fork server's ``/calls``): 0700, owned
+    by 65534 when bwrap runs as that account; call folders have random names."""
     global _parent
     if _parent is None or _parent[0] != os.getpid():
         path = Path(tempfile.mkdtemp(prefix=f"lwm-sandbox-{os.getuid()}-"))
         atexit.register(shutil.rmtree, path, True)
         _parent = (os.getpid(), path)
     path = _parent[1]
-    path.chmod(0o711 if iso.drop_to_nobody else 0o700)
+    if iso.drop_to_nobody and path.stat().st_uid != isolation.NOBODY:
+        os.chown(path, isolation.NOBODY, isolation.NOBODY)
     return path
 
 
@@ -142,122 +141,83 @@ def _stage(folder: Path, artifact: str | Path | bytes | Mapping[str, bytes], inp
     np.save(folder / "inputs.npy", inputs, allow_pickle=False)
 
 
-# --- one sandboxed process ----------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Hint:
-    """What a spare warms up before its call (the previous call's kind and base model)."""
+# --- the fork server -----------------------------------------------------------------------------
+class _Zygote:
+    """One fork server per worker process (inside bwrap), started on first use and restarted if it dies."""
 
-    kind: str
-    base_model_path: str | None
-
-
-class _Sandbox:
-    """One sandbox process, started ahead of its (single) call, waiting for its request."""
-
-    def __init__(self, iso: Isolation, hint: _Hint):
-        self.iso, self.hint, self.owner = iso, hint, os.getpid()
-        self.dir = Path(tempfile.mkdtemp(dir=_private_parent(iso)))  # 0700, one per call
-        self.input = self.dir / "in"
-        self.input.mkdir(mode=0o700)
-        if iso.drop_to_nobody:
-            for path in (self.dir, self.input):
-                os.chown(path, isolation.NOBODY, isolation.NOBODY)
-        self.log_path = self.dir / "child.log"
-        args = ["--warm", hint.kind] + (["--base", hint.base_model_path] if hint.base_model_path else [])
-        fd = None
+    def __init__(self, iso: Isolation, binds: tuple[str, ...]):
+        self.iso, self.binds, self.owner = iso, binds, os.getpid()
+        self.calls = _private_parent(iso)
+        self.log_path = self.calls / "server.log"
         if iso.mode == "bwrap":
-            fd = isolation.seccomp_fd()
-            binds = (hint.base_model_path,) if hint.base_model_path else ()
-            argv = isolation.bwrap_argv(iso.bwrap, self.input, isolation.python_command(
-                "-m", "workers.sandbox.child", "--in", SANDBOX_IN, *args), seccomp=fd, binds=binds)
-            env, cwd = {}, "/"
-        else:  # explicitly allowed development mode: same child, same environment, no namespaces
-            argv = isolation.python_command("-m", "workers.sandbox.child", "--in", str(self.input), *args, "--no-process-limit")
-            env, cwd = {**isolation.ENV, "PYTHONPATH": str(ROOT), "HOME": str(self.dir), "TMPDIR": str(self.dir)}, str(self.dir)
-        with open(self.log_path, "wb") as log_file:
-            try:
-                self.proc = subprocess.Popen(
-                    argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_file, bufsize=0, env=env, cwd=cwd,
-                    close_fds=True, pass_fds=(fd,) if fd is not None else (), start_new_session=True,
-                    preexec_fn=isolation.preexec(iso.drop_to_nobody),
-                )
-            finally:
-                if fd is not None:
-                    os.close(fd)
+            command = isolation.python_command("-m", "workers.sandbox.zygote", "--calls", SANDBOX_CALLS)
+            argv, env, cwd = isolation.bwrap_argv(iso.bwrap, self.calls, command, binds=binds), {}, "/"
+        else:  # explicitly allowed development mode: the same server, no namespaces
+            argv = isolation.python_command("-m", "workers.sandbox.zygote", "--calls", str(self.calls), "--unisolated")
+            env, cwd = {**isolation.ENV, "PYTHONPATH": str(ROOT), "HOME": str(self.calls), "TMPDIR": str(self.calls)}, str(self.calls)
+        with open(self.log_path, "ab") as log_file:
+            self.proc = subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_file, text=True, env=env, cwd=cwd,
+                close_fds=True, start_new_session=True, preexec_fn=isolation.preexec(iso.drop_to_nobody),
+            )
 
-    def usable(self, iso: Isolation, hint: _Hint) -> bool:
-        return self.owner == os.getpid() and self.hint == hint and self.iso == iso and self.proc.poll() is None
+    def fits(self, iso: Isolation, binds: tuple[str, ...]) -> bool:
+        return self.owner == os.getpid() and self.iso == iso and set(binds) <= set(self.binds) and self.proc.poll() is None
 
-    def wait_ready(self) -> None:
-        assert self.proc.stdout is not None
-        seen, deadline = b"", time.monotonic() + READY_SECONDS
-        while not seen.endswith(b"\n"):
-            ready, _, _ = select.select([self.proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-            chunk = os.read(self.proc.stdout.fileno(), 1) if ready else b""
-            if not chunk:
-                raise SandboxUnavailable(f"the sandbox did not start: {scrub_log(self.read_log(), self.dir)[-500:]}")
-            seen += chunk
-
-    def call(self, request: dict[str, Any], wall: float) -> tuple[int | None, bytes]:
-        """Send the request; (exit status, answer bytes), status None when the wall clock ran out."""
+    def ask(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
         try:
-            out, _ = self.proc.communicate((json.dumps(request) + "\n").encode(), timeout=wall)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return None, b""
-        return self.proc.returncode, out
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+        except OSError:
+            pass  # it died: reported below
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line:
+            self.proc.kill()
+            raise SandboxUnavailable(f"the sandbox server did not answer: {scrub_log(self.read_log())[-500:]}")
+        return json.loads(line)
 
     def read_log(self) -> str:
-        try:
-            with open(self.log_path, "rb") as handle:
-                handle.seek(max(0, self.log_path.stat().st_size - 4 * LOG_CHARS))
-                return handle.read().decode(errors="replace")
-        except OSError:
-            return ""
-
-    def kill(self) -> None:
-        # bwrap's --die-with-parent and PID namespace: killing it kills all the call started.
-        # In unisolated mode only the session is killed (a setsid grandchild can escape it).
-        for target in (lambda: os.killpg(self.proc.pid, SIGKILL), self.proc.kill):
-            try:
-                target()
-            except (ProcessLookupError, PermissionError):
-                pass
-        self.proc.wait()
+        return _tail(self.log_path)
 
     def close(self) -> None:
-        self.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if self.owner == os.getpid():
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _tail(path: Path) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(max(0, path.stat().st_size - 4 * LOG_CHARS))
+            return handle.read().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 _lock = threading.Lock()
-_spare: _Sandbox | None = None
+_zygote: _Zygote | None = None
 
 
-def _take(iso: Isolation, hint: _Hint) -> _Sandbox:
-    """The spare if it fits this call, else a new sandbox."""
-    global _spare
+def _ask(iso: Isolation, request: dict[str, Any], binds: tuple[str, ...], timeout: float) -> dict[str, Any]:
+    global _zygote
     with _lock:
-        spare, _spare = _spare, None
-    if spare is not None and spare.usable(iso, hint):
-        return spare
-    if spare is not None and spare.owner == os.getpid():
-        spare.close()
-    return _Sandbox(iso, hint)
+        if _zygote is None or not _zygote.fits(iso, binds):
+            if _zygote is not None:
+                binds = tuple(dict.fromkeys([*_zygote.binds, *binds]))
+                _zygote.close()
+            _zygote = _Zygote(iso, binds)
+        return _zygote.ask(request, timeout)
 
 
-def _prepare_spare(iso: Isolation, hint: _Hint) -> None:
-    """Start the next call's sandbox now: it imports torch while the worker goes on."""
-    global _spare
-    try:
-        fresh = _Sandbox(iso, hint)
-    except OSError:
-        log.exception("could not start a spare sandbox")
-        return
-    with _lock:
-        old, _spare = _spare, fresh
-    if old is not None and old.owner == os.getpid():
-        old.close()
+def _binds_for(base_model_path: str | None) -> tuple[str, ...]:
+    """A base model outside the runtime the server already sees is shown to it read-only."""
+    if not base_model_path:
+        return ()
+    path = Path(base_model_path).resolve()
+    base, venv, _ = isolation._python_dirs()
+    return () if path.is_relative_to(venv) or path.is_relative_to(base) else (str(path),)
 
 
 # --- logs ---------------------------------------------------------------------------------------
@@ -268,7 +228,7 @@ def scrub_log(text: str, call_dir: Path | None = None) -> str:
     """The last ``LOG_CHARS`` of a child's log without server paths or control characters."""
     base, venv, _ = isolation._python_dirs()
     replacements = [(str(call_dir), "<call>")] if call_dir else []
-    replacements += [(SANDBOX_IN, "<call>"), (SANDBOX_CODE, "<code>"), (str(ROOT), "<code>"),
+    replacements += [(SANDBOX_IN, "<call>"), (SANDBOX_CALLS, "<calls>"), (SANDBOX_CODE, "<code>"), (str(ROOT), "<code>"),
                      (str(venv), "<venv>"), (str(base), "<python>"), (str(Path.home()), "~"),
                      (tempfile.gettempdir() + "/", "<tmp>/")]
     for path, label in sorted(replacements, key=lambda pair: -len(pair[0])):
@@ -278,19 +238,23 @@ def scrub_log(text: str, call_dir: Path | None = None) -> str:
 
 
 # --- the call -----------------------------------------------------------------------------------
-def _raise_for(status: int | None, answer: bytes, sandbox: _Sandbox, limits: SandboxLimits) -> None:
-    log_text = scrub_log(sandbox.read_log(), sandbox.dir)
-    if status is None:
+def _raise_for(result: dict[str, Any], answer: bytes, call: Path, limits: SandboxLimits) -> None:
+    log_text = scrub_log(_tail(call / "child.log"), call)
+    if result["status"] == "timeout":
         raise SandboxTimeout(f"the model ran longer than {limits.wall_seconds} s (wall clock) and was killed", log=log_text)
-    signal_number = -status if status < 0 else status - 128 if status > 128 else 0
-    if signal_number in (SIGXCPU, SIGKILL):
+    if result["status"] == "setup":
+        raise SandboxUnavailable(f"the sandbox could not prepare the model's runtime: {scrub_log(result.get('message', ''))}")
+    status = int(result["code"])
+    if status == EXIT_SETUP:
+        raise SandboxUnavailable(f"the sandbox could not set up the call: {log_text[-500:]}")
+    if status - 128 in (SIGXCPU, SIGKILL):
         raise SandboxCpuExceeded(f"the model used more than {limits.cpu_seconds} s of CPU and was killed", log=log_text)
     try:
         error = json.loads(answer.decode())
         detail = f"{error.get('type', 'error')}: {error.get('message', '')}"
     except (ValueError, UnicodeDecodeError, AttributeError):
         detail = f"exit status {status}"
-    detail = scrub_log(detail, sandbox.dir)
+    detail = scrub_log(detail, call)
     if status == EXIT_MEMORY:
         raise SandboxMemoryExceeded(f"the model needed more than {limits.memory_mb} MiB of memory ({detail[:300]})", log=log_text)
     raise SandboxCrashed(f"the model crashed in the sandbox: {detail[:500]}", log=log_text)
@@ -344,18 +308,19 @@ def run_model(
     if inputs.dtype.kind == "O":
         raise ValueError("inputs must be a numeric or string array (object arrays need pickle)")
     iso = _isolation()
-    hint = _Hint(kind, base_model_path if kind == "peft_lora" else None)
-    sandbox = _take(iso, hint)
+    call = Path(tempfile.mkdtemp(dir=_private_parent(iso)))  # 0700, one per call
     try:
-        _stage(sandbox.input, artifact, inputs)
+        (call / "in").mkdir(mode=0o700)
+        _stage(call / "in", artifact, inputs)
         if iso.drop_to_nobody:
-            for path in sandbox.input.rglob("*"):
+            for path in [call, *call.rglob("*")]:
                 os.chown(path, isolation.NOBODY, isolation.NOBODY)
-        sandbox.wait_ready()
-        status, answer = sandbox.call({"kind": kind, "limits": asdict(limits), "base_model_path": base_model_path},
-                                      limits.wall_seconds)
-        if status != 0:
-            _raise_for(status, answer, sandbox, limits)
+        request = {"call": call.name, "kind": kind, "limits": asdict(limits), "base_model_path": base_model_path}
+        # The server may first import torch.export or load a base model; allow for it beyond the call's own limit.
+        result = _ask(iso, request, _binds_for(base_model_path), timeout=limits.wall_seconds + 180.0)
+        answer = (call / "answer").read_bytes() if (call / "answer").exists() else b""
+        if result["status"] != "exit" or result["code"] != 0:
+            _raise_for(result, answer, call, limits)
         try:
             out = np.load(io.BytesIO(answer), allow_pickle=False)
         except (OSError, ValueError, EOFError) as exc:
@@ -364,8 +329,7 @@ def run_model(
             raise SandboxOutputInvalid(f"the model returned a {out.dtype} array, not numbers")
         return out
     finally:
-        sandbox.close()
-        _prepare_spare(iso, hint)
+        shutil.rmtree(call, ignore_errors=True)
 
 
 def sandbox_info() -> dict[str, Any]:
