@@ -46,7 +46,8 @@ def test_healthz_reports_every_part_and_a_stopped_worker_as_down(own_worker, s3_
     healthy = client.get("/healthz")
     body = healthy.json()
     assert healthy.status_code == 200, body
-    assert set(body["checks"]) == {"database", "broker", "worker", "storage", "index"}
+    assert set(body["checks"]) == {"database", "broker", "worker", "storage", "index", "sandbox"}
+    assert body["checks"]["sandbox"]["mode"] == "bwrap" and "no-network" in body["checks"]["sandbox"]["guarantees"]
     assert own_worker.hostname in body["checks"]["worker"]["workers"]
     assert body["checks"]["storage"]["backend"] == "S3Storage"
 
