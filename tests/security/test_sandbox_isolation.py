@@ -70,6 +70,7 @@ def attack(worker_identity, tmp_path_factory):
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (report["user"] != 0) == bool(worker_identity) or os.geteuid() != 0  # it ran as the account we meant
     return report, spec, proc.stdout
 
 
