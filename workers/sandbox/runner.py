@@ -2,14 +2,17 @@
 
 What the sandbox guarantees, for each call (details in ``isolation.py`` and docs/security.md):
 
-* the upload runs in a fresh process under bubblewrap, never in the worker: new user,
-  PID, mount, network (empty), IPC and UTS namespaces, a seccomp filter, an environment
-  built from an allow-list, a read-only view of the Python runtime and of this call's
-  model and inputs only, and a private size-limited tmpfs as its only writable place;
-* one process (and namespace set) per call: a call cannot see another call's files or
-  processes, and when it returns everything it started is dead (its PID namespace ends);
+* the upload runs in a fork of a fork server that runs under bubblewrap (``zygote``),
+  never in the worker; each fork enters its own user, PID, mount, network (empty), IPC
+  and UTS namespaces (``namespaces``) with no capabilities and a seccomp filter, an
+  environment built from an allow-list, a read-only view of the Python runtime and of
+  this call's model and inputs only, and a private size-limited tmpfs as its only
+  writable place;
+* one fork (and namespace set) per call, one call at a time per worker process: a call
+  cannot see another call's files or processes, and when it returns everything it
+  started is dead (its PID namespace ends);
 * limits: address space (``memory_mb`` on top of torch's own mapping), CPU seconds,
-  wall clock (the sandbox is SIGKILLed), size of written files, open files, processes,
+  wall clock (the call is SIGKILLed), size of written files, open files, processes,
   no core dumps;
 * fail closed: when bubblewrap cannot isolate (``isolation.probe``), uploaded code does
   not run (``SandboxIsolationUnavailable``) unless ``LWM_SANDBOX_ALLOW_UNISOLATED`` is
