@@ -10,8 +10,9 @@ What the sandbox guarantees, for each call (see ``zygote.py``):
 * a new session/process group, so nothing it spawns outlives it;
 * when the worker runs as root: a fresh, empty network namespace (no network
   at all) and uid/gid 65534 with no supplementary groups;
-* no pickle: TorchScript through ``torch.jit.load``, torch.export through
-  ``torch.export.load``, LoRA weights through safetensors (PEFT); inputs and
+* no pickle: TorchScript through ``specs.packaging.torchscript.load_torchscript`` (no
+  load-time code, operators allow-listed before any call), LoRA weights through
+  safetensors (PEFT); torch.export is refused (its loader unpickles); inputs and
   outputs are ``.npy`` files read with ``allow_pickle=False``.
 
 What it does not guarantee: isolation from kernel exploits or side channels (it
@@ -38,7 +39,7 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
-KINDS = ("torchscript", "torch_export", "peft_lora")
+KINDS = ("torchscript", "peft_lora")  # torch.export (.pt2) is refused: its loader unpickles with full pickle
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,17 @@ class SandboxMemoryExceeded(SandboxError):
 
 class SandboxOutputInvalid(SandboxError):
     code = "sandbox:bad-output"
+
+
+class SandboxRefused(SandboxError):
+    """The artifact broke a format rule checked inside the child (e.g. a TorchScript operator
+    outside the allow-list); ``code`` is the rule's own ``upload:user:*`` code."""
+
+    code = "upload:user:unsafe-operator"
+
+    def __init__(self, message: str, *, code: str, details: dict[str, Any] | None = None, log: str = ""):
+        super().__init__(message, log=log)
+        self.code, self.details = code, details or {}
 
 
 class SandboxUnavailable(SandboxError):
@@ -157,6 +169,8 @@ def _raise_for(result: dict[str, Any], workdir: Path, limits: SandboxLimits) -> 
     detail = f"{error.get('type', 'error')}: {error.get('message', '')}".strip() if error else f"exit status {result}"
     if status == "memory":
         raise SandboxMemoryExceeded(f"the model needed more than {limits.memory_mb} MiB of memory ({detail[:300]})", log=log)
+    if status == "refused" and str(error.get("code", "")).startswith("upload:user:"):
+        raise SandboxRefused(str(error.get("message", ""))[:500], code=error["code"], details=error.get("details"), log=log)
     if status == "setup":
         raise SandboxUnavailable(f"the sandbox could not prepare the base model: {result.get('message')}")
     raise SandboxCrashed(f"the model crashed in the sandbox: {detail[:500]}", log=log)
@@ -172,7 +186,7 @@ def run_model(
 ) -> np.ndarray:
     """Run ``artifact`` on ``inputs`` in the sandbox and return its output array.
 
-    ``artifact`` is a file path or bytes (TorchScript ``.pt`` / torch.export ``.pt2``),
+    ``artifact`` is a file path or bytes (TorchScript ``.pt``),
     or, for ``kind="peft_lora"``, a folder or ``{file name: bytes}`` with
     ``adapter_config.json`` and ``adapter_model.safetensors``; then ``inputs`` is an
     array of str and the output is the base model's mean-pooled, L2-normalised
@@ -183,6 +197,8 @@ def run_model(
     ------
     SandboxTimeout, SandboxCpuExceeded, SandboxMemoryExceeded, SandboxCrashed
         The model misbehaved (a user error).
+    SandboxRefused
+        The artifact was refused before it ran (``code``: ``upload:user:unsafe-operator``...).
     SandboxOutputInvalid
         The output is not a numeric array.
     SandboxUnavailable

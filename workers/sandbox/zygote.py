@@ -26,9 +26,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from specs.packaging.errors import InvalidPackageError
+from specs.packaging.torchscript import load_torchscript
+
 CLONE_NEWNET = 0x40000000
 NOBODY = 65534
-EXIT_ERROR, EXIT_MEMORY = 3, 4
+EXIT_ERROR, EXIT_MEMORY, EXIT_REFUSED = 3, 4, 5
 _BASES: dict[str, Any] = {}
 _WARM: set[str] = set()
 
@@ -94,11 +97,9 @@ def _execute(req: dict[str, Any]) -> np.ndarray:
     with torch.no_grad():
         if req["kind"] == "peft_lora":
             return _run_adapter(req, inputs)
-        if req["kind"] == "torchscript":
-            model = torch.jit.load(str(workdir / "artifact"), map_location="cpu")
-        elif req["kind"] == "torch_export":
-            model = torch.export.load(str(workdir / "artifact")).module()
-        else:
+        if req["kind"] == "torchscript":  # load-time code and operators checked before any call
+            model = load_torchscript((workdir / "artifact").read_bytes())
+        else:  # torch.export (.pt2) is never loaded: torch.export.load unpickles with full pickle
             raise ValueError(f"unknown artifact kind {req['kind']!r}")
         return _first_tensor(model(torch.from_numpy(inputs))).detach().cpu().numpy()
 
@@ -119,9 +120,13 @@ def _child(req: dict[str, Any]) -> None:
     except BaseException as exc:  # noqa: BLE001 - the child reports every failure, then dies
         text = f"{type(exc).__name__}: {exc}"
         memory = isinstance(exc, MemoryError) or "can't allocate memory" in text or "std::bad_alloc" in text
-        code = EXIT_MEMORY if memory else EXIT_ERROR
+        refused = isinstance(exc, InvalidPackageError)  # the upload breaks a format rule: its own code
+        code = EXIT_REFUSED if refused else EXIT_MEMORY if memory else EXIT_ERROR
+        error = {"type": type(exc).__name__, "message": str(exc)[:2000]}
+        if refused:
+            error.update(code=exc.code, details=exc.details)
         try:
-            (workdir / "error.json").write_text(json.dumps({"type": type(exc).__name__, "message": str(exc)[:2000]}))
+            (workdir / "error.json").write_text(json.dumps(error))
             traceback.print_exc()
         except BaseException:  # noqa: BLE001, S110 - nothing more can be reported
             pass
@@ -144,7 +149,7 @@ def _wait(pid: int, wall: float) -> dict[str, Any]:
         sig = os.WTERMSIG(status)
         return {"status": {signal.SIGXCPU: "cpu", signal.SIGKILL: "killed"}.get(sig, "signal"), "signal": sig}
     code = os.WEXITSTATUS(status)
-    return {"status": {0: "ok", EXIT_MEMORY: "memory"}.get(code, "error"), "exit_code": code}
+    return {"status": {0: "ok", EXIT_MEMORY: "memory", EXIT_REFUSED: "refused"}.get(code, "error"), "exit_code": code}
 
 
 def _kill_group(pid: int) -> None:
