@@ -5,7 +5,7 @@ stdin and answers one JSON line on its original stdout. Uploaded code never runs
 this process, only in the forked children, each of which (before touching the
 upload) starts a new session, leaves the network namespace (when root), sets
 resource limits, drops to uid/gid 65534 (when root) and then loads the artifact
-with ``torch.jit.load`` / ``torch.export.load`` / PEFT safetensors only.
+with ``load_torchscript`` (no load-time code, allow-listed operators) / PEFT safetensors only.
 Imports: the standard library, numpy and torch (transformers/peft lazily) — no Django.
 """
 
@@ -192,7 +192,7 @@ def _tiny_script() -> io.BytesIO:
 
 def serve() -> None:
     """Answer requests until stdin closes (the parent worker exited)."""
-    torch.jit.load(_tiny_script())
+    load_torchscript(_tiny_script().getvalue())  # warms torch.jit and reads the operator allow-list before any fork
     answer = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # library chatter goes to stderr, never into the protocol
     for line in sys.stdin:
