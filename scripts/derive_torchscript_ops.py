@@ -35,7 +35,7 @@ EXCLUDED_PREFIXES = (
     "aten::from_file", "aten::save", "aten::load", "aten::_save", "aten::set_", "aten::storage", "aten::_storage",
     "aten::untyped_storage", "aten::data_ptr", "aten::_from_blob", "aten::from_blob", "aten::_pin_memory", "aten::pin_memory",
     "aten::share_memory", "aten::_share_memory", "aten::_nested", "aten::manual_seed", "aten::seed", "aten::set_rng_state",
-    "aten::get_rng_state", "aten::set_num_threads", "aten::set_num_interop_threads", "aten::_set_", "aten::record_stream",
+    "aten::get_rng_state", "aten::set_num_threads", "aten::set_num_interop_threads", "aten::record_stream",
     "aten::_record_function", "aten::_sparse", "aten::_make_per", "aten::_unsafe", "aten::_cudnn", "aten::cuda",
     "aten::to_mkldnn", "aten::_assert_async", "aten::_print",
     "prim::Print", "prim::fork", "prim::awaitable", "prim::PythonOp", "prim::rpc", "prim::profile", "prim::Enter",
@@ -95,8 +95,29 @@ def _tensor_ops(x: Tensor, y: Tensor) -> Tensor:
 
 
 @torch.jit.script
+class _Box:
+    """A TorchScript class: object creation and its method calls are plumbing a learnware may use."""
+
+    def __init__(self, value: Tensor) -> None:
+        self.value = value
+
+    def get(self) -> Tensor:
+        return self.value
+
+
+@torch.jit.script
 def _control(x: Tensor, items: list[int], table: dict[str, Tensor], maybe: Tensor | None) -> tuple[Tensor, int]:
     total = 0
+    scratch: dict[str, Tensor] = {}
+    scratch["x"] = x
+    names = list(scratch.keys())
+    values = list(scratch.values())
+    items = items + [len(names), len(values)]
+    items.extend([1])
+    items.insert(0, 1)
+    items.pop()
+    box = _Box(x)
+    x = box.get()
     for i in items:
         total += i
     i = 0

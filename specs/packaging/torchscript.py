@@ -7,8 +7,9 @@ Two checks, both needed (see docs/security.md, "Formats that cannot execute"):
   and the ``__setstate__`` of any C++ custom class (``__torch__.torch.classes.*``) it
   unpickles, before a caller can look at the graph. An archive whose code defines one, or
   whose pickles name a custom class, is refused unread (``upload:user:load-time-code``).
-* :func:`check_script_module` (needs torch, after loading, before any call): every node of
-  every method of every submodule, through nested blocks and inlined calls, must be in the
+* :func:`check_compilation_unit` and :func:`check_script_module` (need torch, after loading,
+  before any call): every node of every function compiled from the archive, and of every
+  method and hook of every submodule, through nested blocks and inlined calls, must be in the
   allow-list ``torchscript_ops.txt``; anything else (``aten::from_file``, ``aten::save``,
   ``prim::Print``, ``torch.ops.<custom>``...) is refused as ``upload:user:unsafe-operator``
   naming the operator and where it is.
@@ -63,7 +64,7 @@ def check_torchscript_archive(data: bytes, name: str = "model.pt") -> None:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         members = [(info.filename, archive.read(info)) for info in archive.infolist() if not info.is_dir()]
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError):
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError):  # RuntimeError: encrypted
         raise InvalidPackageError(f"{name} is not a readable TorchScript archive", code="upload:user:artifact-format",
                                   details={"file": name}) from None
     for member, content in members:
@@ -89,26 +90,27 @@ def _receiver_is_module(node: Any) -> bool:
     return bool(is_module()) if callable(is_module) else False
 
 
-def _walk(nodes: Any, allowed: frozenset[str], name: str, where: str) -> None:
+def _walk(nodes: Any, allowed: frozenset[str], name: str, where: str, resolves: Any = _receiver_is_module) -> None:
     for node in nodes:
         kind = node.kind()
-        if kind == _CALL_METHOD:
-            # Left after inlining only for interface calls; their implementations are submodules,
-            # each of whose methods is walked. A call on anything else cannot be verified.
-            if not _receiver_is_module(node):
+        if kind in (_CALL_METHOD, _CALL_FUNCTION):
+            # A call whose target is itself walked is fine; anything else cannot be verified.
+            if not resolves(node):
                 raise _refuse_operator(name, f"{kind} on {node.inputsAt(0).type()}", where)
-        elif kind == _CALL_FUNCTION or kind not in allowed:
+        elif kind not in allowed:
             raise _refuse_operator(name, kind, where)
         for block in node.blocks():
-            _walk(block.nodes(), allowed, name, where)
+            _walk(block.nodes(), allowed, name, where, resolves)
 
 
 def check_script_module(module: Any, name: str = "model.pt") -> None:
     """Refuse a loaded TorchScript module that uses an operator outside the allow-list.
 
     Walks the inlined graph (``prim::CallMethod``/``prim::CallFunction`` targets folded in) of
-    every method of the module and of each of its submodules, recursing into ``prim::If`` /
-    ``prim::Loop`` blocks. Call it after ``torch.jit.load`` and before the module runs.
+    every method and every forward (pre-)hook of the module and of each of its submodules,
+    recursing into ``prim::If`` / ``prim::Loop`` blocks. Call it after ``torch.jit.load`` and
+    before the module runs; :func:`load_torchscript` also walks every function compiled from
+    the archive (:func:`check_compilation_unit`).
 
     Raises
     ------
@@ -122,17 +124,47 @@ def check_script_module(module: Any, name: str = "model.pt") -> None:
                                   details={"file": name})
     allowed = allowed_operators()
     for path, sub in module.named_modules():
-        for method in sub._c._method_names():
-            where = f"{path or '<root>'}.{method}"
+        prefix = path or "<root>"
+        methods = [(f"{prefix}.{m}", sub._c._get_method(m)) for m in sub._c._method_names()]
+        hooks = [(f"{prefix}.<hook {h.name}>", h) for h in [*sub._c._get_forward_pre_hooks(), *sub._c._get_forward_hooks()]]
+        for where, function in methods + hooks:
             try:
-                graph = sub._c._get_method(method).inlined_graph
+                graph = function.inlined_graph
             except RuntimeError as exc:  # a method whose calls cannot be inlined cannot be verified
                 raise _refuse_operator(name, f"uninlinable call ({exc})", where) from None
             _walk(graph.nodes(), allowed, name, where)
 
 
+def check_compilation_unit(cu: Any, name: str = "model.pt") -> None:
+    """Refuse an archive if any function compiled from it uses an operator outside the allow-list.
+
+    ``cu`` is the ``torch._C.CompilationUnit`` the archive was imported into: it holds every
+    function, method and hook of every class the archive's code defines, called or not, so
+    nothing compiled escapes the walk. A call is allowed only to a function of ``cu`` (walked
+    here too) or a method of a class or interface defined in ``cu``; a call to anything else
+    (a C++ custom class, say) is refused.
+    """
+    allowed = allowed_operators()
+
+    def resolves(node: Any) -> bool:
+        if node.kind() == _CALL_FUNCTION:
+            return True  # the callee is a function of this unit: an archive cannot reference any other
+        receiver = node.inputsAt(0).type()
+        qualified = getattr(receiver, "qualified_name", None)
+        if not callable(qualified):
+            return False
+        return cu.get_class(qualified()) is not None or cu.get_interface(qualified()) is not None
+
+    for function in cu.get_functions():
+        _walk(function.graph.nodes(), allowed, name, function.qualified_name, resolves)
+
+
 def load_torchscript(data: bytes, name: str = "model.pt") -> Any:
-    """``torch.jit.load`` with both checks around it: the only way uploaded TorchScript is loaded.
+    """``torch.jit.load`` with every check around it: the only way uploaded TorchScript is loaded.
+
+    Imports the archive the way ``torch.jit.load`` does (torch 2.13's
+    ``torch/jit/_serialization.py``), keeping the compilation unit so that every compiled
+    function can be walked, not only those reachable from the module's methods.
 
     Raises
     ------
@@ -141,7 +173,10 @@ def load_torchscript(data: bytes, name: str = "model.pt") -> Any:
     """
     check_torchscript_archive(data, name)
     import torch
+    from torch.jit._recursive import wrap_cpp_module
 
-    module = torch.jit.load(io.BytesIO(data), map_location="cpu")
+    cu = torch._C.CompilationUnit()
+    module = wrap_cpp_module(torch._C.import_ir_module_from_buffer(cu, data, torch.device("cpu"), {}, False))
+    check_compilation_unit(cu, name)
     check_script_module(module, name)
     return module.eval()

@@ -82,6 +82,19 @@ def test_a_custom_extension_operator_is_refused_by_its_namespace():
     assert _refusal(torch.jit.script(Custom())).details["operator"] == "lwmtest::leak"
 
 
+def test_a_forward_hook_with_a_file_operator_is_refused():
+    error = _refusal(torch.jit.script(hostile.hooked_model()))
+    assert error.details["operator"] == "aten::save" and "<hook" in error.details["where"]
+
+
+def test_a_compiled_class_method_no_one_calls_is_still_walked_when_loading():
+    raw = hostile.scripted(hostile.StashHolder())
+    check_script_module(torch.jit.load(io.BytesIO(raw)))  # reachable code alone is clean...
+    with pytest.raises(InvalidPackageError) as caught:  # ...but every function compiled from the archive is walked
+        load_torchscript(raw)
+    assert caught.value.details["operator"] == "aten::save" and caught.value.details["where"].endswith("Stash.dump")
+
+
 def test_an_interface_call_that_cannot_be_resolved_is_refused():
     assert _refusal(torch.jit.script(hostile.InterfaceModel())).details["operator"].startswith("prim::CallMethod")
 

@@ -128,6 +128,37 @@ class InterfaceModel(torch.nn.Module):
 InterfaceModel.__annotations__ = {"step": Step}
 
 
+def _save_inputs(module: torch.nn.Module, inputs: tuple[torch.Tensor]) -> tuple[torch.Tensor]:
+    torch.save(inputs[0], "/nonexistent/hook")
+    return inputs
+
+
+def hooked_model() -> torch.nn.Module:
+    """A Linear whose forward pre-hook (not a method: hooks are listed apart) writes a file."""
+    model = torch.nn.Linear(3, 2)
+    model.register_forward_pre_hook(_save_inputs)
+    return model
+
+
+@torch.jit.script
+class Stash:
+    """A TorchScript class whose ``dump`` no method of the model calls (yet it is compiled and loadable)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def dump(self, x: torch.Tensor) -> None:
+        torch.save(x, self.path)
+
+
+class StashHolder(torch.nn.Module):
+    """Builds a :class:`Stash` but never calls ``dump``: only a walk of every compiled function sees it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        stash = Stash("/nonexistent/stash")
+        return x[:, :2] + float(len(stash.path))
+
+
 def scripted(module: torch.nn.Module) -> bytes:
     return packages.torchscript_bytes(module.eval())
 
