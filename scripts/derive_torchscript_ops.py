@@ -30,12 +30,13 @@ from torch import Tensor, nn
 
 OUT = Path(__file__).resolve().parents[1] / "specs" / "packaging" / "torchscript_ops.txt"
 
-# Categories refused whatever the corpus shows (reviewed by hand).
+# Categories refused whatever the corpus shows (reviewed by hand). ``empty*`` hands back uninitialised
+# memory, which could carry bytes of the loading process into outputs (probe fingerprints are public).
 EXCLUDED_PREFIXES = (
     "aten::from_file", "aten::save", "aten::load", "aten::_save", "aten::set_", "aten::storage", "aten::_storage",
     "aten::untyped_storage", "aten::data_ptr", "aten::_from_blob", "aten::from_blob", "aten::_pin_memory", "aten::pin_memory",
     "aten::share_memory", "aten::_share_memory", "aten::_nested", "aten::manual_seed", "aten::seed", "aten::set_rng_state",
-    "aten::get_rng_state", "aten::set_num_threads", "aten::set_num_interop_threads", "aten::record_stream",
+    "aten::get_rng_state", "aten::set_num_threads", "aten::set_num_interop_threads", "aten::record_stream", "aten::empty", "aten::new_empty",
     "aten::_record_function", "aten::_sparse", "aten::_make_per", "aten::_unsafe", "aten::_cudnn", "aten::cuda",
     "aten::to_mkldnn", "aten::_assert_async", "aten::_print",
     "prim::Print", "prim::fork", "prim::awaitable", "prim::PythonOp", "prim::rpc", "prim::profile", "prim::Enter",
@@ -77,7 +78,7 @@ def _tensor_ops(x: Tensor, y: Tensor) -> Tensor:
     z = z + m + v.unsqueeze(1) + s.unsqueeze(1) + k.unsqueeze(1).to(torch.float32) + z.cumsum(1) + z.prod(1, keepdim=True)
     z = z.masked_fill(z < 0, 0.0) + z.index_select(0, k.clamp(0, z.shape[0] - 1)) + z[0:1, :] + z[:, 0:1] + z[k.clamp(0, 0)]
     z = z.float().double().float().type_as(y) + z.to(y.dtype) + z.clone().detach() + torch.flatten(z.unsqueeze(1), 1)
-    z = torch.zeros(z.shape, dtype=z.dtype) + torch.ones(z.shape[0], z.shape[1]) + torch.empty_like(z).fill_(1.0)
+    z = torch.zeros(z.shape, dtype=z.dtype) + torch.ones(z.shape[0], z.shape[1]) + torch.ones_like(z).fill_(1.0)
     z = z + torch.arange(z.shape[1]).to(z.dtype) + torch.linspace(0.0, 1.0, z.shape[1]) + torch.eye(z.shape[0], z.shape[1])
     z = z.expand(z.shape[0], z.shape[1]) + z.repeat(1, 1) + z.chunk(1, 1)[0] + z.split(z.shape[1], 1)[0] + z.narrow(1, 0, z.shape[1])
     z = z + torch.gather(z, 1, k.clamp(0, 0).unsqueeze(1).expand(z.shape[0], z.shape[1])) + z.flip([0]) + z.roll(1, 0)
