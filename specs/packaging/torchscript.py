@@ -50,6 +50,23 @@ def _refuse_operator(name: str, operator: str, where: str) -> InvalidPackageErro
     )
 
 
+def _prepended_bytes(data: bytes) -> int:
+    """Bytes before the zip proper, by the end record's own numbers.
+
+    Python's zipfile silently shifts every offset past data prepended to a zip; torch's reader
+    (miniz) takes the recorded offsets literally. With a shift, the two could read two different
+    central directories of one file, so what we inspect would not be what ``torch.jit.load``
+    loads: only archives both read alike (no shift) are accepted.
+    """
+    end = zipfile._EndRecData(io.BytesIO(data))  # the stdlib's own end-record parser (private, stable since 2.x)
+    if end is None:
+        raise zipfile.BadZipFile("no end of central directory record")
+    shift = end[zipfile._ECD_LOCATION] - end[zipfile._ECD_SIZE] - end[zipfile._ECD_OFFSET]
+    if end[zipfile._ECD_SIGNATURE] == zipfile.stringEndArchive64:  # torch writes zip64: its records sit in between
+        shift -= zipfile.sizeEndCentDir64 + zipfile.sizeEndCentDir64Locator
+    return int(shift)
+
+
 def check_torchscript_archive(data: bytes, name: str = "model.pt") -> None:
     """Refuse a TorchScript archive that would run code while ``torch.jit.load`` reads it.
 
@@ -61,12 +78,15 @@ def check_torchscript_archive(data: bytes, name: str = "model.pt") -> None:
         ``upload:user:load-time-code`` naming the archive member; ``upload:user:artifact-format``
         when the zip cannot be read.
     """
+    unreadable = InvalidPackageError(f"{name} is not a readable TorchScript archive", code="upload:user:artifact-format",
+                                     details={"file": name})
     try:
+        if _prepended_bytes(data) != 0:
+            raise unreadable
         archive = zipfile.ZipFile(io.BytesIO(data))
         members = [(info.filename, archive.read(info)) for info in archive.infolist() if not info.is_dir()]
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError):  # RuntimeError: encrypted
-        raise InvalidPackageError(f"{name} is not a readable TorchScript archive", code="upload:user:artifact-format",
-                                  details={"file": name}) from None
+        raise unreadable from None
     for member, content in members:
         # Check every member, not just code/*.py and *.pkl, so a renamed member cannot slip through;
         # debug_pkl holds the original source text (comments included) and defines nothing.

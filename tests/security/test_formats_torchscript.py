@@ -192,6 +192,14 @@ def test_the_client_refuses_setstate_without_loading():
     assert hostile.markers_left(marker) == []
 
 
+def test_an_archive_that_python_and_torch_would_read_differently_is_refused():
+    raw = packages.linear_model_bytes(3, 2)
+    load_torchscript(raw)
+    with pytest.raises(InvalidPackageError) as caught:  # zipfile shifts past prepended bytes, torch's reader does not
+        check_torchscript_archive(b"\0" * 64 + raw)
+    assert caught.value.code == "upload:user:artifact-format"
+
+
 def test_the_upload_check_refuses_setstate_and_custom_classes_in_the_web_process():
     raw = hostile.scripted(hostile.SetstateModel("/tmp/unused"))
     with pytest.raises(InvalidPackageError) as caught:
