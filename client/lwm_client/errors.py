@@ -91,7 +91,7 @@ class PackageError(LwmError):
 
 
 class UnsafeArtifactError(LwmError):
-    """An artifact is not TorchScript / torch.export / safetensors (a pickle is never loaded)."""
+    """An artifact is not TorchScript / safetensors, or fails the format checks (a pickle is never loaded)."""
 
 
 _BY_STATUS: dict[int, type[LwmError]] = {

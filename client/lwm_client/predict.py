@@ -1,7 +1,9 @@
 """Load a downloaded package and predict, on this machine, without ever unpickling.
 
-Models are TorchScript (``torch.jit.load``) or torch.export (``torch.export.load``)
-archives; the format is checked (the same check as the upload's) before loading. An
+Models are TorchScript archives, loaded by ``specs.packaging.torchscript.load_torchscript``:
+the upload's checks run first (no pickle, no code that runs while loading), and every
+operator of the loaded graph must be in the market's allow-list before the model is
+called. torch.export (``.pt2``) is refused: ``torch.export.load`` unpickles with full pickle. An
 assembly package (``recipe.json`` + ``assembly.lwa``, built by a submission) is run
 with ``specs.assembly``; every member's bytes are checked against the recipe's sha256. An
 image assembly (``transform.image`` in the recipe) takes images: its members get the pixels
@@ -21,27 +23,34 @@ from typing import Any
 import numpy as np
 import yaml
 
-from lwm_client.errors import IntegrityError, UnsafeArtifactError
+from lwm_client.errors import IntegrityError, PackageError, UnsafeArtifactError
 from lwm_client.packages.check import MODEL_FILES, check_torch_zip
 from specs.images import image_rows, rows_as_images
+from specs.packaging.errors import InvalidPackageError
+from specs.packaging.torchscript import load_torchscript
 
 RECIPE_FORMAT = "lwm-assembly-recipe"
 
 
 def load_model(raw: bytes, fmt: str) -> Any:
-    """A callable torch module from TorchScript or torch.export bytes; anything else is refused."""
-    name = {"torchscript": "model.pt", "torch_export": "model.pt2"}.get(fmt)
-    if name is None:
-        raise UnsafeArtifactError(f"artifact format {fmt!r} cannot be loaded (only torchscript and torch_export)", code="predict:user:format")
-    try:
-        check_torch_zip(name, raw, fmt)
-    except Exception as exc:  # noqa: BLE001 - re-raised with the meaning "unsafe", keeping the check's message
-        raise UnsafeArtifactError(str(exc), code="predict:user:unsafe-artifact") from None
-    import torch
+    """A callable torch module from TorchScript bytes that passed the market's checks; anything else is refused.
 
-    if fmt == "torchscript":
-        return torch.jit.load(io.BytesIO(raw), map_location="cpu").eval()
-    return torch.export.load(io.BytesIO(raw)).module()
+    Raises
+    ------
+    UnsafeArtifactError
+        ``predict:user:format`` (not TorchScript: torch.export is never loaded),
+        ``predict:user:unsafe-artifact`` (a pickle, load-time code, an operator outside the
+        allow-list; ``details`` carries the check's own ``upload:user:*`` code).
+    """
+    if fmt != "torchscript":
+        raise UnsafeArtifactError(f"artifact format {fmt!r} cannot be loaded (only TorchScript; torch.export archives are "
+                                  "refused because loading them unpickles)", code="predict:user:format")
+    try:
+        check_torch_zip("model.pt", raw, fmt)
+        return load_torchscript(raw, "model.pt")
+    except (PackageError, InvalidPackageError) as exc:
+        raise UnsafeArtifactError(str(exc), code="predict:user:unsafe-artifact",
+                                  details={**exc.details, "check": exc.code}) from None
 
 
 def probabilities(raw: np.ndarray) -> np.ndarray:

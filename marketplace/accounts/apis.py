@@ -13,11 +13,17 @@ from rest_framework.views import APIView
 
 from marketplace.accounts.models import ApiToken
 from marketplace.accounts.services import api_token_create, api_token_revoke
+from marketplace.core.client_ip import client_ip
 from marketplace.core.exceptions import ApplicationError
 
 
 class LoginThrottle(AnonRateThrottle):
+    """Keyed on the real peer address (``client_ip``), never on a client-written header."""
+
     scope = "login"
+
+    def get_ident(self, request: Request) -> str:
+        return client_ip(request.META)
 
 
 class TokenOutputSerializer(serializers.ModelSerializer):

@@ -208,11 +208,11 @@ class FeatureSpaceOutputSerializer(serializers.Serializer):
 
 
 class FeatureSpaceListApi(APIView):
-    """Feature spaces: what a client needs to compute an RKME in the right coordinates."""
+    """Feature spaces you may see: what a client needs to compute an RKME in the right coordinates."""
 
     @extend_schema(responses=FeatureSpaceOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
-        return Response(FeatureSpaceOutputSerializer(selectors.feature_space_list(), many=True).data)
+        return Response(FeatureSpaceOutputSerializer(selectors.feature_space_list(user=request.user), many=True).data)
 
 
 class FeatureSpaceDetailApi(APIView):
@@ -220,4 +220,4 @@ class FeatureSpaceDetailApi(APIView):
 
     @extend_schema(responses=FeatureSpaceOutputSerializer)
     def get(self, request: Request, key: str) -> Response:
-        return Response(FeatureSpaceOutputSerializer(selectors.feature_space_get(key=key)).data)
+        return Response(FeatureSpaceOutputSerializer(selectors.feature_space_get(user=request.user, key=key)).data)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from marketplace.core.exceptions import NotFound
-from marketplace.learnwares.choices import VersionStatus
+from marketplace.learnwares.choices import Modality, VersionStatus
 from marketplace.learnwares.models import FeatureSpace, Learnware, LearnwareVersion
 
 
@@ -65,12 +65,18 @@ def version_downloadable(*, user: Any, learnware: Learnware, number: int) -> Lea
     return version
 
 
-def feature_space_list() -> QuerySet[FeatureSpace]:
-    return FeatureSpace.objects.order_by("key")
+def feature_space_list(*, user: Any) -> QuerySet[FeatureSpace]:
+    """Spaces the user may see: every encoder space (image, text: nothing in them comes from an
+    upload) and each table space one of the learnwares they may see lives in. A table space holds
+    its first uploader's column names and the standardisation fitted on their rows, so a space
+    created by a private or unpublished upload stays as private as that learnware."""
+    visible = learnware_list(user=user).order_by().values("feature_space_id")
+    return FeatureSpace.objects.filter(Q(id__in=visible) | ~Q(kind=Modality.TABLE)).order_by("key")
 
 
-def feature_space_get(*, key: str) -> FeatureSpace:
-    space = FeatureSpace.objects.filter(key=key).first()
+def feature_space_get(*, user: Any, key: str) -> FeatureSpace:
+    """One visible space, or NotFound (never reveals that a private one exists)."""
+    space = feature_space_list(user=user).filter(key=key).first()
     if space is None:
         raise NotFound(f"feature space {key!r} not found", code="learnware:user:not-found")
     return space

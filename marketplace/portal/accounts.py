@@ -15,6 +15,7 @@ from django.views.decorators.http import require_POST
 
 from marketplace.accounts.models import ApiToken
 from marketplace.accounts.services import api_token_create, api_token_revoke
+from marketplace.core.client_ip import client_ip
 from marketplace.core.exceptions import ApplicationError
 from marketplace.learnwares.selectors import learnware_list
 from marketplace.portal import ratelimit
@@ -25,7 +26,7 @@ SHOWN_TOKEN_KEY = "portal:new-token"
 
 
 def _client_ip(request: HttpRequest) -> str:
-    return str(request.META.get("REMOTE_ADDR", ""))
+    return client_ip(request.META)
 
 
 def login_limits() -> tuple[int, int]:

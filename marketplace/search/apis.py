@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from marketplace.core.exceptions import ValidationFailed
 from marketplace.learnwares.choices import Modality, Task
-from marketplace.learnwares.models import FeatureSpace
+from marketplace.learnwares.selectors import feature_space_list
 from marketplace.search.data import parse_rkme, spec_from_file
 from marketplace.search.results import data_result_dict, text_result_dict
 from marketplace.search.selectors import search_by_data, search_text
@@ -118,7 +118,7 @@ class SearchByDataApi(APIView):
                                     content=v["file"].read(), params=params)
             return Response({"job_id": str(job.id)}, status=202)
         if "file" in v:
-            space = FeatureSpace.objects.filter(key=v["feature_space"]).first()
+            space = feature_space_list(user=request.user).filter(key=v["feature_space"]).first()  # private spaces stay unseen
             if space is None:
                 raise ValidationFailed(f"feature_space {v['feature_space']!r} does not exist", code="search:user:unknown-space")
             spec = spec_from_file(space=space, name=v["file"].name, content=v["file"].read())

@@ -80,8 +80,8 @@ def browse(request: HttpRequest) -> HttpResponse:
     return render(request, "search/browse.html", context)
 
 
-def _space_choices() -> list[tuple[str, str]]:
-    return [(s.key, f"{s.key} ({s.kind}, {s.dim}-d)") for s in feature_space_list()]
+def _space_choices(user: Any) -> list[tuple[str, str]]:
+    return [(s.key, f"{s.key} ({s.kind}, {s.dim}-d)") for s in feature_space_list(user=user)]
 
 
 def _remember(request: HttpRequest, space: str, Z: Any, beta: Any) -> None:
@@ -105,9 +105,9 @@ def _results_context(result: dict[str, Any]) -> dict[str, Any]:
 @limited_upload(lambda: MAX_DATA_FILE_BYTES)
 def data_search(request: HttpRequest) -> HttpResponse:
     """Upload a CSV/NPZ or an rkme.json; see matching learnwares with MMD² and the suggested mixture."""
-    spaces = _space_choices()
+    spaces = _space_choices(request.user)
     form = DataSearchForm(request.POST or None, request.FILES or None, spaces=spaces)
-    context: dict[str, Any] = {"form": form, "spaces": feature_space_list(), "max_bytes": MAX_DATA_FILE_BYTES}
+    context: dict[str, Any] = {"form": form, "spaces": feature_space_list(user=request.user), "max_bytes": MAX_DATA_FILE_BYTES}
     if request.method == "POST" and form.is_valid():
         upload, key, k = form.cleaned_data["file"], form.cleaned_data["feature_space"], form.cleaned_data["k"]
         try:

@@ -212,6 +212,9 @@ LWM_SUBMISSION_MAX_IMAGE_PIXELS = env_int("LWM_SUBMISSION_MAX_IMAGE_PIXELS", 419
 LWM_SUBMISSION_MAX_IMAGE_VALUES = env_int("LWM_SUBMISSION_MAX_IMAGE_VALUES", 2**25, minimum=1)  # decoded n x C x H x W per file
 
 # --- API -----------------------------------------------------------------------------------
+# Reverse proxies of ours in front of the web process: X-Forwarded-For is trusted this many hops
+# deep and no further (0: ignored, the TCP peer is the client). See marketplace/core/client_ip.py.
+LWM_TRUSTED_PROXIES = env_int("LWM_TRUSTED_PROXIES", 0, minimum=0)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "marketplace.accounts.authentication.ApiTokenAuthentication",
@@ -224,6 +227,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "marketplace.core.exception_handler.api_exception_handler",
     "DEFAULT_THROTTLE_RATES": {"login": env_str("LWM_LOGIN_RATE", "10/min"), "submission": env_str("LWM_SUBMISSION_RATE", "30/hour")},
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "NUM_PROXIES": LWM_TRUSTED_PROXIES,  # DRF's own throttles then key on the real peer too
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Learnware Market API",

@@ -57,24 +57,36 @@ class JsonObjectField(serializers.Field):
         return value
 
 
+# Bounds that keep every number inside what the database and the numerical libraries take, so a
+# huge value is a 400 naming the field, not a crash of the job (ids are BigAutoField, seeds go
+# to scikit-learn's 32-bit random_state, sizes are compared with 64-bit columns).
+MAX_ID = 2**63 - 1
+MAX_SEED = 2**32 - 1
+MAX_IDS = 1000
+
+
+def _ids(help_text: str = "") -> serializers.ListField:
+    return serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=MAX_ID), max_length=MAX_IDS, required=False,
+                                 help_text=help_text)
+
+
 class RequirementsSerializer(serializers.Serializer):
     """What the user asks of the result; every field is optional."""
 
     feature_space = serializers.SlugField(required=False, help_text="key of the feature space; inferred from the columns if absent")
     licenses = serializers.ListField(child=serializers.CharField(max_length=64), required=False, help_text="SPDX allow-list")
     tags = serializers.ListField(child=serializers.CharField(max_length=64), required=False, help_text="every tag required")
-    learnwares = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, help_text="only these learnware ids")
-    exclude = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False)
-    max_model_size = serializers.IntegerField(min_value=1, required=False, help_text="bytes per learnware artifact")
+    learnwares = _ids("only these learnware ids")
+    exclude = _ids()
+    max_model_size = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False, help_text="bytes per learnware artifact")
     max_modules = serializers.IntegerField(min_value=1, max_value=10, required=False)
     methods = serializers.ListField(child=serializers.ChoiceField(choices=AssemblyMethod.choices), required=False)
     kind = serializers.ChoiceField(choices=["model", "adapter"], required=False,
                                    help_text="text: 'adapter' ranks and merges/routes LoRA adapters on MiniLM instead of models")
-    negate = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False,
-                                   help_text="adapter learnware ids whose LoRA update is subtracted (LoRA negation)")
+    negate = _ids("adapter learnware ids whose LoRA update is subtracted (LoRA negation)")
     label_column = serializers.CharField(max_length=200, required=False)
     holdout_fraction = serializers.FloatField(min_value=0.1, max_value=0.5, required=False)
-    seed = serializers.IntegerField(min_value=0, required=False)
+    seed = serializers.IntegerField(min_value=0, max_value=MAX_SEED, required=False)
 
 
 class SubmissionOutputSerializer(serializers.ModelSerializer):

@@ -52,12 +52,24 @@ def _str_list(value: Any, key: str, errors: dict[str, str], *, min_len: int, max
         errors[key] = f"must be a list of {min_len} to {max_len} strings"
         return []
     if not all(isinstance(v, str) and 0 < len(v) <= 200 for v in value):
-        errors[key] = "every item must be a non-empty string of at most 200 characters"
+        errors[key] = "every item must be a non-empty string of at most 200 characters" + _unquoted_hint(value)
         return []
     if unique and len(set(value)) != len(value):
         errors[key] = "items must be unique"
         return []
     return list(value)
+
+
+def _unquoted_hint(value: list[Any]) -> str:
+    """Why an item a person typed as text is not a string: YAML turned it into a boolean or a number."""
+    booleans = [i for i, v in enumerate(value) if isinstance(v, bool)]
+    if booleans:
+        return (f"; items {booleans} are YAML booleans ({', '.join(str(value[i]).lower() for i in booleans)}): YAML reads "
+                "unquoted yes/no/on/off/true/false as booleans, so quote them, e.g. [\"no\", \"yes\"]")
+    numbers = [i for i, v in enumerate(value) if isinstance(v, (int, float))]
+    if numbers:
+        return f"; items {numbers} are YAML numbers: quote them, e.g. [\"0\", \"1\"]"
+    return ""
 
 
 def _positive_int(value: Any, key: str, errors: dict[str, str], limit: int = 100_000) -> int:

@@ -1,7 +1,8 @@
 """A learnware package: a zip with ``learnware.yaml``, the artifact and an RKME or a sample.
 
 ``package_inspect(bytes)`` runs every check that needs no model loading (zip
-safety, manifest, artifact format, no pickles, spec present) and returns the
+safety, manifest, artifact format, no pickles, no load-time code, adapter header bounds,
+spec present) and returns the
 parts; the worker's sandbox does the rest. Format: ``docs/package-format.md``.
 
 This is the one implementation: the server's upload
@@ -20,6 +21,8 @@ from typing import Any
 
 from specs.packaging.errors import reject
 from specs.packaging.manifest import MANIFEST_NAME, parse_manifest
+from specs.packaging.safetensors_header import check_safetensors_header
+from specs.packaging.torchscript import check_torchscript_archive
 from specs.packaging.zipsafe import ZipLimits, read_zip
 
 MODEL_FILES = {"model.pt": "torchscript", "model.pt2": "torch_export"}
@@ -59,28 +62,34 @@ class Package:
 
 
 def check_torch_zip(name: str, data: bytes, fmt: str) -> None:
-    """Accept TorchScript / torch.export archives only: a torch.save checkpoint is a pickle.
+    """Accept TorchScript archives that run no code while loading; refuse pickles and torch.export.
+
+    A ``.pt2`` is refused by name: ``torch.export.load`` unpickles parts of it with full
+    pickle (see docs/security.md, "Formats that cannot execute").
 
     Raises
     ------
     InvalidPackageError
-        ``pickle-artifact`` or ``artifact-format``, naming ``name``.
+        ``unsafe-format`` (.pt2), ``pickle-artifact``, ``artifact-format`` or ``load-time-code``,
+        naming ``name``.
     """
+    if fmt == "torch_export":
+        raise reject("unsafe-format", f"{name}: torch.export archives (.pt2) are not accepted, because torch.export.load "
+                     "unpickles parts of them with full pickle; save the model with torch.jit.save as model.pt", name)
     if data[:1] == b"\x80":
-        raise reject("pickle-artifact", f"{name} is a pickle (legacy torch.save); save with torch.jit.save or torch.export.save", name)
+        raise reject("pickle-artifact", f"{name} is a pickle (legacy torch.save); save with torch.jit.save", name)
     try:
         entries = zipfile.ZipFile(io.BytesIO(data)).namelist()
     except zipfile.BadZipFile:
-        raise reject("artifact-format", f"{name} is not a TorchScript or torch.export archive", name) from None
+        raise reject("artifact-format", f"{name} is not a TorchScript archive", name) from None
     parts = [e.split("/", 1)[-1] for e in entries]
-    scripted = any(p.startswith("code/") for p in parts)
-    exported = any(p == "archive_format" or p.startswith("models/") for p in parts)
-    if not scripted and not exported:
+    if not any(p.startswith("code/") for p in parts):
         if any(p == "data.pkl" for p in parts):
-            raise reject("pickle-artifact", f"{name} is a pickle-based torch.save checkpoint; save with torch.jit.save or torch.export.save", name)
-        raise reject("artifact-format", f"{name} is not a TorchScript or torch.export archive", name)
-    if (fmt == "torchscript") != scripted:
-        raise reject("artifact-format", f"{name}: .pt must hold torch.jit.save output and .pt2 torch.export.save output", name)
+            raise reject("pickle-artifact", f"{name} is a pickle-based torch.save checkpoint; save with torch.jit.save", name)
+        if any(p == "archive_format" or p.startswith("models/") for p in parts):
+            raise reject("unsafe-format", f"{name} is a torch.export archive, which is not accepted; save with torch.jit.save", name)
+        raise reject("artifact-format", f"{name} is not a TorchScript archive (torch.jit.save output)", name)
+    check_torchscript_archive(data, name)
 
 
 def _check_adapter(files: dict[str, bytes]) -> None:
@@ -93,6 +102,7 @@ def _check_adapter(files: dict[str, bytes]) -> None:
     r = config.get("r")
     if isinstance(r, bool) or not isinstance(r, int) or not 0 < r <= 1024:
         raise reject("adapter-config", f"adapter_config.json: field 'r' must be an integer in [1, 1024], got {r!r}", "adapter_config.json")
+    check_safetensors_header(files["adapter_model.safetensors"])  # bounds first: nothing is allocated before
     try:
         from safetensors import SafetensorError
         from safetensors.numpy import load
@@ -114,7 +124,7 @@ def _artifact(manifest: dict[str, Any], files: dict[str, bytes]) -> tuple[str, d
         return "peft_lora", adapter
     present = [n for n in MODEL_FILES if n in files]
     if len(present) != 1:
-        raise reject("artifact-missing", "a model package needs exactly one of model.pt (TorchScript) or model.pt2 (torch.export)", "model.pt")
+        raise reject("artifact-missing", "a model package needs exactly one model file: model.pt (TorchScript)", "model.pt")
     name = present[0]
     check_torch_zip(name, files[name], MODEL_FILES[name])
     return MODEL_FILES[name], {name: files[name]}
@@ -147,7 +157,7 @@ def package_inspect(data: bytes, *, limits: ZipLimits | None = None, require_spe
     files = read_zip(data, limits)
     for name in files:
         if name.lower().endswith(PICKLE_SUFFIXES):
-            raise reject("pickle-artifact", f"{name}: pickle-based files are refused (use TorchScript, torch.export or safetensors)", name)
+            raise reject("pickle-artifact", f"{name}: pickle-based files are refused (use TorchScript or safetensors)", name)
     if MANIFEST_NAME not in files:
         raise reject("manifest-missing", f"the package has no {MANIFEST_NAME} at its root", MANIFEST_NAME)
     manifest = parse_manifest(files[MANIFEST_NAME])

@@ -15,6 +15,7 @@ from lwm_client.packages import build_package, csv_sample, package_check
 
 from marketplace.core.exceptions import ValidationFailed
 from marketplace.learnwares.packages import package_inspect
+from tests.support import hostile_packages as hostile
 from tests.support import packages
 
 TEXTS = ["one sentence", "another sentence"]
@@ -31,6 +32,9 @@ EXTRA_FAILURES = {
     "text-sample-on-table": lambda: packages.build_table_model_package(extra={"sample.jsonl": "{}"}, rkme=False),
     "no-spec": lambda: packages.build_table_model_package(rkme=False),
     "export-named-pt": lambda: packages.build_table_model_package(model=packages.export_model_bytes(3, 2)),
+    "export-pt2": lambda: hostile.table_package(packages.export_model_bytes(3, 2), name="e", file="model.pt2"),
+    "load-time-code": lambda: hostile.table_package(hostile.scripted(hostile.SetstateModel("/nonexistent/x")), name="s"),
+    "adapter-header": lambda: hostile.adapter_package_with_weights(hostile.many_tensors_safetensors(5000), name="h"),
     "pickle-suffix": lambda: packages.build_table_model_package(extra={"weights.pkl": b"x"}),
     "nested-zip": lambda: packages.build_table_model_package(extra={"more.zip": b"PK\x03\x04"}),
     "bad-adapter-rank": lambda: packages.zip_bytes({**{"learnware.yaml": packages.manifest_yaml(
@@ -42,7 +46,6 @@ HAPPY = {
     "table-rkme": lambda: packages.build_table_model_package(),
     "table-csv": lambda: packages.build_table_model_package(sample="csv"),
     "table-npz": lambda: packages.build_table_model_package(sample="npz"),
-    "table-export": lambda: packages.build_table_model_package(model=packages.export_model_bytes(3, 2), extra={}, rkme=True),
     "image-png": lambda: packages.build_image_model_package(sample="png"),
     "text-jsonl": lambda: packages.build_text_model_package(sample=TEXTS),
     "lora": lambda: packages.build_lora_adapter_package(),
@@ -86,11 +89,6 @@ def test_client_check_refuses_with_the_servers_code_message_and_details(case):
 @pytest.mark.parametrize("case", sorted(HAPPY))
 def test_client_check_accepts_what_the_server_accepts_with_the_same_manifest(case):
     data = HAPPY[case]()
-    if case == "table-export":  # a .pt2 under its own name
-        data = packages.zip_bytes({"learnware.yaml": packages.manifest_yaml(
-            name="e", description="d", kind="model", modality="table", task="classification", input={"columns": ["a", "b", "c"]},
-            output={"classes": ["x", "y"]}, license="MIT"), "model.pt2": packages.export_model_bytes(3, 2),
-            "rkme.json": packages.rkme_json(packages.table_data(["a", "b", "c"]), 1 / 6)})
     server = package_inspect(data)
     client = package_check(data)
     assert client.manifest == server.manifest

@@ -41,10 +41,10 @@ def test_a_scripted_model_gives_the_same_outputs_as_in_process():
         assert_allclose(out, model(torch.from_numpy(x)).numpy(), rtol=1e-6)
 
 
-def test_a_torch_export_archive_runs_with_a_dynamic_batch():
-    out = run_model(packages.export_model_bytes(3, 2, seed=1), np.zeros((5, 3), np.float32), kind="torch_export", limits=LIMITS)
-    torch.manual_seed(1)
-    assert_allclose(out, np.tile(torch.nn.Linear(3, 2).bias.detach().numpy(), (5, 1)), rtol=1e-6)
+def test_a_torch_export_archive_is_never_loaded():
+    # torch.export.load unpickles parts of a .pt2 with full pickle: the sandbox has no route to it.
+    with pytest.raises(ValueError, match="kind must be one of"):
+        run_model(packages.export_model_bytes(3, 2, seed=1), np.zeros((5, 3), np.float32), kind="torch_export", limits=LIMITS)
 
 
 @pytest.mark.parametrize(("module", "error"), [(packages.Crash, SandboxCrashed), (packages.Hang, SandboxCpuExceeded),

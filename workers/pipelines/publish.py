@@ -35,12 +35,12 @@ from specs.fingerprints import (
     sphere_probe_set,
     table_probe_set,
 )
-from workers.sandbox import SandboxError, SandboxLimits, SandboxUnavailable, run_model
+from workers.sandbox import SandboxError, SandboxLimits, SandboxRefused, SandboxUnavailable, run_model
 
 Report = Callable[..., None]
 STEPS = ("validate", "sandbox", "spec", "fingerprints", "index")
 PROBE_SEED = 0
-SANDBOX_KINDS = {"torchscript": "torchscript", "torch_export": "torch_export", "peft_lora": "peft_lora"}
+SANDBOX_KINDS = {"torchscript": "torchscript", "peft_lora": "peft_lora"}
 
 
 def _fail(code: str, message: str, **details: Any) -> ValidationFailed:
@@ -99,6 +99,8 @@ def run_probe(*, package: Package, space: FeatureSpace) -> np.ndarray:
         )
     except SandboxUnavailable as exc:
         raise TransientError(exc.message) from exc
+    except SandboxRefused as exc:  # a format rule checked in the child: the upload's own code, no model output
+        raise ValidationFailed(exc.message, code=exc.code, details=exc.details) from exc
     except SandboxError as exc:
         raise ValidationFailed(exc.message, code=f"publish:user:{exc.code.split(':', 1)[1]}", details={"log": exc.log[-1000:]}) from exc
     return check_outputs(manifest=manifest, outputs=outputs, n=len(inputs))

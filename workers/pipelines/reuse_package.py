@@ -30,6 +30,7 @@ import yaml
 from marketplace.submissions.services import submission_package_save
 from specs.assembly import Assembly
 from specs.images import image_rows, rows_as_images
+from specs.packaging.torchscript import load_torchscript
 from workers.base import Report
 from workers.pipelines import reuse_methods as methods
 from workers.pipelines.reuse_context import ImageSpaceTransform, ReuseContext, SpaceTransform
@@ -151,7 +152,7 @@ class PackagePredictor:
             raw = files[entry["artifact"]["path"]]
             if _sha(raw) != entry["artifact"]["sha256"]:
                 raise ValueError(f"{entry['artifact']['path']} does not match its sha256")
-            self.members.append((torch.jit.load(io.BytesIO(raw), map_location="cpu").eval(), entry))
+            self.members.append((load_torchscript(raw, entry["artifact"]["path"]), entry))  # checked like any upload
 
     @classmethod
     def from_bytes(cls, content: bytes) -> PackagePredictor:

@@ -2,7 +2,7 @@
 
 Used by the fork server (``zygote``) in each forked call after it entered the call's own
 namespaces (``namespaces.enter_call``). Exit status of a call: 0 output written, 3 error,
-4 out of memory (a signal: the limits killed it).
+4 out of memory, 6 refused by a format rule (a signal: the limits killed it).
 Imports: the standard library, numpy and torch (transformers/peft lazily) — no Django.
 """
 
@@ -19,7 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
-EXIT_ERROR, EXIT_MEMORY = 3, 4
+from specs.packaging.errors import InvalidPackageError
+from specs.packaging.torchscript import load_torchscript
+
+# 5 is the fork server's own set-up failure (zygote.EXIT_SETUP).
+EXIT_ERROR, EXIT_MEMORY, EXIT_REFUSED = 3, 4, 6
 
 
 def _vm_size() -> int:
@@ -80,17 +84,15 @@ def _run_adapter(folder: Path, base_model_path: str, inputs: np.ndarray) -> np.n
 
 
 def load_artifact(kind: str, path: Path) -> Any:
-    """The model object of ``path``; never a full unpickler (TorchScript / torch.export only)."""
+    """The model object of ``path``, checked before anything of it runs; never a full unpickler.
+
+    TorchScript goes through ``load_torchscript``: archives with load-time code are refused
+    unread and every compiled function's operators are allow-listed (``InvalidPackageError``
+    names the rule). torch.export (``.pt2``) is never loaded: ``torch.export.load`` unpickles
+    with full pickle. The sandbox holds even when a check lets a model through."""
     if kind == "torchscript":
-        return torch.jit.load(str(path), map_location="cpu")
-    if kind == "torch_export":
-        return torch.export.load(str(path)).module()
+        return load_torchscript(path.read_bytes())
     raise ValueError(f"unknown artifact kind {kind!r}")
-
-
-def check_artifact(kind: str, model: Any) -> None:
-    """The one place where a loaded model is inspected before it runs (e.g. the TorchScript
-    operator allow-list); raise to refuse it. The sandbox holds even when this lets a model through."""
 
 
 def execute(req: dict[str, Any], folder: Path) -> np.ndarray:
@@ -100,32 +102,24 @@ def execute(req: dict[str, Any], folder: Path) -> np.ndarray:
         if req["kind"] == "peft_lora":
             return _run_adapter(folder / "artifact", req["base_model_path"], inputs)
         model = load_artifact(req["kind"], folder / "artifact")
-        check_artifact(req["kind"], model)
         return _first_tensor(model(torch.from_numpy(inputs))).detach().cpu().numpy()
 
 
 def warm(kind: str | None, base_model_path: str | None) -> None:
     """Do the slow one-off work in the fork server, so that calls (its forks) do not repeat it."""
-    if kind == "torch_export":
-        exported = torch.export.export(torch.nn.Linear(1, 1), (torch.zeros(1, 1),))
-        buffer = io.BytesIO()
-        torch.export.save(exported, buffer)
-        buffer.seek(0)
-        torch.export.load(buffer)
-    elif kind == "peft_lora" and base_model_path:
+    if kind == "peft_lora" and base_model_path:
         import peft  # noqa: F401 - imported once here rather than in every call
 
         _load_base(base_model_path)
     else:
         buffer = io.BytesIO()
         torch.jit.save(torch.jit.trace(torch.nn.Linear(1, 1), torch.zeros(1, 1)), buffer)
-        buffer.seek(0)
-        torch.jit.load(buffer)
+        load_torchscript(buffer.getvalue())  # warms torch.jit and reads the operator allow-list before any fork
 
 
 def run_call(req: dict[str, Any], folder: Path, answer: int) -> int:
     """Run one call's model on ``folder`` and write the ``.npy`` bytes of its output (or a JSON
-    error) to the file descriptor ``answer``; returns the exit status (0, EXIT_ERROR, EXIT_MEMORY)."""
+    error) to the file descriptor ``answer``; returns the exit status (0, EXIT_ERROR, EXIT_MEMORY, EXIT_REFUSED)."""
     try:
         torch.set_num_threads(1)
         out = execute(req, folder)
@@ -136,12 +130,16 @@ def run_call(req: dict[str, Any], folder: Path, answer: int) -> int:
     except BaseException as exc:  # noqa: BLE001 - the call reports every failure, then dies
         text = f"{type(exc).__name__}: {exc}"
         memory = isinstance(exc, MemoryError) or "can't allocate memory" in text or "std::bad_alloc" in text
+        refused = isinstance(exc, InvalidPackageError)  # the upload breaks a format rule: its own code
+        error: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)[:2000]}
+        if isinstance(exc, InvalidPackageError):
+            error.update(code=exc.code, details=exc.details)
         try:
-            _write_all(answer, json.dumps({"type": type(exc).__name__, "message": str(exc)[:2000]}).encode())
+            _write_all(answer, json.dumps(error).encode())
             traceback.print_exc()
         except BaseException:  # noqa: BLE001, S110 - nothing more can be reported
             pass
-        return EXIT_MEMORY if memory else EXIT_ERROR
+        return EXIT_REFUSED if refused else EXIT_MEMORY if memory else EXIT_ERROR
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -17,9 +17,10 @@ What the sandbox guarantees, for each call (details in ``isolation.py`` and docs
 * fail closed: when bubblewrap cannot isolate (``isolation.probe``), uploaded code does
   not run (``SandboxIsolationUnavailable``) unless ``LWM_SANDBOX_ALLOW_UNISOLATED`` is
   set, which logs a warning on every call;
-* no pickle: TorchScript through ``torch.jit.load``, torch.export through
-  ``torch.export.load``, LoRA weights through safetensors (PEFT); inputs and outputs are
-  ``.npy`` bytes read with ``allow_pickle=False``;
+* no pickle: TorchScript through ``specs.packaging.torchscript.load_torchscript`` (no
+  load-time code, operators allow-listed before any call), LoRA weights through
+  safetensors (PEFT); torch.export is refused (its loader unpickles); inputs and outputs
+  are ``.npy`` bytes read with ``allow_pickle=False``;
 * the log handed back to the uploader is bounded and scrubbed of server paths.
 
 What it does not guarantee: isolation from kernel exploits or CPU side channels.
@@ -49,9 +50,9 @@ from workers.sandbox import isolation
 from workers.sandbox.isolation import ROOT, SANDBOX_CALLS, SANDBOX_CODE, SANDBOX_IN, Isolation
 
 log = logging.getLogger(__name__)
-KINDS = ("torchscript", "torch_export", "peft_lora")
+KINDS = ("torchscript", "peft_lora")  # torch.export (.pt2) is refused: its loader unpickles with full pickle
 LOG_CHARS = 4000
-EXIT_ERROR, EXIT_MEMORY, EXIT_SETUP = 3, 4, 5
+EXIT_ERROR, EXIT_MEMORY, EXIT_SETUP, EXIT_REFUSED = 3, 4, 5, 6
 SIGKILL, SIGXCPU = 9, 24
 
 
@@ -95,6 +96,17 @@ class SandboxMemoryExceeded(SandboxError):
 
 class SandboxOutputInvalid(SandboxError):
     code = "sandbox:bad-output"
+
+
+class SandboxRefused(SandboxError):
+    """The artifact broke a format rule checked inside the call (e.g. a TorchScript operator
+    outside the allow-list); ``code`` is the rule's own ``upload:user:*`` code."""
+
+    code = "upload:user:unsafe-operator"
+
+    def __init__(self, message: str, *, code: str, details: dict[str, Any] | None = None, log: str = ""):
+        super().__init__(message, log=log)
+        self.code, self.details = code, details or {}
 
 
 class SandboxUnavailable(SandboxError):
@@ -256,8 +268,12 @@ def _raise_for(result: dict[str, Any], answer: bytes, call: Path, limits: Sandbo
         error = json.loads(answer.decode())
         detail = f"{error.get('type', 'error')}: {error.get('message', '')}"
     except (ValueError, UnicodeDecodeError, AttributeError):
-        detail = f"exit status {status}"
+        error, detail = {}, f"exit status {status}"
     detail = scrub_log(detail, call)
+    if status == EXIT_REFUSED and str(error.get("code", "")).startswith("upload:user:"):
+        # A format rule checked in the call (e.g. the operator allow-list): the rule's own code, no model log.
+        raise SandboxRefused(scrub_log(str(error.get("message", "")), call)[:500], code=error["code"],
+                             details=error.get("details") or {})
     if status == EXIT_MEMORY:
         raise SandboxMemoryExceeded(f"the model needed more than {limits.memory_mb} MiB of memory ({detail[:300]})", log=log_text)
     raise SandboxCrashed(f"the model crashed in the sandbox: {detail[:500]}", log=log_text)
@@ -295,6 +311,8 @@ def run_model(
     ------
     SandboxTimeout, SandboxCpuExceeded, SandboxMemoryExceeded, SandboxCrashed
         The model misbehaved (a user error).
+    SandboxRefused
+        The artifact was refused before it ran (``code``: ``upload:user:unsafe-operator``...).
     SandboxOutputInvalid
         The output is not a numeric array.
     SandboxIsolationUnavailable

@@ -57,12 +57,18 @@ def test_a_zip_that_lies_about_sizes_still_hits_the_expansion_budget():
     assert caught.value.code == "upload:user:zip-bomb"
 
 
-def test_torch_export_models_and_adapters_are_recognised():
+def test_torch_export_models_are_refused_by_name_and_adapters_are_recognised():
     export = packages.zip_bytes({"learnware.yaml": packages.manifest_yaml(
         name="exported", description="", kind="model", modality="table", task="regression",
         input={"columns": ["a", "b", "c"]}, output={"dim": 2}, license="MIT"),
         "model.pt2": packages.export_model_bytes(3, 2), "rkme.json": packages.rkme_json(packages.table_data("abc"), 1 / 6)})
-    assert package_inspect(export).artifact_format == "torch_export"
+    with pytest.raises(ValidationFailed) as caught:
+        package_inspect(export)
+    assert (caught.value.code, caught.value.details["file"]) == ("upload:user:unsafe-format", "model.pt2")
+    as_pt = packages.build_table_model_package(model=packages.export_model_bytes(3, 2))  # the same archive named model.pt
+    with pytest.raises(ValidationFailed) as caught:
+        package_inspect(as_pt)
+    assert caught.value.code == "upload:user:unsafe-format"
     adapter = package_inspect(packages.build_lora_adapter_package())
     assert adapter.artifact_format == "peft_lora" and set(adapter.artifact) == {"adapter_config.json", "adapter_model.safetensors"}
 
