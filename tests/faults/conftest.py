@@ -24,9 +24,7 @@ def stack() -> Iterator[Stack]:
 
 @pytest.fixture
 def market(stack: Stack) -> Iterator[Stack]:
-    """The stack with every service up before and after the test."""
-    stack.proxy.set_mode("pass")
-    yield stack
+    """The stack with every service up when the test starts (a test may leave one broken)."""
     stack.proxy.set_mode("pass")
     if stack.redis.process is None or stack.redis.process.poll() is not None:
         stack.redis.start()
@@ -34,3 +32,5 @@ def market(stack: Stack) -> Iterator[Stack]:
         stack.pg.start()
     if not any(w.process is not None and w.process.poll() is None for w in stack.workers):
         stack.start_worker()
+    yield stack
+    stack.proxy.set_mode("pass")

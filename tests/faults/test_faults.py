@@ -132,21 +132,23 @@ def test_worker_sigkilled_mid_burst_loses_nothing(market: Stack):
 
 def _mount_tiny_tmpfs() -> Path:
     mountpoint = Path(tempfile.mkdtemp(prefix="lwm-faults-disk-"))
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=1777", "tmpfs", str(mountpoint)], capture_output=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=1777", "tmpfs", str(mountpoint)], capture_output=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN): {done.stderr.decode().strip()}")
     return mountpoint
 
 
 def _fill(mountpoint: Path) -> Path:
+    """Write zeros until ENOSPC: from now on every write of the worker on its scratch disk fails."""
     filler = mountpoint / "filler"
-    with open(filler, "wb") as handle:
-        try:
+    try:
+        with open(filler, "wb") as handle:
             while True:
                 handle.write(b"\0" * 65536)
                 handle.flush()
-        except OSError:
-            pass
+    except OSError as exc:
+        assert exc.errno == 28, exc  # ENOSPC
+    assert filler.exists(), f"the scratch disk was already full: {sorted(p.name for p in mountpoint.iterdir())}"
     return filler
 
 
@@ -156,7 +158,7 @@ def test_worker_disk_full_is_retried_until_space_returns(market: Stack):
         for worker in market.workers:
             worker.stop()
         market.workers.clear()
-        market.start_worker(extra_env={"TMPDIR": str(mountpoint)})  # the worker's scratch space is 8 MB
+        market.start_worker(extra_env={"TMPDIR": str(mountpoint)})  # the worker's scratch space is 64 MB
         remember_baseline(market)
         filler = _fill(mountpoint)
         outcomes = burst(market, uploads=3, submissions=0)
@@ -169,5 +171,4 @@ def test_worker_disk_full_is_retried_until_space_returns(market: Stack):
         for worker in market.workers:
             worker.stop()
         market.workers.clear()
-        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
-        market.start_worker()
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False)  # the next test starts a plain worker
