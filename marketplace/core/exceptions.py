@@ -60,10 +60,11 @@ class RateLimited(ApplicationError):
 class TransientError(Exception):
     """A failure that is worth retrying (storage or broker briefly unavailable).
 
-    ``part`` names what failed (``storage``, ``database``, ``broker``, ``disk``, ``network``).
+    ``part`` names what failed when its cause does not say (``storage``, ``database``, ``broker``,
+    ``disk``, ``network``); a more specific cause (a botocore or OS error) wins.
     """
 
-    part = "storage"
+    part = "service"
 
     def __init__(self, message: str = "", *, part: str | None = None):
         super().__init__(message)

@@ -29,7 +29,7 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 def _part_of(exc: BaseException) -> str | None:
     """The part that failed, for one exception (not its causes)."""
     if isinstance(exc, TransientError):
-        return getattr(exc, "part", None) or "storage"
+        return exc.part
     module = type(exc).__module__
     if module.startswith("botocore"):
         import botocore.exceptions as bexc
@@ -65,11 +65,16 @@ def _part_of(exc: BaseException) -> str | None:
 def infrastructure_part(exc: BaseException) -> str | None:
     """``storage``, ``database``, ``broker``, ``disk`` or ``network`` when ``exc`` (or a cause) is a
     transient infrastructure failure; None for anything else (a bug, or the user's input)."""
+    fallback = None
     for item in _chain(exc):
         part = _part_of(item)
-        if part is not None:
-            return part
-    return None
+        if part is None:
+            continue
+        if not isinstance(item, TransientError):
+            return part  # the most specific cause says what failed
+        if fallback in (None, TransientError.part):
+            fallback = part  # a TransientError that names its part beats the generic one
+    return fallback
 
 
 def infrastructure_code(exc: BaseException, part: str) -> str:

@@ -73,3 +73,12 @@ def test_storage_refusing_gives_json_503_with_retry_after_and_leaves_no_rows(ali
 def test_readyz_is_503_when_storage_refuses(client, refused_s3):
     response = client.get("/readyz")
     assert response.status_code == 503 and response.json()["checks"] == {"database": True, "storage": False}
+
+
+def test_a_portal_page_shows_the_portals_own_503_page_when_storage_refuses(alice, client, refused_s3):
+    client.force_login(alice)
+    response = client.post("/learnwares/new/", {"package": SimpleUploadedFile("p.zip", packages.build_table_model_package())})
+    assert response.status_code == 503 and response["Content-Type"].startswith("text/html")
+    assert int(response["Retry-After"]) > 0
+    assert b"briefly unavailable" in response.content and b"Traceback" not in response.content
+    assert LearnwareVersion.objects.count() == 0

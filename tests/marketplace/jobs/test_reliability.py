@@ -52,15 +52,16 @@ def _refused_endpoint_error() -> Exception:
     (lambda: OperationalError("server closed the connection unexpectedly"), "database", "job:infra:database-unavailable"),
     (lambda: OSError(errno.ENOSPC, "No space left on device"), "disk", "job:infra:disk-full"),
     (lambda: OSError(errno.EIO, "Input/output error"), "disk", "job:infra:disk-error"),
-    (lambda: TransientError("cannot read the package"), "storage", "job:infra:storage-unavailable"),
+    (lambda: TransientError("the sandbox did not answer"), "service", "job:infra:service-unavailable"),
+    (lambda: TransientError("cannot read the package", part="storage"), "storage", "job:infra:storage-unavailable"),
 ])
 def test_infrastructure_failures_are_classified_by_type(make, part, code):
     exc = make()
     assert infrastructure_part(exc) == part
     assert infrastructure_code(exc, part) == code
-    wrapped = RuntimeError("while publishing")
+    wrapped = TransientError("while publishing")
     wrapped.__cause__ = exc
-    assert infrastructure_part(wrapped) == part  # found through the cause chain
+    assert infrastructure_part(wrapped) == part  # the most specific cause wins
 
 
 @pytest.mark.parametrize("exc", [ValueError("bad"), KeyError("x"), OSError(errno.ENOENT, "missing"), ZeroDivisionError()])
