@@ -82,3 +82,35 @@ def test_a_portal_page_shows_the_portals_own_503_page_when_storage_refuses(alice
     assert int(response["Retry-After"]) > 0
     assert b"briefly unavailable" in response.content and b"Traceback" not in response.content
     assert LearnwareVersion.objects.count() == 0
+
+
+@pytest.fixture
+def redis_down(settings):
+    """The cache on a Redis port nobody listens on (the production backend, failing open); changing
+    CACHES through ``settings`` makes Django drop its cache handlers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings.CACHES = {"default": {"BACKEND": "marketplace.core.cache.FailOpenRedisCache", "LOCATION": f"redis://127.0.0.1:{port}/0",
+                                   "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2}}}
+    yield
+
+
+def test_throttles_fail_open_when_the_cache_redis_is_down(alice, api, client_for, redis_down, caplog):
+    from django.core.cache import caches
+
+    assert type(caches["default"]).__name__ == "FailOpenRedisCache"
+    login = api.post("/api/v1/auth/token/", {"username": "alice", "password": "alice-pass-123", "name": "t"}, format="json")
+    assert login.status_code in (200, 201), login.json()  # the login throttle let it through
+    data = SimpleUploadedFile("rows.csv", b"a,b,c\n1,2,3\n4,5,6\n")
+    created = client_for(alice).post("/api/v1/submissions/", {"data": data, "data_format": "csv"}, format="multipart")
+    assert created.status_code == 202, created.json()  # the submission throttle never turns the outage into a 500
+    assert "cache unavailable" in caplog.text
+
+
+def test_web_connections_carry_the_statement_timeout(settings):
+    from django.db import connection
+
+    with connection.cursor() as cursor:  # set when the connection was opened (connection_created)
+        cursor.execute("SHOW statement_timeout")
+        assert cursor.fetchone()[0] == f"{settings.LWM_DB_STATEMENT_TIMEOUT_MS // 1000}s"
