@@ -304,6 +304,7 @@ class Stack:
         self.s3_process.terminate()
         self.redis.destroy()
         self.pg.destroy()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 # Short intervals, so a fault and its recovery fit in seconds (see docs/operations.md for production values).

@@ -5,6 +5,7 @@ and stored objects agree both ways, and every 5xx was a JSON 503 with Retry-Afte
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -176,3 +177,4 @@ def test_worker_disk_full_is_retried_until_space_returns(market: Stack):
             worker.stop()
         market.workers.clear()
         subprocess.run(["umount", "-l", str(mountpoint)], check=False)  # the next test starts a plain worker
+        shutil.rmtree(mountpoint, ignore_errors=True)
