@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from tests.faults.stack import Stack, start_stack  # noqa: E402
-from tests.faults.workload import COLUMNS, Outcome, assert_consistent  # noqa: E402
+from tests.faults.workload import COLUMNS, Outcome, assert_consistent, remember_baseline  # noqa: E402
 from tests.support.packages import build_table_model_package, csv_text, table_data  # noqa: E402
 
 FAULTS = ("none", "broker", "postgres", "s3-refuse", "s3-hang", "worker-kill")
@@ -158,7 +158,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=180.0)
     parser.add_argument("--fault", choices=(*FAULTS, "all"), default="none")
     args = parser.parse_args()
-    stack = start_stack()
+    stack = start_stack(web_workers=3)
     try:
         stack.start_worker()  # two workers, as in production
         seeder = Load(stack, 0)
@@ -166,6 +166,7 @@ def main() -> None:
         for fault in (FAULTS if args.fault == "all" else (args.fault,)):
             load = Load(stack, 1)
             load.downloads, load.space = seeder.downloads, seeder.space
+            remember_baseline(stack)
             load.run(clients=args.clients, seconds=args.seconds, fault=fault)
             load.report(f"fault: {fault}, {args.clients} clients, {args.seconds:.0f} s", args.seconds)
             try:
@@ -176,7 +177,7 @@ def main() -> None:
                     finals[f"{status}{':' + error['code'] if error and status == 'failed' else ''}"] += 1
                 print(f"invariants hold: {len(states)} accepted jobs final: {dict(finals)}")
             except AssertionError as exc:
-                print(f"INVARIANT BROKEN: {exc}")
+                print(f"INVARIANT BROKEN: {exc!r}")
             if not any(w.process and w.process.poll() is None for w in stack.workers):
                 stack.start_worker()
     finally:

@@ -251,10 +251,10 @@ class Stack:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stderr.decode()[-3000:]}")
         return done.stdout.decode()
 
-    def start_web(self) -> None:
+    def start_web(self, workers: int = 2) -> None:
         self.web_port = free_port()
         cmd = [sys.executable, "-m", "gunicorn", "marketplace.wsgi:application", "-b", f"127.0.0.1:{self.web_port}",
-               "-w", "2", "--timeout", "60", "--graceful-timeout", "5"]
+               "-w", str(workers), "--timeout", "60", "--graceful-timeout", "5"]
         self.web = Service(cmd, self.env, self.dir / "web.log").start()
         if not wait_for_port(self.web_port, 60):
             raise RuntimeError(f"gunicorn did not start:\n{self.web.tail()}")
@@ -318,7 +318,7 @@ FAST_SETTINGS = {
 }
 
 
-def start_stack() -> Stack:
+def start_stack(*, web_workers: int = 2) -> Stack:
     base = Path(tempfile.mkdtemp(prefix="lwm-faults-"))
     pg = PostgresCluster().init()
     pg.create_database()
@@ -339,7 +339,7 @@ def start_stack() -> Stack:
     try:
         stack.manage("migrate", "--noinput")
         stack.tokens = json.loads(stack.manage("shell", "-c", _MAKE_USERS).strip().splitlines()[-1])
-        stack.start_web()
+        stack.start_web(web_workers)
         stack.start_worker()
     except BaseException:
         stack.destroy()
