@@ -55,4 +55,4 @@ def send_task_on_commit(name: str, *, args: list[object], queue: str = "default"
 def _mark_worker_process(**_: Any) -> None:
     from marketplace.core import db
 
-    db.PROCESS_ROLE["worker"] = True
+    db.PROCESS_ROLE["role"] = "worker"

@@ -1,7 +1,7 @@
 """Per-connection database settings: a statement timeout for web requests.
 
 A web request must not wait on one slow statement for longer than a client waits on it;
-a worker's long statements (index snapshots, bulk reads) get their own bound.
+workers and management commands (index rebuilds, migrations) get their own bound.
 """
 
 from __future__ import annotations
@@ -10,14 +10,15 @@ from typing import Any
 
 from django.conf import settings
 
-# Set by the Celery worker at start-up (workers.celery); every other process is "web".
-PROCESS_ROLE: dict[str, bool] = {"worker": False}
+# "web" is set by marketplace/wsgi.py and asgi.py, "worker" by workers.celery at start-up;
+# anything else (manage.py commands, shells) is "other" and gets the worker's bound.
+PROCESS_ROLE: dict[str, str] = {"role": "other"}
 
 
 def statement_timeout_ms() -> int:
-    if PROCESS_ROLE["worker"]:
-        return settings.LWM_WORKER_DB_STATEMENT_TIMEOUT_MS
-    return settings.LWM_DB_STATEMENT_TIMEOUT_MS
+    if PROCESS_ROLE["role"] == "web":
+        return settings.LWM_DB_STATEMENT_TIMEOUT_MS
+    return settings.LWM_WORKER_DB_STATEMENT_TIMEOUT_MS
 
 
 def on_connection_created(sender: Any, connection: Any, **_: Any) -> None:

@@ -108,9 +108,17 @@ def test_throttles_fail_open_when_the_cache_redis_is_down(alice, api, client_for
     assert "cache unavailable" in caplog.text
 
 
-def test_web_connections_carry_the_statement_timeout(settings):
+def test_web_connections_carry_the_statement_timeout_and_commands_do_not(settings, monkeypatch):
     from django.db import connection
 
-    with connection.cursor() as cursor:  # set when the connection was opened (connection_created)
-        cursor.execute("SHOW statement_timeout")
-        assert cursor.fetchone()[0] == f"{settings.LWM_DB_STATEMENT_TIMEOUT_MS // 1000}s"
+    from marketplace.core.db import PROCESS_ROLE, on_connection_created
+
+    def timeout_after_connect(role: str) -> str:
+        monkeypatch.setitem(PROCESS_ROLE, "role", role)
+        on_connection_created(None, connection)  # what connection_created runs on a new connection
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW statement_timeout")
+            return cursor.fetchone()[0]
+
+    assert timeout_after_connect("web") == f"{settings.LWM_DB_STATEMENT_TIMEOUT_MS // 1000}s"
+    assert timeout_after_connect("other") == "0"  # manage.py commands: LWM_WORKER_DB_STATEMENT_TIMEOUT_MS
