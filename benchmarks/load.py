@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from tests.faults.stack import Stack, start_stack  # noqa: E402
-from tests.faults.workload import COLUMNS, Outcome, assert_consistent, remember_baseline  # noqa: E402
+from tests.faults.workload import COLUMNS, Outcome, assert_consistent, remember_baseline, retry_failed  # noqa: E402
 from tests.support.packages import build_table_model_package, csv_text, table_data  # noqa: E402
 
 FAULTS = ("none", "broker", "postgres", "s3-refuse", "s3-hang", "worker-kill")
@@ -163,15 +163,27 @@ def main() -> None:
         stack.start_worker()  # two workers, as in production
         seeder = Load(stack, 0)
         seeder.seed_market()
+        for op, _ in MIX:  # warm every web process (models, indexes) before measuring
+            threads = [threading.Thread(target=seeder.one, args=(op, i)) for i in range(6)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
         for fault in (FAULTS if args.fault == "all" else (args.fault,)):
             load = Load(stack, 1)
             load.downloads, load.space = seeder.downloads, seeder.space
             remember_baseline(stack)
             load.run(clients=args.clients, seconds=args.seconds, fault=fault)
             load.report(f"fault: {fault}, {args.clients} clients, {args.seconds:.0f} s", args.seconds)
+            creating = [o for o in load.outcomes if o.kind in ("upload", "submission")]
+            errors = [o for o in load.outcomes if o.status >= 500]
+            print(f"5xx: {len(errors)}, of which JSON 503 with Retry-After: "
+                  f"{sum(o.status == 503 and o.content_type.startswith('application/json') and bool(o.retry_after) for o in errors)}; "
+                  f"client timeouts/connection errors: {sum(o.status == 0 for o in load.outcomes)}")
+            # What a client does: send again, same Idempotency-Key, what got no answer or a 503.
+            creating = retry_failed(stack, creating)
             try:
-                states = assert_consistent(stack, [o for o in load.outcomes if o.kind in ("upload", "submission")] +
-                                           [o for o in load.outcomes if o.kind not in ("upload", "submission") and o.status >= 500])
+                states = assert_consistent(stack, creating + errors)
                 finals: dict[str, int] = defaultdict(int)
                 for status, error in states.values():
                     finals[f"{status}{':' + error['code'] if error and status == 'failed' else ''}"] += 1

@@ -131,7 +131,7 @@ def assert_consistent(stack: Stack, outcomes: list[Outcome]) -> dict[str, tuple[
     assert_5xx_were_json_503(outcomes)
     accepted = [o for o in outcomes if o.status == 202]
     job_ids = [o.job_id for o in accepted if o.job_id]
-    assert len(job_ids) == len(accepted)
+    assert len(job_ids) == len(accepted), "a 202 without a job id"
     states = wait_all_final(stack, job_ids)
     # Exactly once: one "finished" entry in each job's log (job_finish is a conditional UPDATE).
     for job_id, in_log in stack.sql("SELECT id::text, (SELECT count(*) FROM jsonb_array_elements(log) e WHERE e->>'stage' = 'finished') "
@@ -140,8 +140,10 @@ def assert_consistent(stack: Stack, outcomes: list[Outcome]) -> dict[str, tuple[
     # Idempotency: one version / submission per accepted key, however often it was sent.
     versions = stack.sql("SELECT count(*) FROM learnwares_learnwareversion")[0][0]
     submissions = stack.sql("SELECT count(*) FROM submissions_submission")[0][0]
-    assert versions == len({o.key for o in accepted if o.kind == "upload"}) + stack_baseline(stack, "versions")
-    assert submissions == len({o.key for o in accepted if o.kind == "submission"}) + stack_baseline(stack, "submissions")
+    expected_versions = len({o.key for o in accepted if o.kind == "upload"}) + stack_baseline(stack, "versions")
+    expected_submissions = len({o.key for o in accepted if o.kind == "submission"}) + stack_baseline(stack, "submissions")
+    assert versions == expected_versions, f"{versions} versions for {expected_versions} accepted uploads"
+    assert submissions == expected_submissions, f"{submissions} submissions for {expected_submissions} accepted"
     # Nothing left behind a final job: no version uploaded/validating, no job pending/running.
     assert stack.sql("SELECT id, status FROM learnwares_learnwareversion WHERE status IN ('uploaded', 'validating')") == []
     assert stack.sql("SELECT id, kind, status FROM jobs_job WHERE status IN ('pending', 'running')") == []
