@@ -124,8 +124,10 @@ class JobTask(Task):
 
     def _infrastructure_failed(self, job_id: str, exc: Exception, part: str) -> dict[str, Any]:
         """Retry later through the dispatcher (the job row keeps the work), or fail with a clear code."""
-        reason = f"{type(exc).__name__}: {exc}"
-        logger.warning("job %s: %s unavailable: %s", job_id, part, reason)
+        logger.warning("job %s: %s unavailable: %s: %s", job_id, part, type(exc).__name__, exc)
+        # What the owner sees names the failure, never our endpoints or paths (those go to the log above).
+        strerror = getattr(exc, "strerror", None)
+        reason = type(exc).__name__ + (f": {strerror}" if isinstance(strerror, str) and strerror else "")
         try:
             delay = job_release_for_retry(job_id=job_id, worker=self.worker_name, reason=reason, part=part)
             if delay is not None:

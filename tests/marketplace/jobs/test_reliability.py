@@ -138,3 +138,20 @@ def test_an_upload_with_an_idempotency_key_is_created_once_and_replayed(alice, c
     other = _upload(client, packages.build_table_model_package(name="other"), key="k-123")
     assert other.status_code == 409 and other.json()["error"]["code"] == "request:user:idempotency-key-reused"
     assert _upload(client, data, key="k-456").json()["version"] == 2  # a new key is a new request
+
+
+def test_a_job_failed_by_the_infrastructure_shows_no_server_paths(settings, alice):
+    from workers.base import JobTask
+
+    settings.LWM_JOB_TRANSIENT_RETRIES = 0
+    job = Job.objects.create(kind="diagnose", task_name="maintenance.diagnose", task_args=["x"])
+    assert job_claim(job_id=job.id, worker="w1").value == "claimed"
+    class ClaimHolder(JobTask):
+        abstract = True
+        worker_name = "w1"  # the worker that holds the claim
+
+    exc = OSError(errno.ENOSPC, "No space left on device", "/var/lib/lwm/scratch/lwm-sandbox-1/model.pt")
+    assert ClaimHolder()._infrastructure_failed(str(job.id), exc, "disk")["status"] == "failed"
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED and job.error["code"] == "job:infra:disk-full"
+    assert "No space left on device" in job.message and "/var/lib" not in job.message + str(job.error)
