@@ -26,10 +26,14 @@ def publish_task(name: str, *, args: list[object], queue: str = "default") -> No
     from django.conf import settings
 
     timeout = settings.LWM_BROKER_PUBLISH_TIMEOUT
-    app.send_task(
-        name, args=args, queue=queue, retry=True,
-        retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": timeout / 4, "interval_max": timeout / 4},
-    )
+    # A fresh connection per send, not the shared producer pool: after a broker restart a pooled
+    # connection can stay broken in a long-lived worker process, and the dispatcher must not
+    # depend on it. Job creation is rare enough that one loopback/LAN connect per send is cheap.
+    with app.connection_for_write(connect_timeout=timeout) as connection:
+        app.send_task(
+            name, args=args, queue=queue, connection=connection, retry=True,
+            retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": timeout / 4, "interval_max": timeout / 4},
+        )
 
 
 def send_task_on_commit(name: str, *, args: list[object], queue: str = "default") -> None:

@@ -304,7 +304,8 @@ class Stack:
         self.s3_process.terminate()
         self.redis.destroy()
         self.pg.destroy()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if not os.environ.get("LWM_FAULTS_KEEP_LOGS"):  # set it to read web.log / worker-*.log after a run
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 # Short intervals, so a fault and its recovery fit in seconds (see docs/operations.md for production values).
