@@ -106,9 +106,13 @@ def test_s3_hanging_is_cut_by_timeouts_and_probes_answer_within_2_s(market: Stac
 
 def test_a_storage_outage_longer_than_the_retries_fails_with_a_clear_code_and_check_consistency_repairs(market: Stack):
     remember_baseline(market)
+    for worker in market.workers:  # no worker may read the package before storage goes away
+        worker.stop()
+    market.workers.clear()
     outcomes = burst(market, uploads=1, submissions=0)
     assert outcomes[0].status == 202
     market.proxy.set_mode("refuse")
+    market.start_worker()
     try:
         states = assert_consistent(market, outcomes)  # passes while storage is still down
     finally:
