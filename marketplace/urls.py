@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from marketplace.core.views import healthz
+from marketplace.core.views import healthz, livez, readyz
 from marketplace.portal import urls as portal_urls
 
 admin.site.site_header = "Learnware Market administration"
@@ -11,10 +11,12 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("marketplace.api")),
     path("healthz", healthz, name="healthz"),
+    path("livez", livez, name="livez"),
+    path("readyz", readyz, name="readyz"),
     path("", include(portal_urls)),
 ]
 
 handler404 = "marketplace.portal.views.page_not_found"
 handler403 = "marketplace.portal.views.permission_denied"
-handler500 = "marketplace.portal.views.server_error"
+handler500 = "marketplace.core.views.server_error"  # 503 for infrastructure failures, else the portal's 500
 handler400 = "marketplace.portal.views.bad_request"

@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 def _beat(hostname: str, queues: str, started: Any) -> None:
     from marketplace.jobs.models import WorkerHeartbeat
-    from marketplace.jobs.services import jobs_recover_stale
+    from marketplace.jobs.services import jobs_dispatch_pending, jobs_recover_stale
 
     last_recovery = 0.0
     while not _stop.is_set():
@@ -37,8 +37,13 @@ def _beat(hostname: str, queues: str, started: Any) -> None:
             if time.monotonic() - last_recovery >= settings.LWM_WORKER_STALE_SECONDS:
                 last_recovery = time.monotonic()
                 jobs_recover_stale()
+            # ...and sends the jobs the broker never got (the job row is the outbox) or whose retry is due.
+            jobs_dispatch_pending()
         except Exception:  # noqa: BLE001 - a database hiccup must not kill the heartbeat thread
-            logger.exception("worker heartbeat failed; retrying")
+            logger.warning("worker heartbeat failed; retrying", exc_info=True)
+            from django.db import connection
+
+            connection.close()
         _stop.wait(settings.LWM_WORKER_HEARTBEAT_SECONDS)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -134,7 +135,9 @@ class Client:
         if check:
             package_check(data)
         path = f"learnwares/{learnware}/versions/" if learnware else "learnwares/"
-        body = self.http.json("POST", path, files={"package": ("package.zip", data, "application/zip")})
+        # One key for every attempt: a retried upload never makes a second version.
+        body = self.http.json("POST", path, files={"package": ("package.zip", data, "application/zip")},
+                              idempotency_key=uuid.uuid4().hex)
         upload = build(Upload, body)
         if not wait:
             return upload
@@ -213,7 +216,7 @@ class Client:
         fields: dict[str, Any] = {"task": task, "modality": modality, "rkme": json.loads(rkme_to_json(spec)),
                                   "requirements": requirements} | ({"name": name} if name else {})
         if labelled is None:
-            body = self.http.json("POST", "submissions/", json=fields)
+            body = self.http.json("POST", "submissions/", json=fields, idempotency_key=uuid.uuid4().hex)
         else:
             X, y = labelled
             if modality == "image":
@@ -225,7 +228,8 @@ class Client:
                 npz = local.npz_bytes(X=np.asarray(X, dtype=np.float64), y=np.asarray(y))
             # Multipart: the JSON fields travel as strings, which the server parses back.
             form = {**fields, "rkme": json.dumps(fields["rkme"]), "requirements": json.dumps(requirements)}
-            body = self.http.json("POST", "submissions/", data=form, files={"labelled": ("labelled.npz", npz, "application/octet-stream")})
+            body = self.http.json("POST", "submissions/", data=form, files={"labelled": ("labelled.npz", npz, "application/octet-stream")},
+                                  idempotency_key=uuid.uuid4().hex)
         submission = build(Submission, body["submission"])
         if not wait:
             return submission

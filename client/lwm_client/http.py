@@ -1,8 +1,10 @@
 """The HTTP layer: one session, timeouts, typed errors, retries with backoff.
 
 Retried: connection errors, read timeouts, 502/503/504 and 429 (waiting ``Retry-After``
-when the server sends it). A non-idempotent request (POST) is retried only where the
-server cannot have acted on it: the connection was never made, or the answer was 429/503.
+when the server sends it, up to ``max_retry_after``). A non-idempotent request (POST) is
+retried only where the server cannot have acted on it (the connection was never made, or
+the answer was 429/503) -- unless it carries an ``Idempotency-Key``: then the server replays
+the first answer to a repeat, so it is retried like a GET (job-creating POSTs send one).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import requests
 
 from lwm_client import __version__
 from lwm_client.config import Config
-from lwm_client.errors import LwmError, RateLimited, TransientError, error_for_status
+from lwm_client.errors import LwmError, TransientError, error_for_status
 
 RETRY_STATUSES = (429, 502, 503, 504)
 SAFE_POST_STATUSES = (429, 503)
@@ -69,37 +71,47 @@ class Transport:
     def _delay(self, attempt: int) -> float:
         return min(self.max_backoff, self.backoff * 2**attempt) * (0.5 + random.random() / 2)
 
-    def send(self, method: str, path: str, *, auth: bool = True, stream: bool = False, **kwargs: Any) -> requests.Response:
-        """One request with retries; returns the successful response or raises a typed error."""
+    def send(self, method: str, path: str, *, auth: bool = True, stream: bool = False, idempotency_key: str | None = None,
+             **kwargs: Any) -> requests.Response:
+        """One request with retries; returns the successful response or raises a typed error.
+
+        ``idempotency_key`` (sent as ``Idempotency-Key``) makes a POST safe to repeat: every
+        attempt carries the same key, and the server answers a repeat with the first answer.
+        """
         method = method.upper()
         url = self.url(path)
+        headers = self._headers(auth)
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        retry_as_idempotent = method in IDEMPOTENT or bool(idempotency_key)
         for attempt in range(self.max_retries + 1):
             last = attempt == self.max_retries
             try:
-                response = self.session.request(method, url, headers=self._headers(auth), timeout=self.config.timeout,
+                response = self.session.request(method, url, headers=headers, timeout=self.config.timeout,
                                                 stream=stream, **kwargs)
             except requests.ConnectionError as exc:
                 # A refused or reset connection: the request may have been sent if it was reset mid-way.
                 never_sent = isinstance(exc, requests.exceptions.ConnectTimeout) or "Connection refused" in str(exc)
-                if last or (method not in IDEMPOTENT and not never_sent):
+                if last or (not retry_as_idempotent and not never_sent):
                     raise TransientError(f"{method} {url}: cannot reach the server: {exc}", code="http:connection") from exc
                 self.sleep(self._delay(attempt))
                 continue
             except requests.Timeout as exc:
-                if last or method not in IDEMPOTENT:
+                if last or not retry_as_idempotent:
                     raise TransientError(f"{method} {url}: no answer within {self.config.timeout} s", code="http:timeout") from exc
                 self.sleep(self._delay(attempt))
                 continue
             if response.status_code < 400:
                 return response
             error = self._error(response)
-            retryable = response.status_code in (RETRY_STATUSES if method in IDEMPOTENT else SAFE_POST_STATUSES)
+            retryable = response.status_code in (RETRY_STATUSES if retry_as_idempotent else SAFE_POST_STATUSES)
             if not retryable or last:
                 raise error
-            if isinstance(error, RateLimited) and error.retry_after is not None:
-                if error.retry_after > self.max_retry_after:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if retry_after is not None:  # 429, and the 503 service:unavailable of an infrastructure outage
+                if retry_after > self.max_retry_after:
                     raise error
-                self.sleep(error.retry_after)
+                self.sleep(retry_after)
             else:
                 self.sleep(self._delay(attempt))
         raise AssertionError("unreachable")  # the loop returns or raises

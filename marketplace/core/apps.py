@@ -6,4 +6,9 @@ class CoreConfig(AppConfig):
     label = "core"
 
     def ready(self) -> None:
+        from django.db.backends.signals import connection_created
+
         from marketplace.core import schema  # noqa: F401  (registers the OpenAPI auth extension)
+        from marketplace.core.db import on_connection_created
+
+        connection_created.connect(on_connection_created, dispatch_uid="lwm-statement-timeout")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
@@ -12,6 +13,8 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from marketplace.core.exceptions import ApplicationError
+from marketplace.core.faults import infrastructure_part
+from marketplace.core.middleware import unavailable_body
 
 
 def _first_message(detail: Any, path: str = "") -> tuple[str, str]:
@@ -34,8 +37,13 @@ def _first_message(detail: Any, path: str = "") -> tuple[str, str]:
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApplicationError):
         response = Response({"error": exc.to_dict()}, status=exc.http_status)
-        if exc.http_status == 429 and "retry_after" in exc.details:
+        if exc.http_status in (429, 503) and isinstance(exc.details, dict) and "retry_after" in exc.details:
             response["Retry-After"] = str(int(exc.details["retry_after"]))
+        return response
+    if not isinstance(exc, drf_exceptions.APIException) and (part := infrastructure_part(exc)) is not None:
+        # The database, broker or storage failed: "retry later", not a bug (the client retries 503).
+        response = Response(unavailable_body(part), status=503)
+        response["Retry-After"] = str(settings.LWM_RETRY_AFTER_SECONDS)
         return response
     if isinstance(exc, DjangoValidationError):
         exc = drf_exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)

@@ -58,4 +58,22 @@ class RateLimited(ApplicationError):
 
 
 class TransientError(Exception):
-    """A failure that is worth retrying (storage or broker briefly unavailable)."""
+    """A failure that is worth retrying (storage or broker briefly unavailable).
+
+    ``part`` names what failed when its cause does not say (``storage``, ``database``, ``broker``,
+    ``disk``, ``network``); a more specific cause (a botocore or OS error) wins.
+    """
+
+    part = "service"
+
+    def __init__(self, message: str = "", *, part: str | None = None):
+        super().__init__(message)
+        if part is not None:
+            self.part = part
+
+
+class ServiceUnavailable(ApplicationError):
+    """A part of the service is down; the client should retry after ``details['retry_after']``."""
+
+    code = "service:unavailable"
+    http_status = 503

@@ -34,10 +34,15 @@ class Job(TimeStampedModel):
     task_name = models.CharField(max_length=100, blank=True)
     task_args = models.JSONField(default=list, blank=True)
     queue = models.CharField(max_length=50, default="default")
+    # The job row is the outbox: when the task was last handed to the broker (null: not yet),
+    # and when a pending job may be sent again after a transient failure (null: at once).
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    retry_at = models.DateTimeField(null=True, blank=True)
+    retries = models.PositiveIntegerField(default=0)  # transient failures retried so far
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "heartbeat_at"])]
+        indexes = [models.Index(fields=["status", "heartbeat_at"]), models.Index(fields=["status", "dispatched_at"])]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.id} ({self.status})"
@@ -69,3 +74,24 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return self.hostname
+
+
+class IdempotencyRecord(TimeStampedModel):
+    """A job-creating POST that carried an ``Idempotency-Key``: its answer, replayed on a retry.
+
+    The row commits in the same transaction as the rows the request created, so a retried POST
+    finds either nothing (the first attempt rolled back: run it) or the whole answer.
+    """
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    scope = models.CharField(max_length=100)  # e.g. "upload", "submission"
+    key = models.CharField(max_length=200)
+    fingerprint = models.CharField(max_length=64, blank=True)  # sha256 of the request's identifying content
+    status_code = models.PositiveSmallIntegerField(default=0)
+    body = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["owner", "scope", "key"], name="jobs_idempotency_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.key}"

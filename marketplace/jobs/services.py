@@ -7,7 +7,9 @@ conditional UPDATE so two workers that receive the same task cannot both run it.
 from __future__ import annotations
 
 import enum
+import logging
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -20,6 +22,7 @@ from marketplace.core.exceptions import Conflict, NotFound
 from marketplace.jobs.choices import ACTIVE_STATES, TERMINAL_STATES, JobStatus
 from marketplace.jobs.models import Job
 
+logger = logging.getLogger(__name__)
 
 class JobCancelled(Exception):
     """Raised inside a running job when its owner asked to cancel it."""
@@ -36,14 +39,101 @@ def job_create(*, kind: str, owner: Any = None, stage: str = "queued", message: 
     return Job.objects.create(kind=kind, owner=owner, stage=stage, message=message)
 
 
-def job_enqueue(*, job: Job, task_name: str, args: list[Any] | None = None, queue: str = "default") -> Job:
-    """Record how to run ``job`` and send it to ``queue`` once the transaction commits."""
-    from workers.celery import send_task_on_commit
+# --- durable dispatch: the job row is the outbox --------------------------------------------------
+WAITING_FOR_BROKER = "queued, waiting for the broker"
+# Called with the job (inside the transaction that made it terminal) to move the rows that follow it.
+Finalizer = Callable[[Job], None]
+_FINALIZERS: dict[str, list[Finalizer]] = {}
 
+
+def job_finalizer_register(kind: str, finalizer: Finalizer) -> None:
+    """Run ``finalizer(job)`` in the same transaction whenever a job of ``kind`` becomes terminal."""
+    if finalizer not in _FINALIZERS.setdefault(kind, []):
+        _FINALIZERS[kind].append(finalizer)
+
+
+def job_enqueue(*, job: Job, task_name: str, args: list[Any] | None = None, queue: str = "default") -> Job:
+    """Record how to run ``job`` (in the caller's transaction) and send it once that commits.
+
+    Sending never raises: when the broker is down the job stays pending and undispatched,
+    and ``jobs_dispatch_pending`` (beat and every worker's heartbeat) sends it later.
+    """
     job.task_name, job.task_args, job.queue = task_name, [str(job.id), *(args or [])], queue
     job.save(update_fields=["task_name", "task_args", "queue", "updated_at"])
-    send_task_on_commit(task_name, args=job.task_args, queue=queue)
+    job_id = job.id
+    transaction.on_commit(lambda: job_dispatch(job_id=job_id))
     return job
+
+
+def job_dispatch(*, job_id: uuid.UUID | str) -> bool:
+    """Hand a pending job's task to the broker; return whether it was sent (never raises)."""
+    from workers.celery import publish_task
+
+    try:
+        job = Job.objects.filter(id=job_id, status=JobStatus.PENDING).exclude(task_name="").first()
+        if job is None:
+            return False
+        Job.objects.filter(id=job_id).update(dispatched_at=timezone.now())
+    except Exception:  # noqa: BLE001 - the rows are committed; the dispatcher sends it once the database is back
+        logger.warning("job %s: cannot mark it dispatched; the dispatcher will send it", job_id, exc_info=True)
+        return False
+    try:
+        publish_task(job.task_name, args=job.task_args, queue=job.queue)
+    except Exception as exc:  # noqa: BLE001 - any broker failure: the job row keeps the work
+        logger.warning("job %s: the broker refused the task (%s: %s); the dispatcher will send it again",
+                       job_id, type(exc).__name__, exc)
+        try:
+            Job.objects.filter(id=job_id, status=JobStatus.PENDING).update(dispatched_at=None, message=WAITING_FOR_BROKER)
+        except Exception:  # noqa: BLE001
+            logger.warning("job %s: cannot record the failed dispatch", job_id, exc_info=True)
+        return False
+    return True
+
+
+def jobs_dispatch_pending(*, limit: int = 200) -> int:
+    """Send pending jobs never sent (past a short grace, so the on-commit send goes first), sent
+    too long ago, or whose retry time has come; return how many were sent.
+
+    A duplicate send is harmless: the claim lets one delivery run the job and the others skip it.
+    """
+    now = timezone.now()
+    grace = now - timedelta(seconds=settings.LWM_JOB_DISPATCH_GRACE_SECONDS)
+    stale = now - timedelta(seconds=settings.LWM_JOB_REDISPATCH_SECONDS)
+    due = Q(retry_at__isnull=True) | Q(retry_at__lte=now)
+    never_sent = Q(dispatched_at__isnull=True) & (Q(retry_at__isnull=False) | Q(created_at__lt=grace))
+    candidates = (
+        Job.objects.filter(due, never_sent | Q(dispatched_at__lt=stale), status=JobStatus.PENDING, cancel_requested=False)
+        .exclude(task_name="")
+        .order_by("created_at")
+        .values_list("id", "dispatched_at")[:limit]
+    )
+    sent = 0
+    for job_id, dispatched_at in list(candidates):
+        # Only one dispatcher wins each job: the update is conditional on what this one read.
+        mine = Job.objects.filter(id=job_id, status=JobStatus.PENDING)
+        mine = mine.filter(dispatched_at=dispatched_at) if dispatched_at else mine.filter(dispatched_at__isnull=True)
+        if mine.update(dispatched_at=now):
+            sent += job_dispatch(job_id=job_id)
+    if sent:
+        logger.info("dispatcher sent %d pending jobs", sent)
+    return sent
+
+
+def job_release_for_retry(*, job_id: uuid.UUID | str, worker: str, reason: str, part: str) -> int | None:
+    """Give a running job back after a transient failure: pending again, sent by the dispatcher
+    after a backoff. Returns the delay in seconds, or None when its retries are spent."""
+    job = Job.objects.filter(id=job_id).only("retries").first()
+    if job is None or job.retries >= settings.LWM_JOB_TRANSIENT_RETRIES:
+        return None
+    delay = min(settings.LWM_JOB_RETRY_BACKOFF_MAX_SECONDS, settings.LWM_JOB_RETRY_BACKOFF_SECONDS * 2**job.retries)
+    now = timezone.now()
+    released = Job.objects.filter(id=job_id, status=JobStatus.RUNNING, worker=worker).update(
+        status=JobStatus.PENDING, retries=F("retries") + 1, retry_at=now + timedelta(seconds=delay), dispatched_at=None,
+        stage="queued", message=f"{part} unavailable; retrying in {delay:.0f} s",
+    )
+    if released:
+        _append_log(job_id, {"stage": "retry", "status": "pending", "message": f"{part}: {reason}"[:500], "at": now.isoformat()})
+    return delay
 
 
 def _append_log(job_id: uuid.UUID | str, entry: dict[str, Any]) -> None:
@@ -108,7 +198,12 @@ def job_finish(
     result: dict[str, Any] | None = None,
     error: dict[str, Any] | None = None,
 ) -> bool:
-    """Move an active job to a terminal state; return False if it already was terminal."""
+    """Move an active job to a terminal state, and what follows it (its version) with it, in one
+    transaction; return False if it already was terminal.
+
+    This is the one function that ends a job: the task, the reaper, cancellation and the
+    consistency check all call it, so a final job never leaves a non-final version behind.
+    """
     if status not in TERMINAL_STATES:
         raise ValueError(f"{status} is not a terminal state")
     now = timezone.now()
@@ -121,8 +216,11 @@ def job_finish(
         fields["error"] = error
     with transaction.atomic():
         updated = Job.objects.filter(id=job_id, status__in=ACTIVE_STATES).update(**fields)
-    if updated:
-        _append_log(job_id, {"stage": "finished", "status": str(status), "message": message, "at": now.isoformat()})
+        if updated:
+            _append_log(job_id, {"stage": "finished", "status": str(status), "message": message, "at": now.isoformat()})
+            job = Job.objects.get(id=job_id)
+            for finalizer in _FINALIZERS.get(job.kind, []):
+                finalizer(job)  # the version/submission reaches its final state with the job, or neither does
     return bool(updated)
 
 
@@ -146,8 +244,6 @@ def jobs_recover_stale(*, max_attempts: int | None = None) -> dict[str, int]:
     This makes a killed worker's job resumable on every transport (the filesystem one
     never redelivers); the conditional UPDATE lets only one recoverer resend each job.
     """
-    from workers.celery import app
-
     limit = max_attempts if max_attempts is not None else settings.LWM_JOB_MAX_ATTEMPTS
     cutoff = timezone.now() - timedelta(seconds=settings.LWM_WORKER_STALE_SECONDS)
     stale = Job.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=cutoff).exclude(task_name="")
@@ -159,10 +255,11 @@ def jobs_recover_stale(*, max_attempts: int | None = None) -> dict[str, int]:
                 job_id=job.id, status=JobStatus.FAILED, message=reason, error={"code": "job:app:worker-lost", "message": reason}
             )
             continue
-        if Job.objects.filter(id=job.id, status=JobStatus.RUNNING, heartbeat_at__lt=cutoff).update(status=JobStatus.PENDING):
+        if Job.objects.filter(id=job.id, status=JobStatus.RUNNING, heartbeat_at__lt=cutoff).update(
+            status=JobStatus.PENDING, dispatched_at=None, retry_at=None
+        ):
             _append_log(job.id, {"stage": "recovered", "status": "pending", "message": "worker lost; sent again", "at": timezone.now().isoformat()})
-            app.send_task(job.task_name, args=job.task_args, queue=job.queue)
-            counts["resent"] += 1
+            counts["resent"] += job_dispatch(job_id=job.id)
     return counts
 
 

@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 
 from marketplace.core.exceptions import ApplicationError, ValidationFailed
 from marketplace.core.pagination import LimitOffsetPagination
+from marketplace.jobs.idempotency import idempotent
 from marketplace.learnwares import selectors, services
 from marketplace.learnwares.choices import Kind, Modality, Task, Visibility
 from marketplace.learnwares.conf import zip_limits
@@ -107,8 +108,9 @@ class LearnwareListUploadApi(APIView):
 
     @extend_schema(request=UploadInputSerializer, responses={202: UploadOutputSerializer})
     def post(self, request: Request) -> Response:
-        lw, version, job = services.learnware_upload(user=request.user, data=_read_upload(request))
-        return _accepted(lw, version, job)
+        data = _read_upload(request)
+        return idempotent(request, scope="upload", fingerprint=hashlib.sha256(data).hexdigest(),
+                          create=lambda: _accepted(*services.learnware_upload(user=request.user, data=data)))
 
 
 class LearnwareDetailApi(APIView):
@@ -162,8 +164,9 @@ class VersionListUploadApi(APIView):
     @extend_schema(request=UploadInputSerializer, responses={202: UploadOutputSerializer})
     def post(self, request: Request, learnware_id: int) -> Response:
         lw = selectors.learnware_get(user=request.user, learnware_id=learnware_id)
-        lw, version, job = services.learnware_upload(user=request.user, data=_read_upload(request), learnware=lw)
-        return _accepted(lw, version, job)
+        data = _read_upload(request)
+        return idempotent(request, scope=f"upload:{learnware_id}", fingerprint=hashlib.sha256(data).hexdigest(),
+                          create=lambda: _accepted(*services.learnware_upload(user=request.user, data=data, learnware=lw)))
 
 
 class VersionDetailApi(APIView):

@@ -275,3 +275,55 @@ LOGGING = {
     # faiss logs every CPU-feature probe at INFO on each import.
     "loggers": {"faiss.loader": {"level": "WARNING"}},
 }
+
+# --- Reliability: timeouts, durable dispatch, fail-open caches (docs/operations.md) ----------
+# Every network call has a deadline, so one hanging dependency cannot stall every request.
+LWM_DB_CONNECT_TIMEOUT = env_int("LWM_DB_CONNECT_TIMEOUT", 3, minimum=1)  # seconds
+# Web requests' statements are cut after this (0: none); workers use LWM_WORKER_DB_STATEMENT_TIMEOUT_MS.
+LWM_DB_STATEMENT_TIMEOUT_MS = env_int("LWM_DB_STATEMENT_TIMEOUT_MS", 30_000, minimum=0)
+LWM_WORKER_DB_STATEMENT_TIMEOUT_MS = env_int("LWM_WORKER_DB_STATEMENT_TIMEOUT_MS", 0, minimum=0)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = LWM_DB_CONNECT_TIMEOUT
+LWM_S3_CONNECT_TIMEOUT = env_float("LWM_S3_CONNECT_TIMEOUT", 2.0, minimum=0.1)
+LWM_S3_READ_TIMEOUT = env_float("LWM_S3_READ_TIMEOUT", 10.0, minimum=0.1)
+LWM_S3_MAX_ATTEMPTS = env_int("LWM_S3_MAX_ATTEMPTS", 2, minimum=1)  # botocore's own retries, first try included
+
+
+def _s3_client_config() -> object:
+    from botocore.config import Config
+
+    return Config(connect_timeout=LWM_S3_CONNECT_TIMEOUT, read_timeout=LWM_S3_READ_TIMEOUT,
+                  retries={"max_attempts": LWM_S3_MAX_ATTEMPTS, "mode": "standard"}, s3={"addressing_style": "path"})
+
+
+AWS_S3_CLIENT_CONFIG = _s3_client_config()  # used by every S3Storage without its own client_config
+# Publishing a task gives up after this long (the job row stays the outbox: the dispatcher re-sends it).
+LWM_BROKER_PUBLISH_TIMEOUT = env_float("LWM_BROKER_PUBLISH_TIMEOUT", 1.5, minimum=0.1)
+CELERY_BROKER_CONNECTION_TIMEOUT = LWM_BROKER_PUBLISH_TIMEOUT
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS.update(
+        socket_connect_timeout=LWM_BROKER_PUBLISH_TIMEOUT, socket_timeout=max(5.0, LWM_BROKER_PUBLISH_TIMEOUT)
+    )
+# A pending job not sent this long after it was created (or sent this long ago and still pending) is sent again.
+LWM_JOB_DISPATCH_GRACE_SECONDS = env_float("LWM_JOB_DISPATCH_GRACE_SECONDS", 10.0, minimum=0.0)
+LWM_JOB_REDISPATCH_SECONDS = env_float("LWM_JOB_REDISPATCH_SECONDS", 600.0, minimum=1.0)
+# Transient failures (storage, database, broker, worker disk) are retried this many times with backoff.
+LWM_JOB_TRANSIENT_RETRIES = env_int("LWM_JOB_TRANSIENT_RETRIES", 4, minimum=0)
+LWM_JOB_RETRY_BACKOFF_SECONDS = env_float("LWM_JOB_RETRY_BACKOFF_SECONDS", 5.0, minimum=0.0)
+LWM_JOB_RETRY_BACKOFF_MAX_SECONDS = env_float("LWM_JOB_RETRY_BACKOFF_MAX_SECONDS", 300.0, minimum=0.0)
+# Sent with every 503 so clients know when to try again.
+LWM_RETRY_AFTER_SECONDS = env_int("LWM_RETRY_AFTER_SECONDS", 5, minimum=1)
+# Each /healthz, /readyz probe part gives up after this long (the whole answer stays under 2 s).
+LWM_HEALTH_CHECK_TIMEOUT = env_float("LWM_HEALTH_CHECK_TIMEOUT", 1.5, minimum=0.1)
+# Anonymous /healthz callers see status only; staff or this token (X-Health-Token) see the details.
+LWM_HEALTH_TOKEN = env_secret("LWM_HEALTH_TOKEN", "") or ""
+LWM_CACHE_TIMEOUT_SECONDS = env_float("LWM_CACHE_TIMEOUT_SECONDS", 0.5, minimum=0.05)
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    # Throttles and caches fail open (logged) when Redis is down: see marketplace.core.cache.
+    CACHES["default"]["BACKEND"] = "marketplace.core.cache.FailOpenRedisCache"
+    CACHES["default"]["OPTIONS"] = {
+        "socket_connect_timeout": LWM_CACHE_TIMEOUT_SECONDS, "socket_timeout": LWM_CACHE_TIMEOUT_SECONDS,
+    }
+CELERY_BEAT_SCHEDULE["dispatch-pending-jobs"] = {"task": "maintenance.dispatch_pending_jobs", "schedule": 15.0}
+CELERY_BEAT_SCHEDULE["check-consistency"] = {"task": "maintenance.check_consistency", "schedule": 300.0}
+MIDDLEWARE.append("marketplace.core.middleware.ServiceUnavailableMiddleware")  # infrastructure errors -> 503

@@ -21,6 +21,7 @@ from rest_framework.views import APIView
 
 from marketplace.core.exceptions import Conflict, NotFound
 from marketplace.jobs.apis import JobOutputSerializer
+from marketplace.jobs.idempotency import idempotent
 from marketplace.learnwares.choices import Modality, Task
 from marketplace.submissions.choices import AssemblyMethod, DataFormat
 from marketplace.submissions.models import Submission
@@ -191,15 +192,20 @@ class SubmissionListCreateApi(ListAPIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        submission = submission_create(
-            owner=request.user, data_format=v["data_format"], data=v.get("data"),
-            rkme_json=json.dumps(v["rkme"]) if "rkme" in v else None, labelled=v.get("labelled"),
-            labelled_format=v.get("labelled_format", ""), requirements=v["requirements"],
-            modality=v["modality"], task=v["task"], name=v["name"],
-        )
-        submission = Submission.objects.select_related("job", "feature_space").get(id=submission.id)
-        body = {"submission": SubmissionOutputSerializer(submission).data, "job": JobOutputSerializer(submission.job).data}
-        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+        def create() -> Response:
+            submission = submission_create(
+                owner=request.user, data_format=v["data_format"], data=v.get("data"),
+                rkme_json=json.dumps(v["rkme"]) if "rkme" in v else None, labelled=v.get("labelled"),
+                labelled_format=v.get("labelled_format", ""), requirements=v["requirements"],
+                modality=v["modality"], task=v["task"], name=v["name"],
+            )
+            submission = Submission.objects.select_related("job", "feature_space").get(id=submission.id)
+            body = {"submission": SubmissionOutputSerializer(submission).data, "job": JobOutputSerializer(submission.job).data}
+            return Response(body, status=status.HTTP_202_ACCEPTED)
+
+        # A retried POST with the same Idempotency-Key replays the first answer: never a second submission.
+        return idempotent(request, scope="submission", create=create)
 
 
 def _get_or_404(submission_id: uuid.UUID, user: Any) -> Submission:

@@ -102,6 +102,14 @@ def test_a_post_is_not_retried_after_a_502_the_server_may_have_acted_on(server):
     assert len(server.requests) == 1
 
 
+def test_a_post_with_an_idempotency_key_is_retried_after_a_502_with_the_same_key(server):
+    server.push(502, b"bad gateway").push(503, err("service:unavailable", part="storage"), Retry_After="3").push(202, {"job": "j"})
+    sleeps: list[float] = []
+    assert transport(server.url, sleeps).json("POST", "learnwares/", idempotency_key="k-1") == {"job": "j"}
+    assert [h["Idempotency-Key"] for _, _, h in server.requests] == ["k-1", "k-1", "k-1"]
+    assert len(sleeps) == 2 and sleeps[1] == 3.0  # the 503's Retry-After is honoured
+
+
 def test_connection_refused_is_retried_then_transient():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

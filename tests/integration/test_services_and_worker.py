@@ -41,7 +41,9 @@ def test_a_file_written_through_s3_storage_is_read_back_with_a_fresh_client(s3_s
     assert type(storages["default"]).__name__ == "S3Storage"
 
 
-def test_healthz_reports_every_part_and_a_stopped_worker_as_down(own_worker, s3_storage, client):
+def test_healthz_reports_every_part_and_a_stopped_worker_as_down(own_worker, s3_storage, client, settings):
+    settings.LWM_HEALTH_TOKEN = "health-token"  # the details are for staff or the token holder
+    client.defaults["HTTP_X_HEALTH_TOKEN"] = "health-token"
     own_worker.start()
     healthy = client.get("/healthz")
     body = healthy.json()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from marketplace.jobs.consistency import consistency_check
 from marketplace.jobs.models import Job
-from marketplace.jobs.services import jobs_reap_stale, jobs_recover_stale
+from marketplace.jobs.services import jobs_dispatch_pending, jobs_reap_stale, jobs_recover_stale
 from workers.base import JobTask, Report
 from workers.celery import app
 
@@ -30,3 +31,15 @@ def reap_stale_jobs() -> dict[str, int]:
     counts = jobs_recover_stale()
     counts["reaped"] = jobs_reap_stale()
     return counts
+
+
+@app.task(name="maintenance.dispatch_pending_jobs", queue="default", soft_time_limit=60, time_limit=90)
+def dispatch_pending_jobs() -> dict[str, int]:
+    """Send the pending jobs the broker never got (beat's copy of the workers' dispatcher)."""
+    return {"sent": jobs_dispatch_pending()}
+
+
+@app.task(name="maintenance.check_consistency", queue="default", soft_time_limit=600, time_limit=660)
+def check_consistency() -> dict[str, int]:
+    """Repair and report drift between jobs, versions and stored files (``manage.py check_consistency``)."""
+    return consistency_check(repair=True).counts()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from typing import Any
 
 from django.core.files.base import ContentFile
@@ -23,6 +24,8 @@ from marketplace.learnwares.packages import Package, package_inspect
 from marketplace.learnwares.packages.zipsafe import ZipLimits
 from marketplace.learnwares.services.audit import audit_record
 from marketplace.learnwares.services.spaces import base_model_for
+
+logger = logging.getLogger(__name__)
 
 CARD_FIELDS = ("description", "tags", "license")
 
@@ -74,6 +77,13 @@ def _adapter_config(package: Package) -> dict[str, Any] | None:
     return json.loads(raw) if raw else None
 
 
+def _delete_quietly(version: LearnwareVersion) -> None:
+    try:
+        version.package.storage.delete(version.package.name)
+    except Exception:  # noqa: BLE001 - storage down: check_consistency removes the orphan later
+        logger.warning("cannot delete the orphaned package %s", version.package.name, exc_info=True)
+
+
 def learnware_upload(*, user: Any, data: bytes, learnware: Learnware | None = None) -> tuple[Learnware, LearnwareVersion, Job]:
     """Check a package, store it and enqueue its publish job; a known name makes a new version.
 
@@ -91,8 +101,10 @@ def learnware_upload(*, user: Any, data: bytes, learnware: Learnware | None = No
     package = package_inspect(data, limits=ZipLimits(**zip_limits()))
     sha = hashlib.sha256(data).hexdigest()
     stored: list[LearnwareVersion] = []
+    committed: list[bool] = []
     try:
         with transaction.atomic():
+            transaction.on_commit(lambda: committed.append(True))  # runs before the dispatch below
             lw = _learnware_for(user, package.manifest, package, learnware)
             number = (lw.versions.aggregate(n=Max("number"))["n"] or 0) + 1
             version = LearnwareVersion(
@@ -108,8 +120,9 @@ def learnware_upload(*, user: Any, data: bytes, learnware: Learnware | None = No
             audit_record(action="version.uploaded", actor=user, version=version, sha256=sha, size=len(data))
             job_enqueue(job=job, task_name="publish.run", args=[version.id], queue="compute")
     except BaseException:
-        for version in stored:  # the rows rolled back: the file must go too
-            version.package.storage.delete(version.package.name)
+        if not committed:  # the rows rolled back: the file must go too (after a commit it stays)
+            for version in stored:
+                _delete_quietly(version)
         raise
     return lw, version, job
 

@@ -79,3 +79,39 @@ def version_complete(*, version: LearnwareVersion) -> str:
     if version.status == VersionStatus.PUBLISHED:
         index_add(specification=version.specification)
     return version.status
+
+
+NON_FINAL_VERSION_STATES = (VersionStatus.UPLOADED, VersionStatus.VALIDATING)
+
+
+def version_follow_job(job: Any) -> None:
+    """Finalizer of publish jobs (runs inside ``job_finish``'s transaction): a version whose job
+    failed, was rejected or cancelled is rejected with the job's reason, never left validating.
+
+    The package is deleted after the commit; if storage is down then, the row keeps pointing at
+    the file and ``check_consistency`` deletes it later (never a row pointing at nothing).
+    """
+    from marketplace.jobs.choices import JobStatus
+
+    if job.status == JobStatus.SUCCEEDED:
+        return
+    error = job.error or {"code": f"job:app:{job.status}", "message": job.message}
+    if job.status == JobStatus.CANCELLED:
+        error = {"code": "publish:user:cancelled", "message": job.message or "cancelled by the user"}
+    reason = {"code": error.get("code", "job:app:failed"), "message": error.get("message", ""), "details": error.get("details") or {}}
+    for version in LearnwareVersion.objects.select_for_update().filter(job_id=job.id, status__in=NON_FINAL_VERSION_STATES):
+        if _transition(version, NON_FINAL_VERSION_STATES, VersionStatus.REJECTED, rejection_reasons=[reason]):
+            audit_record(action="version.rejected", version=version, reasons=[reason])
+            transaction.on_commit(lambda v=version: version_file_delete_quietly(version=v))
+
+
+def version_file_delete_quietly(*, version: LearnwareVersion) -> bool:
+    """Delete a final version's package; on a storage error leave the row pointing at it (retried later)."""
+    import logging
+
+    try:
+        version_file_delete(version=version)
+    except Exception:  # noqa: BLE001 - storage down: check_consistency deletes it once storage is back
+        logging.getLogger(__name__).warning("version %s: cannot delete its package now", version.id, exc_info=True)
+        return False
+    return True
