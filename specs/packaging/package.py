@@ -22,7 +22,7 @@ from specs.packaging.errors import reject
 from specs.packaging.manifest import MANIFEST_NAME, parse_manifest
 from specs.packaging.zipsafe import ZipLimits, read_zip
 
-MODEL_FILES = {"model.pt": "torchscript", "model.pt2": "torch_export"}
+MODEL_FILES = {"model.pt": "torchscript", "model.pt2": "torch_export", "model.onnx": "onnx"}
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 RKME_NAME = "rkme.json"
 SAMPLE_FILES = {"sample.csv": "csv", "sample.npz": "npz", "sample.jsonl": "jsonl"}
@@ -114,9 +114,15 @@ def _artifact(manifest: dict[str, Any], files: dict[str, bytes]) -> tuple[str, d
         return "peft_lora", adapter
     present = [n for n in MODEL_FILES if n in files]
     if len(present) != 1:
-        raise reject("artifact-missing", "a model package needs exactly one of model.pt (TorchScript) or model.pt2 (torch.export)", "model.pt")
+        raise reject("artifact-missing", "a model package needs exactly one of model.pt (TorchScript), model.pt2 (torch.export) "
+                                         "or model.onnx (ONNX)", "model.pt")
     name = present[0]
-    check_torch_zip(name, files[name], MODEL_FILES[name])
+    if MODEL_FILES[name] == "onnx":
+        from specs.packaging.onnx_checks import check_onnx  # imports onnx: only for ONNX packages
+
+        check_onnx(name, files[name], manifest)
+    else:
+        check_torch_zip(name, files[name], MODEL_FILES[name])
     return MODEL_FILES[name], {name: files[name]}
 
 
@@ -147,7 +153,7 @@ def package_inspect(data: bytes, *, limits: ZipLimits | None = None, require_spe
     files = read_zip(data, limits)
     for name in files:
         if name.lower().endswith(PICKLE_SUFFIXES):
-            raise reject("pickle-artifact", f"{name}: pickle-based files are refused (use TorchScript, torch.export or safetensors)", name)
+            raise reject("pickle-artifact", f"{name}: pickle-based files are refused (use TorchScript, torch.export, ONNX or safetensors)", name)
     if MANIFEST_NAME not in files:
         raise reject("manifest-missing", f"the package has no {MANIFEST_NAME} at its root", MANIFEST_NAME)
     manifest = parse_manifest(files[MANIFEST_NAME])

@@ -22,7 +22,7 @@ from specs.exceptions import SpecError
 from specs.images import rows_as_images
 from workers.sandbox.runner import SandboxError, SandboxUnavailable, run_model
 
-MODEL_SUFFIXES = {".pt": "torchscript", ".pt2": "torch_export"}
+MODEL_SUFFIXES = {".pt": "torchscript", ".pt2": "torch_export", ".onnx": "onnx"}
 ADAPTER_WEIGHTS, ADAPTER_CONFIG = "adapter_model.safetensors", "adapter_config.json"
 
 
@@ -84,7 +84,7 @@ def model_artifact(files: dict[str, bytes], manifest: dict[str, Any]) -> tuple[s
         for suffix, kind in MODEL_SUFFIXES.items():
             if name.endswith(suffix):
                 return name, kind
-    raise ApplicationError(f"no model artifact (.pt/.pt2) in the package (files: {sorted(files)[:10]})",
+    raise ApplicationError(f"no model artifact (.pt/.pt2/.onnx) in the package (files: {sorted(files)[:10]})",
                            code="submission:app:no-artifact", http_status=500)
 
 

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
-KINDS = ("torchscript", "torch_export", "peft_lora")
+KINDS = ("torchscript", "torch_export", "peft_lora", "onnx")
 
 
 @dataclass(frozen=True)
@@ -172,7 +172,8 @@ def run_model(
 ) -> np.ndarray:
     """Run ``artifact`` on ``inputs`` in the sandbox and return its output array.
 
-    ``artifact`` is a file path or bytes (TorchScript ``.pt`` / torch.export ``.pt2``),
+    ``artifact`` is a file path or bytes (TorchScript ``.pt`` / torch.export ``.pt2`` / ONNX
+    ``.onnx``, run by ONNX Runtime with one thread: ``specs.packaging.onnx_run``),
     or, for ``kind="peft_lora"``, a folder or ``{file name: bytes}`` with
     ``adapter_config.json`` and ``adapter_model.safetensors``; then ``inputs`` is an
     array of str and the output is the base model's mean-pooled, L2-normalised

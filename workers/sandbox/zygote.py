@@ -94,6 +94,10 @@ def _execute(req: dict[str, Any]) -> np.ndarray:
     with torch.no_grad():
         if req["kind"] == "peft_lora":
             return _run_adapter(req, inputs)
+        if req["kind"] == "onnx":
+            from specs.packaging.onnx_run import load_onnx  # imported by _preload, before the uid drop
+
+            return load_onnx((workdir / "artifact").read_bytes())(inputs)
         if req["kind"] == "torchscript":
             model = torch.jit.load(str(workdir / "artifact"), map_location="cpu")
         elif req["kind"] == "torch_export":
@@ -157,6 +161,8 @@ def _kill_group(pid: int) -> None:
 def _preload(req: dict[str, Any]) -> None:
     if req["kind"] == "torch_export" and "torch_export" not in _WARM:
         _warm_export()
+    if req["kind"] == "onnx" and "onnx" not in _WARM:
+        _warm_onnx()
     path = req.get("base_model_path")
     if req["kind"] == "peft_lora" and path and path not in _BASES:
         import peft  # noqa: F401 - children drop to an unprivileged uid that may not read site-packages
@@ -176,6 +182,18 @@ def _warm_export() -> None:
     buffer.seek(0)
     torch.export.load(buffer)
     _WARM.add("torch_export")
+
+
+def _warm_onnx() -> None:
+    """Import ONNX Runtime and onnx here (children may not read site-packages after the uid drop);
+    no session is kept, so no runtime thread exists when children fork."""
+    import onnx.checker  # noqa: F401
+    import onnx.defs  # noqa: F401
+    import onnxruntime  # noqa: F401
+
+    from specs.packaging import onnx_run  # noqa: F401
+
+    _WARM.add("onnx")
 
 
 def _tiny_script() -> io.BytesIO:

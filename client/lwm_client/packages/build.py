@@ -54,15 +54,17 @@ def build_package(
 ) -> bytes:
     """Assemble ``learnware.yaml`` + artifact + (``rkme.json`` or a sample) into a zip.
 
-    ``model``: TorchScript (``torch.jit.save``) or torch.export (``torch.export.save``,
-    ``model_format="torch_export"``) bytes or a path. ``adapter``: a PEFT folder or its two files.
+    ``model``: TorchScript (``torch.jit.save``), torch.export (``torch.export.save``,
+    ``model_format="torch_export"``) or ONNX (``model_format="onnx"``) bytes or a path. ``adapter``: a PEFT folder or its two files.
     ``sample``: file name -> content, e.g. ``{"sample.csv": csv_sample(columns, X)}``.
     """
     files: dict[str, bytes | str] = {"learnware.yaml": yaml.safe_dump(dict(manifest), sort_keys=False)}
     if (model is None) == (adapter is None):
         raise PackageError("give exactly one of model and adapter", code="package:user:artifact")
     if model is not None:
-        name = "model.pt" if model_format == "torchscript" else "model.pt2"
+        name = {"torchscript": "model.pt", "torch_export": "model.pt2", "onnx": "model.onnx"}.get(model_format)
+        if name is None:
+            raise PackageError(f"model_format must be torchscript, torch_export or onnx, got {model_format!r}", code="package:user:artifact")
         files[name] = Path(model).read_bytes() if isinstance(model, (str, Path)) else model
     if adapter is not None:
         if isinstance(adapter, (str, Path)):
