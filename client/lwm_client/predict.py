@@ -1,7 +1,8 @@
 """Load a downloaded package and predict, on this machine, without ever unpickling.
 
 Models are TorchScript (``torch.jit.load``) or torch.export (``torch.export.load``)
-archives; the format is checked (the same check as the upload's) before loading. An
+archives, or ONNX run by ONNX Runtime (``specs.packaging.onnx_run``); the format is
+checked (the same check as the upload's) before loading. An
 assembly package (``recipe.json`` + ``assembly.lwa``, built by a submission) is run
 with ``specs.assembly``; every member's bytes are checked against the recipe's sha256. An
 image assembly (``transform.image`` in the recipe) takes images: its members get the pixels
@@ -29,10 +30,14 @@ RECIPE_FORMAT = "lwm-assembly-recipe"
 
 
 def load_model(raw: bytes, fmt: str) -> Any:
-    """A callable torch module from TorchScript or torch.export bytes; anything else is refused."""
-    name = {"torchscript": "model.pt", "torch_export": "model.pt2"}.get(fmt)
+    """A callable model from TorchScript / torch.export bytes (a torch module) or ONNX bytes
+    (a :class:`specs.packaging.onnx_run.OnnxModel`, run by ONNX Runtime); anything else is refused."""
+    name = {"torchscript": "model.pt", "torch_export": "model.pt2", "onnx": "model.onnx"}.get(fmt)
     if name is None:
-        raise UnsafeArtifactError(f"artifact format {fmt!r} cannot be loaded (only torchscript and torch_export)", code="predict:user:format")
+        raise UnsafeArtifactError(f"artifact format {fmt!r} cannot be loaded (only torchscript, torch_export and onnx)",
+                                  code="predict:user:format")
+    if fmt == "onnx":
+        return _load_onnx(raw)
     try:
         check_torch_zip(name, raw, fmt)
     except Exception as exc:  # noqa: BLE001 - re-raised with the meaning "unsafe", keeping the check's message
@@ -44,6 +49,18 @@ def load_model(raw: bytes, fmt: str) -> Any:
     return torch.export.load(io.BytesIO(raw)).module()
 
 
+def _load_onnx(raw: bytes) -> Any:
+    from specs.packaging.errors import InvalidPackageError
+    from specs.packaging.onnx_run import load_onnx
+
+    try:
+        return load_onnx(raw)
+    except ImportError:
+        raise UnsafeArtifactError("this package's model is ONNX: pip install onnxruntime onnx", code="predict:user:missing-onnxruntime") from None
+    except InvalidPackageError as exc:
+        raise UnsafeArtifactError(exc.message, code="predict:user:unsafe-artifact") from None
+
+
 def probabilities(raw: np.ndarray) -> np.ndarray:
     """Rows of class scores as probabilities: kept if they already are, else a softmax."""
     if (raw >= 0).all() and np.allclose(raw.sum(axis=1), 1.0, atol=1e-4):
@@ -53,6 +70,10 @@ def probabilities(raw: np.ndarray) -> np.ndarray:
 
 
 def _run(model: Any, X: np.ndarray) -> np.ndarray:
+    from specs.packaging.onnx_run import OnnxModel
+
+    if isinstance(model, OnnxModel):
+        return np.asarray(model(np.ascontiguousarray(X, dtype=np.float32)), dtype=np.float64)
     import torch
 
     with torch.no_grad():

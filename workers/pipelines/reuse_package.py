@@ -30,6 +30,7 @@ import yaml
 from marketplace.submissions.services import submission_package_save
 from specs.assembly import Assembly
 from specs.images import image_rows, rows_as_images
+from specs.packaging.onnx_run import OnnxModel, load_onnx
 from workers.base import Report
 from workers.pipelines import reuse_methods as methods
 from workers.pipelines.reuse_context import ImageSpaceTransform, ReuseContext, SpaceTransform
@@ -125,8 +126,21 @@ def member_inputs(X: np.ndarray, entry: dict[str, Any]) -> np.ndarray:
     return np.ascontiguousarray(rows_as_images(X32, shape)) if shape else X32
 
 
+def _member_model(raw: bytes, fmt: str) -> Any:
+    """A member's model: TorchScript through ``torch.jit.load``, ONNX through ONNX Runtime (one thread)."""
+    if fmt == "onnx":
+        return load_onnx(raw)
+    return torch.jit.load(io.BytesIO(raw), map_location="cpu").eval()
+
+
+def _member_run(model: Any, X32: np.ndarray) -> np.ndarray:
+    if isinstance(model, OnnxModel):
+        return np.asarray(model(X32), dtype=np.float64)
+    return model(torch.from_numpy(X32)).double().numpy()
+
+
 class PackagePredictor:
-    """Predict with a package built by :func:`run` (TorchScript members run in this process:
+    """Predict with a package built by :func:`run` (TorchScript and ONNX members run in this process:
     this is the user's side, on their machine, with the artifacts the market checked)."""
 
     def __init__(self, files: dict[str, bytes]) -> None:
@@ -151,7 +165,7 @@ class PackagePredictor:
             raw = files[entry["artifact"]["path"]]
             if _sha(raw) != entry["artifact"]["sha256"]:
                 raise ValueError(f"{entry['artifact']['path']} does not match its sha256")
-            self.members.append((torch.jit.load(io.BytesIO(raw), map_location="cpu").eval(), entry))
+            self.members.append((_member_model(raw, entry["artifact"].get("format", "torchscript")), entry))
 
     @classmethod
     def from_bytes(cls, content: bytes) -> PackagePredictor:
@@ -163,7 +177,7 @@ class PackagePredictor:
         out = []
         with torch.no_grad():
             for model, entry in self.members:
-                raw = model(torch.from_numpy(member_inputs(X, entry))).double().numpy()
+                raw = _member_run(model, member_inputs(X, entry))
                 if self.recipe["task"] != "classification":
                     out.append(raw.reshape(raw.shape[0], -1)[:, 0])
                     continue
