@@ -215,7 +215,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--submission"), s.add_argument("-o", "--output", default=".")
     s.set_defaults(fn=cmd_download)
 
-    s = sub.add_parser("predict", help="predict with a downloaded package (TorchScript/torch.export only)")
+    s = sub.add_parser("predict", help="predict with a downloaded package (TorchScript, torch.export or ONNX)")
     s.add_argument("package"), s.add_argument("data"), s.add_argument("--proba", action="store_true")
     s.set_defaults(fn=cmd_predict)
     return p

@@ -288,7 +288,7 @@ class Client:
 
     @staticmethod
     def load(path: str | Path) -> Any:
-        """A :class:`~lwm_client.predict.Predictor` for a downloaded package (TorchScript/torch.export only)."""
+        """A :class:`~lwm_client.predict.Predictor` for a downloaded package (TorchScript, torch.export or ONNX)."""
         from lwm_client.predict import Predictor
 
         return Predictor.from_path(path)
