@@ -36,7 +36,7 @@ def test_sklearn_pipeline_package_predicts_as_the_pipeline():
     package = from_sklearn(model, columns=s.columns, sample=s.X_train, name="wine hgb", description="cultivars", tags=["wine"])
     manifest = _manifest(package)
     assert manifest["output"]["classes"] == sorted(om.WINE_CLASSES) and manifest["input"]["columns"] == s.columns
-    assert manifest["tags"] == ["wine"] and package_check(package).artifact_format == "onnx"
+    assert manifest["tags"] == ["wine"] and package_check(package, deep=True).artifact_format == "onnx"
     X = _held_out(s)
     predictor = Predictor.from_bytes(package)
     assert list(predictor.predict(X)) == list(model.predict(X))
