@@ -116,3 +116,14 @@ def test_class_names_other_than_the_labels_need_positional_labels():
     lgbm = om.lightgbm_classifier()
     package = from_lightgbm(lgbm, columns=s.columns, sample=s.X_train, name="renamed", classes=sorted(om.WINE_CLASSES))
     assert yaml.safe_load(package_check(package).manifest["name"]) == "renamed"
+
+
+def test_lightgbm_double_thresholds_decide_as_in_lightgbm_on_float32_rows():
+    """LightGBM splits at data values (doubles); rows equal to a split value must go the same way in ONNX."""
+    import lightgbm
+
+    s = om.diamonds()
+    model = lightgbm.LGBMRegressor(n_estimators=60, num_leaves=15, random_state=0, n_jobs=1, verbose=-1).fit(s.X_train, s.y_train)
+    package = from_lightgbm(model, columns=s.columns, sample=s.X_train[:300], name="diamond lgbm")
+    X = _held_out(s)
+    assert_allclose(Predictor.from_bytes(package).predict(X), model.predict(X), rtol=1e-4)

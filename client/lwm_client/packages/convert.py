@@ -198,6 +198,48 @@ def _gbdt_to_onnx(convert: Callable[..., Any], model: Any, n_features: int, labe
     return onx.SerializeToString()
 
 
+def _lightgbm_thresholds(model: Any) -> np.ndarray:
+    """Every ``<=`` split threshold of a LightGBM model, as the doubles LightGBM compares with."""
+    out: list[float] = []
+    stack = [info["tree_structure"] for info in model.booster_.dump_model()["tree_info"]]
+    while stack:
+        node = stack.pop()
+        if "split_index" in node:
+            if node.get("decision_type") == "<=":
+                out.append(float(node["threshold"]))
+            stack += [node["left_child"], node["right_child"]]
+    return np.asarray(out, dtype=np.float64)
+
+
+def floor_thresholds(onnx_bytes: bytes, thresholds: np.ndarray) -> bytes:
+    """Make float32 ``BRANCH_LEQ`` tree thresholds decide as the original double ones do.
+
+    A converter stores a double threshold t as the nearest float32 r; when r > t, a float32 input
+    x = r goes left in ONNX but right in the original (x > t). The largest float32 <= t gives
+    ``x <= it`` exactly when ``x <= t``, for every float32 x. Thresholds are matched by value;
+    a float32 value two thresholds round to from both sides is left as it is."""
+    import onnx
+
+    t = np.unique(thresholds)
+    r = t.astype(np.float32)
+    floor = np.where(r.astype(np.float64) > t, np.nextafter(r, np.float32(-np.inf)), r)
+    mapping: dict[float, float | None] = {}
+    for near, low in zip(r.tolist(), floor.tolist(), strict=True):
+        mapping[near] = low if mapping.get(near, low) == low else None
+    model = onnx.load_model_from_string(onnx_bytes)
+    for node in model.graph.node:
+        if node.op_type not in ("TreeEnsembleRegressor", "TreeEnsembleClassifier"):
+            continue
+        attrs = {a.name: a for a in node.attribute}
+        if "nodes_values" not in attrs or "nodes_modes" not in attrs:
+            continue
+        modes, values = list(attrs["nodes_modes"].strings), list(attrs["nodes_values"].floats)
+        fixed = [mapping.get(v) or v if m == b"BRANCH_LEQ" else v for m, v in zip(modes, values, strict=True)]
+        del attrs["nodes_values"].floats[:]
+        attrs["nodes_values"].floats.extend(fixed)
+    return model.SerializeToString()
+
+
 def _from_gbdt(kind: str, model: Any, columns: Sequence[str], sample: np.ndarray, name: str, classes: Sequence[Any] | None,
                description: str, license: str, rkme: Any, manifest: Mapping[str, Any]) -> bytes:
     onnxmltools = _need("onnxmltools", kind)
@@ -206,6 +248,8 @@ def _from_gbdt(kind: str, model: Any, columns: Sequence[str], sample: np.ndarray
     if type(model).__module__.split(".")[0] != kind:
         raise _not_convertible(_qualname(model), ValueError(f"from_{kind} takes a {kind} scikit-learn-API model"))
     onnx_bytes = _gbdt_to_onnx(convert, model, len(columns), _qualname(model))
+    if kind == "lightgbm":  # LightGBM splits on doubles; XGBoost's thresholds are float32 already
+        onnx_bytes = floor_thresholds(onnx_bytes, _lightgbm_thresholds(model))
     own = list(model.classes_) if _is_classifier(model) else None
     verify(onnx_bytes, _probe(sample), predict=model.predict, predict_proba=model.predict_proba if own else None, classes=own)
     names = None if own is None else list(classes) if classes is not None else [str(c) for c in own]
