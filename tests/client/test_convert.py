@@ -127,3 +127,22 @@ def test_lightgbm_double_thresholds_decide_as_in_lightgbm_on_float32_rows():
     package = from_lightgbm(model, columns=s.columns, sample=s.X_train[:300], name="diamond lgbm")
     X = _held_out(s)
     assert_allclose(Predictor.from_bytes(package).predict(X), model.predict(X), rtol=1e-4)
+
+
+def test_torch_image_model_package_takes_its_image_shape():
+    import torch
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = (digits.images[:64] / 16.0).astype(np.float32)[:, None]  # (n, 1, 8, 8) in [0, 1]
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(4 * 64, 10)).eval()
+    package = from_torch(net, torch.zeros(2, 1, 8, 8), shape=[1, 8, 8], sample=images, classes=[str(i) for i in range(10)],
+                         name="digits conv")
+    manifest = package_check(package).manifest
+    assert manifest["modality"] == "image" and manifest["input"] == {"shape": [1, 8, 8]}
+    assert package_check(package).sample_names == ["sample.npz"]
+    with torch.no_grad():
+        logits = net(torch.from_numpy(images)).double().numpy()
+    assert list(Predictor.from_bytes(package).predict(images)) == [str(i) for i in logits.argmax(1)]

@@ -149,3 +149,24 @@ def test_the_runner_starts_no_thread(tmp_path):
                          env=env, timeout=120, check=True).stdout.split()
     before, after = map(int, out)
     assert after == before
+
+
+def _image_graph(shape: list[int], k: int = 2) -> bytes:
+    from onnx import TensorProto, helper, numpy_helper
+
+    d = int(np.prod(shape))
+    W = numpy_helper.from_array(np.random.default_rng(0).normal(size=(d, k)).astype(np.float32), "W")
+    graph = helper.make_graph([helper.make_node("Flatten", ["x"], ["flat"]), helper.make_node("MatMul", ["flat", "W"], ["y"])],
+                              "image", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, *shape])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, k])], initializer=[W])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def test_an_image_model_must_take_the_manifest_shape():
+    manifest = {"kind": "model", "modality": "image", "task": "classification", "input": {"shape": [1, 8, 8]},
+                "output": {"classes": ["a", "b"], "dim": 2}}
+    check_onnx("model.onnx", _image_graph([1, 8, 8]), manifest)
+    for wrong in ([1, 8, 9], [3, 8, 8]):
+        with pytest.raises(InvalidPackageError) as err:
+            check_onnx("model.onnx", _image_graph(wrong), manifest)
+        assert err.value.code == "upload:user:onnx-input" and "input.shape" in err.value.message
