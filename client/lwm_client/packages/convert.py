@@ -17,7 +17,7 @@ Tree models are converted with double-precision inputs where the converter suppo
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,7 @@ from lwm_client.packages.build import build_package, csv_sample
 from lwm_client.packages.check import package_check
 
 PROBE_ROWS = 256
+TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}  # ai.onnx.ml 3: tree thresholds as double tensors
 ATOL = RTOL = 1e-5
 
 
@@ -71,6 +72,28 @@ def _unsupported_sklearn(model: Any) -> str | None:
         if type(part).__name__ not in composite and type(part) not in sklearn_operator_name_map:
             return _qualname(part)
     return None
+
+
+TREE_SCORES = {"TreeEnsembleRegressor": (0,), "TreeEnsembleClassifier": (1,)}  # outputs ONNX Runtime makes float
+
+
+def _cast_tree_scores(onnx_bytes: bytes) -> bytes:
+    """skl2onnx declares double scores for trees fed doubles; ONNX Runtime's tree kernels compare in double
+    (the thresholds are double tensors) but emit float scores: cast them to the declared double."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load_model_from_string(onnx_bytes)
+    nodes = []
+    for node in model.graph.node:
+        nodes.append(node)
+        for i in TREE_SCORES.get(node.op_type, ()) if node.domain == "ai.onnx.ml" else ():
+            declared = node.output[i]
+            node.output[i] = f"{declared}_float"
+            nodes.append(helper.make_node("Cast", [node.output[i]], [declared], to=TensorProto.DOUBLE, name=f"{declared}_to_double"))
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return model.SerializeToString()
 
 
 def _is_classifier(model: Any) -> bool:
@@ -133,8 +156,101 @@ def _table_package(onnx_bytes: bytes, *, columns: Sequence[str], classes: Sequen
     return package
 
 
-def sklearn_to_onnx(model: Any, n_features: int) -> bytes:
-    """ONNX bytes of a fitted scikit-learn estimator or pipeline (double inputs, plain probabilities)."""
+def _sklearn_splits(model: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(feature, threshold) of every split of the tree models inside a scikit-learn estimator or pipeline,
+    thresholds as the doubles scikit-learn compares with."""
+    feats: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    for part in _sklearn_parts(model):
+        trees = [part] if hasattr(part, "tree_") else list(np.ravel(getattr(part, "estimators_", [])))
+        for tree in trees:
+            if hasattr(tree, "tree_"):
+                inner = tree.tree_.children_left != -1
+                feats.append(tree.tree_.feature[inner])
+                values.append(tree.tree_.threshold[inner])
+        for iteration in getattr(part, "_predictors", []) or []:  # HistGradientBoosting*
+            for predictor in iteration:
+                inner = predictor.nodes["is_leaf"] == 0
+                feats.append(predictor.nodes["feature_idx"][inner])
+                values.append(predictor.nodes["num_threshold"][inner])
+    if not values:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    return np.concatenate(feats).astype(np.int64), np.concatenate(values).astype(np.float64)
+
+
+def _sklearn_thresholds(model: Any) -> np.ndarray:
+    return _sklearn_splits(model)[1]
+
+
+def _raw_thresholds(t: np.ndarray, mean: np.ndarray, scale: np.ndarray, cast32: bool) -> np.ndarray:
+    """For each standardised threshold t (of a feature with ``mean``/``scale``), the largest float32 x with
+    ``z(x) <= t``, z being scikit-learn's own arithmetic: ``(x - mean) / scale`` in double (then float32 for
+    its classic trees). z is monotone in x, so ``x <= that`` decides exactly as the pipeline does."""
+    def z(x: np.ndarray) -> np.ndarray:
+        out = (x.astype(np.float64) - mean) / scale
+        return out.astype(np.float32).astype(np.float64) if cast32 else out
+
+    c = (t * scale + mean).astype(np.float32)
+    for _ in range(64):
+        high = z(c) > t
+        if not high.any():
+            break
+        c[high] = np.nextafter(c[high], np.float32(-np.inf))
+    for _ in range(64):
+        up = np.nextafter(c, np.float32(np.inf))
+        fits = z(up) <= t
+        if not fits.any():
+            break
+        c[fits] = up[fits]
+    return c
+
+
+def _folded_scaler(model: Any, n_features: int, skl2onnx: Any) -> bytes | None:
+    """A pipeline StandardScaler -> tree model as ONNX trees on the raw columns, every threshold moved back
+    through the scaler (:func:`_raw_thresholds`): exact, where a float32 scaler before float32 trees is not.
+    None when the pipeline is not of that form."""
+    from skl2onnx.common.data_types import FloatTensorType
+
+    steps = getattr(model, "steps", None)
+    if not steps or len(steps) != 2 or type(steps[0][1]).__name__ != "StandardScaler":
+        return None
+    scaler, est = steps[0][1], steps[1][1]
+    f64, t64 = _sklearn_splits(est)
+    if not len(t64):
+        return None
+    options = {id(est): {"zipmap": False}} if _is_classifier(est) else None
+    raw = skl2onnx.convert_sklearn(est, initial_types=[("input", FloatTensorType([None, n_features]))], options=options,
+                                   target_opset=TARGET_OPSET).SerializeToString()
+    mean = scaler.mean_ if scaler.with_mean else np.zeros(n_features)
+    scale = scaler.scale_ if scaler.with_std else np.ones(n_features)
+    exact = {(int(f), float(np.float32(t))): float(t) for f, t in zip(f64, t64, strict=True)}  # ONNX keeps float32(t)
+    import onnx
+
+    proto = onnx.load_model_from_string(raw)
+    for node in proto.graph.node:
+        if node.op_type not in TREE_SCORES:
+            continue
+        attrs = {a.name: a for a in node.attribute}
+        modes, feats = list(attrs["nodes_modes"].strings), np.asarray(attrs["nodes_featureids"].ints)
+        values = np.asarray(attrs["nodes_values"].floats, dtype=np.float64)
+        split = np.array([m == b"BRANCH_LEQ" for m in modes])
+        t = np.array([exact.get((int(f), v), v) for f, v in zip(feats[split], values[split], strict=True)])
+        moved = values.copy()
+        moved[split] = _raw_thresholds(t, mean[feats[split]], scale[feats[split]], cast32=not hasattr(est, "_predictors"))
+        del attrs["nodes_values"].floats[:]
+        attrs["nodes_values"].floats.extend(moved.tolist())
+    return proto.SerializeToString()
+
+
+def sklearn_candidates(model: Any, n_features: int) -> Iterator[bytes]:
+    """ONNX forms of a fitted scikit-learn estimator or pipeline, most faithful first.
+
+    0. a StandardScaler -> trees pipeline folded into trees on the raw columns (:func:`_folded_scaler`);
+    1. float inputs with every tree threshold floored to float32 (:func:`floor_thresholds`): exact for
+       trees on the raw columns, which scikit-learn itself compares in float32 or at data values;
+    2. double inputs (ONNX Runtime's tree kernels still compare in float32): closer when a scaler or
+       another transform comes before the trees, as float32 arithmetic would move the scaled values.
+    A form ONNX Runtime cannot run is skipped; none at all raises ``package:user:not-convertible``."""
     skl2onnx = _need("skl2onnx", "sklearn")
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
 
@@ -144,15 +260,33 @@ def sklearn_to_onnx(model: Any, n_features: int) -> bytes:
     if missing:
         raise _not_convertible(missing)
     options = {id(model): {"zipmap": False}} if _is_classifier(model) else None  # ORT has no double ZipMap
-    last: Exception | None = None
-    for tensor in (DoubleTensorType, FloatTensorType):  # double keeps tree thresholds exact; not every converter has it
+    thresholds = _sklearn_thresholds(model)
+    produced, last = 0, None
+    try:
+        folded = _folded_scaler(model, n_features, skl2onnx)
+    except Exception as exc:  # noqa: BLE001 - the plain forms below still apply
+        folded, last = None, exc
+    if folded is not None:
+        produced += 1
+        yield folded
+    for tensor in (FloatTensorType, DoubleTensorType):
         try:
-            raw = skl2onnx.convert_sklearn(model, initial_types=[("input", tensor([None, n_features]))], options=options).SerializeToString()
-            load_onnx(raw)  # ONNX Runtime lacks double kernels of some ops (TreeEnsembleClassifier): then float
-            return raw
-        except Exception as exc:  # noqa: BLE001 - skl2onnx raises many types; the last one is reported
+            raw = skl2onnx.convert_sklearn(model, initial_types=[("input", tensor([None, n_features]))], options=options,
+                                           target_opset=TARGET_OPSET).SerializeToString()
+            raw = floor_thresholds(raw, thresholds) if tensor is FloatTensorType else _cast_tree_scores(raw)
+            load_onnx(raw)
+        except Exception as exc:  # noqa: BLE001 - skl2onnx and ONNX Runtime raise many types; the last one is reported
             last = exc
-    raise _not_convertible(_qualname(model), last)
+            continue
+        produced += 1
+        yield raw
+    if not produced:
+        raise _not_convertible(_qualname(model), last)
+
+
+def sklearn_to_onnx(model: Any, n_features: int) -> bytes:
+    """The first ONNX form of :func:`sklearn_candidates` (not verified against the model)."""
+    return next(iter(sklearn_candidates(model, n_features)))
 
 
 def from_sklearn(model: Any, *, columns: Sequence[str], sample: np.ndarray, name: str, classes: Sequence[Any] | None = None,
@@ -165,10 +299,17 @@ def from_sklearn(model: Any, *, columns: Sequence[str], sample: np.ndarray, name
     labels themselves). Extra keyword arguments (``tags``, ``visibility``...) go into the manifest.
     """
     columns = list(columns)
-    onnx_bytes = sklearn_to_onnx(model, len(columns))
     own = list(model.classes_) if _is_classifier(model) else None
-    verify(onnx_bytes, _probe(sample), predict=model.predict, predict_proba=getattr(model, "predict_proba", None) if own else None,
-           classes=own)
+    failure: PackageError | None = None
+    for onnx_bytes in sklearn_candidates(model, len(columns)):  # the first form that predicts as the model
+        try:
+            verify(onnx_bytes, _probe(sample), predict=model.predict,
+                   predict_proba=getattr(model, "predict_proba", None) if own else None, classes=own)
+            break
+        except PackageError as exc:
+            failure = failure or exc  # the most faithful form's difference is the one reported
+    else:
+        raise failure or _not_convertible(_qualname(model))
     names = None if own is None else list(classes) if classes is not None else [str(c) for c in own]
     if names is not None and len(names) != len(own or []):
         raise PackageError(f"classes lists {len(names)} names; the model has {len(own or [])} classes", code="package:user:classes")
