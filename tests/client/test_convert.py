@@ -157,3 +157,17 @@ def test_a_scaler_before_trees_is_folded_into_the_thresholds_exactly():
     package = from_sklearn(model, columns=s.columns, sample=s.X_train[:300], name="diamond hgb")
     X = _held_out(s)
     assert_allclose(Predictor.from_bytes(package).predict(X), model.predict(X), rtol=1e-4)
+
+
+def test_xgboost_classifier_on_positions_takes_class_names():
+    import xgboost
+
+    s = om.wine()
+    y = np.array([om.WINE_CLASSES.index(v) for v in s.y_train])  # XGBoost wants labels 0..k-1
+    model = xgboost.XGBClassifier(n_estimators=30, max_depth=3, n_jobs=1, random_state=0).fit(s.X_train, y)
+    package = from_xgboost(model, columns=s.columns, sample=s.X_train, name="wine xgb", classes=om.WINE_CLASSES)
+    assert _manifest(package)["output"]["classes"] == om.WINE_CLASSES
+    X = _held_out(s)
+    predictor = Predictor.from_bytes(package)
+    assert list(predictor.predict(X)) == list(np.asarray(om.WINE_CLASSES)[model.predict(X)])
+    assert_allclose(predictor.predict_proba(X), model.predict_proba(X), atol=1e-5)

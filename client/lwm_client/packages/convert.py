@@ -331,9 +331,10 @@ def _relabel(onnx_bytes: bytes, own: list[Any], names: list[str]) -> bytes:
 def _gbdt_to_onnx(convert: Callable[..., Any], model: Any, n_features: int, label: str) -> bytes:
     from onnxmltools.convert.common.data_types import FloatTensorType
 
+    # LightGBM's converter adds a ZipMap unless told not to; XGBoost's has no such option (plain tensors).
+    extra = {"zipmap": False} if _is_classifier(model) and type(model).__module__.startswith("lightgbm") else {}
     try:
-        onx = convert(model, initial_types=[("input", FloatTensorType([None, n_features]))], zipmap=False) \
-            if _is_classifier(model) else convert(model, initial_types=[("input", FloatTensorType([None, n_features]))])
+        onx = convert(model, initial_types=[("input", FloatTensorType([None, n_features]))], **extra)
     except Exception as exc:  # noqa: BLE001 - onnxmltools raises many types
         raise _not_convertible(label, exc) from None
     return onx.SerializeToString()
