@@ -171,3 +171,18 @@ def test_xgboost_classifier_on_positions_takes_class_names():
     predictor = Predictor.from_bytes(package)
     assert list(predictor.predict(X)) == list(np.asarray(om.WINE_CLASSES)[model.predict(X)])
     assert_allclose(predictor.predict_proba(X), model.predict_proba(X), atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_scaler_before_a_random_forest_is_folded_exactly(seed):
+    from sklearn.ensemble import RandomForestClassifier
+
+    s = om.diamonds()
+    labels = np.where(s.y_train > 3000, "dear", "cheap")
+    model = make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=30, max_depth=8, random_state=seed, n_jobs=1))
+    model.fit(s.X_train, labels)
+    package = from_sklearn(model, columns=s.columns, sample=s.X_train[:300], name="dear or cheap")
+    X = _held_out(s)
+    predictor = Predictor.from_bytes(package)
+    assert list(predictor.predict(X)) == list(model.predict(X))
+    assert_allclose(predictor.predict_proba(X), model.predict_proba(X), atol=1e-5)

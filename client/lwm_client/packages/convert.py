@@ -223,7 +223,13 @@ def _folded_scaler(model: Any, n_features: int, skl2onnx: Any) -> bytes | None:
                                    target_opset=TARGET_OPSET).SerializeToString()
     mean = scaler.mean_ if scaler.with_mean else np.zeros(n_features)
     scale = scaler.scale_ if scaler.with_std else np.ones(n_features)
-    exact = {(int(f), float(np.float32(t))): float(t) for f, t in zip(f64, t64, strict=True)}  # ONNX keeps float32(t)
+    # The double threshold of each ONNX split: scikit-learn's classic trees by (tree, node) id (skl2onnx writes
+    # tree i of estimators_, node ids as in tree_, thresholds it may round either way); HistGradientBoosting by
+    # (feature, float32 value), which is what skl2onnx stores for it.
+    trees = [est] if hasattr(est, "tree_") else list(np.ravel(getattr(est, "estimators_", [])))
+    by_id = {(i, n): float(tree.tree_.threshold[n]) for i, tree in enumerate(trees) if hasattr(tree, "tree_")
+             for n in np.flatnonzero(tree.tree_.children_left != -1)}
+    exact = {(int(f), float(np.float32(t))): float(t) for f, t in zip(f64, t64, strict=True)}
     import onnx
 
     proto = onnx.load_model_from_string(raw)
@@ -234,7 +240,10 @@ def _folded_scaler(model: Any, n_features: int, skl2onnx: Any) -> bytes | None:
         modes, feats = list(attrs["nodes_modes"].strings), np.asarray(attrs["nodes_featureids"].ints)
         values = np.asarray(attrs["nodes_values"].floats, dtype=np.float64)
         split = np.array([m == b"BRANCH_LEQ" for m in modes])
-        t = np.array([exact.get((int(f), v), v) for f, v in zip(feats[split], values[split], strict=True)])
+        ids = zip(attrs["nodes_treeids"].ints, attrs["nodes_nodeids"].ints, strict=True)
+        keys = [(int(i), int(n)) for (i, n), m in zip(ids, split, strict=True) if m]
+        t = np.array([by_id[k] if by_id else exact.get((int(f), v), v)
+                      for k, f, v in zip(keys, feats[split], values[split], strict=True)])
         moved = values.copy()
         moved[split] = _raw_thresholds(t, mean[feats[split]], scale[feats[split]], cast32=not hasattr(est, "_predictors"))
         del attrs["nodes_values"].floats[:]
