@@ -79,13 +79,18 @@ class OnnxModel:
         order = list(self.signature.labels or ())
         if role == "zipmap":
             keys = order if order else (sorted(out[0]) if len(out) else [])
-            return np.array([[row[k] for k in keys] for row in out], dtype=np.float32).reshape(len(out), len(keys))
+            out = np.array([[row[k] for k in keys] for row in out], dtype=np.float32).reshape(len(out), len(keys))
         if role == "labels":
             values = np.asarray(out).reshape(-1)
             if order:
                 position = {str(v): i for i, v in enumerate(order)}
                 return np.array([position.get(str(v), -1) for v in values.tolist()], dtype=np.int64)
             return values.astype(np.int64)
+        if role in ("proba", "zipmap"):
+            # Probabilities summed in float32 (a forest's average) can come out as -4e-7: zero such rounding, so
+            # that every reader keeps them as probabilities instead of treating them as scores (a softmax).
+            out = np.asarray(out)
+            return np.where((out < 0) & (out > -1e-5), np.zeros((), dtype=out.dtype), out)
         return np.asarray(out)
 
 
