@@ -93,14 +93,15 @@ def publish_times(n: int, user, log_dir: str) -> dict[str, list[float]]:
 
 def predict_times(rows: int) -> dict[str, float]:
     import lightgbm
-    from lwm_client.packages.convert import _gbdt_to_onnx, _lightgbm_thresholds, floor_thresholds
+    from lwm_client.packages.convert import _gbdt_to_onnx
+    from lwm_client.packages.onnx_trees import floor_thresholds, lightgbm_thresholds
     from onnxmltools import convert_lightgbm
 
     from specs.packaging.onnx_run import load_onnx
 
     columns, X, y = diamonds()
     model = lightgbm.LGBMRegressor(n_estimators=200, num_leaves=31, random_state=0, n_jobs=1, verbose=-1).fit(X[:20000], y[:20000])
-    onnx_model = load_onnx(floor_thresholds(_gbdt_to_onnx(convert_lightgbm, model, len(columns), "lgbm"), _lightgbm_thresholds(model)))
+    onnx_model = load_onnx(floor_thresholds(_gbdt_to_onnx(convert_lightgbm, model, len(columns), "lgbm"), lightgbm_thresholds(model)))
     batch = np.ascontiguousarray(X[20000:20000 + rows], dtype=np.float32)
     as64 = batch.astype(np.float64)
     assert np.allclose(onnx_model(batch).ravel(), model.predict(as64, num_threads=1), rtol=1e-4)

@@ -25,6 +25,16 @@ import numpy as np
 from lwm_client.errors import PackageError
 from lwm_client.packages.build import build_package, csv_sample
 from lwm_client.packages.check import package_check
+from lwm_client.packages.onnx_trees import (
+    TREE_SCORES,
+    cast_tree_scores,
+    floor_thresholds,
+    lightgbm_thresholds,
+    raw_thresholds,
+    sklearn_parts,
+    sklearn_splits,
+    sklearn_thresholds,
+)
 
 PROBE_ROWS = 256
 TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}  # ai.onnx.ml 3: tree thresholds as double tensors
@@ -51,49 +61,14 @@ def _qualname(obj: Any) -> str:
     return f"{type(obj).__module__}.{type(obj).__name__}"
 
 
-def _sklearn_parts(model: Any) -> list[Any]:
-    """The estimator and every estimator nested in it (pipelines, column transformers, unions)."""
-    parts = [model]
-    for _, step in getattr(model, "steps", []) or []:
-        parts += _sklearn_parts(step)
-    for entry in getattr(model, "transformers", []) or []:
-        if len(entry) >= 2 and not isinstance(entry[1], str):
-            parts += _sklearn_parts(entry[1])
-    for _, step in getattr(model, "transformer_list", []) or []:
-        parts += _sklearn_parts(step)
-    return parts
-
-
 def _unsupported_sklearn(model: Any) -> str | None:
     from skl2onnx._supported_operators import sklearn_operator_name_map
 
     composite = ("Pipeline", "ColumnTransformer", "FeatureUnion")
-    for part in _sklearn_parts(model):
+    for part in sklearn_parts(model):
         if type(part).__name__ not in composite and type(part) not in sklearn_operator_name_map:
             return _qualname(part)
     return None
-
-
-TREE_SCORES = {"TreeEnsembleRegressor": (0,), "TreeEnsembleClassifier": (1,)}  # outputs ONNX Runtime makes float
-
-
-def _cast_tree_scores(onnx_bytes: bytes) -> bytes:
-    """skl2onnx declares double scores for trees fed doubles; ONNX Runtime's tree kernels compare in double
-    (the thresholds are double tensors) but emit float scores: cast them to the declared double."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    model = onnx.load_model_from_string(onnx_bytes)
-    nodes = []
-    for node in model.graph.node:
-        nodes.append(node)
-        for i in TREE_SCORES.get(node.op_type, ()) if node.domain == "ai.onnx.ml" else ():
-            declared = node.output[i]
-            node.output[i] = f"{declared}_float"
-            nodes.append(helper.make_node("Cast", [node.output[i]], [declared], to=TensorProto.DOUBLE, name=f"{declared}_to_double"))
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
-    return model.SerializeToString()
 
 
 def _is_classifier(model: Any) -> bool:
@@ -156,58 +131,9 @@ def _table_package(onnx_bytes: bytes, *, columns: Sequence[str], classes: Sequen
     return package
 
 
-def _sklearn_splits(model: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(feature, threshold) of every split of the tree models inside a scikit-learn estimator or pipeline,
-    thresholds as the doubles scikit-learn compares with."""
-    feats: list[np.ndarray] = []
-    values: list[np.ndarray] = []
-    for part in _sklearn_parts(model):
-        trees = [part] if hasattr(part, "tree_") else list(np.ravel(getattr(part, "estimators_", [])))
-        for tree in trees:
-            if hasattr(tree, "tree_"):
-                inner = tree.tree_.children_left != -1
-                feats.append(tree.tree_.feature[inner])
-                values.append(tree.tree_.threshold[inner])
-        for iteration in getattr(part, "_predictors", []) or []:  # HistGradientBoosting*
-            for predictor in iteration:
-                inner = predictor.nodes["is_leaf"] == 0
-                feats.append(predictor.nodes["feature_idx"][inner])
-                values.append(predictor.nodes["num_threshold"][inner])
-    if not values:
-        return np.zeros(0, dtype=np.int64), np.zeros(0)
-    return np.concatenate(feats).astype(np.int64), np.concatenate(values).astype(np.float64)
-
-
-def _sklearn_thresholds(model: Any) -> np.ndarray:
-    return _sklearn_splits(model)[1]
-
-
-def _raw_thresholds(t: np.ndarray, mean: np.ndarray, scale: np.ndarray, cast32: bool) -> np.ndarray:
-    """For each standardised threshold t (of a feature with ``mean``/``scale``), the largest float32 x with
-    ``z(x) <= t``, z being scikit-learn's own arithmetic: ``(x - mean) / scale`` in double (then float32 for
-    its classic trees). z is monotone in x, so ``x <= that`` decides exactly as the pipeline does."""
-    def z(x: np.ndarray) -> np.ndarray:
-        out = (x.astype(np.float64) - mean) / scale
-        return out.astype(np.float32).astype(np.float64) if cast32 else out
-
-    c = (t * scale + mean).astype(np.float32)
-    for _ in range(64):
-        high = z(c) > t
-        if not high.any():
-            break
-        c[high] = np.nextafter(c[high], np.float32(-np.inf))
-    for _ in range(64):
-        up = np.nextafter(c, np.float32(np.inf))
-        fits = z(up) <= t
-        if not fits.any():
-            break
-        c[fits] = up[fits]
-    return c
-
-
 def _folded_scaler(model: Any, n_features: int, skl2onnx: Any) -> bytes | None:
     """A pipeline StandardScaler -> tree model as ONNX trees on the raw columns, every threshold moved back
-    through the scaler (:func:`_raw_thresholds`): exact, where a float32 scaler before float32 trees is not.
+    through the scaler (:func:`raw_thresholds`): exact, where a float32 scaler before float32 trees is not.
     None when the pipeline is not of that form."""
     from skl2onnx.common.data_types import FloatTensorType
 
@@ -215,7 +141,7 @@ def _folded_scaler(model: Any, n_features: int, skl2onnx: Any) -> bytes | None:
     if not steps or len(steps) != 2 or type(steps[0][1]).__name__ != "StandardScaler":
         return None
     scaler, est = steps[0][1], steps[1][1]
-    f64, t64 = _sklearn_splits(est)
+    f64, t64 = sklearn_splits(est)
     if not len(t64):
         return None
     options = {id(est): {"zipmap": False}} if _is_classifier(est) else None
@@ -245,7 +171,7 @@ def _folded_scaler(model: Any, n_features: int, skl2onnx: Any) -> bytes | None:
         t = np.array([by_id[k] if by_id else exact.get((int(f), v), v)
                       for k, f, v in zip(keys, feats[split], values[split], strict=True)])
         moved = values.copy()
-        moved[split] = _raw_thresholds(t, mean[feats[split]], scale[feats[split]], cast32=not hasattr(est, "_predictors"))
+        moved[split] = raw_thresholds(t, mean[feats[split]], scale[feats[split]], cast32=not hasattr(est, "_predictors"))
         del attrs["nodes_values"].floats[:]
         attrs["nodes_values"].floats.extend(moved.tolist())
     return proto.SerializeToString()
@@ -269,7 +195,7 @@ def sklearn_candidates(model: Any, n_features: int) -> Iterator[bytes]:
     if missing:
         raise _not_convertible(missing)
     options = {id(model): {"zipmap": False}} if _is_classifier(model) else None  # ORT has no double ZipMap
-    thresholds = _sklearn_thresholds(model)
+    thresholds = sklearn_thresholds(model)
     produced, last = 0, None
     try:
         folded = _folded_scaler(model, n_features, skl2onnx)
@@ -282,7 +208,7 @@ def sklearn_candidates(model: Any, n_features: int) -> Iterator[bytes]:
         try:
             raw = skl2onnx.convert_sklearn(model, initial_types=[("input", tensor([None, n_features]))], options=options,
                                            target_opset=TARGET_OPSET).SerializeToString()
-            raw = floor_thresholds(raw, thresholds) if tensor is FloatTensorType else _cast_tree_scores(raw)
+            raw = floor_thresholds(raw, thresholds) if tensor is FloatTensorType else cast_tree_scores(raw)
             load_onnx(raw)
         except Exception as exc:  # noqa: BLE001 - skl2onnx and ONNX Runtime raise many types; the last one is reported
             last = exc
@@ -349,48 +275,6 @@ def _gbdt_to_onnx(convert: Callable[..., Any], model: Any, n_features: int, labe
     return onx.SerializeToString()
 
 
-def _lightgbm_thresholds(model: Any) -> np.ndarray:
-    """Every ``<=`` split threshold of a LightGBM model, as the doubles LightGBM compares with."""
-    out: list[float] = []
-    stack = [info["tree_structure"] for info in model.booster_.dump_model()["tree_info"]]
-    while stack:
-        node = stack.pop()
-        if "split_index" in node:
-            if node.get("decision_type") == "<=":
-                out.append(float(node["threshold"]))
-            stack += [node["left_child"], node["right_child"]]
-    return np.asarray(out, dtype=np.float64)
-
-
-def floor_thresholds(onnx_bytes: bytes, thresholds: np.ndarray) -> bytes:
-    """Make float32 ``BRANCH_LEQ`` tree thresholds decide as the original double ones do.
-
-    A converter stores a double threshold t as the nearest float32 r; when r > t, a float32 input
-    x = r goes left in ONNX but right in the original (x > t). The largest float32 <= t gives
-    ``x <= it`` exactly when ``x <= t``, for every float32 x. Thresholds are matched by value;
-    a float32 value two thresholds round to from both sides is left as it is."""
-    import onnx
-
-    t = np.unique(thresholds)
-    r = t.astype(np.float32)
-    floor = np.where(r.astype(np.float64) > t, np.nextafter(r, np.float32(-np.inf)), r)
-    mapping: dict[float, float | None] = {}
-    for near, low in zip(r.tolist(), floor.tolist(), strict=True):
-        mapping[near] = low if mapping.get(near, low) == low else None
-    model = onnx.load_model_from_string(onnx_bytes)
-    for node in model.graph.node:
-        if node.op_type not in ("TreeEnsembleRegressor", "TreeEnsembleClassifier"):
-            continue
-        attrs = {a.name: a for a in node.attribute}
-        if "nodes_values" not in attrs or "nodes_modes" not in attrs:
-            continue
-        modes, values = list(attrs["nodes_modes"].strings), list(attrs["nodes_values"].floats)
-        fixed = [mapping.get(v) or v if m == b"BRANCH_LEQ" else v for m, v in zip(modes, values, strict=True)]
-        del attrs["nodes_values"].floats[:]
-        attrs["nodes_values"].floats.extend(fixed)
-    return model.SerializeToString()
-
-
 def _from_gbdt(kind: str, model: Any, columns: Sequence[str], sample: np.ndarray, name: str, classes: Sequence[Any] | None,
                description: str, license: str, rkme: Any, manifest: Mapping[str, Any]) -> bytes:
     onnxmltools = _need("onnxmltools", kind)
@@ -400,7 +284,7 @@ def _from_gbdt(kind: str, model: Any, columns: Sequence[str], sample: np.ndarray
         raise _not_convertible(_qualname(model), ValueError(f"from_{kind} takes a {kind} scikit-learn-API model"))
     onnx_bytes = _gbdt_to_onnx(convert, model, len(columns), _qualname(model))
     if kind == "lightgbm":  # LightGBM splits on doubles; XGBoost's thresholds are float32 already
-        onnx_bytes = floor_thresholds(onnx_bytes, _lightgbm_thresholds(model))
+        onnx_bytes = floor_thresholds(onnx_bytes, lightgbm_thresholds(model))
     own = list(model.classes_) if _is_classifier(model) else None
     verify(onnx_bytes, _probe(sample), predict=model.predict, predict_proba=model.predict_proba if own else None, classes=own)
     names = None if own is None else list(classes) if classes is not None else [str(c) for c in own]
