@@ -215,7 +215,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--submission"), s.add_argument("-o", "--output", default=".")
     s.set_defaults(fn=cmd_download)
 
-    s = sub.add_parser("predict", help="predict with a downloaded package (TorchScript only, operators checked before it runs)")
+    s = sub.add_parser("predict", help="predict with a downloaded package (TorchScript or ONNX, checked before it runs)")
     s.add_argument("package"), s.add_argument("data"), s.add_argument("--proba", action="store_true")
     s.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
                    help="run the model in an isolated process (default: unless this client downloaded and verified it)")

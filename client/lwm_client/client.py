@@ -295,7 +295,7 @@ class Client:
 
     @staticmethod
     def load(path: str | Path, *, isolate: bool | None = None) -> Any:
-        """A predictor (``predict``/``predict_proba``) for a package (TorchScript only, operators checked before it runs).
+        """A predictor (``predict``/``predict_proba``) for a package (TorchScript or ONNX, checked before it runs).
 
         A package this client downloaded and verified from a market runs in this process
         (:class:`~lwm_client.predict.Predictor`); any other runs each prediction in an isolated

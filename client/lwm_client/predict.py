@@ -3,7 +3,8 @@
 Models are TorchScript archives, loaded by ``specs.packaging.torchscript.load_torchscript``:
 the upload's checks run first (no pickle, no code that runs while loading), and every
 operator of the loaded graph must be in the market's allow-list before the model is
-called. torch.export (``.pt2``) is refused: ``torch.export.load`` unpickles with full pickle. An
+called; or ONNX run by ONNX Runtime (``specs.packaging.onnx_run``), checked like the upload.
+torch.export (``.pt2``) is refused: ``torch.export.load`` unpickles with full pickle. An
 assembly package (``recipe.json`` + ``assembly.lwa``, built by a submission) is run
 with ``specs.assembly``; every member's bytes are checked against the recipe's sha256. An
 image assembly (``transform.image`` in the recipe) takes images: its members get the pixels
@@ -33,24 +34,39 @@ RECIPE_FORMAT = "lwm-assembly-recipe"
 
 
 def load_model(raw: bytes, fmt: str) -> Any:
-    """A callable torch module from TorchScript bytes that passed the market's checks; anything else is refused.
+    """A callable model from TorchScript bytes that passed the market's checks (a torch module) or
+    ONNX bytes (a :class:`specs.packaging.onnx_run.OnnxModel`, run by ONNX Runtime); anything else is refused.
 
     Raises
     ------
     UnsafeArtifactError
-        ``predict:user:format`` (not TorchScript: torch.export is never loaded),
+        ``predict:user:format`` (not TorchScript or ONNX: torch.export is never loaded),
         ``predict:user:unsafe-artifact`` (a pickle, load-time code, an operator outside the
         allow-list; ``details`` carries the check's own ``upload:user:*`` code).
     """
+    if fmt == "onnx":
+        return _load_onnx(raw)
     if fmt != "torchscript":
-        raise UnsafeArtifactError(f"artifact format {fmt!r} cannot be loaded (only TorchScript; torch.export archives are "
-                                  "refused because loading them unpickles)", code="predict:user:format")
+        raise UnsafeArtifactError(f"artifact format {fmt!r} cannot be loaded (only TorchScript or ONNX; torch.export "
+                                  "archives are refused because loading them unpickles)", code="predict:user:format")
     try:
         check_torch_zip("model.pt", raw, fmt)
         return load_torchscript(raw, "model.pt")
     except (PackageError, InvalidPackageError) as exc:
         raise UnsafeArtifactError(str(exc), code="predict:user:unsafe-artifact",
                                   details={**exc.details, "check": exc.code}) from None
+
+
+def _load_onnx(raw: bytes) -> Any:
+    from specs.packaging.errors import InvalidPackageError
+    from specs.packaging.onnx_run import load_onnx
+
+    try:
+        return load_onnx(raw)
+    except ImportError:
+        raise UnsafeArtifactError("this package's model is ONNX: pip install onnxruntime onnx", code="predict:user:missing-onnxruntime") from None
+    except InvalidPackageError as exc:
+        raise UnsafeArtifactError(exc.message, code="predict:user:unsafe-artifact") from None
 
 
 def probabilities(raw: np.ndarray) -> np.ndarray:
@@ -62,6 +78,10 @@ def probabilities(raw: np.ndarray) -> np.ndarray:
 
 
 def _run(model: Any, X: np.ndarray) -> np.ndarray:
+    from specs.packaging.onnx_run import OnnxModel
+
+    if isinstance(model, OnnxModel):
+        return np.asarray(model(np.ascontiguousarray(X, dtype=np.float32)), dtype=np.float64)
     import torch
 
     with torch.no_grad():

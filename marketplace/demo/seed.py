@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from marketplace.demo import datasets, trainers
+from marketplace.demo import converted, datasets, trainers
 from marketplace.demo.datasets import Domain
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,6 +41,7 @@ def catalogue(limit: int | None = None) -> list[Domain]:
     if limit is None or limit > len(families):
         texts = datasets.bbc()
         families += [[d for d in texts if d.family == "bbc"], [d for d in texts if d.family == "bbc-lora"]]
+    families += converted.domains(families[0], families[1])  # scikit-learn / LightGBM models, published as ONNX
     order: list[Domain] = []
     for i in range(max(len(f) for f in families)):
         order += [f[i] for f in families if i < len(f)]
@@ -126,6 +127,8 @@ class Seeder:
         return {"rkme": self.lwm.data.spec_encoded(self.embed(d.X_dev), space)}
 
     def package(self, d: Domain, first_of_space: bool) -> bytes:
+        if d.family in converted.FAMILIES:
+            return converted.package(self.lwm, d, self.spec(d, first_of_space))
         return self.lwm.packages.build_package(manifest=self.manifest(d), **self.artefact(d), **self.spec(d, first_of_space))
 
     # --- publishing ------------------------------------------------------------------------------

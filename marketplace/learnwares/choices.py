@@ -29,6 +29,7 @@ class ArtifactFormat(models.TextChoices):
     TORCH_EXPORT = "torch_export", "torch.export (.pt2)"
     PEFT_LORA = "peft_lora", "PEFT LoRA (safetensors)"
     ASSEMBLY = "assembly", "Assembly recipe"
+    ONNX = "onnx", "ONNX (.onnx, ONNX Runtime)"
 
 
 class VersionStatus(models.TextChoices):

@@ -25,7 +25,7 @@ from specs.packaging.safetensors_header import check_safetensors_header
 from specs.packaging.torchscript import check_torchscript_archive
 from specs.packaging.zipsafe import ZipLimits, read_zip
 
-MODEL_FILES = {"model.pt": "torchscript", "model.pt2": "torch_export"}
+MODEL_FILES = {"model.pt": "torchscript", "model.pt2": "torch_export", "model.onnx": "onnx"}
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 RKME_NAME = "rkme.json"
 SAMPLE_FILES = {"sample.csv": "csv", "sample.npz": "npz", "sample.jsonl": "jsonl"}
@@ -124,9 +124,15 @@ def _artifact(manifest: dict[str, Any], files: dict[str, bytes]) -> tuple[str, d
         return "peft_lora", adapter
     present = [n for n in MODEL_FILES if n in files]
     if len(present) != 1:
-        raise reject("artifact-missing", "a model package needs exactly one model file: model.pt (TorchScript)", "model.pt")
+        raise reject("artifact-missing", "a model package needs exactly one model file: model.pt (TorchScript) "
+                                         "or model.onnx (ONNX)", "model.pt")
     name = present[0]
-    check_torch_zip(name, files[name], MODEL_FILES[name])
+    if MODEL_FILES[name] == "onnx":
+        from specs.packaging.onnx_checks import check_onnx  # imports onnx: only for ONNX packages
+
+        check_onnx(name, files[name], manifest)
+    else:
+        check_torch_zip(name, files[name], MODEL_FILES[name])
     return MODEL_FILES[name], {name: files[name]}
 
 
@@ -157,7 +163,7 @@ def package_inspect(data: bytes, *, limits: ZipLimits | None = None, require_spe
     files = read_zip(data, limits)
     for name in files:
         if name.lower().endswith(PICKLE_SUFFIXES):
-            raise reject("pickle-artifact", f"{name}: pickle-based files are refused (use TorchScript or safetensors)", name)
+            raise reject("pickle-artifact", f"{name}: pickle-based files are refused (use TorchScript, ONNX or safetensors)", name)
     if MANIFEST_NAME not in files:
         raise reject("manifest-missing", f"the package has no {MANIFEST_NAME} at its root", MANIFEST_NAME)
     manifest = parse_manifest(files[MANIFEST_NAME])

@@ -132,6 +132,7 @@ def build_table_model_package(
     name: str = "table-model",
     task: str = "classification",
     model: bytes | None = None,
+    model_name: str = "model.pt",
     rows: int = 60,
     seed: int = 0,
     data: np.ndarray | None = None,
@@ -150,7 +151,7 @@ def build_table_model_package(
               "modality": "table", "task": task, "input": {"columns": columns}, "output": out, "license": "MIT",
               "tags": ["test", "table"], **(manifest or {})}
     files: dict[str, bytes | str] = {"learnware.yaml": manifest_yaml(**fields),
-                                     "model.pt": model if model is not None else linear_model_bytes(len(columns), n_classes, seed=seed)}
+                                     model_name: model if model is not None else linear_model_bytes(len(columns), n_classes, seed=seed)}
     if sample == "csv":
         files["sample.csv"] = csv_text(columns, X)
     elif sample == "npz":
@@ -305,4 +306,7 @@ FAILURES: dict[str, tuple[Callable[[], bytes], str]] = {
         "publish:user:rkme-dimension",
     ),
 }
+from tests.support.onnx_packages import ONNX_FAILURES  # noqa: E402 - it builds on the helpers above
+
+FAILURES.update(ONNX_FAILURES)
 SYNC_FAILURES = {k for k, (_, code) in FAILURES.items() if code.startswith("upload:")}

@@ -40,7 +40,7 @@ from workers.sandbox import SandboxError, SandboxLimits, SandboxRefused, Sandbox
 Report = Callable[..., None]
 STEPS = ("validate", "sandbox", "spec", "fingerprints", "index")
 PROBE_SEED = 0
-SANDBOX_KINDS = {"torchscript": "torchscript", "peft_lora": "peft_lora"}
+SANDBOX_KINDS = {"torchscript": "torchscript", "peft_lora": "peft_lora", "onnx": "onnx"}
 
 
 def _fail(code: str, message: str, **details: Any) -> ValidationFailed:

@@ -23,7 +23,7 @@ from specs.images import rows_as_images
 from workers.sandbox.runner import SandboxError, SandboxUnavailable, run_model
 
 # torch.export (.pt2) is never loaded: its loader unpickles with full pickle (docs/security.md).
-MODEL_SUFFIXES = {".pt": "torchscript"}
+MODEL_SUFFIXES = {".pt": "torchscript", ".onnx": "onnx"}
 ADAPTER_WEIGHTS, ADAPTER_CONFIG = "adapter_model.safetensors", "adapter_config.json"
 
 
@@ -85,7 +85,8 @@ def model_artifact(files: dict[str, bytes], manifest: dict[str, Any]) -> tuple[s
         for suffix, kind in MODEL_SUFFIXES.items():
             if name.endswith(suffix):
                 return name, kind
-    raise ApplicationError(f"no TorchScript model (.pt) in the package; .pt2 archives are not run (files: {sorted(files)[:10]})",
+    raise ApplicationError(f"no TorchScript (.pt) or ONNX (.onnx) model in the package; .pt2 archives are not run "
+                           f"(files: {sorted(files)[:10]})",
                            code="submission:app:no-artifact", http_status=500)
 
 

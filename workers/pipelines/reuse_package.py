@@ -30,6 +30,7 @@ import yaml
 from marketplace.submissions.services import submission_package_save
 from specs.assembly import Assembly
 from specs.images import image_rows, rows_as_images
+from specs.packaging.onnx_run import OnnxModel, load_onnx
 from specs.packaging.torchscript import load_torchscript
 from workers.base import Report
 from workers.pipelines import reuse_methods as methods
@@ -126,8 +127,22 @@ def member_inputs(X: np.ndarray, entry: dict[str, Any]) -> np.ndarray:
     return np.ascontiguousarray(rows_as_images(X32, shape)) if shape else X32
 
 
+def _member_model(raw: bytes, fmt: str) -> Any:
+    """A member's model, checked like any upload: TorchScript through ``load_torchscript`` (no
+    load-time code, allow-listed operators), ONNX through ONNX Runtime (one thread)."""
+    if fmt == "onnx":
+        return load_onnx(raw)
+    return load_torchscript(raw, "model.pt")
+
+
+def _member_run(model: Any, X32: np.ndarray) -> np.ndarray:
+    if isinstance(model, OnnxModel):
+        return np.asarray(model(X32), dtype=np.float64)
+    return model(torch.from_numpy(X32)).double().numpy()
+
+
 class PackagePredictor:
-    """Predict with a package built by :func:`run` (TorchScript members run in this process:
+    """Predict with a package built by :func:`run` (TorchScript and ONNX members run in this process:
     this is the user's side, on their machine, with the artifacts the market checked)."""
 
     def __init__(self, files: dict[str, bytes]) -> None:
@@ -152,7 +167,7 @@ class PackagePredictor:
             raw = files[entry["artifact"]["path"]]
             if _sha(raw) != entry["artifact"]["sha256"]:
                 raise ValueError(f"{entry['artifact']['path']} does not match its sha256")
-            self.members.append((load_torchscript(raw, entry["artifact"]["path"]), entry))  # checked like any upload
+            self.members.append((_member_model(raw, entry["artifact"].get("format", "torchscript")), entry))
 
     @classmethod
     def from_bytes(cls, content: bytes) -> PackagePredictor:
@@ -164,7 +179,7 @@ class PackagePredictor:
         out = []
         with torch.no_grad():
             for model, entry in self.members:
-                raw = model(torch.from_numpy(member_inputs(X, entry))).double().numpy()
+                raw = _member_run(model, member_inputs(X, entry))
                 if self.recipe["task"] != "classification":
                     out.append(raw.reshape(raw.shape[0], -1)[:, 0])
                     continue

@@ -92,6 +92,10 @@ def load_artifact(kind: str, path: Path) -> Any:
     with full pickle. The sandbox holds even when a check lets a model through."""
     if kind == "torchscript":
         return load_torchscript(path.read_bytes())
+    if kind == "onnx":  # static ONNX checks, then an InferenceSession with one thread (``onnx_run``)
+        from specs.packaging.onnx_run import load_onnx
+
+        return load_onnx(path.read_bytes())
     raise ValueError(f"unknown artifact kind {kind!r}")
 
 
@@ -102,12 +106,20 @@ def execute(req: dict[str, Any], folder: Path) -> np.ndarray:
         if req["kind"] == "peft_lora":
             return _run_adapter(folder / "artifact", req["base_model_path"], inputs)
         model = load_artifact(req["kind"], folder / "artifact")
+        if req["kind"] == "onnx":
+            return np.asarray(model(inputs))
         return _first_tensor(model(torch.from_numpy(inputs))).detach().cpu().numpy()
 
 
 def warm(kind: str | None, base_model_path: str | None) -> None:
     """Do the slow one-off work in the fork server, so that calls (its forks) do not repeat it."""
-    if kind == "peft_lora" and base_model_path:
+    if kind == "onnx":  # imported once here; no session is kept, so no runtime thread exists when calls fork
+        import onnx.checker  # noqa: F401
+        import onnx.defs  # noqa: F401
+        import onnxruntime  # noqa: F401
+
+        from specs.packaging import onnx_run  # noqa: F401
+    elif kind == "peft_lora" and base_model_path:
         import peft  # noqa: F401 - imported once here rather than in every call
 
         _load_base(base_model_path)

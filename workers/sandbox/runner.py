@@ -50,7 +50,7 @@ from workers.sandbox import isolation
 from workers.sandbox.isolation import ROOT, SANDBOX_CALLS, SANDBOX_CODE, SANDBOX_IN, Isolation
 
 log = logging.getLogger(__name__)
-KINDS = ("torchscript", "peft_lora")  # torch.export (.pt2) is refused: its loader unpickles with full pickle
+KINDS = ("torchscript", "peft_lora", "onnx")  # torch.export (.pt2) is refused: its loader unpickles with full pickle
 LOG_CHARS = 4000
 EXIT_ERROR, EXIT_MEMORY, EXIT_SETUP, EXIT_REFUSED = 3, 4, 5, 6
 SIGKILL, SIGXCPU = 9, 24
@@ -300,7 +300,8 @@ def run_model(
 ) -> np.ndarray:
     """Run ``artifact`` on ``inputs`` in the sandbox and return its output array.
 
-    ``artifact`` is a file path or bytes (TorchScript ``.pt`` / torch.export ``.pt2``),
+    ``artifact`` is a file path or bytes (TorchScript ``.pt`` / ONNX
+    ``.onnx``, run by ONNX Runtime with one thread: ``specs.packaging.onnx_run``),
     or, for ``kind="peft_lora"``, a folder or ``{file name: bytes}`` with
     ``adapter_config.json`` and ``adapter_model.safetensors``; then ``inputs`` is an
     array of str and the output is the base model's mean-pooled, L2-normalised

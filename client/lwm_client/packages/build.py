@@ -54,18 +54,18 @@ def build_package(
 ) -> bytes:
     """Assemble ``learnware.yaml`` + artifact + (``rkme.json`` or a sample) into a zip.
 
-    ``model``: TorchScript (``torch.jit.save``) bytes or a path; ``model_format`` other than
-    ``"torchscript"`` is refused (torch.export archives unpickle when loaded). ``adapter``: a PEFT folder or its two files.
+    ``model``: TorchScript (``torch.jit.save``) or ONNX (``model_format="onnx"``) bytes or a path; torch.export is
+    refused (its archives unpickle when loaded). ``adapter``: a PEFT folder or its two files.
     ``sample``: file name -> content, e.g. ``{"sample.csv": csv_sample(columns, X)}``.
     """
     files: dict[str, bytes | str] = {"learnware.yaml": yaml.safe_dump(dict(manifest), sort_keys=False)}
     if (model is None) == (adapter is None):
         raise PackageError("give exactly one of model and adapter", code="package:user:artifact")
     if model is not None:
-        if model_format != "torchscript":
-            raise PackageError(f"model_format {model_format!r} is not accepted: only TorchScript (torch.export archives unpickle "
-                               "when loaded)", code="upload:user:unsafe-format")
-        name = "model.pt"
+        name = {"torchscript": "model.pt", "onnx": "model.onnx"}.get(model_format)
+        if name is None:
+            raise PackageError(f"model_format {model_format!r} is not accepted: only torchscript or onnx (torch.export "
+                               "archives unpickle when loaded)", code="upload:user:unsafe-format")
         files[name] = Path(model).read_bytes() if isinstance(model, (str, Path)) else model
     if adapter is not None:
         if isinstance(adapter, (str, Path)):

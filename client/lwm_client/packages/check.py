@@ -3,12 +3,14 @@
 The checks are :mod:`specs.packaging` (shipped with the client), the very code
 ``marketplace.learnwares.packages.package_inspect`` runs, so the codes, messages and
 details are the server's; here a refusal becomes a :class:`PackageError`.
-``deep=True`` also loads the model with torch (never pickle) and checks its output shape.
+``deep=True`` also loads the model (torch, never pickle; ONNX Runtime for ONNX) and checks its output shape.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import numpy as np
 
 from lwm_client.errors import PackageError
 from specs.packaging import MODEL_FILES, InvalidPackageError, ZipLimits, package_inspect
@@ -41,24 +43,22 @@ def package_check(data: bytes, *, limits: ZipLimits | None = None, require_spec:
     return package
 
 
-def _probe_input(manifest: dict[str, Any]) -> Any:
-    import torch
-
+def _probe_input(manifest: dict[str, Any]) -> np.ndarray:
     if manifest["modality"] == "table":
-        return torch.zeros(4, len(manifest["input"]["columns"]))
+        return np.zeros((4, len(manifest["input"]["columns"])), dtype=np.float32)
     if manifest["modality"] == "image":
-        return torch.zeros(4, *manifest["input"]["shape"])
-    return torch.nn.functional.normalize(torch.ones(4, 384), dim=1)
+        return np.zeros((4, *manifest["input"]["shape"]), dtype=np.float32)
+    return np.full((4, 384), 384 ** -0.5, dtype=np.float32)  # unit rows, as MiniLM embeddings are
 
 
 def _deep_check(package: CheckedPackage) -> None:
-    """Load the model (TorchScript/torch.export only) and check it maps 4 inputs to 4 x output.dim."""
-    from lwm_client.predict import load_model
+    """Load the model (TorchScript/torch.export, or ONNX in ONNX Runtime) and check it maps 4 inputs to 4 x output.dim."""
+    from lwm_client.predict import _run, load_model
 
     name, raw = next(iter(package.artifact.items()))
     model = load_model(raw, package.artifact_format)
     try:
-        out = model(_probe_input(package.manifest))
+        out = _run(model, _probe_input(package.manifest))
     except Exception as exc:  # noqa: BLE001 - any failure of the user's model is a finding, reported with its text
         raise PackageError(f"{name} raised on a probe batch: {exc}", code="publish:user:crashed", details={"file": name}) from None
     dim = package.manifest["output"]["dim"]

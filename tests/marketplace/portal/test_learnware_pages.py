@@ -149,3 +149,17 @@ def test_delete_needs_post_by_the_owner(web_for, alice, bob, admin_user):
 def test_unknown_pages_use_the_portal_error_page(web):
     response = web.get("/no/such/page/")
     assert response.status_code == 404 and "Back to the market" in text(response)
+
+
+def test_an_onnx_version_shows_its_format_and_the_onnx_usage_line(web, alice):
+    from marketplace.learnwares.choices import ArtifactFormat
+    from marketplace.learnwares.models import LearnwareVersion
+
+    version = make_learnware(alice, name="wine-hgb")
+    LearnwareVersion.objects.filter(id=version.id).update(artifact_format=ArtifactFormat.ONNX)
+    page = text(web.get(f"/learnwares/{version.learnware_id}/"))
+    assert "<dt>Format</dt><dd>ONNX (.onnx, ONNX Runtime)</dd>" in page
+    assert "pip install &#x27;./client[onnx]&#x27;" in page or "pip install './client[onnx]'" in page
+    other = make_learnware(alice, name="torch-one")
+    LearnwareVersion.objects.filter(id=other.id).update(artifact_format=ArtifactFormat.TORCHSCRIPT)
+    assert "client[onnx]" not in text(web.get(f"/learnwares/{other.learnware_id}/"))
