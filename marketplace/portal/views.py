@@ -46,6 +46,11 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
     return _error(request, 400, "Bad request")
 
 
+def method_not_allowed(request: HttpRequest) -> HttpResponse:
+    return _error(request, 405, "Method not allowed",
+                  "This address only accepts a form's submission. Use the page's button instead of opening the link.")
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
     # No context processors that could fail again: a plain render of the same look.
     from django.template import loader
