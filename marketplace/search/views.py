@@ -49,7 +49,7 @@ def _sorted(versions: list[LearnwareVersion], sort: str) -> list[LearnwareVersio
     if sort == "newest":
         return sorted(versions, key=lambda v: (v.published_at is not None, v.published_at, v.id), reverse=True)
     if sort == "reused":
-        return sorted(versions, key=lambda v: (v.learnware.reuse_count, v.id), reverse=True)
+        return sorted(versions, key=lambda v: (v.learnware.reuse_count, v.learnware.download_count, v.id), reverse=True)
     return versions
 
 
