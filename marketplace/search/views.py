@@ -75,9 +75,18 @@ def browse(request: HttpRequest) -> HttpResponse:
         versions = [v for v in versions if set(filters["tags"]) <= set(v.learnware.tags or [])]
     versions = _sorted(versions, sort)
     page = Paginator(versions, PAGE_SIZE).get_page(request.GET.get("page"))
+    # Facet counts are over this query's matches, so they say what a click on them would leave.
     context = {"q": q, "filters": filters, "sort": sort, "sorts": SORTS, "page": page, "facets": with_links(facet_counts(versions), request.GET, filters),
-               "error": error, "scores": scores, "total": len(versions)}
+               "error": error, "scores": scores, "total": len(versions),
+               "suggestions": _suggestions(request) if q and not versions and error is None else []}
     return render(request, "search/browse.html", context)
+
+
+def _suggestions(request: HttpRequest, limit: int = 8) -> list[str]:
+    """The market's most common tags, offered as queries when a text search found nothing."""
+    versions = eligible_versions(user=request.user).select_related("learnware", "learnware__owner", "learnware__base_model")
+    tags = next((f["values"] for f in facet_counts(versions, limit=limit) if f["name"] == "tags"), [])
+    return [tag for tag, _ in tags]
 
 
 def _space_choices() -> list[tuple[str, str]]:
