@@ -149,7 +149,9 @@ def _fulltext(qs: QuerySet[LearnwareVersion], q: str, limit: int) -> list[tuple[
 
     vector = SearchVector("learnware__name", weight="A") + SearchVector("learnware__description", weight="B")
     query = SearchQuery(q, search_type="websearch")
-    ranked = qs.annotate(rank=SearchRank(vector, query)).filter(rank__gt=0).order_by("-rank")[:limit]
+    # Filter on the match itself (vector @@ query): ts_rank is 1e-20, not 0, for a card that does not match.
+    ranked = (qs.annotate(document=vector, rank=SearchRank(vector, query)).filter(document=query)
+              .order_by("-rank")[:limit])
     return [(v.id, float(v.rank)) for v in ranked]
 
 

@@ -101,3 +101,18 @@ def test_text_search_drops_cards_below_the_relevance_cut_off(market, api, monkey
     assert 0.3 < selectors.MIN_SIMILARITY < 0.6
     everything = api.get("/api/v1/search/", {"q": "zzqx", "min_similarity": 0}).json()["results"]
     assert len(everything) == len(versions)
+
+
+def test_full_text_keeps_only_cards_whose_words_match(market, api, monkeypatch):
+    from django.db import connection
+
+    from marketplace.learnwares.models import Learnware
+
+    if connection.vendor != "postgresql":
+        pytest.skip("full text search runs on PostgreSQL only")
+    _, _, versions, _, _ = market
+    Learnware.objects.filter(id=versions[3].learnware_id).update(description="Detects card fraud in payments.")
+    monkeypatch.setattr(selectors, "encode_query", lambda text: np.eye(384, dtype=np.float32)[100])  # cosine 0 to all
+    got = [x["version_id"] for x in api.get("/api/v1/search/", {"q": "payments fraud"}).json()["results"]]
+    assert got == [versions[3].id]
+    assert api.get("/api/v1/search/", {"q": "xqzvbnm plorf"}).json()["results"] == []
