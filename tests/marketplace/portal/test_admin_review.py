@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from marketplace.learnwares.choices import VersionStatus
@@ -72,3 +73,13 @@ def test_the_version_page_links_a_package_that_downloads(staff, alice):
     assert f'href="{link}"' in page and "<th>output</th>" in page
     response = staff.get(link)
     assert response.status_code == 200 and b"".join(response.streaming_content) == b"zip-content"
+
+
+def test_a_refused_upload_leaves_an_audit_entry(web_for, alice):
+    from tests.support import packages
+
+    response = web_for(alice).post("/learnwares/new/", {"package": SimpleUploadedFile("bad.zip", packages.corrupt_zip())})
+    assert response.status_code == 400
+    entry = AuditLog.objects.get(action="upload.refused")
+    assert entry.actor == alice and entry.data["code"].startswith("upload:user:")
+    assert entry.data["sha256"] == hashlib.sha256(packages.corrupt_zip()).hexdigest()
