@@ -436,6 +436,7 @@ def test_the_results_page_primary_action_downloads_the_measured_winner(browser: 
         page.goto(f"{market.url}/tasks/{market.submission}/")
         card = page.locator("[data-winner-kind]")
         assert card.get_attribute("data-winner-kind") == winner
+        page.screenshot(path=str(ARTIFACTS / "pages-phone-task-results-finished.png"), full_page=True)
         primary = page.locator("[data-primary-action]")
         assert primary.count() == 1 and primary.inner_text().startswith("Download the winner")
         with page.expect_download() as info:
