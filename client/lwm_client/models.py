@@ -47,6 +47,7 @@ class Learnware:
     feature_space: str | None = None
     base_model: str | None = None
     reuse_count: int = 0
+    download_count: int = 0
     latest_version: int | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 

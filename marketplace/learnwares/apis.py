@@ -36,7 +36,7 @@ class LearnwareOutputSerializer(serializers.ModelSerializer):
         model = Learnware
         fields = [
             "id", "name", "slug", "owner", "description", "kind", "modality", "task", "license", "tags",
-            "visibility", "feature_space", "base_model", "reuse_count", "latest_version", "created_at", "updated_at",
+            "visibility", "feature_space", "base_model", "reuse_count", "download_count", "latest_version", "created_at", "updated_at",
         ]
 
     def get_latest_version(self, obj: Learnware) -> int | None:
@@ -195,6 +195,7 @@ class VersionDownloadApi(APIView):
                                 filename=f"{lw.slug}-v{version.number}.zip")
         response["X-Checksum-SHA256"] = version.artifact_sha256
         response["Content-Length"] = str(version.artifact_size)
+        services.learnware_downloaded(learnware_id=lw.id)
         return response
 
 

@@ -81,7 +81,8 @@ class Learnware(TimeStampedModel):
     tags = models.JSONField(default=list, blank=True)
     visibility = models.CharField(max_length=15, choices=Visibility.choices, default=Visibility.PUBLIC)
     organization = models.ForeignKey("accounts.Organization", null=True, blank=True, on_delete=models.SET_NULL)
-    reuse_count = models.PositiveIntegerField(default=0)
+    reuse_count = models.PositiveIntegerField(default=0)  # tasks whose assembled package included it
+    download_count = models.PositiveIntegerField(default=0)  # downloads of its packages
     deleted_at = models.DateTimeField(null=True, blank=True)
 
     objects = LearnwareQuerySet.as_manager()

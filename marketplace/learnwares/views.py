@@ -17,11 +17,13 @@ from marketplace.core.exceptions import ApplicationError, NotFound
 from marketplace.jobs.selectors import job_get_visible
 from marketplace.learnwares import selectors, services
 from marketplace.learnwares.choices import TERMINAL_VERSION_STATES, VersionStatus
-from marketplace.learnwares.models import Learnware, Specification
+from marketplace.learnwares.models import Learnware, LearnwareVersion, Specification
 from marketplace.portal.charts import PointSet, pca_2d, scatter
 from marketplace.portal.forms import CardForm, PackageUploadForm
+from marketplace.portal.package_files import package_listing
 from marketplace.portal.similar import similar_learnwares
 from marketplace.portal.uploads import limited_upload
+from marketplace.portal.usage import UsageContext, usage_tabs
 from marketplace.search.store import rkme_arrays
 
 SEARCH_RKME_KEY = "portal:search-rkme"  # the user's last search-by-data RKME, to draw beside a result
@@ -57,16 +59,31 @@ def _projection(request: HttpRequest, spec: Specification | None) -> dict[str, A
             "can_compare": comparable and not overlay, "space": spec.feature_space}
 
 
+def _usage_context(lw: Learnware, version: LearnwareVersion, site_url: str,
+                   sample_range: tuple[float, float] | None) -> UsageContext:
+    base = lw.base_model
+    return UsageContext(
+        site_url=site_url, learnware_id=lw.id, number=version.number, slug=lw.slug, sha256=version.artifact_sha256,
+        kind=lw.kind, modality=lw.modality, task=lw.task, artifact_format=version.artifact_format,
+        manifest=version.manifest or {}, base_model_key=base.key if base else "", base_model_name=base.name if base else "",
+        base_model_aliases=tuple(base.aliases or []) if base else (), sample_range=sample_range,
+    )
+
+
 def learnware_detail(request: HttpRequest, learnware_id: int) -> HttpResponse:
     lw = _get(request, learnware_id)
     versions = list(selectors.version_list(user=request.user, learnware=lw))
     shown = next((v for v in versions if v.status == VersionStatus.PUBLISHED), versions[0] if versions else None)
     spec = Specification.objects.filter(version=shown).select_related("feature_space").first() if shown else None
+    listing = package_listing(shown) if shown is not None else {"files": [], "left_out": 0, "sample_range": None}
+    site_url = request.build_absolute_uri("/").rstrip("/")
     context = {
         "lw": lw, "versions": versions, "shown": shown, "spec": spec, "is_owner": _is_owner(request, lw),
         "projection": _projection(request, spec),
         "similar": similar_learnwares(user=request.user, version=shown) if shown is not None else [],
-        "site_url": request.build_absolute_uri("/").rstrip("/"),
+        "site_url": site_url, "files": listing,
+        "usage": usage_tabs(_usage_context(lw, shown, site_url, listing["sample_range"]))
+        if shown is not None and shown.status == VersionStatus.PUBLISHED else [],
     }
     return render(request, "learnwares/detail.html", context)
 

@@ -76,19 +76,21 @@ class CardForm(forms.Form):
 
 # --- search by data -------------------------------------------------------------------------
 class DataSearchForm(forms.Form):
-    feature_space = forms.ChoiceField(help_text="Where your columns live; the market shows each space's columns.")
-    file = forms.FileField(help_text="A CSV (header row optional), an NPZ with an array X, or an rkme.json.",
-                           widget=forms.ClearableFileInput(attrs={"accept": ".csv,.npz,.json"}))
+    file = forms.FileField(help_text="A CSV (with its header row), an NPZ with an array X (rows, or images n×C×H×W), "
+                                     "raw texts (.txt, one per line, or .jsonl), or an rkme.json.",
+                           widget=forms.ClearableFileInput(attrs={"accept": ".csv,.npz,.json,.txt,.jsonl"}))
+    feature_space = forms.ChoiceField(required=False, label="Feature space",
+                                      help_text="Detected from your file; choose only when it fits several spaces.")
     k = forms.IntegerField(min_value=1, max_value=50, initial=10, label="Results")
 
     def __init__(self, *args: object, spaces: list[tuple[str, str]], **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.fields["feature_space"].choices = spaces
+        self.fields["feature_space"].choices = [("", "Detect from my file")] + spaces
 
     def clean_file(self) -> object:
         upload = self.cleaned_data["file"]
-        if not upload.name.lower().endswith((".csv", ".npz", ".json")):
-            raise forms.ValidationError(f"{upload.name}: use a .csv, .npz or rkme .json file.")
+        if not upload.name.lower().endswith((".csv", ".npz", ".json", ".txt", ".jsonl")):
+            raise forms.ValidationError(f"{upload.name}: use a .csv, .npz, .txt, .jsonl or rkme .json file.")
         return upload
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import F
+from django.db.models import F, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
@@ -22,7 +22,9 @@ def home(request: HttpRequest) -> HttpResponse:
         "submissions": Submission.objects.count(),
     }
     newest = versions.order_by(F("published_at").desc(nulls_last=True), "-id")[:SHOWN]
-    reused = versions.filter(learnware__reuse_count__gt=0).order_by("-learnware__reuse_count", "-id")[:SHOWN]
+    # Reuse in a task first, then plain downloads: both are someone using the learnware.
+    reused = versions.filter(Q(learnware__reuse_count__gt=0) | Q(learnware__download_count__gt=0)).order_by(
+        "-learnware__reuse_count", "-learnware__download_count", "-id")[:SHOWN]
     return render(request, "portal/home.html", {"counts": counts, "newest": newest, "reused": reused})
 
 
@@ -44,6 +46,11 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     return _error(request, 400, "Bad request")
+
+
+def method_not_allowed(request: HttpRequest) -> HttpResponse:
+    return _error(request, 405, "Method not allowed",
+                  "This address only accepts a form's submission. Use the page's button instead of opening the link.")
 
 
 def server_error(request: HttpRequest) -> HttpResponse:

@@ -18,7 +18,7 @@ from marketplace.learnwares.choices import Modality, Task
 from marketplace.learnwares.selectors import feature_space_list
 from marketplace.search.data import parse_rkme, spec_from_file
 from marketplace.search.results import data_result_dict, text_result_dict
-from marketplace.search.selectors import search_by_data, search_text
+from marketplace.search.selectors import MIN_SIMILARITY, search_by_data, search_text
 from marketplace.search.services import search_job_create
 
 # Files up to this size are specced inside the request; larger ones go to a worker.
@@ -143,6 +143,9 @@ class SearchApi(APIView):
         q = serializers.CharField(required=False, allow_blank=True, max_length=500)
         tags = serializers.CharField(required=False, help_text="comma-separated; all must match")
         limit = serializers.IntegerField(min_value=1, max_value=100, default=20)
+        min_similarity = serializers.FloatField(
+            min_value=0.0, max_value=1.0, default=MIN_SIMILARITY,
+            help_text="relevance cut-off: cards below this cosine match only by their words (0 keeps all)")
 
     class OutputSerializer(serializers.Serializer):
         generation = serializers.IntegerField()
@@ -156,5 +159,6 @@ class SearchApi(APIView):
         if v.get("tags"):
             v["tags"] = [t.strip() for t in v["tags"].split(",") if t.strip()]
         filters = {f: v[f] for f in FiltersSerializer().fields if v.get(f)}
-        result = search_text(user=request.user, q=v.get("q", ""), filters=filters, k=v["limit"])
+        result = search_text(user=request.user, q=v.get("q", ""), filters=filters, k=v["limit"],
+                             min_similarity=v["min_similarity"])
         return Response(self.OutputSerializer(text_result_dict(result)).data)

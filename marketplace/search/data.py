@@ -56,3 +56,39 @@ def spec_from_file(*, space: FeatureSpace, name: str, content: bytes) -> RKMESpe
         return rkme_fit(X, min(RKME_K, X.shape[0]), space.gamma, random_state=RKME_SEED)
     except SpecError as exc:
         raise ValidationFailed(f"file {name!r}: {exc}", code="search:user:bad-file") from exc
+
+
+def _images(content: bytes) -> np.ndarray:
+    with np.load(io.BytesIO(content), allow_pickle=False) as npz:
+        key = "X" if "X" in npz.files else "images" if "images" in npz.files else npz.files[0]
+        images = np.asarray(npz[key])
+    scale = 255.0 if images.dtype == np.uint8 else 1.0  # PNG-like bytes -> [0, 1], as the client reads images
+    images = images.astype(np.float32) / scale
+    return images[:, None] if images.ndim == 3 else images
+
+
+def _texts(content: bytes, name: str) -> list[str]:
+    lines = [line for line in content.decode("utf-8", errors="replace").splitlines() if line.strip()]
+    if name.lower().endswith(".jsonl"):
+        try:
+            return [str(json.loads(line)["text"]) for line in lines]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValidationFailed(f"file {name!r}: every JSONL line needs a \"text\" field ({exc})",
+                                   code="search:user:bad-file") from exc
+    return lines
+
+
+def spec_for_space(*, space: FeatureSpace, name: str, content: bytes) -> RKMESpecification:
+    """The RKME of a table, an NPZ of images or a file of raw texts, in ``space``'s coordinates."""
+    from marketplace.learnwares.samples import sample_encode
+
+    if space.kind == "table":
+        return spec_from_file(space=space, name=name, content=content)
+    data: Any = _images(content) if space.kind == "image" else _texts(content, name)
+    if len(data) == 0:
+        raise ValidationFailed(f"file {name!r} holds no {space.kind} rows", code="search:user:bad-file")
+    E = sample_encode(space=space, data=data)
+    try:
+        return rkme_fit(E, min(RKME_K, E.shape[0]), space.gamma, random_state=RKME_SEED)
+    except SpecError as exc:
+        raise ValidationFailed(f"file {name!r}: {exc}", code="search:user:bad-file") from exc

@@ -27,6 +27,11 @@ from marketplace.search.ranking import MixtureProposal, propose_mixture
 RERANK_K = 100  # candidates re-ranked exactly; the limit study found recall@10 >= 0.98 at 100
 WIDEN_ROUNDS = 3  # k' x4 per round before falling back to an explicit id selector
 FILTER_FIELDS = ("modality", "task", "license", "tags", "base_model", "owner")
+# Relevance cut-off of a text query: the MiniLM cosine below which a card is not a match unless
+# its words match too (full text, PostgreSQL). On the demo market's 31 cards, gibberish and
+# off-topic queries ("xqzvbnm plorf", "weather forecast", "sentiment") peak at 0.19-0.29,
+# while on-topic ones ("flight delay", "clothing images", "politics") reach 0.44-0.69.
+MIN_SIMILARITY = 0.35
 
 
 def eligible_versions(*, user: Any, filters: dict[str, Any] | None = None) -> QuerySet[LearnwareVersion]:
@@ -144,16 +149,20 @@ def _fulltext(qs: QuerySet[LearnwareVersion], q: str, limit: int) -> list[tuple[
 
     vector = SearchVector("learnware__name", weight="A") + SearchVector("learnware__description", weight="B")
     query = SearchQuery(q, search_type="websearch")
-    ranked = qs.annotate(rank=SearchRank(vector, query)).filter(rank__gt=0).order_by("-rank")[:limit]
+    # Filter on the match itself (vector @@ query): ts_rank is 1e-20, not 0, for a card that does not match.
+    ranked = (qs.annotate(document=vector, rank=SearchRank(vector, query)).filter(document=query)
+              .order_by("-rank")[:limit])
     return [(v.id, float(v.rank)) for v in ranked]
 
 
 def search_text(*, user: Any, q: str = "", filters: dict[str, Any] | None = None, k: int = 20,
-                query_embedding: np.ndarray | None = None) -> TextSearchResult:
+                query_embedding: np.ndarray | None = None, min_similarity: float = MIN_SIMILARITY) -> TextSearchResult:
     """Cards matching ``q`` (semantic + full text on PostgreSQL) among eligible learnwares.
 
     Without ``q`` the eligible learnwares are listed newest first. The two ranked lists
-    are fused by reciprocal rank (1/(60 + rank)), which needs no score calibration.
+    are fused by reciprocal rank (1/(60 + rank)), which needs no score calibration. A card
+    is a match when its cosine reaches ``min_similarity`` or its words match the query, so a
+    query about nothing in the market returns nothing (0 keeps every candidate).
     """
     qs = eligible_versions(user=user, filters=filters)
     tags = (filters or {}).get("tags")
@@ -170,6 +179,7 @@ def search_text(*, user: Any, q: str = "", filters: dict[str, Any] | None = None
     if fts and tags:
         ok = _eligible_among(qs, np.array(list(fts), dtype=np.int64), tags)
         fts = {i: r for i, r in fts.items() if i in ok}
+    cosine = {i: c for i, c in cosine.items() if c >= min_similarity or i in fts}
     fused: dict[int, float] = {}
     for ranking in (list(cosine), sorted(fts, key=fts.__getitem__, reverse=True)):
         for r, vid in enumerate(ranking):

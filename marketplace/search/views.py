@@ -14,14 +14,16 @@ from django.urls import reverse
 from marketplace.core.exceptions import ApplicationError
 from marketplace.jobs.choices import JobStatus
 from marketplace.jobs.selectors import job_get_visible
-from marketplace.learnwares.models import FeatureSpace, LearnwareVersion
+from marketplace.learnwares.models import LearnwareVersion
 from marketplace.learnwares.selectors import feature_space_list
 from marketplace.portal.charts import Bar, bar_chart
 from marketplace.portal.facets import FACETS, facet_counts, with_links
 from marketplace.portal.forms import DataSearchForm
+from marketplace.portal.spaces import space_label
 from marketplace.portal.uploads import limited_upload
 from marketplace.search.apis import INLINE_MAX_BYTES
-from marketplace.search.data import parse_rkme, spec_from_file
+from marketplace.search.data import parse_rkme, spec_for_space
+from marketplace.search.detect import detect_space
 from marketplace.search.results import data_result_dict
 from marketplace.search.selectors import eligible_versions, search_by_data, search_text
 from marketplace.search.services import search_job_create
@@ -49,7 +51,7 @@ def _sorted(versions: list[LearnwareVersion], sort: str) -> list[LearnwareVersio
     if sort == "newest":
         return sorted(versions, key=lambda v: (v.published_at is not None, v.published_at, v.id), reverse=True)
     if sort == "reused":
-        return sorted(versions, key=lambda v: (v.learnware.reuse_count, v.id), reverse=True)
+        return sorted(versions, key=lambda v: (v.learnware.reuse_count, v.learnware.download_count, v.id), reverse=True)
     return versions
 
 
@@ -75,13 +77,22 @@ def browse(request: HttpRequest) -> HttpResponse:
         versions = [v for v in versions if set(filters["tags"]) <= set(v.learnware.tags or [])]
     versions = _sorted(versions, sort)
     page = Paginator(versions, PAGE_SIZE).get_page(request.GET.get("page"))
+    # Facet counts are over this query's matches, so they say what a click on them would leave.
     context = {"q": q, "filters": filters, "sort": sort, "sorts": SORTS, "page": page, "facets": with_links(facet_counts(versions), request.GET, filters),
-               "error": error, "scores": scores, "total": len(versions)}
+               "error": error, "scores": scores, "total": len(versions),
+               "suggestions": _suggestions(request) if q and not versions and error is None else []}
     return render(request, "search/browse.html", context)
 
 
+def _suggestions(request: HttpRequest, limit: int = 8) -> list[str]:
+    """The market's most common tags, offered as queries when a text search found nothing."""
+    versions = eligible_versions(user=request.user).select_related("learnware", "learnware__owner", "learnware__base_model")
+    tags = next((f["values"] for f in facet_counts(versions, limit=limit) if f["name"] == "tags"), [])
+    return [tag for tag, _ in tags]
+
+
 def _space_choices(user: Any) -> list[tuple[str, str]]:
-    return [(s.key, f"{s.key} ({s.kind}, {s.dim}-d)") for s in feature_space_list(user=user)]
+    return [(s.key, space_label(s)) for s in feature_space_list(user=user)]
 
 
 def _remember(request: HttpRequest, space: str, Z: Any, beta: Any) -> None:
@@ -106,24 +117,28 @@ def _results_context(result: dict[str, Any]) -> dict[str, Any]:
 def data_search(request: HttpRequest) -> HttpResponse:
     """Upload a CSV/NPZ or an rkme.json; see matching learnwares with MMD² and the suggested mixture."""
     spaces = _space_choices(request.user)
-    form = DataSearchForm(request.POST or None, request.FILES or None, spaces=spaces)
+    initial = {"feature_space": request.GET.get("space", "")}  # "Compare with my data" on a learnware page
+    form = DataSearchForm(request.POST or None, request.FILES or None, spaces=spaces, initial=initial)
     context: dict[str, Any] = {"form": form, "spaces": feature_space_list(user=request.user), "max_bytes": MAX_DATA_FILE_BYTES}
     if request.method == "POST" and form.is_valid():
-        upload, key, k = form.cleaned_data["file"], form.cleaned_data["feature_space"], form.cleaned_data["k"]
+        upload, chosen, k = form.cleaned_data["file"], form.cleaned_data["feature_space"], form.cleaned_data["k"]
         try:
+            content = upload.read()
+            detected = detect_space(name=upload.name, content=content, spaces=list(feature_space_list(user=request.user)), chosen=chosen)
+            key = detected.space.key
+            context["detected"] = detected
             if upload.name.lower().endswith(".json"):
-                spec = parse_rkme(upload.read().decode("utf-8", errors="replace"))
+                spec = parse_rkme(content.decode("utf-8", errors="replace"))
             elif upload.size > INLINE_MAX_BYTES:
                 if not request.user.is_authenticated:
                     raise ApplicationError("Log in to search with files over "
                                            f"{INLINE_MAX_BYTES // 1024} KB (they are processed by a worker).",
                                            code="search:user:login-required")
-                job = search_job_create(user=request.user, feature_space=key, name=upload.name, content=upload.read(),
+                job = search_job_create(user=request.user, feature_space=key, name=upload.name, content=content,
                                         params={"k": k, "mixture": True, "max_components": 3, "filters": {}})
                 return redirect("data-search-job", job_id=job.id)
             else:
-                space = FeatureSpace.objects.get(key=key)
-                spec = spec_from_file(space=space, name=upload.name, content=upload.read())
+                spec = spec_for_space(space=detected.space, name=upload.name, content=content)
             found = search_by_data(user=request.user, feature_space=key, Z=spec.Z_, beta=spec.beta_,
                                    n_samples=spec.n_samples_, k=k)
         except ApplicationError as exc:
@@ -131,6 +146,7 @@ def data_search(request: HttpRequest) -> HttpResponse:
         else:
             _remember(request, key, spec.Z_, spec.beta_)
             context.update(_results_context(data_result_dict(found)))
+            context["result_space"] = detected.space
     status = 400 if (form.errors or context.get("error")) else 200
     return render(request, "search/by_data.html", context, status=status)
 

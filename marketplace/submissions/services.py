@@ -18,6 +18,7 @@ from marketplace.core.exceptions import Conflict, RateLimited, ValidationFailed
 from marketplace.jobs.choices import ACTIVE_STATES, TERMINAL_STATES
 from marketplace.jobs.models import Job
 from marketplace.jobs.services import job_cancel, job_create, job_enqueue
+from marketplace.learnwares.services.counters import learnwares_reused
 from marketplace.submissions import conf
 from marketplace.submissions.choices import STAGES, DataFormat
 from marketplace.submissions.data import IMAGES
@@ -156,8 +157,12 @@ def submission_package_save(*, submission_id: Any, content: bytes, filename: str
             return submission
         old = submission.package.name if submission.package else ""
         submission.package.save(filename, ContentFile(content), save=False)
+        first = not old
         submission.package_sha256, submission.package_size = sha, len(content)
         submission.save(update_fields=["package", "package_sha256", "package_size", "updated_at"])
+        if first:  # a retried package stage must not count the same task twice
+            members = (submission.results.get("assemble") or {}).get("members") or []
+            learnwares_reused(version_ids=[m["version_id"] for m in members if "version_id" in m])
     if old and old != submission.package.name:
         submission.package.storage.delete(old)
     return submission

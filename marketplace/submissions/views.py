@@ -15,8 +15,11 @@ from django.views.decorators.http import require_POST
 from marketplace.core.exceptions import ApplicationError
 from marketplace.jobs.choices import JobStatus
 from marketplace.learnwares import services as learnware_services
+from marketplace.learnwares.choices import VersionStatus
+from marketplace.learnwares.models import Learnware, LearnwareVersion
 from marketplace.portal.charts import Bar, bar_chart
 from marketplace.portal.forms import SubmissionForm
+from marketplace.portal.outcome import Outcome, task_outcome
 from marketplace.portal.uploads import limited_upload
 from marketplace.submissions import conf
 from marketplace.submissions.choices import STAGES, AssemblyMethod, DataFormat, Stage
@@ -115,13 +118,37 @@ def _score_names(rank: dict[str, Any] | None) -> list[str]:
     return names
 
 
+def _winner_action(request: HttpRequest, submission: Submission, outcome: Outcome | None) -> dict[str, str] | None:
+    """The primary action: download what won on the held-out rows (None before a package exists)."""
+    package_url = reverse("submission-package", args=[submission.id]) if submission.package else ""
+    if outcome is not None and outcome.kind == "best_single":
+        single = outcome.best_single
+        version = None
+        if single.get("version_id"):
+            version = (LearnwareVersion.objects.filter(id=single["version_id"], status=VersionStatus.PUBLISHED,
+                                                       learnware__in=Learnware.objects.visible_to(request.user))
+                       .select_related("learnware").first())
+        if version is not None:
+            return {"url": reverse("learnware-download", args=[version.learnware_id, version.number]),
+                    "label": f"Download the winner: {version.learnware.name} v{version.number}",
+                    "page": reverse("learnware-page", args=[version.learnware_id])}
+    if not package_url:
+        return None
+    if outcome is not None and outcome.kind == "from_scratch":
+        return {"url": package_url, "label": f"Download the winner: the from-scratch model ({outcome.name})", "page": ""}
+    return {"url": package_url, "label": "Download the assembly" if outcome is None else "Download the winner: the assembly",
+            "page": ""}
+
+
 @login_required
 def submission_detail(request: HttpRequest, submission_id: Any) -> HttpResponse:
     submission = _own(request, submission_id)
     job = submission.job
     results = submission.results or {}
     evaluation = results.get("evaluate")
+    outcome = task_outcome(evaluation)
     context = {
+        "outcome": outcome, "winner_action": _winner_action(request, submission, outcome),
         "submission": submission, "job": job, "stages": _stages(submission), "results": results,
         "identify": results.get("identify"), "rank": results.get("rank"), "assemble": results.get("assemble"),
         "evaluation": evaluation, "package": results.get("package"), "score_names": _score_names(results.get("rank")),

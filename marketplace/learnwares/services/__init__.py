@@ -1,6 +1,7 @@
 """Writes of the learnwares app (split by topic; import from here)."""
 
 from marketplace.learnwares.services.audit import audit_record
+from marketplace.learnwares.services.counters import learnware_downloaded, learnwares_reused
 from marketplace.learnwares.services.governance import (
     learnware_purge,
     user_ban,
@@ -26,6 +27,8 @@ from marketplace.learnwares.services.versions import (
 )
 
 __all__ = [
+    "learnware_downloaded",
+    "learnwares_reused",
     "audit_record",
     "base_model_for",
     "base_models_register",

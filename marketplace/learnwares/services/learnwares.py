@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from marketplace.accounts.models import Organization
-from marketplace.core.exceptions import Conflict, NotFound, PermissionDenied, ValidationFailed
+from marketplace.core.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied, ValidationFailed
 from marketplace.jobs.models import Job
 from marketplace.jobs.services import job_create, job_enqueue
 from marketplace.learnwares.choices import Visibility
@@ -96,9 +96,15 @@ def learnware_upload(*, user: Any, data: bytes, learnware: Learnware | None = No
     PermissionDenied
         The user is banned.
     """
-    if not user.is_active:
-        raise PermissionDenied("your account is banned from publishing", code="upload:user:banned")
-    package = package_inspect(data, limits=ZipLimits(**zip_limits()))
+    try:
+        if not user.is_active:
+            raise PermissionDenied("your account is banned from publishing", code="upload:user:banned")
+        package = package_inspect(data, limits=ZipLimits(**zip_limits()))
+    except ApplicationError as exc:
+        # A refused upload leaves no version row, so the audit log is where reviewers see it.
+        audit_record(action="upload.refused", actor=user, code=exc.code, message=exc.message[:500],
+                     sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+        raise
     sha = hashlib.sha256(data).hexdigest()
     stored: list[LearnwareVersion] = []
     committed: list[bool] = []

@@ -54,3 +54,31 @@ def query(context: dict[str, Any], **changes: Any) -> str:
         if value not in (None, ""):
             params[key] = value
     return "?" + params.urlencode() if params else "?"
+
+
+@register.filter
+def space_name(space: Any) -> str:
+    from marketplace.portal.spaces import space_label
+
+    return space_label(space)
+
+
+@register.filter
+def score_name(key: str) -> str:
+    from marketplace.portal.explain import score_name as name
+
+    return name(str(key))
+
+
+@register.filter
+def score_help(key: str) -> str:
+    from marketplace.portal.explain import score_help as help_text
+
+    return help_text(str(key))
+
+
+@register.filter
+def method_label(key: str) -> str:
+    from marketplace.portal.explain import method_label as label
+
+    return label(str(key))

@@ -77,19 +77,32 @@ def test_the_card_markdown_is_sanitised(web, alice):
     assert 'href="https://example.org"' in card and "noopener" in card
 
 
-def test_similar_learnwares_are_ranked_by_fingerprint_cosine(web, alice, bob):
+def test_similar_learnwares_are_ranked_by_the_mmd_of_their_specifications(web, alice, bob):
     import numpy as np
 
-    base = np.random.default_rng(0).normal(size=(16, 2))
-    me = make_learnware(alice, name="me", fingerprint=base)
-    make_learnware(alice, name="twin", fingerprint=base * 2 + 1)
-    make_learnware(alice, name="opposite", fingerprint=-base)
-    make_learnware(bob, name="hidden-twin", fingerprint=base, visibility=Visibility.PRIVATE)
+    from marketplace.learnwares.models import Specification
+    from marketplace.search.store import rkme_arrays
+
+    me = make_learnware(alice, name="me")
+    near = make_learnware(alice, name="near-data", shift=0.2)
+    far = make_learnware(alice, name="far-data", shift=3.0)
+    make_learnware(bob, name="hidden-twin", visibility=Visibility.PRIVATE)
     page = text(web.get(f"/learnwares/{me.learnware_id}/"))
     similar = page[page.index('id="similar-h"'):]
     assert "hidden-twin" not in similar
-    assert similar.index("twin") < similar.index("opposite")
-    assert "1.00" in similar and "-1.00" in similar
+    assert similar.index("near-data") < similar.index("far-data")
+    # The shown score is the MMD² of the two stored RKMEs, computed here directly with numpy.
+    specs = {v.id: Specification.objects.get(version=v) for v in (me, near, far)}
+
+    def mmd2(a, b):
+        (Za, ba), (Zb, bb) = rkme_arrays(specs[a.id].rkme), rkme_arrays(specs[b.id].rkme)
+        g = specs[a.id].feature_space.gamma
+        k = lambda X, Y: np.exp(-g * ((X[:, None, :] - Y[None, :, :]) ** 2).sum(-1))  # noqa: E731
+        return ba @ k(Za, Za) @ ba + bb @ k(Zb, Zb) @ bb - 2 * ba @ k(Za, Zb) @ bb
+
+    shown = [float(x) for x in re.findall(r"MMD² ([0-9.e+-]+)</span>", similar)]
+    assert shown == pytest.approx([mmd2(me, near), mmd2(me, far)], rel=2e-3, abs=1e-6)
+    assert shown[1] > 10 * shown[0]
 
 
 def test_browse_filters_by_facet_and_never_lists_private_learnwares(web, alice, bob):

@@ -145,7 +145,7 @@ def test_results_show_ranking_chart_against_baselines_and_download(web_for, alic
     # One bar per method plus the two baselines; the chosen one in the "chosen" colour.
     assert chart.count("<rect") == 4 and "#1a7f37" in chart and chart.count("#8a5a00") == 2
     assert "Baseline: from scratch (mlp)" in chart
-    assert "logme" in page and "1.5" in page  # every rank score is a column
+    assert ">LogME</abbr>" in page and "1.5" in page  # every rank score is a column, by its one display name
     assert f"/api/v1/submissions/{submission.id}/package" in page
     assert "Publish this assembly" in page
     assert 'data-job-url' not in page  # finished: nothing to poll

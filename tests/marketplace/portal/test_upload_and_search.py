@@ -110,12 +110,15 @@ def test_search_by_data_accepts_an_rkme_json(web, alice):
 
 
 @pytest.mark.parametrize("name,content,message", [
-    ("wide.csv", b"a,b,c,d\n1,2,3,4\n", "has 4 columns"),
+    ("wide.csv", b"a,b,c,d\n1,2,3,4\n", "names 4 columns (a, b, c, d) that no space has"),
+    ("unnamed.csv", b"1,2,3,4\n5,6,7,8\n", "has 4 unnamed columns"),
     ("words.csv", b"a,b,c\n1,two,3\n", "not a numeric CSV"),
     ("bad.json", b"{\"Z\": 1}", "rkme:"),
-    ("data.txt", b"1,2,3\n", "use a .csv, .npz or rkme .json"),
+    ("data.xlsx", b"1,2,3\n", "use a .csv, .npz, .txt, .jsonl or rkme .json"),
+    ("texts.txt", b"some words\n", "holds raw texts, which does not fit the space you chose"),
 ])
 def test_search_by_data_explains_bad_files(web, alice, name, content, message):
+    """Each bad file is answered 400 with a sentence naming what the file holds and what fits."""
     make_learnware(alice)
     response = web.post("/search/data/", {"feature_space": make_space().key, "k": 5, "file": SimpleUploadedFile(name, content)})
     assert response.status_code == 400 and message in text(response)
@@ -134,3 +137,16 @@ def test_search_by_data_never_returns_private_learnwares_of_others(web_for, alic
                                                      "file": SimpleUploadedFile("a.csv", csv_rows())}))
     assert "alices-public" in page and "alices-private" not in page
     assert json.dumps(COLUMNS)  # the factory's columns are the space's
+
+
+def test_search_by_data_detects_the_space_from_the_csv_header_without_a_choice(web, alice):
+    make_learnware(alice, name="only")
+    from marketplace.learnwares.models import FeatureSpace
+
+    # Same width, other columns: the header decides, not the width.
+    FeatureSpace.objects.create(key="table-other", kind="table", dim=3, gamma=0.1, schema={"columns": ["x", "y", "z"]})
+    response = web.post("/search/data/", {"k": 5, "file": SimpleUploadedFile("mine.csv", csv_rows(30))})
+    page = text(response)
+    assert response.status_code == 200, page
+    assert 'data-detected-space="table-portal"' in page and ">only<" in page
+    assert "table: a, b, c (3 columns)" in page

@@ -82,9 +82,37 @@ def test_text_search_ranks_cards_applies_filters_and_hides_private_ones(market, 
     monkeypatch.setattr(selectors, "encode_query", lambda text: query)
     got = [x["version_id"] for x in api.get("/api/v1/search/", {"q": "fraud", "limit": 3}).json()["results"]]
     assert hidden.id not in got and got[:2] == [versions[2].id, versions[1].id]
-    r = api.get("/api/v1/search/", {"q": "fraud", "tags": "fraud", "license": "Apache-2.0"}).json()
+    r = api.get("/api/v1/search/", {"q": "fraud", "tags": "fraud", "license": "Apache-2.0", "min_similarity": 0}).json()
     assert [x["version_id"] for x in r["results"]] == [versions[2].id, versions[0].id]
     assert r["results"][0]["similarity"] == pytest.approx(0.8 / np.sqrt(1.89), rel=1e-5)
     listing = api.get("/api/v1/search/", {"modality": "table"}).json()["results"]
     assert {x["version_id"] for x in listing} == {v.id for v in versions}
     assert api.get("/api/v1/search/", {"task": "nonsense"}).status_code == 400
+
+
+def test_text_search_drops_cards_below_the_relevance_cut_off(market, api, monkeypatch):
+    _, _, versions, _, _ = market
+    query = np.zeros(384, dtype=np.float32)
+    query[2], query[1], query[7] = 0.6, 0.3, np.sqrt(0.55)  # a unit vector: cosines 0.6, 0.3 and 0 with the cards of lw2, lw1, lw0
+    monkeypatch.setattr(selectors, "encode_query", lambda text: query)
+    results = api.get("/api/v1/search/", {"q": "zzqx"}).json()["results"]
+    assert [x["version_id"] for x in results] == [versions[2].id]
+    assert results[0]["similarity"] == pytest.approx(0.6, rel=1e-5)
+    assert 0.3 < selectors.MIN_SIMILARITY < 0.6
+    everything = api.get("/api/v1/search/", {"q": "zzqx", "min_similarity": 0}).json()["results"]
+    assert len(everything) == len(versions)
+
+
+def test_full_text_keeps_only_cards_whose_words_match(market, api, monkeypatch):
+    from django.db import connection
+
+    from marketplace.learnwares.models import Learnware
+
+    if connection.vendor != "postgresql":
+        pytest.skip("full text search runs on PostgreSQL only")
+    _, _, versions, _, _ = market
+    Learnware.objects.filter(id=versions[3].learnware_id).update(description="Detects card fraud in payments.")
+    monkeypatch.setattr(selectors, "encode_query", lambda text: np.eye(384, dtype=np.float32)[100])  # cosine 0 to all
+    got = [x["version_id"] for x in api.get("/api/v1/search/", {"q": "payments fraud"}).json()["results"]]
+    assert got == [versions[3].id]
+    assert api.get("/api/v1/search/", {"q": "xqzvbnm plorf"}).json()["results"] == []
