@@ -12,6 +12,7 @@ import getpass
 import json
 import os
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -116,10 +117,13 @@ def cmd_search(args: argparse.Namespace) -> tuple[Any, str]:
 def cmd_submit(args: argparse.Namespace) -> tuple[Any, str]:
     client = _client(args)
     space = client.feature_space(args.space) if args.space else None
-    pair = client.spec(args.data, modality=args.modality, space=space)
     labelled = _labelled(args.labelled, args.label_column, args.modality)
-    sub = client.submit(pair, labelled=labelled, task=args.task, modality=args.modality, name=args.name,
-                        wait=not args.no_wait, timeout=args.wait_timeout)
+    common: dict[str, Any] = {"labelled": labelled, "task": args.task, "modality": args.modality, "name": args.name,
+                              "wait": not args.no_wait, "timeout": args.wait_timeout}
+    if args.upload:
+        sub = client.submit(data=args.data, requirements={"feature_space": space.key} if space else None, **common)
+    else:
+        sub = client.submit(client.spec(args.data, modality=args.modality, space=space), **common)
     out = _plain(sub)
     text = f"submission {sub.id}: {sub.status} (stage {sub.stage})"
     if args.download and sub.status == "succeeded":
@@ -204,7 +208,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--task", choices=["classification", "regression"], default="classification")
     s.add_argument("--space"), s.add_argument("--name", default="")
     s.add_argument("--no-wait", action="store_true"), s.add_argument("--wait-timeout", type=float, default=900)
-    s.add_argument("--download", help="folder to download the assembled package into")
+    s.add_argument("--download", help="folder to download the assembled package into (created if missing)")
+    s.add_argument("--upload", action="store_true",
+                   help="send the rows themselves instead of their RKME (the market can then run every learnware on them)")
     s.set_defaults(fn=cmd_submit)
 
     s = sub.add_parser("status", help="status of a submission or job")
@@ -221,6 +227,19 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _file_error(exc: OSError | zipfile.BadZipFile) -> dict[str, str]:
+    if isinstance(exc, zipfile.BadZipFile):
+        return {"code": "cli:user:not-a-zip", "message": f"not a zip package: {exc}"}
+    name = exc.filename or ""
+    if isinstance(exc, FileNotFoundError):
+        return {"code": "cli:user:file-not-found", "message": f"no such file: {name}"}
+    if isinstance(exc, IsADirectoryError):
+        return {"code": "cli:user:is-a-folder", "message": f"{name} is a folder, a file was expected"}
+    if isinstance(exc, PermissionError):
+        return {"code": "cli:user:permission", "message": f"permission denied: {name}"}
+    return {"code": "cli:user:file", "message": f"{name}: {exc.strerror or exc}"}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "download" and not (args.learnware or args.submission):
@@ -232,6 +251,12 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"error": exc.to_dict()}, default=str))
         else:
             print(f"error: {type(exc).__name__}: {exc.message}" + (f" [{exc.code}]" if exc.code else ""), file=sys.stderr)
+        return 1
+    except (OSError, zipfile.BadZipFile) as exc:
+        # A user's mistake (a missing file, a folder for a file, not a zip): one line naming it, no traceback.
+        error = _file_error(exc)
+        print(json.dumps({"error": error}) if args.json else f"error: {error['message']} [{error['code']}]",
+              file=sys.stdout if args.json else sys.stderr)
         return 1
     print(json.dumps(obj, default=str) if args.json else text)
     return 0
