@@ -53,9 +53,10 @@ def test_image_submissions_find_their_domains_learnware_and_are_evaluated_with_l
     assert body["status"] == "succeeded", body["error"]
     results = body["results"]
     assert results["spec"]["image_shape"] == [1, 8, 8] and body["feature_space"] == market.space.key
-    # The worker's RKME is the one of the decoded PNGs under the space's encoder, recomputed here.
-    E = ConvImageEncoder(0).encode(transposed["images"].astype(np.float32) / 255.0).astype(np.float64)
-    assert_allclose(results["spec"]["self_term"], rkme_fit(E, 60, 1.0, random_state=0).self_term(), rtol=1e-6)
+    # The worker's RKME is the one of every decoded PNG (unlabelled and labelled) under the space's encoder, recomputed here.
+    every = np.concatenate([transposed["images"], transposed["images_l"]]).astype(np.float32) / 255.0
+    E = ConvImageEncoder(0).encode(every).astype(np.float64)
+    assert_allclose(results["spec"]["self_term"], rkme_fit(E, 100, 1.0, random_state=0).self_term(), rtol=1e-6)
     own = market.learnwares["transposed"].id
     assert results["identify"]["singles"][0]["learnware_id"] == own
     assert results["rank"]["candidates"][0]["learnware_id"] == own

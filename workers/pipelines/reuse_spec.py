@@ -110,12 +110,25 @@ def _from_images(ctx: ReuseContext) -> tuple[RKMESpecification, FeatureSpace]:
     from marketplace.learnwares.encoding import image_encoder
 
     images = ctx.user_images.images
+    labelled = ctx.labelled_images
+    if labelled is not None:  # every row the user holds describes their distribution (see _identification_rows)
+        images = np.concatenate([images, labelled.images.astype(images.dtype)])
     space = resolve_space(ctx, None, IMAGE_DIM)
     E = image_encoder(int((space.schema or {}).get("seed", 0))).encode(images).astype(np.float64)
     try:
         return rkme_fit(E, min(RKME_K, E.shape[0]), space.gamma, random_state=ctx.seed), space
     except SpecError as exc:
         raise _fail("data", str(exc), "submission:user:bad-data") from exc
+
+
+def _identification_rows(ctx: ReuseContext, X: np.ndarray) -> np.ndarray:
+    """The unlabelled rows and the labelled ones: all of them are the user's distribution, and the
+    RKME (identification, mixture test) and the unit-free scale are estimated better from more rows.
+    A labelled table of another width is left out here and refused by name in ``_check_labels``."""
+    table = ctx.labelled_table
+    if table is None or table.X.shape[1] != X.shape[1]:
+        return X
+    return np.vstack([X, table.X])
 
 
 def _image_shape(ctx: ReuseContext) -> list[int] | None:
@@ -141,8 +154,9 @@ def run(ctx: ReuseContext, report: Report) -> dict[str, Any]:
     elif ctx.submission.data_format in (DataFormat.CSV, DataFormat.NPZ):
         table = ctx.user_table
         space = resolve_space(ctx, table.columns, table.X.shape[1])
-        rms, rms_known = unit_rms(table.X), True
-        X = SpaceTransform(rms, space.standardization or {})(table.X)
+        rows = _identification_rows(ctx, table.X)
+        rms, rms_known = unit_rms(rows), True
+        X = SpaceTransform(rms, space.standardization or {})(rows)
         try:
             spec = rkme_fit(X, min(RKME_K, X.shape[0]), space.gamma, random_state=ctx.seed)
         except SpecError as exc:
@@ -151,7 +165,9 @@ def run(ctx: ReuseContext, report: Report) -> dict[str, Any]:
     elif ctx.is_text:
         from marketplace.learnwares.encoding import encode_texts
 
-        texts = ctx.user_texts.texts
+        texts = list(ctx.user_texts.texts)
+        if ctx.labelled_texts is not None and not ctx.adapter_mode:
+            texts += list(ctx.labelled_texts.texts)
         space = resolve_space(ctx, None, TEXT_DIM)
         rms, rms_known = np.ones(space.dim), False  # unit vectors: the text space needs no unit-free step
         try:

@@ -222,8 +222,10 @@ def test_an_image_task_is_specified_by_the_encoder_ranked_and_evaluated(bob, ali
     # spec: the RKME of the decoded PNGs under the space's encoder, recomputed here from the arrays.
     spec = results["spec"]
     assert spec["feature_space"] == market.space.key and spec["image_shape"] == [1, 8, 8]
-    E = ConvImageEncoder(0).encode(task["images"].astype(np.float32) / 255.0).astype(np.float64)
-    assert_allclose(spec["self_term"], rkme_fit(E, 50, 1.0, random_state=0).self_term(), rtol=1e-6)
+    # Identification specs every image the user sent: the unlabelled ones and the labelled ones.
+    every = np.concatenate([task["images"], task["images_l"]]).astype(np.float32) / 255.0
+    E = ConvImageEncoder(0).encode(every).astype(np.float64)
+    assert_allclose(spec["self_term"], rkme_fit(E, 100, 1.0, random_state=0).self_term(), rtol=1e-6)
     assert spec["labelled"]["classes"] == sorted({str(v) for v in task["y_l"]})
 
     own = market.learnwares["transposed"].id

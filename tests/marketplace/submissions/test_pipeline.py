@@ -92,6 +92,9 @@ def test_with_labels_every_method_is_scored_on_shared_folds_and_the_winner_beats
     task = user_task({"inverted": 0.5, "upright": 0.5}, n=300, n_labelled=120, seed=11)
     submission = _run(_submit(alice, task, labelled=True), report)
     results = submission.results
+    assert results["spec"]["n_rows"] == 300 + 120  # identification specs the labelled rows too
+    rms = np.sqrt(np.mean(np.vstack([task["X"], task["X_l"]]) ** 2, axis=0))
+    assert results["spec"]["unit_rms"] == pytest.approx(np.where(rms > 0, rms, 1.0), rel=1e-12)
     assert {r["method"] for r in results["assemble"]["methods"]} == {"label_free", *reuse_methods.LABELLED_METHODS}
     ranked = results["rank"]["candidates"]
     assert {c["version_id"] for c in ranked[:2]} == {market.versions["inverted"].id, market.versions["upright"].id}
