@@ -225,7 +225,7 @@ class Client:
             files["data"] = local.data_upload(data, modality)
         else:
             assert spec is not None
-            fields["rkme"] = json.loads(rkme_to_json(spec))
+            fields["rkme"] = local.rkme_document(spec)
         if labelled is not None:
             X, y = labelled
             if modality == "image":

@@ -21,7 +21,8 @@ import numpy as np
 
 from lwm_client.errors import BadRequest
 from lwm_client.models import FeatureSpace
-from specs import RKMESpecification, SpecError, TableStandardizer, rkme_fit
+from specs import RKMESpecification, SpecError, TableStandardizer, rkme_fit, rkme_to_json
+from specs.units import unit_rms
 
 RKME_K = 100
 RKME_SEED = 0
@@ -102,12 +103,25 @@ def spec_table(X: np.ndarray, space: FeatureSpace, *, K: int = RKME_K, random_st
     """The RKME of raw rows ``X`` (n, d) in the space's coordinates."""
     if X.shape[1] != space.dim:
         raise _bad(f"the data has {X.shape[1]} columns, feature space {space.key} has {space.dim}", space.key)
+    rows = np.asarray(X, dtype=np.float64)
     if space.standardization:
         X = TableStandardizer.from_dict(space.standardization).transform(X)
     try:
-        return rkme_fit(X, min(K, X.shape[0]), space.gamma, random_state=random_state)
+        spec = rkme_fit(X, min(K, X.shape[0]), space.gamma, random_state=random_state)
     except SpecError as exc:
         raise _bad(f"cannot fit an RKME: {exc}", space.key) from exc
+    if (space.standardization or {}).get("scale_invariant"):
+        # The per-column RMS of the rows (the unit-free step's scale) travels with the RKME as
+        # ``unit_rms``, so the market can convert your rows into each learnware's units.
+        spec.unit_rms_ = unit_rms(rows)  # type: ignore[attr-defined]
+    return spec
+
+
+def rkme_document(spec: RKMESpecification) -> dict[str, Any]:
+    """The RKME as JSON (``specs.serialization``) plus ``unit_rms`` when :func:`spec_table` set it."""
+    doc = json.loads(rkme_to_json(spec))
+    rms = getattr(spec, "unit_rms_", None)
+    return doc | ({"unit_rms": np.asarray(rms).tolist()} if rms is not None else {})
 
 
 def read_images(source: Any, *, channels: int | None = None, size: tuple[int, int] | None = None) -> np.ndarray:

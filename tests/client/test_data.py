@@ -123,3 +123,16 @@ def test_rows_to_upload_keep_a_csvs_bytes_and_pack_arrays_texts_and_images(tmp_p
     assert [json.loads(line)["text"] for line in content.decode().splitlines()] == ["one text", "two"]
     name, content, _ = local.data_upload(np.full((2, 1, 8, 8), 255, dtype=np.uint8), "image")
     assert name == "data.npz" and np.load(io.BytesIO(content))["images"].max() == pytest.approx(1.0)
+
+
+def test_a_table_rkme_carries_the_rows_rms_so_the_market_can_convert_units(spaces):
+    client_space, _ = spaces
+    X = rows(80, seed=3)
+    spec = local.spec_table(X, client_space)
+    doc = local.rkme_document(spec)
+    assert_allclose(doc["unit_rms"], [np.sqrt(np.mean(X[:, j] ** 2)) for j in range(3)], rtol=1e-12)
+    import json
+
+    from specs import rkme_from_json
+
+    assert_allclose(rkme_from_json(json.dumps(doc)).Z_, spec.Z_)  # still a valid RKME document

@@ -5,6 +5,7 @@ Every ordering asserted here is computed from the run's own numbers, never hard-
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -326,3 +327,22 @@ def test_when_no_learnware_helps_the_model_trained_from_scratch_is_delivered_as_
     assert np.abs(predictor.predict_proba(task["X"]) - expected).max() < 1e-4
     accuracy = float(np.mean(predictor.predict(task["X"]).astype(int) == task["y"]))
     assert accuracy > 0.8
+
+
+def test_an_uploaded_rkme_with_unit_rms_gets_a_package_that_converts_the_users_units(market, alice, report):
+    from marketplace.submissions.services import submission_create as create
+    from specs import rkme_fit, rkme_to_json
+
+    column_scale = np.geomspace(0.1, 10.0, 64)
+    task = user_task({"upside-down": 1.0}, n=200, seed=31, column_scale=column_scale)
+    rms = np.sqrt(np.mean(task["X"] ** 2, axis=0))
+    rms = np.where(rms > 0, rms, 1.0)
+    Z = market.arrays.standardizer.transform(task["X"])  # what the client's spec_table computes
+    doc = json.loads(rkme_to_json(rkme_fit(Z, 100, 1.0 / 128, random_state=0))) | {"unit_rms": rms.tolist()}
+    submission = create(owner=alice, data_format="rkme", rkme_json=json.dumps(doc),
+                        requirements={"feature_space": market.space.key})
+    results = _run(submission, report).results
+    assert results["spec"]["unit_rms_known"] is True and results["spec"]["unit_rms"] == pytest.approx(rms.tolist())
+    predictor = PackagePredictor.from_bytes(Submission.objects.get(id=submission.id).package.open("rb").read())
+    assert "input_map" in predictor.recipe["members"][0]
+    assert float(np.mean(predictor.predict(task["X"]).astype(int) == task["y"])) > 0.9
