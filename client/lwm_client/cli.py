@@ -21,7 +21,6 @@ import numpy as np
 from lwm_client import data as local
 from lwm_client.client import Client
 from lwm_client.errors import LwmError, NotFound
-from specs import rkme_to_json
 
 
 def _plain(value: Any) -> Any:
@@ -71,7 +70,7 @@ def cmd_spec(args: argparse.Namespace) -> tuple[Any, str]:
     columns = args.columns.split(",") if args.columns else None
     kwargs: dict[str, Any] = {"space": space} | ({"columns": columns} if args.modality == "table" else {})
     spec, space = client.spec(args.data, modality=args.modality, **kwargs)
-    text = rkme_to_json(spec)
+    text = json.dumps(local.rkme_document(spec))  # with the rows' unit_rms for a table space
     Path(args.output).write_text(text)
     out = {"file": args.output, "feature_space": space.key, "K": int(spec.Z_.shape[0]), "d": int(spec.Z_.shape[1]),
            "n_rows": int(spec.n_samples_), "gamma": float(spec.gamma_)}
