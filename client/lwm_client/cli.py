@@ -12,6 +12,7 @@ import getpass
 import json
 import os
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,6 @@ import numpy as np
 from lwm_client import data as local
 from lwm_client.client import Client
 from lwm_client.errors import LwmError, NotFound
-from specs import rkme_to_json
 
 
 def _plain(value: Any) -> Any:
@@ -70,7 +70,7 @@ def cmd_spec(args: argparse.Namespace) -> tuple[Any, str]:
     columns = args.columns.split(",") if args.columns else None
     kwargs: dict[str, Any] = {"space": space} | ({"columns": columns} if args.modality == "table" else {})
     spec, space = client.spec(args.data, modality=args.modality, **kwargs)
-    text = rkme_to_json(spec)
+    text = json.dumps(local.rkme_document(spec))  # with the rows' unit_rms for a table space
     Path(args.output).write_text(text)
     out = {"file": args.output, "feature_space": space.key, "K": int(spec.Z_.shape[0]), "d": int(spec.Z_.shape[1]),
            "n_rows": int(spec.n_samples_), "gamma": float(spec.gamma_)}
@@ -116,10 +116,13 @@ def cmd_search(args: argparse.Namespace) -> tuple[Any, str]:
 def cmd_submit(args: argparse.Namespace) -> tuple[Any, str]:
     client = _client(args)
     space = client.feature_space(args.space) if args.space else None
-    pair = client.spec(args.data, modality=args.modality, space=space)
     labelled = _labelled(args.labelled, args.label_column, args.modality)
-    sub = client.submit(pair, labelled=labelled, task=args.task, modality=args.modality, name=args.name,
-                        wait=not args.no_wait, timeout=args.wait_timeout)
+    common: dict[str, Any] = {"labelled": labelled, "task": args.task, "modality": args.modality, "name": args.name,
+                              "wait": not args.no_wait, "timeout": args.wait_timeout}
+    if args.upload:
+        sub = client.submit(data=args.data, requirements={"feature_space": space.key} if space else None, **common)
+    else:
+        sub = client.submit(client.spec(args.data, modality=args.modality, space=space), **common)
     out = _plain(sub)
     text = f"submission {sub.id}: {sub.status} (stage {sub.stage})"
     if args.download and sub.status == "succeeded":
@@ -204,7 +207,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--task", choices=["classification", "regression"], default="classification")
     s.add_argument("--space"), s.add_argument("--name", default="")
     s.add_argument("--no-wait", action="store_true"), s.add_argument("--wait-timeout", type=float, default=900)
-    s.add_argument("--download", help="folder to download the assembled package into")
+    s.add_argument("--download", help="folder to download the assembled package into (created if missing)")
+    s.add_argument("--upload", action="store_true",
+                   help="send the rows themselves instead of their RKME (the market can then run every learnware on them)")
     s.set_defaults(fn=cmd_submit)
 
     s = sub.add_parser("status", help="status of a submission or job")
@@ -223,6 +228,19 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _file_error(exc: OSError | zipfile.BadZipFile) -> dict[str, str]:
+    if isinstance(exc, zipfile.BadZipFile):
+        return {"code": "cli:user:not-a-zip", "message": f"not a zip package: {exc}"}
+    name = exc.filename or ""
+    if isinstance(exc, FileNotFoundError):
+        return {"code": "cli:user:file-not-found", "message": f"no such file: {name}"}
+    if isinstance(exc, IsADirectoryError):
+        return {"code": "cli:user:is-a-folder", "message": f"{name} is a folder, a file was expected"}
+    if isinstance(exc, PermissionError):
+        return {"code": "cli:user:permission", "message": f"permission denied: {name}"}
+    return {"code": "cli:user:file", "message": f"{name}: {exc.strerror or exc}"}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "download" and not (args.learnware or args.submission):
@@ -234,6 +252,12 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"error": exc.to_dict()}, default=str))
         else:
             print(f"error: {type(exc).__name__}: {exc.message}" + (f" [{exc.code}]" if exc.code else ""), file=sys.stderr)
+        return 1
+    except (OSError, zipfile.BadZipFile) as exc:
+        # A user's mistake (a missing file, a folder for a file, not a zip): one line naming it, no traceback.
+        error = _file_error(exc)
+        print(json.dumps({"error": error}) if args.json else f"error: {error['message']} [{error['code']}]",
+              file=sys.stdout if args.json else sys.stderr)
         return 1
     print(json.dumps(obj, default=str) if args.json else text)
     return 0

@@ -198,26 +198,38 @@ class Client:
             raise ConfigError("search_by_data needs the feature space key (or the (spec, space) pair spec_* returns)", code="search:user:space")
         body = {"feature_space": feature_space, "rkme": json.loads(rkme_to_json(spec)), "k": k, "mixture": mixture,
                 **{key: v for key, v in filters.items() if key in FILTERS and v}}
-        return SearchResult.from_dict(self.http.json("POST", "search/by-data/", json=body))
+        return _named_components(SearchResult.from_dict(self.http.json("POST", "search/by-data/", json=body)))
 
     # --- submissions ---------------------------------------------------------------------------
-    def submit(self, spec: RKMESpecification | tuple[RKMESpecification, FeatureSpace], *, labelled: tuple[Any, Any] | None = None,
+    def submit(self, spec: RKMESpecification | tuple[RKMESpecification, FeatureSpace] | None = None, *,
+               data: Any = None, labelled: tuple[Any, Any] | None = None,
                task: str = "classification", modality: str = "table", requirements: dict[str, Any] | None = None,
                name: str = "", wait: bool = True, timeout: float = 900.0) -> Submission:
-        """Hand the market a task: your data's RKME (computed here) and, optionally, a labelled sample (X, y).
+        """Hand the market a task: your data's RKME (computed here) or, with ``data``, the rows themselves,
+        and optionally a labelled sample (X, y).
 
-        The labelled sample is the only data sent, and only when you pass it. Text X may be a list of strings
-        (encoded here with MiniLM); image X is (n, C, H, W) or (n, H, W) in [0, 1], sent as the images. With ``wait``, poll until the pipeline ends; :class:`JobFailed` if it fails.
+        ``data`` (instead of ``spec``): a CSV/NPZ/JSONL path, a folder of images, an array (table rows,
+        or images (n, C, H, W) in [0, 1] or 0..255), or a list of texts; it is uploaded, so the market
+        can run every learnware on your rows. Otherwise the labelled sample is the only data sent, and
+        only when you pass it. Text X may be a list of strings (encoded here with MiniLM); image X is
+        (n, C, H, W) or (n, H, W) in [0, 1] or 0..255, sent as the images. With ``wait``, poll until the
+        pipeline ends; :class:`JobFailed` if it fails.
         """
         requirements = dict(requirements or {})
         if isinstance(spec, tuple):
             spec, space = spec
             requirements.setdefault("feature_space", space.key)
-        fields: dict[str, Any] = {"task": task, "modality": modality, "rkme": json.loads(rkme_to_json(spec)),
-                                  "requirements": requirements} | ({"name": name} if name else {})
-        if labelled is None:
-            body = self.http.json("POST", "submissions/", json=fields, idempotency_key=uuid.uuid4().hex)
+        if (spec is None) == (data is None):
+            raise ConfigError("submit needs exactly one of spec (an RKME computed here) and data (rows to upload)",
+                              code="submit:user:data")
+        fields: dict[str, Any] = {"task": task, "modality": modality, "requirements": requirements} | ({"name": name} if name else {})
+        files: dict[str, tuple[str, bytes, str]] = {}
+        if data is not None:
+            files["data"] = local.data_upload(data, modality)
         else:
+            assert spec is not None
+            fields["rkme"] = local.rkme_document(spec)
+        if labelled is not None:
             X, y = labelled
             if modality == "image":
                 # The models take the images themselves: they travel as (n, C, H, W) in [0, 1], never encoded.
@@ -226,10 +238,13 @@ class Client:
                 if modality == "text" and len(X) and isinstance(X[0], str):
                     X = local.encode_texts(list(X))
                 npz = local.npz_bytes(X=np.asarray(X, dtype=np.float64), y=np.asarray(y))
+            files["labelled"] = ("labelled.npz", npz, "application/octet-stream")
+        if not files:
+            body = self.http.json("POST", "submissions/", json=fields, idempotency_key=uuid.uuid4().hex)
+        else:
             # Multipart: the JSON fields travel as strings, which the server parses back.
-            form = {**fields, "rkme": json.dumps(fields["rkme"]), "requirements": json.dumps(requirements)}
-            body = self.http.json("POST", "submissions/", data=form, files={"labelled": ("labelled.npz", npz, "application/octet-stream")},
-                                  idempotency_key=uuid.uuid4().hex)
+            form = {**fields, "requirements": json.dumps(requirements)} | ({"rkme": json.dumps(fields["rkme"])} if "rkme" in fields else {})
+            body = self.http.json("POST", "submissions/", data=form, files=files, idempotency_key=uuid.uuid4().hex)
         submission = build(Submission, body["submission"])
         if not wait:
             return submission
@@ -281,7 +296,7 @@ class Client:
                 raise NotFound(f"learnware {learnware_id} has no published version", code="download:user:none-published", status=404)
         info = self.version(learnware_id, version)
         target = Path(dest)
-        if target.is_dir() or str(dest).endswith("/"):
+        if _is_folder(target):
             target = target / f"learnware-{learnware_id}-v{version}.zip"
         return self._download(f"learnwares/{learnware_id}/versions/{version}/download", target, info.artifact_sha256)
 
@@ -289,7 +304,7 @@ class Client:
         """Download a submission's assembled package, verified against its sha256."""
         info = self.submission(submission_id)
         target = Path(dest)
-        if target.is_dir() or str(dest).endswith("/"):
+        if _is_folder(target):
             target = target / f"submission-{str(submission_id)[:8]}.zip"
         return self._download(f"submissions/{submission_id}/package", target, info.package_sha256 or None)
 
@@ -309,3 +324,24 @@ class Client:
 
 
 __all__ = ["Client", "LwmError"]
+
+
+def _is_folder(target: Path) -> bool:
+    """A download destination is a folder (created if missing) unless it names a .zip file:
+    ``--download ./out`` writes ``./out/submission-….zip``, as the quickstart shows."""
+    return target.is_dir() or target.suffix.lower() != ".zip"
+
+
+def _named_components(result: SearchResult) -> SearchResult:
+    """A search-by-data mixture names its components by version id: add each one's learnware id,
+    name and version number from the hits (components the hits do not hold keep what they have)."""
+    if result.mixture is None:
+        return result
+    hits = {h.version_id: h for h in result.results}
+    for component in result.mixture.components:
+        hit = hits.get(component.get("version_id"))
+        if hit is not None:
+            component.setdefault("learnware_id", hit.learnware_id)
+            component.setdefault("name", hit.name)
+            component.setdefault("version", hit.version)
+    return result

@@ -21,7 +21,8 @@ import numpy as np
 
 from lwm_client.errors import BadRequest
 from lwm_client.models import FeatureSpace
-from specs import RKMESpecification, SpecError, TableStandardizer, rkme_fit
+from specs import RKMESpecification, SpecError, TableStandardizer, rkme_fit, rkme_to_json
+from specs.units import unit_rms
 
 RKME_K = 100
 RKME_SEED = 0
@@ -102,18 +103,33 @@ def spec_table(X: np.ndarray, space: FeatureSpace, *, K: int = RKME_K, random_st
     """The RKME of raw rows ``X`` (n, d) in the space's coordinates."""
     if X.shape[1] != space.dim:
         raise _bad(f"the data has {X.shape[1]} columns, feature space {space.key} has {space.dim}", space.key)
+    rows = np.asarray(X, dtype=np.float64)
     if space.standardization:
         X = TableStandardizer.from_dict(space.standardization).transform(X)
     try:
-        return rkme_fit(X, min(K, X.shape[0]), space.gamma, random_state=random_state)
+        spec = rkme_fit(X, min(K, X.shape[0]), space.gamma, random_state=random_state)
     except SpecError as exc:
         raise _bad(f"cannot fit an RKME: {exc}", space.key) from exc
+    if (space.standardization or {}).get("scale_invariant"):
+        # The per-column RMS of the rows (the unit-free step's scale) travels with the RKME as
+        # ``unit_rms``, so the market can convert your rows into each learnware's units.
+        spec.unit_rms_ = unit_rms(rows)  # type: ignore[attr-defined]
+    return spec
+
+
+def rkme_document(spec: RKMESpecification) -> dict[str, Any]:
+    """The RKME as JSON (``specs.serialization``) plus ``unit_rms`` when :func:`spec_table` set it."""
+    doc = json.loads(rkme_to_json(spec))
+    rms = getattr(spec, "unit_rms_", None)
+    return doc | ({"unit_rms": np.asarray(rms).tolist()} if rms is not None else {})
 
 
 def read_images(source: Any, *, channels: int | None = None, size: tuple[int, int] | None = None) -> np.ndarray:
     """Images as (n, C, H, W) float32 in [0, 1] from an array, a folder or a list of PNG/JPEG paths."""
     if isinstance(source, np.ndarray):
-        arr = source.astype(np.float32)
+        # 0..255 pixels (integers, or floats above 1) are rescaled to [0, 1], as the server does.
+        scale = 255.0 if source.dtype.kind in "biu" or (source.size and float(source.max()) > 1.0) else 1.0
+        arr = source.astype(np.float32) / np.float32(scale)
         return arr[:, None] if arr.ndim == 3 else arr
     paths = sorted(p for p in Path(source).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if isinstance(source, (str, Path)) else [Path(p) for p in source]
     if not paths:
@@ -201,6 +217,28 @@ def spec_encoded(E: np.ndarray, space: FeatureSpace, *, K: int = RKME_K, random_
     if E.shape[1] != space.dim:
         raise _bad(f"encoded rows have {E.shape[1]} dimensions, feature space {space.key} has {space.dim}", space.key)
     return rkme_fit(E, min(K, E.shape[0]), space.gamma, random_state=random_state)
+
+
+def data_upload(source: Any, modality: str) -> tuple[str, bytes, str]:
+    """(file name, bytes, content type) of unlabelled data for ``Client.submit(data=...)``.
+
+    A CSV / NPZ / JSONL path is sent as it is (a CSV keeps its header, which names the space);
+    a folder of images, an image array or a list of texts is packed as NPZ ``images`` or JSONL;
+    a table array (or DataFrame) as NPZ ``X``."""
+    if isinstance(source, (str, Path)) and Path(source).is_file():
+        path = Path(source)
+        return path.name, path.read_bytes(), "application/octet-stream"
+    if modality == "image":
+        return "data.npz", npz_bytes(images=read_images(source)), "application/octet-stream"
+    if modality == "text":
+        lines = "".join(json.dumps({"text": t}) + "\n" for t in read_texts(source))
+        return "data.jsonl", lines.encode(), "application/x-ndjson"
+    X, columns, _ = read_table(source)
+    if columns is not None:
+        header = ",".join(columns) + "\n"
+        body = "".join(",".join(repr(float(v)) for v in row) + "\n" for row in X)
+        return "data.csv", (header + body).encode(), "text/csv"
+    return "data.npz", npz_bytes(X=np.asarray(X, dtype=np.float64)), "application/octet-stream"
 
 
 def npz_bytes(**arrays: np.ndarray) -> bytes:

@@ -89,6 +89,14 @@ def _run(model: Any, X: np.ndarray) -> np.ndarray:
     return out.double().numpy()
 
 
+def member_units(X: np.ndarray, entry: dict[str, Any]) -> np.ndarray:
+    """Table rows in the recipe member's units: ``x * input_map.scale`` (float32, as the
+    market's pipeline fed them), or the rows themselves when the recipe has no map."""
+    X32 = np.ascontiguousarray(X, dtype=np.float32)
+    mapping = entry.get("input_map")
+    return np.ascontiguousarray(X32 * np.asarray(mapping["scale"], dtype=np.float32)) if mapping else X32
+
+
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -183,7 +191,7 @@ class Predictor:
         for model, entry in self.members:
             # An image learnware (recipe ``input_shape`` [C, H, W]) takes (n, C, H, W), as it was probed.
             shape = entry.get("input_shape")
-            raw = _run(model, rows_as_images(X, shape) if shape else X)
+            raw = _run(model, rows_as_images(X, shape) if shape else member_units(X, entry))
             if self.task != "classification":
                 outs.append(raw.reshape(raw.shape[0], -1)[:, 0])
                 continue

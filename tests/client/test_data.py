@@ -93,3 +93,46 @@ def test_image_spec_uses_the_spaces_seeded_encoder():
     assert_allclose(local.encode_images(images, space), ConvImageEncoder(0).encode(images), rtol=1e-6)
     spec = local.spec_encoded(local.encode_images(images, space), space)
     assert spec.Z_.shape == (12, 128)
+
+
+def test_images_in_0_255_give_the_same_spec_as_in_0_1_as_on_the_server():
+    from sklearn.datasets import load_digits
+
+
+    pixels = (load_digits().images[:40] * 255.0 / 16.0).round().astype(np.uint8)[:, None]  # real digits, 0..255
+    unit = pixels.astype(np.float32) / 255.0
+    space = FeatureSpace(key="image-conv-0", kind="image", dim=128, gamma=1.0, schema={"seed": 0})
+    for given in (pixels, pixels.astype(np.float64), unit):
+        assert_allclose(local.read_images(given), unit, rtol=0, atol=1e-7)
+    specs = [local.spec_encoded(local.encode_images(local.read_images(g), space), space) for g in (pixels, unit)]
+    assert_allclose(specs[0].Z_, specs[1].Z_, atol=1e-6)
+
+
+def test_rows_to_upload_keep_a_csvs_bytes_and_pack_arrays_texts_and_images(tmp_path):
+    import io
+    import json
+
+    path = tmp_path / "rows.csv"
+    path.write_text("a,b\n1.5,2\n3,4\n")
+    assert local.data_upload(str(path), "table") == ("rows.csv", path.read_bytes(), "application/octet-stream")
+    name, content, _ = local.data_upload(pd.DataFrame({"a": [1.5, 3.0], "b": [2.0, 4.0]}), "table")
+    assert name == "data.csv" and content.decode().splitlines() == ["a,b", "1.5,2.0", "3.0,4.0"]
+    name, content, _ = local.data_upload(np.arange(6.0).reshape(3, 2), "table")
+    assert name == "data.npz" and np.array_equal(np.load(io.BytesIO(content))["X"], np.arange(6.0).reshape(3, 2))
+    name, content, _ = local.data_upload(["one text", "two"], "text")
+    assert [json.loads(line)["text"] for line in content.decode().splitlines()] == ["one text", "two"]
+    name, content, _ = local.data_upload(np.full((2, 1, 8, 8), 255, dtype=np.uint8), "image")
+    assert name == "data.npz" and np.load(io.BytesIO(content))["images"].max() == pytest.approx(1.0)
+
+
+def test_a_table_rkme_carries_the_rows_rms_so_the_market_can_convert_units(spaces):
+    client_space, _ = spaces
+    X = rows(80, seed=3)
+    spec = local.spec_table(X, client_space)
+    doc = local.rkme_document(spec)
+    assert_allclose(doc["unit_rms"], [np.sqrt(np.mean(X[:, j] ** 2)) for j in range(3)], rtol=1e-12)
+    import json
+
+    from specs import rkme_from_json
+
+    assert_allclose(rkme_from_json(json.dumps(doc)).Z_, spec.Z_)  # still a valid RKME document

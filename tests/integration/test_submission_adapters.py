@@ -81,8 +81,8 @@ def test_adapters_are_routed_by_arrow_and_merged_by_ties_end_to_end(celery_worke
     predictions = AdapterPackagePredictor.from_bytes(content).predict(texts)
     evaluation = body["results"]["evaluate"]
     assert set(predictions.tolist()) <= {"pos", "neg"} and "lora_ties" in evaluation["methods"]
-    assert evaluation["verdict"]["beats_from_scratch"] == (
-        evaluation["chosen_score"] > max(m["accuracy"] for m in evaluation["baselines"]["from_scratch"]["models"].values()))
+    assert evaluation["verdict"]["beats_from_scratch"] == (evaluation["verdicts"]["from_scratch"] == "better")
+    assert evaluation["winner"]["method"] and all(s["ci95"][0] <= s["mean"] <= s["ci95"][1] for s in evaluation["scores"].values())
 
 
 def predictor_files(client: Any, body: dict[str, Any]) -> dict[str, bytes]:

@@ -45,8 +45,8 @@ def test_a_labelled_mixture_task_goes_end_to_end_and_its_package_predicts(celery
     assert body["status"] == "succeeded", body["error"]
     assert body["progress"] == 100 and set(body["results"]) == {"spec", "identify", "rank", "assemble", "evaluate", "package"}
     evaluation = body["results"]["evaluate"]
-    assert evaluation["verdict"]["beats_from_scratch"] == (
-        evaluation["chosen_score"] > max(m["accuracy"] for m in evaluation["baselines"]["from_scratch"]["models"].values()))
+    assert evaluation["verdict"]["beats_from_scratch"] == (evaluation["verdicts"]["from_scratch"] == "better")
+    assert evaluation["winner"]["method"] and all(s["ci95"][0] <= s["mean"] <= s["ci95"][1] for s in evaluation["scores"].values())
     download = client.get(body["package_url"])
     content = b"".join(download.streaming_content)
     assert hashlib.sha256(content).hexdigest() == body["package_sha256"] == download["X-Checksum-Sha256"]

@@ -28,6 +28,7 @@ import yaml
 from sklearn.datasets import load_digits
 
 from specs import RFFSketch, TableStandardizer, rkme_fit, rkme_to_json
+from specs.units import unit_rms
 
 DOMAINS = ("upright", "mirrored", "upside-down", "inverted", "transposed")
 COLUMNS = [f"p{i}" for i in range(64)]
@@ -126,7 +127,9 @@ def market_arrays() -> MarketArrays:
         X = transform(images[dev], domain)
         arrays.models[domain] = train_model(X, labels[dev], seed=i)
         spec = rkme_fit(standardizer.transform(X), RKME_K, GAMMA, random_state=i)
-        arrays.rkmes[domain] = rkme_to_json(spec)
+        # The developer's units travel beside the RKME (as the client's spec builder writes them).
+        doc = json.loads(rkme_to_json(spec)) | {"unit_rms": unit_rms(X).tolist()}
+        arrays.rkmes[domain] = json.dumps(doc)
     return arrays
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 
 import numpy as np
@@ -70,3 +71,15 @@ def test_a_crashing_model_is_rejected_and_leaves_no_file(alice):
     assert version.rejection_reasons[0]["code"] == "publish:user:crashed"
     assert not version.package
     assert not LearnwareVersion.objects.filter(id=version.id).exclude(package="").exists()
+
+
+def test_a_table_sample_stores_its_per_column_rms_beside_the_rkme_for_reuse_in_its_units(alice):
+    columns = ["u1", "u2", "u3"]
+    X = packages.table_data(columns, 60, seed=4) * np.array([0.01, 1.0, 250.0])  # columns in very different units
+    lw, version = _publish(alice, packages.build_table_model_package(columns=columns, sample="csv", data=X, name="units"))
+    assert version.status == VersionStatus.PUBLISHED, version.rejection_reasons
+    spec = version.specification
+    assert spec.feature_space.standardization["scale_invariant"] is True
+    expected = [float(np.sqrt(np.sum(X[:, j] ** 2) / X.shape[0])) for j in range(3)]  # by hand, column by column
+    np.testing.assert_allclose(spec.rkme["unit_rms"], expected, rtol=1e-6)  # the CSV carries ~17 digits
+    rkme_from_json(json.dumps(spec.rkme))  # the stored document is still a valid RKME

@@ -26,7 +26,7 @@ from marketplace.learnwares.models import FeatureSpace, LearnwareVersion, Specif
 from marketplace.learnwares.packages import Package, package_inspect, package_without
 from marketplace.learnwares.packages.zipsafe import ZipLimits
 from marketplace.learnwares.samples import sample_encode, sample_raw
-from specs import RFFSketch, RKMESpecification, SerializationError, arrays_to_bytes, rkme_from_json, rkme_to_json
+from specs import RFFSketch, RKMESpecification, SerializationError, SpecError, arrays_to_bytes, rkme_from_json, rkme_to_json
 from specs.fingerprints import (
     arrow_prototypes,
     image_probe_set,
@@ -35,6 +35,7 @@ from specs.fingerprints import (
     sphere_probe_set,
     table_probe_set,
 )
+from specs.units import check_rms, unit_rms
 from workers.sandbox import SandboxError, SandboxLimits, SandboxRefused, SandboxUnavailable, run_model
 
 Report = Callable[..., None]
@@ -128,10 +129,29 @@ def fit_rkme(*, encoded: np.ndarray, space: FeatureSpace, seed_from: str) -> RKM
     return RKMESpecification(K, space.gamma, random_state=int(seed_from[:8], 16)).fit(encoded)
 
 
-def store_spec(*, version: LearnwareVersion, space: FeatureSpace, spec: RKMESpecification, computed_from: str) -> Specification:
+def spec_unit_rms(*, space: FeatureSpace, raw_sample: Any, rkme_json: bytes | None) -> list[float] | None:
+    """The per-column RMS of the developer's rows (the units the model takes) in a unit-free table
+    space: from the sample, else the ``unit_rms`` a client put in rkme.json; None if neither tells."""
+    if space.kind != Modality.TABLE or not (space.standardization or {}).get("scale_invariant"):
+        return None
+    if raw_sample is not None:
+        return unit_rms(np.asarray(raw_sample, dtype=np.float64)).tolist()
+    sent = json.loads(rkme_json).get("unit_rms") if rkme_json is not None else None
+    if sent is None:
+        return None
+    try:
+        return check_rms(sent, space.dim).tolist()
+    except SpecError as exc:
+        raise _fail("rkme-unit-rms", f"rkme.json: field 'unit_rms': {exc}", file="rkme.json") from None
+
+
+def store_spec(*, version: LearnwareVersion, space: FeatureSpace, spec: RKMESpecification, computed_from: str,
+               unit_rms: list[float] | None = None) -> Specification:
+    """Store the RKME (with ``unit_rms`` beside it when known: reuse maps users' rows into these units)."""
     sketch = RFFSketch(space.dim, space.gamma, space.sketch_dim, random_state=space.sketch_seed).transform(spec.Z_, spec.beta_)
+    doc = json.loads(rkme_to_json(spec)) | ({"unit_rms": unit_rms} if unit_rms is not None else {})
     return services.specification_store(
-        version=version, space=space, rkme=json.loads(rkme_to_json(spec)), k=int(spec.Z_.shape[0]),
+        version=version, space=space, rkme=doc, k=int(spec.Z_.shape[0]),
         self_term=spec.self_term(), sketch=sketch.astype("<f4").tobytes(), computed_from=computed_from,
     )
 
@@ -209,7 +229,9 @@ def _run(version: LearnwareVersion, report: Report) -> str:
         else:
             spec, source = fit_rkme(encoded=sample_encode(space=space, data=raw), space=space, seed_from=version.upload_sha256 or version.artifact_sha256), "sample"
         with transaction.atomic():
-            store_spec(version=version, space=space, spec=spec, computed_from=source)
+            store_spec(version=version, space=space, spec=spec, computed_from=source,
+                       unit_rms=spec_unit_rms(space=space, raw_sample=raw if source == "sample" else None,
+                                              rkme_json=package.rkme_json))
         strip_sample(version=version, data=data, package=package)
         services.version_check(version=version, check="spec", ok=True, message=f"RKME from {source}, K={spec.Z_.shape[0]}")
 

@@ -33,7 +33,7 @@ from workers.pipelines import (
 from workers.pipelines.reuse_context import ReuseContext
 
 # Bump when a stage's computation changes, so stored results are not reused across versions.
-PIPELINE_VERSION = 3
+PIPELINE_VERSION = 4
 
 StageRun = Callable[[ReuseContext, Report], dict[str, Any]]
 STAGE_RUNS: dict[str, StageRun] = {
@@ -100,10 +100,11 @@ def reuse_run(*, submission_id: str, report: Report) -> dict[str, Any]:
 
 
 def summary(results: dict[str, Any], resumed: list[str]) -> dict[str, Any]:
-    """The job's result: the chosen method, its verdict and the package checksum."""
+    """The job's result: the delivered method, its verdicts and the package checksum."""
     evaluation = results.get("evaluate", {})
     return {
-        "chosen_method": results.get("assemble", {}).get("chosen"),
+        "chosen_method": results.get("package", {}).get("method") or results.get("assemble", {}).get("chosen"),
+        "winner": evaluation.get("winner"), "verdicts": evaluation.get("verdicts"),
         "verdict": evaluation.get("verdict"),
         "statement": evaluation.get("statement"),
         "package_sha256": results.get("package", {}).get("sha256"),

@@ -26,6 +26,7 @@ from sklearn.linear_model import LogisticRegression
 from marketplace.core.exceptions import ValidationFailed
 from marketplace.submissions.choices import METHOD_ORDER
 from specs.assembly import ArrowRouter, LoRAAdapter, lora_negate, lora_ties, lora_weighted_sum
+from specs.evaluation import paired_verdict, proportion_interval
 from specs.serialization import arrays_to_bytes, bytes_to_arrays
 from specs.transferability import combine_scores, score_layers
 from workers.base import Report
@@ -243,36 +244,56 @@ def load_model(method: str, raw: bytes) -> Any:
 # --- evaluate ----------------------------------------------------------------------------------------
 def evaluate(ctx: ReuseContext, report: Report) -> dict[str, Any]:
     """Every method's head on the held-out texts, beside the best single adapter and from-scratch heads."""
-    from workers.pipelines.reuse_evaluate import _from_scratch, _statement
+    from workers.pipelines.reuse_evaluate import scratch_fit, scratch_models, scratch_predict
 
     assemble_result = ctx.results["assemble"]
     texts, y = labelled(ctx)
     classes = assemble_result["classes"]
     codes = np.array([classes.index(v) for v in y])
     test, train = ctx.splits["test"], np.sort(np.concatenate([ctx.splits["fit"], ctx.splits["val"]]))
-    scores, embeddings = {}, {}
+    scores, embeddings, correct = {}, {}, {}
     for i, row in enumerate(assemble_result["methods"]):
         report("evaluate", i, len(assemble_result["methods"]) + 1, f"testing {row['method']}")
         E = embeddings[row["method"]] = method_embeddings(ctx, row["method"], load_model(row["method"], ctx.work_load(row["artifact"]["file"])), texts)
         proba = head_proba(ctx.work_load(row["head"]["file"]), E[test], classes)
         scores[row["method"]] = methods.score("classification", codes[test], proba)
+        correct[row["method"]] = (proba.argmax(axis=1) == codes[test]).astype(np.float64)
     # The best single adapter: chosen on the rows the assembly could use, with its head refitted on them.
     members, _ = context_members(ctx, [m["version_id"] for m in assemble_result["members"]])
     singles = []
     for m, adapter in zip(members, adapters(ctx, members), strict=True):
         E = embedding(layers(ctx, f"v{m.version_id}", lora_delta(adapter), list(adapter.factors), texts))
         head = fit_head(E[train], y[train])
-        singles.append((float(np.mean(head.predict(E[train]) == y[train])), float(np.mean(head.predict(E[test]) == y[test])), m))
+        hits = (head.predict(E[test]) == y[test]).astype(np.float64)
+        singles.append((float(np.mean(head.predict(E[train]) == y[train])), float(hits.mean()), m, hits))
     best = max(singles, key=lambda s: s[0])
     single = {**best[2].card(), "score": best[1]}
     assert ctx.labelled_table is not None
-    scratch = _from_scratch(ctx, ctx.labelled_table.X, codes, train, test, len(classes))
+    X, scratch, scratch_hits = ctx.labelled_table.X, {}, {}
+    for name, template in scratch_models("classification", ctx.seed).items():
+        proba = scratch_predict(scratch_fit(template, X[train], codes[train], "classification"), X[test], "classification",
+                                len(classes))
+        scratch[name] = methods.score("classification", codes[test], proba)
+        scratch_hits[name] = (proba.argmax(axis=1) == codes[test]).astype(np.float64)
     scratch_name = max(scratch, key=lambda k: scratch[k]["accuracy"])
     chosen = assemble_result["chosen"]
-    verdict, statement = _statement(chosen, "accuracy", scores[chosen]["accuracy"], single, f"{scratch_name} on frozen MiniLM",
-                                    scratch[scratch_name]["accuracy"], int(test.shape[0]), int(train.shape[0]))
-    return {"labelled": True, "metric": "accuracy", "n_test": int(test.shape[0]), "n_train": int(train.shape[0]),
+    # One hold-out split: each comparison is a paired t test on the test texts' correctness.
+    pairs = {"best_single": best[3], "from_scratch": scratch_hits[scratch_name]}
+    verdicts = {k: paired_verdict(correct[chosen], v, 0.0)[0] for k, v in pairs.items()}
+    n = int(test.shape[0])
+    interval = {name: {"mean": float(v.mean()), "ci95": proportion_interval(int(v.sum()), n), "n": n}
+                for name, v in {**correct, **pairs}.items()}
+    words = {"better": "better than", "no_difference": "not detectably different from", "worse": "worse than"}
+    statement = (f"On {n} held-out texts the assembled module ({chosen}) scored accuracy {scores[chosen]['accuracy']:.4f}; "
+                 f"the best single adapter ({single['name']}) {single['score']:.4f}; the best head trained from scratch on "
+                 f"frozen MiniLM ({scratch_name}) {scratch[scratch_name]['accuracy']:.4f}. It is {words[verdicts['best_single']]} "
+                 f"the best single adapter and {words[verdicts['from_scratch']]} the model trained from scratch.")
+    return {"labelled": True, "metric": "accuracy", "n_test": n, "n_train": int(train.shape[0]),
             "methods": scores, "chosen": chosen, "chosen_score": scores[chosen]["accuracy"],
+            "winner": {"kind": "assembly", "method": chosen, "name": chosen}, "scores": interval, "verdicts": verdicts,
             "baselines": {"best_single": single, "from_scratch": {"best": scratch_name, "models": scratch,
                                                                   "features": "frozen MiniLM embeddings"}},
-            "verdict": verdict, "statement": statement}
+            "verdict": {"beats_best_single": verdicts["best_single"] == "better",
+                        "beats_from_scratch": verdicts["from_scratch"] == "better",
+                        "beats_both": verdicts["best_single"] == verdicts["from_scratch"] == "better"},
+            "statement": statement}

@@ -21,17 +21,14 @@ from marketplace.submissions.choices import DataFormat
 from marketplace.submissions.data import ImageData, TableData, TextData, read_images, read_table, read_texts
 from marketplace.submissions.models import Submission
 from specs import TableStandardizer
+from specs.units import unit_rms
+
+__all__ = ["ImageSpaceTransform", "ReuseContext", "SpaceTransform", "unit_rms"]
 
 DEFAULT_SEED = 0
 DEFAULT_HOLDOUT = 0.3
 VALIDATION_SHARE = 0.25  # of the rows left after the hold-out
 MIN_LABELLED = 12
-
-
-def unit_rms(X: np.ndarray) -> np.ndarray:
-    """Per-column root mean square (1 for all-zero columns), the space's unit-free step."""
-    rms = np.sqrt(np.mean(X * X, axis=0))
-    return np.where(rms > 0, rms, 1.0)
 
 
 class SpaceTransform:
@@ -202,6 +199,15 @@ class ReuseContext:
             return ImageSpaceTransform(self.results["spec"].get("image_shape"), int((self.space.schema or {}).get("seed", 0)),
                                        self.space.dim)
         return SpaceTransform(np.asarray(self.results["spec"]["unit_rms"]), self.space.standardization or {})
+
+    @property
+    def user_rms(self) -> np.ndarray | None:
+        """The per-column RMS of the user's rows when the space is unit-free and it is known
+        (an uploaded RKME without a labelled sample or ``unit_rms`` does not tell it)."""
+        t = self.transform
+        if not isinstance(t, SpaceTransform) or not t.unit_free or not self.results["spec"].get("unit_rms_known", True):
+            return None
+        return t.rms
 
     @cached_property
     def splits(self) -> dict[str, np.ndarray]:

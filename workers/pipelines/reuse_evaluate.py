@@ -1,10 +1,18 @@
-"""Stage ``evaluate``: every method on the held-out rows beside two baselines, and a verdict.
+"""Stage ``evaluate``: every candidate and both baselines on the same repeated folds, the
+winner, and verdicts with confidence.
 
-Baselines: the best single learnware (chosen on the fit + validation rows, never on the
-test rows) and models trained from scratch on the same fit + validation rows (logistic
-regression and a small MLP, or ridge and a small MLP for regression). The verdict compares
-the chosen method with the better of the from-scratch models *on the test rows*, which
-favours the baseline: a "beats" claim is conservative.
+All labelled rows are used: the assemble stage scored the label-free choice and each
+labelled method on repeated stratified k-fold splits of them; here the models trained from
+scratch (logistic regression and a small MLP, or ridge and a small MLP for regression) are
+scored on the very same splits, so every comparison is paired. Intervals and tests use the
+corrected resampled variance (``specs.evaluation``).
+
+The delivered package is the measured winner: the label-free choice unless another
+candidate (a labelled method, or the better from-scratch model) gains more than its
+standard error over it. The verdicts compare the winner with the best single learnware
+(the labelled ``best_single`` method: the member with the lowest loss on each fold's
+training rows) and with the better from-scratch model (picked by its mean over the same
+folds, which favours the baseline: a "better" claim is conservative).
 """
 
 from __future__ import annotations
@@ -16,18 +24,28 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.neural_network import MLPClassifier, MLPRegressor
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from specs.assembly import Assembly
+from specs.evaluation import Folds, one_se_choice, paired_verdict, proportion_interval, score_interval
 from workers.base import Report
 from workers.pipelines import reuse_methods as methods
-from workers.pipelines.reuse_assemble import labelled_codes, task_outputs
+from workers.pipelines.reuse_assemble import (
+    LABEL_FREE,
+    cv_folds,
+    deliverable,
+    labelled_codes,
+    labels_usable,
+    task_outputs,
+)
 from workers.pipelines.reuse_context import ReuseContext
 from workers.pipelines.reuse_rank import context_members
 
+FROM_SCRATCH = "from_scratch"
+BEST_SINGLE = "best_single"
 
-def _scratch_models(task: str, seed: int) -> dict[str, Any]:
+
+def scratch_models(task: str, seed: int) -> dict[str, Pipeline]:
     if task == "classification":
         return {
             "logistic_regression": make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
@@ -39,68 +57,167 @@ def _scratch_models(task: str, seed: int) -> dict[str, Any]:
     }
 
 
-def _from_scratch(ctx: ReuseContext, X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray,
-                  n_classes: int) -> dict[str, dict[str, float]]:
-    task, out = ctx.submission.task, {}
-    for name, model in _scratch_models(task, ctx.seed).items():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model.fit(X[train], y[train])
-        if task == "classification":
-            proba = np.zeros((test.shape[0], n_classes))
-            proba[:, model.classes_.astype(np.int64)] = model.predict_proba(X[test])
-            out[name] = methods.score(task, y[test], proba)
-        else:
-            out[name] = methods.score(task, y[test], model.predict(X[test]))
+def scratch_fit(model: Pipeline, X: np.ndarray, y: np.ndarray, task: str) -> Pipeline | int:
+    """The fitted model, or the one class of ``y`` when it holds a single class (what any
+    model trained on those rows would predict: a constant)."""
+    if task == "classification" and np.unique(y).shape[0] < 2:
+        return int(y[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(X, y)
+
+
+def scratch_predict(model: Pipeline | int, X: np.ndarray, task: str, n_classes: int) -> np.ndarray:
+    if isinstance(model, int):
+        return np.eye(n_classes)[np.full(X.shape[0], model)]
+    if task != "classification":
+        return model.predict(X)
+    proba = np.zeros((X.shape[0], n_classes))
+    proba[:, model.classes_.astype(np.int64)] = model.predict_proba(X)
+    return proba
+
+
+def _scratch_fold_scores(ctx: ReuseContext, X: np.ndarray, y: np.ndarray, folds: Folds, nc: int,
+                         report: Report) -> dict[str, list[float]]:
+    task, metric, out = ctx.submission.task, methods.primary(ctx.submission.task), {}
+    for name, template in scratch_models(task, ctx.seed).items():
+        report("evaluate", len(out), 3, f"training {name} from scratch on every fold")
+        scores = []
+        for train, test in folds.splits:
+            model = scratch_fit(_clone(template), X[train], y[train], task)
+            scores.append(methods.score(task, y[test], scratch_predict(model, X[test], task, nc))[metric])
+        out[name] = scores
     return out
 
 
-def _statement(chosen: str, metric: str, value: float, single: dict[str, Any], scratch_name: str, scratch: float,
-               n_test: int, n_train: int) -> tuple[dict[str, bool], str]:
-    beats_single, beats_scratch = value > single["score"], value > scratch
-    verdict = {"beats_best_single": bool(beats_single), "beats_from_scratch": bool(beats_scratch),
-               "beats_both": bool(beats_single and beats_scratch)}
-    head = (f"On {n_test} held-out rows the assembled module ({chosen}) scored {metric} {value:.4f}; "
-            f"the best single learnware ({single['name']}) {single['score']:.4f}; "
-            f"the best model trained from scratch on the same {n_train} labelled rows ({scratch_name}) {scratch:.4f}. ")
-    if beats_single and beats_scratch:
-        return verdict, head + "It beats both baselines."
-    missed = [n for n, ok in (("the best single learnware", beats_single), ("the model trained from scratch", beats_scratch)) if not ok]
-    return verdict, head + f"It does NOT beat {' nor '.join(missed)}."
+def _clone(model: Pipeline) -> Pipeline:
+    from sklearn.base import clone
+
+    return clone(model)
+
+
+def winner_kind(name: str, rows: dict[str, dict[str, Any]]) -> str:
+    if name == FROM_SCRATCH:
+        return "from_scratch"
+    return "best_single" if rows[name].get("assembly_kind") == BEST_SINGLE else "assembly"
+
+
+def _unlabelled(ctx: ReuseContext) -> dict[str, Any]:
+    ident = ctx.results["identify"]
+    return {"labelled": False, "verdict": None, "winner": _winner_unlabelled(ctx),
+            "identification": {"best_single_mmd2": ident["singles"][0]["mmd2"], "mixture": ident["mixture"]},
+            "statement": "No labelled sample was given, so nothing was evaluated: this report holds the "
+                         "identification scores only, and the assembled module's accuracy on your task is unknown."}
+
+
+def _winner_unlabelled(ctx: ReuseContext) -> dict[str, str]:
+    chosen = ctx.results["assemble"]["chosen"]
+    return {"kind": "best_single" if chosen == BEST_SINGLE else "assembly", "method": chosen, "name": _method_name(ctx, chosen)}
+
+
+def _method_name(ctx: ReuseContext, method: str) -> str:
+    """A reader's name for a delivered method: the member's name for a best single."""
+    assemble = ctx.results["assemble"]
+    row = next((r for r in assemble["methods"] if r["method"] == method), None)
+    kind = (row or {}).get("assembly_kind", method)
+    if kind == BEST_SINGLE and row is not None and "weights" in row.get("parameters", {}):
+        best = int(np.argmax(row["parameters"]["weights"]))
+        m = assemble["members"][best]
+        return f"{m['name']} v{m['version']}"
+    return method
+
+
+def _single_class(ctx: ReuseContext, reason: str) -> dict[str, Any]:
+    """The label-free package measured on a single-class sample: its accuracy, nothing to compare."""
+    assemble = ctx.results["assemble"]
+    classes = assemble["classes"] or []
+    members, _ = context_members(ctx, [m["version_id"] for m in assemble["members"]])
+    assert ctx.labelled_table is not None
+    X = ctx.labelled_table.X
+    outputs, Xs, y = task_outputs(ctx, members, X, classes), ctx.transform(X), labelled_codes(ctx, classes)
+    chosen = assemble["chosen"]
+    row = next(r for r in assemble["methods"] if r["method"] == chosen)
+    from specs.assembly import Assembly
+
+    model = Assembly.from_bytes(ctx.work_load(row["artifact"]["file"]))
+    pred = methods.predict_method(model, task="classification", n_classes=len(classes), outputs=outputs, Xs=Xs)
+    right = int(np.sum(pred.argmax(axis=1) == y))
+    n = int(y.shape[0])
+    scores = {chosen: {"mean": right / n, "ci95": proportion_interval(right, n), "n": n}}
+    winner = _winner_unlabelled(ctx)
+    low, high = scores[chosen]["ci95"]
+    statement = (f"The delivered module ({chosen}) labels {right} of your {n} labelled rows correctly "
+                 f"(accuracy {right / n:.3f}, 95 % interval {low:.3f} to {high:.3f}). {reason[0].upper()}{reason[1:]}; "
+                 "no baseline can be compared on one class.")
+    return {"labelled": True, "labels_used": False, "metric": "accuracy", "n_test": n, "n_train": 0,
+            "methods": {chosen: {"accuracy": right / n}}, "chosen": chosen, "chosen_score": right / n,
+            "winner": winner, "scores": scores, "verdicts": {BEST_SINGLE: None, FROM_SCRATCH: None},
+            "skipped": {BEST_SINGLE: reason, FROM_SCRATCH: reason},
+            "baselines": {"best_single": {"name": winner["name"], "score": None}, "from_scratch": {"best": None, "models": {}}},
+            "verdict": {"beats_best_single": False, "beats_from_scratch": False, "beats_both": False}, "statement": statement}
 
 
 def run(ctx: ReuseContext, report: Report) -> dict[str, Any]:
-    """Score every fitted method and both baselines on the held-out rows; state the verdict."""
+    """Score the from-scratch baselines on the assemble stage's folds; choose the winner; state the verdicts."""
     if ctx.labelled_table is None:
-        ident = ctx.results["identify"]
-        return {"labelled": False, "verdict": None,
-                "identification": {"best_single_mmd2": ident["singles"][0]["mmd2"], "mixture": ident["mixture"]},
-                "statement": "No labelled sample was given, so nothing was evaluated: this report holds the "
-                             "identification scores only, and the assembled module's accuracy on your task is unknown."}
+        return _unlabelled(ctx)
+    usable, why = labels_usable(ctx)
+    if not usable:
+        return _single_class(ctx, why)
     assemble = ctx.results["assemble"]
     task, metric = ctx.submission.task, methods.primary(ctx.submission.task)
     classes = assemble["classes"] or []
-    members, _ = context_members(ctx, [m["version_id"] for m in assemble["members"]])
-    X = ctx.labelled_table.X
-    outputs, Xs, y = task_outputs(ctx, members, X, classes), ctx.transform(X), labelled_codes(ctx, classes)
-    test, train = ctx.splits["test"], np.sort(np.concatenate([ctx.splits["fit"], ctx.splits["val"]]))
-    nc = len(classes) if task == "classification" else None
-    scores = {}
-    for i, row in enumerate(assemble["methods"]):
-        report("evaluate", i, len(assemble["methods"]) + 1, f"testing {row['method']}")
-        model = Assembly.from_bytes(ctx.work_load(row["artifact"]["file"]))
-        prediction = methods.predict_method(model, task=task, n_classes=nc, outputs=[o[test] for o in outputs], Xs=Xs[test])
-        scores[row["method"]] = methods.score(task, y[test], prediction)
-    # The best single learnware is picked on the rows the assembly could use, then tested like it.
-    train_scores = [methods.score(task, y[train], o[train])[metric] for o in outputs]
-    best = int(np.argmax(train_scores))
-    single = {**members[best].card(), "score": methods.score(task, y[test], outputs[best][test])[metric]}
-    scratch = _from_scratch(ctx, X, y, train, test, nc or 0)
-    scratch_name = max(scratch, key=lambda k: scratch[k][metric])
-    chosen = assemble["chosen"]
-    verdict, statement = _statement(chosen, metric, scores[chosen][metric], single, scratch_name,
-                                    scratch[scratch_name][metric], int(test.shape[0]), int(train.shape[0]))
-    return {"labelled": True, "metric": metric, "n_test": int(test.shape[0]), "n_train": int(train.shape[0]),
-            "methods": scores, "chosen": chosen, "chosen_score": scores[chosen][metric],
-            "baselines": {"best_single": single, "from_scratch": {"best": scratch_name, "models": scratch}},
-            "verdict": verdict, "statement": statement}
+    nc = len(classes) if task == "classification" else 0
+    X, y = ctx.labelled_table.X, labelled_codes(ctx, classes)
+    folds = cv_folds(ctx, y)
+    rows = {r["method"]: r for r in assemble["methods"] if not r.get("skipped")}
+    fold_scores = {name: r["validation"]["per_fold"] for name, r in rows.items()}
+    scratch = _scratch_fold_scores(ctx, X, y, folds, nc, report)
+    scratch_best = max(scratch, key=lambda k: float(np.mean(scratch[k])))
+    share = folds.test_share
+    candidates = {**fold_scores, FROM_SCRATCH: scratch[scratch_best]}
+    # The user's ``methods`` allow-list binds the delivery: from scratch is then only reported.
+    default, names = deliverable(ctx, list(rows.values()))
+    eligible = {n: candidates[n] for n in [*names, *([] if ctx.requirements.get("methods") else [FROM_SCRATCH])]}
+    winner, gains = one_se_choice(default, {default: candidates[default], **eligible}, share)
+    single = fold_scores.get(BEST_SINGLE, fold_scores[LABEL_FREE])
+    verdicts = {BEST_SINGLE: paired_verdict(candidates[winner], single, share)[0],
+                FROM_SCRATCH: paired_verdict(candidates[winner], scratch[scratch_best], share)[0]}
+    differences = {BEST_SINGLE: paired_verdict(candidates[winner], single, share)[1],
+                   FROM_SCRATCH: paired_verdict(candidates[winner], scratch[scratch_best], share)[1]}
+    scores = {name: score_interval(v, share) for name, v in candidates.items()}
+    scores[BEST_SINGLE] = score_interval(single, share)
+    scores.update({f"{FROM_SCRATCH}:{k}": score_interval(v, share) for k, v in scratch.items()})
+    kind = winner_kind(winner, rows)
+    name = f"{scratch_best} trained from scratch" if kind == "from_scratch" else _method_name(ctx, winner)
+    n_train = int(round(folds.n * (folds.k - 1) / folds.k))
+    statement = _statement(winner, name, kind, metric, scores, verdicts, folds, scratch_best)
+    return {"labelled": True, "labels_used": True, "metric": metric, "n_test": folds.n, "n_train": n_train,
+            "folds": {"k": folds.k, "repeats": folds.repeats, "rows": folds.n},
+            "methods": {n: {metric: scores[n]["mean"]} for n in fold_scores},
+            "chosen": winner, "chosen_score": scores[winner]["mean"],
+            "winner": {"kind": kind, "method": scratch_best if kind == "from_scratch" else winner, "name": name},
+            "scores": scores, "verdicts": verdicts,
+            "per_fold": {**{n: [float(v) for v in vals] for n, vals in candidates.items()},
+                         BEST_SINGLE: [float(v) for v in single]}, "differences": differences, "gains_over_label_free": gains,
+            "skipped": {r["method"]: r["skipped"] for r in assemble["methods"] if r.get("skipped")},
+            "baselines": {"best_single": {"name": _method_name(ctx, BEST_SINGLE) if BEST_SINGLE in rows else None,
+                                          "score": scores[BEST_SINGLE]["mean"]},
+                          "from_scratch": {"best": scratch_best, "models": {k: {metric: float(np.mean(v))} for k, v in scratch.items()}}},
+            "verdict": {"beats_best_single": verdicts[BEST_SINGLE] == "better", "beats_from_scratch": verdicts[FROM_SCRATCH] == "better",
+                        "beats_both": verdicts[BEST_SINGLE] == "better" and verdicts[FROM_SCRATCH] == "better"},
+            "statement": statement}
+
+
+def _statement(winner: str, name: str, kind: str, metric: str, scores: dict[str, dict[str, Any]], verdicts: dict[str, str],
+               folds: Folds, scratch_best: str) -> str:
+    def shown(key: str) -> str:
+        s = scores[key]
+        return f"{s['mean']:.3f} (95 % interval {s['ci95'][0]:.3f} to {s['ci95'][1]:.3f})"
+
+    what = {"from_scratch": f"a {scratch_best} trained from scratch on your rows", "best_single": f"the single learnware {name}",
+            "assembly": f"the assembly {winner}"}[kind]
+    words = {"better": "better than", "no_difference": "not detectably different from", "worse": "worse than"}
+    return (f"Delivered: {what}, {metric} {shown(winner)} in {folds.repeats} x {folds.k}-fold cross-validation on your "
+            f"{folds.n} labelled rows. It is {words[verdicts[BEST_SINGLE]]} the best single learnware ({shown(BEST_SINGLE)}) "
+            f"and {words[verdicts[FROM_SCRATCH]]} the best model trained from scratch ({shown(FROM_SCRATCH)}).")

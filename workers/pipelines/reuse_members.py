@@ -20,6 +20,7 @@ from marketplace.learnwares.models import LearnwareVersion
 from marketplace.search.store import rkme_arrays
 from specs.exceptions import SpecError
 from specs.images import rows_as_images
+from specs.units import check_rms
 from workers.sandbox.runner import SandboxError, SandboxUnavailable, run_model
 
 # torch.export (.pt2) is never loaded: its loader unpickles with full pickle (docs/security.md).
@@ -43,6 +44,7 @@ class Member:
     Z: np.ndarray
     beta: np.ndarray
     input_shape: list[int] | None = None  # [C, H, W] of an image learnware: it takes (n, C, H, W)
+    unit_rms: np.ndarray | None = None  # per-column RMS of its sample (the units its model takes), if known
 
     def card(self) -> dict[str, Any]:
         return {"learnware_id": self.learnware_id, "version_id": self.version_id, "version": self.number,
@@ -101,9 +103,21 @@ def member_load(version: LearnwareVersion) -> Member:
         name, kind = ADAPTER_WEIGHTS, "peft_lora"  # with adapter_config.json: see OutputCache.files
     else:
         name, kind = model_artifact(files, manifest)
-    Z, beta = rkme_arrays(version.specification.rkme)
+    rkme = version.specification.rkme
+    Z, beta = rkme_arrays(rkme)
     return Member(version.id, lw.id, version.number, lw.name, lw.license, version.artifact_sha256, kind, name,
-                  _manifest_classes(manifest), Z, beta, _manifest_shape(manifest))
+                  _manifest_classes(manifest), Z, beta, _manifest_shape(manifest), _stored_rms(rkme, Z.shape[1]))
+
+
+def _stored_rms(rkme: dict[str, Any], d: int) -> np.ndarray | None:
+    """The ``unit_rms`` publishing stored beside the RKME (absent for learnwares published before it)."""
+    values = rkme.get("unit_rms") if isinstance(rkme, dict) else None
+    if values is None:
+        return None
+    try:
+        return check_rms(values, d)
+    except SpecError:
+        return None
 
 
 def members_load(version_ids: list[int]) -> list[Member]:
@@ -117,10 +131,15 @@ class OutputCache:
 
     ``image_shape`` is the submission's [C, H, W] when it holds images: rows are then pixels,
     handed to each image learnware as (n, C, H, W), the layout publishing probed it with.
+    ``unit_factor`` (d,) is how many of the user's units one market unit is, per column
+    (``specs.units.mixture_unit_factor``): a member whose units are known gets the rows
+    divided by it, as the package's predictor does; None leaves every row as it is.
     """
 
-    def __init__(self, image_shape: list[int] | tuple[int, ...] | None = None) -> None:
+    def __init__(self, image_shape: list[int] | tuple[int, ...] | None = None,
+                 unit_factor: np.ndarray | None = None) -> None:
         self.image_shape = [int(v) for v in image_shape] if image_shape else None
+        self.unit_factor = None if unit_factor is None else np.asarray(unit_factor, dtype=np.float64)
         self._files: dict[int, dict[str, bytes]] = {}
         self._outputs: dict[tuple[int, str], np.ndarray] = {}
 
@@ -133,11 +152,18 @@ class OutputCache:
     def artifact(self, member: Member) -> bytes:
         return self.files(member)[member.artifact_name]
 
+    def scale(self, member: Member) -> np.ndarray | None:
+        """Factors (d,) from the user's units to the member's, or None when either is unknown."""
+        if self.unit_factor is None or member.unit_rms is None or member.input_shape is not None:
+            return None
+        return 1.0 / self.unit_factor
+
     def inputs(self, member: Member, X32: np.ndarray) -> np.ndarray:
         """Rows X32 (n, d) as the member takes them: (n, C, H, W) images when its manifest
-        declares ``input.shape`` (publishing probes image models so), else the rows."""
+        declares ``input.shape`` (publishing probes image models so), else the rows in its units."""
         if member.input_shape is None:
-            return X32
+            scale = self.scale(member)
+            return X32 if scale is None else np.ascontiguousarray(X32 * scale.astype(np.float32))
         theirs = member.input_shape
         if self.image_shape is not None and self.image_shape != theirs:
             raise ValidationFailed(f"your images are {self.image_shape} (C, H, W); learnware {member.name} "

@@ -28,7 +28,8 @@ import torch
 import yaml
 
 from marketplace.submissions.services import submission_package_save
-from specs.assembly import Assembly
+from specs.assembly import Assembly, BestSingle
+from specs.assembly.prune import prune
 from specs.images import image_rows, rows_as_images
 from specs.packaging.onnx_run import OnnxModel, load_onnx
 from specs.packaging.torchscript import load_torchscript
@@ -41,6 +42,7 @@ from workers.pipelines.reuse_rank import context_members
 RECIPE_FORMAT = "lwm-assembly-recipe"
 RECIPE_VERSION = 1
 _EPOCH = (1980, 1, 1, 0, 0, 0)
+SCRATCH_LICENSE = "LicenseRef-Proprietary"  # a model trained on the user's own rows is theirs
 
 
 def _zip(files: dict[str, bytes]) -> bytes:
@@ -62,43 +64,86 @@ def _license(licenses: list[str]) -> str:
     return unique[0] if len(unique) == 1 else " AND ".join(unique)
 
 
+def _delivered(ctx: ReuseContext) -> tuple[str, dict[str, Any] | None]:
+    """(method, assemble row) of what the evaluate stage measured to be best; row None for from scratch."""
+    assemble, evaluation = ctx.results["assemble"], ctx.results["evaluate"]
+    winner = evaluation.get("winner") or {}
+    if winner.get("kind") == "from_scratch":
+        return winner["method"], None
+    method = evaluation.get("chosen") if evaluation.get("labelled") and evaluation.get("labels_used") else assemble["chosen"]
+    return method, next(r for r in assemble["methods"] if r["method"] == method)
+
+
+def _scratch_member(ctx: ReuseContext, name: str) -> tuple[bytes, dict[str, Any], list[str] | None]:
+    """The winning from-scratch model, refitted on every labelled row, as TorchScript bytes."""
+    from workers.pipelines.reuse_assemble import labelled_codes
+    from workers.pipelines.reuse_evaluate import scratch_fit, scratch_models
+    from workers.pipelines.reuse_scratch import scratch_torchscript
+
+    assert ctx.labelled_table is not None
+    task, classes = ctx.submission.task, ctx.results["assemble"]["classes"] or []
+    model = scratch_fit(scratch_models(task, ctx.seed)[name], ctx.labelled_table.X, labelled_codes(ctx, classes), task)
+    assert not isinstance(model, int)  # evaluate only lets a fitted model win
+    own = [classes[int(c)] for c in model.classes_] if task == "classification" else None
+    card = {"learnware_id": None, "version_id": None, "version": None, "name": f"from-scratch-{name}",
+            "license": SCRATCH_LICENSE, "sha256": None}
+    return scratch_torchscript(model, task), card, own
+
+
 def run(ctx: ReuseContext, report: Report) -> dict[str, Any]:
-    """Build the package of the chosen method and store it with the submission."""
+    """Build the package of the delivered method and store it with the submission."""
     assemble = ctx.results["assemble"]
-    chosen = next(r for r in assemble["methods"] if r["method"] == assemble["chosen"])
-    members, cache = context_members(ctx, [m["version_id"] for m in assemble["members"]])
-    assembly = ctx.work_load(chosen["artifact"]["file"])
-    files: dict[str, bytes] = {"assembly.lwa": assembly, "rkme.json": ctx.work_load(ctx.results["spec"]["rkme_file"]["file"])}
+    method, row = _delivered(ctx)
+    files: dict[str, bytes] = {"rkme.json": ctx.work_load(ctx.results["spec"]["rkme_file"]["file"])}
     entries = []
-    for i, m in enumerate(members):
-        artifact = cache.artifact(m)
-        path = f"members/{i}/{PurePosixPath(m.artifact_name).name}"
+    task, classes = ctx.submission.task, assemble["classes"]
+    nc = len(classes) if task == "classification" and classes else None
+    if row is None:  # a model trained from scratch on the user's rows: an assembly of one member
+        artifact, card, own = _scratch_member(ctx, method)
+        path = "members/0/model.pt"
         files[path] = artifact
-        entries.append({**m.card(), "package_sha256": m.sha256, "classes": m.classes, "input_shape": m.input_shape,
-                        "artifact": {"path": path, "format": m.artifact_format, "sha256": _sha(artifact)}})
+        entries.append({**card, "package_sha256": None, "classes": own, "input_shape": None, "origin": "from_scratch",
+                        "artifact": {"path": path, "format": "torchscript", "sha256": _sha(artifact)}})
+        assembly_model = BestSingle(task=task, n_classes=nc).fit([np.zeros(0)], scores=np.ones(1))
+        kind, members, licenses = "best_single", [], [SCRATCH_LICENSE]
+    else:
+        all_members, cache = context_members(ctx, [m["version_id"] for m in assemble["members"]])
+        kept, assembly_model = prune(Assembly.from_bytes(ctx.work_load(row["artifact"]["file"])), len(all_members))
+        members = [all_members[i] for i in kept]  # members of weight 0 are not shipped
+        for i, m in enumerate(members):
+            artifact = cache.artifact(m)
+            path = f"members/{i}/{PurePosixPath(m.artifact_name).name}"
+            files[path] = artifact
+            entries.append({**m.card(), "package_sha256": m.sha256, "classes": m.classes, "input_shape": m.input_shape,
+                            "artifact": {"path": path, "format": m.artifact_format, "sha256": _sha(artifact)},
+                            **member_map_entry(ctx, m)})
+        kind, licenses = assembly_model.kind, [m.license for m in members]
+    assembly = assembly_model.to_bytes()
+    files["assembly.lwa"] = assembly
     evaluation = ctx.results["evaluate"]
     transform = ctx.transform.to_dict()
     if "image" in transform and not transform["image"]["shape"]:
         # No images came with the submission (an RKME without a labelled sample): the members' shape.
         transform["image"]["shape"] = _members_shape([cache.files(m) for m in members])
     recipe = {
-        "format": RECIPE_FORMAT, "version": RECIPE_VERSION, "method": assemble["chosen"], "task": ctx.submission.task,
-        "classes": assemble["classes"], "feature_space": ctx.space.key, "transform": transform,
-        "assembly": {"path": "assembly.lwa", "sha256": _sha(assembly), "kind": assemble["chosen"]},
-        "members": entries, "licenses": sorted({m.license for m in members}),
-        "evaluation": {"verdict": evaluation.get("verdict"), "statement": evaluation.get("statement")},
+        "format": RECIPE_FORMAT, "version": RECIPE_VERSION, "method": method, "task": task,
+        "classes": classes, "feature_space": ctx.space.key, "transform": transform,
+        "assembly": {"path": "assembly.lwa", "sha256": _sha(assembly), "kind": kind},
+        "members": entries, "licenses": sorted(set(licenses)),
+        "evaluation": {"verdict": evaluation.get("verdict"), "statement": evaluation.get("statement"),
+                       "winner": evaluation.get("winner"), "verdicts": evaluation.get("verdicts")},
     }
     files["recipe.json"] = json.dumps(recipe, indent=2, sort_keys=True).encode()
     columns = (ctx.space.schema or {}).get("columns")
+    described = ", ".join(f"{e['name']}" + (f" v{e['version']}" if e.get("version") else "") for e in entries)
     manifest = {
         # Named after the inputs, not the submission: the same inputs give the same bytes.
         "name": f"assembly-{evaluation['key'][:12]}", "kind": "model", "modality": ctx.submission.modality,
-        "task": ctx.submission.task, "description": f"{assemble['chosen']} over {len(members)} learnwares: "
-        + ", ".join(f"{m.name} v{m.number}" for m in members),
+        "task": task, "description": f"{method} over {len(entries)} member(s): {described}",
         "input": {"shape": transform["image"]["shape"]} if "image" in transform else {"columns": columns} if columns
         else {"dim": ctx.space.dim},
-        "output": {"classes": assemble["classes"]} if assemble["classes"] else {"dim": 1},
-        "license": _license([m.license for m in members]), "tags": ["assembly", assemble["chosen"]],
+        "output": {"classes": classes} if classes else {"dim": 1},
+        "license": _license(licenses), "tags": ["assembly", method],
         "artifact": {"format": "assembly", "path": "recipe.json"}, "feature_space": ctx.space.key,
         "specification": "rkme.json",
     }
@@ -107,7 +152,16 @@ def run(ctx: ReuseContext, report: Report) -> dict[str, Any]:
     report("package", 1, 1, f"package of {len(content)} bytes")
     submission_package_save(submission_id=ctx.submission.id, content=content, filename="package.zip")
     return {"sha256": _sha(content), "size": len(content), "files": sorted(files), "license": manifest["license"],
-            "method": assemble["chosen"], "members": [{"version_id": e["version_id"], "sha256": e["package_sha256"]} for e in entries]}
+            "method": method, "winner": evaluation.get("winner"),
+            "members": [{"version_id": e["version_id"], "sha256": e["package_sha256"]} for e in entries]}
+
+
+def member_map_entry(ctx: ReuseContext, member: Any) -> dict[str, Any]:
+    """``input_map`` of a recipe member: the factors (d,) that take the user's raw rows into the
+    member's units (``x_member = x * scale``); absent when the units are unknown (identity)."""
+    _, cache = context_members(ctx, [member.version_id])
+    scale = cache.scale(member)
+    return {} if scale is None else {"input_map": {"scale": scale.tolist()}}
 
 
 def _members_shape(files: list[dict[str, bytes]]) -> list[int]:
@@ -121,8 +175,12 @@ def _members_shape(files: list[dict[str, bytes]]) -> list[int]:
 
 def member_inputs(X: np.ndarray, entry: dict[str, Any]) -> np.ndarray:
     """Rows X (n, d) as the recipe member takes them: (n, C, H, W) float32 when it declares an
-    ``input_shape`` (an image learnware, probed so at publishing), else float32 rows."""
+    ``input_shape`` (an image learnware, probed so at publishing), else float32 rows in the
+    member's units (its ``input_map.scale``, when the recipe has one)."""
     X32 = np.ascontiguousarray(X, dtype=np.float32)
+    mapping = entry.get("input_map")
+    if mapping:
+        X32 = np.ascontiguousarray(X32 * np.asarray(mapping["scale"], dtype=np.float32))
     shape = entry.get("input_shape")
     return np.ascontiguousarray(rows_as_images(X32, shape)) if shape else X32
 

@@ -18,6 +18,7 @@ import numpy as np
 from marketplace.core.exceptions import ValidationFailed
 from specs import SpecError
 from specs.transferability import combine_scores, direct_scores, knn_accuracy, logme, regularized_hscore
+from specs.units import mixture_unit_factor
 from workers.base import Report
 from workers.pipelines.reuse_context import ImageSpaceTransform, ReuseContext
 from workers.pipelines.reuse_members import Member, OutputCache, members_load, to_task_classes
@@ -47,12 +48,14 @@ def candidate_ids(ctx: ReuseContext) -> list[int]:
 
 
 def task_classes(ctx: ReuseContext, members: list[Member]) -> list[str]:
-    """The classes of the task: the user's, else the union of the candidates' (sorted)."""
+    """The classes of the task: the user's labelled classes and every candidate's (sorted).
+
+    The union, not the user's classes alone: a labelled sample of 50 rows may miss a class the
+    user's other rows hold (or hold a single class), and the package must still predict it."""
     labelled = ctx.results["spec"].get("labelled") or {}
     names = set(labelled.get("classes") or [])
-    if not names:
-        for m in members:
-            names |= set(m.classes or [])
+    for m in members:
+        names |= set(m.classes or [])
     return sorted(names, key=lambda c: (0, int(c), c) if c.lstrip("-").isdigit() else (1, 0, c))
 
 
@@ -60,12 +63,35 @@ def context_members(ctx: ReuseContext, ids: list[int]) -> tuple[list[Member], Ou
     if "members" not in ctx.cache:
         # With images, the cache knows the user's [C, H, W] so a member of another size is refused by name.
         shape = ctx.transform.shape if isinstance(ctx.transform, ImageSpaceTransform) else None
-        ctx.cache["members"], ctx.cache["outputs"] = {}, OutputCache(image_shape=shape)
+        ctx.cache["members"] = {}
+        ctx.cache["outputs"] = OutputCache(image_shape=shape, unit_factor=_unit_factor(ctx))
     known = ctx.cache["members"]
     missing = [i for i in ids if i not in known]
     for m in members_load(missing) if missing else []:
         known[m.version_id] = m
     return [known[i] for i in ids], ctx.cache["outputs"]
+
+
+def identified_weights(ctx: ReuseContext) -> dict[int, float]:
+    """version id -> identification weight: the proposed mixture's, else 1 on the best single."""
+    ident = ctx.results["identify"]
+    if ident["mixture"]["proposed"]:
+        return {c["version_id"]: float(c["weight"]) for c in ident["mixture"]["components"]}
+    return {ident["singles"][0]["version_id"]: 1.0}
+
+
+def _unit_factor(ctx: ReuseContext) -> np.ndarray | None:
+    """User units per market unit (``specs.units``) from the identified members' stored RMS;
+    None when the user's RMS or every identified member's is unknown."""
+    user = ctx.user_rms
+    if user is None:
+        return None
+    weights = identified_weights(ctx)
+    loaded = {m.version_id: m for m in members_load(list(weights))}
+    known = [(loaded[v].unit_rms, w) for v, w in weights.items() if loaded[v].unit_rms is not None]
+    if not known or sum(w for _, w in known) <= 0:
+        return None
+    return mixture_unit_factor(user, [r for r, _ in known], [w for _, w in known])
 
 
 def _scores(ctx: ReuseContext, member: Member, outputs: OutputCache, classes: list[str]) -> dict[str, float | None]:

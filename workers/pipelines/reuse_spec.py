@@ -13,8 +13,9 @@ from marketplace.submissions.choices import DataFormat
 from marketplace.submissions.services import submission_feature_space_set
 from specs import RKMESpecification, SpecError, rkme_fit, rkme_from_json, rkme_to_json
 from specs.encoders import IMAGE_DIM, TEXT_DIM
+from specs.units import check_rms, unit_rms
 from workers.base import Report
-from workers.pipelines.reuse_context import ReuseContext, SpaceTransform, unit_rms
+from workers.pipelines.reuse_context import ReuseContext, SpaceTransform
 
 RKME_K = 100
 
@@ -78,9 +79,10 @@ def _check_labels(ctx: ReuseContext, space: FeatureSpace) -> dict[str, Any] | No
             raise _fail("labelled", "regression targets must be numbers", "submission:user:labels-mismatch")
         return {"n": int(y.shape[0]), "target_mean": float(np.mean(y)), "target_std": float(np.std(y))}
     classes, counts = np.unique(y.astype(str), return_counts=True)
-    if classes.shape[0] < 2:
-        raise _fail("labelled", f"holds a single class {classes.tolist()}: nothing to learn", "submission:user:labels-mismatch")
-    return {"n": int(y.shape[0]), "classes": classes.tolist(), "counts": counts.tolist()}
+    # A single class is kept: the label-free package is still delivered, and the labels still
+    # show how often it is right on them (the assemble and evaluate stages say so).
+    return {"n": int(y.shape[0]), "classes": classes.tolist(), "counts": counts.tolist(),
+            "single_class": bool(classes.shape[0] < 2)}
 
 
 def _from_rkme(ctx: ReuseContext) -> tuple[RKMESpecification, FeatureSpace, np.ndarray]:
@@ -92,9 +94,15 @@ def _from_rkme(ctx: ReuseContext) -> tuple[RKMESpecification, FeatureSpace, np.n
     if not np.isclose(spec.gamma_, space.gamma, rtol=1e-9, atol=0.0):
         raise _fail("rkme", f"gamma {spec.gamma_!r} differs from feature space {space.key!r} ({space.gamma!r}): "
                     "compute it in the space's coordinates", "submission:user:wrong-feature-space")
-    # The labelled sample (if any) sets the unit-free scale; without one it is never needed.
+    # The unit-free scale: the client's (``unit_rms`` in the RKME it sent), else the labelled sample's.
+    sent = json.loads(ctx.data_bytes).get("unit_rms")
+    if sent is not None and not ctx.is_image:
+        try:
+            return spec, space, check_rms(sent, space.dim)
+        except SpecError as exc:
+            raise _fail("rkme", str(exc), "submission:user:bad-rkme") from exc
     table = ctx.labelled_table
-    rms = unit_rms(table.X) if table is not None and not ctx.is_image else np.ones(space.dim)
+    rms = unit_rms(table.X) if table is not None and not ctx.is_image else None
     return spec, space, rms
 
 
@@ -102,12 +110,25 @@ def _from_images(ctx: ReuseContext) -> tuple[RKMESpecification, FeatureSpace]:
     from marketplace.learnwares.encoding import image_encoder
 
     images = ctx.user_images.images
+    labelled = ctx.labelled_images
+    if labelled is not None:  # every row the user holds describes their distribution (see _identification_rows)
+        images = np.concatenate([images, labelled.images.astype(images.dtype)])
     space = resolve_space(ctx, None, IMAGE_DIM)
     E = image_encoder(int((space.schema or {}).get("seed", 0))).encode(images).astype(np.float64)
     try:
         return rkme_fit(E, min(RKME_K, E.shape[0]), space.gamma, random_state=ctx.seed), space
     except SpecError as exc:
         raise _fail("data", str(exc), "submission:user:bad-data") from exc
+
+
+def _identification_rows(ctx: ReuseContext, X: np.ndarray) -> np.ndarray:
+    """The unlabelled rows and the labelled ones: all of them are the user's distribution, and the
+    RKME (identification, mixture test) and the unit-free scale are estimated better from more rows.
+    A labelled table of another width is left out here and refused by name in ``_check_labels``."""
+    table = ctx.labelled_table
+    if table is None or table.X.shape[1] != X.shape[1]:
+        return X
+    return np.vstack([X, table.X])
 
 
 def _image_shape(ctx: ReuseContext) -> list[int] | None:
@@ -123,17 +144,19 @@ def _image_shape(ctx: ReuseContext) -> list[int] | None:
 def run(ctx: ReuseContext, report: Report) -> dict[str, Any]:
     """Spec the user's data in its feature space (or validate the uploaded RKME)."""
     if ctx.submission.data_format == DataFormat.RKME:
-        spec, space, rms = _from_rkme(ctx)
+        spec, space, known = _from_rkme(ctx)
+        rms_known, rms = known is not None, known if known is not None else np.ones(space.dim)
         source = "client"
     elif ctx.is_image:
         spec, space = _from_images(ctx)
-        rms = np.ones(space.dim)  # unit vectors, as for texts
+        rms, rms_known = np.ones(space.dim), False  # encoder outputs: no unit-free step
         source = "data"
     elif ctx.submission.data_format in (DataFormat.CSV, DataFormat.NPZ):
         table = ctx.user_table
         space = resolve_space(ctx, table.columns, table.X.shape[1])
-        rms = unit_rms(table.X)
-        X = SpaceTransform(rms, space.standardization or {})(table.X)
+        rows = _identification_rows(ctx, table.X)
+        rms, rms_known = unit_rms(rows), True
+        X = SpaceTransform(rms, space.standardization or {})(rows)
         try:
             spec = rkme_fit(X, min(RKME_K, X.shape[0]), space.gamma, random_state=ctx.seed)
         except SpecError as exc:
@@ -142,9 +165,11 @@ def run(ctx: ReuseContext, report: Report) -> dict[str, Any]:
     elif ctx.is_text:
         from marketplace.learnwares.encoding import encode_texts
 
-        texts = ctx.user_texts.texts
+        texts = list(ctx.user_texts.texts)
+        if ctx.labelled_texts is not None and not ctx.adapter_mode:
+            texts += list(ctx.labelled_texts.texts)
         space = resolve_space(ctx, None, TEXT_DIM)
-        rms = np.ones(space.dim)  # unit vectors: the text space needs no unit-free step
+        rms, rms_known = np.ones(space.dim), False  # unit vectors: the text space needs no unit-free step
         try:
             spec = rkme_fit(encode_texts(texts).astype(np.float64), min(RKME_K, len(texts)), space.gamma, random_state=ctx.seed)
         except SpecError as exc:
@@ -160,7 +185,7 @@ def run(ctx: ReuseContext, report: Report) -> dict[str, Any]:
     return {
         "feature_space": space.key, "source": source, "n_rows": spec.n_samples_, "d": int(spec.n_features_in_),
         "K": int(spec.Z_.shape[0]), "gamma": float(spec.gamma_), "self_term": spec.self_term(),
-        "rkme_file": stored, "unit_rms": rms.tolist(), "labelled": labelled, "image_shape": image_shape,
+        "rkme_file": stored, "unit_rms": rms.tolist(), "unit_rms_known": rms_known, "labelled": labelled, "image_shape": image_shape,
         "explanation": (f"{'your RKME was validated' if source == 'client' else f'{spec.n_samples_} {_unit(ctx)} reduced to an RKME of {spec.Z_.shape[0]} points'} "
                         f"in feature space {space.key} (d={space.dim}, gamma={space.gamma:.4g})"),
     }

@@ -17,10 +17,12 @@ from typing import Any
 import numpy as np
 import yaml
 
+from lwm_client.data import rkme_document
 from lwm_client.errors import PackageError
-from specs import RKMESpecification, rkme_to_json
+from specs import RKMESpecification
 
 DATE = (2024, 1, 1, 0, 0, 0)
+
 
 
 def zip_files(files: Mapping[str, bytes | str]) -> bytes:
@@ -73,7 +75,9 @@ def build_package(
             adapter = {n: (folder / n).read_bytes() for n in ("adapter_config.json", "adapter_model.safetensors")}
         files.update(adapter)
     if rkme is not None:
-        files["rkme.json"] = rkme if isinstance(rkme, str) else rkme_to_json(rkme)
+        # A table spec from Client.spec_table carries the rows' per-column RMS (``unit_rms``): the
+        # market stores it, so users' rows can be converted into this model's units.
+        files["rkme.json"] = rkme if isinstance(rkme, str) else json.dumps(rkme_document(rkme))
     files.update(sample or {})
     return zip_files(files)
 

@@ -1,0 +1,81 @@
+"""Per-column units of table rows, and the map from a user's units into a learnware's.
+
+The table spaces are unit-free (``TableStandardizer``): each upload is divided column by
+column by its own root mean square (RMS) before it is compared, so a user who measures in
+thousands finds the learnwares fitted in units. Their models, however, take rows in the
+units they were trained in, so the user's rows must be converted.
+
+An RMS mixes units with the distribution: a user whose rows are half "upright" and half
+"inverted" digits has border columns with an RMS far from either domain's, in the same
+units. So the factor is not ``r_u / r_m`` of one member but the one that explains the
+user's second moments by the identified mixture: if the user's rows, in the market's
+units, come from members i with weights w_i, then ``E[x^2] = sum_i w_i r_i^2``, and in
+the user's units (x_user = s * x) ``r_u^2 = s^2 * sum_i w_i r_i^2``, so
+
+    s = r_u / sqrt(sum_i w_i r_i^2)        (per column; x_member = x_user / s).
+
+For a single-domain user (one weight 1) this is ``r_u / r_m``. The weights come from
+identification, which is unit-free, so a user in other units gets exactly the same
+weights and the same converted rows as in the market's units. The assumption is that the
+mixture's developers measured in the same units (each learnware's own RMS is known, not
+its units, so nothing finer can be told apart).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from specs.exceptions import InvalidDataError
+
+# Columns whose factor is beyond this (either way) are reported as in other units. Real unit
+# changes are x1.6 (miles) and more; the estimate's own error from the identified weights was
+# under 10 % on the digits mixtures, so 1.25 separates the two.
+UNIT_TOLERANCE = 1.25
+
+
+def unit_rms(X: np.ndarray) -> np.ndarray:
+    """Per-column root mean square of rows X (n, d); 1 for all-zero columns (left as they are)."""
+    X = np.asarray(X, dtype=np.float64)
+    rms = np.sqrt(np.mean(X * X, axis=0))
+    return np.where(rms > 0, rms, 1.0)
+
+
+def check_rms(values: Any, d: int) -> np.ndarray:
+    """A stored RMS vector as (d,) float64; raises :class:`InvalidDataError` unless d finite values > 0."""
+    try:
+        rms = np.asarray(values, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise InvalidDataError(f"unit_rms must be {d} numbers: {exc}") from None
+    if rms.shape[0] != d or not np.isfinite(rms).all() or (rms <= 0).any():
+        raise InvalidDataError(f"unit_rms must be {d} finite numbers > 0, got {rms.shape[0]} values")
+    return rms
+
+
+def mixture_unit_factor(user_rms: np.ndarray, member_rms: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+    """s (d,): how many of the user's units one market unit is, per column (module docstring).
+
+    ``member_rms`` are the RMS vectors of the identified members, ``weights`` their
+    identification weights (renormalised here; one member of weight 1 for a single domain)."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 1 or w.shape[0] != len(member_rms) or w.shape[0] == 0 or (w < 0).any() or w.sum() <= 0:
+        raise InvalidDataError(f"weights must be {len(member_rms)} values >= 0 with a positive sum")
+    R = np.stack([np.asarray(r, dtype=np.float64) for r in member_rms])
+    market = np.sqrt((w / w.sum()) @ (R * R))
+    return np.asarray(user_rms, dtype=np.float64) / np.where(market > 0, market, 1.0)
+
+
+def units_summary(scale: np.ndarray, columns: Sequence[str] | None = None, *, shown: int = 5) -> dict[str, Any]:
+    """What a report says about the user's units: the columns in other units and by how much.
+
+    ``scale`` is :func:`mixture_unit_factor` (user units per market unit); a column differs
+    when its factor is outside [1/UNIT_TOLERANCE, UNIT_TOLERANCE]."""
+    scale = np.asarray(scale, dtype=np.float64)
+    names = list(columns) if columns is not None else [f"column {i}" for i in range(scale.shape[0])]
+    off = np.abs(np.log(scale)) > np.log(UNIT_TOLERANCE)
+    order = np.argsort(-np.abs(np.log(scale)), kind="stable")
+    worst = [{"column": names[i], "factor": float(scale[i])} for i in order[:shown] if off[i]]
+    return {"differ": bool(off.any()), "columns_differing": int(off.sum()), "columns": int(scale.shape[0]),
+            "max_factor": float(np.exp(np.abs(np.log(scale)).max())) if scale.size else 1.0, "largest": worst}

@@ -1,0 +1,75 @@
+"""specs.units: the factor that maps a user's columns into the market's units, checked on
+simulated domains against the factor the simulation applied."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from specs.exceptions import InvalidDataError
+from specs.units import check_rms, mixture_unit_factor, unit_rms, units_summary
+
+
+def _domains(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    # Two domains whose columns differ in location (a distribution difference, not units).
+    a = rng.normal(size=(n, 4)) + np.array([0.0, 5.0, 1.0, 10.0])
+    b = rng.normal(size=(n, 4)) + np.array([6.0, 0.0, 1.0, 10.0])
+    return a, b
+
+
+def test_unit_rms_is_the_columns_root_mean_square_with_zero_columns_left_alone():
+    X = np.array([[3.0, 0.0, -1.0], [4.0, 0.0, 1.0]])
+    assert unit_rms(X) == pytest.approx([np.sqrt(12.5), 1.0, 1.0])
+
+
+def test_a_single_domain_users_factor_is_the_ratio_of_rms_and_recovers_the_units():
+    rng = np.random.default_rng(0)
+    a, _ = _domains(rng, 4000)
+    units = np.array([0.1, 1.0, 60.0, 1000.0])
+    user = a[:2000] * units
+    s = mixture_unit_factor(unit_rms(user), [unit_rms(a[2000:])], [1.0])
+    assert s == pytest.approx(units, rel=0.03)
+    assert mixture_unit_factor(unit_rms(user), [unit_rms(a[2000:])], [1.0]) == pytest.approx(unit_rms(user) / unit_rms(a[2000:]))
+
+
+def test_a_mixture_users_factor_explains_its_second_moments_by_the_weights_not_by_one_member():
+    rng = np.random.default_rng(1)
+    a, b = _domains(rng, 6000)
+    units = np.array([2.54, 0.001, 1.0, 3600.0])
+    user = np.vstack([a[:1400], b[:600]]) * units  # 70 / 30
+    s = mixture_unit_factor(unit_rms(user), [unit_rms(a[3000:]), unit_rms(b[3000:])], [0.7, 0.3])
+    assert s == pytest.approx(units, rel=0.03)
+    # One member's ratio alone mistakes the other domain's columns for other units.
+    alone = unit_rms(user) / unit_rms(a[3000:]) / units
+    assert np.abs(np.log(alone)).max() > np.log(1.25)
+
+
+def test_the_factor_is_exactly_proportional_to_the_users_units():
+    rng = np.random.default_rng(2)
+    a, b = _domains(rng, 500)
+    user = np.vstack([a[:250], b[:250]])
+    members = [unit_rms(a[250:]), unit_rms(b[250:])]
+    units = np.geomspace(0.1, 10.0, 4)
+    raw = mixture_unit_factor(unit_rms(user), members, [0.5, 0.5])
+    other = mixture_unit_factor(unit_rms(user * units), members, [0.5, 0.5])
+    assert other == pytest.approx(raw * units, rel=1e-12)
+    # The converted rows (x / s) are the same for both users.
+    assert (user * units) / other == pytest.approx(user / raw, rel=1e-12)
+
+
+def test_bad_weights_and_stored_rms_are_refused_by_name():
+    with pytest.raises(InvalidDataError, match="weights"):
+        mixture_unit_factor(np.ones(2), [np.ones(2)], [0.0])
+    with pytest.raises(InvalidDataError, match="unit_rms"):
+        check_rms([1.0, -2.0], 2)
+    with pytest.raises(InvalidDataError, match="unit_rms"):
+        check_rms([1.0], 2)
+    assert check_rms([1, 2], 2).dtype == np.float64
+
+
+def test_the_summary_names_the_columns_in_other_units_and_the_largest_factor():
+    summary = units_summary(np.array([1.0, 1.1, 0.1, 1000.0]), ["a", "b", "c", "d"])
+    assert summary["differ"] is True and summary["columns_differing"] == 2
+    assert summary["max_factor"] == pytest.approx(1000.0)
+    assert [c["column"] for c in summary["largest"]] == ["d", "c"]
+    assert units_summary(np.array([1.0, 0.9, 1.2]))["differ"] is False
