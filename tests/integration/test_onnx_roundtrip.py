@@ -47,7 +47,8 @@ def _submit_and_check(lwm: Client, split: om.Split, ids: set[int], *, task: str,
     assert sub.status == "succeeded", sub.error
     assert {c["learnware_id"] for c in sub.results["rank"]["candidates"]} == ids
     fitted = {r["method"] for r in sub.results["assemble"]["methods"]}
-    assert fitted == set(applicable(LABELLED_METHODS, len(ids), None))  # every method that fits this many members
+    # the label-free choice, then every labelled method that fits this many members
+    assert fitted == {"label_free", *applicable(LABELLED_METHODS, len(ids), None)}
     assert all(r["validation"] for r in sub.results["assemble"]["methods"])
     assert sub.results["evaluate"]["labelled"] is True
     dl = lwm.download_submission(sub.id, dest=tmp_path)
