@@ -310,6 +310,9 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     CELERY_BROKER_TRANSPORT_OPTIONS.update(
         socket_connect_timeout=LWM_BROKER_PUBLISH_TIMEOUT, socket_timeout=max(5.0, LWM_BROKER_PUBLISH_TIMEOUT)
     )
+    # kombu's Redis transport, except that a connection closed after a broker loss raises a connection
+    # error instead of an AttributeError that stops the worker (workers/broker_transport.py).
+    CELERY_BROKER_TRANSPORT = "workers.broker_transport:Transport"
 # A pending job not sent this long after it was created (or sent this long ago and still pending) is sent again.
 LWM_JOB_DISPATCH_GRACE_SECONDS = env_float("LWM_JOB_DISPATCH_GRACE_SECONDS", 10.0, minimum=0.0)
 LWM_JOB_REDISPATCH_SECONDS = env_float("LWM_JOB_REDISPATCH_SECONDS", 600.0, minimum=1.0)
