@@ -91,12 +91,25 @@ def _half_width(values: np.ndarray, test_share: float, level: float) -> float:
     return float(stats.t.ppf(0.5 + level / 2.0, df=values.shape[0] - 1) * se)
 
 
-def score_interval(values: Sequence[float] | np.ndarray, test_share: float, level: float = LEVEL) -> dict[str, object]:
-    """{"mean", "ci95": [low, high], "n"}: the mean fold score and its t interval (corrected SE)."""
+def score_interval(values: Sequence[float] | np.ndarray, test_share: float, level: float = LEVEL,
+                   bounds: tuple[float, float] = (-np.inf, np.inf)) -> dict[str, object]:
+    """{"mean", "ci95": [low, high], "n"}: the mean fold score and its t interval (corrected SE).
+
+    ``bounds`` is the metric's range (accuracy: [0, 1]; R²: at most 1): the symmetric t interval
+    can leave it on few rows, and a score outside its range is no possible value, so the interval
+    is cut there (its coverage does not drop: no true score lies beyond the range)."""
     v = np.asarray(values, dtype=np.float64)
     mean = float(v.mean())
     h = _half_width(v, test_share, level)
-    return {"mean": mean, "ci95": [mean - h, mean + h], "n": int(v.shape[0])}
+    return {"mean": mean, "ci95": [max(mean - h, bounds[0]), min(mean + h, bounds[1])], "n": int(v.shape[0])}
+
+
+METRIC_BOUNDS = {"accuracy": (0.0, 1.0), "r2": (-np.inf, 1.0)}
+
+
+def metric_bounds(metric: str) -> tuple[float, float]:
+    """The range of a score: accuracy in [0, 1], R² at most 1, anything else unbounded."""
+    return METRIC_BOUNDS.get(metric, (-np.inf, np.inf))
 
 
 def paired_verdict(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, test_share: float,

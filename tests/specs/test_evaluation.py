@@ -9,6 +9,7 @@ from scipy import stats
 
 from specs.evaluation import (
     corrected_se,
+    metric_bounds,
     one_se_choice,
     paired_verdict,
     proportion_interval,
@@ -99,3 +100,13 @@ def test_the_wilson_interval_matches_its_closed_form():
     half = z / (1 + z**2 / n) * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
     assert [low, high] == pytest.approx([centre - half, centre + half], rel=1e-12)
     assert proportion_interval(30, 30)[1] == pytest.approx(1.0) and proportion_interval(0, 30)[0] == pytest.approx(0.0, abs=1e-15)
+
+
+def test_an_interval_is_cut_at_the_range_of_its_metric():
+    # Three folds at 1.0 and one at 0.6: the t interval's upper end is above 1 before the cut.
+    v = np.array([1.0, 1.0, 1.0, 0.6])
+    raw = score_interval(v, 0.25)["ci95"]
+    assert raw[1] > 1.0
+    cut = score_interval(v, 0.25, bounds=metric_bounds("accuracy"))["ci95"]
+    assert cut == pytest.approx([raw[0], 1.0]) and cut[0] >= 0.0
+    assert metric_bounds("r2") == (-np.inf, 1.0) and metric_bounds("unknown") == (-np.inf, np.inf)

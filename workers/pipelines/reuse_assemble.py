@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from specs.evaluation import Folds, one_se_choice, repeated_folds, score_interval
+from specs.evaluation import Folds, metric_bounds, one_se_choice, repeated_folds, score_interval
 from specs.exceptions import SpecError
 from specs.units import units_summary
 from workers.base import Report
@@ -144,7 +144,7 @@ def fixed_fold_scores(model: Any, folds: Folds, outputs: list[np.ndarray], Xs: n
 
 
 def validation_summary(per_fold: list[float], folds: Folds, metric: str) -> dict[str, Any]:
-    interval = score_interval(per_fold, folds.test_share)
+    interval = score_interval(per_fold, folds.test_share, bounds=metric_bounds(metric))
     return {metric: interval["mean"], "ci95": interval["ci95"], "folds": folds.k, "repeats": folds.repeats,
             "rows": folds.n, "per_fold": [float(v) for v in per_fold]}
 

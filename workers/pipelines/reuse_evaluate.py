@@ -27,7 +27,7 @@ from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from specs.evaluation import Folds, one_se_choice, paired_verdict, proportion_interval, score_interval
+from specs.evaluation import Folds, metric_bounds, one_se_choice, paired_verdict, proportion_interval, score_interval
 from workers.base import Report
 from workers.pipelines import reuse_methods as methods
 from workers.pipelines.reuse_assemble import (
@@ -185,9 +185,10 @@ def run(ctx: ReuseContext, report: Report) -> dict[str, Any]:
                 FROM_SCRATCH: paired_verdict(candidates[winner], scratch[scratch_best], share)[0]}
     differences = {BEST_SINGLE: paired_verdict(candidates[winner], single, share)[1],
                    FROM_SCRATCH: paired_verdict(candidates[winner], scratch[scratch_best], share)[1]}
-    scores = {name: score_interval(v, share) for name, v in candidates.items()}
-    scores[BEST_SINGLE] = score_interval(single, share)
-    scores.update({f"{FROM_SCRATCH}:{k}": score_interval(v, share) for k, v in scratch.items()})
+    bounds = metric_bounds(metric)
+    scores = {name: score_interval(v, share, bounds=bounds) for name, v in candidates.items()}
+    scores[BEST_SINGLE] = score_interval(single, share, bounds=bounds)
+    scores.update({f"{FROM_SCRATCH}:{k}": score_interval(v, share, bounds=bounds) for k, v in scratch.items()})
     kind = winner_kind(winner, rows)
     name = f"{scratch_best} trained from scratch" if kind == "from_scratch" else _method_name(ctx, winner)
     n_train = int(round(folds.n * (folds.k - 1) / folds.k))
