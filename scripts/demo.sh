@@ -21,7 +21,7 @@ $PY manage.py runserver "$HOST:$PORT" --noreload >var/log/web.log 2>&1 &
 web=$!
 trap 'kill $worker $web 2>/dev/null; wait 2>/dev/null' EXIT INT TERM
 
-for _ in $(seq 1 60); do curl -fs "$SITE_URL/healthz" >/dev/null 2>&1 && break; sleep 1; done
+for _ in $(seq 1 60); do curl -fs "$SITE_URL/readyz" >/dev/null 2>&1 && break; sleep 1; done
 if $PY manage.py help seed_demo >/dev/null 2>&1; then
   $PY manage.py seed_demo --url "$SITE_URL"
 fi
