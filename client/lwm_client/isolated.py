@@ -39,6 +39,7 @@ from lwm_client.errors import LwmError
 
 CPU_SECONDS = 600
 FILE_BYTES = 64 * 2**20
+TMP_BYTES = 256 * 2**20  # the isolated prediction's scratch space
 ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1",
        "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 
@@ -112,7 +113,9 @@ def _bwrap_argv(bwrap: str, folder: Path, command: list[str]) -> list[str]:
         argv += ["--ro-bind", path, path]
     for code in _code_dirs():
         argv += ["--ro-bind", str(code), f"/lwm/{code.name}"]
-    argv += ["--ro-bind", str(folder), "/in", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--chdir", "/tmp"]
+    # /tmp is the only writable place, size-limited; bwrap's own root tmpfs (holding the mount points) is read-only.
+    argv += ["--ro-bind", str(folder), "/in", "--proc", "/proc", "--dev", "/dev", "--size", str(TMP_BYTES), "--tmpfs", "/tmp",
+             "--chdir", "/tmp", "--remount-ro", "/"]
     return [*argv, "--", *command]
 
 

@@ -229,7 +229,11 @@ def bwrap_argv(bwrap: str, calls: Path, command: list[str], *, binds: tuple[str,
     for name in CODE_DIRS:
         argv += ["--ro-bind", str(ROOT / name), f"{SANDBOX_CODE}/{name}"]
     argv += ["--bind", str(calls), SANDBOX_CALLS, "--dir", SANDBOX_IN, "--proc", "/proc", "--dev", "/dev",
-             "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp", "--chdir", "/tmp"]
+             "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp", "--chdir", "/tmp",
+             # bwrap's root is a tmpfs with no size limit, holding the mount points above (e.g. the
+             # folders leading to the virtualenv): read-only, so the only writable places are the
+             # size-limited /tmp and the call folders.
+             "--remount-ro", "/"]
     return [*argv, "--", *command]
 
 
