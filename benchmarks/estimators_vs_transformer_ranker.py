@@ -116,13 +116,19 @@ def speed_table(cells: list[tuple[int, int]], estimators: list[str]) -> None:
     import numpy as np
 
     tr_python = str(ensure_venv())
-    print(f"1 thread per side (OMP/OPENBLAS/MKL_NUM_THREADS=1, torch.set_num_threads(1)); best of "
-          f"{ROUNDS} alternating rounds x up to {REPEATS} calls (calls past 1 s per estimator and round "
-          f"run once), {ROUNDS_LARGE} rounds x up to {REPEATS_LARGE} calls at n=10000")
-    print("speed-up: by wall-clock time; cpu x: by CPU time of each process (what the load on a "
-          "shared machine disturbs least)")
-    print(f"{'estimator':<14}{'n':>6}{'d':>5}{'ours ms':>9}{'TR ms':>9}{'speed-up':>9}{'cpu x':>8}"
-          f"{'ours value':>16}{'TR value':>16}{'rel diff':>10}")
+    print(
+        f"1 thread per side (OMP/OPENBLAS/MKL_NUM_THREADS=1, torch.set_num_threads(1)); best of "
+        f"{ROUNDS} alternating rounds x up to {REPEATS} calls (calls past 1 s per estimator and round "
+        f"run once), {ROUNDS_LARGE} rounds x up to {REPEATS_LARGE} calls at n=10000"
+    )
+    print(
+        "speed-up: by wall-clock time; cpu x: by CPU time of each process (what the load on a "
+        "shared machine disturbs least)"
+    )
+    print(
+        f"{'estimator':<14}{'n':>6}{'d':>5}{'ours ms':>9}{'TR ms':>9}{'speed-up':>9}{'cpu x':>8}"
+        f"{'ours value':>16}{'TR value':>16}{'rel diff':>10}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for n, d in cells:
             rng = np.random.default_rng(n + d)
@@ -148,16 +154,23 @@ def speed_table(cells: list[tuple[int, int]], estimators: list[str]) -> None:
             for name in estimators:
                 t_o, c_o, v_o = ours[name]
                 if name not in theirs:
-                    print(f"{name:<14}{n:>6}{d:>5}{t_o * 1e3:>9.2f}{'skipped':>9}{'':>17}{v_o:>16.9g}"
-                          f"  TR skipped: needs ~{need / 2**30:.0f} GiB temporary, "
-                          f"{available_bytes() / 2**30:.0f} GiB available")
+                    print(
+                        f"{name:<14}{n:>6}{d:>5}{t_o * 1e3:>9.2f}{'skipped':>9}{'':>17}{v_o:>16.9g}"
+                        f"  TR skipped: needs ~{need / 2**30:.0f} GiB temporary, "
+                        f"{available_bytes() / 2**30:.0f} GiB available"
+                    )
                     continue
                 t_t, c_t, v_t = theirs[name]
                 rel = abs(v_o - v_t) / max(abs(v_t), 1e-300)
-                print(f"{name:<14}{n:>6}{d:>5}{t_o * 1e3:>9.2f}{t_t * 1e3:>9.2f}{t_t / t_o:>8.2f}x{c_t / c_o:>7.2f}x"
-                      f"{v_o:>16.9g}{v_t:>16.9g}{rel:>10.1e}")
-    print("H-score: TR divides the class-mean covariance by n-1 (ours and Ibrahim et al.'s "
-          "Ledoit-Wolf use n), so a relative difference of 1/(n-1) is expected.")
+                print(
+                    f"{name:<14}{n:>6}{d:>5}{t_o * 1e3:>9.2f}{t_t * 1e3:>9.2f}{t_t / t_o:>8.2f}"
+                    f"x{c_t / c_o:>7.2f}x"
+                    f"{v_o:>16.9g}{v_t:>16.9g}{rel:>10.1e}"
+                )
+    print(
+        "H-score: TR divides the class-mean covariance by n-1 (ours and Ibrahim et al.'s "
+        "Ledoit-Wolf use n), so a relative difference of 1/(n-1) is expected."
+    )
 
 
 def weights_table() -> None:
@@ -174,8 +187,11 @@ def weights_table() -> None:
     sys.path.insert(0, str(ROOT))
     from specs.transferability import combine_scores, knn_accuracy, logme, regularized_hscore
 
-    datasets = {"digits": load_digits(return_X_y=True), "wine": load_wine(return_X_y=True),
-                "breast_cancer": load_breast_cancer(return_X_y=True)}
+    datasets = {
+        "digits": load_digits(return_X_y=True),
+        "wine": load_wine(return_X_y=True),
+        "breast_cancer": load_breast_cancer(return_X_y=True),
+    }
     steps = np.round(np.arange(0, 1.001, 0.1), 1)
     grid = [w for w in itertools.product(steps, repeat=3) if abs(sum(w) - 1) < 1e-9]
     methods = ("minmax", "rank")
@@ -202,8 +218,7 @@ def weights_table() -> None:
         for method, w in taus:
             comb = combine_scores(raw, dict(zip(["logme", "hscore", "knn"], w, strict=True)), method=method)
             taus[method, w].append(scipy.stats.kendalltau(comb, actual).statistic)
-        print(f"{name}: {len(cands)} candidates, linear-probe accuracy "
-              f"{min(actual):.3f}..{max(actual):.3f}")
+        print(f"{name}: {len(cands)} candidates, linear-probe accuracy {min(actual):.3f}..{max(actual):.3f}")
     print(f"\nKendall tau with 5-fold linear-probe accuracy ({', '.join(datasets)}), then mean")
     for key, vals in single.items():
         print(f"  {key:<32}" + "".join(f"{v:>8.3f}" for v in vals) + f"{np.mean(vals):>8.3f}")
@@ -221,8 +236,10 @@ def _tau_for(raws: list, actuals: list, method: str, w: tuple) -> list[float]:
     from specs.transferability import combine_scores
 
     weights = dict(zip(["logme", "hscore", "knn"], w, strict=True))
-    return [scipy.stats.kendalltau(combine_scores(r, weights, method=method), a).statistic
-            for r, a in zip(raws, actuals, strict=True)]
+    return [
+        scipy.stats.kendalltau(combine_scores(r, weights, method=method), a).statistic
+        for r, a in zip(raws, actuals, strict=True)
+    ]
 
 
 def _candidates(X, rng) -> list:
@@ -248,10 +265,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip", default="")
     parser.add_argument("--weights", action="store_true")
-    parser.add_argument("--cells", default=",".join(f"{n}x{d}" for n, d in CELLS),
-                        help="comma-separated NxD cells of the speed table (default: all four)")
-    parser.add_argument("--estimators", default=",".join(ESTIMATORS),
-                        help=f"comma-separated subset of {','.join(ESTIMATORS)}")
+    parser.add_argument(
+        "--cells",
+        default=",".join(f"{n}x{d}" for n, d in CELLS),
+        help="comma-separated NxD cells of the speed table (default: all four)",
+    )
+    parser.add_argument(
+        "--estimators", default=",".join(ESTIMATORS), help=f"comma-separated subset of {','.join(ESTIMATORS)}"
+    )
     args = parser.parse_args()
     if args.worker:
         side, path = args.worker

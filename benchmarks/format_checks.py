@@ -45,16 +45,35 @@ def timings(run: Callable[[], object], repeats: int) -> tuple[float, float]:
 def main() -> None:
     weights = hostile_packages.many_tensors_safetensors(400_000)
     package = hostile_packages.adapter_package_with_weights(weights, name="wide")
-    print(f"wide adapter: package {len(package) / 2**20:.2f} MiB, safetensors {len(weights) / 2**20:.1f} MiB, 400000 tensors")
-    print("header check alone   min {:.6f} s  median {:.6f} s".format(*timings(lambda: check_safetensors_header(weights), 5)))
-    print("package_inspect      min {:.3f} s  median {:.3f} s".format(*timings(lambda: package_inspect(package), 5)))
+    print(
+        f"wide adapter: package {len(package) / 2**20:.2f} MiB, safetensors {len(weights) / 2**20:.1f} MiB, "
+        "400000 tensors"
+    )
+    print(
+        "header check alone   min {:.6f} s  median {:.6f} s".format(
+            *timings(lambda: check_safetensors_header(weights), 5)
+        )
+    )
+    print(
+        "package_inspect      min {:.3f} s  median {:.3f} s".format(
+            *timings(lambda: package_inspect(package), 5)
+        )
+    )
     tracemalloc.start()
     timings(lambda: package_inspect(package), 1)
     print(f"package_inspect peak traced allocations {tracemalloc.get_traced_memory()[1] / 2**20:.0f} MiB")
     tracemalloc.stop()
     raw = packages.linear_model_bytes(3, 2)
-    print("load_torchscript     min {:.5f} s  median {:.5f} s".format(*timings(lambda: load_torchscript(raw), 20)))
-    print("torch.jit.load       min {:.5f} s  median {:.5f} s".format(*timings(lambda: torch.jit.load(io.BytesIO(raw)), 20)))
+    print(
+        "load_torchscript     min {:.5f} s  median {:.5f} s".format(
+            *timings(lambda: load_torchscript(raw), 20)
+        )
+    )
+    print(
+        "torch.jit.load       min {:.5f} s  median {:.5f} s".format(
+            *timings(lambda: torch.jit.load(io.BytesIO(raw)), 20)
+        )
+    )
 
 
 if __name__ == "__main__":

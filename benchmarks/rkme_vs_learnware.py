@@ -90,8 +90,12 @@ def run_anchor(mode: str, arrays: dict[str, np.ndarray], tmp: Path) -> dict[str,
     np.savez(src, **arrays)
     script.write_text(ANCHOR_SCRIPT)
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
-    subprocess.run([str(ANCHOR_PY), str(script), mode, str(src), str(dst)], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [str(ANCHOR_PY), str(script), mode, str(src), str(dst)],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
     with np.load(dst) as out:
         return {k: out[k] for k in out.files}
 
@@ -125,8 +129,10 @@ OURS = {
 def fidelity_part(tmp: Path, sizes: list[tuple[int, int]]) -> None:
     ensure_anchor_venv()
     print("\n## RKME generation, K = 100, gamma = 1/(2d), 1 thread each\n")
-    print("MMD² = MMD²(spec, data) by our exact code for both; ratio = learnware's / ours; "
-          "seconds = best of 3 runs (1 run at n = 100,000).\n")
+    print(
+        "MMD² = MMD²(spec, data) by our exact code for both; ratio = learnware's / ours; "
+        "seconds = best of 3 runs (1 run at n = 100,000).\n"
+    )
     print("| n | d | method | seconds | speed-up | MMD²(spec, data) | fidelity ratio |")
     print("|---|---|---|---|---|---|---|")
     for n, d in sizes:
@@ -137,8 +143,11 @@ def fidelity_part(tmp: Path, sizes: list[tuple[int, int]]) -> None:
         anchor = run_anchor("fit", {"X": X, "gamma": np.float64(gamma), "reps": np.int64(reps)}, tmp)
         t_a = float(anchor["seconds"])
         f_a = mmd_to_data(anchor["Z"].reshape(-1, d), anchor["beta"].ravel(), X, gamma, data_self_term=term)
-        print(f"| {n:,} | {d} | learnware 0.4.0.post1 (defaults: steps=3, beta >= 0) | {t_a:.2f} | 1.0x | "
-              f"{f_a:.3e} | 1.0 |", flush=True)
+        print(
+            f"| {n:,} | {d} | learnware 0.4.0.post1 (defaults: steps=3, beta >= 0) | {t_a:.2f} | 1.0x | "
+            f"{f_a:.3e} | 1.0 |",
+            flush=True,
+        )
         for name, kwargs in OURS.items():
             t_o = np.inf
             for _ in range(reps):
@@ -146,8 +155,10 @@ def fidelity_part(tmp: Path, sizes: list[tuple[int, int]]) -> None:
                 spec = RKMESpecification(K=100, gamma=gamma, random_state=0, **kwargs).fit(X)
                 t_o = min(t_o, time.perf_counter() - t)
             f_o = spec.mmd_to_data(X, data_self_term=term)
-            print(f"| {n:,} | {d} | {name} | {t_o:.2f} | {t_a / t_o:.1f}x | {f_o:.3e} | {f_a / f_o:.0f} |",
-                  flush=True)
+            print(
+                f"| {n:,} | {d} | {name} | {t_o:.2f} | {t_a / t_o:.1f}x | {f_o:.3e} | {f_a / f_o:.0f} |",
+                flush=True,
+            )
         print(f"| {n:,} | {d} | (data term: {how}) | | | | |")
 
 
@@ -164,15 +175,21 @@ def batch_part(tmp: Path, m: int = 10_000, K: int = 100, d: int = 64) -> None:
     ours = mmd_squared_batch(Zu, bu, Zs, betas, gamma, st)
     t_q = time.perf_counter() - t
     n_anchor = 1_000
-    anchor = run_anchor("batch", {"Z": Zu, "beta": bu, "Zs": Zs[:n_anchor], "betas": betas[:n_anchor],
-                                  "gamma": np.float64(gamma)}, tmp)
+    anchor = run_anchor(
+        "batch",
+        {"Z": Zu, "beta": bu, "Zs": Zs[:n_anchor], "betas": betas[:n_anchor], "gamma": np.float64(gamma)},
+        tmp,
+    )
     err = np.abs(anchor["dist"] - ours[:n_anchor]).max()
     t_anchor = float(anchor["seconds"]) * m / n_anchor
     print(f"\n## One user spec vs {m:,} candidates (K = {K}, d = {d}), 1 thread\n")
     print("| what | seconds |\n|---|---|")
     print(f"| ours: mmd_squared_batch, candidate self-terms cached | {t_q:.2f} |")
     print(f"| ours: candidate self-terms (once, at publish) | {t_st:.2f} |")
-    print(f"| learnware: RKMETableSpecification.dist loop (timed on {n_anchor:,}, x{m // n_anchor}) | {t_anchor:.2f} |")
+    print(
+        f"| learnware: RKMETableSpecification.dist loop (timed on {n_anchor:,}, x{m // n_anchor}) | "
+        f"{t_anchor:.2f} |"
+    )
     print(f"\nspeed-up per query {t_anchor / t_q:.0f}x; max |ours - learnware| = {err:.1e}")
 
 
@@ -216,8 +233,10 @@ def digits_part(kind: str, trials: int = 20, n_user: int = 100, K: int = 50) -> 
         "skewed": "10 domains = ~55 % one class + a mix of all",
         "brightness": "5 domains = all classes, pixel offset 0, 2, 4, 6, 8",
     }[kind]
-    print(f"\n## Identification on sklearn digits: {what}; user n = {n_user}, "
-          f"{trials} users per domain, developer RKME K = {K}\n")
+    print(
+        f"\n## Identification on sklearn digits: {what}; user n = {n_user}, "
+        f"{trials} users per domain, developer RKME K = {K}\n"
+    )
     print("| scheme | top-1, user in space units | top-1, user columns rescaled x log-U(0.1, 10) |")
     print("|---|---|---|")
     for name, (tf, gamma) in schemes.items():

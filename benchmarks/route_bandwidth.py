@@ -1,5 +1,6 @@
 """Routing bandwidth of the RKME job selector on two data sets: fixed multiples of the
-space's gamma against the bandwidth chosen by the likelihood of the user's own rows.
+space's gamma against the bandwidth chosen by the likelihood of the user's own rows and the
+product's rule (specs.assembly.route_bandwidth: leave-one-out self-routing of the members' RKME points).
 
 Usage:
     .venv/bin/python benchmarks/route_bandwidth.py [--dataset digits|fashion|both]
@@ -40,17 +41,24 @@ sys.path.insert(0, str(ROOT))
 import scipy.special  # noqa: E402
 
 from specs import TableStandardizer, rkme_fit  # noqa: E402
+from specs.assembly.route_bandwidth import choose_route_gamma_factor  # noqa: E402
 from specs.assembly.selector import RKMEJobSelector  # noqa: E402
 from specs.kernels import default_gamma, squared_distances  # noqa: E402
 
 DOMAINS = ("upright", "mirrored", "upside-down", "inverted", "transposed")
 FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
-FIXED = (1.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+FIXED = (1.0, 4.0, 8.0, 16.0, 32.0, 64.0, 256.0)
 N_USER = 800
 
 
-def likelihood_gamma(Zs: Sequence[Any], betas: Sequence[Any], X: Any, *, weights: Any = None,
-                     factors: Sequence[float] = tuple(2.0**k for k in range(-2, 11))) -> tuple[float, np.ndarray, np.ndarray]:
+def likelihood_gamma(
+    Zs: Sequence[Any],
+    betas: Sequence[Any],
+    X: Any,
+    *,
+    weights: Any = None,
+    factors: Sequence[float] = tuple(2.0**k for k in range(-2, 11)),
+) -> tuple[float, np.ndarray, np.ndarray]:
     """Bandwidth under which the rows X are most likely under the members' RKME mixture.
 
     The density of member i is the normalised Gaussian kernel density of its reduced set,
@@ -94,14 +102,23 @@ def likelihood_gamma(Zs: Sequence[Any], betas: Sequence[Any], X: Any, *, weights
     gamma0 = 1.0 / max(float(np.median(D)), np.finfo(float).tiny)
     gammas = gamma0 * np.asarray(factors, dtype=np.float64)
     d = Xa.shape[1]
-    ll = np.array([float(np.mean(scipy.special.logsumexp(log_coef - g * D, axis=1))) + 0.5 * d * np.log(g / np.pi)
-                   for g in gammas])
+    ll = np.array(
+        [
+            float(np.mean(scipy.special.logsumexp(log_coef - g * D, axis=1))) + 0.5 * d * np.log(g / np.pi)
+            for g in gammas
+        ]
+    )
     return float(gammas[int(np.argmax(ll))]), gammas, ll
 
 
 def image_domain(img: np.ndarray, domain: str, top: float) -> np.ndarray:
-    out = {"upright": img, "mirrored": img[:, :, ::-1], "upside-down": img[:, ::-1, :],
-           "inverted": top - img, "transposed": img.transpose(0, 2, 1)}[domain]
+    out = {
+        "upright": img,
+        "mirrored": img[:, :, ::-1],
+        "upside-down": img[:, ::-1, :],
+        "inverted": top - img,
+        "transposed": img.transpose(0, 2, 1),
+    }[domain]
     return np.ascontiguousarray(out.reshape(out.shape[0], -1), dtype=np.float64)
 
 
@@ -133,11 +150,17 @@ def build(dataset: str) -> dict:
             def f(X):
                 with torch.no_grad():
                     return net(torch.tensor(X, dtype=torch.float32)).argmax(1).numpy()
+
             return f
 
-        return {"gamma": GAMMA, "std": arrays.standardizer, "rkme": {d: (rk[d].Z_, rk[d].beta_) for d in DOMAINS},
-                "predict": {d: predictor(d) for d in DOMAINS},
-                "user_X": lambda d: transform(arrays.images[arrays.user_rows], d), "user_y": arrays.labels[arrays.user_rows]}
+        return {
+            "gamma": GAMMA,
+            "std": arrays.standardizer,
+            "rkme": {d: (rk[d].Z_, rk[d].beta_) for d in DOMAINS},
+            "predict": {d: predictor(d) for d in DOMAINS},
+            "user_X": lambda d: transform(arrays.images[arrays.user_rows], d),
+            "user_y": arrays.labels[arrays.user_rows],
+        }
     with gzip.open(FASHION, "rb") as h:
         images = np.frombuffer(h.read(), dtype=np.uint8, offset=16).reshape(-1, 28, 28)
     with gzip.open(FASHION.with_name("train-labels-idx1-ubyte.gz"), "rb") as h:
@@ -155,18 +178,25 @@ def build(dataset: str) -> dict:
         spec = rkme_fit(std.transform(X), 50, gamma, random_state=i)
         rkme[d] = (spec.Z_, spec.beta_)
         predict[d] = softmax_model(X, y[dev]).predict
-    return {"gamma": gamma, "std": std, "rkme": rkme, "predict": predict,
-            "user_X": lambda d: image_domain(img[users], d, 1.0), "user_y": y[users]}
+    return {
+        "gamma": gamma,
+        "std": std,
+        "rkme": rkme,
+        "predict": predict,
+        "user_X": lambda d: image_domain(img[users], d, 1.0),
+        "user_y": y[users],
+    }
 
 
 def evaluate(dataset: str) -> None:
     started = time.perf_counter()
     m = build(dataset)
     n_pool = m["user_y"].shape[0]
-    rules = [f"{f:g}x gamma" for f in FIXED] + ["likelihood"]
+    rules = [f"{f:g}x gamma" for f in FIXED] + ["likelihood", "self-routing"]
     route_acc = {r: [] for r in rules}
     pred_acc = {r: [] for r in rules}
     chosen_factor = []
+    self_chosen: list[float] = []
     for u, ((a, b), share) in enumerate(itertools.product(itertools.combinations(DOMAINS, 2), (0.5, 0.7))):
         rng = np.random.default_rng(1000 + u)
         idx = rng.choice(n_pool, N_USER, replace=False)
@@ -179,25 +209,42 @@ def evaluate(dataset: str) -> None:
         preds = [m["predict"][a](X), m["predict"][b](X)]
         g_lik, _, _ = likelihood_gamma([z for z, _ in members], [bb for _, bb in members], Xs)
         chosen_factor.append(g_lik / m["gamma"])
-        for rule, g in [*((r, f * m["gamma"]) for r, f in zip(rules, FIXED, strict=False)), ("likelihood", g_lik)]:
+        self_factor = choose_route_gamma_factor(
+            [z for z, _ in members], [bb for _, bb in members], m["gamma"]
+        ).factor
+        self_chosen.append(self_factor)
+        for rule, g in [
+            *((r, f * m["gamma"]) for r, f in zip(rules, FIXED, strict=False)),
+            ("likelihood", g_lik),
+            ("self-routing", self_factor * m["gamma"]),
+        ]:
             route = RKMEJobSelector().fit([z for z, _ in members], [bb for _, bb in members], g).route(Xs)
             route_acc[rule].append(np.mean(route == truth))
             pred_acc[rule].append(np.mean(np.where(route == 0, preds[0], preds[1]) == y))
-    print(f"\n== {dataset}: {len(route_acc[rules[0]])} two-domain users, {N_USER} rows, d={Xs.shape[1]}, "
-          f"space gamma {m['gamma']:.5f}; {time.perf_counter() - started:.1f} s ==")
-    print(f"likelihood-chosen gamma / space gamma: median {np.median(chosen_factor):.1f}, "
-          f"range {min(chosen_factor):.1f}-{max(chosen_factor):.1f}")
+    print(
+        f"\n== {dataset}: {len(route_acc[rules[0]])} two-domain users, {N_USER} rows, d={Xs.shape[1]}, "
+        f"space gamma {m['gamma']:.5f}; {time.perf_counter() - started:.1f} s =="
+    )
+    print(
+        f"likelihood-chosen gamma / space gamma: median {np.median(chosen_factor):.1f}, "
+        f"range {min(chosen_factor):.1f}-{max(chosen_factor):.1f}"
+    )
+    factors, counts = np.unique(self_chosen, return_counts=True)
+    chosen = {float(f): int(c) for f, c in zip(factors, counts, strict=True)}
+    print("self-routing-chosen factors (factor: users):", chosen)
     print(f"{'rule':<14}{'routing mean':>14}{'routing worst':>15}{'accuracy mean':>15}{'accuracy worst':>16}")
     for r in rules:
-        print(f"{r:<14}{np.mean(route_acc[r]):>14.3f}{np.min(route_acc[r]):>15.3f}"
-              f"{np.mean(pred_acc[r]):>15.3f}{np.min(pred_acc[r]):>16.3f}")
+        print(
+            f"{r:<14}{np.mean(route_acc[r]):>14.3f}{np.min(route_acc[r]):>15.3f}"
+            f"{np.mean(pred_acc[r]):>15.3f}{np.min(pred_acc[r]):>16.3f}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=("digits", "fashion", "both"), default="both")
     args = parser.parse_args()
-    for name in (("digits", "fashion") if args.dataset == "both" else (args.dataset,)):
+    for name in ("digits", "fashion") if args.dataset == "both" else (args.dataset,):
         evaluate(name)
 
 

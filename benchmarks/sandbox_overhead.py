@@ -64,14 +64,22 @@ def main() -> None:
         print(" ".join(f"{t:.4f}" for t in measure(args.n, args.gap[0])))
         return
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    print(f"{'mode':<11} {'gap s':>6} {'p50 s':>7} {'p95 s':>7} {'max s':>7}  (n={args.n}, {os.cpu_count()} cpus)")
+    print(
+        f"{'mode':<11} {'gap s':>6} {'p50 s':>7} {'p95 s':>7} {'max s':>7}  (n={args.n}, {os.cpu_count()} "
+        "cpus)"
+    )
     for mode in args.mode:
         for gap in args.gap:
             env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", root)}
             if mode == "unisolated":
                 env.update(LWM_SANDBOX_ALLOW_UNISOLATED="true", PATH="/nonexistent")
-            out = subprocess.run([sys.executable, __file__, "--child", "--n", str(args.n), "--gap", str(gap)],
-                                 env=env, capture_output=True, text=True, check=True).stdout.split()
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", "--n", str(args.n), "--gap", str(gap)],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.split()
             times = sorted(float(t) for t in out)
             p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
             print(f"{mode:<11} {gap:>6.1f} {statistics.median(times):>7.3f} {p95:>7.3f} {times[-1]:>7.3f}")

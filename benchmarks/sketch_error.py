@@ -73,8 +73,11 @@ def study(m: int, d: int, n_queries: int) -> None:
             hit = np.mean([b in s for b, s in zip(best, sketch_top10, strict=True)])
             same = np.mean(best == approx.argmin(axis=1))
             kind = "orthogonal" if orthogonal else "iid"
-            print(f"| {d} | {kind} | {D} | {np.median(rel):.3f} | {np.median(rel_near):.3f} | "
-                  f"{hit:.2f} | {same:.2f} | {t_sk:.2f} |", flush=True)
+            print(
+                f"| {d} | {kind} | {D} | {np.median(rel):.3f} | {np.median(rel_near):.3f} | "
+                f"{hit:.2f} | {same:.2f} | {t_sk:.2f} |",
+                flush=True,
+            )
 
 
 def main() -> None:
@@ -83,8 +86,10 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=20)
     args = parser.parse_args()
     print(f"\n## Sketch error, {args.specs:,} specs (K = {K}), {args.queries} queries per d\n")
-    print("| d | features | D | median rel. err (all) | median rel. err (exact top-10) | "
-          "exact top-1 in sketch top-10 | top-1 equal | sketch all specs (s) |")
+    print(
+        "| d | features | D | median rel. err (all) | median rel. err (exact top-10) | "
+        "exact top-1 in sketch top-10 | top-1 equal | sketch all specs (s) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for d in (16, 64):
         study(args.specs, d, args.queries)

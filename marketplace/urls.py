@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from marketplace.core.metrics import metrics_view
 from marketplace.core.views import healthz, livez, readyz
 from marketplace.portal import urls as portal_urls
 
@@ -13,6 +14,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("livez", livez, name="livez"),
     path("readyz", readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),  # protected: LWM_METRICS_TOKEN / LWM_METRICS_ALLOWED_IPS
     path("", include(portal_urls)),
 ]
 

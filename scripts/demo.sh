@@ -22,9 +22,8 @@ web=$!
 trap 'kill $worker $web 2>/dev/null; wait 2>/dev/null' EXIT INT TERM
 
 for _ in $(seq 1 60); do curl -fs "$SITE_URL/readyz" >/dev/null 2>&1 && break; sleep 1; done
-if $PY manage.py help seed_demo >/dev/null 2>&1; then
-  $PY manage.py seed_demo --url "$SITE_URL"
-fi
+# The seeder is a client program (demo/, beside client/): it publishes through the HTTP API.
+$PY -m demo --url "$SITE_URL"
 cat <<MSG
 
   Learnware Market is running at $SITE_URL   (ready in $(( $(date +%s) - start )) s)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: first on PostgreSQL + Redis (+ the S3 endpoint and worker the
+# ruff (lint and format), mypy, then the whole test suite: first on PostgreSQL + Redis (+ the S3 endpoint and worker the
 # fixtures start), then the integration tests again on the embedded defaults
 # (SQLite + the filesystem broker). With CI=true a missing service is a failure.
 set -euo pipefail
@@ -21,6 +21,13 @@ start=$(date +%s)
 status=0
 echo "== ruff =="
 .venv/bin/ruff check . || status=$?
+.venv/bin/ruff format --check --quiet . || { echo "ruff format: files above are not formatted (run .venv/bin/ruff format .)" >&2; status=1; }
+if [[ $# -eq 0 ]]; then  # the whole run; a targeted one (arguments) skips the minutes of type checking
+  echo "== mypy =="
+  # The dev requirements install mypy with the Django/DRF stubs: a missing mypy is a broken setup, not a skip.
+  [[ -x .venv/bin/mypy ]] || { echo "mypy is not installed in .venv (install the dev requirements)" >&2; exit 1; }
+  .venv/bin/mypy marketplace workers specs client || status=$?
+fi
 run_id="${LWM_TEST_RUN_ID:-$$}"
 if reachable 127.0.0.1 5432 && reachable 127.0.0.1 6379; then
   echo "== suite on PostgreSQL + Redis =="

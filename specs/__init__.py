@@ -12,12 +12,14 @@ from specs.exceptions import (
 from specs.kernels import default_gamma, rbf_kernel
 from specs.mixture import (
     MixtureResult,
+    gram_terms,
     greedy_mixture,
-    mixture_is_significant,
+    greedy_on_gram,
     mixture_weights,
     sampling_noise_mmd2,
     simplex_qp,
 )
+from specs.mixture_bootstrap import MixtureEvidence, mixture_bootstrap_test
 from specs.mmd import (
     batch_self_terms,
     cross_terms,
@@ -55,7 +57,10 @@ __all__ = [
     "cross_terms",
     "default_gamma",
     "greedy_mixture",
-    "mixture_is_significant",
+    "gram_terms",
+    "greedy_on_gram",
+    "MixtureEvidence",
+    "mixture_bootstrap_test",
     "mixture_weights",
     "mmd_squared",
     "mmd_squared_batch",

@@ -60,9 +60,7 @@ def check_array(
     except (TypeError, ValueError) as exc:  # ragged nested lists
         raise InvalidDataError(f"{name} is not a rectangular numeric array: {exc}") from exc
     if arr.dtype.kind not in _NUMERIC_KINDS:
-        raise InvalidDataError(
-            f"{name} must be numeric (bool, int or float), got dtype {arr.dtype}"
-        )
+        raise InvalidDataError(f"{name} must be numeric (bool, int or float), got dtype {arr.dtype}")
     if arr.ndim != ndim:
         hint = " (reshape a single sample with X.reshape(1, -1))" if arr.ndim == 1 else ""
         raise InvalidDataError(f"{name} must be {ndim}-D, got shape {arr.shape}{hint}")
@@ -94,9 +92,7 @@ def check_positive_float(value: object, name: str) -> float:
     return out
 
 
-def check_spec(
-    Z: object, beta: object, name: str = "spec"
-) -> tuple[np.ndarray, np.ndarray]:
+def check_spec(Z: object, beta: object, name: str = "spec") -> tuple[np.ndarray, np.ndarray]:
     """Validate one reduced set ``(Z, beta)``: Z (K, d), beta (K,), finite.
 
     Raises
@@ -115,9 +111,7 @@ def check_spec(
     return Z, beta
 
 
-def check_spec_batch(
-    Zs: object, betas: object, name: str = "candidates"
-) -> tuple[np.ndarray, np.ndarray]:
+def check_spec_batch(Zs: object, betas: object, name: str = "candidates") -> tuple[np.ndarray, np.ndarray]:
     """Validate a padded batch of reduced sets: Zs (m, K, d), betas (m, K).
 
     Raises

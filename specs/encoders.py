@@ -30,7 +30,7 @@ Both return unit vectors; their spaces use ``gamma = 1`` (see
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,26 @@ from specs.exceptions import InvalidDataError, InvalidParameterError
 IMAGE_SIDE = 32
 IMAGE_DIM = 128
 TEXT_DIM = 384
+
+
+def encode_image_batches(
+    forward: Callable[[torch.Tensor], torch.Tensor], images: object, batch_size: int
+) -> np.ndarray:
+    """``forward`` over (n, C, H, W) images in batches, after the checks every image encoder shares.
+
+    Raises :class:`InvalidDataError` for a wrong rank, a channel count other than 1 or 3, images
+    under 4 x 4, or non-finite values.
+    """
+    arr = np.asarray(images, dtype=np.float32)
+    if arr.ndim != 4 or arr.shape[0] == 0 or arr.shape[1] not in (1, 3) or min(arr.shape[2:]) < 4:
+        raise InvalidDataError(f"images must have shape (n, 1 or 3, H>=4, W>=4), got {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise InvalidDataError("images contain NaN or infinity")
+    out = []
+    with torch.no_grad():
+        for start in range(0, arr.shape[0], batch_size):
+            out.append(forward(torch.from_numpy(arr[start : start + batch_size])).numpy())
+    return np.concatenate(out).astype(np.float32)
 
 
 class ConvImageEncoder:
@@ -79,7 +99,9 @@ class ConvImageEncoder:
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[1] == 1:
             x = x.repeat(1, 3, 1, 1)
-        x = torch.nn.functional.interpolate(x, size=(IMAGE_SIDE, IMAGE_SIDE), mode="bilinear", antialias=True, align_corners=False)
+        x = torch.nn.functional.interpolate(
+            x, size=(IMAGE_SIDE, IMAGE_SIDE), mode="bilinear", antialias=True, align_corners=False
+        )
         x = (x - 0.5) / 0.25
         for i, w in enumerate(self._weights):
             x = torch.relu(torch.nn.functional.conv2d(x, w, padding=1))
@@ -103,16 +125,7 @@ class ConvImageEncoder:
         InvalidDataError
             Wrong rank, channel count, tiny images, or non-finite values.
         """
-        arr = np.asarray(images, dtype=np.float32)
-        if arr.ndim != 4 or arr.shape[0] == 0 or arr.shape[1] not in (1, 3) or min(arr.shape[2:]) < 4:
-            raise InvalidDataError(f"images must have shape (n, 1 or 3, H>=4, W>=4), got {arr.shape}")
-        if not np.isfinite(arr).all():
-            raise InvalidDataError("images contain NaN or infinity")
-        out = []
-        with torch.no_grad():
-            for start in range(0, arr.shape[0], self.batch_size):
-                out.append(self._forward(torch.from_numpy(arr[start : start + self.batch_size])).numpy())
-        return np.concatenate(out).astype(np.float32)
+        return encode_image_batches(self._forward, images, self.batch_size)
 
 
 class MiniLMTextEncoder:
@@ -146,10 +159,9 @@ class MiniLMTextEncoder:
     def _load(self) -> None:
         if self._model is not None:
             return
-        from transformers import AutoModel, AutoTokenizer
+        from specs.minilm import load_minilm
 
-        self._tokenizer = AutoTokenizer.from_pretrained(self.model_path, local_files_only=True)
-        self._model = AutoModel.from_pretrained(self.model_path, local_files_only=True).eval()
+        self._tokenizer, self._model = load_minilm(self.model_path)
 
     @staticmethod
     def pool(last_hidden_state: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -182,8 +194,11 @@ class MiniLMTextEncoder:
         with torch.no_grad():
             for start in range(0, len(texts), self.batch_size):
                 batch = self._tokenizer(
-                    texts[start : start + self.batch_size], padding=True, truncation=True,
-                    max_length=self.max_length, return_tensors="pt",
+                    texts[start : start + self.batch_size],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
                 )
                 hidden = self._model(**batch).last_hidden_state
                 out.append(self.pool(hidden, batch["attention_mask"]).numpy())

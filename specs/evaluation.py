@@ -19,7 +19,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypedDict
 
 import numpy as np
 from scipy import stats
@@ -28,6 +28,16 @@ from sklearn.model_selection import RepeatedKFold, RepeatedStratifiedKFold
 from specs.exceptions import InvalidDataError
 
 Verdict = Literal["better", "no_difference", "worse"]
+
+
+class ScoreInterval(TypedDict):
+    """A method's mean fold score with its 95 % interval [low, high] over ``n`` folds (stored as JSON)."""
+
+    mean: float
+    ci95: list[float]
+    n: int
+
+
 LEVEL = 0.95
 
 
@@ -64,8 +74,9 @@ def repeated_folds(y: np.ndarray, *, stratify: bool, k: int = 5, repeats: int = 
     if stratify:
         _, codes = np.unique(y, return_inverse=True)
         k = max(2, min(k, int(np.bincount(codes).max()), n // 2))
-        splitter: RepeatedKFold | RepeatedStratifiedKFold = RepeatedStratifiedKFold(n_splits=k, n_repeats=repeats,
-                                                                                     random_state=seed)
+        splitter: RepeatedKFold | RepeatedStratifiedKFold = RepeatedStratifiedKFold(
+            n_splits=k, n_repeats=repeats, random_state=seed
+        )
     else:
         k = max(2, min(k, n // 2))
         splitter = RepeatedKFold(n_splits=k, n_repeats=repeats, random_state=seed)
@@ -91,8 +102,12 @@ def _half_width(values: np.ndarray, test_share: float, level: float) -> float:
     return float(stats.t.ppf(0.5 + level / 2.0, df=values.shape[0] - 1) * se)
 
 
-def score_interval(values: Sequence[float] | np.ndarray, test_share: float, level: float = LEVEL,
-                   bounds: tuple[float, float] = (-np.inf, np.inf)) -> dict[str, object]:
+def score_interval(
+    values: Sequence[float] | np.ndarray,
+    test_share: float,
+    level: float = LEVEL,
+    bounds: tuple[float, float] = (-np.inf, np.inf),
+) -> ScoreInterval:
     """{"mean", "ci95": [low, high], "n"}: the mean fold score and its t interval (corrected SE).
 
     ``bounds`` is the metric's range (accuracy: [0, 1]; R²: at most 1): the symmetric t interval
@@ -112,8 +127,9 @@ def metric_bounds(metric: str) -> tuple[float, float]:
     return METRIC_BOUNDS.get(metric, (-np.inf, np.inf))
 
 
-def paired_verdict(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, test_share: float,
-                   level: float = LEVEL) -> tuple[Verdict, dict[str, object]]:
+def paired_verdict(
+    a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, test_share: float, level: float = LEVEL
+) -> tuple[Verdict, ScoreInterval]:
     """Is ``a`` better than ``b`` on the same folds? The verdict and the difference's interval.
 
     "better" when the whole interval of the mean difference a - b is above 0, "worse" when
@@ -121,12 +137,14 @@ def paired_verdict(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndar
     """
     d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     interval = score_interval(d, test_share, level)
-    low, high = interval["ci95"]  # type: ignore[misc]
+    low, high = interval["ci95"]
     verdict: Verdict = "better" if low > 0 else "worse" if high < 0 else "no_difference"
     return verdict, interval
 
 
-def one_se_choice(default: str, scores: Mapping[str, Sequence[float] | np.ndarray], test_share: float) -> tuple[str, dict[str, dict[str, float]]]:
+def one_se_choice(
+    default: str, scores: Mapping[str, Sequence[float] | np.ndarray], test_share: float
+) -> tuple[str, dict[str, dict[str, float]]]:
     """The candidate to deliver: ``default`` unless another one's mean gain over it exceeds
     the gain's corrected standard error; among those, the highest mean gain (ties: the
     earlier in ``scores``). Returns the choice and {candidate: {"gain", "se"}} for the report."""

@@ -17,7 +17,49 @@ import numpy as np
 
 from specs.exceptions import DimensionMismatchError, InvalidDataError, InvalidParameterError
 
-_WORDS = ["market", "model", "data", "price", "river", "city", "music", "game", "team", "player", "energy", "network", "health", "school", "film", "story", "court", "law", "vote", "bank", "stock", "growth", "phone", "software", "chip", "science", "space", "food", "travel", "weather", "storm", "election", "minister", "company", "report", "season", "goal", "album", "actor", "device", "cloud"]
+_WORDS = [
+    "market",
+    "model",
+    "data",
+    "price",
+    "river",
+    "city",
+    "music",
+    "game",
+    "team",
+    "player",
+    "energy",
+    "network",
+    "health",
+    "school",
+    "film",
+    "story",
+    "court",
+    "law",
+    "vote",
+    "bank",
+    "stock",
+    "growth",
+    "phone",
+    "software",
+    "chip",
+    "science",
+    "space",
+    "food",
+    "travel",
+    "weather",
+    "storm",
+    "election",
+    "minister",
+    "company",
+    "report",
+    "season",
+    "goal",
+    "album",
+    "actor",
+    "device",
+    "cloud",
+]
 
 
 def _rng(random_state: int) -> np.random.Generator:
@@ -95,7 +137,9 @@ def probe_fingerprint(outputs: object) -> np.ndarray:
     """
     arr = np.asarray(outputs)
     if arr.dtype.kind not in "biuf" or arr.size == 0 or arr.ndim not in (1, 2):
-        raise InvalidDataError(f"outputs must be a non-empty numeric (n, k) array, got {arr.dtype} {arr.shape}")
+        raise InvalidDataError(
+            f"outputs must be a non-empty numeric (n, k) array, got {arr.dtype} {arr.shape}"
+        )
     if not np.isfinite(arr).all():
         raise InvalidDataError("outputs contain NaN or infinity")
     return (arr[:, None] if arr.ndim == 1 else arr).astype(np.float32)
@@ -130,7 +174,9 @@ def lora_right_singular_vectors(A: object, B: object, top_k: int = 1) -> tuple[n
     """
     A, B = np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64)
     if A.ndim != 2 or B.ndim != 2 or B.shape[1] != A.shape[0]:
-        raise DimensionMismatchError(f"LoRA factors must be A (r, in) and B (out, r), got {A.shape} and {B.shape}")
+        raise DimensionMismatchError(
+            f"LoRA factors must be A (r, in) and B (out, r), got {A.shape} and {B.shape}"
+        )
     if not (np.isfinite(A).all() and np.isfinite(B).all()):
         raise InvalidDataError("LoRA factors contain NaN or infinity")
     r = A.shape[0]
@@ -158,4 +204,7 @@ def arrow_prototypes(factors: Mapping[str, tuple[object, object]], top_k: int = 
     """
     if not factors:
         raise InvalidDataError("an adapter needs at least one LoRA layer")
-    return {name: lora_right_singular_vectors(A, B, top_k)[0].astype(np.float32) for name, (A, B) in sorted(factors.items())}
+    return {
+        name: lora_right_singular_vectors(A, B, top_k)[0].astype(np.float32)
+        for name, (A, B) in sorted(factors.items())
+    }

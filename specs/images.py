@@ -30,7 +30,9 @@ def image_rows(X: Any, shape: list[int] | tuple[int, ...]) -> np.ndarray:
         InvalidDataError: non-numeric dtype, NaN/inf, or values outside [0, 1] / 0..255.
     """
     if len(shape) != 3 or any(int(v) <= 0 for v in shape):
-        raise InvalidParameterError(f"image shape must be three positive integers [C, H, W], got {list(shape)}")
+        raise InvalidParameterError(
+            f"image shape must be three positive integers [C, H, W], got {list(shape)}"
+        )
     X = np.asarray(X)
     c, h, w = (int(v) for v in shape)
     if X.ndim == 3 and c == 1:
@@ -39,7 +41,8 @@ def image_rows(X: Any, shape: list[int] | tuple[int, ...]) -> np.ndarray:
         X = X.reshape(X.shape[0], c, h, w)
     if X.ndim != 4 or X.shape[1:] != (c, h, w):
         raise DimensionMismatchError(
-            f"images must be (n, {c}, {h}, {w}) (or rows of {c * h * w} pixels), got {list(X.shape)}")
+            f"images must be (n, {c}, {h}, {w}) (or rows of {c * h * w} pixels), got {list(X.shape)}"
+        )
     if X.dtype.kind not in "biuf":
         raise InvalidDataError(f"images must be numeric, got dtype {X.dtype}")
     values = X.astype(np.float32)
@@ -60,10 +63,13 @@ def rows_as_images(X: np.ndarray, shape: list[int] | tuple[int, ...]) -> np.ndar
         DimensionMismatchError: the rows do not hold C*H*W pixels; the message names both shapes.
     """
     if len(shape) != 3 or any(int(v) <= 0 for v in shape):
-        raise InvalidParameterError(f"image shape must be three positive integers [C, H, W], got {list(shape)}")
+        raise InvalidParameterError(
+            f"image shape must be three positive integers [C, H, W], got {list(shape)}"
+        )
     c, h, w = (int(v) for v in shape)
     X = np.asarray(X)
     if X.ndim != 2 or X.shape[1] != c * h * w:
         raise DimensionMismatchError(
-            f"rows {list(X.shape)} cannot be images of shape [{c}, {h}, {w}] ({c * h * w} pixels per row)")
+            f"rows {list(X.shape)} cannot be images of shape [{c}, {h}, {w}] ({c * h * w} pixels per row)"
+        )
     return X.reshape(X.shape[0], c, h, w)

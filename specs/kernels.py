@@ -147,9 +147,7 @@ def kernel_mean_terms(
     return c, M
 
 
-def kernel_mean_self_term(
-    X: np.ndarray, gamma: float, *, block_entries: int = BLOCK_ENTRIES
-) -> float:
+def kernel_mean_self_term(X: np.ndarray, gamma: float, *, block_entries: int = BLOCK_ENTRIES) -> float:
     """Exact ``(1/n^2) sum_ij k(X[i], X[j])``, chunked; O(n^2 d) time, O(block) memory.
 
     Parameters

@@ -40,9 +40,7 @@ def self_term(Z: object, beta: object, gamma: float) -> float:
     return float(beta @ _rbf(Z, Z, check_positive_float(gamma, "gamma")) @ beta)
 
 
-def mmd_squared(
-    Z1: object, beta1: object, Z2: object, beta2: object, gamma: float
-) -> float:
+def mmd_squared(Z1: object, beta1: object, Z2: object, beta2: object, gamma: float) -> float:
     """Squared MMD between two reduced sets in the same feature space.
 
     Parameters
@@ -128,9 +126,7 @@ def _cross_terms(
     return cross
 
 
-def cross_terms(
-    Z: object, beta: object, Zs: object, betas: object, gamma: float
-) -> np.ndarray:
+def cross_terms(Z: object, beta: object, Zs: object, betas: object, gamma: float) -> np.ndarray:
     """RKHS inner products of one reduced set with a padded batch.
 
     Parameters

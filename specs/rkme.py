@@ -221,9 +221,7 @@ class RKMESpecification:
         return self
 
     @staticmethod
-    def _exact_if_few_distinct(
-        X: np.ndarray, S: np.ndarray, K: int
-    ) -> tuple[np.ndarray, np.ndarray] | None:
+    def _exact_if_few_distinct(X: np.ndarray, S: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray] | None:
         """(distinct rows, frequencies) when X has at most K distinct rows, else None."""
         if np.unique(S, axis=0).shape[0] > K:
             return None

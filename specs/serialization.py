@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import struct
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -30,9 +30,18 @@ RKME_VERSION = 1
 
 # The safetensors dtype codes; shared with the streamed search snapshots.
 DTYPES = {
-    "F64": "<f8", "F32": "<f4", "F16": "<f2",
-    "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
-    "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?",
+    "F64": "<f8",
+    "F32": "<f4",
+    "F16": "<f2",
+    "I64": "<i8",
+    "I32": "<i4",
+    "I16": "<i2",
+    "I8": "i1",
+    "U64": "<u8",
+    "U32": "<u4",
+    "U16": "<u2",
+    "U8": "u1",
+    "BOOL": "?",
 }
 DTYPE_CODES = {np.dtype(v): k for k, v in DTYPES.items()}
 MAX_HEADER = 100 * 2**20  # a header larger than this is corrupt, not big
@@ -126,7 +135,9 @@ def bytes_to_arrays(
     return header, arrays
 
 
-def array_entry(name: str, entry: Any, body_size: int | None = None) -> tuple[np.dtype, tuple[int, ...], int, int]:
+def array_entry(
+    name: str, entry: Any, body_size: int | None = None
+) -> tuple[np.dtype, tuple[int, ...], int, int]:
     """(little-endian dtype, shape, begin, end) of one array's header entry, checked.
 
     Shared with the streamed search snapshots (same header layout); ``body_size`` bounds
@@ -264,9 +275,9 @@ def _build(doc: dict[str, Any], Z: np.ndarray, beta: np.ndarray) -> RKMESpecific
     return spec
 
 
-def _is_int(v: Any) -> bool:
+def _is_int(v: Any) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_number(v: Any) -> bool:
+def _is_number(v: Any) -> TypeGuard[float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool)

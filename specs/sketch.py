@@ -173,8 +173,11 @@ class RFFSketch:
                 raise SerializationError(f"field {key!r} is missing")
         try:
             sketch = cls(
-                data["d"], data["gamma"], data["D"],
-                orthogonal=data["orthogonal"], random_state=data["random_state"],
+                data["d"],
+                data["gamma"],
+                data["D"],
+                orthogonal=data["orthogonal"],
+                random_state=data["random_state"],
             )
         except InvalidParameterError as exc:
             raise SerializationError(f"bad field: {exc}") from exc

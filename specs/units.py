@@ -54,7 +54,9 @@ def check_rms(values: Any, d: int) -> np.ndarray:
     return rms
 
 
-def mixture_unit_factor(user_rms: np.ndarray, member_rms: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+def mixture_unit_factor(
+    user_rms: np.ndarray, member_rms: Sequence[np.ndarray], weights: Sequence[float]
+) -> np.ndarray:
     """s (d,): how many of the user's units one market unit is, per column (module docstring).
 
     ``member_rms`` are the RMS vectors of the identified members, ``weights`` their
@@ -67,7 +69,9 @@ def mixture_unit_factor(user_rms: np.ndarray, member_rms: Sequence[np.ndarray], 
     return np.asarray(user_rms, dtype=np.float64) / np.where(market > 0, market, 1.0)
 
 
-def units_summary(scale: np.ndarray, columns: Sequence[str] | None = None, *, shown: int = 5) -> dict[str, Any]:
+def units_summary(
+    scale: np.ndarray, columns: Sequence[str] | None = None, *, shown: int = 5
+) -> dict[str, Any]:
     """What a report says about the user's units: the columns in other units and by how much.
 
     ``scale`` is :func:`mixture_unit_factor` (user units per market unit); a column differs
@@ -77,5 +81,73 @@ def units_summary(scale: np.ndarray, columns: Sequence[str] | None = None, *, sh
     off = np.abs(np.log(scale)) > np.log(UNIT_TOLERANCE)
     order = np.argsort(-np.abs(np.log(scale)), kind="stable")
     worst = [{"column": names[i], "factor": float(scale[i])} for i in order[:shown] if off[i]]
-    return {"differ": bool(off.any()), "columns_differing": int(off.sum()), "columns": int(scale.shape[0]),
-            "max_factor": float(np.exp(np.abs(np.log(scale)).max())) if scale.size else 1.0, "largest": worst}
+    return {
+        "differ": bool(off.any()),
+        "columns_differing": int(off.sum()),
+        "columns": int(scale.shape[0]),
+        "max_factor": float(np.exp(np.abs(np.log(scale)).max())) if scale.size else 1.0,
+        "largest": worst,
+    }
+
+
+def same_units_points(Z: np.ndarray, factor: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """A user's reduced set Z (K, d), in a unit-free space's coordinates ``(x / r_u - mean) / scale``,
+    moved to ``(x / r_c - mean) / scale``: the coordinates the same rows would have if divided by a
+    learnware's RMS r_c instead of their own r_u. ``factor`` is ``r_u / r_c``; since
+    ``x / r_c = (x / r_u) * factor``, ``z -> ((z * scale + mean) * factor - mean) / scale``
+    (broadcast over leading axes of ``factor``: (m, d) factors give (m, K, d))."""
+    factor = np.asarray(factor, dtype=np.float64)
+    return (np.asarray(Z, dtype=np.float64) * scale + mean) * factor[..., None, :] / scale - (mean / scale)
+
+
+def same_units_mmd2(
+    Z: np.ndarray,
+    beta: np.ndarray,
+    factors: np.ndarray,
+    mean: np.ndarray,
+    scale: np.ndarray,
+    Zs: np.ndarray,
+    betas: np.ndarray,
+    self_terms: np.ndarray,
+    gamma: float,
+) -> np.ndarray:
+    """MMD² (m,) between the user's RKME put into each of m learnwares' units and their RKMEs.
+
+    ``factors`` (m, d) are ``r_u / r_c`` per learnware (:func:`same_units_points`), ``Zs`` (m, Kc, d),
+    ``betas`` (m, Kc) and ``self_terms`` (m,) the learnwares' unit-free RKMEs. The user's weights are
+    kept and its points moved: exact for the moved point set, and the moved set summarises the
+    moved rows as well as Z summarises the rows when the factors are near 1 — the case this
+    comparison has to decide (factors far from 1 give an MMD² far above any noise either way).
+
+    Kernel blocks in float32, each sum's last stage in float64, as ``SpaceIndex.rerank``. The moved
+    set's self-term needs no points: the offsets cancel in differences, so
+    ``||p_i - p_j||^2 = sum_d f_d^2 (z_id - z_jd)^2``, one GEMM for all m learnwares.
+    """
+    Z = np.asarray(Z, dtype=np.float64)
+    f = np.asarray(factors, dtype=np.float64)
+    m, (K, d) = f.shape[0], Z.shape
+    b64 = np.asarray(beta, dtype=np.float64)
+    b32 = b64.astype(np.float32)
+    g = np.float32(-gamma)
+    # self-terms: (K*K, d) squared differences x (d, m) squared factors
+    diff = ((Z[:, None, :] - Z[None, :, :]) ** 2).reshape(K * K, d).astype(np.float32)
+    E = diff @ (f * f).T.astype(np.float32)
+    E *= g
+    np.exp(E, out=E)
+    user = b64 @ np.tensordot(b32, E.reshape(K, K, m), axes=(0, 0)).astype(np.float64)  # (m,)
+    # cross-terms: the moved points P (m, K, d) against each learnware's Zs (m, Kc, d)
+    offset = (np.asarray(mean, dtype=np.float64) / scale) * (f - 1.0)
+    P = (Z.astype(np.float32)[None, :, :] * f.astype(np.float32)[:, None, :]) + offset.astype(np.float32)[
+        :, None, :
+    ]
+    B = np.asarray(Zs, dtype=np.float32)
+    sq = np.matmul(P, B.transpose(0, 2, 1))
+    sq *= -2.0
+    sq += np.einsum("mkd,mkd->mk", P, P)[:, :, None]
+    sq += np.einsum("mld,mld->ml", B, B)[:, None, :]
+    np.maximum(sq, 0.0, out=sq)
+    sq *= g
+    np.exp(sq, out=sq)
+    v = np.matmul(b32[None, None, :], sq)[:, 0, :]  # (m, Kc): beta' K, float32 like the re-rank
+    cross = np.einsum("ml,ml->m", v.astype(np.float64), np.asarray(betas, dtype=np.float64))
+    return np.maximum(user - 2.0 * cross + np.asarray(self_terms, dtype=np.float64), 0.0)

@@ -72,7 +72,10 @@ def _make_worker(tmp: Path, s3: S3Endpoint, name: str) -> WorkerProcess:
 
 @pytest.fixture(scope="session")
 def celery_worker(
-    django_db_setup: Any, django_db_blocker: Any, s3_endpoint: S3Endpoint, tmp_path_factory: pytest.TempPathFactory
+    django_db_setup: Any,
+    django_db_blocker: Any,
+    s3_endpoint: S3Endpoint,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[WorkerProcess]:
     """One real worker for the session, on the test database, the test broker and S3."""
     with django_db_blocker.unblock():

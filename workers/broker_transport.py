@@ -28,7 +28,7 @@ class Channel(kombu_redis.Channel):
         transport = self.connection
         if transport is None or transport.client is None:
             raise RedisConnectionError("this broker connection was closed after a connection loss")
-        return super()._connparams(asynchronous=asynchronous)
+        return super()._connparams(asynchronous=asynchronous)  # type: ignore[misc]  # private in kombu; its stub omits it
 
 
 class Transport(kombu_redis.Transport):

@@ -15,9 +15,17 @@ app = Celery("marketplace")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 # Task modules live in workers/tasks/; the worker imports them at start-up, the web never does.
 app.autodiscover_tasks(lambda: ["workers"], related_name="tasks")
+import workers.observability  # noqa: E402,F401  (binds job/task/request ids for every worker log line)
 
 
-def publish_task(name: str, *, args: list[object], queue: str = "default") -> None:
+def publish_task(
+    name: str,
+    *,
+    args: list[object],
+    queue: str = "default",
+    task_id: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> None:
     """Send one task, giving up within about LWM_BROKER_PUBLISH_TIMEOUT (raises on failure).
 
     Callers keep the work in a job row, so a failed send is re-sent by the dispatcher rather
@@ -31,8 +39,19 @@ def publish_task(name: str, *, args: list[object], queue: str = "default") -> No
     # depend on it. Job creation is rare enough that one loopback/LAN connect per send is cheap.
     with app.connection_for_write(connect_timeout=timeout) as connection:
         app.send_task(
-            name, args=args, queue=queue, connection=connection, retry=True,
-            retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": timeout / 4, "interval_max": timeout / 4},
+            name,
+            args=args,
+            queue=queue,
+            connection=connection,
+            retry=True,
+            task_id=task_id,
+            headers=headers,
+            retry_policy={
+                "max_retries": 1,
+                "interval_start": 0,
+                "interval_step": timeout / 4,
+                "interval_max": timeout / 4,
+            },
         )
 
 
@@ -50,7 +69,9 @@ def send_task_on_commit(name: str, *, args: list[object], queue: str = "default"
         try:
             publish_task(name, args=args, queue=queue)
         except Exception:  # noqa: BLE001 - never turn a committed request into a 500
-            logging.getLogger(__name__).warning("could not send %s; it will be triggered again", name, exc_info=True)
+            logging.getLogger(__name__).warning(
+                "could not send %s; it will be triggered again", name, exc_info=True
+            )
 
     transaction.on_commit(send)
 

@@ -31,7 +31,12 @@ def _beat(hostname: str, queues: str, started: Any) -> None:
         try:
             WorkerHeartbeat.objects.update_or_create(
                 hostname=hostname,
-                defaults={"pid": os.getpid(), "queues": queues, "started_at": started, "last_seen_at": timezone.now()},
+                defaults={
+                    "pid": os.getpid(),
+                    "queues": queues,
+                    "started_at": started,
+                    "last_seen_at": timezone.now(),
+                },
             )
             # Every live worker looks for jobs orphaned by a dead one, so recovery needs no beat process.
             if time.monotonic() - last_recovery >= settings.LWM_WORKER_STALE_SECONDS:
@@ -50,9 +55,13 @@ def _beat(hostname: str, queues: str, started: Any) -> None:
 @worker_ready.connect
 def start_heartbeat(sender: Any = None, **_: Any) -> None:
     hostname = getattr(sender, "hostname", None) or f"worker@{os.uname().nodename}"
-    queues = ",".join(sorted(q.name for q in getattr(getattr(sender, "task_consumer", None), "queues", []) or []))
+    queues = ",".join(
+        sorted(q.name for q in getattr(getattr(sender, "task_consumer", None), "queues", []) or [])
+    )
     _stop.clear()
-    thread = threading.Thread(target=_beat, args=(hostname, queues, timezone.now()), name="lwm-heartbeat", daemon=True)
+    thread = threading.Thread(
+        target=_beat, args=(hostname, queues, timezone.now()), name="lwm-heartbeat", daemon=True
+    )
     thread.start()
 
 

@@ -28,7 +28,21 @@ from lwm_client.errors import (  # noqa: E402
 )
 
 __all__ = [
-    "BadRequest", "Client", "ConfigError", "Conflict", "Forbidden", "IntegrityError", "JobFailed", "LwmError", "NotFound",
-    "PackageError", "RateLimited", "RejectedUpload", "ServerError", "TransientError", "Unauthorized", "UnsafeArtifactError",
+    "BadRequest",
+    "Client",
+    "ConfigError",
+    "Conflict",
+    "Forbidden",
+    "IntegrityError",
+    "JobFailed",
+    "LwmError",
+    "NotFound",
+    "PackageError",
+    "RateLimited",
+    "RejectedUpload",
+    "ServerError",
+    "TransientError",
+    "Unauthorized",
+    "UnsafeArtifactError",
     "__version__",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 import uuid
@@ -10,31 +9,56 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from lwm_client import data as local
 from lwm_client.config import Config, read_config_file, write_config_file
-from lwm_client.errors import ConfigError, IntegrityError, JobFailed, LwmError, NotFound, RejectedUpload, TransientError
+from lwm_client.downloads import download_verified, is_folder_target
+from lwm_client.errors import (
+    ConfigError,
+    JobFailed,
+    LwmError,
+    NotFound,
+    RejectedUpload,
+    TransientError,
+)
 from lwm_client.http import Transport
-from lwm_client.models import Download, FeatureSpace, Job, Learnware, SearchResult, Submission, Upload, Version, build
+from lwm_client.models import (
+    Download,
+    FeatureSpace,
+    Job,
+    Learnware,
+    SearchResult,
+    Submission,
+    Upload,
+    Version,
+    build,
+)
 from lwm_client.packages import package_bytes, package_check
 from lwm_client.progress import Progress
+from lwm_client.search_params import (
+    card_search_params,
+    data_search_filters,
+    file_search_form,
+    named_components,
+)
+from lwm_client.spaces import ENCODER_SPACES, widest_covering_space
+from lwm_client.submission_form import submission_request
 from specs import RKMESpecification, rkme_to_json
-
-# Encoder spaces are fixed by their encoders (docs/package-format.md): key, dimension, gamma = 1 on the unit sphere.
-ENCODER_SPACES = {
-    "image": FeatureSpace(key="image-conv-0", kind="image", dim=128, gamma=1.0, schema={"encoder": "ConvImageEncoder", "seed": 0}),
-    "text": FeatureSpace(key="text-minilm-l6-v2", kind="text", dim=384, gamma=1.0, schema={"encoder": "all-minilm-l6-v2"}),
-}
-FILTERS = ("modality", "task", "license", "tags", "base_model", "owner")
 
 
 class Client:
     """A market client. ``url``/``token``/``timeout`` default to ``LWM_URL``/``LWM_TOKEN``/``LWM_TIMEOUT``,
     then to the config file ``lwm login`` wrote; ``progress=True`` shows tqdm bars while waiting."""
 
-    def __init__(self, url: str | None = None, token: str | None = None, *, timeout: float | None = None,
-                 progress: bool = False, poll_interval: float = 0.5, **transport: Any) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float | None = None,
+        progress: bool = False,
+        poll_interval: float = 0.5,
+        **transport: Any,
+    ) -> None:
         self.config = Config.resolve(url=url, token=token, timeout=timeout)
         self.http = Transport(self.config, **transport)
         self.progress = progress
@@ -43,12 +67,16 @@ class Client:
     # --- account ------------------------------------------------------------------------------
     def login(self, username: str, password: str, *, name: str = "lwm-cli", save: bool = True) -> str:
         """Exchange a password for a named API token; with ``save`` write it to the config file."""
-        body = self.http.json("POST", "auth/token/", auth=False, json={"username": username, "password": password, "name": name})
+        body = self.http.json(
+            "POST", "auth/token/", auth=False, json={"username": username, "password": password, "name": name}
+        )
         token = body["token"]
         self.config = Config(url=self.config.url, token=token, timeout=self.config.timeout)
         self.http.config = self.config
         if save:
-            write_config_file({**read_config_file(), "url": self.config.url, "token": token, "username": username})
+            write_config_file(
+                {**read_config_file(), "url": self.config.url, "token": token, "username": username}
+            )
         return token
 
     def me(self) -> dict[str, Any]:
@@ -66,35 +94,67 @@ class Client:
         try:
             return self.feature_space(key)
         except NotFound:
-            raise NotFound(f"no learnware has been published with the columns {list(columns)} (feature space {key}) yet",
-                           code="space:user:unknown", status=404) from None
+            raise NotFound(
+                f"no learnware has been published with the columns {list(columns)} (feature space {key}) yet",
+                code="space:user:unknown",
+                status=404,
+            ) from None
 
-    def spec_table(self, source: Any, *, columns: Sequence[str] | None = None, space: FeatureSpace | None = None
-                   ) -> tuple[RKMESpecification, FeatureSpace]:
-        """The RKME of a CSV/NPZ/DataFrame/array in its table space, computed here."""
+    def spec_table(
+        self,
+        source: Any,
+        *,
+        columns: Sequence[str] | None = None,
+        space: FeatureSpace | None = None,
+        column_map: dict[str, str] | None = None,
+    ) -> tuple[RKMESpecification, FeatureSpace]:
+        """The RKME of a CSV/NPZ/DataFrame/array in its table space, computed here.
+
+        Columns are matched to the space's by name (any order; extra columns are left out);
+        ``column_map`` renames yours first (``{"departure_delay": "dep_delay"}``)."""
         X, names, _ = local.read_table(source, columns=columns)
         if space is None:
             if names is None:
-                raise ConfigError("unnamed columns: give columns=[...] or the feature space", code="data:user:columns")
-            space = self.table_space(names)
-        return local.spec_table(X, space), space
+                raise ConfigError(
+                    "unnamed columns: give columns=[...] or the feature space", code="data:user:columns"
+                )
+            space = self._table_space_for(local.apply_column_map(names, column_map))
+        return local.spec_table(local.space_rows(X, names, space, column_map), space), space
+
+    def _table_space_for(self, names: list[str]) -> FeatureSpace:
+        """The space of exactly these columns, else the widest table space whose columns they all hold
+        (extra columns are ignored by name, as the market does)."""
+        try:
+            return self.table_space(names)
+        except NotFound:
+            covering = widest_covering_space(self.feature_spaces(), names)
+            if covering is None:
+                raise
+            return covering
 
     def encoder_space(self, kind: str) -> FeatureSpace:
         """The server's image or text space; before its first learnware, the fixed parameters it will have."""
         found = next((s for s in self.feature_spaces() if s.kind == kind), None)
         return found or ENCODER_SPACES[kind]
 
-    def spec_images(self, source: Any, *, space: FeatureSpace | None = None) -> tuple[RKMESpecification, FeatureSpace]:
-        """The RKME of images (array (n, C, H, W) in [0, 1], a folder or PNG/JPEG paths) in the image space."""
+    def spec_images(
+        self, source: Any, *, space: FeatureSpace | None = None
+    ) -> tuple[RKMESpecification, FeatureSpace]:
+        """The RKME of images (array (n, C, H, W) in [0, 1], a folder or PNG/JPEG paths) in the image
+        space."""
         space = space or self.encoder_space("image")
         return local.spec_encoded(local.encode_images(local.read_images(source), space), space), space
 
-    def spec_texts(self, source: Any, *, space: FeatureSpace | None = None) -> tuple[RKMESpecification, FeatureSpace]:
+    def spec_texts(
+        self, source: Any, *, space: FeatureSpace | None = None
+    ) -> tuple[RKMESpecification, FeatureSpace]:
         """The RKME of texts (list, JSONL with "text", or one per line) in the MiniLM text space."""
         space = space or self.encoder_space("text")
         return local.spec_encoded(local.encode_texts(local.read_texts(source)), space), space
 
-    def spec(self, source: Any, *, modality: str = "table", **kwargs: Any) -> tuple[RKMESpecification, FeatureSpace]:
+    def spec(
+        self, source: Any, *, modality: str = "table", **kwargs: Any
+    ) -> tuple[RKMESpecification, FeatureSpace]:
         fn = {"table": self.spec_table, "image": self.spec_images, "text": self.spec_texts}[modality]
         return fn(source, **kwargs)
 
@@ -111,8 +171,11 @@ class Client:
                 if item.finished:
                     return item
                 if time.monotonic() > deadline:
-                    raise TransientError(f"{desc}: still {item.status} at stage {item.stage!r} after {timeout:.0f} s",
-                                         code="client:timeout", details={"status": item.status, "stage": item.stage})
+                    raise TransientError(
+                        f"{desc}: still {item.status} at stage {item.stage!r} after {timeout:.0f} s",
+                        code="client:timeout",
+                        details={"status": item.status, "stage": item.stage},
+                    )
                 time.sleep(self.poll_interval)
 
     def wait_job(self, job_id: str, *, timeout: float = 900.0, desc: str = "job") -> Job:
@@ -125,8 +188,15 @@ class Client:
         data = package if isinstance(package, bytes) else package_bytes(package)
         return package_check(data, deep=deep).summary()
 
-    def publish(self, package: bytes | str | Path, *, learnware: int | None = None, wait: bool = True,
-                timeout: float = 900.0, check: bool = True) -> Upload:
+    def publish(
+        self,
+        package: bytes | str | Path,
+        *,
+        learnware: int | None = None,
+        wait: bool = True,
+        timeout: float = 900.0,
+        check: bool = True,
+    ) -> Upload:
         """Upload a package (zip bytes, zip path or folder); with ``wait`` poll until published or rejected.
 
         Raises :class:`RejectedUpload` with the reasons when the upload or the pipeline refuses it.
@@ -136,25 +206,38 @@ class Client:
             package_check(data)
         path = f"learnwares/{learnware}/versions/" if learnware else "learnwares/"
         # One key for every attempt: a retried upload never makes a second version.
-        body = self.http.json("POST", path, files={"package": ("package.zip", data, "application/zip")},
-                              idempotency_key=uuid.uuid4().hex)
+        body = self.http.json(
+            "POST",
+            path,
+            files={"package": ("package.zip", data, "application/zip")},
+            idempotency_key=uuid.uuid4().hex,
+        )
         upload = build(Upload, body)
         if not wait:
             return upload
-        job = self.wait_job(str(upload.job), timeout=timeout, desc=f"publish #{upload.learnware} v{upload.version}")
+        job = self.wait_job(
+            str(upload.job), timeout=timeout, desc=f"publish #{upload.learnware} v{upload.version}"
+        )
         upload.final = self.version(upload.learnware, upload.version)
         upload.status = upload.final.status
         if job.status != "succeeded" or upload.status == "rejected":
             err = job.error if isinstance(job.error, dict) else {}
             reasons = upload.final.rejection_reasons or ([err] if err else [])
             reasons = reasons if isinstance(reasons, list) else [reasons]
-            raise RejectedUpload(f"learnware {upload.learnware} v{upload.version} was {upload.status or job.status}: "
-                                 f"{err.get('message') or job.message}", reasons=reasons, code=str(err.get("code", "")),
-                                 details={"learnware": upload.learnware, "version": upload.version, "job": upload.job})
+            raise RejectedUpload(
+                f"learnware {upload.learnware} v{upload.version} was {upload.status or job.status}: "
+                f"{err.get('message') or job.message}",
+                reasons=reasons,
+                code=str(err.get("code", "")),
+                details={"learnware": upload.learnware, "version": upload.version, "job": upload.job},
+            )
         return upload
 
     def learnwares(self, *, limit: int | None = None, **filters: Any) -> list[Learnware]:
-        return [build(Learnware, r) for r in self._pages("learnwares/", {k: v for k, v in filters.items() if v}, limit)]
+        return [
+            build(Learnware, r)
+            for r in self._pages("learnwares/", {k: v for k, v in filters.items() if v}, limit)
+        ]
 
     def _pages(self, path: str, params: dict[str, Any], limit: int | None) -> Iterator[dict[str, Any]]:
         offset, seen = 0, 0
@@ -180,31 +263,94 @@ class Client:
 
     # --- search --------------------------------------------------------------------------------
     def search(self, q: str = "", *, limit: int = 20, **filters: Any) -> SearchResult:
-        """Search cards by text and filters (modality, task, license, tags, base_model, owner)."""
-        params: dict[str, Any] = {"q": q, "limit": limit}
-        for key in FILTERS:
-            value = filters.get(key)
-            if value:
-                params[key] = ",".join(value) if isinstance(value, (list, tuple)) else value
+        """Search cards by text and filters (modality, task, kind, license, tags, base_model, owner)."""
+        params = card_search_params(q, limit, filters)
         return SearchResult.from_dict(self.http.json("GET", "search/", params=params))
 
-    def search_by_data(self, spec: RKMESpecification | tuple[RKMESpecification, FeatureSpace], *, feature_space: str | None = None,
-                       k: int = 10, mixture: bool = True, **filters: Any) -> SearchResult:
-        """Find learnwares whose specification explains your data; only the RKME is sent."""
+    def search_by_data(
+        self,
+        spec: Any,
+        *,
+        feature_space: str | None = None,
+        k: int = 10,
+        mixture: bool = True,
+        column_map: dict[str, str] | None = None,
+        **filters: Any,
+    ) -> SearchResult:
+        """Find learnwares whose specification explains your data; only the RKME is sent.
+
+        ``spec``: an RKME, the (spec, space) pair ``spec_*`` returns, or a table (CSV/NPZ path,
+        DataFrame) specced here with its columns matched by name (``column_map`` renames them)."""
+        if not isinstance(spec, (RKMESpecification, tuple)):
+            space = self.feature_space(feature_space) if feature_space else None
+            spec = self.spec_table(spec, space=space, column_map=column_map)
         if isinstance(spec, tuple):
             spec, space = spec
             feature_space = feature_space or space.key
         if not feature_space:
-            raise ConfigError("search_by_data needs the feature space key (or the (spec, space) pair spec_* returns)", code="search:user:space")
-        body = {"feature_space": feature_space, "rkme": json.loads(rkme_to_json(spec)), "k": k, "mixture": mixture,
-                **{key: v for key, v in filters.items() if key in FILTERS and v}}
-        return _named_components(SearchResult.from_dict(self.http.json("POST", "search/by-data/", json=body)))
+            raise ConfigError(
+                "search_by_data needs the feature space key (or the (spec, space) pair spec_* returns)",
+                code="search:user:space",
+            )
+        body = {
+            "feature_space": feature_space,
+            "rkme": json.loads(rkme_to_json(spec)),
+            "k": k,
+            "mixture": mixture,
+            **data_search_filters(filters),
+        }
+        return named_components(SearchResult.from_dict(self.http.json("POST", "search/by-data/", json=body)))
+
+    def search_by_file(
+        self,
+        path: str | Path,
+        *,
+        feature_space: str | None = None,
+        k: int = 10,
+        mixture: bool = True,
+        column_map: dict[str, str] | None = None,
+        cross_space: bool = True,
+        timeout: float = 900.0,
+    ) -> SearchResult:
+        """Search with a CSV's rows themselves (sent, unlike :meth:`search_by_data`): columns are matched by
+        name (``column_map`` renames yours); learnwares of other spaces are ranked on the columns you share
+        (``result.cross_space``). A large file is searched by a worker: this waits for it."""
+        path = Path(path)
+        if not feature_space:  # the space holding the header's columns (after your renames)
+            names = local.read_table(str(path))[1] or []
+            try:
+                feature_space = self._table_space_for(local.apply_column_map(names, column_map)).key
+            except NotFound:
+                msg = f"{path.name}: no table space holds all its columns; pass feature_space to compare with"
+                raise ConfigError(msg, code="search:user:space") from None
+        form = file_search_form(
+            feature_space, k=k, mixture=mixture, cross_space=cross_space, renames=column_map
+        )
+        files = {"file": (path.name, path.read_bytes(), "text/csv")}
+        response = self.http.send("POST", "search/by-data/", data=form, files=files)
+        body = response.json()
+        if response.status_code == 202:  # a large file: a worker searches it
+            job = self.wait_job(body["job_id"], timeout=timeout, desc=f"search with {path.name}")
+            if job.status != "succeeded":
+                raise JobFailed(f"search with {path.name} {job.status}: {job.message}", details=job.raw)
+            body = job.result
+        return named_components(SearchResult.from_dict(body or {}))
 
     # --- submissions ---------------------------------------------------------------------------
-    def submit(self, spec: RKMESpecification | tuple[RKMESpecification, FeatureSpace] | None = None, *,
-               data: Any = None, labelled: tuple[Any, Any] | None = None,
-               task: str = "classification", modality: str = "table", requirements: dict[str, Any] | None = None,
-               name: str = "", wait: bool = True, timeout: float = 900.0) -> Submission:
+    def submit(
+        self,
+        spec: RKMESpecification | tuple[RKMESpecification, FeatureSpace] | None = None,
+        *,
+        data: Any = None,
+        labelled: tuple[Any, Any] | None = None,
+        task: str = "classification",
+        modality: str = "table",
+        requirements: dict[str, Any] | None = None,
+        name: str = "",
+        wait: bool = True,
+        timeout: float = 900.0,
+        column_map: dict[str, str] | None = None,
+    ) -> Submission:
         """Hand the market a task: your data's RKME (computed here) or, with ``data``, the rows themselves,
         and optionally a labelled sample (X, y).
 
@@ -215,36 +361,17 @@ class Client:
         (n, C, H, W) or (n, H, W) in [0, 1] or 0..255, sent as the images. With ``wait``, poll until the
         pipeline ends; :class:`JobFailed` if it fails.
         """
-        requirements = dict(requirements or {})
-        if isinstance(spec, tuple):
-            spec, space = spec
-            requirements.setdefault("feature_space", space.key)
-        if (spec is None) == (data is None):
-            raise ConfigError("submit needs exactly one of spec (an RKME computed here) and data (rows to upload)",
-                              code="submit:user:data")
-        fields: dict[str, Any] = {"task": task, "modality": modality, "requirements": requirements} | ({"name": name} if name else {})
-        files: dict[str, tuple[str, bytes, str]] = {}
-        if data is not None:
-            files["data"] = local.data_upload(data, modality)
-        else:
-            assert spec is not None
-            fields["rkme"] = local.rkme_document(spec)
-        if labelled is not None:
-            X, y = labelled
-            if modality == "image":
-                # The models take the images themselves: they travel as (n, C, H, W) in [0, 1], never encoded.
-                npz = local.npz_bytes(images=local.read_images(np.asarray(X)), y=np.asarray(y))
-            else:
-                if modality == "text" and len(X) and isinstance(X[0], str):
-                    X = local.encode_texts(list(X))
-                npz = local.npz_bytes(X=np.asarray(X, dtype=np.float64), y=np.asarray(y))
-            files["labelled"] = ("labelled.npz", npz, "application/octet-stream")
-        if not files:
-            body = self.http.json("POST", "submissions/", json=fields, idempotency_key=uuid.uuid4().hex)
-        else:
-            # Multipart: the JSON fields travel as strings, which the server parses back.
-            form = {**fields, "requirements": json.dumps(requirements)} | ({"rkme": json.dumps(fields["rkme"])} if "rkme" in fields else {})
-            body = self.http.json("POST", "submissions/", data=form, files=files, idempotency_key=uuid.uuid4().hex)
+        request = submission_request(
+            spec,
+            data=data,
+            labelled=labelled,
+            task=task,
+            modality=modality,
+            requirements=requirements,
+            name=name,
+            column_map=column_map,
+        )
+        body = self.http.json("POST", "submissions/", idempotency_key=uuid.uuid4().hex, **request)
         submission = build(Submission, body["submission"])
         if not wait:
             return submission
@@ -258,59 +385,55 @@ class Client:
         return build(Submission, self.http.json("GET", f"submissions/{submission_id}/"))
 
     def wait_submission(self, submission_id: str, *, timeout: float = 900.0) -> Submission:
-        final = self._poll(lambda: self.submission(submission_id), timeout=timeout, desc=f"submission {str(submission_id)[:8]}")
+        final = self._poll(
+            lambda: self.submission(submission_id),
+            timeout=timeout,
+            desc=f"submission {str(submission_id)[:8]}",
+        )
         if final.status != "succeeded":
             err = final.error if isinstance(final.error, dict) else {}
-            raise JobFailed(f"submission {submission_id} {final.status} at stage {final.stage!r}: {err.get('message') or final.message}",
-                            code=str(err.get("code", "")), details={"submission": str(submission_id), "error": final.error})
+            raise JobFailed(
+                f"submission {submission_id} {final.status} at stage {final.stage!r}: "
+                f"{err.get('message') or final.message}",
+                code=str(err.get("code", "")),
+                details={"submission": str(submission_id), "error": final.error},
+            )
         return final
 
     # --- download and predict ------------------------------------------------------------------
     def _download(self, path: str, dest: Path, expected: str | None) -> Download:
-        response = self.http.send("GET", path, stream=True)
-        announced = response.headers.get("X-Checksum-SHA256") or expected
-        digest, size = hashlib.sha256(), 0
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        part = dest.with_name(dest.name + ".part")
-        with open(part, "wb") as handle:
-            for chunk in response.iter_content(1 << 20):
-                digest.update(chunk)
-                size += len(chunk)
-                handle.write(chunk)
-        sha = digest.hexdigest()
-        if not announced or sha != announced or (expected and sha != expected):
-            part.unlink(missing_ok=True)
-            raise IntegrityError(f"{path}: downloaded sha256 {sha} does not match {announced or 'no announced checksum'}",
-                                 code="download:app:checksum-mismatch", details={"got": sha, "expected": announced})
-        part.replace(dest)
-        from lwm_client.isolated import remember_verified
-
-        remember_verified(sha, f"{self.config.url}/{path}")  # Client.load runs it in-process (docs/security.md)
-        return Download(path=dest, sha256=sha, size=size)
+        return download_verified(self.http, path, dest, expected)
 
     def download(self, learnware_id: int, version: int | None = None, *, dest: str | Path = ".") -> Download:
         """Download a version's package (latest published by default), verified against its sha256."""
         if version is None:
             version = self.learnware(learnware_id).latest_version
             if version is None:
-                raise NotFound(f"learnware {learnware_id} has no published version", code="download:user:none-published", status=404)
+                raise NotFound(
+                    f"learnware {learnware_id} has no published version",
+                    code="download:user:none-published",
+                    status=404,
+                )
         info = self.version(learnware_id, version)
         target = Path(dest)
-        if _is_folder(target):
+        if is_folder_target(target):
             target = target / f"learnware-{learnware_id}-v{version}.zip"
-        return self._download(f"learnwares/{learnware_id}/versions/{version}/download", target, info.artifact_sha256)
+        return self._download(
+            f"learnwares/{learnware_id}/versions/{version}/download", target, info.artifact_sha256
+        )
 
     def download_submission(self, submission_id: str, *, dest: str | Path = ".") -> Download:
         """Download a submission's assembled package, verified against its sha256."""
         info = self.submission(submission_id)
         target = Path(dest)
-        if _is_folder(target):
+        if is_folder_target(target):
             target = target / f"submission-{str(submission_id)[:8]}.zip"
         return self._download(f"submissions/{submission_id}/package", target, info.package_sha256 or None)
 
     @staticmethod
     def load(path: str | Path, *, isolate: bool | None = None) -> Any:
-        """A predictor (``predict``/``predict_proba``) for a package (TorchScript or ONNX, checked before it runs).
+        """A predictor (``predict``/``predict_proba``) for a package (TorchScript or ONNX, checked before
+        it runs).
 
         A package this client downloaded and verified from a market runs in this process
         (:class:`~lwm_client.predict.Predictor`); any other runs each prediction in an isolated
@@ -324,24 +447,3 @@ class Client:
 
 
 __all__ = ["Client", "LwmError"]
-
-
-def _is_folder(target: Path) -> bool:
-    """A download destination is a folder (created if missing) unless it names a .zip file:
-    ``--download ./out`` writes ``./out/submission-….zip``, as the quickstart shows."""
-    return target.is_dir() or target.suffix.lower() != ".zip"
-
-
-def _named_components(result: SearchResult) -> SearchResult:
-    """A search-by-data mixture names its components by version id: add each one's learnware id,
-    name and version number from the hits (components the hits do not hold keep what they have)."""
-    if result.mixture is None:
-        return result
-    hits = {h.version_id: h for h in result.results}
-    for component in result.mixture.components:
-        hit = hits.get(component.get("version_id"))
-        if hit is not None:
-            component.setdefault("learnware_id", hit.learnware_id)
-            component.setdefault("name", hit.name)
-            component.setdefault("version", hit.version)
-    return result

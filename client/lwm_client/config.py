@@ -32,7 +32,9 @@ def read_config_file(path: Path | None = None) -> dict[str, str]:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"config file {path} is not readable JSON: {exc}", code="config:user:unreadable") from exc
+        raise ConfigError(
+            f"config file {path} is not readable JSON: {exc}", code="config:user:unreadable"
+        ) from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a JSON object", code="config:user:unreadable")
     return {k: str(v) for k, v in data.items() if isinstance(v, (str, int, float))}
@@ -57,17 +59,33 @@ class Config:
     timeout: float = DEFAULT_TIMEOUT
 
     @classmethod
-    def resolve(cls, *, url: str | None = None, token: str | None = None, timeout: float | None = None,
-                path: Path | None = None) -> Config:
-        """Each value from the first place that has it: argument, ``LWM_URL``/``LWM_TOKEN``/``LWM_TIMEOUT``, file."""
+    def resolve(
+        cls,
+        *,
+        url: str | None = None,
+        token: str | None = None,
+        timeout: float | None = None,
+        path: Path | None = None,
+    ) -> Config:
+        """Each value from the first place that has it: argument,
+        ``LWM_URL``/``LWM_TOKEN``/``LWM_TIMEOUT``, file."""
         stored = read_config_file(path)
         final_url = url or os.environ.get("LWM_URL") or stored.get("url") or DEFAULT_URL
         final_token = token or os.environ.get("LWM_TOKEN") or stored.get("token") or None
-        raw_timeout = timeout if timeout is not None else os.environ.get("LWM_TIMEOUT") or stored.get("timeout") or DEFAULT_TIMEOUT
+        raw_timeout = (
+            timeout
+            if timeout is not None
+            else os.environ.get("LWM_TIMEOUT") or stored.get("timeout") or DEFAULT_TIMEOUT
+        )
         try:
             seconds = float(raw_timeout)
         except ValueError:
-            raise ConfigError(f"LWM_TIMEOUT must be a number of seconds, got {raw_timeout!r}", code="config:user:timeout") from None
+            raise ConfigError(
+                f"LWM_TIMEOUT must be a number of seconds, got {raw_timeout!r}", code="config:user:timeout"
+            ) from None
         if not final_url.startswith(("http://", "https://")):
-            raise ConfigError(f"the server URL must start with http:// or https://, got {final_url!r}", code="config:user:url")
+            raise ConfigError(
+                f"the server URL must start with http:// or https://, got {final_url!r}",
+                code="config:user:url",
+            )
         return cls(url=final_url.rstrip("/"), token=final_token, timeout=seconds)

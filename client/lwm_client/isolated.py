@@ -36,12 +36,22 @@ import yaml
 
 from lwm_client.config import config_path
 from lwm_client.errors import LwmError
+from specs.adapter_runtime import is_adapter_recipe
+from specs.packaging import bubblewrap
 
 CPU_SECONDS = 600
 FILE_BYTES = 64 * 2**20
 TMP_BYTES = 256 * 2**20  # the isolated prediction's scratch space
-ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1",
-       "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+ENV = {
+    "PATH": "/usr/bin:/bin",
+    "HOME": "/tmp",
+    "TMPDIR": "/tmp",
+    "LANG": "C.UTF-8",
+    "OMP_NUM_THREADS": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "PYTHONDONTWRITEBYTECODE": "1",
+}
 
 
 class IsolatedPredictionFailed(LwmError):
@@ -99,24 +109,19 @@ def _code_dirs() -> list[Path]:
 
 
 def _bwrap_argv(bwrap: str, folder: Path, command: list[str]) -> list[str]:
-    argv = [bwrap, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--clearenv",
-            "--ro-bind", "/usr", "/usr"]
-    for key, value in {**ENV, "PYTHONPATH": "/lwm"}.items():
-        argv += ["--setenv", key, value]
-    for link in ("bin", "lib", "lib64", "sbin"):
-        target = Path("/") / link
-        if target.is_symlink():
-            argv += ["--symlink", os.readlink(target), str(target)]
-        elif target.is_dir():
-            argv += ["--ro-bind", str(target), str(target)]
-    for path in dict.fromkeys([str(Path(sys.base_prefix).resolve()), str(Path(sys.prefix).resolve())]):
-        argv += ["--ro-bind", path, path]
-    for code in _code_dirs():
-        argv += ["--ro-bind", str(code), f"/lwm/{code.name}"]
-    # /tmp is the only writable place, size-limited; bwrap's own root tmpfs (holding the mount points) is read-only.
-    argv += ["--ro-bind", str(folder), "/in", "--proc", "/proc", "--dev", "/dev", "--size", str(TMP_BYTES), "--tmpfs", "/tmp",
-             "--chdir", "/tmp", "--remount-ro", "/"]
-    return [*argv, "--", *command]
+    """The bwrap command running ``command`` with the package's ``folder`` read-only at ``/in`` (the view
+    shared with the server's sandbox is ``specs.packaging.bubblewrap``'s)."""
+    return bubblewrap.bwrap_argv(
+        bwrap,
+        command,
+        env={**ENV, "PYTHONPATH": "/lwm"},
+        ro_binds=[
+            *((path, path) for path in bubblewrap.runtime_dirs()),
+            *((str(code), f"/lwm/{code.name}") for code in _code_dirs()),
+            (str(folder), "/in"),
+        ],
+        tmp_bytes=TMP_BYTES,
+    )
 
 
 def _limits() -> None:
@@ -134,21 +139,42 @@ def run_isolated(package: Path, X: Any) -> np.ndarray:
         folder = Path(tmp)
         shutil.copyfile(package, folder / "package.zip")
         np.save(folder / "inputs.npy", inputs, allow_pickle=False)
-        command = [str(Path(sys.prefix).resolve() / "bin" / "python"), "-s", "-B", "-m", "lwm_client.isolated", "/in"]
+        command = [
+            str(Path(sys.prefix).resolve() / "bin" / "python"),
+            "-s",
+            "-B",
+            "-m",
+            "lwm_client.isolated",
+            "/in",
+        ]
         bwrap = shutil.which("bwrap")
         if bwrap:
             argv, env = _bwrap_argv(bwrap, folder, command), {}
         else:
-            warnings.warn("bubblewrap (bwrap) is not installed: this package runs in a plain subprocess with CPU and "
-                          "file-size limits only, not isolated from your files or the network", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                "bubblewrap (bwrap) is not installed: this package runs in a plain subprocess with CPU and "
+                "file-size limits only, not isolated from your files or the network",
+                RuntimeWarning,
+                stacklevel=3,
+            )
             command[-1] = str(folder)
             pythonpath = os.pathsep.join(str(p.parent) for p in _code_dirs())
             argv, env = command, {**ENV, "PYTHONPATH": pythonpath, "HOME": str(folder), "TMPDIR": str(folder)}
-        proc = subprocess.run(argv, capture_output=True, env=env, cwd=str(folder), preexec_fn=_limits,
-                              start_new_session=True, timeout=CPU_SECONDS * 2)
+        proc = subprocess.run(
+            argv,
+            capture_output=True,
+            env=env,
+            cwd=str(folder),
+            preexec_fn=_limits,
+            start_new_session=True,
+            timeout=CPU_SECONDS * 2,
+        )
     if proc.returncode != 0:
-        raise IsolatedPredictionFailed(f"the isolated prediction failed (exit {proc.returncode}): "
-                                       f"{proc.stderr.decode(errors='replace')[-1500:]}", code="predict:user:isolated-failed")
+        raise IsolatedPredictionFailed(
+            f"the isolated prediction failed (exit {proc.returncode}): "
+            f"{proc.stderr.decode(errors='replace')[-1500:]}",
+            code="predict:user:isolated-failed",
+        )
     return np.load(io.BytesIO(proc.stdout), allow_pickle=False)
 
 
@@ -162,6 +188,8 @@ class IsolatedPredictor:
             self.manifest = yaml.safe_load(zf.read("learnware.yaml"))
             recipe = json.loads(zf.read("recipe.json")) if "recipe.json" in names else None
         self.task = (recipe or {}).get("task") or self.manifest.get("task", "classification")
+        if recipe is not None and is_adapter_recipe(recipe) and "head.lwa" not in names:
+            self.task = "embedding"  # an adapter package without a head embeds (as Predictor says)
         out = self.manifest.get("output") or {}
         self.classes = list((recipe or {}).get("classes") or out.get("classes") or []) or None
 
@@ -171,7 +199,7 @@ class IsolatedPredictor:
     def predict(self, X: Any) -> np.ndarray:
         from lwm_client.predict import Predictor
 
-        return Predictor.labels(self, self.predict_proba(X))  # type: ignore[arg-type] - uses task and classes only
+        return Predictor.labels(self, self.predict_proba(X))  # type: ignore[arg-type]  # uses task and classes only
 
 
 # --- the isolated side -----------------------------------------------------------------------------

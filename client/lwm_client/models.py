@@ -126,6 +126,9 @@ class Mixture:
     best_single_version_id: int
     components: list[dict[str, Any]] = field(default_factory=list)
     noise_mmd2: float | None = None
+    p_value: float | None = None  # bootstrap p-value of the MMD² gain; proposed when <= alpha
+    alpha: float | None = None
+    suggestion: dict[str, Any] | None = None  # plausible but not significant mixture, with its evidence
     explanation: str = ""
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -136,13 +139,25 @@ class SearchResult:
     generation: int = 0
     feature_space: str | None = None
     mixture: Mixture | None = None
+    # Only when the rows themselves were sent (Client.search_by_file): how the file's columns met the
+    # space's (matched / missing / extra), and learnwares of other spaces ranked on the shared columns
+    # (each: compared, missing, coverage, mmd2, noise, score — marketplace/search/cross_space.py).
+    columns: dict[str, Any] | None = None
+    cross_space: list[dict[str, Any]] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SearchResult:
         mixture = data.get("mixture")
-        return cls(results=[build(SearchHit, r) for r in data.get("results", [])], generation=data.get("generation", 0),
-                   feature_space=data.get("feature_space"), mixture=build(Mixture, mixture) if mixture else None, raw=data)
+        return cls(
+            results=[build(SearchHit, r) for r in data.get("results", [])],
+            generation=data.get("generation", 0),
+            feature_space=data.get("feature_space"),
+            mixture=build(Mixture, mixture) if mixture else None,
+            columns=data.get("columns"),
+            cross_space=list(data.get("cross_space") or []),
+            raw=data,
+        )
 
 
 @dataclass

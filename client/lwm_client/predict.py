@@ -5,16 +5,19 @@ the upload's checks run first (no pickle, no code that runs while loading), and 
 operator of the loaded graph must be in the market's allow-list before the model is
 called; or ONNX run by ONNX Runtime (``specs.packaging.onnx_run``), checked like the upload.
 torch.export (``.pt2``) is refused: ``torch.export.load`` unpickles with full pickle. An
-assembly package (``recipe.json`` + ``assembly.lwa``, built by a submission) is run
-with ``specs.assembly``; every member's bytes are checked against the recipe's sha256. An
-image assembly (``transform.image`` in the recipe) takes images: its members get the pixels
-flattened in (C, H, W) order and its method the images' encoding by the space's seeded conv
-encoder (``specs.encoders.ConvImageEncoder``), as the market's pipeline did.
+assembly package (``recipe.json`` + ``assembly.lwa``, built by a submission) is run by
+``specs.recipe.RecipePredictor``, the market's own implementation (its pipeline and tests run
+the same code); every member's bytes are checked against the recipe's sha256, and every
+member is loaded by :func:`load_model` (the upload checks first). An image assembly
+(``transform.image`` in the recipe) takes images: its members get the pixels flattened in
+(C, H, W) order and its method the images' encoding by the space's seeded conv encoder.
+An adapter package a text submission built (LoRA members in ``recipe.json``) is run by
+``specs.adapter_runtime.AdapterRecipePredictor`` on the local MiniLM, as the market runs it:
+texts in, class probabilities from its head (or embeddings when it has none) out.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import zipfile
@@ -24,13 +27,13 @@ from typing import Any
 import numpy as np
 import yaml
 
-from lwm_client.errors import IntegrityError, PackageError, UnsafeArtifactError
+from lwm_client.errors import ConfigError, IntegrityError, PackageError, UnsafeArtifactError
 from lwm_client.packages.check import MODEL_FILES, check_torch_zip
-from specs.images import image_rows, rows_as_images
+from specs.adapter_runtime import AdapterFilesError, AdapterRecipePredictor, is_adapter_recipe
+from specs.images import image_rows
 from specs.packaging.errors import InvalidPackageError
 from specs.packaging.torchscript import load_torchscript
-
-RECIPE_FORMAT = "lwm-assembly-recipe"
+from specs.recipe import RecipeChecksumError, RecipeColumnsError, RecipeError, RecipePredictor, probabilities
 
 
 def load_model(raw: bytes, fmt: str) -> Any:
@@ -47,14 +50,18 @@ def load_model(raw: bytes, fmt: str) -> Any:
     if fmt == "onnx":
         return _load_onnx(raw)
     if fmt != "torchscript":
-        raise UnsafeArtifactError(f"artifact format {fmt!r} cannot be loaded (only TorchScript or ONNX; torch.export "
-                                  "archives are refused because loading them unpickles)", code="predict:user:format")
+        raise UnsafeArtifactError(
+            f"artifact format {fmt!r} cannot be loaded (only TorchScript or ONNX; torch.export "
+            "archives are refused because loading them unpickles)",
+            code="predict:user:format",
+        )
     try:
         check_torch_zip("model.pt", raw, fmt)
         return load_torchscript(raw, "model.pt")
     except (PackageError, InvalidPackageError) as exc:
-        raise UnsafeArtifactError(str(exc), code="predict:user:unsafe-artifact",
-                                  details={**exc.details, "check": exc.code}) from None
+        raise UnsafeArtifactError(
+            str(exc), code="predict:user:unsafe-artifact", details={**exc.details, "check": exc.code}
+        ) from None
 
 
 def _load_onnx(raw: bytes) -> Any:
@@ -64,17 +71,12 @@ def _load_onnx(raw: bytes) -> Any:
     try:
         return load_onnx(raw)
     except ImportError:
-        raise UnsafeArtifactError("this package's model is ONNX: pip install onnxruntime onnx", code="predict:user:missing-onnxruntime") from None
+        raise UnsafeArtifactError(
+            "this package's model is ONNX: pip install onnxruntime onnx",
+            code="predict:user:missing-onnxruntime",
+        ) from None
     except InvalidPackageError as exc:
         raise UnsafeArtifactError(exc.message, code="predict:user:unsafe-artifact") from None
-
-
-def probabilities(raw: np.ndarray) -> np.ndarray:
-    """Rows of class scores as probabilities: kept if they already are, else a softmax."""
-    if (raw >= 0).all() and np.allclose(raw.sum(axis=1), 1.0, atol=1e-4):
-        return raw
-    e = np.exp(raw - raw.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def _run(model: Any, X: np.ndarray) -> np.ndarray:
@@ -89,16 +91,10 @@ def _run(model: Any, X: np.ndarray) -> np.ndarray:
     return out.double().numpy()
 
 
-def member_units(X: np.ndarray, entry: dict[str, Any]) -> np.ndarray:
-    """Table rows in the recipe member's units: ``x * input_map.scale`` (float32, as the
-    market's pipeline fed them), or the rows themselves when the recipe has no map."""
-    X32 = np.ascontiguousarray(X, dtype=np.float32)
-    mapping = entry.get("input_map")
-    return np.ascontiguousarray(X32 * np.asarray(mapping["scale"], dtype=np.float32)) if mapping else X32
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def _member(raw: bytes, fmt: str) -> Any:
+    """A recipe member as ``specs.recipe`` runs it: float32 rows in, float64 outputs out."""
+    model = load_model(raw, fmt)
+    return lambda X32: _run(model, X32)
 
 
 class Predictor:
@@ -115,33 +111,43 @@ class Predictor:
         out = self.manifest.get("output") or {}
         self.classes: list[str] | None = list(out["classes"]) if out.get("classes") else None
         self.recipe = json.loads(files["recipe.json"]) if "recipe.json" in files else None
+        self._adapter: AdapterRecipePredictor | None = None
+        if self.recipe is not None and is_adapter_recipe(self.recipe):
+            self._init_adapter(files)
+            return
         if self.recipe is not None:
             self._init_assembly(files)
             return
         present = [n for n in MODEL_FILES if n in files]
         if self.manifest.get("kind") == "adapter" or not present:
-            raise UnsafeArtifactError("this package has no model to predict with (an adapter is loaded onto its base model)",
-                                      code="predict:user:no-model")
+            raise UnsafeArtifactError(
+                "this package has no model to predict with (an adapter is loaded onto its base model)",
+                code="predict:user:no-model",
+            )
         self.model = load_model(files[present[0]], MODEL_FILES[present[0]])
 
-    def _init_assembly(self, files: dict[str, bytes]) -> None:
-        from specs.assembly import Assembly
+    def _init_adapter(self, files: dict[str, bytes]) -> None:
+        from lwm_client.data import minilm_path
+        from specs.minilm import load_minilm
 
-        recipe = self.recipe or {}
-        if recipe.get("format") != RECIPE_FORMAT:
-            raise UnsafeArtifactError(f"recipe.json is not a {RECIPE_FORMAT}", code="predict:user:recipe")
-        blob = files[recipe["assembly"]["path"]]
-        if _sha(blob) != recipe["assembly"]["sha256"]:
-            raise IntegrityError("assembly.lwa does not match the sha256 in recipe.json", code="predict:user:checksum")
-        self.assembly = Assembly.from_bytes(blob)
-        self.classes = list(recipe.get("classes") or []) or None
-        self.task = recipe.get("task", self.task)
-        self.members = []
-        for entry in recipe["members"]:
-            raw = files[entry["artifact"]["path"]]
-            if _sha(raw) != entry["artifact"]["sha256"]:
-                raise IntegrityError(f"{entry['artifact']['path']} does not match its sha256 in recipe.json", code="predict:user:checksum")
-            self.members.append((load_model(raw, entry["artifact"].get("format", "torchscript")), entry))
+        try:
+            self._adapter = AdapterRecipePredictor(files, load_minilm(minilm_path()))
+        except RecipeChecksumError as exc:
+            raise IntegrityError(str(exc), code=exc.code) from None
+        except AdapterFilesError as exc:
+            raise UnsafeArtifactError(str(exc), code=f"predict:user:adapter-{exc.reason}") from None
+        self.classes = self._adapter.classes or None
+        self.task = self._adapter.task
+
+    def _init_assembly(self, files: dict[str, bytes]) -> None:
+        try:
+            self._assembly = RecipePredictor(files, _member)
+        except RecipeChecksumError as exc:
+            raise IntegrityError(str(exc), code=exc.code) from None
+        except RecipeError as exc:
+            raise UnsafeArtifactError(str(exc), code=exc.code) from None
+        self.classes = self._assembly.classes or None
+        self.task = self._assembly.task
 
     @classmethod
     def from_bytes(cls, content: bytes) -> Predictor:
@@ -159,6 +165,16 @@ class Predictor:
             from lwm_client.data import encode_texts
 
             return encode_texts(list(X))
+        if hasattr(X, "columns") and hasattr(X, "to_numpy"):  # a DataFrame: its columns are matched by name
+            from specs.columns import align_complete
+
+            wanted = ((self.recipe or {}).get("input") or {}).get("columns") or (
+                self.manifest.get("input") or {}
+            ).get("columns")
+            if wanted:
+                return align_complete([str(c) for c in X.columns], wanted, what="this package").apply(
+                    X.to_numpy(dtype=np.float64)
+                )
         return np.asarray(X, dtype=np.float64)
 
     @property
@@ -166,61 +182,20 @@ class Predictor:
         """The recipe's image transform (encoder, seed, shape), or None."""
         return ((self.recipe or {}).get("transform") or {}).get("image")
 
-    def _transform(self, X: np.ndarray) -> np.ndarray:
-        t = (self.recipe or {})["transform"]
-        if self._image is not None:
-            return self._encode(X)
-        U = X / np.asarray(t["rms"]) if t["unit_free"] else X
-        return (U - np.asarray(t["mean"])) / np.asarray(t["scale"])
-
-    def _encode(self, rows: np.ndarray) -> np.ndarray:
-        """Rows of pixels (n, C*H*W) -> (n, 128) float64, by the space's seeded conv encoder."""
-        image = self._image or {}
-        if image.get("encoder") != "ConvImageEncoder":
-            raise UnsafeArtifactError(f"unknown image encoder {image.get('encoder')!r}", code="predict:user:recipe")
-        if getattr(self, "_encoder", None) is None:
-            from specs.encoders import ConvImageEncoder
-
-            self._encoder = ConvImageEncoder(int(image["seed"]))
-        images = np.ascontiguousarray(rows, dtype=np.float32).reshape(-1, *image["shape"])
-        return self._encoder.encode(images).astype(np.float64)
-
-    def _member_outputs(self, X: np.ndarray) -> list[np.ndarray]:
-        classes = self.classes or []
-        outs = []
-        for model, entry in self.members:
-            # An image learnware (recipe ``input_shape`` [C, H, W]) takes (n, C, H, W), as it was probed.
-            shape = entry.get("input_shape")
-            raw = _run(model, rows_as_images(X, shape) if shape else member_units(X, entry))
-            if self.task != "classification":
-                outs.append(raw.reshape(raw.shape[0], -1)[:, 0])
-                continue
-            probs, full = probabilities(raw), np.zeros((X.shape[0], len(classes)))
-            for j, c in enumerate(entry.get("classes") or [str(i) for i in range(probs.shape[1])]):
-                if c in classes:
-                    full[:, classes.index(c)] = probs[:, j]
-            outs.append(full)
-        return outs
-
     def _assembly_proba(self, X: np.ndarray) -> np.ndarray:
-        a: Any = self.assembly
-        outs, Xs, task = self._member_outputs(X), self._transform(X), self.task
-        if a.kind in ("best_single", "weighted_ensemble"):
-            return a.predict_proba(outs) if task == "classification" else a.predict(outs)
-        if a.kind in ("rkme_job_selector", "trained_job_selector"):
-            return a.predict_proba(outs, Xs) if task == "classification" else a.predict(outs, Xs)
-        if a.kind == "stitching_head":
-            if task != "classification":
-                return a.predict([Xs, *outs])
-            full = np.zeros((X.shape[0], len(self.classes or [])))
-            full[:, a.classes_.astype(np.int64)] = a.predict_proba([Xs, *outs])
-            return full
-        raise UnsafeArtifactError(f"unknown assembly kind {a.kind!r}", code="predict:user:recipe")
+        try:
+            return self._assembly.predict_proba(X)
+        except RecipeColumnsError as exc:  # the caller's rows, not the package, are wrong
+            raise ConfigError(str(exc), code=exc.code) from None
+        except RecipeError as exc:
+            raise UnsafeArtifactError(str(exc), code=exc.code) from None
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """(n, C) class probabilities (classification) or (n,) / (n, k) values (regression, embedding)."""
+        if self._adapter is not None:  # texts straight to the adapted base (never the plain encoder)
+            return self._adapter.predict_proba([str(t) for t in X])
         inputs = self._inputs(X)
-        if self.recipe is not None:
+        if self.recipe is not None:  # rows as given -> the space's order: specs.recipe.space_rows
             return self._assembly_proba(inputs)
         raw = _run(self.model, inputs)
         if self.task != "classification":

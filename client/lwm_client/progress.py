@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
 class Progress:
     def __init__(self, desc: str, *, enabled: bool) -> None:
-        self.desc, self.enabled, self.bar, self.stage = desc, enabled, None, ""
+        self.bar: tqdm[Any] | None = None
+        self.desc, self.enabled, self.stage = desc, enabled, ""
 
     def __enter__(self) -> Progress:
         if self.enabled:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=100, desc=self.desc, unit="%", file=sys.stderr, leave=True,
-                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+            self.bar = tqdm(
+                total=100,
+                desc=self.desc,
+                unit="%",
+                file=sys.stderr,
+                leave=True,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
+            )
         return self
 
     def update(self, stage: str, progress: int, message: str = "") -> None:

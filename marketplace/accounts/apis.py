@@ -11,7 +11,8 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
-from marketplace.accounts.models import ApiToken
+from marketplace.accounts.models import ApiToken, User
+from marketplace.accounts.request_user import request_user
 from marketplace.accounts.services import api_token_create, api_token_revoke
 from marketplace.core.client_ip import client_ip
 from marketplace.core.exceptions import ApplicationError
@@ -53,11 +54,17 @@ class TokenObtainApi(APIView):
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = authenticate(request, username=data.validated_data["username"], password=data.validated_data["password"])
+        user = authenticate(
+            request, username=data.validated_data["username"], password=data.validated_data["password"]
+        )
         if user is None:
-            raise ApplicationError("wrong username or password", code="auth:user:bad-credentials", http_status=401)
+            raise ApplicationError(
+                "wrong username or password", code="auth:user:bad-credentials", http_status=401
+            )
         token, key = api_token_create(user=user, name=data.validated_data["name"])
-        return Response({"token": key, "id": token.id, "username": user.get_username()}, status=status.HTTP_201_CREATED)
+        return Response(
+            {"token": key, "id": token.id, "username": user.get_username()}, status=status.HTTP_201_CREATED
+        )
 
 
 class TokenListCreateApi(APIView):
@@ -76,7 +83,7 @@ class TokenListCreateApi(APIView):
 
     @extend_schema(responses=TokenOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
-        tokens = ApiToken.objects.filter(user=request.user)
+        tokens = ApiToken.objects.filter(user=request_user(request))
         return Response(TokenOutputSerializer(tokens, many=True).data)
 
     @extend_schema(request=InputSerializer, responses={201: CreatedSerializer})
@@ -111,7 +118,7 @@ class MeApi(APIView):
         is_staff = serializers.BooleanField()
         organizations = serializers.SerializerMethodField()
 
-        def get_organizations(self, user) -> list[str]:  # type: ignore[no-untyped-def]
+        def get_organizations(self, user: User) -> list[str]:
             return list(user.organizations.values_list("slug", flat=True))
 
     @extend_schema(responses=OutputSerializer)

@@ -13,7 +13,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
 
     keywords = ("bearer", "token")
 
-    def authenticate(self, request):  # type: ignore[no-untyped-def]
+    def authenticate(self, request):
         header = authentication.get_authorization_header(request).split()
         if not header or header[0].lower().decode() not in self.keywords:
             return None
@@ -31,5 +31,5 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             ApiToken.objects.filter(id=token.id).update(last_used_at=now)
         return token.user, token
 
-    def authenticate_header(self, request):  # type: ignore[no-untyped-def]
+    def authenticate_header(self, request):
         return "Bearer"

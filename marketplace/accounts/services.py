@@ -28,7 +28,9 @@ def api_token_create(*, user: User, name: str) -> tuple[ApiToken, str]:
     if not name:
         raise ValidationFailed("name: a token needs a name", details={"name": ["required"]})
     key = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = ApiToken.objects.create(user=user, name=name[:100], prefix=key[:12], key_hash=ApiToken.hash_key(key))
+    token = ApiToken.objects.create(
+        user=user, name=name[:100], prefix=key[:12], key_hash=ApiToken.hash_key(key)
+    )
     return token, key
 
 

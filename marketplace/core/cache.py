@@ -45,13 +45,13 @@ class FailOpenRedisCache(RedisCache):
             _log_outage("get_many", exc)
             return {}
 
-    def set(self, key: Any, value: Any, timeout: Any = None, version: Any = None) -> None:  # type: ignore[override]
+    def set(self, key: Any, value: Any, timeout: Any = None, version: Any = None) -> None:
         try:
             super().set(key, value, timeout, version)
         except _redis_errors() as exc:
             _log_outage("set", exc)
 
-    def add(self, key: Any, value: Any, timeout: Any = None, version: Any = None) -> bool:  # type: ignore[override]
+    def add(self, key: Any, value: Any, timeout: Any = None, version: Any = None) -> bool:
         try:
             return super().add(key, value, timeout, version)
         except _redis_errors() as exc:
@@ -72,7 +72,7 @@ class FailOpenRedisCache(RedisCache):
             _log_outage("delete", exc)
             return False
 
-    def touch(self, key: Any, timeout: Any = None, version: Any = None) -> bool:  # type: ignore[override]
+    def touch(self, key: Any, timeout: Any = None, version: Any = None) -> bool:
         try:
             return super().touch(key, timeout, version)
         except _redis_errors() as exc:

@@ -18,7 +18,7 @@ from django.conf import settings
 def client_ip(meta: Mapping[str, Any]) -> str:
     """The client's address from a request's ``META`` (see the module docstring)."""
     peer = str(meta.get("REMOTE_ADDR", ""))
-    proxies = int(getattr(settings, "LWM_TRUSTED_PROXIES", 0))
+    proxies = settings.LWM_TRUSTED_PROXIES
     forwarded = str(meta.get("HTTP_X_FORWARDED_FOR", "") or "")
     if proxies <= 0 or not forwarded.strip():
         return peer

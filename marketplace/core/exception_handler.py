@@ -1,4 +1,4 @@
-"""One DRF exception handler: every error renders as ``{"error": {code, message, details}}``."""
+"""One DRF exception handler: every error renders as ``{"error": {code, message, details, request_id}}``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from rest_framework.views import exception_handler
 from marketplace.core.exceptions import ApplicationError
 from marketplace.core.faults import infrastructure_part
 from marketplace.core.middleware import unavailable_body
+from marketplace.core.request_id import with_request_id
 
 
 def _first_message(detail: Any, path: str = "") -> tuple[str, str]:
@@ -35,6 +36,13 @@ def _first_message(detail: Any, path: str = "") -> tuple[str, str]:
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    response = _error_response(exc, context)
+    if response is not None and isinstance(response.data, dict):
+        with_request_id(response.data)  # quoted by a user, it finds every log line of the call
+    return response
+
+
+def _error_response(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApplicationError):
         response = Response({"error": exc.to_dict()}, status=exc.http_status)
         if exc.http_status in (429, 503) and isinstance(exc.details, dict) and "retry_after" in exc.details:
@@ -52,16 +60,16 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     elif isinstance(exc, DjangoPermissionDenied):
         exc = drf_exceptions.PermissionDenied()
 
-    response = exception_handler(exc, context)
-    if response is None:
+    handled = exception_handler(exc, context)
+    if handled is None:
         return None
     if isinstance(exc, drf_exceptions.ValidationError):
         field, message = _first_message(exc.detail)
         code = "input:user:invalid"
         text = f"{field}: {message}" if field else message
-        response.data = {"error": {"code": code, "message": text, "details": exc.detail}}
-        return response
-    detail = response.data.get("detail", "") if isinstance(response.data, dict) else response.data
-    code = getattr(getattr(exc, "detail", None), "code", None) or getattr(exc, "default_code", "error")
-    response.data = {"error": {"code": str(code), "message": str(detail), "details": {}}}
-    return response
+        handled.data = {"error": {"code": code, "message": text, "details": exc.detail}}
+        return handled
+    detail = handled.data.get("detail", "") if isinstance(handled.data, dict) else handled.data
+    code = str(getattr(getattr(exc, "detail", None), "code", None) or getattr(exc, "default_code", "error"))
+    handled.data = {"error": {"code": code, "message": str(detail), "details": {}}}
+    return handled

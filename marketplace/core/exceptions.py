@@ -15,7 +15,9 @@ class ApplicationError(Exception):
     code = "app:error"
     http_status = 400
 
-    def __init__(self, message: str, *, code: str | None = None, details: Any = None, http_status: int | None = None):
+    def __init__(
+        self, message: str, *, code: str | None = None, details: Any = None, http_status: int | None = None
+    ):
         super().__init__(message)
         self.message = message
         if code is not None:

@@ -13,8 +13,24 @@ from marketplace.core.exceptions import TransientError
 
 # ENOSPC/EDQUOT: the worker's own disk is full; EIO: it failed to read or write.
 _DISK_ERRNOS = {errno.ENOSPC: "disk-full", errno.EDQUOT: "disk-full", errno.EIO: "disk-error"}
-_NETWORK_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET, errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EPIPE}
-_S3_RETRYABLE_CODES = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "503", "500", "502", "504"}
+_NETWORK_ERRNOS = {
+    errno.ECONNREFUSED,
+    errno.ECONNRESET,
+    errno.ETIMEDOUT,
+    errno.EHOSTUNREACH,
+    errno.ENETUNREACH,
+    errno.EPIPE,
+}
+_S3_RETRYABLE_CODES = {
+    "SlowDown",
+    "ServiceUnavailable",
+    "InternalError",
+    "RequestTimeout",
+    "503",
+    "500",
+    "502",
+    "504",
+}
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -34,8 +50,16 @@ def _part_of(exc: BaseException) -> str | None:
     if module.startswith("botocore"):
         import botocore.exceptions as bexc
 
-        if isinstance(exc, (bexc.EndpointConnectionError, bexc.ConnectTimeoutError, bexc.ReadTimeoutError,
-                            bexc.ConnectionClosedError, bexc.HTTPClientError)):
+        if isinstance(
+            exc,
+            (
+                bexc.EndpointConnectionError,
+                bexc.ConnectTimeoutError,
+                bexc.ReadTimeoutError,
+                bexc.ConnectionClosedError,
+                bexc.HTTPClientError,
+            ),
+        ):
             return "storage"
         if isinstance(exc, bexc.ClientError):
             code = str(exc.response.get("Error", {}).get("Code", ""))
@@ -52,12 +76,18 @@ def _part_of(exc: BaseException) -> str | None:
     if module.startswith("psycopg") and name in {"OperationalError", "InterfaceError"}:
         return "database"
     if module.startswith(("kombu", "amqp", "redis")):
-        if "Connection" in name or "Timeout" in name or name in {"OperationalError", "RecoverableConnectionError"}:
+        if (
+            "Connection" in name
+            or "Timeout" in name
+            or name in {"OperationalError", "RecoverableConnectionError"}
+        ):
             return "broker"
         return None
     if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
         return "disk"
-    if isinstance(exc, (TimeoutError, ConnectionError)) or (isinstance(exc, OSError) and exc.errno in _NETWORK_ERRNOS):
+    if isinstance(exc, (TimeoutError, ConnectionError)) or (
+        isinstance(exc, OSError) and exc.errno in _NETWORK_ERRNOS
+    ):
         return "network"
     return None
 

@@ -41,11 +41,12 @@ def check_broker() -> dict[str, Any]:
     url = settings.CELERY_BROKER_URL
     transport = url.split("://", 1)[0]
     if transport == "filesystem":
-        folder = settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"]
+        folder = str(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
         os.makedirs(folder, exist_ok=True)
         return {"ok": os.access(folder, os.W_OK), "transport": transport}
     with app.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=1, timeout=settings.LWM_HEALTH_CHECK_TIMEOUT)
+        # kombu takes fractional seconds; its stub says int.
+        conn.ensure_connection(max_retries=1, timeout=settings.LWM_HEALTH_CHECK_TIMEOUT)  # type: ignore[arg-type]
     return {"ok": True, "transport": transport}
 
 
@@ -77,7 +78,9 @@ def check_sandbox() -> dict[str, Any]:
 
 PARTS: dict[str, Part] = {
     "database": Part(check_database, readiness=True),
-    "broker": Part(check_broker, readiness=False),  # uploads still answer 202 without it (the job row is the outbox)
+    "broker": Part(
+        check_broker, readiness=False
+    ),  # uploads still answer 202 without it (the job row is the outbox)
     "worker": Part(check_worker, readiness=False),  # a worker outage must not restart the web replicas
     "storage": Part(check_storage, readiness=True),
     "index": Part(check_index, readiness=False),
@@ -112,7 +115,9 @@ def run_checks(*, readiness_only: bool = False, timeout: float | None = None) ->
             continue
         box: dict[str, Any] = {}
         # Daemon threads, not a pool: a hung probe must never block the next probe's threads.
-        thread = threading.Thread(target=_run_in_thread, args=(part.check, box), name=f"health-{name}", daemon=True)
+        thread = threading.Thread(
+            target=_run_in_thread, args=(part.check, box), name=f"health-{name}", daemon=True
+        )
         thread.start()
         started[name] = (thread, box)
     results: dict[str, dict[str, Any]] = {}

@@ -19,8 +19,17 @@ logger = logging.getLogger(__name__)
 
 
 def unavailable_body(part: str) -> dict[str, Any]:
-    return {"error": {"code": "service:unavailable", "message": f"the {part} is unavailable; retry later",
-                      "details": {"part": part, "retry_after": settings.LWM_RETRY_AFTER_SECONDS}}}
+    from marketplace.core.request_id import with_request_id
+
+    return with_request_id(
+        {
+            "error": {
+                "code": "service:unavailable",
+                "message": f"the {part} is unavailable; retry later",
+                "details": {"part": part, "retry_after": settings.LWM_RETRY_AFTER_SECONDS},
+            }
+        }
+    )
 
 
 def service_unavailable_response(request: HttpRequest, exc: BaseException) -> HttpResponse | None:
@@ -28,13 +37,17 @@ def service_unavailable_response(request: HttpRequest, exc: BaseException) -> Ht
     part = infrastructure_part(exc)
     if part is None:
         return None
-    logger.warning("%s %s: %s unavailable: %s: %s", request.method, request.path, part, type(exc).__name__, exc)
+    logger.warning(
+        "%s %s: %s unavailable: %s: %s", request.method, request.path, part, type(exc).__name__, exc
+    )
     if request.path.startswith("/api/"):
         response: HttpResponse = JsonResponse(unavailable_body(part), status=503)
     else:
         from django.template import loader
 
-        html = loader.get_template("portal/error_503.html").render({"retry_after": settings.LWM_RETRY_AFTER_SECONDS})
+        html = loader.get_template("portal/error_503.html").render(
+            {"retry_after": settings.LWM_RETRY_AFTER_SECONDS}
+        )
         response = HttpResponse(html, status=503)
     response["Retry-After"] = str(settings.LWM_RETRY_AFTER_SECONDS)
     return response

@@ -27,4 +27,8 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):
     name = "bearerAuth"
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
-        return {"type": "http", "scheme": "bearer", "description": "A named API token: `Authorization: Bearer lwm_…`"}
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A named API token: `Authorization: Bearer lwm_…`",
+        }

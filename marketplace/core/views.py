@@ -1,4 +1,5 @@
-"""Probes (/livez, /readyz, /healthz) and the server-error hook that turns infrastructure failures into 503."""
+"""Probes (/livez, /readyz, /healthz) and the server-error hook that turns infrastructure failures into
+503."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ def readyz(request: HttpRequest) -> JsonResponse:
     """Readiness: this replica can serve traffic (database and storage answer within the deadline)."""
     checks = run_checks(readiness_only=True)
     ok = all(c["ok"] for c in checks.values())
-    return JsonResponse({"status": "ok" if ok else "down", "checks": {n: c["ok"] for n, c in checks.items()}},
-                        status=200 if ok else 503)
+    return JsonResponse(
+        {"status": "ok" if ok else "down", "checks": {n: c["ok"] for n, c in checks.items()}},
+        status=200 if ok else 503,
+    )
 
 
 def _may_see_details(request: HttpRequest) -> bool:

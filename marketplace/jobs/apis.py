@@ -19,8 +19,21 @@ class JobOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Job
         fields = [
-            "id", "kind", "status", "stage", "progress", "message", "log", "error", "result",
-            "attempts", "heartbeat_at", "created_at", "started_at", "finished_at", "cancel_requested",
+            "id",
+            "kind",
+            "status",
+            "stage",
+            "progress",
+            "message",
+            "log",
+            "error",
+            "result",
+            "attempts",
+            "heartbeat_at",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "cancel_requested",
         ]
 
 

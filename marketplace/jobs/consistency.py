@@ -42,10 +42,16 @@ class ConsistencyReport:
         self.repaired[kind] = self.repaired.get(kind, 0) + count
 
     def counts(self) -> dict[str, int]:
-        return {**{f"found:{k}": len(v) for k, v in self.findings.items()}, **{f"repaired:{k}": n for k, n in self.repaired.items()}}
+        return {
+            **{f"found:{k}": len(v) for k, v in self.findings.items()},
+            **{f"repaired:{k}": n for k, n in self.repaired.items()},
+        }
 
     def as_dict(self) -> dict[str, Any]:
-        return {"findings": {k: {"count": len(v), "examples": v[:10]} for k, v in self.findings.items()}, "repaired": self.repaired}
+        return {
+            "findings": {k: {"count": len(v), "examples": v[:10]} for k, v in self.findings.items()},
+            "repaired": self.repaired,
+        }
 
 
 def _walk(storage: Storage, prefix: str) -> Iterator[str]:
@@ -70,9 +76,15 @@ def _versions_behind_jobs(report: ConsistencyReport, repair: bool) -> None:
     from marketplace.learnwares.models import LearnwareVersion
     from marketplace.learnwares.services.versions import NON_FINAL_VERSION_STATES, version_follow_job
 
-    behind = LearnwareVersion.objects.filter(status__in=NON_FINAL_VERSION_STATES, job__status__in=TERMINAL_STATES)
+    behind = LearnwareVersion.objects.filter(
+        status__in=NON_FINAL_VERSION_STATES, job__status__in=TERMINAL_STATES
+    )
     for version in behind.select_related("job"):
-        report.found("version-non-final-behind-final-job", f"version {version.id} {version.status}, job {version.job_id} {version.job.status}")
+        report.found(
+            "version-non-final-behind-final-job",
+            f"version {version.id} {version.status}, job {version.job_id} "
+            f"{version.job.status if version.job else None}",
+        )
         if repair:
             with transaction.atomic():
                 version_follow_job(version.job)
@@ -85,7 +97,9 @@ def _undispatched_jobs(report: ConsistencyReport, repair: bool) -> None:
     from django.conf import settings
 
     cutoff = timezone.now() - timedelta(seconds=settings.LWM_JOB_DISPATCH_GRACE_SECONDS)
-    waiting = Job.objects.filter(status=JobStatus.PENDING, dispatched_at__isnull=True, retry_at__isnull=True, created_at__lt=cutoff)
+    waiting = Job.objects.filter(
+        status=JobStatus.PENDING, dispatched_at__isnull=True, retry_at__isnull=True, created_at__lt=cutoff
+    )
     for job_id in waiting.exclude(task_name="").values_list("id", flat=True):
         report.found("job-pending-never-sent", f"job {job_id}")
     if repair and report.findings.get("job-pending-never-sent"):
@@ -99,7 +113,7 @@ def _version_files(report: ConsistencyReport, repair: bool, storage: Storage, mi
 
     known: set[str] = set()
     for version in LearnwareVersion.objects.exclude(package="").select_related("job"):
-        name = version.package.name
+        name = version.package.name or ""  # never empty: the query excludes those
         known.add(name)
         if version.status == VersionStatus.REJECTED:
             report.found("rejected-version-with-file", name)
@@ -111,8 +125,16 @@ def _version_files(report: ConsistencyReport, repair: bool, storage: Storage, mi
         report.found("row-without-object", f"version {version.id} ({version.status}) -> {name}")
         if repair and version.status in NON_FINAL_VERSION_STATES and version.job_id:
             message = f"the stored package {name} is missing"
-            job_finish(job_id=version.job_id, status=JobStatus.FAILED, message=message,
-                       error={"code": "job:infra:package-missing", "message": message, "details": {"part": "storage"}})
+            job_finish(
+                job_id=version.job_id,
+                status=JobStatus.FAILED,
+                message=message,
+                error={
+                    "code": "job:infra:package-missing",
+                    "message": message,
+                    "details": {"part": "storage"},
+                },
+            )
             report.fixed("row-without-object")
     cutoff = timezone.now() - min_age
     for name in _walk(storage, VERSION_PREFIX):
@@ -138,11 +160,13 @@ def _submission_files(report: ConsistencyReport, repair: bool, storage: Storage,
             storage.delete(name)
             report.fixed("object-without-row")
     for sub in Submission.objects.filter(data_deleted_at__isnull=True).exclude(data_file=""):
-        if not storage.exists(sub.data_file.name):
+        if not storage.exists(sub.data_file.name or ""):
             report.found("row-without-object", f"submission {sub.id} -> {sub.data_file.name}")
 
 
-def consistency_check(*, repair: bool = True, files: bool = True, min_age_seconds: float = 3600.0) -> ConsistencyReport:
+def consistency_check(
+    *, repair: bool = True, files: bool = True, min_age_seconds: float = 3600.0
+) -> ConsistencyReport:
     """Check (and with ``repair``, fix) jobs, versions, submissions and stored files."""
     report = ConsistencyReport()
     _versions_behind_jobs(report, repair)

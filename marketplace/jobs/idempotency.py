@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from marketplace.accounts.request_user import request_user
 from marketplace.core.exceptions import Conflict, ValidationFailed
 from marketplace.jobs.models import IdempotencyRecord
 
@@ -21,14 +22,19 @@ MAX_KEY_LENGTH = 200
 
 def _replay(record: IdempotencyRecord, fingerprint: str) -> Response:
     if record.fingerprint and fingerprint and record.fingerprint != fingerprint:
-        raise Conflict(f"{HEADER} {record.key!r} was already used for a different request",
-                       code="request:user:idempotency-key-reused", details={"key": record.key})
+        raise Conflict(
+            f"{HEADER} {record.key!r} was already used for a different request",
+            code="request:user:idempotency-key-reused",
+            details={"key": record.key},
+        )
     response = Response(record.body, status=record.status_code)
     response["Idempotent-Replayed"] = "true"
     return response
 
 
-def idempotent(request: Request, *, scope: str, fingerprint: str = "", create: Callable[[], Response]) -> Response:
+def idempotent(
+    request: Request, *, scope: str, fingerprint: str = "", create: Callable[[], Response]
+) -> Response:
     """Run ``create`` once per (user, scope, key); without the header it simply runs.
 
     The key row and everything ``create`` writes commit together; a concurrent duplicate waits
@@ -38,14 +44,19 @@ def idempotent(request: Request, *, scope: str, fingerprint: str = "", create: C
     if not key:
         return create()
     if len(key) > MAX_KEY_LENGTH or not key.isprintable():
-        raise ValidationFailed(f"{HEADER}: at most {MAX_KEY_LENGTH} printable characters", code="request:user:bad-idempotency-key")
-    owner = request.user
+        raise ValidationFailed(
+            f"{HEADER}: at most {MAX_KEY_LENGTH} printable characters",
+            code="request:user:bad-idempotency-key",
+        )
+    owner = request_user(request)
     existing = IdempotencyRecord.objects.filter(owner=owner, scope=scope, key=key).first()
     if existing is not None:
         return _replay(existing, fingerprint)
     try:
         with transaction.atomic():
-            record = IdempotencyRecord.objects.create(owner=owner, scope=scope, key=key, fingerprint=fingerprint)
+            record = IdempotencyRecord.objects.create(
+                owner=owner, scope=scope, key=key, fingerprint=fingerprint
+            )
             response = create()
             body: Any = json.loads(json.dumps(response.data, cls=DjangoJSONEncoder))
             IdempotencyRecord.objects.filter(id=record.id).update(status_code=response.status_code, body=body)

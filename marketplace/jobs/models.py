@@ -15,8 +15,12 @@ class Job(TimeStampedModel):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     kind = models.CharField(max_length=50, db_index=True)
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
-    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.PENDING, db_index=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    status = models.CharField(
+        max_length=20, choices=JobStatus.choices, default=JobStatus.PENDING, db_index=True
+    )
     stage = models.CharField(max_length=50, blank=True)
     progress = models.PositiveSmallIntegerField(default=0)
     message = models.TextField(blank=True)
@@ -39,10 +43,15 @@ class Job(TimeStampedModel):
     dispatched_at = models.DateTimeField(null=True, blank=True)
     retry_at = models.DateTimeField(null=True, blank=True)
     retries = models.PositiveIntegerField(default=0)  # transient failures retried so far
+    # The X-Request-ID of the request that created the job: the worker's log lines carry it too.
+    request_id = models.CharField(max_length=128, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "heartbeat_at"]), models.Index(fields=["status", "dispatched_at"])]
+        indexes = [
+            models.Index(fields=["status", "heartbeat_at"]),
+            models.Index(fields=["status", "dispatched_at"]),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.id} ({self.status})"
@@ -91,7 +100,9 @@ class IdempotencyRecord(TimeStampedModel):
     body = models.JSONField(null=True, blank=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["owner", "scope", "key"], name="jobs_idempotency_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "scope", "key"], name="jobs_idempotency_unique")
+        ]
 
     def __str__(self) -> str:
         return f"{self.scope} {self.key}"

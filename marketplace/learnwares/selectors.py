@@ -50,7 +50,9 @@ def version_list(*, user: Any, learnware: Learnware) -> QuerySet[LearnwareVersio
 def version_get(*, user: Any, learnware: Learnware, number: int) -> LearnwareVersion:
     version = version_list(user=user, learnware=learnware).filter(number=number).first()
     if version is None:
-        raise NotFound(f"version {number} of learnware {learnware.id} not found", code="learnware:user:not-found")
+        raise NotFound(
+            f"version {number} of learnware {learnware.id} not found", code="learnware:user:not-found"
+        )
     return version
 
 
@@ -61,7 +63,10 @@ def version_downloadable(*, user: Any, learnware: Learnware, number: int) -> Lea
     if _can_see_unpublished(user, learnware):
         allowed.append(VersionStatus.PENDING_REVIEW)
     if version.status not in allowed or not version.package:
-        raise NotFound(f"version {number} is {version.status}: nothing to download", code="download:user:not-downloadable")
+        raise NotFound(
+            f"version {number} is {version.status}: nothing to download",
+            code="download:user:not-downloadable",
+        )
     return version
 
 

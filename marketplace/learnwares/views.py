@@ -1,4 +1,5 @@
-"""Portal pages of learnwares: the learnware page, card editing, the upload wizard, a version's publish job."""
+"""Portal pages of learnwares: the learnware page, card editing, the upload wizard, a version's publish
+job."""
 
 from __future__ import annotations
 
@@ -45,45 +46,74 @@ def _projection(request: HttpRequest, spec: Specification | None) -> dict[str, A
     if spec is None:
         return None
     Z, beta = rkme_arrays(spec.rkme)
-    user = request.session.get(SEARCH_RKME_KEY)
+    user: dict[str, Any] | None = request.session.get(SEARCH_RKME_KEY)
     comparable = bool(user and user.get("feature_space") == spec.feature_space.key)
     overlay = comparable and bool(request.GET.get("compare"))
-    if overlay:
-        Zu, bu = np.asarray(user["Z"], dtype=float), np.asarray(user["beta"], dtype=float)
+    if overlay and user is not None:
+        Zu, bu = np.asarray(user["Z"], dtype=np.float64), np.asarray(user["beta"], dtype=np.float64)
         P, Pu = pca_2d(Z, Zu)
         sets = [PointSet("this learnware", P, beta), PointSet("your data", Pu, bu, kind="user")]
     else:
         sets = [PointSet("this learnware", pca_2d(Z)[0], beta)]
     title = f"RKME of {spec.version}: {len(beta)} reduced points projected on their two principal axes"
-    return {"svg": scatter(sets, title=title), "k": len(beta), "dim": Z.shape[1], "overlay": overlay,
-            "can_compare": comparable and not overlay, "space": spec.feature_space}
+    return {
+        "svg": scatter(sets, title=title),
+        "k": len(beta),
+        "dim": Z.shape[1],
+        "overlay": overlay,
+        "can_compare": comparable and not overlay,
+        "space": spec.feature_space,
+    }
 
 
-def _usage_context(lw: Learnware, version: LearnwareVersion, site_url: str,
-                   sample_range: tuple[float, float] | None) -> UsageContext:
+def _usage_context(
+    lw: Learnware, version: LearnwareVersion, site_url: str, sample_range: tuple[float, float] | None
+) -> UsageContext:
     base = lw.base_model
     return UsageContext(
-        site_url=site_url, learnware_id=lw.id, number=version.number, slug=lw.slug, sha256=version.artifact_sha256,
-        kind=lw.kind, modality=lw.modality, task=lw.task, artifact_format=version.artifact_format,
-        manifest=version.manifest or {}, base_model_key=base.key if base else "", base_model_name=base.name if base else "",
-        base_model_aliases=tuple(base.aliases or []) if base else (), sample_range=sample_range,
+        site_url=site_url,
+        learnware_id=lw.id,
+        number=version.number,
+        slug=lw.slug,
+        sha256=version.artifact_sha256,
+        kind=lw.kind,
+        modality=lw.modality,
+        task=lw.task,
+        artifact_format=version.artifact_format,
+        manifest=version.manifest or {},
+        base_model_key=base.key if base else "",
+        base_model_name=base.name if base else "",
+        base_model_aliases=tuple(base.aliases or []) if base else (),
+        sample_range=sample_range,
     )
 
 
 def learnware_detail(request: HttpRequest, learnware_id: int) -> HttpResponse:
     lw = _get(request, learnware_id)
     versions = list(selectors.version_list(user=request.user, learnware=lw))
-    shown = next((v for v in versions if v.status == VersionStatus.PUBLISHED), versions[0] if versions else None)
-    spec = Specification.objects.filter(version=shown).select_related("feature_space").first() if shown else None
-    listing = package_listing(shown) if shown is not None else {"files": [], "left_out": 0, "sample_range": None}
+    shown = next(
+        (v for v in versions if v.status == VersionStatus.PUBLISHED), versions[0] if versions else None
+    )
+    spec = (
+        Specification.objects.filter(version=shown).select_related("feature_space").first() if shown else None
+    )
+    listing = (
+        package_listing(shown) if shown is not None else {"files": [], "left_out": 0, "sample_range": None}
+    )
     site_url = request.build_absolute_uri("/").rstrip("/")
     context = {
-        "lw": lw, "versions": versions, "shown": shown, "spec": spec, "is_owner": _is_owner(request, lw),
+        "lw": lw,
+        "versions": versions,
+        "shown": shown,
+        "spec": spec,
+        "is_owner": _is_owner(request, lw),
         "projection": _projection(request, spec),
         "similar": similar_learnwares(user=request.user, version=shown) if shown is not None else [],
-        "site_url": site_url, "files": listing,
+        "site_url": site_url,
+        "files": listing,
         "usage": usage_tabs(_usage_context(lw, shown, site_url, listing["sample_range"]))
-        if shown is not None and shown.status == VersionStatus.PUBLISHED else [],
+        if shown is not None and shown.status == VersionStatus.PUBLISHED
+        else [],
     }
     return render(request, "learnwares/detail.html", context)
 
@@ -93,14 +123,20 @@ def learnware_edit(request: HttpRequest, learnware_id: int) -> HttpResponse:
     lw = _get(request, learnware_id)
     if not _is_owner(request, lw):
         raise Http404("learnware not found")
-    initial = {"description": lw.description, "tags": ", ".join(lw.tags or []), "license": lw.license,
-               "visibility": lw.visibility}
+    initial = {
+        "description": lw.description,
+        "tags": ", ".join(lw.tags or []),
+        "license": lw.license,
+        "visibility": lw.visibility,
+    }
     form = CardForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         services.learnware_update(learnware=lw, user=request.user, data=form.cleaned_data)
         messages.success(request, "Card saved.")
         return redirect("learnware-page", learnware_id=lw.id)
-    return render(request, "learnwares/edit.html", {"lw": lw, "form": form}, status=400 if form.errors else 200)
+    return render(
+        request, "learnwares/edit.html", {"lw": lw, "form": form}, status=400 if form.errors else 200
+    )
 
 
 @login_required
@@ -131,8 +167,9 @@ def learnware_upload(request: HttpRequest) -> HttpResponse:
     error = None
     if request.method == "POST" and form.is_valid():
         try:
-            lw, version, _ = services.learnware_upload(user=request.user, data=form.cleaned_data["package"].read(),
-                                                       learnware=target)
+            lw, version, _ = services.learnware_upload(
+                user=request.user, data=form.cleaned_data["package"].read(), learnware=target
+            )
         except ApplicationError as exc:
             error = exc
         else:
@@ -151,6 +188,12 @@ def version_detail(request: HttpRequest, learnware_id: int, number: int) -> Http
         raise Http404("version not found") from None
     job = job_get_visible(job_id=version.job_id, user=request.user) if version.job_id else None
     finished = version.status in TERMINAL_VERSION_STATES or version.status == VersionStatus.PENDING_REVIEW
-    context = {"lw": lw, "version": version, "job": job, "finished": finished, "is_owner": _is_owner(request, lw),
-               "job_api": reverse("job-detail", args=[job.id]) if job and not finished else ""}
+    context = {
+        "lw": lw,
+        "version": version,
+        "job": job,
+        "finished": finished,
+        "is_owner": _is_owner(request, lw),
+        "job_api": reverse("job-detail", args=[job.id]) if job and not finished else "",
+    }
     return render(request, "learnwares/version.html", context)

@@ -13,7 +13,13 @@ import numpy as np
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-COLOURS = {"default": "#0b5cad", "chosen": "#1a7f37", "baseline": "#8a5a00", "muted": "#6e7781", "user": "#d1242f"}
+COLOURS = {
+    "default": "#0b5cad",
+    "chosen": "#1a7f37",
+    "baseline": "#8a5a00",
+    "muted": "#6e7781",
+    "user": "#d1242f",
+}
 
 
 @dataclass(frozen=True)
@@ -23,8 +29,9 @@ class Bar:
     kind: str = "default"  # a key of COLOURS
 
 
-def bar_chart(bars: Sequence[Bar], *, title: str, fmt: str = "{:.3f}", lo: float | None = None,
-              hi: float | None = None) -> SafeString:
+def bar_chart(
+    bars: Sequence[Bar], *, title: str, fmt: str = "{:.3f}", lo: float | None = None, hi: float | None = None
+) -> SafeString:
     """Horizontal bars scaled to [lo, hi] (default: [min(0, values), max(values)])."""
     if not bars:
         return mark_safe("")
@@ -34,18 +41,28 @@ def bar_chart(bars: Sequence[Bar], *, title: str, fmt: str = "{:.3f}", lo: float
     span = hi - lo if hi > lo else 1.0
     label_w, bar_w, row_h, pad = 290, 360, 28, 8
     width, height = label_w + bar_w + 80, pad * 2 + row_h * len(bars)
-    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}" '
-             f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>']
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}" '
+        f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>'
+    ]
     for i, bar in enumerate(bars):
         y = pad + i * row_h
         v = 0.0 if np.isnan(bar.value) else bar.value
         length = max(1.0, (v - lo) / span * bar_w)
         label = bar.label if len(bar.label) <= 44 else bar.label[:43] + "…"
         colour = COLOURS.get(bar.kind, COLOURS["default"])
-        parts.append(f'<text x="{label_w - 8}" y="{y + row_h / 2 + 4:.1f}" text-anchor="end">{escape(label)}</text>')
-        parts.append(f'<rect x="{label_w}" y="{y + 4}" width="{length:.1f}" height="{row_h - 10}" rx="3" fill="{colour}">'
-                     f'<title>{escape(bar.label)}: {escape(fmt.format(bar.value))}</title></rect>')
-        parts.append(f'<text x="{label_w + length + 6:.1f}" y="{y + row_h / 2 + 4:.1f}">{escape(fmt.format(bar.value))}</text>')
+        parts.append(
+            f'<text x="{label_w - 8}" y="{y + row_h / 2 + 4:.1f}" text-anchor="end">{escape(label)}</text>'
+        )
+        parts.append(
+            f'<rect x="{label_w}" y="{y + 4}" width="{length:.1f}" height="{row_h - 10}" rx="3" '
+            f'fill="{colour}">'
+            f"<title>{escape(bar.label)}: {escape(fmt.format(bar.value))}</title></rect>"
+        )
+        parts.append(
+            f'<text x="{label_w + length + 6:.1f}" '
+            f'y="{y + row_h / 2 + 4:.1f}">{escape(fmt.format(bar.value))}</text>'
+        )
     parts.append(f'<line class="axis" x1="{label_w}" y1="{pad}" x2="{label_w}" y2="{height - pad}"/></svg>')
     return mark_safe("".join(parts))  # noqa: S308 - every text above went through escape()
 
@@ -89,9 +106,11 @@ def scatter(sets: Sequence[PointSet], *, title: str, size: int = 360) -> SafeStr
     lo, hi = allxy.min(axis=0), allxy.max(axis=0)
     span = np.where(hi - lo > 0, hi - lo, 1.0)
     pad = 24
-    parts = [f'<svg class="chart" viewBox="0 0 {size} {size}" role="img" aria-label="{escape(title)}" '
-             f'xmlns="http://www.w3.org/2000/svg" style="max-width:{size + 60}px"><title>{escape(title)}</title>'
-             f'<rect x="0.5" y="0.5" width="{size - 1}" height="{size - 1}" fill="#fff" stroke="#d0d7de"/>']
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {size} {size}" role="img" aria-label="{escape(title)}" '
+        f'xmlns="http://www.w3.org/2000/svg" style="max-width:{size + 60}px"><title>{escape(title)}</title>'
+        f'<rect x="0.5" y="0.5" width="{size - 1}" height="{size - 1}" fill="#fff" stroke="#d0d7de"/>'
+    ]
     for s in sets:
         w = np.clip(np.asarray(s.weights, dtype=float), 0, None)
         area = w / w.max() if w.max() > 0 else np.ones_like(w)
@@ -100,6 +119,9 @@ def scatter(sets: Sequence[PointSet], *, title: str, size: int = 360) -> SafeStr
         for (x, y), r in zip(s.xy, radius, strict=True):
             cx = pad + (x - lo[0]) / span[0] * (size - 2 * pad)
             cy = size - pad - (y - lo[1]) / span[1] * (size - 2 * pad)
-            parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{r:.1f}" fill="{colour}" fill-opacity="0.55" stroke="{colour}"/>')
+            parts.append(
+                f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{r:.1f}" fill="{colour}" fill-opacity="0.55" '
+                f'stroke="{colour}"/>'
+            )
     parts.append("</svg>")
     return mark_safe("".join(parts))  # noqa: S308 - numbers and escaped titles only

@@ -7,30 +7,64 @@ a tooltip (``<abbr title>``) and, where it matters for a decision, as a visible 
 from __future__ import annotations
 
 SCORES: dict[str, tuple[str, str]] = {
-    "mmd2": ("MMD²", "Squared maximum mean discrepancy between your data and the learnware's training data, "
-                     "from their specifications: 0 means identically distributed; lower is closer."),
+    "mmd2": (
+        "MMD²",
+        "Squared maximum mean discrepancy between your data and the learnware's training data, "
+        "from their specifications: 0 means identically distributed; lower is closer.",
+    ),
     "neg_mmd2": ("−MMD²", "MMD² with its sign flipped so that higher is better, as the ranking combines it."),
-    "sketch_distance": ("Sketch estimate", "A fast approximation of MMD² from random-feature sketches, used to "
-                                           "shortlist candidates before the exact MMD² is computed."),
-    "mixture_weight": ("Mixture weight", "The share of your data best explained by this learnware's training "
-                                         "data (weights of the suggested mixture sum to 1)."),
-    "logme": ("LogME", "Log marginal evidence of a Bayesian linear model fitted on the learnware's outputs for "
-                       "your labels: higher means its outputs transfer better to your task."),
-    "hscore": ("H-score", "Regularised H-score of the learnware's outputs for your labels: how well they separate "
-                          "your classes (higher is better)."),
-    "knn": ("kNN accuracy", "Leave-one-out 3-nearest-neighbour accuracy on the learnware's outputs for your "
-                            "labelled rows (0–1, higher is better)."),
+    "sketch_distance": (
+        "Sketch estimate",
+        "A fast approximation of MMD² from random-feature sketches, used to "
+        "shortlist candidates before the exact MMD² is computed.",
+    ),
+    "mixture_weight": (
+        "Mixture weight",
+        "The share of your data best explained by this learnware's training "
+        "data (weights of the suggested mixture sum to 1).",
+    ),
+    "logme": (
+        "LogME",
+        "Log marginal evidence of a Bayesian linear model fitted on the learnware's outputs for "
+        "your labels: higher means its outputs transfer better to your task.",
+    ),
+    "hscore": (
+        "H-score",
+        "Regularised H-score of the learnware's outputs for your labels: how well they separate "
+        "your classes (higher is better).",
+    ),
+    "knn": (
+        "kNN accuracy",
+        "Leave-one-out 3-nearest-neighbour accuracy on the learnware's outputs for your "
+        "labelled rows (0–1, higher is better).",
+    ),
     "accuracy": ("Accuracy", "Share of held-out rows predicted correctly (0–1, higher is better)."),
-    "r2": ("R²", "Coefficient of determination on held-out rows: 1 is perfect, 0 is no better than the mean."),
-    "cv_score": ("CV score", "Cross-validated score on your labelled rows: the mean over folds of the model "
-                             "trained on the other folds."),
-    "combined": ("Combined", "Each score rescaled to 0–1 across the candidates (min–max), then averaged with "
-                             "fixed weights; it orders the candidates, it is not a probability."),
-    "similarity": ("Match", "Cosine similarity of your words and the card (MiniLM embeddings): 1 is the same "
-                            "meaning; cards under the relevance cut-off are not shown."),
+    "r2": (
+        "R²",
+        "Coefficient of determination on held-out rows: 1 is perfect, 0 is no better than the mean.",
+    ),
+    "cv_score": (
+        "CV score",
+        "Cross-validated score on your labelled rows: the mean over folds of the model "
+        "trained on the other folds.",
+    ),
+    "combined": (
+        "Combined",
+        "Each score rescaled to 0–1 across the candidates (min–max), then averaged with "
+        "fixed weights; it orders the candidates, it is not a probability.",
+    ),
+    "similarity": (
+        "Match",
+        "Cosine similarity of your words and the card (MiniLM embeddings): 1 is the same "
+        "meaning; cards under the relevance cut-off are not shown.",
+    ),
 }
 
-SCRATCH_MODELS = {"logistic_regression": "Logistic regression", "mlp": "Small neural network (MLP)", "ridge": "Ridge regression"}
+SCRATCH_MODELS = {
+    "logistic_regression": "Logistic regression",
+    "mlp": "Small neural network (MLP)",
+    "ridge": "Ridge regression",
+}
 
 
 def score_name(key: str) -> str:
@@ -49,4 +83,6 @@ def method_label(key: str) -> str:
         return str(AssemblyMethod(key).label)
     if key in SCRATCH_MODELS:
         return f"{SCRATCH_MODELS[key]}, trained from scratch"
+    if key == "label_free":  # the assemble stage's row for what would be delivered without labels
+        return "The label-free choice"
     return key

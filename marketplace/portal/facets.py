@@ -11,16 +11,24 @@ from django.http import QueryDict
 from marketplace.learnwares.models import LearnwareVersion
 
 FACETS = ("modality", "task", "license", "tags", "base_model", "owner")
-FACET_TITLES = {"modality": "Modality", "task": "Task", "license": "Licence", "tags": "Tags",
-                "base_model": "Base model", "owner": "Owner"}
+FACET_TITLES = {
+    "modality": "Modality",
+    "task": "Task",
+    "license": "Licence",
+    "tags": "Tags",
+    "base_model": "Base model",
+    "owner": "Owner",
+}
 
 
 def facet_values(version: LearnwareVersion) -> dict[str, list[str]]:
     lw = version.learnware
     return {
-        "modality": [lw.modality], "task": [lw.task], "license": [lw.license],
+        "modality": [lw.modality],
+        "task": [lw.task],
+        "license": [lw.license],
         "tags": [str(t) for t in (lw.tags or [])],
-        "base_model": [lw.base_model.key] if lw.base_model_id else [],
+        "base_model": [lw.base_model.key] if lw.base_model is not None else [],
         "owner": [lw.owner.username],
     }
 
@@ -31,11 +39,16 @@ def facet_counts(versions: Iterable[LearnwareVersion], limit: int = 12) -> list[
     for version in versions:
         for name, values in facet_values(version).items():
             counters[name].update(values)
-    return [{"name": name, "title": FACET_TITLES[name], "values": counters[name].most_common(limit)}
-            for name in FACETS if counters[name]]
+    return [
+        {"name": name, "title": FACET_TITLES[name], "values": counters[name].most_common(limit)}
+        for name in FACETS
+        if counters[name]
+    ]
 
 
-def with_links(facets: list[dict[str, Any]], query: QueryDict, filters: dict[str, Any]) -> list[dict[str, Any]]:
+def with_links(
+    facets: list[dict[str, Any]], query: QueryDict, filters: dict[str, Any]
+) -> list[dict[str, Any]]:
     """Add to each facet value whether it is selected and the query string that toggles it."""
     out = []
     for facet in facets:

@@ -16,12 +16,51 @@ from markdown.extensions import Extension
 from markdown.treeprocessors import Treeprocessor
 
 ALLOWED_TAGS = {
-    "a", "abbr", "b", "blockquote", "br", "code", "dd", "del", "div", "dl", "dt", "em", "h1", "h2", "h3", "h4",
-    "h5", "h6", "hr", "i", "img", "li", "ol", "p", "pre", "span", "strong", "sub", "sup", "table", "tbody",
-    "td", "th", "thead", "tr", "ul",
+    "a",
+    "abbr",
+    "b",
+    "blockquote",
+    "br",
+    "code",
+    "dd",
+    "del",
+    "div",
+    "dl",
+    "dt",
+    "em",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "hr",
+    "i",
+    "img",
+    "li",
+    "ol",
+    "p",
+    "pre",
+    "span",
+    "strong",
+    "sub",
+    "sup",
+    "table",
+    "tbody",
+    "td",
+    "th",
+    "thead",
+    "tr",
+    "ul",
 }
-ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "title"}, "abbr": {"title"},
-                      "th": {"align"}, "td": {"align"}, "code": {"class"}}
+ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "img": {"src", "alt", "title"},
+    "abbr": {"title"},
+    "th": {"align"},
+    "td": {"align"},
+    "code": {"class"},
+}
 URL_SCHEMES = {"http", "https", "mailto"}
 
 
@@ -56,10 +95,17 @@ def _attribute_filter(tag: str, attribute: str, value: str) -> str | None:
 
 def render_markdown(text: str) -> SafeString:
     """HTML of a Markdown card with scripts, handlers, styles, unsafe URLs and remote images removed."""
-    html = md.markdown(text or "", extensions=["tables", "fenced_code", "sane_lists", _LocalImagesOnly()],
-                       output_format="html")
+    html = md.markdown(
+        text or "",
+        extensions=["tables", "fenced_code", "sane_lists", _LocalImagesOnly()],
+        output_format="html",
+    )
     clean = nh3.clean(
-        html, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRIBUTES, url_schemes=URL_SCHEMES,
-        link_rel="nofollow noopener noreferrer", attribute_filter=_attribute_filter,
+        html,
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        url_schemes=URL_SCHEMES,
+        link_rel="nofollow noopener noreferrer",
+        attribute_filter=_attribute_filter,
     )
     return mark_safe(clean)  # noqa: S308 - nh3 has just removed everything outside the allow-list

@@ -19,24 +19,28 @@ logger = logging.getLogger("django.request")
 
 # Scripts and everything else only from this origin. Styles also allow inline because Swagger UI
 # and the admin set element styles from script; no inline <script> is served anywhere.
-CSP = "; ".join([
-    "default-src 'self'",
-    "script-src 'self'",
-    "style-src 'self' 'unsafe-inline'",
-    "img-src 'self' data:",  # data: for Swagger UI's icons; Markdown cards may not load remote images
-    "font-src 'self'",
-    "connect-src 'self'",
-    "worker-src 'self' blob:",  # Redoc runs its search in a blob worker
-    "object-src 'none'",
-    "base-uri 'self'",
-    "form-action 'self'",
-    "frame-ancestors 'none'",
-])
+CSP = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",  # data: for Swagger UI's icons; Markdown cards may not load remote images
+        "font-src 'self'",
+        "connect-src 'self'",
+        "worker-src 'self' blob:",  # Redoc runs its search in a blob worker
+        "object-src 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
 
 API_PREFIX = "/api/"
 
 
-def content_security_policy(get_response: Callable[[HttpRequest], HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:
+def content_security_policy(
+    get_response: Callable[[HttpRequest], HttpResponse],
+) -> Callable[[HttpRequest], HttpResponse]:
     def middleware(request: HttpRequest) -> HttpResponse:
         response = get_response(request)
         response.headers.setdefault("Content-Security-Policy", CSP)
@@ -70,18 +74,28 @@ class PortalErrorPagesMiddleware:
         if isinstance(exception, Http404):
             return self._page(request, 404)
         # Same log line and signal as Django's own handler: the test client still re-raises it.
-        logger.error("Internal Server Error: %s", request.path, exc_info=exception, extra={"status_code": 500, "request": request})
+        logger.error(
+            "Internal Server Error: %s",
+            request.path,
+            exc_info=exception,
+            extra={"status_code": 500, "request": request},
+        )
         signals.got_request_exception.send(sender=None, request=request)
         return self._page(request, 500)
 
     def _page(self, request: HttpRequest, code: int) -> HttpResponse:
+        from marketplace.core.request_id import with_request_id
         from marketplace.portal import views
 
         if request.path.startswith(API_PREFIX):
-            messages = {404: ("not_found", "Not found."), 405: ("method_not_allowed", "Method not allowed."),
-                        500: ("server:app:error", "Internal server error.")}
+            messages = {
+                404: ("not_found", "Not found."),
+                405: ("method_not_allowed", "Method not allowed."),
+                500: ("server:app:error", "Internal server error."),
+            }
             error_code, message = messages[code]
-            response: HttpResponse = JsonResponse({"error": {"code": error_code, "message": message, "details": {}}}, status=code)
+            body = with_request_id({"error": {"code": error_code, "message": message, "details": {}}})
+            response: HttpResponse = JsonResponse(body, status=code)
         elif code == 404:
             response = views.page_not_found(request)
         elif code == 405:

@@ -20,7 +20,11 @@ VERDICT_WORDS = {
     "no_difference": "within noise: the held-out rows cannot tell them apart",
     "worse": "worse, beyond sampling noise",
 }
-KIND_WORDS = {"assembly": "the assembly", "best_single": "the best single learnware", "from_scratch": "a model trained from scratch"}
+KIND_WORDS = {
+    "assembly": "the assembly",
+    "best_single": "the best single learnware",
+    "from_scratch": "a model trained from scratch",
+}
 
 
 @dataclass(frozen=True)
@@ -61,15 +65,28 @@ def _reported(evaluation: dict[str, Any], winner: dict[str, Any]) -> Outcome:
     rows = []
     for name, s in (evaluation.get("scores") or {}).items():
         ci = s.get("ci95") or [None, None]
-        rows.append(ScoreRow(str(name), s.get("mean") if _finite(s.get("mean")) else None,
-                             ci[0] if _finite(ci[0]) else None, ci[1] if _finite(ci[1]) else None,
-                             s.get("n"), winner=str(name) == str(winner.get("name"))))
+        rows.append(
+            ScoreRow(
+                str(name),
+                s.get("mean") if _finite(s.get("mean")) else None,
+                ci[0] if _finite(ci[0]) else None,
+                ci[1] if _finite(ci[1]) else None,
+                s.get("n"),
+                winner=str(name) == str(winner.get("name")),
+            )
+        )
     verdicts = {k: VERDICT_WORDS.get(str(v), str(v)) for k, v in (evaluation.get("verdicts") or {}).items()}
-    kind = winner.get("kind") if winner.get("kind") in WINNER_KINDS else "assembly"
-    return Outcome(kind=kind, method=str(winner.get("method", "")), name=str(winner.get("name", "")),
-                   metric=str(evaluation.get("metric", "")), scores=rows, verdicts=verdicts,
-                   intervals=any(r.has_interval for r in rows),
-                   best_single=(evaluation.get("baselines") or {}).get("best_single") or {})
+    kind = str(winner["kind"]) if winner.get("kind") in WINNER_KINDS else "assembly"
+    return Outcome(
+        kind=kind,
+        method=str(winner.get("method", "")),
+        name=str(winner.get("name", "")),
+        metric=str(evaluation.get("metric", "")),
+        scores=rows,
+        verdicts=verdicts,
+        intervals=any(r.has_interval for r in rows),
+        best_single=(evaluation.get("baselines") or {}).get("best_single") or {},
+    )
 
 
 def _legacy(evaluation: dict[str, Any]) -> Outcome:
@@ -80,14 +97,20 @@ def _legacy(evaluation: dict[str, Any]) -> Outcome:
     candidates = [
         ("assembly", chosen, chosen, ((evaluation.get("methods") or {}).get(chosen) or {}).get(metric)),
         ("best_single", "best_single", single.get("name", "best single"), single.get("score")),
-        ("from_scratch", scratch_best, scratch_best, ((scratch.get("models") or {}).get(scratch_best) or {}).get(metric)),
+        (
+            "from_scratch",
+            scratch_best,
+            scratch_best,
+            ((scratch.get("models") or {}).get(scratch_best) or {}).get(metric),
+        ),
     ]
-    scored = [c for c in candidates if c[1] and _finite(c[3])]
+    scored: list[tuple[str, Any, Any, Any]] = [c for c in candidates if c[1] and _finite(c[3])]
     # Higher is better for every metric the pipeline reports (accuracy, R²); ties keep the assembly.
     kind, method, name, _ = max(scored, key=lambda c: c[3]) if scored else candidates[0]
     rows = [ScoreRow(str(n), float(s), winner=(k == kind)) for k, _, n, s in scored]
-    return Outcome(kind=kind, method=str(method), name=str(name), metric=str(metric), scores=rows,
-                   best_single=single)
+    return Outcome(
+        kind=kind, method=str(method), name=str(name), metric=str(metric), scores=rows, best_single=single
+    )
 
 
 def task_outcome(evaluation: dict[str, Any] | None) -> Outcome | None:

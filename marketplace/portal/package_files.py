@@ -2,7 +2,8 @@
 
 A published package never changes (its sha256 names it), so the listing is computed once per
 package and cached under that digest. The zip already passed zipsafe's limits at upload; here its
-members' bytes are only hashed, never executed or unpickled (the sample is read with allow_pickle=False). For an image
+members' bytes are only hashed, never executed or unpickled (the sample is read with allow_pickle=False).
+For an image
 learnware the sample's value range is read here too: it is what the usage snippet must say.
 """
 
@@ -12,6 +13,7 @@ import hashlib
 import io
 import zipfile
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -43,7 +45,8 @@ def _value_range(raw: bytes) -> tuple[float, float] | None:
 
 
 def package_listing(version: LearnwareVersion) -> dict[str, Any]:
-    """{"files": [PackageFile...], "left_out": int, "sample_range": (lo, hi) | None}; empty when no package."""
+    """{"files": [PackageFile...], "left_out": int, "sample_range": (lo, hi) | None}; empty when no
+    package."""
     if not version.package or not version.artifact_sha256:
         return {"files": [], "left_out": 0, "sample_range": None}
     key = f"portal:package-files:v1:{version.artifact_sha256}"
@@ -51,8 +54,11 @@ def package_listing(version: LearnwareVersion) -> dict[str, Any]:
     if found is None:
         found = _read(version)
         cache.set(key, found, CACHE_SECONDS)
-    return {"files": [PackageFile(**f) for f in found["files"]], "left_out": found["left_out"],
-            "sample_range": tuple(found["sample_range"]) if found["sample_range"] else None}
+    return {
+        "files": [PackageFile(**f) for f in found["files"]],
+        "left_out": found["left_out"],
+        "sample_range": tuple(found["sample_range"]) if found["sample_range"] else None,
+    }
 
 
 def _read(version: LearnwareVersion) -> dict[str, Any]:
@@ -63,7 +69,7 @@ def _read(version: LearnwareVersion) -> dict[str, Any]:
             for info in infos[:MAX_LISTED]:
                 digest, chunks = hashlib.sha256(), []
                 with zf.open(info) as member:
-                    for chunk in iter(lambda m=member: m.read(1 << 20), b""):
+                    for chunk in iter(partial(member.read, 1 << 20), b""):
                         digest.update(chunk)
                         if info.filename.endswith("sample.npz"):
                             chunks.append(chunk)
@@ -72,5 +78,8 @@ def _read(version: LearnwareVersion) -> dict[str, Any]:
                     sample_range = _value_range(b"".join(chunks))
     except (OSError, zipfile.BadZipFile):
         return {"files": [], "left_out": 0, "sample_range": None}
-    return {"files": sorted(files, key=lambda f: f["path"]), "left_out": max(0, len(infos) - MAX_LISTED),
-            "sample_range": sample_range}
+    return {
+        "files": sorted(files, key=lambda f: f["path"]),
+        "left_out": max(0, len(infos) - MAX_LISTED),
+        "sample_range": sample_range,
+    }

@@ -21,14 +21,18 @@ from specs.mmd import mmd_squared
 MAX_CANDIDATES = 500
 
 
-def similar_learnwares(*, user: Any, version: LearnwareVersion, k: int = 5) -> list[tuple[LearnwareVersion, float]]:
+def similar_learnwares(
+    *, user: Any, version: LearnwareVersion, k: int = 5
+) -> list[tuple[LearnwareVersion, float]]:
     """Up to ``k`` other visible learnwares of the same space, closest training data (lowest MMD²) first."""
     spec = Specification.objects.filter(version=version).select_related("feature_space").first()
     if spec is None:
         return []
     Z, beta = rkme_arrays(spec.rkme)
     candidates = (
-        Specification.objects.filter(version__in=eligible_versions(user=user), feature_space_id=spec.feature_space_id)
+        Specification.objects.filter(
+            version__in=eligible_versions(user=user), feature_space_id=spec.feature_space_id
+        )
         .exclude(version__learnware_id=version.learnware_id)
         .select_related("version", "version__learnware", "version__learnware__owner")[:MAX_CANDIDATES]
     )
@@ -38,7 +42,9 @@ def similar_learnwares(*, user: Any, version: LearnwareVersion, k: int = 5) -> l
         if Zo.shape[1] != Z.shape[1]:
             continue
         try:
-            scored.append((other.version, max(0.0, float(mmd_squared(Z, beta, Zo, bo, spec.feature_space.gamma)))))
+            scored.append(
+                (other.version, max(0.0, float(mmd_squared(Z, beta, Zo, bo, spec.feature_space.gamma))))
+            )
         except (SpecError, ValueError):
             continue
     scored.sort(key=lambda item: (item[1], item[0].id))

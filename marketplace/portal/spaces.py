@@ -9,7 +9,7 @@ ENCODERS = {"all-minilm-l6-v2": "MiniLM (all-MiniLM-L6-v2) text embeddings"}
 
 
 def space_label(space: Any, max_columns: int = 6) -> str:
-    """"table: carat, depth, table, x, y, z (6 columns)", "image 1×28×28 via conv encoder (128-d)", ..."""
+    """ "table: carat, depth, table, x, y, z (6 columns)", "image 1×28×28 via conv encoder (128-d)", ..."""
     if space is None:
         return "—"
     schema = getattr(space, "schema", None) or {}
@@ -17,7 +17,11 @@ def space_label(space: Any, max_columns: int = 6) -> str:
     if kind == "table":
         columns = [str(c) for c in schema.get("columns") or []]
         shown = ", ".join(columns[:max_columns]) + (", …" if len(columns) > max_columns else "")
-        return f"table: {shown} ({len(columns)} column{'s' if len(columns) != 1 else ''})" if columns else f"table, {dim} columns"
+        return (
+            f"table: {shown} ({len(columns)} column{'s' if len(columns) != 1 else ''})"
+            if columns
+            else f"table, {dim} columns"
+        )
     encoder = getattr(space, "encoder_id", "") or ""
     if kind == "image":
         shape = schema.get("shape") or []

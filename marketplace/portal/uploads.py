@@ -37,7 +37,7 @@ class SizeLimitHandler(FileUploadHandler):
     def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
         self.seen += len(raw_data)
         if self.seen > self.limit:
-            self.request.upload_too_large = True  # type: ignore[attr-defined]
+            self.request.upload_too_large = True  # type: ignore[union-attr]  # a flag the view reads; set only here
             raise StopUpload(connection_reset=False)
         return raw_data
 
@@ -47,10 +47,14 @@ class SizeLimitHandler(FileUploadHandler):
 
 def too_large(request: HttpRequest, limit: int) -> HttpResponse:
     detail = f"Uploads are limited to {limit / 2**20:.1f} MB."
-    return render(request, "portal/error.html", {"code": 413, "title": "File too large", "detail": detail}, status=413)
+    return render(
+        request, "portal/error.html", {"code": 413, "title": "File too large", "detail": detail}, status=413
+    )
 
 
-def limited_upload(limit_of: Callable[[], int]) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+def limited_upload(
+    limit_of: Callable[[], int],
+) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
     """Decorate a view taking uploads; ``limit_of()`` gives the byte limit per request."""
 
     def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:

@@ -41,7 +41,10 @@ class UsageContext:
 
     @property
     def columns(self) -> list[str]:
-        return [str(c) for c in (self.manifest.get("input") or {}).get("columns") or []]
+        return [
+            str(c["name"]) if isinstance(c, dict) else str(c)
+            for c in (self.manifest.get("input") or {}).get("columns") or []
+        ]
 
     @property
     def shape(self) -> list[int]:
@@ -61,9 +64,12 @@ class UsageTab:
 
 
 def _download_lines(ctx: UsageContext) -> str:
-    return (f"from lwm_client import Client\n\n"
-            f"market = Client({ctx.site_url!r})  # a private learnware also needs LWM_TOKEN (your API token)\n"
-            f"package = market.download({ctx.learnware_id}, {ctx.number}, dest=\".\")  # verified against its sha256\n")
+    return (
+        f"from lwm_client import Client\n\n"
+        f"market = Client({ctx.site_url!r})  # a private learnware also needs LWM_TOKEN (your API token)\n"
+        f'package = market.download({ctx.learnware_id}, {ctx.number}, dest=".")  # verified against its '
+        "sha256\n"
+    )
 
 
 def _output_comment(ctx: UsageContext) -> str:
@@ -79,11 +85,12 @@ def python_table(ctx: UsageContext) -> str:
     columns = ctx.columns
     listed = ", ".join(columns[:30]) + (f", ... ({len(columns)} in all)" if len(columns) > 30 else "")
     zeros = ", ".join("0.0" for _ in columns) or "0.0"
-    return ("import numpy as np\n" + _download_lines(ctx) +
-            "model = market.load(package.path)\n\n"
-            f"# one row per example; the {len(columns)} numeric columns in this order: {listed}\n"
-            f"X = np.array([[{zeros}]])\n"
-            f"print(model.predict(X))  {_output_comment(ctx)}\n")
+    return (
+        "import numpy as np\n" + _download_lines(ctx) + "model = market.load(package.path)\n\n"
+        f"# one row per example; the {len(columns)} numeric columns in this order: {listed}\n"
+        f"X = np.array([[{zeros}]])\n"
+        f"print(model.predict(X))  {_output_comment(ctx)}\n"
+    )
 
 
 def _range_text(ctx: UsageContext) -> str:
@@ -96,80 +103,137 @@ def _range_text(ctx: UsageContext) -> str:
 def python_image(ctx: UsageContext) -> str:
     c, h, w = (ctx.shape + [1, 1, 1])[:3]
     lo = ctx.sample_range[0] if ctx.sample_range else 0.0
-    return ("import numpy as np\n" + _download_lines(ctx) +
-            "model = market.load(package.path)\n\n"
-            f"# images as an array of shape (n, {c}, {h}, {w}) = (count, channels, height, width), float32, "
-            f"{_range_text(ctx)}\n"
-            f"# (lwm_client.data.read_images(folder) reads PNG/JPEG files into [0, 1])\n"
-            f"X = np.full((1, {c}, {h}, {w}), {lo:g}, dtype=np.float32)\n"
-            f"print(model.predict(X))  {_output_comment(ctx)}\n")
+    return (
+        "import numpy as np\n" + _download_lines(ctx) + "model = market.load(package.path)\n\n"
+        f"# images as an array of shape (n, {c}, {h}, {w}) = (count, channels, height, width), float32, "
+        f"{_range_text(ctx)}\n"
+        f"# (lwm_client.data.read_images(folder) reads PNG/JPEG files into [0, 1])\n"
+        f"X = np.full((1, {c}, {h}, {w}), {lo:g}, dtype=np.float32)\n"
+        f"print(model.predict(X))  {_output_comment(ctx)}\n"
+    )
 
 
 def python_text(ctx: UsageContext) -> str:
     base = ctx.base_model_name or "MiniLM (all-MiniLM-L6-v2)"
-    return (_download_lines(ctx) +
-            "model = market.load(package.path)\n\n"
-            f"# raw texts in: the client embeds them with {base} (384-d, mean-pooled),\n"
-            "# the embeddings this model was trained on, then runs the model\n"
-            "texts = [\"Shares in the company rose after strong results.\", \"The striker scored twice.\"]\n"
-            f"print(model.predict(texts))  {_output_comment(ctx)}\n")
+    return (
+        _download_lines(ctx) + "model = market.load(package.path)\n\n"
+        f"# raw texts in: the client embeds them with {base} (384-d, mean-pooled),\n"
+        "# the embeddings this model was trained on, then runs the model\n"
+        'texts = ["Shares in the company rose after strong results.", "The striker scored twice."]\n'
+        f"print(model.predict(texts))  {_output_comment(ctx)}\n"
+    )
 
 
 def python_adapter(ctx: UsageContext) -> str:
     if ctx.base_model_key == MINILM_KEY:
-        base_line = ("from lwm_client.data import minilm_path\n\n"
-                     f"base_path = minilm_path()  # the client's offline copy of {MINILM_HUB_ID} (or use that Hub id)\n")
+        base_line = (
+            "from lwm_client.data import minilm_path\n\n"
+            f"base_path = minilm_path()  # the client's offline copy of {MINILM_HUB_ID} (or use that Hub "
+            "id)\n"
+        )
     else:
         hub = ctx.base_model_aliases[0] if ctx.base_model_aliases else ctx.base_model_key
-        base_line = f"\nbase_path = {hub!r}  # the registered base model {ctx.base_model_name or ctx.base_model_key}\n"
-    return ("import zipfile\n\n"
-            "import torch\n"
-            "from peft import PeftModel\n"
-            "from transformers import AutoModel, AutoTokenizer\n\n" + _download_lines(ctx) +
-            "zipfile.ZipFile(package.path).extractall(\"adapter\")  # adapter_config.json + adapter_model.safetensors\n"
-            + base_line +
-            "tokenizer = AutoTokenizer.from_pretrained(base_path)\n"
-            "model = PeftModel.from_pretrained(AutoModel.from_pretrained(base_path), \"adapter\").eval()\n\n"
-            "texts = [\"Shares in the company rose after strong results.\", \"The striker scored twice.\"]\n"
-            "batch = tokenizer(texts, padding=True, truncation=True, return_tensors=\"pt\")\n"
-            "with torch.no_grad():\n"
-            "    hidden = model(**batch).last_hidden_state\n"
-            "mask = batch[\"attention_mask\"].unsqueeze(-1)\n"
-            "embeddings = (hidden * mask).sum(1) / mask.sum(1)  # mean pooling, as the market embeds texts\n"
-            "print(embeddings.shape)\n")
+        base_line = (
+            f"\nbase_path = {hub!r}  # the registered base model "
+            f"{ctx.base_model_name or ctx.base_model_key}\n"
+        )
+    return (
+        "import zipfile\n\n"
+        "import torch\n"
+        "from peft import PeftModel\n"
+        "from transformers import AutoModel, AutoTokenizer\n\n"
+        + _download_lines(ctx)
+        + 'zipfile.ZipFile(package.path).extractall("adapter")  # adapter_config.json + '
+        "adapter_model.safetensors\n" + base_line + "tokenizer = AutoTokenizer.from_pretrained(base_path)\n"
+        'model = PeftModel.from_pretrained(AutoModel.from_pretrained(base_path), "adapter").eval()\n\n'
+        'texts = ["Shares in the company rose after strong results.", "The striker scored twice."]\n'
+        'batch = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")\n'
+        "with torch.no_grad():\n"
+        "    hidden = model(**batch).last_hidden_state\n"
+        'mask = batch["attention_mask"].unsqueeze(-1)\n'
+        "embeddings = (hidden * mask).sum(1) / mask.sum(1)  # mean pooling, as the market embeds texts\n"
+        "print(embeddings.shape)\n"
+    )
+
+
+def python_base_model(ctx: UsageContext) -> str:
+    """A published base model: the Hugging Face folder under model/, loaded without remote code."""
+    cls = ctx.manifest.get("pooling") == "cls"
+    pooled = (
+        "embeddings = hidden[:, 0]  # cls pooling, as declared in its manifest\n"
+        if cls
+        else 'mask = batch["attention_mask"].unsqueeze(-1)\n'
+        "embeddings = (hidden * mask).sum(1) / mask.sum(1)  # mean pooling, as declared in its manifest\n"
+    )
+    return (
+        "import zipfile\n\n"
+        "import torch\n"
+        "from transformers import AutoModel, AutoTokenizer\n\n"
+        + _download_lines(ctx)
+        + 'zipfile.ZipFile(package.path).extractall("base")  # base/model/: config, safetensors, tokenizer\n'
+        # local_files_only: "base/model" is also a valid Hub id, so a missing folder must fail, not download.
+        'tokenizer = AutoTokenizer.from_pretrained("base/model", local_files_only=True)\n'
+        "model = AutoModel.from_pretrained(\n"
+        '    "base/model", local_files_only=True, use_safetensors=True, trust_remote_code=False\n'
+        ")\n"
+        "model = model.eval()\n\n"
+        'texts = ["Shares in the company rose after strong results.", "The striker scored twice."]\n'
+        'batch = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")\n'
+        "with torch.no_grad():\n"
+        "    hidden = model(**batch).last_hidden_state\n" + pooled + "print(embeddings.shape)\n"
+    )
 
 
 PythonBuilder = Callable[[UsageContext], str]
-PYTHON_BY_KIND: dict[str, PythonBuilder] = {"adapter": python_adapter}
-PYTHON_BY_MODALITY: dict[str, PythonBuilder] = {"table": python_table, "image": python_image, "text": python_text}
+PYTHON_BY_KIND: dict[str, PythonBuilder] = {"adapter": python_adapter, "base_model": python_base_model}
+PYTHON_BY_MODALITY: dict[str, PythonBuilder] = {
+    "table": python_table,
+    "image": python_image,
+    "text": python_text,
+}
 
 
 def python_onnx(ctx: UsageContext) -> str:
     """The modality's snippet: the client runs model.onnx with ONNX Runtime, which is an extra."""
-    return ("# model.onnx runs with ONNX Runtime (pip install './client[onnx]'), or in any ONNX Runtime binding\n"
-            + PYTHON_BY_MODALITY.get(ctx.modality, python_table)(ctx))
+    return (
+        "# model.onnx runs with ONNX Runtime (pip install './client[onnx]'), or in any ONNX Runtime binding\n"
+        + PYTHON_BY_MODALITY.get(ctx.modality, python_table)(ctx)
+    )
 
 
-PYTHON_BY_FORMAT: dict[str, PythonBuilder] = {"onnx": python_onnx}  # artifact format -> builder (takes precedence)
+PYTHON_BY_FORMAT: dict[str, PythonBuilder] = {
+    "onnx": python_onnx
+}  # artifact format -> builder (takes precedence)
 
 
 def python_snippet(ctx: UsageContext) -> str:
-    builder = (PYTHON_BY_FORMAT.get(ctx.artifact_format) or PYTHON_BY_KIND.get(ctx.kind)
-               or PYTHON_BY_MODALITY.get(ctx.modality, python_table))
+    builder = (
+        PYTHON_BY_FORMAT.get(ctx.artifact_format)
+        or PYTHON_BY_KIND.get(ctx.kind)
+        or PYTHON_BY_MODALITY.get(ctx.modality, python_table)
+    )
     return builder(ctx)
 
 
 def cli_snippet(ctx: UsageContext) -> str:
-    lines = ["pip install ./client  # the lwm command (from this repository's client/ folder)",
-             f"export LWM_URL={shlex.quote(ctx.site_url)}  # and LWM_TOKEN=... for a private learnware",
-             f"lwm download {ctx.learnware_id} --version {ctx.number} -o .  # prints the verified sha256"]
+    lines = [
+        "pip install ./client  # the lwm command (from this repository's client/ folder)",
+        f"export LWM_URL={shlex.quote(ctx.site_url)}  # and LWM_TOKEN=... for a private learnware",
+        f"lwm download {ctx.learnware_id} --version {ctx.number} -o .  # prints the verified sha256",
+    ]
     if ctx.kind == "adapter":
         lines.append(f"unzip {ctx.zip_name} -d adapter  # then load it with PEFT (Python tab)")
+    elif ctx.kind == "base_model":
+        lines.append(f"unzip {ctx.zip_name} -d base  # base/model/ loads with transformers (Python tab)")
     elif ctx.modality == "image":
         c, h, w = (ctx.shape + [1, 1, 1])[:3]
-        lines.append(f"lwm predict {ctx.zip_name} ./images/  # a folder of PNG/JPEG, read as {c}×{h}×{w} in [0, 1]")
+        lines.append(
+            f"lwm predict {ctx.zip_name} ./images/  # a folder of PNG/JPEG, read as {c}×{h}×{w} in [0, 1]"
+        )
     elif ctx.modality == "text":
-        lines.append(f"lwm predict {ctx.zip_name} texts.txt  # one raw text per line (or JSONL with a \"text\" field)")
+        lines.append(
+            f'lwm predict {ctx.zip_name} texts.txt  # one raw text per line (or JSONL with a "text" field)'
+        )
     else:
         header = ",".join(ctx.columns[:8]) + (",..." if len(ctx.columns) > 8 else "")
         lines.append(f"lwm predict {ctx.zip_name} data.csv  # a CSV whose header is {header}")
@@ -178,12 +242,17 @@ def cli_snippet(ctx: UsageContext) -> str:
 
 def curl_snippet(ctx: UsageContext) -> str:
     url = f"{ctx.site_url}/api/v1/learnwares/{ctx.learnware_id}/versions/{ctx.number}/download"
-    return (f"curl -fLo {ctx.zip_name} {shlex.quote(url)}  # add -H \"Authorization: Bearer $LWM_TOKEN\" if private\n"
-            f"echo \"{ctx.sha256}  {ctx.zip_name}\" | sha256sum -c\n")
+    return (
+        f'curl -fLo {ctx.zip_name} {shlex.quote(url)}  # add -H "Authorization: Bearer $LWM_TOKEN" if '
+        "private\n"
+        f'echo "{ctx.sha256}  {ctx.zip_name}" | sha256sum -c\n'
+    )
 
 
 def usage_tabs(ctx: UsageContext) -> list[UsageTab]:
     """The panel's tabs, Python first (what most users copy)."""
-    return [UsageTab("python", "Python client", python_snippet(ctx)),
-            UsageTab("cli", "CLI", cli_snippet(ctx)),
-            UsageTab("curl", "curl", curl_snippet(ctx))]
+    return [
+        UsageTab("python", "Python client", python_snippet(ctx)),
+        UsageTab("cli", "CLI", cli_snippet(ctx)),
+        UsageTab("curl", "curl", curl_snippet(ctx)),
+    ]

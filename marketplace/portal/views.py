@@ -15,7 +15,9 @@ SHOWN = 6
 
 def home(request: HttpRequest) -> HttpResponse:
     """What the market does, live counts, the newest and most reused learnwares, a search box."""
-    versions = eligible_versions(user=request.user).select_related("learnware", "learnware__owner", "learnware__base_model")
+    versions = eligible_versions(user=request.user).select_related(
+        "learnware", "learnware__owner", "learnware__base_model"
+    )
     counts = {
         "learnwares": versions.count(),
         "spaces": FeatureSpace.objects.filter(specifications__version__in=versions).distinct().count(),
@@ -24,7 +26,8 @@ def home(request: HttpRequest) -> HttpResponse:
     newest = versions.order_by(F("published_at").desc(nulls_last=True), "-id")[:SHOWN]
     # Reuse in a task first, then plain downloads: both are someone using the learnware.
     reused = versions.filter(Q(learnware__reuse_count__gt=0) | Q(learnware__download_count__gt=0)).order_by(
-        "-learnware__reuse_count", "-learnware__download_count", "-id")[:SHOWN]
+        "-learnware__reuse_count", "-learnware__download_count", "-id"
+    )[:SHOWN]
     return render(request, "portal/home.html", {"counts": counts, "newest": newest, "reused": reused})
 
 
@@ -37,11 +40,21 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
 
 
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return _error(request, 403, "Forbidden", "You are not allowed to do that. A form may also have expired: reload it and try again.")
+    return _error(
+        request,
+        403,
+        "Forbidden",
+        "You are not allowed to do that. A form may also have expired: reload it and try again.",
+    )
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
-    return _error(request, 403, "Forbidden", "The form expired or came from another site. Reload the page and try again.")
+    return _error(
+        request,
+        403,
+        "Forbidden",
+        "The form expired or came from another site. Reload the page and try again.",
+    )
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
@@ -49,8 +62,12 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
 
 
 def method_not_allowed(request: HttpRequest) -> HttpResponse:
-    return _error(request, 405, "Method not allowed",
-                  "This address only accepts a form's submission. Use the page's button instead of opening the link.")
+    return _error(
+        request,
+        405,
+        "Method not allowed",
+        "This address only accepts a form's submission. Use the page's button instead of opening the link.",
+    )
 
 
 def server_error(request: HttpRequest) -> HttpResponse:

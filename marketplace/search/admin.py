@@ -5,9 +5,23 @@ from marketplace.search.models import IndexChange, IndexState
 
 @admin.register(IndexState)
 class IndexStateAdmin(admin.ModelAdmin):
-    list_display = ("key", "generation", "snapshot_generation", "rebuilt_generation", "pruned_generation", "updated_at")
-    readonly_fields = ("key", "generation", "snapshot_generation", "rebuilt_generation", "pruned_generation",
-                       "snapshot_name", "updated_at")
+    list_display = (
+        "key",
+        "generation",
+        "snapshot_generation",
+        "rebuilt_generation",
+        "pruned_generation",
+        "updated_at",
+    )
+    readonly_fields = (
+        "key",
+        "generation",
+        "snapshot_generation",
+        "rebuilt_generation",
+        "pruned_generation",
+        "snapshot_name",
+        "updated_at",
+    )
 
 
 @admin.register(IndexChange)

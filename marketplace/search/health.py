@@ -17,8 +17,16 @@ def index_status() -> dict[str, Any]:
     folder = settings.LWM_INDEX_DIR
     os.makedirs(folder, exist_ok=True)
     indexes = {
-        s.key: {"generation": s.generation, "snapshot_generation": s.snapshot_generation,
-                "loaded_generation": getattr(_CACHE.get(s.key), "generation", None)}
+        s.key: {
+            "generation": s.generation,
+            "snapshot_generation": s.snapshot_generation,
+            "loaded_generation": getattr(_CACHE.get(s.key), "generation", None),
+        }
         for s in IndexState.objects.all()[:100]
     }
-    return {"ok": os.access(folder, os.W_OK), "faiss": faiss.__version__, "folder": str(folder), "indexes": indexes}
+    return {
+        "ok": os.access(folder, os.W_OK),
+        "faiss": faiss.__version__,
+        "folder": str(folder),
+        "indexes": indexes,
+    }

@@ -44,7 +44,9 @@ class IndexChange(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["key", "generation"], name="unique_index_change_generation")]
+        constraints = [
+            models.UniqueConstraint(fields=["key", "generation"], name="unique_index_change_generation")
+        ]
 
     def __str__(self) -> str:
         return f"{self.key}@{self.generation}: v{self.version_id}"

@@ -9,7 +9,7 @@ lives in RAM (~100 B per spec). ``gather`` reads the k' candidates' records with
 ``os.pread`` straight into one buffer, sorted by offset and split over a small thread pool
 (``pread`` releases the GIL); never fancy indexing on a memmap, which faults page by page.
 
-The API and the decoded values are those of ``index.RerankStore`` (same quantisation), so
+The API and the decoded values are those of ``ram_store.RerankStore`` (same quantisation), so
 the two are interchangeable and snapshots are the same bytes either way.
 """
 
@@ -23,6 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
+from marketplace.search.index_format import SNAPSHOT_ROWS
 
 READ_THREADS = 4  # enough to overlap a local SSD's latency; the work per record is a memcpy
 _POOL: ThreadPoolExecutor | None = None
@@ -48,8 +50,16 @@ def _pool() -> ThreadPoolExecutor:
 def record_dtype(d: int, K: int, dtype: str) -> np.dtype:
     """One spec's record: id, self-term, beta (K,), per-column grid lo/step (d,), Z codes (K, d)."""
     code = np.uint8 if dtype == "int8" else np.float16
-    return np.dtype([("ids", "<i8"), ("st", "<f8"), ("beta", "<f4", (K,)), ("lo", "<f4", (d,)),
-                     ("scale", "<f4", (d,)), ("Z", code, (K, d))])
+    return np.dtype(
+        [
+            ("ids", "<i8"),
+            ("st", "<f8"),
+            ("beta", "<f4", (K,)),
+            ("lo", "<f4", (d,)),
+            ("scale", "<f4", (d,)),
+            ("Z", code, (K, d)),
+        ]
+    )
 
 
 class DiskRerankStore:
@@ -99,7 +109,7 @@ class DiskRerankStore:
 
     def _read_into(self, out: np.ndarray, slots: np.ndarray) -> None:
         """Fill ``out[i]`` with record ``slots[i]`` (slots ascending for sequential-ish I/O)."""
-        size, view = self._rec.itemsize, memoryview(out.view(np.uint8).reshape(-1))
+        size, view = self._rec.itemsize, out.view(np.uint8).reshape(-1).data
         for i, slot in enumerate(slots.tolist()):
             buf, offset = view[i * size : (i + 1) * size], slot * size
             got = os.preadv(self.fd, [buf], offset)
@@ -114,7 +124,11 @@ class DiskRerankStore:
         if len(parts) == 1:
             self._read_into(buf, sorted_slots)
         else:
-            jobs = [_pool().submit(self._read_into, buf[p[0] : p[-1] + 1], sorted_slots[p]) for p in parts if p.size]
+            jobs = [
+                _pool().submit(self._read_into, buf[p[0] : p[-1] + 1], sorted_slots[p])
+                for p in parts
+                if p.size
+            ]
             for job in jobs:
                 job.result()
         out = np.empty_like(buf)
@@ -149,7 +163,9 @@ class DiskRerankStore:
         if self.n:
             self._write(0, new)
 
-    def put(self, ids: np.ndarray, Zs: list[np.ndarray], betas: list[np.ndarray], self_terms: np.ndarray) -> None:
+    def put(
+        self, ids: np.ndarray, Zs: list[np.ndarray], betas: list[np.ndarray], self_terms: np.ndarray
+    ) -> None:
         """Insert or replace specs; ``Zs[i]`` is (K_i, d), ``betas[i]`` (K_i,)."""
         with self._io:
             need_K = max([self.K, *(z.shape[0] for z in Zs)])
@@ -164,7 +180,9 @@ class DiskRerankStore:
                     r, self.n = self.n, self.n + 1
                     self.row[ident] = r
                 slots[i] = r
-                records[i] = self._encode(ident, np.asarray(Zs[i], dtype=np.float64), betas[i], float(self_terms[i]))
+                records[i] = self._encode(
+                    ident, np.asarray(Zs[i], dtype=np.float64), betas[i], float(self_terms[i])
+                )
             # appends are one contiguous run: one write; replacements go one by one
             runs = np.flatnonzero(np.diff(slots) != 1) + 1
             for part_slots, part in zip(np.split(slots, runs), np.split(records, runs), strict=True):
@@ -190,7 +208,7 @@ class DiskRerankStore:
         with self._io:
             slots = np.fromiter((self.row[int(i)] for i in ids), dtype=np.int64, count=len(ids))
             recs = self._read(slots)
-        Zs = recs["Z"].astype(dtype)
+        Zs: np.ndarray = recs["Z"].astype(dtype)
         if self.dtype == "int8":
             Zs *= recs["scale"].astype(dtype)[:, None, :]
             Zs += recs["lo"].astype(dtype)[:, None, :]  # padded points decode to lo but carry weight 0
@@ -206,7 +224,7 @@ class DiskRerankStore:
             recs = self._read(np.arange(self.n)) if self.n else np.empty(0, dtype=self._rec)
         return {name: np.ascontiguousarray(recs[name]) for name in ("ids", "Z", "lo", "scale", "beta", "st")}
 
-    def iter_records(self, rows: int = 4096) -> Iterator[np.ndarray]:
+    def iter_records(self, rows: int = SNAPSHOT_ROWS) -> Iterator[np.ndarray]:
         """Every record in slot order, ``rows`` at a time (one ``pread`` each; for streamed snapshots).
 
         The caller keeps the store unchanged meanwhile (``store.py`` holds its lock).
@@ -214,7 +232,7 @@ class DiskRerankStore:
         size = self._rec.itemsize
         for lo in range(0, self.n, rows):
             buf = np.empty(min(rows, self.n - lo), dtype=self._rec)
-            view, got = memoryview(buf.view(np.uint8).reshape(-1)), 0
+            view, got = buf.view(np.uint8).reshape(-1).data, 0
             while got < buf.nbytes:
                 done = os.preadv(self.fd, [view[got:]], lo * size + got)
                 if done <= 0:
@@ -223,7 +241,9 @@ class DiskRerankStore:
             yield buf
 
     @classmethod
-    def from_records(cls, d: int, dtype: str, K: int, chunks: Iterable[np.ndarray], directory: str | Path = ".") -> DiskRerankStore:
+    def from_records(
+        cls, d: int, dtype: str, K: int, chunks: Iterable[np.ndarray], directory: str | Path = "."
+    ) -> DiskRerankStore:
         """A store filled from ``record_dtype(d, K, dtype)`` chunks in slot order (a streamed snapshot)."""
         store = cls(d, dtype, directory, K=K)
         for part in chunks:
@@ -237,8 +257,14 @@ class DiskRerankStore:
         return store
 
     @classmethod
-    def from_arrays(cls, d: int, dtype: str, arrays: dict[str, np.ndarray], directory: str | Path = ".",
-                    chunk: int = 10_000) -> DiskRerankStore:
+    def from_arrays(
+        cls,
+        d: int,
+        dtype: str,
+        arrays: dict[str, np.ndarray],
+        directory: str | Path = ".",
+        chunk: int = 10_000,
+    ) -> DiskRerankStore:
         n, K = arrays["Z"].shape[:2]
         store = cls(d, dtype, directory, K=max(K, 1))
         for start in range(0, n, chunk):  # bounded temporary memory for a large snapshot

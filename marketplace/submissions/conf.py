@@ -46,6 +46,9 @@ def image_zip_limits() -> Any:
     """Zip limits of an image upload: the package validator's, with the submission's size and count caps."""
     from specs.packaging.zipsafe import ZipLimits
 
-    return ZipLimits(max_bytes=max_bytes(), max_files=max_images() + 1,  # + labels.csv
-                     max_total_uncompressed=int(settings.LWM_PACKAGE_MAX_UNCOMPRESSED),
-                     max_ratio=float(settings.LWM_PACKAGE_MAX_RATIO))
+    return ZipLimits(
+        max_bytes=max_bytes(),
+        max_files=max_images() + 1,  # + labels.csv
+        max_total_uncompressed=int(settings.LWM_PACKAGE_MAX_UNCOMPRESSED),
+        max_ratio=float(settings.LWM_PACKAGE_MAX_RATIO),
+    )

@@ -30,7 +30,9 @@ class Submission(TimeStampedModel):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="submissions")
     name = models.CharField(max_length=200, blank=True)
-    job = models.OneToOneField("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="submission")
+    job = models.OneToOneField(
+        "jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="submission"
+    )
     modality = models.CharField(max_length=10, choices=Modality.choices, default=Modality.TABLE)
     task = models.CharField(max_length=20, choices=Task.choices, default=Task.CLASSIFICATION)
     feature_space = models.ForeignKey(

@@ -21,13 +21,16 @@ from marketplace.jobs.services import job_cancel, job_create, job_enqueue
 from marketplace.learnwares.services.counters import learnwares_reused
 from marketplace.submissions import conf
 from marketplace.submissions.choices import STAGES, DataFormat
-from marketplace.submissions.data import IMAGES
+from marketplace.submissions.image_data import IMAGES
 from marketplace.submissions.models import Submission
 
 logger = logging.getLogger(__name__)
 
 TASK_NAME = "submissions.run"
-_SUFFIXES = {DataFormat.RKME: "json", IMAGES: "zip"}  # stored file suffix of a data format, where they differ
+_SUFFIXES: dict[str, str] = {
+    DataFormat.RKME: "json",
+    IMAGES: "zip",
+}  # stored file suffix of a data format, where they differ
 JOB_KIND = "submission"
 
 
@@ -90,10 +93,14 @@ def submission_create(
     """
     if data_format == DataFormat.RKME:
         if not rkme_json:
-            raise ValidationFailed("rkme: the RKME JSON is required with data_format 'rkme'", code="submission:user:missing-data")
+            raise ValidationFailed(
+                "rkme: the RKME JSON is required with data_format 'rkme'", code="submission:user:missing-data"
+            )
         data = ContentFile(rkme_json.encode(), name="rkme.json")
     if data is None:
-        raise ValidationFailed("data: a data file or an RKME is required", code="submission:user:missing-data")
+        raise ValidationFailed(
+            "data: a data file or an RKME is required", code="submission:user:missing-data"
+        )
     data_sha, data_size = _sha256_and_size(data)
     _check_size(data_size, "data")
     labelled_sha, labelled_size = _sha256_and_size(labelled) if labelled is not None else ("", 0)
@@ -102,14 +109,24 @@ def submission_create(
         _check_active_limit(owner)
         job = job_create(kind=JOB_KIND, owner=owner, stage="queued", message="waiting for a worker")
         submission = Submission.objects.create(
-            owner=owner, name=name, job=job, modality=modality, task=task, requirements=requirements or {},
-            data_format=data_format, data_sha256=data_sha, data_size=data_size,
+            owner=owner,
+            name=name,
+            job=job,
+            modality=modality,
+            task=task,
+            requirements=requirements or {},
+            data_format=data_format,
+            data_sha256=data_sha,
+            data_size=data_size,
             labelled_format=labelled_format if labelled is not None else "",
-            labelled_sha256=labelled_sha, labelled_size=labelled_size,
+            labelled_sha256=labelled_sha,
+            labelled_size=labelled_size,
         )
         submission.data_file.save(f"data.{_SUFFIXES.get(data_format, data_format)}", data, save=False)
         if labelled is not None:
-            submission.labelled_file.save(f"labelled.{_SUFFIXES.get(labelled_format, labelled_format)}", labelled, save=False)
+            submission.labelled_file.save(
+                f"labelled.{_SUFFIXES.get(labelled_format, labelled_format)}", labelled, save=False
+            )
         submission.save(update_fields=["data_file", "labelled_file", "updated_at"])
         job_enqueue(job=job, task_name=TASK_NAME, args=[str(submission.id)], queue="compute")
     return submission
@@ -148,7 +165,9 @@ def submission_feature_space_set(*, submission_id: Any, feature_space: Any) -> N
     Submission.objects.filter(id=submission_id).update(feature_space=feature_space, updated_at=timezone.now())
 
 
-def submission_package_save(*, submission_id: Any, content: bytes, filename: str = "package.zip") -> Submission:
+def submission_package_save(
+    *, submission_id: Any, content: bytes, filename: str = "package.zip"
+) -> Submission:
     """Store the assembled package (idempotent: the same bytes are not written twice)."""
     sha = hashlib.sha256(content).hexdigest()
     with transaction.atomic():

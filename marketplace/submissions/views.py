@@ -27,7 +27,12 @@ from marketplace.submissions.models import Submission
 from marketplace.submissions.selectors import submission_get
 from marketplace.submissions.services import submission_cancel, submission_create
 
-_FORMATS = {".csv": DataFormat.CSV, ".npz": DataFormat.NPZ, ".json": DataFormat.RKME, ".zip": DataFormat.IMAGES}
+_FORMATS = {
+    ".csv": DataFormat.CSV,
+    ".npz": DataFormat.NPZ,
+    ".json": DataFormat.RKME,
+    ".zip": DataFormat.IMAGES,
+}
 
 
 def _format(name: str) -> str:
@@ -44,17 +49,24 @@ def _own(request: HttpRequest, submission_id: Any) -> Submission:
 @login_required
 @limited_upload(lambda: 2 * conf.max_bytes())  # the data file and the labelled sample
 def submission_new(request: HttpRequest) -> HttpResponse:
-    form = SubmissionForm(request.POST or None, request.FILES or None)
+    # "New task with these renames" on a task refused for missing columns fills "Rename columns".
+    initial = {"column_map": request.GET.get("column_map", "")}
+    form = SubmissionForm(request.POST or None, request.FILES or None, initial=initial)
     error = None
     if request.method == "POST" and form.is_valid():
         data, labelled = form.cleaned_data["data"], form.cleaned_data.get("labelled")
         fmt = _format(data.name)
         try:
             submission = submission_create(
-                owner=request.user, data_format=fmt, data=None if fmt == DataFormat.RKME else data,
+                owner=request.user,
+                data_format=fmt,
+                data=None if fmt == DataFormat.RKME else data,
                 rkme_json=data.read().decode("utf-8", errors="replace") if fmt == DataFormat.RKME else None,
-                labelled=labelled, labelled_format=_format(labelled.name) if labelled else "",
-                requirements=form.requirements(), task=form.cleaned_data["task"], name=form.cleaned_data["name"],
+                labelled=labelled,
+                labelled_format=_format(labelled.name) if labelled else "",
+                requirements=form.requirements(),
+                task=form.cleaned_data["task"],
+                name=form.cleaned_data["name"],
                 modality=form.cleaned_data["modality"],
             )
         except ApplicationError as exc:
@@ -72,10 +84,19 @@ def _stages(submission: Submission) -> list[dict[str, Any]]:
     out = []
     for stage in STAGES:
         result = submission.stage_result(stage)
-        state = "done" if result is not None else ("failed" if failed and stage == current else
-                                                   "active" if stage == current else "waiting")
-        out.append({"key": stage, "label": Stage(stage).label, "state": state,
-                    "seconds": result.get("seconds") if result else None})
+        state = (
+            "done"
+            if result is not None
+            else ("failed" if failed and stage == current else "active" if stage == current else "waiting")
+        )
+        out.append(
+            {
+                "key": stage,
+                "label": Stage(stage).label,
+                "state": state,
+                "seconds": result.get("seconds") if result else None,
+            }
+        )
     return out
 
 
@@ -88,9 +109,15 @@ def _methods_chart(evaluation: dict[str, Any]) -> Any:
     metric = evaluation.get("metric")
     if not evaluation.get("labelled") or not metric:
         return None
-    bars = [Bar(AssemblyMethod(name).label if name in AssemblyMethod.values else name, scores.get(metric),
-                "chosen" if name == evaluation.get("chosen") else "default")
-            for name, scores in evaluation.get("methods", {}).items() if _finite(scores.get(metric))]
+    bars = [
+        Bar(
+            AssemblyMethod(name).label if name in AssemblyMethod.values else name,
+            scores.get(metric),
+            "chosen" if name == evaluation.get("chosen") else "default",
+        )
+        for name, scores in evaluation.get("methods", {}).items()
+        if _finite(scores.get(metric))
+    ]
     single = evaluation["baselines"]["best_single"]
     if _finite(single.get("score")):
         bars.append(Bar(f"Baseline: best single ({single.get('name', '')})", single["score"], "baseline"))
@@ -118,26 +145,53 @@ def _score_names(rank: dict[str, Any] | None) -> list[str]:
     return names
 
 
-def _winner_action(request: HttpRequest, submission: Submission, outcome: Outcome | None) -> dict[str, str] | None:
+def _winner_action(
+    request: HttpRequest, submission: Submission, outcome: Outcome | None
+) -> dict[str, str] | None:
     """The primary action: download what won on the held-out rows (None before a package exists)."""
     package_url = reverse("submission-package", args=[submission.id]) if submission.package else ""
     if outcome is not None and outcome.kind == "best_single":
         single = outcome.best_single
         version = None
         if single.get("version_id"):
-            version = (LearnwareVersion.objects.filter(id=single["version_id"], status=VersionStatus.PUBLISHED,
-                                                       learnware__in=Learnware.objects.visible_to(request.user))
-                       .select_related("learnware").first())
+            version = (
+                LearnwareVersion.objects.filter(
+                    id=single["version_id"],
+                    status=VersionStatus.PUBLISHED,
+                    learnware__in=Learnware.objects.visible_to(request.user),
+                )
+                .select_related("learnware")
+                .first()
+            )
         if version is not None:
-            return {"url": reverse("learnware-download", args=[version.learnware_id, version.number]),
-                    "label": f"Download the winner: {version.learnware.name} v{version.number}",
-                    "page": reverse("learnware-page", args=[version.learnware_id])}
+            return {
+                "url": reverse("learnware-download", args=[version.learnware_id, version.number]),
+                "label": f"Download the winner: {version.learnware.name} v{version.number}",
+                "page": reverse("learnware-page", args=[version.learnware_id]),
+            }
     if not package_url:
         return None
     if outcome is not None and outcome.kind == "from_scratch":
-        return {"url": package_url, "label": f"Download the winner: the from-scratch model ({outcome.name})", "page": ""}
-    return {"url": package_url, "label": "Download the assembly" if outcome is None else "Download the winner: the assembly",
-            "page": ""}
+        return {
+            "url": package_url,
+            "label": f"Download the winner: the from-scratch model ({outcome.name})",
+            "page": "",
+        }
+    return {
+        "url": package_url,
+        "label": "Download the assembly" if outcome is None else "Download the winner: the assembly",
+        "page": "",
+    }
+
+
+def _imputed_rows(columns: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """One row a column the user lacked: its method (per column since labelled rows may teach some)."""
+    imputed = (columns or {}).get("imputed")
+    if not imputed:
+        return []
+    return imputed.get("per_column") or [
+        {"column": c, "method": imputed["method"]} for c in imputed["columns"]
+    ]
 
 
 @login_required
@@ -148,10 +202,21 @@ def submission_detail(request: HttpRequest, submission_id: Any) -> HttpResponse:
     evaluation = results.get("evaluate")
     outcome = task_outcome(evaluation)
     context = {
-        "outcome": outcome, "winner_action": _winner_action(request, submission, outcome),
-        "submission": submission, "job": job, "stages": _stages(submission), "results": results,
-        "identify": results.get("identify"), "rank": results.get("rank"), "assemble": results.get("assemble"),
-        "evaluation": evaluation, "package": results.get("package"), "score_names": _score_names(results.get("rank")),
+        "outcome": outcome,
+        "winner_action": _winner_action(request, submission, outcome),
+        "submission": submission,
+        "job": job,
+        "stages": _stages(submission),
+        "results": results,
+        "identify": results.get("identify"),
+        "columns": (results.get("spec") or {}).get("columns"),
+        "imputed_rows": _imputed_rows((results.get("spec") or {}).get("columns")),
+        "imputation_cost": (evaluation or {}).get("imputation_cost"),
+        "rank": results.get("rank"),
+        "assemble": results.get("assemble"),
+        "evaluation": evaluation,
+        "package": results.get("package"),
+        "score_names": _score_names(results.get("rank")),
         "methods_chart": _methods_chart(evaluation) if evaluation else None,
         "mixture_chart": _mixture_chart(results.get("identify")),
         "job_api": reverse("job-detail", args=[job.id]) if job and not job.is_terminal else "",

@@ -41,8 +41,9 @@ def arrow_prototypes(adapters: Sequence[LoRAAdapter]) -> dict[str, np.ndarray]:
     }
 
 
-def arrow_routing_weights(prototypes: np.ndarray, hidden: Any, *, top_k: int = 1,
-                          temperature: float = 1.0) -> np.ndarray:
+def arrow_routing_weights(
+    prototypes: np.ndarray, hidden: Any, *, top_k: int = 1, temperature: float = 1.0
+) -> np.ndarray:
     """Routing weights of tokens over adapters.
 
     Parameters
@@ -114,8 +115,9 @@ class ArrowRouter(Assembly):
 
     def routing_weights(self, module: str, hidden: Any) -> np.ndarray:
         """Weights (..., m) of tokens ``hidden`` (..., in) at ``module``."""
-        return arrow_routing_weights(self._module(module), hidden, top_k=self.top_k,
-                                     temperature=self.temperature)
+        return arrow_routing_weights(
+            self._module(module), hidden, top_k=self.top_k, temperature=self.temperature
+        )
 
     def forward(self, module: str, hidden: Any) -> np.ndarray:
         """Routed adapter output ``sum_i w_i(h) s_i B_i A_i h``, shape (..., out).
@@ -131,11 +133,17 @@ class ArrowRouter(Assembly):
         return np.asarray(out)
 
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        header = {"top_k": self.top_k, "temperature": self.temperature,
-                  "base_model": self.adapters_[0].base_model,
-                  "scaling": [dict(a.scaling) for a in self.adapters_]}
-        arrays = {f"{i}/{key}": value for i, a in enumerate(self.adapters_)
-                  for key, value in a.to_state_dict_raw().items()}
+        header = {
+            "top_k": self.top_k,
+            "temperature": self.temperature,
+            "base_model": self.adapters_[0].base_model,
+            "scaling": [dict(a.scaling) for a in self.adapters_],
+        }
+        arrays = {
+            f"{i}/{key}": value
+            for i, a in enumerate(self.adapters_)
+            for key, value in a.to_state_dict_raw().items()
+        }
         return header, arrays
 
     @classmethod

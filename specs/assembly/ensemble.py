@@ -25,13 +25,16 @@ def member_losses(outputs: Sequence[np.ndarray], y: Any, task: str, n_classes: i
         codes = np.asarray(y).astype(np.int64).reshape(-1)
         if codes.min() < 0 or codes.max() >= n_classes:
             raise InvalidParameterError(f"y must hold class indices in [0, {n_classes})")
-        return np.stack([
-            1.0 - as_probabilities(o, n_classes, f"members[{i}]")[np.arange(codes.shape[0]), codes]
-            for i, o in enumerate(outputs)
-        ])
+        return np.stack(
+            [
+                1.0 - as_probabilities(o, n_classes, f"members[{i}]")[np.arange(codes.shape[0]), codes]
+                for i, o in enumerate(outputs)
+            ]
+        )
     target = as_regression(as_array(y, "y"), "y")
-    return np.stack([((as_regression(o, f"members[{i}]") - target) ** 2).sum(axis=1)
-                     for i, o in enumerate(outputs)])
+    return np.stack(
+        [((as_regression(o, f"members[{i}]") - target) ** 2).sum(axis=1) for i, o in enumerate(outputs)]
+    )
 
 
 class _OutputCombiner(Assembly):
@@ -51,8 +54,9 @@ class _OutputCombiner(Assembly):
     def _combine(self, outputs: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
         if self.task == "classification":
             assert self.n_classes is not None
-            stack = np.stack([as_probabilities(o, self.n_classes, f"members[{i}]")
-                              for i, o in enumerate(outputs)])
+            stack = np.stack(
+                [as_probabilities(o, self.n_classes, f"members[{i}]") for i, o in enumerate(outputs)]
+            )
         else:
             stack = np.stack([as_regression(o, f"members[{i}]") for i, o in enumerate(outputs)])
         return np.tensordot(weights, stack, axes=1)
@@ -101,8 +105,9 @@ class WeightedEnsemble(_OutputCombiner):
             raise InvalidParameterError(f"n_classes must be >= 2 for classification, got {n_classes!r}")
         self.n_classes = n_classes
 
-    def fit(self, members: Sequence[Member], y: Any = None, *, weights: Any = None,
-            X: Any = None) -> WeightedEnsemble:
+    def fit(
+        self, members: Sequence[Member], y: Any = None, *, weights: Any = None, X: Any = None
+    ) -> WeightedEnsemble:
         """Set the weights.
 
         Parameters
@@ -167,8 +172,9 @@ class BestSingle(_OutputCombiner):
             raise InvalidParameterError(f"n_classes must be >= 2 for classification, got {n_classes!r}")
         self.n_classes = n_classes
 
-    def fit(self, members: Sequence[Member], y: Any = None, *, scores: Any = None,
-            X: Any = None) -> BestSingle:
+    def fit(
+        self, members: Sequence[Member], y: Any = None, *, scores: Any = None, X: Any = None
+    ) -> BestSingle:
         """Choose by mean loss on ``y`` or, without labels, by ``scores`` (m,), higher is better."""
         m = len(members)
         if scores is not None:

@@ -56,8 +56,9 @@ class LoRAAdapter:
     scaling: Mapping[str, float]
 
     @classmethod
-    def from_state_dict(cls, state_dict: Mapping[str, Any], *, base_model: str,
-                        lora_alpha: float, r: int | None = None) -> LoRAAdapter:
+    def from_state_dict(
+        cls, state_dict: Mapping[str, Any], *, base_model: str, lora_alpha: float, r: int | None = None
+    ) -> LoRAAdapter:
         """Build from PEFT keys; ``r`` defaults to each module's A rows (scaling alpha / r)."""
         modules = sorted({k[: -len(_A)] for k in state_dict if k.endswith(_A)})
         missing = [m for m in modules if m + _B not in state_dict]
@@ -86,8 +87,12 @@ class LoRAAdapter:
 
     def to_bytes(self) -> bytes:
         """Serialise (JSON header + arrays, no pickle)."""
-        header = {"format": FORMAT, "version": VERSION, "base_model": self.base_model,
-                  "scaling": dict(self.scaling)}
+        header = {
+            "format": FORMAT,
+            "version": VERSION,
+            "base_model": self.base_model,
+            "scaling": dict(self.scaling),
+        }
         return arrays_to_bytes(header, self.to_state_dict_raw())
 
     def to_state_dict_raw(self) -> dict[str, np.ndarray]:
@@ -157,8 +162,9 @@ def refactor(B: np.ndarray, A: np.ndarray, rank: int | None) -> tuple[np.ndarray
     return (root[:, None] * (Vt[:r] @ Qa.T)), ((Qb @ U[:, :r]) * root)
 
 
-def lora_weighted_sum(adapters: Sequence[LoRAAdapter], weights: Any = None, *,
-                      rank: int | None = None) -> LoRAAdapter:
+def lora_weighted_sum(
+    adapters: Sequence[LoRAAdapter], weights: Any = None, *, rank: int | None = None
+) -> LoRAAdapter:
     """``sum_i w_i dW_i`` per module.
 
     Parameters
@@ -184,12 +190,17 @@ def lora_weighted_sum(adapters: Sequence[LoRAAdapter], weights: Any = None, *,
 
 def lora_negate(adapter: LoRAAdapter) -> LoRAAdapter:
     """``-dW`` per module (unlearning what the adapter taught)."""
-    return LoRAAdapter(adapter.base_model,
-                       {m: (A, -B) for m, (A, B) in adapter.factors.items()}, dict(adapter.scaling))
+    return LoRAAdapter(
+        adapter.base_model, {m: (A, -B) for m, (A, B) in adapter.factors.items()}, dict(adapter.scaling)
+    )
 
 
-def ties_merge(deltas: Sequence[np.ndarray], weights: Any = None, *, density: float = 0.2,
-               ) -> np.ndarray:
+def ties_merge(
+    deltas: Sequence[np.ndarray],
+    weights: Any = None,
+    *,
+    density: float = 0.2,
+) -> np.ndarray:
     """TIES on dense task vectors of one module.
 
     Parameters
@@ -220,8 +231,9 @@ def ties_merge(deltas: Sequence[np.ndarray], weights: Any = None, *, density: fl
     return merged.reshape(stack.shape[1:])
 
 
-def lora_ties(adapters: Sequence[LoRAAdapter], weights: Any = None, *, density: float = 0.2,
-              rank: int | None = None) -> LoRAAdapter:
+def lora_ties(
+    adapters: Sequence[LoRAAdapter], weights: Any = None, *, density: float = 0.2, rank: int | None = None
+) -> LoRAAdapter:
     """TIES merge of the adapters' dW per module, returned as SVD factors.
 
     ``rank=None`` keeps the numerical rank of the merged dW, so ``delta_weights`` of the

@@ -20,7 +20,9 @@ def prune(assembly: Assembly, n_members: int) -> tuple[list[int], Assembly]:
     placeholders = [np.zeros(0)]  # fit(weights=/scores=) only counts the members
     if isinstance(assembly, BestSingle):
         kept = [int(assembly.best_)]
-        return kept, BestSingle(task=assembly.task, n_classes=assembly.n_classes).fit(placeholders, scores=np.ones(1))
+        return kept, BestSingle(task=assembly.task, n_classes=assembly.n_classes).fit(
+            placeholders, scores=np.ones(1)
+        )
     if isinstance(assembly, WeightedEnsemble):
         kept = [int(i) for i in np.flatnonzero(assembly.weights_ > 0)]
         model = WeightedEnsemble(task=assembly.task, n_classes=assembly.n_classes)
@@ -29,6 +31,6 @@ def prune(assembly: Assembly, n_members: int) -> tuple[list[int], Assembly]:
         kept = [int(i) for i in np.flatnonzero(assembly.weights_ > 0)]
         Zs = [assembly.Z_[assembly.owner_ == i] for i in kept]
         betas = [assembly.beta_[assembly.owner_ == i] for i in kept]
-        model = RKMEJobSelector(task=assembly.task, n_classes=assembly.n_classes)
-        return kept, model.fit(Zs, betas, assembly.gamma_, assembly.weights_[kept])
+        selector = RKMEJobSelector(task=assembly.task, n_classes=assembly.n_classes)
+        return kept, selector.fit(Zs, betas, assembly.gamma_, assembly.weights_[kept])
     return list(range(n_members)), assembly

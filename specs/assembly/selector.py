@@ -20,8 +20,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import scipy.optimize
-import scipy.special
 
 from specs.assembly._base import (
     Assembly,
@@ -39,6 +37,7 @@ from specs.exceptions import (
     InvalidParameterError,
 )
 from specs.kernels import squared_distances
+from specs.logistic import fit_softmax_regression
 
 
 class _Router(Assembly):
@@ -46,6 +45,7 @@ class _Router(Assembly):
 
     task: str
     n_classes: int | None
+    n_members_: int  # set by fit
 
     def route(self, X: Any) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -64,9 +64,11 @@ class _Router(Assembly):
             if not callable(members[i]) and len(members[i]) != Xa.shape[0]:
                 raise DimensionMismatchError(f"members[{i}] has {len(members[i])} rows, X {Xa.shape[0]}")
             (o,) = collect_outputs([members[i]], Xa, rows=rows)
-            o = (as_probabilities(o, self.n_classes, f"members[{i}]")
-                 if self.task == "classification" and self.n_classes is not None
-                 else as_regression(o, f"members[{i}]"))
+            o = (
+                as_probabilities(o, self.n_classes, f"members[{i}]")
+                if self.task == "classification" and self.n_classes is not None
+                else as_regression(o, f"members[{i}]")
+            )
             if out is None:
                 out = np.zeros((Xa.shape[0], o.shape[1]))
             out[rows] = o
@@ -114,8 +116,9 @@ class RKMEJobSelector(_Router):
         self.task = check_task(task)
         self.n_classes = n_classes
 
-    def fit(self, Zs: Sequence[Any], betas: Sequence[Any], gamma: float,
-            weights: Any = None) -> RKMEJobSelector:
+    def fit(
+        self, Zs: Sequence[Any], betas: Sequence[Any], gamma: float, weights: Any = None
+    ) -> RKMEJobSelector:
         """Store the members' RKMEs (Z_i (K_i, d), beta_i (K_i,)), shared gamma and weights (m,)."""
         if len(Zs) == 0 or len(Zs) != len(betas):
             raise DimensionMismatchError(f"got {len(Zs)} Z arrays and {len(betas)} beta arrays")
@@ -168,10 +171,13 @@ class RKMEJobSelector(_Router):
         return self.densities(X).argmax(axis=1)
 
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        header = {"task": self.task, "n_classes": self.n_classes, "gamma": self.gamma_,
-                  "n_members": self.n_members_}
-        return header, {"Z": self.Z_, "beta": self.beta_, "owner": self.owner_,
-                        "weights": self.weights_}
+        header = {
+            "task": self.task,
+            "n_classes": self.n_classes,
+            "gamma": self.gamma_,
+            "n_members": self.n_members_,
+        }
+        return header, {"Z": self.Z_, "beta": self.beta_, "owner": self.owner_, "weights": self.weights_}
 
     @classmethod
     def _from_state(cls, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> RKMEJobSelector:
@@ -190,7 +196,9 @@ class TrainedJobSelector(_Router):
     task : {"classification", "regression"}
     n_classes : int, optional (classification)
     C : float, default=1.0
-        Inverse L2 strength: loss = sum of cross-entropies + ||W||^2 / (2 C).
+        Inverse L2 strength: loss = sum of cross-entropies + ||W||^2 / (2 C), fitted by
+        ``specs.logistic.fit_softmax_regression`` (sklearn's convention: with two members one
+        logit, stored as the columns [0, z]).
     max_iter : int, default=500
 
     Attributes
@@ -207,16 +215,23 @@ class TrainedJobSelector(_Router):
     kind = "trained_job_selector"
     _fitted_attribute = "coef_"
 
-    def __init__(self, *, task: str = "classification", n_classes: int | None = None,
-                 C: float = 1.0, max_iter: int = 500) -> None:
+    def __init__(
+        self,
+        *,
+        task: str = "classification",
+        n_classes: int | None = None,
+        C: float = 1.0,
+        max_iter: int = 500,
+    ) -> None:
         self.task = check_task(task)
         self.n_classes = n_classes
         if not C > 0:
             raise InvalidParameterError(f"C must be > 0, got {C!r}")
         self.C, self.max_iter = float(C), int(max_iter)
 
-    def fit(self, X: Any, members: Sequence[Member], y: Any,
-            router: RKMEJobSelector | None = None) -> TrainedJobSelector:
+    def fit(
+        self, X: Any, members: Sequence[Member], y: Any, router: RKMEJobSelector | None = None
+    ) -> TrainedJobSelector:
         """Learn the routing from features X (n, d), member outputs on X and labels y (n,).
 
         ``router`` (an RKME job selector over the same members) adds its log-responsibilities
@@ -226,7 +241,9 @@ class TrainedJobSelector(_Router):
         if Xa.ndim != 2:
             raise InvalidDataError(f"X must be (n, d), got {Xa.shape}")
         if router is not None and router.n_members_ != len(members):
-            raise DimensionMismatchError(f"the router has {router.n_members_} members, got {len(members)} outputs")
+            raise DimensionMismatchError(
+                f"the router has {router.n_members_} members, got {len(members)} outputs"
+            )
         self.router_ = router
         losses = member_losses(collect_outputs(members, Xa), y, self.task, self.n_classes or 0)
         m = losses.shape[0]
@@ -237,9 +254,13 @@ class TrainedJobSelector(_Router):
         self.mean_ = Xa.mean(axis=0)
         self.scale_ = np.where(Xa.std(axis=0) > 0, Xa.std(axis=0), 1.0)
         self.n_members_ = m
-        self.coef_, self.intercept_ = _softmax_regression(
-            (Xa[informative] - self.mean_) / self.scale_, target[informative], m, self.C,
-            self.max_iter, fallback=np.bincount(target, minlength=m),
+        self.coef_, self.intercept_ = _routing_regression(
+            (Xa[informative] - self.mean_) / self.scale_,
+            target[informative],
+            m,
+            self.C,
+            self.max_iter,
+            fallback=np.bincount(target, minlength=m),
         )
         return self
 
@@ -256,8 +277,13 @@ class TrainedJobSelector(_Router):
         return (((Xa - self.mean_) / self.scale_) @ self.coef_ + self.intercept_).argmax(axis=1)
 
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        header = {"task": self.task, "n_classes": self.n_classes, "C": self.C,
-                  "max_iter": self.max_iter, "n_members": self.n_members_}
+        header = {
+            "task": self.task,
+            "n_classes": self.n_classes,
+            "C": self.C,
+            "max_iter": self.max_iter,
+            "n_members": self.n_members_,
+        }
         arrays = {"coef": self.coef_, "intercept": self.intercept_, "mean": self.mean_, "scale": self.scale_}
         if self.router_ is not None:
             router_header, router_arrays = self.router_._state()
@@ -267,37 +293,33 @@ class TrainedJobSelector(_Router):
 
     @classmethod
     def _from_state(cls, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> TrainedJobSelector:
-        obj = cls(task=header["task"], n_classes=header["n_classes"], C=header["C"],
-                  max_iter=header["max_iter"])
+        obj = cls(
+            task=header["task"], n_classes=header["n_classes"], C=header["C"], max_iter=header["max_iter"]
+        )
         obj.coef_, obj.intercept_ = arrays["coef"], arrays["intercept"]
         obj.mean_, obj.scale_ = arrays["mean"], arrays["scale"]
         obj.n_members_ = int(header["n_members"])
         obj.router_ = None
         if "router_gamma" in header:
             obj.router_ = RKMEJobSelector._from_state(
-                {"task": header["task"], "n_classes": header["n_classes"], "gamma": header["router_gamma"],
-                 "n_members": header["n_members"]},
-                {k.removeprefix("router_"): v for k, v in arrays.items() if k.startswith("router_")})
+                {
+                    "task": header["task"],
+                    "n_classes": header["n_classes"],
+                    "gamma": header["router_gamma"],
+                    "n_members": header["n_members"],
+                },
+                {k.removeprefix("router_"): v for k, v in arrays.items() if k.startswith("router_")},
+            )
         return obj
 
 
-def _softmax_regression(X: np.ndarray, t: np.ndarray, m: int, C: float, max_iter: int,
-                        fallback: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """L2-regularised multinomial logistic regression; returns (coef (d, m), intercept (m,))."""
+def _routing_regression(
+    X: np.ndarray, t: np.ndarray, m: int, C: float, max_iter: int, fallback: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(coef (d, m), intercept (m,)) of the L2 logistic regression of the best member index t."""
     d = X.shape[1]
     if np.unique(t).shape[0] < 2:
         # One member (or none) is ever strictly best: route everything to the most frequent.
         return np.zeros((d, m)), np.eye(m)[int(np.argmax(fallback))]
-    T = np.eye(m)[t]
-
-    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        W, b = theta[: d * m].reshape(d, m), theta[d * m :]
-        logits = X @ W + b
-        log_p = logits - scipy.special.logsumexp(logits, axis=1, keepdims=True)
-        G = np.exp(log_p) - T
-        value = -(T * log_p).sum() + (W * W).sum() / (2 * C)
-        return value, np.concatenate(((X.T @ G + W / C).ravel(), G.sum(axis=0)))
-
-    res = scipy.optimize.minimize(loss, np.zeros(d * m + m), jac=True, method="L-BFGS-B",
-                                  options={"maxiter": max_iter})
-    return res.x[: d * m].reshape(d, m), res.x[d * m :]
+    W, b = fit_softmax_regression(X, t, classes=np.arange(m), C=C, max_iter=max_iter).full_coef()
+    return W.T, b

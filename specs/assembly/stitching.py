@@ -7,9 +7,12 @@ embeddings as blocks it is a LangBridge-style connector between frozen modules. 
 use information that no single member exposes on its own, which a fixed combination of
 member outputs cannot.
 
-Training is full-batch Adam with early stopping on a held-out validation split; the
-initialisation and the split come from ``random_state`` alone (a private
-``torch.Generator``, no global seed).
+A linear classification head (``hidden=0``) is an L2 logistic regression, fitted by the
+product's one trainer ``specs.logistic.fit_softmax_regression`` on every row, with the
+penalty ``weight_decay`` puts on the mean loss (C = 1 / (weight_decay * n)): the objective
+is convex, so no validation split or early stopping is needed. Other heads train by
+full-batch Adam with early stopping on a held-out validation split; the initialisation
+and the split come from ``random_state`` alone (a private ``torch.Generator``, no global seed).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from specs.exceptions import (
     InvalidDataError,
     InvalidParameterError,
 )
+from specs.logistic import fit_softmax_regression
 
 
 def _concat(blocks: Sequence[Any]) -> np.ndarray:
@@ -48,8 +52,12 @@ class StitchingHead(Assembly):
     hidden : int, default=0
         Width of the ReLU hidden layer; 0 gives a linear (softmax / least-squares) head.
     weight_decay : float, default=1e-3
+        L2 penalty on the mean loss (Adam's weight decay; the linear classifier's
+        C = 1 / (weight_decay * n), so it must be > 0 there).
     lr : float, default=0.05
+        Adam's step (not used by the linear classifier).
     max_epochs : int, default=500
+        Adam epochs, or the linear classifier's L-BFGS iterations.
     patience : int, default=25
         Stop after this many epochs without a better validation loss; keep the best.
     validation_fraction : float, default=0.2
@@ -69,9 +77,18 @@ class StitchingHead(Assembly):
     kind = "stitching_head"
     _fitted_attribute = "params_"
 
-    def __init__(self, *, task: str = "classification", hidden: int = 0, weight_decay: float = 1e-3,
-                 lr: float = 0.05, max_epochs: int = 500, patience: int = 25,
-                 validation_fraction: float = 0.2, random_state: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        task: str = "classification",
+        hidden: int = 0,
+        weight_decay: float = 1e-3,
+        lr: float = 0.05,
+        max_epochs: int = 500,
+        patience: int = 25,
+        validation_fraction: float = 0.2,
+        random_state: int = 0,
+    ) -> None:
         self.task = check_task(task)
         if hidden < 0 or max_epochs < 1 or patience < 1 or not 0.0 < validation_fraction < 1.0:
             raise InvalidParameterError(
@@ -122,6 +139,8 @@ class StitchingHead(Assembly):
         target, k = self._targets(y, n)
         self.mean_ = X.mean(axis=0)
         self.scale_ = np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
+        if self.hidden == 0 and self.task == "classification":
+            return self._fit_logistic((X - self.mean_) / self.scale_, target.numpy())
         Xt = torch.from_numpy((X - self.mean_) / self.scale_)
         gen = torch.Generator().manual_seed(self.random_state)
         perm = torch.randperm(n, generator=gen)
@@ -150,12 +169,31 @@ class StitchingHead(Assembly):
         self.n_epochs_ = epochs
         return self
 
+    def _fit_logistic(self, Xs: np.ndarray, codes: np.ndarray) -> StitchingHead:
+        """The linear classifier: ``weight_decay`` on the mean loss is C = 1 / (weight_decay * n)."""
+        if not self.weight_decay > 0:
+            raise InvalidParameterError("a linear classification head needs weight_decay > 0")
+        k = self.classes_.shape[0]
+        model = fit_softmax_regression(
+            Xs,
+            codes,
+            classes=np.arange(k),
+            C=1.0 / (self.weight_decay * Xs.shape[0]),
+            max_iter=self.max_epochs,
+        )
+        W, b = model.full_coef()
+        self.params_ = {"W1": W.T.copy(), "b1": b.copy()}
+        self.n_epochs_ = model.n_iter
+        return self
+
     def decision_function(self, blocks: Sequence[Any]) -> np.ndarray:
         """Raw head output (n, k): logits or regression values."""
         self._check_fitted()
         X = _concat(blocks)
         if X.shape[1] != self.mean_.shape[0]:
-            raise DimensionMismatchError(f"blocks give {X.shape[1]} columns, the head expects {self.mean_.shape[0]}")
+            raise DimensionMismatchError(
+                f"blocks give {X.shape[1]} columns, the head expects {self.mean_.shape[0]}"
+            )
         params = [torch.from_numpy(self.params_[k]) for k in ("W1", "b1", "W2", "b2") if k in self.params_]
         with torch.no_grad():
             return self._forward(torch.from_numpy((X - self.mean_) / self.scale_), params).numpy()
@@ -176,10 +214,17 @@ class StitchingHead(Assembly):
         return out[:, 0] if out.shape[1] == 1 else out
 
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        header = {"task": self.task, "hidden": self.hidden, "weight_decay": self.weight_decay,
-                  "lr": self.lr, "max_epochs": self.max_epochs, "patience": self.patience,
-                  "validation_fraction": self.validation_fraction,
-                  "random_state": self.random_state, "n_epochs": self.n_epochs_}
+        header = {
+            "task": self.task,
+            "hidden": self.hidden,
+            "weight_decay": self.weight_decay,
+            "lr": self.lr,
+            "max_epochs": self.max_epochs,
+            "patience": self.patience,
+            "validation_fraction": self.validation_fraction,
+            "random_state": self.random_state,
+            "n_epochs": self.n_epochs_,
+        }
         arrays = {**self.params_, "mean": self.mean_, "scale": self.scale_, "classes": self.classes_}
         return header, arrays
 

@@ -13,7 +13,20 @@ from specs.packaging.package import MODEL_FILES, Package, check_torch_zip, packa
 from specs.packaging.zipsafe import ZipLimits, read_zip
 
 __all__ = [
-    "ARTIFACT_FORMATS", "KINDS", "KNOWN_LICENSES", "MANIFEST_NAME", "MODALITIES", "MODEL_FILES", "TASKS", "VISIBILITIES",
-    "InvalidPackageError", "Package", "ZipLimits", "check_manifest", "check_torch_zip", "package_inspect", "parse_manifest",
+    "ARTIFACT_FORMATS",
+    "KINDS",
+    "KNOWN_LICENSES",
+    "MANIFEST_NAME",
+    "MODALITIES",
+    "MODEL_FILES",
+    "TASKS",
+    "VISIBILITIES",
+    "InvalidPackageError",
+    "Package",
+    "ZipLimits",
+    "check_manifest",
+    "check_torch_zip",
+    "package_inspect",
+    "parse_manifest",
     "read_zip",
 ]

@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
-KINDS = ("model", "adapter")
+KINDS = ("model", "adapter", "base_model")
 MODALITIES = ("table", "image", "text")
 TASKS = ("classification", "regression", "embedding")
 VISIBILITIES = ("public", "private", "organization")
-ARTIFACT_FORMATS = ("torchscript", "torch_export", "peft_lora", "assembly", "onnx")
+ARTIFACT_FORMATS = ("torchscript", "torch_export", "peft_lora", "assembly", "onnx", "hf_safetensors")
+# How a base model turns token states into one text embedding (``pooling`` in its manifest).
+POOLINGS = ("mean", "cls")

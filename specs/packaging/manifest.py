@@ -11,20 +11,44 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from specs.packaging.choices import KINDS, MODALITIES, TASKS, VISIBILITIES
+from specs.packaging.choices import KINDS, MODALITIES, POOLINGS, TASKS, VISIBILITIES
 from specs.packaging.errors import InvalidPackageError
 
 MANIFEST_NAME = "learnware.yaml"
 # SPDX identifiers accepted for a learnware; anything else is refused by name.
 KNOWN_LICENSES = frozenset(
-    ["MIT", "Apache-2.0", "BSD-2-Clause", "BSD-3-Clause", "ISC", "MPL-2.0", "GPL-2.0-only", "GPL-2.0-or-later", "GPL-3.0-only", "GPL-3.0-or-later", "LGPL-2.1-only", "LGPL-3.0-only", "AGPL-3.0-only", "CC0-1.0", "CC-BY-4.0", "CC-BY-SA-4.0", "CC-BY-NC-4.0", "Unlicense", "BSL-1.0", "EPL-2.0", "LicenseRef-Proprietary"]
+    [
+        "MIT",
+        "Apache-2.0",
+        "BSD-2-Clause",
+        "BSD-3-Clause",
+        "ISC",
+        "MPL-2.0",
+        "GPL-2.0-only",
+        "GPL-2.0-or-later",
+        "GPL-3.0-only",
+        "GPL-3.0-or-later",
+        "LGPL-2.1-only",
+        "LGPL-3.0-only",
+        "AGPL-3.0-only",
+        "CC0-1.0",
+        "CC-BY-4.0",
+        "CC-BY-SA-4.0",
+        "CC-BY-NC-4.0",
+        "Unlicense",
+        "BSL-1.0",
+        "EPL-2.0",
+        "LicenseRef-Proprietary",
+    ]
 )
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,119}$")
 MAX_CLASSES = 10_000
 MAX_COLUMNS = 4_096
 
 
-def _text(doc: dict[str, Any], key: str, errors: dict[str, str], *, required: bool = True, max_len: int = 20_000) -> str:
+def _text(
+    doc: dict[str, Any], key: str, errors: dict[str, str], *, required: bool = True, max_len: int = 20_000
+) -> str:
     value = doc.get(key)
     if value is None:
         if required:
@@ -36,7 +60,13 @@ def _text(doc: dict[str, Any], key: str, errors: dict[str, str], *, required: bo
     return value
 
 
-def _choice(doc: dict[str, Any], key: str, choices: tuple[str, ...], errors: dict[str, str], default: str | None = None) -> str:
+def _choice(
+    doc: dict[str, Any],
+    key: str,
+    choices: tuple[str, ...],
+    errors: dict[str, str],
+    default: str | None = None,
+) -> str:
     value = doc.get(key, default)
     if value is None:
         errors[key] = f"is required (one of {', '.join(choices)})"
@@ -47,12 +77,16 @@ def _choice(doc: dict[str, Any], key: str, choices: tuple[str, ...], errors: dic
     return str(value)
 
 
-def _str_list(value: Any, key: str, errors: dict[str, str], *, min_len: int, max_len: int, unique: bool) -> list[str]:
+def _str_list(
+    value: Any, key: str, errors: dict[str, str], *, min_len: int, max_len: int, unique: bool
+) -> list[str]:
     if not isinstance(value, list) or not min_len <= len(value) <= max_len:
         errors[key] = f"must be a list of {min_len} to {max_len} strings"
         return []
     if not all(isinstance(v, str) and 0 < len(v) <= 200 for v in value):
-        errors[key] = "every item must be a non-empty string of at most 200 characters" + _unquoted_hint(value)
+        errors[key] = "every item must be a non-empty string of at most 200 characters" + _unquoted_hint(
+            value
+        )
         return []
     if unique and len(set(value)) != len(value):
         errors[key] = "items must be unique"
@@ -60,15 +94,47 @@ def _str_list(value: Any, key: str, errors: dict[str, str], *, min_len: int, max
     return list(value)
 
 
+def _columns(value: Any, errors: dict[str, str]) -> list[Any]:
+    """``input.columns``: names, or ``{name, description, unit}`` mappings (kept as given; the
+    descriptions feed the suggested column matches). Names must be unique."""
+    if isinstance(value, list) and any(isinstance(v, dict) for v in value):
+        bad = [
+            i
+            for i, v in enumerate(value)
+            if not (
+                isinstance(v, str)
+                or (
+                    isinstance(v, dict)
+                    and isinstance(v.get("name"), str)
+                    and set(v) <= {"name", "description", "unit"}
+                    and all(isinstance(x, str) for x in v.values())
+                )
+            )
+        ]
+        if bad:
+            errors["input.columns"] = (
+                f"items {bad[:5]} must be a name or a mapping {{name, description, unit}} of strings"
+            )
+            return []
+        names = [v["name"] if isinstance(v, dict) else v for v in value]
+        if _str_list(names, "input.columns", errors, min_len=1, max_len=MAX_COLUMNS, unique=True):
+            return [dict(v) if isinstance(v, dict) else v for v in value]
+        return []
+    return _str_list(value, "input.columns", errors, min_len=1, max_len=MAX_COLUMNS, unique=True)
+
+
 def _unquoted_hint(value: list[Any]) -> str:
     """Why an item a person typed as text is not a string: YAML turned it into a boolean or a number."""
     booleans = [i for i, v in enumerate(value) if isinstance(v, bool)]
     if booleans:
-        return (f"; items {booleans} are YAML booleans ({', '.join(str(value[i]).lower() for i in booleans)}): YAML reads "
-                "unquoted yes/no/on/off/true/false as booleans, so quote them, e.g. [\"no\", \"yes\"]")
+        return (
+            f"; items {booleans} are YAML booleans ({', '.join(str(value[i]).lower() for i in booleans)}): "
+            "YAML reads "
+            'unquoted yes/no/on/off/true/false as booleans, so quote them, e.g. ["no", "yes"]'
+        )
     numbers = [i for i, v in enumerate(value) if isinstance(v, (int, float))]
     if numbers:
-        return f"; items {numbers} are YAML numbers: quote them, e.g. [\"0\", \"1\"]"
+        return f'; items {numbers} are YAML numbers: quote them, e.g. ["0", "1"]'
     return ""
 
 
@@ -85,7 +151,7 @@ def _input(doc: dict[str, Any], modality: str, errors: dict[str, str]) -> dict[s
         errors["input"] = "is required: a mapping (table: columns; image: shape; text: {})"
         return {}
     if modality == "table":
-        return {"columns": _str_list(spec.get("columns"), "input.columns", errors, min_len=1, max_len=MAX_COLUMNS, unique=True)}
+        return {"columns": _columns(spec.get("columns"), errors)}
     if modality == "image":
         shape = spec.get("shape")
         if not (isinstance(shape, list) and len(shape) == 3 and shape[0] in (1, 3)):
@@ -101,7 +167,9 @@ def _output(doc: dict[str, Any], task: str, errors: dict[str, str]) -> dict[str,
         errors["output"] = "is required: classes (classification) or dim (regression, embedding)"
         return {}
     if task == "classification":
-        classes = _str_list(spec.get("classes"), "output.classes", errors, min_len=2, max_len=MAX_CLASSES, unique=True)
+        classes = _str_list(
+            spec.get("classes"), "output.classes", errors, min_len=2, max_len=MAX_CLASSES, unique=True
+        )
         return {"classes": classes, "dim": len(classes)}
     return {"dim": _positive_int(spec.get("dim"), "output.dim", errors)}
 
@@ -120,7 +188,9 @@ def parse_manifest(raw: bytes) -> dict[str, Any]:
     try:
         doc = yaml.safe_load(raw.decode("utf-8"))
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise InvalidPackageError(f"{MANIFEST_NAME} is not valid UTF-8 YAML: {exc}", code="upload:user:manifest-invalid") from None
+        raise InvalidPackageError(
+            f"{MANIFEST_NAME} is not valid UTF-8 YAML: {exc}", code="upload:user:manifest-invalid"
+        ) from None
     return check_manifest(doc)
 
 
@@ -134,7 +204,9 @@ def check_manifest(doc: Any) -> dict[str, Any]:
         with ``details`` = {field: reason} listing every bad field at once.
     """
     if not isinstance(doc, dict):
-        raise InvalidPackageError(f"{MANIFEST_NAME} must be a mapping of fields", code="upload:user:manifest-invalid")
+        raise InvalidPackageError(
+            f"{MANIFEST_NAME} must be a mapping of fields", code="upload:user:manifest-invalid"
+        )
     errors: dict[str, str] = {}
     name = _text(doc, "name", errors, max_len=120)
     if name and not NAME_RE.match(name):
@@ -156,6 +228,10 @@ def check_manifest(doc: Any) -> dict[str, Any]:
         errors["license"] = f"{manifest['license']!r} is not a known SPDX identifier (e.g. MIT, Apache-2.0)"
     if manifest["kind"] == "adapter" and (manifest["modality"], manifest["task"]) != ("text", "embedding"):
         errors["kind"] = "adapters are text embedding modules: use modality: text and task: embedding"
+    if manifest["kind"] == "base_model":
+        if (manifest["modality"], manifest["task"]) != ("text", "embedding"):
+            errors["kind"] = "base models are text encoders: use modality: text and task: embedding"
+        manifest["pooling"] = _choice(doc, "pooling", POOLINGS, errors)
     if manifest["visibility"] == "organization" and not manifest["organization"]:
         errors["organization"] = "is required when visibility is organization"
     if manifest["modality"]:
@@ -165,6 +241,7 @@ def check_manifest(doc: Any) -> dict[str, Any]:
     if errors:
         raise InvalidPackageError(
             f"{MANIFEST_NAME}: " + "; ".join(f"field '{k}' {v}" for k, v in errors.items()),
-            code="upload:user:manifest-field", details=errors,
+            code="upload:user:manifest-field",
+            details=errors,
         )
     return manifest

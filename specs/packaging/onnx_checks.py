@@ -48,7 +48,9 @@ class OnnxSignature:
     input_name: str
     input_type: int
     input_shape: tuple[int | None, ...]  # None where the dimension is symbolic or unknown
-    outputs: tuple[tuple[str, str, int, tuple[int | None, ...]], ...]  # (name, "tensor"|"seq_map"|..., elem, shape)
+    outputs: tuple[
+        tuple[str, str, int, tuple[int | None, ...]], ...
+    ]  # (name, "tensor"|"seq_map"|..., elem, shape)
     labels: tuple[int | str, ...] | None  # the classifier's labels in score-column order
 
 
@@ -94,27 +96,47 @@ def _check_domains(name: str, model: Any) -> None:
 
     for opset in model.opset_import:
         if opset.domain not in STANDARD_DOMAINS:
-            raise reject("onnx-domain", f"{name} imports operator domain {opset.domain!r}; only the standard domains "
-                                        "'' (ai.onnx) and 'ai.onnx.ml' are allowed (no custom op libraries)", name)
+            raise reject(
+                "onnx-domain",
+                f"{name} imports operator domain {opset.domain!r}; only the standard domains "
+                "'' (ai.onnx) and 'ai.onnx.ml' are allowed (no custom op libraries)",
+                name,
+            )
     for function in model.functions:
-        raise reject("onnx-domain", f"{name} defines the local function {function.domain}:{function.name}; "
-                                    "only standard ONNX operators are allowed", name)
+        raise reject(
+            "onnx-domain",
+            f"{name} defines the local function {function.domain}:{function.name}; "
+            "only standard ONNX operators are allowed",
+            name,
+        )
     for graph in _graphs(model.graph):
         for node in graph.node:
             if node.domain not in STANDARD_DOMAINS:
-                raise reject("onnx-domain", f"{name}: node {node.name or node.op_type!r} uses operator {node.domain}:{node.op_type}; "
-                                            "only the standard domains '' (ai.onnx) and 'ai.onnx.ml' are allowed", name)
+                raise reject(
+                    "onnx-domain",
+                    f"{name}: node {node.name or node.op_type!r} uses operator {node.domain}:{node.op_type}; "
+                    "only the standard domains '' (ai.onnx) and 'ai.onnx.ml' are allowed",
+                    name,
+                )
             if not onnx.defs.has(node.op_type, node.domain):
-                raise reject("onnx-custom-op", f"{name}: operator {node.op_type!r} is not a standard ONNX operator "
-                                               "(custom op libraries are not loaded)", name)
+                raise reject(
+                    "onnx-custom-op",
+                    f"{name}: operator {node.op_type!r} is not a standard ONNX operator "
+                    "(custom op libraries are not loaded)",
+                    name,
+                )
 
 
 def _check_external(name: str, model: Any) -> None:
     for graph in _graphs(model.graph):
         for tensor in _tensors(graph):
             if tensor.data_location == _EXTERNAL or len(tensor.external_data):
-                raise reject("onnx-external-data", f"{name}: tensor {tensor.name!r} keeps its data in an external file; "
-                                                   "save the model with all weights inside model.onnx", name)
+                raise reject(
+                    "onnx-external-data",
+                    f"{name}: tensor {tensor.name!r} keeps its data in an external file; "
+                    "save the model with all weights inside model.onnx",
+                    name,
+                )
 
 
 def _shape(value_info: Any) -> tuple[int | None, ...]:
@@ -140,7 +162,11 @@ def class_labels(model: Any) -> tuple[int | str, ...] | None:
     for node in model.graph.node:
         for attr in node.attribute:
             if attr.name in LABEL_ATTRIBUTES and (attr.strings or attr.ints):
-                labels = tuple(s.decode() for s in attr.strings) if attr.strings else tuple(int(i) for i in attr.ints)
+                labels = (
+                    tuple(s.decode() for s in attr.strings)
+                    if attr.strings
+                    else tuple(int(i) for i in attr.ints)
+                )
                 if node.op_type == "ZipMap":
                     return labels
                 found = labels
@@ -152,8 +178,12 @@ def signature(name: str, model: Any) -> OnnxSignature:
     initializers = {t.name for t in model.graph.initializer}
     inputs = [v for v in model.graph.input if v.name not in initializers]
     if len(inputs) != 1:
-        raise reject("onnx-input", f"{name} has {len(inputs)} inputs ({', '.join(v.name for v in inputs)}); "
-                                   "the market feeds one float tensor", name)
+        raise reject(
+            "onnx-input",
+            f"{name} has {len(inputs)} inputs ({', '.join(v.name for v in inputs)}); "
+            "the market feeds one float tensor",
+            name,
+        )
     kind, elem = _kind(inputs[0])
     if kind != "tensor" or elem not in _FLOAT_TYPES:
         raise reject("onnx-input", f"{name}: input {inputs[0].name!r} must be a float or double tensor", name)
@@ -171,17 +201,32 @@ def _expected_input(manifest: dict[str, Any]) -> tuple[int, ...]:
 
 def _check_input(name: str, sig: OnnxSignature, manifest: dict[str, Any]) -> None:
     want = _expected_input(manifest)
-    field = "input.columns" if manifest["modality"] == "table" else "input.shape" if manifest["modality"] == "image" else "input"
+    field = (
+        "input.columns"
+        if manifest["modality"] == "table"
+        else "input.shape"
+        if manifest["modality"] == "image"
+        else "input"
+    )
     got = sig.input_shape
     if not got:
         return  # no shape recorded: the publishing probe finds a mismatch
     if len(got) != len(want) + 1 or any(g is not None and g != w for g, w in zip(got[1:], want, strict=True)):
         shown = tuple("?" if g is None else g for g in got)
-        raise reject("onnx-input", f"{name}: input {sig.input_name!r} has shape {shown}; {field} needs (n, {', '.join(map(str, want))})", name)
+        raise reject(
+            "onnx-input",
+            f"{name}: input {sig.input_name!r} has shape {shown}; {field} needs (n, "
+            f"{', '.join(map(str, want))})",
+            name,
+        )
 
 
 def _numeric_outputs(sig: OnnxSignature) -> list[tuple[str, str, int, tuple[int | None, ...]]]:
-    return [o for o in sig.outputs if (o[1] == "tensor" and o[2] in _FLOAT_TYPES + _INT_TYPES) or o[1] == "seq_map"]
+    return [
+        o
+        for o in sig.outputs
+        if (o[1] == "tensor" and o[2] in _FLOAT_TYPES + _INT_TYPES) or o[1] == "seq_map"
+    ]
 
 
 def _check_classes(name: str, sig: OnnxSignature, classes: list[str]) -> None:
@@ -190,15 +235,23 @@ def _check_classes(name: str, sig: OnnxSignature, classes: list[str]) -> None:
         labels = list(sig.labels)
         positions = all(isinstance(v, int) for v in labels) and labels == list(range(k))
         if not positions and [str(v) for v in labels] != [str(c) for c in classes]:
-            raise reject("onnx-classes", f"{name}: the classifier's labels are {labels[:20]}; output.classes must list the "
-                                         f"same labels in the same order (or the labels be 0..{k - 1}), got {classes[:20]}", name)
+            raise reject(
+                "onnx-classes",
+                f"{name}: the classifier's labels are {labels[:20]}; output.classes must list the "
+                f"same labels in the same order (or the labels be 0..{k - 1}), got {classes[:20]}",
+                name,
+            )
         return
     scores = [o for o in _numeric_outputs(sig) if o[1] == "tensor" and o[2] in _FLOAT_TYPES]
     if not scores and not [o for o in sig.outputs if o[1] == "tensor" and o[2] in _INT_TYPES]:
         raise reject("onnx-output", f"{name} has no float scores or integer labels output", name)
     for _, _, _, shape in scores[:1]:
         if len(shape) == 2 and shape[1] is not None and shape[1] != k:
-            raise reject("onnx-classes", f"{name} outputs {shape[1]} scores per row; output.classes lists {k} classes", name)
+            raise reject(
+                "onnx-classes",
+                f"{name} outputs {shape[1]} scores per row; output.classes lists {k} classes",
+                name,
+            )
 
 
 def _check_values(name: str, sig: OnnxSignature, dim: int) -> None:

@@ -50,7 +50,9 @@ class OnnxModel:
         import onnxruntime as ort
 
         self.signature: OnnxSignature = signature(name, parse_model(name, raw))
-        self.session = ort.InferenceSession(raw, sess_options=session_options(), providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            raw, sess_options=session_options(), providers=["CPUExecutionProvider"]
+        )
         self._dtype = np.float64 if self.signature.input_type == 11 else np.float32
 
     def _pick(self) -> tuple[str, str]:
@@ -70,7 +72,9 @@ class OnnxModel:
     def __call__(self, X: np.ndarray) -> np.ndarray:
         name, role = self._pick()
         try:
-            (out,) = self.session.run([name], {self.signature.input_name: np.ascontiguousarray(X, dtype=self._dtype)})
+            (out,) = self.session.run(
+                [name], {self.signature.input_name: np.ascontiguousarray(X, dtype=self._dtype)}
+            )
         except Exception as exc:  # noqa: BLE001 - ORT raises its own types; an allocation failure becomes MemoryError
             text = str(exc)
             if "alloc" in text.lower() or "bad_alloc" in text:
@@ -79,7 +83,9 @@ class OnnxModel:
         order = list(self.signature.labels or ())
         if role == "zipmap":
             keys = order if order else (sorted(out[0]) if len(out) else [])
-            out = np.array([[row[k] for k in keys] for row in out], dtype=np.float32).reshape(len(out), len(keys))
+            out = np.array([[row[k] for k in keys] for row in out], dtype=np.float32).reshape(
+                len(out), len(keys)
+            )
         if role == "labels":
             values = np.asarray(out).reshape(-1)
             if order:
@@ -87,7 +93,8 @@ class OnnxModel:
                 return np.array([position.get(str(v), -1) for v in values.tolist()], dtype=np.int64)
             return values.astype(np.int64)
         if role in ("proba", "zipmap"):
-            # Probabilities summed in float32 (a forest's average) can come out as -4e-7: zero such rounding, so
+            # Probabilities summed in float32 (a forest's average) can come out as -4e-7: zero such rounding,
+            # so
             # that every reader keeps them as probabilities instead of treating them as scores (a softmax).
             out = np.asarray(out)
             return np.where((out < 0) & (out > -1e-5), np.zeros((), dtype=out.dtype), out)

@@ -19,6 +19,7 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
+from specs.packaging.base_model_package import base_model_files
 from specs.packaging.errors import reject
 from specs.packaging.manifest import MANIFEST_NAME, parse_manifest
 from specs.packaging.safetensors_header import check_safetensors_header
@@ -40,7 +41,8 @@ class Package:
 
     manifest: dict[str, Any]
     artifact_format: str
-    artifact: dict[str, bytes]  # file name -> bytes (one file for models, two for adapters)
+    # file name -> bytes (one file for models, two for adapters, the model/ folder for base models)
+    artifact: dict[str, bytes]
     rkme_json: bytes | None = None
     sample_kind: str | None = None  # csv | npz | jsonl | images
     sample: dict[str, bytes] = field(default_factory=dict)
@@ -56,9 +58,20 @@ class Package:
     def summary(self) -> dict[str, Any]:
         """One line of facts for a person: names, artifact format and size, which spec."""
         m = self.manifest
-        return {"name": m["name"], "kind": m["kind"], "modality": m["modality"], "task": m["task"], "license": m["license"],
-                "artifact_format": self.artifact_format, "artifact_bytes": sum(len(v) for v in self.artifact.values()),
-                "spec": "rkme.json" if self.rkme_json else f"sample ({self.sample_kind}, {len(self.sample)} file(s))"}
+        return {
+            "name": m["name"],
+            "kind": m["kind"],
+            "modality": m["modality"],
+            "task": m["task"],
+            "license": m["license"],
+            "artifact_format": self.artifact_format,
+            "artifact_bytes": sum(len(v) for v in self.artifact.values()),
+            "spec": "rkme.json"
+            if self.rkme_json
+            else f"sample ({self.sample_kind}, {len(self.sample)} file(s))"
+            if self.sample_kind
+            else "none",
+        }
 
 
 def check_torch_zip(name: str, data: bytes, fmt: str) -> None:
@@ -74,10 +87,16 @@ def check_torch_zip(name: str, data: bytes, fmt: str) -> None:
         naming ``name``.
     """
     if fmt == "torch_export":
-        raise reject("unsafe-format", f"{name}: torch.export archives (.pt2) are not accepted, because torch.export.load "
-                     "unpickles parts of them with full pickle; save the model with torch.jit.save as model.pt", name)
+        raise reject(
+            "unsafe-format",
+            f"{name}: torch.export archives (.pt2) are not accepted, because torch.export.load "
+            "unpickles parts of them with full pickle; save the model with torch.jit.save as model.pt",
+            name,
+        )
     if data[:1] == b"\x80":
-        raise reject("pickle-artifact", f"{name} is a pickle (legacy torch.save); save with torch.jit.save", name)
+        raise reject(
+            "pickle-artifact", f"{name} is a pickle (legacy torch.save); save with torch.jit.save", name
+        )
     try:
         entries = zipfile.ZipFile(io.BytesIO(data)).namelist()
     except zipfile.BadZipFile:
@@ -85,9 +104,17 @@ def check_torch_zip(name: str, data: bytes, fmt: str) -> None:
     parts = [e.split("/", 1)[-1] for e in entries]
     if not any(p.startswith("code/") for p in parts):
         if any(p == "data.pkl" for p in parts):
-            raise reject("pickle-artifact", f"{name} is a pickle-based torch.save checkpoint; save with torch.jit.save", name)
+            raise reject(
+                "pickle-artifact",
+                f"{name} is a pickle-based torch.save checkpoint; save with torch.jit.save",
+                name,
+            )
         if any(p == "archive_format" or p.startswith("models/") for p in parts):
-            raise reject("unsafe-format", f"{name} is a torch.export archive, which is not accepted; save with torch.jit.save", name)
+            raise reject(
+                "unsafe-format",
+                f"{name} is a torch.export archive, which is not accepted; save with torch.jit.save",
+                name,
+            )
         raise reject("artifact-format", f"{name} is not a TorchScript archive (torch.jit.save output)", name)
     check_torchscript_archive(data, name)
 
@@ -96,12 +123,20 @@ def _check_adapter(files: dict[str, bytes]) -> None:
     try:
         config = json.loads(files["adapter_config.json"])
     except ValueError:
-        raise reject("adapter-config", "adapter_config.json is not valid JSON", "adapter_config.json") from None
+        raise reject(
+            "adapter-config", "adapter_config.json is not valid JSON", "adapter_config.json"
+        ) from None
     if not isinstance(config, dict) or str(config.get("peft_type", "")).upper() != "LORA":
-        raise reject("adapter-config", "adapter_config.json: field 'peft_type' must be LORA", "adapter_config.json")
+        raise reject(
+            "adapter-config", "adapter_config.json: field 'peft_type' must be LORA", "adapter_config.json"
+        )
     r = config.get("r")
     if isinstance(r, bool) or not isinstance(r, int) or not 0 < r <= 1024:
-        raise reject("adapter-config", f"adapter_config.json: field 'r' must be an integer in [1, 1024], got {r!r}", "adapter_config.json")
+        raise reject(
+            "adapter-config",
+            f"adapter_config.json: field 'r' must be an integer in [1, 1024], got {r!r}",
+            "adapter_config.json",
+        )
     check_safetensors_header(files["adapter_model.safetensors"])  # bounds first: nothing is allocated before
     try:
         from safetensors import SafetensorError
@@ -109,12 +144,22 @@ def _check_adapter(files: dict[str, bytes]) -> None:
 
         tensors = load(files["adapter_model.safetensors"])
     except (SafetensorError, ValueError, KeyError, ImportError) as exc:
-        raise reject("adapter-weights", f"adapter_model.safetensors is not a readable safetensors file: {exc}", "adapter_model.safetensors") from None
+        raise reject(
+            "adapter-weights",
+            f"adapter_model.safetensors is not a readable safetensors file: {exc}",
+            "adapter_model.safetensors",
+        ) from None
     if not any("lora_A" in k for k in tensors) or not any("lora_B" in k for k in tensors):
-        raise reject("adapter-weights", "adapter_model.safetensors has no lora_A/lora_B weights", "adapter_model.safetensors")
+        raise reject(
+            "adapter-weights",
+            "adapter_model.safetensors has no lora_A/lora_B weights",
+            "adapter_model.safetensors",
+        )
 
 
 def _artifact(manifest: dict[str, Any], files: dict[str, bytes]) -> tuple[str, dict[str, bytes]]:
+    if manifest["kind"] == "base_model":
+        return "hf_safetensors", base_model_files(files)
     if manifest["kind"] == "adapter":
         missing = [n for n in ADAPTER_FILES if n not in files]
         if missing:
@@ -124,8 +169,11 @@ def _artifact(manifest: dict[str, Any], files: dict[str, bytes]) -> tuple[str, d
         return "peft_lora", adapter
     present = [n for n in MODEL_FILES if n in files]
     if len(present) != 1:
-        raise reject("artifact-missing", "a model package needs exactly one model file: model.pt (TorchScript) "
-                                         "or model.onnx (ONNX)", "model.pt")
+        raise reject(
+            "artifact-missing",
+            "a model package needs exactly one model file: model.pt (TorchScript) or model.onnx (ONNX)",
+            "model.pt",
+        )
     name = present[0]
     if MODEL_FILES[name] == "onnx":
         from specs.packaging.onnx_checks import check_onnx  # imports onnx: only for ONNX packages
@@ -138,7 +186,9 @@ def _artifact(manifest: dict[str, Any], files: dict[str, bytes]) -> tuple[str, d
 
 def _sample(manifest: dict[str, Any], files: dict[str, bytes]) -> tuple[str | None, dict[str, bytes]]:
     found = {n: k for n, k in SAMPLE_FILES.items() if n in files}
-    images = {n: b for n, b in files.items() if n.startswith("sample/") and n.lower().endswith(IMAGE_SUFFIXES)}
+    images = {
+        n: b for n, b in files.items() if n.startswith("sample/") and n.lower().endswith(IMAGE_SUFFIXES)
+    }
     if images:
         found["sample/"] = "images"
     if len(found) > 1:
@@ -148,7 +198,11 @@ def _sample(manifest: dict[str, Any], files: dict[str, bytes]) -> tuple[str | No
     name, kind = next(iter(found.items()))
     allowed = SAMPLE_FORMATS[manifest["modality"]]
     if kind not in allowed:
-        raise reject("sample-format", f"{name} is not a {manifest['modality']} sample format ({', '.join(allowed)})", name)
+        raise reject(
+            "sample-format",
+            f"{name} is not a {manifest['modality']} sample format ({', '.join(allowed)})",
+            name,
+        )
     return kind, (images if kind == "images" else {name: files[name]})
 
 
@@ -163,16 +217,32 @@ def package_inspect(data: bytes, *, limits: ZipLimits | None = None, require_spe
     files = read_zip(data, limits)
     for name in files:
         if name.lower().endswith(PICKLE_SUFFIXES):
-            raise reject("pickle-artifact", f"{name}: pickle-based files are refused (use TorchScript, ONNX or safetensors)", name)
+            raise reject(
+                "pickle-artifact",
+                f"{name}: pickle-based files are refused (use TorchScript, ONNX or safetensors)",
+                name,
+            )
     if MANIFEST_NAME not in files:
         raise reject("manifest-missing", f"the package has no {MANIFEST_NAME} at its root", MANIFEST_NAME)
     manifest = parse_manifest(files[MANIFEST_NAME])
     fmt, artifact = _artifact(manifest, files)
     sample_kind, sample = _sample(manifest, files)
     rkme = files.get(RKME_NAME)
-    if rkme is None and sample_kind is None and require_spec:
-        raise reject("spec-missing", f"the package needs {RKME_NAME} or a data sample (sample.csv, sample.npz, sample.jsonl or sample/*.png)", RKME_NAME)
+    # A base model has no RKME (``base_model_files`` refused any spec or sample).
+    if rkme is None and sample_kind is None and require_spec and manifest["kind"] != "base_model":
+        raise reject(
+            "spec-missing",
+            f"the package needs {RKME_NAME} or a data sample (sample.csv, sample.npz, sample.jsonl or "
+            "sample/*.png)",
+            RKME_NAME,
+        )
     if rkme is not None and sample_kind is not None:
         raise reject("sample-ambiguous", f"send {RKME_NAME} or a sample, not both", RKME_NAME)
-    return Package(manifest=manifest, artifact_format=fmt, artifact=artifact, rkme_json=rkme, sample_kind=sample_kind, sample=sample)
-
+    return Package(
+        manifest=manifest,
+        artifact_format=fmt,
+        artifact=artifact,
+        rkme_json=rkme,
+        sample_kind=sample_kind,
+        sample=sample,
+    )

@@ -44,9 +44,11 @@ def allowed_operators() -> frozenset[str]:
 
 def _refuse_operator(name: str, operator: str, where: str) -> InvalidPackageError:
     return InvalidPackageError(
-        f"{name}: operator {operator} (in {where}) is not allowed in a learnware; only pure tensor and control "
+        f"{name}: operator {operator} (in {where}) is not allowed in a learnware; only pure tensor and "
+        "control "
         "operators may be used (no file, storage, process, printing or custom-extension operators)",
-        code="upload:user:unsafe-operator", details={"file": name, "operator": operator, "where": where},
+        code="upload:user:unsafe-operator",
+        details={"file": name, "operator": operator, "where": where},
     )
 
 
@@ -58,12 +60,16 @@ def _prepended_bytes(data: bytes) -> int:
     central directories of one file, so what we inspect would not be what ``torch.jit.load``
     loads: only archives both read alike (no shift) are accepted.
     """
-    end = zipfile._EndRecData(io.BytesIO(data))  # the stdlib's own end-record parser (private, stable since 2.x)
+    # The stdlib's own end-record parser (private, stable since 2.x): typeshed does not declare it.
+    stdlib_zip: Any = zipfile
+    end = stdlib_zip._EndRecData(io.BytesIO(data))
     if end is None:
         raise zipfile.BadZipFile("no end of central directory record")
-    shift = end[zipfile._ECD_LOCATION] - end[zipfile._ECD_SIZE] - end[zipfile._ECD_OFFSET]
-    if end[zipfile._ECD_SIGNATURE] == zipfile.stringEndArchive64:  # torch writes zip64: its records sit in between
-        shift -= zipfile.sizeEndCentDir64 + zipfile.sizeEndCentDir64Locator
+    shift = end[stdlib_zip._ECD_LOCATION] - end[stdlib_zip._ECD_SIZE] - end[stdlib_zip._ECD_OFFSET]
+    if (
+        end[stdlib_zip._ECD_SIGNATURE] == stdlib_zip.stringEndArchive64
+    ):  # torch writes zip64: its records sit in between
+        shift -= stdlib_zip.sizeEndCentDir64 + stdlib_zip.sizeEndCentDir64Locator
     return int(shift)
 
 
@@ -78,28 +84,42 @@ def check_torchscript_archive(data: bytes, name: str = "model.pt") -> None:
         ``upload:user:load-time-code`` naming the archive member; ``upload:user:artifact-format``
         when the zip cannot be read.
     """
-    unreadable = InvalidPackageError(f"{name} is not a readable TorchScript archive", code="upload:user:artifact-format",
-                                     details={"file": name})
+    unreadable = InvalidPackageError(
+        f"{name} is not a readable TorchScript archive",
+        code="upload:user:artifact-format",
+        details={"file": name},
+    )
     try:
         if _prepended_bytes(data) != 0:
             raise unreadable
         archive = zipfile.ZipFile(io.BytesIO(data))
         members = [(info.filename, archive.read(info)) for info in archive.infolist() if not info.is_dir()]
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError):  # RuntimeError: encrypted
+    except (
+        zipfile.BadZipFile,
+        OSError,
+        EOFError,
+        ValueError,
+        NotImplementedError,
+        RuntimeError,
+    ):  # RuntimeError: encrypted
         raise unreadable from None
     for member, content in members:
         # Check every member, not just code/*.py and *.pkl, so a renamed member cannot slip through;
         # debug_pkl holds the original source text (comments included) and defines nothing.
         if _LOAD_TIME_HOOK in content and not member.endswith(".debug_pkl"):
             raise InvalidPackageError(
-                f"{name}: {member} defines __setstate__, which torch.jit.load would run while reading the file; "
+                f"{name}: {member} defines __setstate__, which torch.jit.load would run while reading the "
+                "file; "
                 "remove it (learnwares are loaded with their attributes as saved)",
-                code="upload:user:load-time-code", details={"file": name, "member": member, "operator": "__setstate__"},
+                code="upload:user:load-time-code",
+                details={"file": name, "member": member, "operator": "__setstate__"},
             )
         if _CUSTOM_CLASS in content:
             raise InvalidPackageError(
-                f"{name}: {member} uses a C++ custom class (torch.classes), whose loading code runs while reading the file",
-                code="upload:user:load-time-code", details={"file": name, "member": member, "operator": "torch.classes"},
+                f"{name}: {member} uses a C++ custom class (torch.classes), whose loading code runs while "
+                "reading the file",
+                code="upload:user:load-time-code",
+                details={"file": name, "member": member, "operator": "torch.classes"},
             )
 
 
@@ -110,7 +130,9 @@ def _receiver_is_module(node: Any) -> bool:
     return bool(is_module()) if callable(is_module) else False
 
 
-def _walk(nodes: Any, allowed: frozenset[str], name: str, where: str, resolves: Any = _receiver_is_module) -> None:
+def _walk(
+    nodes: Any, allowed: frozenset[str], name: str, where: str, resolves: Any = _receiver_is_module
+) -> None:
     for node in nodes:
         kind = node.kind()
         if kind in (_CALL_METHOD, _CALL_FUNCTION):
@@ -140,13 +162,19 @@ def check_script_module(module: Any, name: str = "model.pt") -> None:
     import torch
 
     if not isinstance(module, torch.jit.ScriptModule):
-        raise InvalidPackageError(f"{name} does not hold a TorchScript module", code="upload:user:artifact-format",
-                                  details={"file": name})
+        raise InvalidPackageError(
+            f"{name} does not hold a TorchScript module",
+            code="upload:user:artifact-format",
+            details={"file": name},
+        )
     allowed = allowed_operators()
     for path, sub in module.named_modules():
         prefix = path or "<root>"
         methods = [(f"{prefix}.{m}", sub._c._get_method(m)) for m in sub._c._method_names()]
-        hooks = [(f"{prefix}.<hook {h.name}>", h) for h in [*sub._c._get_forward_pre_hooks(), *sub._c._get_forward_hooks()]]
+        hooks = [
+            (f"{prefix}.<hook {h.name}>", h)
+            for h in [*sub._c._get_forward_pre_hooks(), *sub._c._get_forward_hooks()]
+        ]
         for where, function in methods + hooks:
             try:
                 graph = function.inlined_graph
@@ -196,7 +224,8 @@ def load_torchscript(data: bytes, name: str = "model.pt") -> Any:
     from torch.jit._recursive import wrap_cpp_module
 
     cu = torch._C.CompilationUnit()
-    module = wrap_cpp_module(torch._C.import_ir_module_from_buffer(cu, data, torch.device("cpu"), {}, False))
+    # torch's stub lags the binding, which takes (cu, bytes, device, extra_files, restore_shapes).
+    module = wrap_cpp_module(torch._C.import_ir_module_from_buffer(cu, data, torch.device("cpu"), {}, False))  # type: ignore[call-arg, arg-type]
     check_compilation_unit(cu, name)
     check_script_module(module, name)
     return module.eval()

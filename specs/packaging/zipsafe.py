@@ -15,7 +15,19 @@ from pathlib import PurePosixPath
 
 from specs.packaging.errors import reject
 
-NESTED_ARCHIVE_SUFFIXES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".whl", ".jar", ".zst")
+NESTED_ARCHIVE_SUFFIXES = (
+    ".zip",
+    ".tar",
+    ".gz",
+    ".tgz",
+    ".bz2",
+    ".xz",
+    ".7z",
+    ".rar",
+    ".whl",
+    ".jar",
+    ".zst",
+)
 # Magic bytes of archives; model artifacts and .npz samples are zips by design and exempt.
 ARCHIVE_MAGIC = (b"PK\x03\x04", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"7z\xbc\xaf", b"Rar!", b"\x28\xb5\x2f\xfd")
 ZIP_INSIDE_ALLOWED = (".pt", ".pt2", ".npz")
@@ -47,7 +59,11 @@ def _check_name(info: zipfile.ZipInfo) -> str:
 def _check_bomb(info: zipfile.ZipInfo, limits: ZipLimits) -> None:
     ratio = info.file_size / max(info.compress_size, 1)
     if info.file_size > 2**20 and ratio > limits.max_ratio:
-        raise reject("zip-bomb", f"{info.filename!r} expands {ratio:.0f}x (limit {limits.max_ratio:.0f}x)", info.filename)
+        raise reject(
+            "zip-bomb",
+            f"{info.filename!r} expands {ratio:.0f}x (limit {limits.max_ratio:.0f}x)",
+            info.filename,
+        )
 
 
 def read_zip(data: bytes, limits: ZipLimits | None = None) -> dict[str, bytes]:
@@ -79,7 +95,9 @@ def read_zip(data: bytes, limits: ZipLimits | None = None) -> dict[str, bytes]:
         raise reject("too-many-files", f"the package has {len(files)} files (limit {limits.max_files})")
     declared = sum(i.file_size for i in files)
     if declared > limits.max_total_uncompressed:
-        raise reject("zip-bomb", f"the package expands to {declared} bytes (limit {limits.max_total_uncompressed})")
+        raise reject(
+            "zip-bomb", f"the package expands to {declared} bytes (limit {limits.max_total_uncompressed})"
+        )
     out: dict[str, bytes] = {}
     budget = limits.max_total_uncompressed
     for info in files:

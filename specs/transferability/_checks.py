@@ -25,8 +25,9 @@ def _as_numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
-def check_features(F: Any, name: str = "F", min_samples: int = 2, *, float32_ok: bool = False,
-                   check_finite: bool = True) -> np.ndarray:
+def check_features(
+    F: Any, name: str = "F", min_samples: int = 2, *, float32_ok: bool = False, check_finite: bool = True
+) -> np.ndarray:
     """Return ``F`` as a C-contiguous float64 (n, d) array with finite entries.
 
     ``float32_ok``: float32 input stays float32 (every float32 is exact in float64; the
@@ -96,7 +97,9 @@ def _encode(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             offset = (arr - base if arr.dtype.kind == "u" else arr.astype(np.int64) - low).astype(np.int64)
             present = np.bincount(offset, minlength=high - low + 1) > 0
             found = np.flatnonzero(present)
-            classes = found.astype(arr.dtype) + base if arr.dtype.kind == "u" else (found + low).astype(arr.dtype)
+            classes = (
+                found.astype(arr.dtype) + base if arr.dtype.kind == "u" else (found + low).astype(arr.dtype)
+            )
             return classes, (np.cumsum(present) - 1)[offset]
     return np.unique(arr, return_inverse=True)
 

@@ -52,8 +52,14 @@ def _hits(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.divmod(_flat_hits(mask), mask.shape[1])
 
 
-def _merge(best_key: np.ndarray, best_idx: np.ndarray, rows: np.ndarray, keys: np.ndarray,
-           cols: np.ndarray, by_column: bool) -> None:
+def _merge(
+    best_key: np.ndarray,
+    best_idx: np.ndarray,
+    rows: np.ndarray,
+    keys: np.ndarray,
+    cols: np.ndarray,
+    by_column: bool,
+) -> None:
     """Fold a block of approximate keys into the running smallest sets of ``rows``.
 
     ``keys`` is (len(rows), len(cols)), or (len(cols), len(rows)) when ``by_column``:
@@ -99,7 +105,8 @@ def _merge(best_key: np.ndarray, best_idx: np.ndarray, rows: np.ndarray, keys: n
 
 
 def _block_smallest(keys: np.ndarray, keep: int, by_column: bool) -> tuple[np.ndarray, np.ndarray] | None:
-    """Per row of ``keys`` (column if ``by_column``): a few keys holding its ``keep`` smallest, and their positions.
+    """Per row of ``keys`` (column if ``by_column``): a few keys holding its ``keep`` smallest, and their
+    positions.
 
     The row is cut into ``_GROUPS`` slices of m keys; group j holds position j of every
     slice. The ``keep`` groups with the smallest minima hold ``keep`` keys no larger than
@@ -126,12 +133,15 @@ def _block_smallest(keys: np.ndarray, keep: int, by_column: bool) -> tuple[np.nd
         groups = np.argpartition(low, keep - 1, axis=1)[:, :keep]
     pos = (groups[:, None, :] + m * np.arange(_GROUPS)[None, :, None]).reshape(keys.shape[0], -1)
     if width > _GROUPS * m:
-        pos = np.hstack((pos, np.broadcast_to(np.arange(_GROUPS * m, width), (keys.shape[0], width - _GROUPS * m))))
+        pos = np.hstack(
+            (pos, np.broadcast_to(np.arange(_GROUPS * m, width), (keys.shape[0], width - _GROUPS * m)))
+        )
     return np.take_along_axis(keys, pos, axis=1), pos
 
 
-def _fold(best_key: np.ndarray, best_idx: np.ndarray, rows: np.ndarray, keys: np.ndarray,
-          idx: np.ndarray) -> None:
+def _fold(
+    best_key: np.ndarray, best_idx: np.ndarray, rows: np.ndarray, keys: np.ndarray, idx: np.ndarray
+) -> None:
     """Keep, for each of ``rows``, the smallest ``keep`` of its set and the new keys."""
     keep = best_key.shape[1]
     cat_key = np.hstack((best_key[rows], keys))
@@ -141,8 +151,12 @@ def _fold(best_key: np.ndarray, best_idx: np.ndarray, rows: np.ndarray, keys: np
     best_idx[rows] = np.take_along_axis(cat_idx, part, axis=1)
 
 
-def _approximate_sets(X32: np.ndarray, h32: np.ndarray, keep: int, block: int,
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def _approximate_sets(
+    X32: np.ndarray,
+    h32: np.ndarray,
+    keep: int,
+    block: int,
+) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the ``keep`` smallest float32 keys and their columns (self excluded).
 
     The key matrix is symmetric, so each off-diagonal block is computed once and serves
@@ -219,8 +233,11 @@ def _ascending_bits(v: np.ndarray) -> np.ndarray:
     return np.where(u >> np.uint64(31), u ^ np.uint64(0xFFFFFFFF), u | np.uint64(0x80000000))
 
 
-def _single_block_sets(X32: np.ndarray, metric: str, keep: int,
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def _single_block_sets(
+    X32: np.ndarray,
+    metric: str,
+    keep: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """:func:`_approximate_sets` for n <= block, sorted, with keys ``h_j - <x_i, x_j>``; and
     h32. None where :func:`_norms_in_range` rejects the norms (F is then checked, scaled).
 

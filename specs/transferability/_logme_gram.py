@@ -64,8 +64,9 @@ class Tridiagonal:
     # gamma below this share of d is not d - t tr (which loses its digits): see _tail_sums
     _CANCELLING = 1e-4
 
-    def __init__(self, diag: np.ndarray, off: np.ndarray, Z: np.ndarray, norm2: np.ndarray,
-                 floor: float, trace: float) -> None:
+    def __init__(
+        self, diag: np.ndarray, off: np.ndarray, Z: np.ndarray, norm2: np.ndarray, floor: float, trace: float
+    ) -> None:
         self.diag, self.off, self.Z, self.norm2 = diag, off, Z, norm2
         self.floor, self.trace = floor, trace
         # The stacked systems of _factor: its off-diagonal (0 between column blocks) and
@@ -82,7 +83,8 @@ class Tridiagonal:
         return self.floor / T_SPAN, self.trace * T_SPAN
 
     def _factor(self, t: np.ndarray) -> list:
-        """[t, D (d t,), the subdiagonal of L (d t - 1,), U = (T + t_c I)^-1 z_c (d, t), tr (T + t_c I)^-1 or None].
+        """[t, D (d t,), the subdiagonal of L (d t - 1,), U = (T + t_c I)^-1 z_c (d, t), tr (T + t_c I)^-1
+        or None].
 
         The columns' systems are stacked into one tridiagonal of length d t whose
         off-diagonal is 0 between blocks, which decouples them exactly (the factorisation
@@ -149,7 +151,9 @@ class Tridiagonal:
                     raise Imprecise
                 self._eigenvalues = s
             near = t[~far]
-            out[~far] = eigen_log_det(self._eigenvalues, near) if log else eigen_sums(self._eigenvalues, near, 0)[0]
+            out[~far] = (
+                eigen_log_det(self._eigenvalues, near) if log else eigen_sums(self._eigenvalues, near, 0)[0]
+            )
         return out
 
     def spectral_sums(self, t: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -236,8 +240,9 @@ def reduce_gram(F: np.ndarray, Y: np.ndarray, scale: float) -> tuple[Tridiagonal
     return targets, delta
 
 
-def certify(delta: float, targets: Tridiagonal, t_low: np.ndarray, m2: np.ndarray, q: np.ndarray,
-            n: int) -> None:
+def certify(
+    delta: float, targets: Tridiagonal, t_low: np.ndarray, m2: np.ndarray, q: np.ndarray, n: int
+) -> None:
     """Raise ``Imprecise`` unless a perturbation of norm delta moves no column's evidence / n
     by more than ``GRAM_TOL``: first-order effect on log|T/t + I| (also bounds the fixed
     point's gamma) and on beta q (dq <= delta m2)."""

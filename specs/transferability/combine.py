@@ -100,10 +100,12 @@ def combine_scores(
     w = np.array([_weight(name, weights) for name in names])
     if w.sum() <= 0.0:
         raise InvalidParameterError(f"weights for {names} sum to zero")
-    table = np.stack([
-        normalise_scores(-c if name in LOWER_IS_BETTER else c, method)
-        for name, c in zip(names, columns, strict=True)
-    ])
+    table = np.stack(
+        [
+            normalise_scores(-c if name in LOWER_IS_BETTER else c, method)
+            for name, c in zip(names, columns, strict=True)
+        ]
+    )
     present = ~np.isnan(table)
     mass = (w[:, None] * present).sum(axis=0)
     total = (w[:, None] * np.where(present, table, 0.0)).sum(axis=0)

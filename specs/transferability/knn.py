@@ -122,7 +122,9 @@ def _exact_neighbours(F: np.ndarray, X: np.ndarray, rows: np.ndarray, k: int, me
         if metric == "cosine":
             keys = _cosine_order_all(F, part)
             keys[own, part] = np.inf
-            out[start : start + step] = np.lexsort((np.broadcast_to(np.arange(n), keys.shape), keys), axis=1)[:, :k]
+            out[start : start + step] = np.lexsort((np.broadcast_to(np.arange(n), keys.shape), keys), axis=1)[
+                :, :k
+            ]
             continue
         keys = h[None, :] - X64[part] @ X64.T
         keys[own, part] = np.inf
@@ -177,8 +179,13 @@ def _vote(neighbour_codes: np.ndarray, n_classes: int, tie_break: str) -> np.nda
     return (counts * (k + 1) - first_rank).argmax(axis=1)
 
 
-def knn_neighbours(F: Any, *, k: int = 3, metric: str = "euclidean", block_size: int = 1024,
-                   ) -> np.ndarray:
+def knn_neighbours(
+    F: Any,
+    *,
+    k: int = 3,
+    metric: str = "euclidean",
+    block_size: int = 1024,
+) -> np.ndarray:
     """Indices of the k nearest other samples of every row, nearest first.
 
     Parameters
@@ -198,8 +205,12 @@ def knn_neighbours(F: Any, *, k: int = 3, metric: str = "euclidean", block_size:
     return _neighbours(check_features(F, float32_ok=True, check_finite=False), k, metric, block_size)
 
 
-def _float32_sets(X: np.ndarray, metric: str, keep: int, block: int,
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool] | None:
+def _float32_sets(
+    X: np.ndarray,
+    metric: str,
+    keep: int,
+    block: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool] | None:
     """Per row the ``keep`` smallest float32 keys in ascending order, their columns, the
     float32 half norms and whether the keys hold h_i; None where :func:`_norms_in_range`
     rejects the (Euclidean) norms."""
@@ -216,8 +227,9 @@ def _float32_sets(X: np.ndarray, metric: str, keep: int, block: int,
     return np.take_along_axis(best_key, order, axis=1), np.take_along_axis(best_idx, order, axis=1), h32, True
 
 
-def _neighbours(F: np.ndarray, k: int, metric: str, block_size: int,
-                codes: np.ndarray | None = None) -> np.ndarray:
+def _neighbours(
+    F: np.ndarray, k: int, metric: str, block_size: int, codes: np.ndarray | None = None
+) -> np.ndarray:
     """:func:`knn_neighbours` on features that passed ``check_features`` (float32 or float64;
     finiteness is checked here).
 
@@ -259,7 +271,8 @@ def _neighbours(F: np.ndarray, k: int, metric: str, block_size: int,
     # k-th lies below every other column's: the other candidates' by their own bounds, the
     # rest (float32 keys >= boundary) by the largest. So the float32 order is exact.
     proven = (high[:, : k - 1] < low[:, 1:k]).all(axis=1) & (
-        high[:, k - 1] < np.minimum(low[:, k:-1].min(axis=1), boundary - err_far))
+        high[:, k - 1] < np.minimum(low[:, k:-1].min(axis=1), boundary - err_far)
+    )
     if codes is not None:
         # Only the vote is wanted: a row is settled when every candidate that may be among
         # its k nearest (exact key possibly <= the k-th float32 key's upper bound, which
@@ -280,8 +293,9 @@ def _neighbours(F: np.ndarray, k: int, metric: str, block_size: int,
     return out
 
 
-def _exact_candidates(F: np.ndarray, X: np.ndarray, rows: np.ndarray, c: np.ndarray, k: int,
-                      metric: str, row_h: bool) -> tuple[np.ndarray, np.ndarray]:
+def _exact_candidates(
+    F: np.ndarray, X: np.ndarray, rows: np.ndarray, c: np.ndarray, k: int, metric: str, row_h: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """Float64 order of the candidates ``c`` (r, w) of ``rows``: the k nearest (r, k), ties
     to the smaller index, and the k-th's key in the float32 keys' form, [h_i +] h_j -
     <x_i, x_j> (its float64 rounding is ~2^-29 of the bound it is compared within).
@@ -309,8 +323,15 @@ def _exact_candidates(F: np.ndarray, X: np.ndarray, rows: np.ndarray, c: np.ndar
     return np.take_along_axis(c, sel, axis=1), form
 
 
-def knn_accuracy(F: Any, y: Any, *, k: int = 3, metric: str = "euclidean",
-                 tie_break: str = "nearest", block_size: int = 1024) -> float:
+def knn_accuracy(
+    F: Any,
+    y: Any,
+    *,
+    k: int = 3,
+    metric: str = "euclidean",
+    tie_break: str = "nearest",
+    block_size: int = 1024,
+) -> float:
     """Leave-one-out kNN accuracy (higher is better).
 
     Parameters

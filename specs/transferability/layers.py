@@ -131,4 +131,3 @@ def score_layers(
     scores = tuple(float(estimator(p, y)) for p in pooled)
     best = int(np.argmax(scores))
     return LayerScore(scores[best], best, scores)
-

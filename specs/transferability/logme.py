@@ -11,7 +11,8 @@ Why it is fast here: for n > d, the d x d Gram ``F^T F`` is reduced to a tridiag
 Its eigenvalues give the terms of the evidence that do not involve y, and every term that
 does is a quadratic form ``z^T (T + t I)^-1 z``: an O(d) tridiagonal solve per column and
 iteration. A rigorous bound on the Gram's rounding decides whether that is accurate to
-``GRAM_TOL`` (:mod:`specs.transferability._logme_gram`); if not (F ill-conditioned at the t found, y almost in the span of F, n <= d)
+``GRAM_TOL`` (:mod:`specs.transferability._logme_gram`); if not (F ill-conditioned at the t found, y almost
+in the span of F, n <= d)
 the exact path runs: a thin SVD (or the Gram's eigenvectors when n >= 2d), after which
 every column's fixed point runs on length-k vectors, all columns at once.
 
@@ -25,7 +26,7 @@ evidence is unbounded (y exactly in the span of fewer than n directions of F) it
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -48,6 +49,8 @@ from specs.transferability._logme_gram import (
 )
 
 _EPS = np.finfo(np.float64).eps
+
+
 def spectral_projection(F: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Project targets on the left singular vectors of F (thin SVD; Gram if n >= 2 d).
 
@@ -93,6 +96,14 @@ def spectral_projection(F: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.nd
     return s, X, np.where(residual <= rounding, 0.0, residual)
 
 
+class _EvidenceOptions(TypedDict):
+    """The fixed point's settings, passed alike to both routes."""
+
+    tol: float
+    max_iter: int
+    epsilon: float
+
+
 class _Projected:
     """Targets by their coordinates on F's singular directions, the eigenvalues s (k,) of
     ``F^T F``, ``x2 = X**2`` (k, t) and the residual (t,)."""
@@ -122,8 +133,13 @@ class _Projected:
         return eigen_log_det(self.s, t)
 
 
-def _updates(targets: Any, t: np.ndarray, n: int, eps_m: float, eps_r: float,
-             ) -> tuple[np.ndarray, np.ndarray]:
+def _updates(
+    targets: Any,
+    t: np.ndarray,
+    n: int,
+    eps_m: float,
+    eps_r: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """MacKay's alpha and beta for each column at ratio t = alpha / beta."""
     gamma, rest = targets.spectral_sums(t, n)
     m2, res2, _ = targets.moments(t)
@@ -196,8 +212,14 @@ def maximum_evidence(
         evidence = 0.5 * n * np.log(beta) - 0.5 * beta * residual - 0.5 * n * np.log(2.0 * np.pi)
         return evidence, np.full(X.shape[1], np.inf), beta, 0
     evidence, t, beta, n_iter, _ = _maximise(
-        _Projected(s, x2, residual), X.shape[1], n, tol=tol, max_iter=max_iter, epsilon=epsilon,
-        feature_scale=feature_scale)
+        _Projected(s, x2, residual),
+        X.shape[1],
+        n,
+        tol=tol,
+        max_iter=max_iter,
+        epsilon=epsilon,
+        feature_scale=feature_scale,
+    )
     return evidence, _alpha(t, beta, feature_scale), beta, n_iter
 
 
@@ -208,7 +230,13 @@ def _alpha(t: np.ndarray, beta: np.ndarray, feature_scale: float) -> np.ndarray:
 
 
 def _maximise(
-    targets: Any, n_cols: int, n: int, *, tol: float, max_iter: int, epsilon: float,
+    targets: Any,
+    n_cols: int,
+    n: int,
+    *,
+    tol: float,
+    max_iter: int,
+    epsilon: float,
     feature_scale: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
     """The fixed point and its edges for either kind of targets.
@@ -217,7 +245,10 @@ def _maximise(
     smallest t visited (per column).
     """
     c2 = feature_scale * feature_scale  # may overflow to inf for F ~ 1e160: only t0 and alpha_ see it
-    eps_m, eps_r = (epsilon * c2 if epsilon else 0.0), epsilon  # m of the scaled F is feature_scale times larger
+    eps_m, eps_r = (
+        (epsilon * c2 if epsilon else 0.0),
+        epsilon,
+    )  # m of the scaled F is feature_scale times larger
     bounds = targets.bounds()
     with np.errstate(divide="ignore", over="ignore"):
         t0 = np.clip(np.full(n_cols, np.float64(1.0) / c2), *bounds)  # alpha = beta = 1 for the unscaled F
@@ -230,14 +261,24 @@ def _maximise(
             t_edge = np.full_like(t, edge)
             ev_edge, beta_edge = _evidence_at(targets, t_edge, n, eps_m, eps_r)
             better = ev_edge > evidence
-            t, evidence, beta = np.where(better, t_edge, t), np.where(better, ev_edge, evidence), np.where(better, beta_edge, beta)
+            t, evidence, beta = (
+                np.where(better, t_edge, t),
+                np.where(better, ev_edge, evidence),
+                np.where(better, beta_edge, beta),
+            )
             t_low = np.minimum(t_low, t)
     return evidence, t, beta, n_iter, t_low
 
 
 def _fixed_point(
-    targets: Any, t: np.ndarray, n: int, bounds: tuple[float, float],
-    *, tol: float, max_iter: int, eps: tuple[float, float],
+    targets: Any,
+    t: np.ndarray,
+    n: int,
+    bounds: tuple[float, float],
+    *,
+    tol: float,
+    max_iter: int,
+    eps: tuple[float, float],
 ) -> tuple[np.ndarray, int, np.ndarray]:
     """MacKay's updates on t = alpha / beta, kept within ``bounds``; returns (t, n_iter, smallest t)."""
     n_iter = 0
@@ -273,30 +314,39 @@ def _evidence_at(
 
 
 def _tridiagonal_evidence(
-    F: np.ndarray, Y: np.ndarray, scale: float, *, tol: float, max_iter: int, epsilon: float,
+    F: np.ndarray,
+    Y: np.ndarray,
+    scale: float,
+    *,
+    tol: float,
+    max_iter: int,
+    epsilon: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """:func:`maximum_evidence` through the tridiagonal of the Gram (n > d); raises ``Imprecise``."""
     n = F.shape[0]
     targets, delta = reduce_gram(F, Y, scale)
     evidence, t, beta, n_iter, t_low = _maximise(
-        targets, Y.shape[1], n, tol=tol, max_iter=max_iter, epsilon=epsilon, feature_scale=scale)
+        targets, Y.shape[1], n, tol=tol, max_iter=max_iter, epsilon=epsilon, feature_scale=scale
+    )
     m2, _, q = targets.moments(t)
     certify(delta, targets, t_low, m2, q, n)
     return evidence, _alpha(t, beta, scale), beta, n_iter
+
 
 def _check_bounded(k: int, x2: np.ndarray, residual: np.ndarray, n: int, epsilon: float) -> None:
     if epsilon > 0:  # the guard bounds beta by (n - gamma) / epsilon
         return
     zero = np.flatnonzero(x2.sum(axis=0) + residual == 0)
     if zero.size:
-        raise InvalidDataError(f"y column {int(zero[0])} is all zeros: LogME is unbounded (infinite noise precision)")
+        raise InvalidDataError(
+            f"y column {int(zero[0])} is all zeros: LogME is unbounded (infinite noise precision)"
+        )
     exact = np.flatnonzero(residual == 0)
     if k < n and exact.size:
         raise InvalidDataError(
             f"y column {int(exact[0])} lies exactly in the span of F's {k} < n = {n} directions "
             "(duplicate rows of F with equal targets?): LogME is unbounded; pass epsilon > 0 to regularise"
         )
-
 
 
 class LogME:
@@ -357,14 +407,16 @@ class LogME:
         shift = peak_exponent(F)  # checks finiteness too; on float32 if F is
         F = F.astype(np.float64, copy=False)
         scale = 1.0 if shift is None else float(np.ldexp(1.0, shift))  # all-zero F: nothing to scale
-        options = {"tol": self.tol, "max_iter": max_iter, "epsilon": self.epsilon}
+        options = _EvidenceOptions(tol=self.tol, max_iter=max_iter, epsilon=self.epsilon)
         try:
             if n <= d:
                 raise Imprecise  # t -> 0 is typical there, where the Gram's rounding matters
             evidence, alpha, beta, n_iter = _tridiagonal_evidence(F, Y, scale, **options)
         except Imprecise:
             s, X, residual = spectral_projection(F / scale, Y)
-            evidence, alpha, beta, n_iter = maximum_evidence(s, X, residual, n, d, feature_scale=scale, **options)
+            evidence, alpha, beta, n_iter = maximum_evidence(
+                s, X, residual, n, d, feature_scale=scale, **options
+            )
         self.evidence_ = evidence / n
         self.score_ = float(self.evidence_.mean())
         self.alpha_, self.beta_, self.n_iter_ = alpha, beta, n_iter

@@ -31,12 +31,19 @@ def rows(n: int, *, seed: int, shift: float = 0.0) -> np.ndarray:
 
 def labelled_csv(X: np.ndarray) -> str:
     labels = np.where(X[:, 0] > np.median(X[:, 0]), "class1", "class0")
-    return "f1,f2,f3,label\n" + "\n".join(",".join(f"{v:.5f}" for v in row) + f",{y}" for row, y in zip(X, labels, strict=True)) + "\n"
+    return (
+        "f1,f2,f3,label\n"
+        + "\n".join(",".join(f"{v:.5f}" for v in row) + f",{y}" for row, y in zip(X, labels, strict=True))
+        + "\n"
+    )
 
 
-def publish(page, shots, live_server, tmp_path: Path, name: str, description: str, data: np.ndarray, seed: int) -> str:
-    package = packages.build_table_model_package(COLUMNS, 2, name=name, data=data, seed=seed,
-                                                 manifest={"description": description})
+def publish(
+    page, shots, live_server, tmp_path: Path, name: str, description: str, data: np.ndarray, seed: int
+) -> str:
+    package = packages.build_table_model_package(
+        COLUMNS, 2, name=name, data=data, seed=seed, manifest={"description": description}
+    )
     path = tmp_path / f"{name}.zip"
     path.write_bytes(package)
     page.goto(f"{live_server.url}/learnwares/new/")
@@ -52,7 +59,9 @@ def publish(page, shots, live_server, tmp_path: Path, name: str, description: st
     return page.url.rsplit("/v1/", 1)[0] + "/"
 
 
-def test_sign_up_publish_find_submit_and_download(page, shots, live_server, celery_worker, s3_storage, tmp_path):
+def test_sign_up_publish_find_submit_and_download(
+    page, shots, live_server, celery_worker, s3_storage, tmp_path
+):
     page.goto(f"{live_server.url}/")
     shots("home-empty")
     page.get_by_role("link", name="Sign up").first.click()
@@ -64,10 +73,26 @@ def test_sign_up_publish_find_submit_and_download(page, shots, live_server, cele
     page.get_by_role("button", name="Create account").click()
     assert "Welcome, portal-user" in page.locator(".messages").inner_text()
 
-    near = publish(page, shots, live_server, tmp_path, "tabular-churn-classifier",
-                   "Predicts customer churn from three usage features.", rows(80, seed=0), seed=0)
-    publish(page, shots, live_server, tmp_path, "shifted-sensor-classifier",
-            "Flags faulty sensors from three shifted readings.", rows(80, seed=1, shift=4.0), seed=1)
+    near = publish(
+        page,
+        shots,
+        live_server,
+        tmp_path,
+        "tabular-churn-classifier",
+        "Predicts customer churn from three usage features.",
+        rows(80, seed=0),
+        seed=0,
+    )
+    publish(
+        page,
+        shots,
+        live_server,
+        tmp_path,
+        "shifted-sensor-classifier",
+        "Flags faulty sensors from three shifted readings.",
+        rows(80, seed=1, shift=4.0),
+        seed=1,
+    )
 
     page.goto(near)
     assert page.locator("h1").first.inner_text() == "tabular-churn-classifier"
@@ -88,7 +113,9 @@ def test_sign_up_publish_find_submit_and_download(page, shots, live_server, cele
 
     # Find by data: half the rows like each learnware's training data, so both match and mix.
     data_csv = tmp_path / "my-data.csv"
-    data_csv.write_text(packages.csv_text(COLUMNS, np.vstack([rows(40, seed=5), rows(40, seed=6, shift=4.0)])))
+    data_csv.write_text(
+        packages.csv_text(COLUMNS, np.vstack([rows(40, seed=5), rows(40, seed=6, shift=4.0)]))
+    )
     page.goto(f"{live_server.url}/search/data/")
     page.get_by_label("File").set_input_files(str(data_csv))
     page.get_by_role("button", name="Search").click()
@@ -96,7 +123,8 @@ def test_sign_up_publish_find_submit_and_download(page, shots, live_server, cele
     results = page.locator("#results-h + .table-wrap tbody tr")
     assert results.count() == 2
     assert {"tabular-churn-classifier", "shifted-sensor-classifier"} == {
-        results.nth(i).get_by_role("link").inner_text() for i in range(2)}
+        results.nth(i).get_by_role("link").inner_text() for i in range(2)
+    }
     weights = page.locator("svg[aria-label^='Suggested mixture'] rect")
     assert weights.count() == 2  # a bar per mixture component
     shots("data-search")
@@ -110,7 +138,7 @@ def test_sign_up_publish_find_submit_and_download(page, shots, live_server, cele
     labelled = tmp_path / "labelled.csv"
     labelled.write_text(labelled_csv(np.vstack([rows(45, seed=7), rows(45, seed=8, shift=4.0)])))
     page.goto(f"{live_server.url}/tasks/new/")
-    page.get_by_label("Name").fill("churn task")
+    page.get_by_label("Name (optional)").fill("churn task")
     page.get_by_label("Data", exact=True).set_input_files(str(data_csv))
     page.locator("#id_labelled").set_input_files(str(labelled))
     shots("submit")

@@ -44,7 +44,9 @@ ROOT = Path(__file__).resolve().parents[2]
 AXE = Path(__file__).with_name("vendor") / "axe-core-4.14.1" / "axe.min.js"
 SIZES = {"desktop": {"width": 1440, "height": 900}, "phone": {"width": 390, "height": 844}}
 COLUMNS = ["f1", "f2", "f3"]
-JOB_TIMEOUT = float(os.environ.get("LWM_BROWSER_JOB_TIMEOUT", "300"))  # s: five publishes and one task on 2 shared cores
+JOB_TIMEOUT = float(
+    os.environ.get("LWM_BROWSER_JOB_TIMEOUT", "300")
+)  # s: five publishes and one task on 2 shared cores
 PASSWORD = "pages-Pass-2024"
 
 
@@ -65,7 +67,9 @@ class Market:
             _wait(lambda: Job.objects.get(id=job_id).is_terminal, "the task's pipeline")
         except AssertionError:
             job = Job.objects.get(id=job_id)
-            raise AssertionError(f"task still {job.status} at {job.stage} ({job.message})\n{self.worker.log_tail()}") from None
+            raise AssertionError(
+                f"task still {job.status} at {job.stage} ({job.message})\n{self.worker.log_tail()}"
+            ) from None
         job = Job.objects.get(id=job_id)
         assert job.status == "succeeded", (job.status, job.error, self.worker.log_tail())
         return Submission.objects.get(id=self.submission)
@@ -77,8 +81,12 @@ def _rows(n: int, *, seed: int, shift: float = 0.0) -> np.ndarray:
 
 def _labelled_csv(X: np.ndarray) -> str:
     labels = np.where(X[:, 0] > np.median(X[:, 0]), "class1", "class0")
-    return ",".join(COLUMNS) + ",label\n" + "\n".join(
-        ",".join(f"{v:.5f}" for v in row) + f",{y}" for row, y in zip(X, labels, strict=True)) + "\n"
+    return (
+        ",".join(COLUMNS)
+        + ",label\n"
+        + "\n".join(",".join(f"{v:.5f}" for v in row) + f",{y}" for row, y in zip(X, labels, strict=True))
+        + "\n"
+    )
 
 
 def _wait(predicate: Any, what: str, timeout: float = JOB_TIMEOUT) -> None:
@@ -100,22 +108,59 @@ def _seed(url: str, worker: Any) -> Market:
     publisher = users.create_user("publisher", "publisher@example.com", PASSWORD)
     visitor = users.create_user("visitor", "visitor@example.com", PASSWORD)
     users.create_superuser("root", "root@example.com", PASSWORD)
-    texts = ["Shares rose after the company reported strong results.", "The striker scored twice in the final.",
-             "Parliament voted on the budget today.", "The new phone has a faster chip."] * 5
+    texts = [
+        "Shares rose after the company reported strong results.",
+        "The striker scored twice in the final.",
+        "Parliament voted on the budget today.",
+        "The new phone has a faster chip.",
+    ] * 5
     uploads = {
         "table": packages.build_table_model_package(
-            COLUMNS, 2, name="churn-classifier", data=_rows(80, seed=0), seed=0, sample="csv",
-            manifest={"description": "Predicts **customer churn** from three usage features. ![chart](https://tracker.example/c.png)",
-                      "tags": ["churn", "customers"]}),
+            COLUMNS,
+            2,
+            name="churn-classifier",
+            data=_rows(80, seed=0),
+            seed=0,
+            sample="csv",
+            manifest={
+                "description": "Predicts **customer churn** from three usage features. ![chart](https://tracker.example/c.png)",
+                "tags": ["churn", "customers"],
+            },
+        ),
         "table-shifted": packages.build_table_model_package(
-            COLUMNS, 2, name="sensor-fault-classifier", data=_rows(80, seed=1, shift=4.0), seed=1, sample="csv",
-            manifest={"description": "Flags faulty sensors from three shifted readings.", "tags": ["sensors"]}),
-        "image": packages.build_image_model_package((1, 8, 8), 3, name="tiny-glyph-classifier", sample="npz", seed=2,
-                                                    manifest={"description": "Classifies 8×8 glyph images into three shapes."}),
-        "text": packages.build_text_model_package(2, name="news-topic-head", sample=texts, seed=3,
-                                                  manifest={"description": "Business or sport? A head on MiniLM sentence embeddings of news texts."}),
-        "adapter": packages.build_lora_adapter_package(name="minilm-news-lora", seed=4,
-                                                       manifest={"description": "A LoRA adapter on MiniLM for news texts."}),
+            COLUMNS,
+            2,
+            name="sensor-fault-classifier",
+            data=_rows(80, seed=1, shift=4.0),
+            seed=1,
+            sample="csv",
+            manifest={
+                "description": "Flags faulty sensors from three shifted readings.",
+                "tags": ["sensors"],
+            },
+        ),
+        "image": packages.build_image_model_package(
+            (1, 8, 8),
+            3,
+            name="tiny-glyph-classifier",
+            sample="npz",
+            seed=2,
+            manifest={"description": "Classifies 8×8 glyph images into three shapes."},
+        ),
+        "text": packages.build_text_model_package(
+            2,
+            name="news-topic-head",
+            sample=texts,
+            seed=3,
+            manifest={
+                "description": "Business or sport? A head on MiniLM sentence embeddings of news texts."
+            },
+        ),
+        "adapter": packages.build_lora_adapter_package(
+            name="minilm-news-lora",
+            seed=4,
+            manifest={"description": "A LoRA adapter on MiniLM for news texts."},
+        ),
     }
     import requests
 
@@ -127,7 +172,11 @@ def _seed(url: str, worker: Any) -> Market:
     market = Market(url=url)
     versions = {}
     for role, data in uploads.items():
-        r = http.post(f"{url}/api/v1/learnwares/", files={"package": (f"{role}.zip", data, "application/zip")}, timeout=60)
+        r = http.post(
+            f"{url}/api/v1/learnwares/",
+            files={"package": (f"{role}.zip", data, "application/zip")},
+            timeout=60,
+        )
         assert r.status_code == 202, r.text
         body = r.json()
         market.learnwares[role] = int(body["learnware"])
@@ -142,14 +191,22 @@ def _seed(url: str, worker: Any) -> Market:
     try:
         _wait(all_published, "five published learnwares")
     except AssertionError as exc:
-        states = list(LearnwareVersion.objects.filter(id__in=versions.values()).values_list("status", "job__status"))
+        states = list(
+            LearnwareVersion.objects.filter(id__in=versions.values()).values_list("status", "job__status")
+        )
         raise AssertionError(f"{exc}: {states}\n{worker.log_tail()}") from None
     data_X = np.vstack([_rows(40, seed=5), _rows(40, seed=6, shift=4.0)])
     labelled = _labelled_csv(np.vstack([_rows(45, seed=7), _rows(45, seed=8, shift=4.0)]))
     http.headers["Authorization"] = f"Bearer {api_token_create(user=visitor, name='seed')[1]}"
-    r = http.post(f"{url}/api/v1/submissions/", data={"name": "churn task", "task": "classification"}, timeout=60,
-                  files={"data": ("data.csv", packages.csv_text(COLUMNS, data_X), "text/csv"),
-                         "labelled": ("labelled.csv", labelled, "text/csv")})
+    r = http.post(
+        f"{url}/api/v1/submissions/",
+        data={"name": "churn task", "task": "classification"},
+        timeout=60,
+        files={
+            "data": ("data.csv", packages.csv_text(COLUMNS, data_X), "text/csv"),
+            "labelled": ("labelled.csv", labelled, "text/csv"),
+        },
+    )
     assert r.status_code == 202, r.text
     # The worker assembles the task while the page tests run; the results test (last) waits for it.
     market.submission = str(r.json()["submission"]["id"])
@@ -158,8 +215,9 @@ def _seed(url: str, worker: Any) -> Market:
     for user in (visitor, publisher, users.get(username="root")):
         client = Client()
         client.force_login(user)
-        market.cookies[user.username] = [{"name": "sessionid", "value": client.cookies["sessionid"].value,
-                                          "domain": host, "path": "/"}]
+        market.cookies[user.username] = [
+            {"name": "sessionid", "value": client.cookies["sessionid"].value, "domain": host, "path": "/"}
+        ]
     return market
 
 
@@ -193,18 +251,31 @@ def _pages(market: Market) -> list[tuple[str, str, str | None]]:
     """(name, path, user) of every portal page; pages of a signed-in user use the visitor or publisher."""
     lw = market.learnwares
     return [
-        ("home", "/", None), ("browse", "/learnwares/", None), ("browse-query", "/learnwares/?q=customer+churn", None),
-        ("browse-empty", "/learnwares/?q=xqzvbnm+plorf", None), ("browse-filtered", "/learnwares/?modality=table", None),
+        ("home", "/", None),
+        ("browse", "/learnwares/", None),
+        ("browse-query", "/learnwares/?q=customer+churn", None),
+        ("browse-empty", "/learnwares/?q=xqzvbnm+plorf", None),
+        ("browse-filtered", "/learnwares/?modality=table", None),
         ("search-by-data", "/search/data/", None),
-        ("learnware-table", f"/learnwares/{lw['table']}/", None), ("learnware-image", f"/learnwares/{lw['image']}/", None),
-        ("learnware-text", f"/learnwares/{lw['text']}/", None), ("learnware-adapter", f"/learnwares/{lw['adapter']}/", None),
-        ("version", f"/learnwares/{lw['table']}/v1/", "publisher"), ("edit-card", f"/learnwares/{lw['table']}/edit/", "publisher"),
-        ("publish", "/learnwares/new/", "publisher"), ("submit-task", "/tasks/new/", "visitor"),
-        ("task-results", f"/tasks/{market.submission}/", "visitor"), ("account", "/accounts/", "visitor"),
-        ("tokens", "/accounts/tokens/", "visitor"), ("my-learnwares", "/accounts/learnwares/", "publisher"),
-        ("my-tasks", "/accounts/tasks/", "visitor"), ("login", "/accounts/login/", None), ("signup", "/accounts/signup/", None),
-        ("password-reset", "/accounts/password/reset/", None), ("not-found", "/no-such-page/", None),
-        ("method-not-allowed", f"/learnwares/{lw['table']}/delete/", "publisher"), ("api-docs", "/api/v1/docs/", None),
+        ("learnware-table", f"/learnwares/{lw['table']}/", None),
+        ("learnware-image", f"/learnwares/{lw['image']}/", None),
+        ("learnware-text", f"/learnwares/{lw['text']}/", None),
+        ("learnware-adapter", f"/learnwares/{lw['adapter']}/", None),
+        ("version", f"/learnwares/{lw['table']}/v1/", "publisher"),
+        ("edit-card", f"/learnwares/{lw['table']}/edit/", "publisher"),
+        ("publish", "/learnwares/new/", "publisher"),
+        ("submit-task", "/tasks/new/", "visitor"),
+        ("task-results", f"/tasks/{market.submission}/", "visitor"),
+        ("account", "/accounts/", "visitor"),
+        ("tokens", "/accounts/tokens/", "visitor"),
+        ("my-learnwares", "/accounts/learnwares/", "publisher"),
+        ("my-tasks", "/accounts/tasks/", "visitor"),
+        ("login", "/accounts/login/", None),
+        ("signup", "/accounts/signup/", None),
+        ("password-reset", "/accounts/password/reset/", None),
+        ("not-found", "/no-such-page/", None),
+        ("method-not-allowed", f"/learnwares/{lw['table']}/delete/", "publisher"),
+        ("api-docs", "/api/v1/docs/", None),
     ]
 
 
@@ -215,7 +286,8 @@ def _axe(page: Any) -> list[dict[str, Any]]:
     page.add_script_tag(path=str(AXE))
     result = page.evaluate("""async () => (await axe.run(document, {runOnly: {type: 'tag',
         values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}, resultTypes: ['violations']})).violations
-        .map(v => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}))""")
+        .map(v => ({id: v.id, impact: v.impact, help: v.help,
+                    nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}))""")
     return list(result)
 
 
@@ -226,11 +298,15 @@ def test_every_page_fits_the_screen_passes_axe_and_is_saved(browser: Any, market
     try:
         for name, path, user in _pages(market):
             if user not in contexts:
-                # bypass_csp only lets the test inject axe-core; the CSP itself is tested in test_site_policy.py.
+                # bypass_csp only lets the test inject axe-core; the CSP itself is tested in
+                # test_site_policy.py.
                 contexts[user] = _context(browser, market, size, user, bypass_csp=True)
             page = contexts[user].pages[0] if contexts[user].pages else contexts[user].new_page()
             response = page.goto(market.url + path)
-            assert response is not None and response.status == EXPECTED_STATUS.get(name, 200), (name, response and response.status)
+            assert response is not None and response.status == EXPECTED_STATUS.get(name, 200), (
+                name,
+                response and response.status,
+            )
             if name == "api-docs":
                 page.locator(".opblock").first.wait_for()
             widths = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
@@ -263,7 +339,11 @@ def test_badges_meet_aa_contrast_and_dark_mode_applies(browser: Any, market: Mar
     page = context.new_page()
     try:
         seen = {}
-        for path in (f"/learnwares/{market.learnwares['table']}/", f"/tasks/{market.submission}/", "/accounts/learnwares/"):
+        for path in (
+            f"/learnwares/{market.learnwares['table']}/",
+            f"/tasks/{market.submission}/",
+            "/accounts/learnwares/",
+        ):
             page.goto(market.url + path)
             for fg, bg, cls in page.evaluate("""() => [...document.querySelectorAll('.badge')].map(b => {
                 const s = getComputedStyle(b); return [s.color, s.backgroundColor, b.className]; })"""):
@@ -286,13 +366,23 @@ def test_keyboard_focus_starts_at_the_skip_link_and_follows_the_page(browser: An
         order = []
         for _ in range(12):
             page.keyboard.press("Tab")
-            order.append(page.evaluate("() => [document.activeElement.textContent.trim().slice(0, 40), "
-                                       "document.activeElement.getBoundingClientRect().top]"))
+            order.append(
+                page.evaluate(
+                    "() => [document.activeElement.textContent.trim().slice(0, 40), "
+                    "document.activeElement.getBoundingClientRect().top]"
+                )
+            )
         assert order[0][0] == "Skip to content" and order[1][0].startswith("Learnware")
         nav = [text for text, _ in order[2:7]]
         assert nav == ["Browse", "Search by data", "Submit a task", "Publish", "API"], nav
         page.keyboard.press("Shift+Tab")
-        assert page.evaluate("() => document.querySelectorAll('[tabindex]:not([tabindex=\"-1\"]):not([tabindex=\"0\"])').length") == 0
+        assert (
+            page.evaluate(
+                "() => document.querySelectorAll("
+                '\'[tabindex]:not([tabindex="-1"]):not([tabindex="0"])\').length'
+            )
+            == 0
+        )
         # The tabs follow the ARIA pattern: arrow keys move between them.
         tab = page.get_by_role("tab", name="Model card")
         tab.focus()
@@ -300,7 +390,9 @@ def test_keyboard_focus_starts_at_the_skip_link_and_follows_the_page(browser: An
         assert page.get_by_role("tab", name="Files and versions").get_attribute("aria-selected") == "true"
         assert page.locator("#panel-files").is_visible() and not page.locator("#panel-card").is_visible()
         rows = page.locator("#files-h ~ .table-wrap tbody tr")
-        assert rows.count() >= 2 and re.fullmatch(r"[0-9a-f]{64}", rows.first.locator("td").nth(2).inner_text())
+        assert rows.count() >= 2 and re.fullmatch(
+            r"[0-9a-f]{64}", rows.first.locator("td").nth(2).inner_text()
+        )
     finally:
         context.close()
 
@@ -329,7 +421,9 @@ def test_api_docs_render_without_any_outside_request(browser: Any, market: Marke
     assert outside == []
 
 
-def test_a_gibberish_query_shows_the_empty_state_and_a_real_one_finds_its_card(browser: Any, market: Market) -> None:
+def test_a_gibberish_query_shows_the_empty_state_and_a_real_one_finds_its_card(
+    browser: Any, market: Market
+) -> None:
     context = _context(browser, market, "phone")
     page = context.new_page()
     try:
@@ -352,7 +446,9 @@ def test_a_gibberish_query_shows_the_empty_state_and_a_real_one_finds_its_card(b
 
 def test_a_csv_search_works_without_choosing_a_space(browser: Any, market: Market, tmp_path: Path) -> None:
     data = tmp_path / "my-rows.csv"
-    data.write_text(packages.csv_text(COLUMNS, np.vstack([_rows(30, seed=11), _rows(30, seed=12, shift=4.0)])))
+    data.write_text(
+        packages.csv_text(COLUMNS, np.vstack([_rows(30, seed=11), _rows(30, seed=12, shift=4.0)]))
+    )
     context = _context(browser, market, "phone")
     page = context.new_page()
     try:
@@ -371,18 +467,31 @@ def test_a_csv_search_works_without_choosing_a_space(browser: Any, market: Marke
 
 
 def _run_snippet(code: str, workdir: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "client"), str(ROOT)]), "HF_HUB_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "client"), str(ROOT)]),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
     env.pop("LWM_TOKEN", None)
     (workdir / "snippet.py").write_text(code)
-    return subprocess.run([sys.executable, "snippet.py"], cwd=workdir, env=env, capture_output=True, text=True, timeout=240)
+    return subprocess.run(
+        [sys.executable, "snippet.py"], cwd=workdir, env=env, capture_output=True, text=True, timeout=240
+    )
 
 
-@pytest.mark.parametrize("role,expect", [
-    ("table", r"class[01]"), ("image", r"c[0-2]"), ("text", r"t[01]"), ("adapter", r"torch\.Size\(\[2, 384\]\)"),
-])
-def test_the_python_snippet_of_each_modality_runs_as_written(browser: Any, market: Market, tmp_path: Path,
-                                                              role: str, expect: str) -> None:
+@pytest.mark.parametrize(
+    "role,expect",
+    [
+        ("table", r"class[01]"),
+        ("image", r"c[0-2]"),
+        ("text", r"t[01]"),
+        ("adapter", r"torch\.Size\(\[2, 384\]\)"),
+    ],
+)
+def test_the_python_snippet_of_each_modality_runs_as_written(
+    browser: Any, market: Market, tmp_path: Path, role: str, expect: str
+) -> None:
     context = _context(browser, market, "phone")
     page = context.new_page()
     try:
@@ -400,8 +509,12 @@ def test_the_python_snippet_of_each_modality_runs_as_written(browser: Any, marke
     done = _run_snippet(code, tmp_path)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     assert re.search(expect, done.stdout), done.stdout
-    what = {"table": "3 numeric columns in this order: f1, f2, f3", "image": "(n, 1, 8, 8)",
-            "text": "raw texts in", "adapter": "PeftModel.from_pretrained"}[role]
+    what = {
+        "table": "3 numeric columns in this order: f1, f2, f3",
+        "image": "(n, 1, 8, 8)",
+        "text": "raw texts in",
+        "adapter": "PeftModel.from_pretrained",
+    }[role]
     assert what in code, code
     assert json.dumps(market.url)[1:-1] in code  # the snippet talks to this very server
 
@@ -412,9 +525,11 @@ def _expected_winner(evaluation: dict[str, Any]) -> str:
         return evaluation["winner"]["kind"]
     metric = evaluation["metric"]
     scratch = evaluation["baselines"]["from_scratch"]
-    scores = {"assembly": evaluation["methods"][evaluation["chosen"]][metric],
-              "best_single": evaluation["baselines"]["best_single"]["score"],
-              "from_scratch": scratch["models"][scratch["best"]][metric]}
+    scores = {
+        "assembly": evaluation["methods"][evaluation["chosen"]][metric],
+        "best_single": evaluation["baselines"]["best_single"]["score"],
+        "from_scratch": scratch["models"][scratch["best"]][metric],
+    }
     top = max(scores.values())
     return next(kind for kind in ("assembly", "best_single", "from_scratch") if scores[kind] == top)
 

@@ -40,7 +40,9 @@ class ScriptedServer:
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def push(self, status: int, body: Any = None, **headers: str) -> ScriptedServer:
-        self.script.append((status, {k.replace("_", "-"): v for k, v in headers.items()}, {} if body is None else body))
+        self.script.append(
+            (status, {k.replace("_", "-"): v for k, v in headers.items()}, {} if body is None else body)
+        )
         return self
 
     def __enter__(self) -> ScriptedServer:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from lwm_client import cli
-from lwm_client.client import _is_folder
+from lwm_client.downloads import is_folder_target
 
 
 def test_predict_with_a_missing_package_prints_one_line_naming_it(tmp_path, capsys):
@@ -25,5 +25,9 @@ def test_predict_with_a_file_that_is_not_a_zip_and_json_output(tmp_path, capsys)
 
 
 def test_a_download_destination_is_a_folder_unless_it_names_a_zip(tmp_path):
-    assert _is_folder(Path(tmp_path / "out")) and _is_folder(Path("./out")) and _is_folder(tmp_path)
-    assert not _is_folder(Path(tmp_path / "package.zip"))
+    assert (
+        is_folder_target(Path(tmp_path / "out"))
+        and is_folder_target(Path("./out"))
+        and is_folder_target(tmp_path)
+    )
+    assert not is_folder_target(Path(tmp_path / "package.zip"))

@@ -29,7 +29,9 @@ def test_file_then_env_then_argument_each_win_over_the_previous(cfg, monkeypatch
     monkeypatch.setenv("LWM_URL", "http://env:2/")
     monkeypatch.setenv("LWM_TOKEN", "lwm_env")
     assert Config.resolve() == Config(url="http://env:2", token="lwm_env", timeout=5.0)
-    assert Config.resolve(url="https://arg:3", token="lwm_arg", timeout=9) == Config(url="https://arg:3", token="lwm_arg", timeout=9.0)
+    assert Config.resolve(url="https://arg:3", token="lwm_arg", timeout=9) == Config(
+        url="https://arg:3", token="lwm_arg", timeout=9.0
+    )
 
 
 def test_config_file_is_private_to_its_owner(cfg):

@@ -33,9 +33,13 @@ def _manifest(package: bytes) -> dict:
 
 def test_sklearn_pipeline_package_predicts_as_the_pipeline():
     s, model = om.wine(), om.sklearn_pipeline()
-    package = from_sklearn(model, columns=s.columns, sample=s.X_train, name="wine hgb", description="cultivars", tags=["wine"])
+    package = from_sklearn(
+        model, columns=s.columns, sample=s.X_train, name="wine hgb", description="cultivars", tags=["wine"]
+    )
     manifest = _manifest(package)
-    assert manifest["output"]["classes"] == sorted(om.WINE_CLASSES) and manifest["input"]["columns"] == s.columns
+    assert (
+        manifest["output"]["classes"] == sorted(om.WINE_CLASSES) and manifest["input"]["columns"] == s.columns
+    )
     assert manifest["tags"] == ["wine"] and package_check(package, deep=True).artifact_format == "onnx"
     X = _held_out(s)
     predictor = Predictor.from_bytes(package)
@@ -64,7 +68,14 @@ def test_torch_mlp_package_predicts_as_the_module():
     import torch
 
     s, module = om.wine(), om.WineMLP.fit()
-    package = from_torch(module, torch.zeros(4, 13), columns=s.columns, sample=s.X_train, classes=om.WINE_CLASSES, name="wine mlp")
+    package = from_torch(
+        module,
+        torch.zeros(4, 13),
+        columns=s.columns,
+        sample=s.X_train,
+        classes=om.WINE_CLASSES,
+        name="wine mlp",
+    )
     X = _held_out(s)
     with torch.no_grad():
         logits = module(torch.tensor(X, dtype=torch.float32)).double().numpy()
@@ -99,12 +110,21 @@ def test_predictions_that_differ_from_the_original_are_refused_before_packaging(
     onnx_bytes = sklearn_to_onnx(model, len(s.columns))
     swapped = {"barbera": "barolo", "barolo": "barbera", "grignolino": "grignolino"}
     with pytest.raises(PackageError) as err:
-        verify(onnx_bytes, s.X_test, predict=lambda X: np.array([swapped[v] for v in model.predict(X)]),
-               classes=list(model.classes_))
+        verify(
+            onnx_bytes,
+            s.X_test,
+            predict=lambda X: np.array([swapped[v] for v in model.predict(X)]),
+            classes=list(model.classes_),
+        )
     assert err.value.code == "package:user:conversion-mismatch"
     with pytest.raises(PackageError) as err:
-        verify(onnx_bytes, s.X_test, predict=model.predict, predict_proba=lambda X: model.predict_proba(X) * 0.99,
-               classes=list(model.classes_))
+        verify(
+            onnx_bytes,
+            s.X_test,
+            predict=model.predict,
+            predict_proba=lambda X: model.predict_proba(X) * 0.99,
+            classes=list(model.classes_),
+        )
     assert err.value.code == "package:user:conversion-mismatch" and err.value.details["max_abs_diff"] > 1e-5
 
 
@@ -114,7 +134,9 @@ def test_class_names_other_than_the_labels_need_positional_labels():
         from_sklearn(model, columns=s.columns, sample=s.X_train, name="renamed", classes=["a", "b", "c"])
     assert err.value.code == "package:user:classes"
     lgbm = om.lightgbm_classifier()
-    package = from_lightgbm(lgbm, columns=s.columns, sample=s.X_train, name="renamed", classes=sorted(om.WINE_CLASSES))
+    package = from_lightgbm(
+        lgbm, columns=s.columns, sample=s.X_train, name="renamed", classes=sorted(om.WINE_CLASSES)
+    )
     assert yaml.safe_load(package_check(package).manifest["name"]) == "renamed"
 
 
@@ -123,7 +145,9 @@ def test_lightgbm_double_thresholds_decide_as_in_lightgbm_on_float32_rows():
     import lightgbm
 
     s = om.diamonds()
-    model = lightgbm.LGBMRegressor(n_estimators=60, num_leaves=15, random_state=0, n_jobs=1, verbose=-1).fit(s.X_train, s.y_train)
+    model = lightgbm.LGBMRegressor(n_estimators=60, num_leaves=15, random_state=0, n_jobs=1, verbose=-1).fit(
+        s.X_train, s.y_train
+    )
     package = from_lightgbm(model, columns=s.columns, sample=s.X_train[:300], name="diamond lgbm")
     X = _held_out(s)
     assert_allclose(Predictor.from_bytes(package).predict(X), model.predict(X), rtol=1e-4)
@@ -136,10 +160,17 @@ def test_torch_image_model_package_takes_its_image_shape():
     digits = load_digits()
     images = (digits.images[:64] / 16.0).astype(np.float32)[:, None]  # (n, 1, 8, 8) in [0, 1]
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
-                              torch.nn.Linear(4 * 64, 10)).eval()
-    package = from_torch(net, torch.zeros(2, 1, 8, 8), shape=[1, 8, 8], sample=images, classes=[str(i) for i in range(10)],
-                         name="digits conv")
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 64, 10)
+    ).eval()
+    package = from_torch(
+        net,
+        torch.zeros(2, 1, 8, 8),
+        shape=[1, 8, 8],
+        sample=images,
+        classes=[str(i) for i in range(10)],
+        name="digits conv",
+    )
     manifest = package_check(package).manifest
     assert manifest["modality"] == "image" and manifest["input"] == {"shape": [1, 8, 8]}
     assert package_check(package).sample_names == ["sample.npz"]
@@ -153,7 +184,9 @@ def test_a_scaler_before_trees_is_folded_into_the_thresholds_exactly():
     from sklearn.ensemble import HistGradientBoostingRegressor
 
     s = om.diamonds()
-    model = make_pipeline(StandardScaler(), HistGradientBoostingRegressor(max_iter=50, random_state=0)).fit(s.X_train, s.y_train)
+    model = make_pipeline(StandardScaler(), HistGradientBoostingRegressor(max_iter=50, random_state=0)).fit(
+        s.X_train, s.y_train
+    )
     package = from_sklearn(model, columns=s.columns, sample=s.X_train[:300], name="diamond hgb")
     X = _held_out(s)
     assert_allclose(Predictor.from_bytes(package).predict(X), model.predict(X), rtol=1e-4)
@@ -165,7 +198,9 @@ def test_xgboost_classifier_on_positions_takes_class_names():
     s = om.wine()
     y = np.array([om.WINE_CLASSES.index(v) for v in s.y_train])  # XGBoost wants labels 0..k-1
     model = xgboost.XGBClassifier(n_estimators=30, max_depth=3, n_jobs=1, random_state=0).fit(s.X_train, y)
-    package = from_xgboost(model, columns=s.columns, sample=s.X_train, name="wine xgb", classes=om.WINE_CLASSES)
+    package = from_xgboost(
+        model, columns=s.columns, sample=s.X_train, name="wine xgb", classes=om.WINE_CLASSES
+    )
     assert _manifest(package)["output"]["classes"] == om.WINE_CLASSES
     X = _held_out(s)
     predictor = Predictor.from_bytes(package)
@@ -179,7 +214,9 @@ def test_a_scaler_before_a_random_forest_is_folded_exactly(seed):
 
     s = om.diamonds()
     labels = np.where(s.y_train > 3000, "dear", "cheap")
-    model = make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=30, max_depth=8, random_state=seed, n_jobs=1))
+    model = make_pipeline(
+        StandardScaler(), RandomForestClassifier(n_estimators=30, max_depth=8, random_state=seed, n_jobs=1)
+    )
     model.fit(s.X_train, labels)
     package = from_sklearn(model, columns=s.columns, sample=s.X_train[:300], name="dear or cheap")
     X = _held_out(s)

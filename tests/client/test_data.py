@@ -1,4 +1,5 @@
-"""Local specs equal the server's: same space key, same standardisation, same RKME (Z, beta) for the same rows."""
+"""Local specs equal the server's: same space key, same standardisation, same RKME (Z, beta) for the same
+rows."""
 
 from __future__ import annotations
 
@@ -19,14 +20,29 @@ COLUMNS = ["dep_delay", "distance", "hour"]
 
 def rows(n: int = 150, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    return np.column_stack([rng.normal(10, 30, n), rng.uniform(100, 2500, n), rng.integers(5, 23, n)]).astype(np.float64)
+    return np.column_stack([rng.normal(10, 30, n), rng.uniform(100, 2500, n), rng.integers(5, 23, n)]).astype(
+        np.float64
+    )
+
+
+@pytest.fixture(autouse=True)
+def same_k_as_the_server(monkeypatch, settings):
+    # The client takes K from LWM_RKME_K, the server from its setting: one value on both sides, whatever an
+    # earlier test module left in the environment.
+    monkeypatch.setenv("LWM_RKME_K", str(settings.LWM_RKME_K))
 
 
 @pytest.fixture
 def spaces() -> tuple[FeatureSpace, ServerSpace]:
     std = TableStandardizer().fit(rows(300, seed=9)).to_dict()
-    fields = {"key": table_space_key(COLUMNS), "kind": "table", "dim": 3, "gamma": default_gamma(3), "standardization": std,
-              "schema": {"columns": COLUMNS}}
+    fields = {
+        "key": table_space_key(COLUMNS),
+        "kind": "table",
+        "dim": 3,
+        "gamma": default_gamma(3),
+        "standardization": std,
+        "schema": {"columns": COLUMNS},
+    }
     return FeatureSpace(**fields), ServerSpace(**fields)
 
 
@@ -39,7 +55,9 @@ def test_rkme_of_a_csv_equals_the_servers_rkme_of_the_same_file(tmp_path, spaces
     client_space, server_space = spaces
     X = rows()
     path = tmp_path / "data.csv"
-    path.write_text(",".join(COLUMNS) + "\n" + "\n".join(",".join(repr(float(v)) for v in r) for r in X) + "\n")
+    path.write_text(
+        ",".join(COLUMNS) + "\n" + "\n".join(",".join(repr(float(v)) for v in r) for r in X) + "\n"
+    )
     read, names, _ = local.read_table(path)
     assert names == COLUMNS
     mine = local.spec_table(read, client_space)
@@ -98,13 +116,16 @@ def test_image_spec_uses_the_spaces_seeded_encoder():
 def test_images_in_0_255_give_the_same_spec_as_in_0_1_as_on_the_server():
     from sklearn.datasets import load_digits
 
-
-    pixels = (load_digits().images[:40] * 255.0 / 16.0).round().astype(np.uint8)[:, None]  # real digits, 0..255
+    pixels = (
+        (load_digits().images[:40] * 255.0 / 16.0).round().astype(np.uint8)[:, None]
+    )  # real digits, 0..255
     unit = pixels.astype(np.float32) / 255.0
     space = FeatureSpace(key="image-conv-0", kind="image", dim=128, gamma=1.0, schema={"seed": 0})
     for given in (pixels, pixels.astype(np.float64), unit):
         assert_allclose(local.read_images(given), unit, rtol=0, atol=1e-7)
-    specs = [local.spec_encoded(local.encode_images(local.read_images(g), space), space) for g in (pixels, unit)]
+    specs = [
+        local.spec_encoded(local.encode_images(local.read_images(g), space), space) for g in (pixels, unit)
+    ]
     assert_allclose(specs[0].Z_, specs[1].Z_, atol=1e-6)
 
 
@@ -114,11 +135,17 @@ def test_rows_to_upload_keep_a_csvs_bytes_and_pack_arrays_texts_and_images(tmp_p
 
     path = tmp_path / "rows.csv"
     path.write_text("a,b\n1.5,2\n3,4\n")
-    assert local.data_upload(str(path), "table") == ("rows.csv", path.read_bytes(), "application/octet-stream")
+    assert local.data_upload(str(path), "table") == (
+        "rows.csv",
+        path.read_bytes(),
+        "application/octet-stream",
+    )
     name, content, _ = local.data_upload(pd.DataFrame({"a": [1.5, 3.0], "b": [2.0, 4.0]}), "table")
     assert name == "data.csv" and content.decode().splitlines() == ["a,b", "1.5,2.0", "3.0,4.0"]
     name, content, _ = local.data_upload(np.arange(6.0).reshape(3, 2), "table")
-    assert name == "data.npz" and np.array_equal(np.load(io.BytesIO(content))["X"], np.arange(6.0).reshape(3, 2))
+    assert name == "data.npz" and np.array_equal(
+        np.load(io.BytesIO(content))["X"], np.arange(6.0).reshape(3, 2)
+    )
     name, content, _ = local.data_upload(["one text", "two"], "text")
     assert [json.loads(line)["text"] for line in content.decode().splitlines()] == ["one text", "two"]
     name, content, _ = local.data_upload(np.full((2, 1, 8, 8), 255, dtype=np.uint8), "image")

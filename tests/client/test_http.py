@@ -27,16 +27,19 @@ def transport(url: str, sleeps: list[float], **kw) -> Transport:
     return Transport(Config(url=url, token="lwm_test", timeout=2.0), sleep=sleeps.append, **kw)
 
 
-@pytest.mark.parametrize(("status", "code", "cls"), [
-    (400, "input:user:invalid", errors.BadRequest),
-    (400, "upload:user:path-traversal", errors.RejectedUpload),
-    (401, "not_authenticated", errors.Unauthorized),
-    (403, "permission_denied", errors.Forbidden),
-    (404, "not_found", errors.NotFound),
-    (409, "submission:user:package-not-ready", errors.Conflict),
-    (413, "submission:user:too-large", errors.BadRequest),
-    (500, "download:app:checksum-mismatch", errors.ServerError),
-])
+@pytest.mark.parametrize(
+    ("status", "code", "cls"),
+    [
+        (400, "input:user:invalid", errors.BadRequest),
+        (400, "upload:user:path-traversal", errors.RejectedUpload),
+        (401, "not_authenticated", errors.Unauthorized),
+        (403, "permission_denied", errors.Forbidden),
+        (404, "not_found", errors.NotFound),
+        (409, "submission:user:package-not-ready", errors.Conflict),
+        (413, "submission:user:too-large", errors.BadRequest),
+        (500, "download:app:checksum-mismatch", errors.ServerError),
+    ],
+)
 def test_each_status_becomes_its_error_with_the_servers_code_and_no_retry(server, status, code, cls):
     server.push(status, err(code, "the reason", field="x"))
     sleeps: list[float] = []
@@ -51,7 +54,13 @@ def test_rejected_upload_carries_its_reasons(server):
     server.push(400, err("upload:user:symlink", "'model.pt' is a symbolic link", file="model.pt"))
     with pytest.raises(errors.RejectedUpload) as caught:
         transport(server.url, []).json("POST", "learnwares/")
-    assert caught.value.reasons == [{"code": "upload:user:symlink", "message": "'model.pt' is a symbolic link", "details": {"file": "model.pt"}}]
+    assert caught.value.reasons == [
+        {
+            "code": "upload:user:symlink",
+            "message": "'model.pt' is a symbolic link",
+            "details": {"file": "model.pt"},
+        }
+    ]
 
 
 def test_token_is_sent_as_bearer_and_paths_are_under_api_v1(server):
@@ -103,7 +112,9 @@ def test_a_post_is_not_retried_after_a_502_the_server_may_have_acted_on(server):
 
 
 def test_a_post_with_an_idempotency_key_is_retried_after_a_502_with_the_same_key(server):
-    server.push(502, b"bad gateway").push(503, err("service:unavailable", part="storage"), Retry_After="3").push(202, {"job": "j"})
+    server.push(502, b"bad gateway").push(
+        503, err("service:unavailable", part="storage"), Retry_After="3"
+    ).push(202, {"job": "j"})
     sleeps: list[float] = []
     assert transport(server.url, sleeps).json("POST", "learnwares/", idempotency_key="k-1") == {"job": "j"}
     assert [h["Idempotency-Key"] for _, _, h in server.requests] == ["k-1", "k-1", "k-1"]
@@ -131,10 +142,14 @@ def test_a_server_that_never_answers_times_out_as_transient():
     assert caught.value.code == "http:timeout"
 
 
-def test_download_with_a_wrong_checksum_raises_integrity_error_and_leaves_no_file(server, tmp_path, monkeypatch):
+def test_download_with_a_wrong_checksum_raises_integrity_error_and_leaves_no_file(
+    server, tmp_path, monkeypatch
+):
     monkeypatch.setenv("LWM_CONFIG", str(tmp_path / "cfg.json"))
     version = {"number": 1, "status": "published", "artifact_sha256": "0" * 64}
-    server.push(200, version).push(200, b"package bytes", X_Checksum_SHA256="0" * 64, Content_Type="application/zip")
+    server.push(200, version).push(
+        200, b"package bytes", X_Checksum_SHA256="0" * 64, Content_Type="application/zip"
+    )
     client = Client(server.url, "lwm_x")
     with pytest.raises(errors.IntegrityError):
         client.download(7, 1, dest=tmp_path)
@@ -147,6 +162,8 @@ def test_download_with_the_right_checksum_writes_the_file(server, tmp_path, monk
     monkeypatch.setenv("LWM_CONFIG", str(tmp_path / "cfg.json"))
     body = b"package bytes"
     sha = hashlib.sha256(body).hexdigest()
-    server.push(200, {"number": 1, "status": "published", "artifact_sha256": sha}).push(200, body, X_Checksum_SHA256=sha)
+    server.push(200, {"number": 1, "status": "published", "artifact_sha256": sha}).push(
+        200, body, X_Checksum_SHA256=sha
+    )
     dl = Client(server.url, "lwm_x").download(7, 1, dest=tmp_path)
     assert dl.path.read_bytes() == body and dl.sha256 == sha and dl.size == len(body)

@@ -28,7 +28,9 @@ def package(tmp_path):
     torch.manual_seed(5)
     linear = torch.nn.Linear(3, 2).eval()
     path = tmp_path / "package.zip"
-    path.write_bytes(packages.build_table_model_package(model=packages.torchscript_bytes(linear, torch.zeros(2, 3))))
+    path.write_bytes(
+        packages.build_table_model_package(model=packages.torchscript_bytes(linear, torch.zeros(2, 3)))
+    )
     return path
 
 
@@ -41,7 +43,9 @@ def test_an_unknown_package_predicts_in_an_isolated_process_exactly_as_in_proces
     assert list(predictor.predict(X)) == list(direct.predict(X))
 
 
-def test_a_package_this_client_verified_runs_in_process_and_the_choice_can_be_overridden(package, monkeypatch):
+def test_a_package_this_client_verified_runs_in_process_and_the_choice_can_be_overridden(
+    package, monkeypatch
+):
     remember_verified(file_sha256(package), "http://market/api/v1/learnwares/1/versions/1/download")
     assert isinstance(Client.load(package), Predictor)
     assert isinstance(Client.load(package, isolate=True), IsolatedPredictor)
@@ -66,7 +70,9 @@ def test_a_hostile_package_of_unknown_origin_reads_and_writes_nothing_of_the_use
     secret, marker = tmp_path / "id_rsa", tmp_path / "marker"
     secret.write_text(canary)
     path = tmp_path / "hostile.zip"
-    path.write_bytes(packages.build_table_model_package(model=packages.torchscript_bytes(_Thief(str(secret), str(marker)))))
+    path.write_bytes(
+        packages.build_table_model_package(model=packages.torchscript_bytes(_Thief(str(secret), str(marker))))
+    )
     with pytest.raises(IsolatedPredictionFailed) as caught:
         Client.load(path).predict_proba(np.zeros((2, 3)))
     assert not marker.exists() and canary not in caught.value.message

@@ -24,23 +24,63 @@ EXTRA_FAILURES = {
     "manifest-yaml": lambda: packages.zip_bytes({"learnware.yaml": "name: [unclosed", "model.pt": b""}),
     "bad-license": lambda: packages.build_table_model_package(manifest={"license": "WTFPL-9"}),
     "bad-name": lambda: packages.build_table_model_package(manifest={"name": "../evil"}),
-    "adapter-on-table": lambda: packages.build_table_model_package(manifest={"kind": "adapter", "base_model": "x"}),
-    "no-model": lambda: packages.zip_bytes({"learnware.yaml": packages.manifest_yaml(
-        name="n", description="d", kind="model", modality="table", task="regression", input={"columns": ["a"]},
-        output={"dim": 1}, license="MIT"), "rkme.json": "{}"}),
-    "both-spec-and-sample": lambda: packages.build_table_model_package(extra={"rkme.json": "{}"}, sample="csv"),
-    "text-sample-on-table": lambda: packages.build_table_model_package(extra={"sample.jsonl": "{}"}, rkme=False),
+    "adapter-on-table": lambda: packages.build_table_model_package(
+        manifest={"kind": "adapter", "base_model": "x"}
+    ),
+    "no-model": lambda: packages.zip_bytes(
+        {
+            "learnware.yaml": packages.manifest_yaml(
+                name="n",
+                description="d",
+                kind="model",
+                modality="table",
+                task="regression",
+                input={"columns": ["a"]},
+                output={"dim": 1},
+                license="MIT",
+            ),
+            "rkme.json": "{}",
+        }
+    ),
+    "both-spec-and-sample": lambda: packages.build_table_model_package(
+        extra={"rkme.json": "{}"}, sample="csv"
+    ),
+    "text-sample-on-table": lambda: packages.build_table_model_package(
+        extra={"sample.jsonl": "{}"}, rkme=False
+    ),
     "no-spec": lambda: packages.build_table_model_package(rkme=False),
     "export-named-pt": lambda: packages.build_table_model_package(model=packages.export_model_bytes(3, 2)),
-    "export-pt2": lambda: hostile.table_package(packages.export_model_bytes(3, 2), name="e", file="model.pt2"),
-    "load-time-code": lambda: hostile.table_package(hostile.scripted(hostile.SetstateModel("/nonexistent/x")), name="s"),
-    "adapter-header": lambda: hostile.adapter_package_with_weights(hostile.many_tensors_safetensors(5000), name="h"),
+    "export-pt2": lambda: hostile.table_package(
+        packages.export_model_bytes(3, 2), name="e", file="model.pt2"
+    ),
+    "load-time-code": lambda: hostile.table_package(
+        hostile.scripted(hostile.SetstateModel("/nonexistent/x")), name="s"
+    ),
+    "adapter-header": lambda: hostile.adapter_package_with_weights(
+        hostile.many_tensors_safetensors(5000), name="h"
+    ),
     "pickle-suffix": lambda: packages.build_table_model_package(extra={"weights.pkl": b"x"}),
     "nested-zip": lambda: packages.build_table_model_package(extra={"more.zip": b"PK\x03\x04"}),
-    "bad-adapter-rank": lambda: packages.zip_bytes({**{"learnware.yaml": packages.manifest_yaml(
-        name="a", description="d", kind="adapter", modality="text", task="embedding", input={}, output={"dim": 384},
-        license="MIT", base_model="all-minilm-l6-v2"), "rkme.json": "{}"}, **packages.lora_files(),
-        "adapter_config.json": json.dumps({"peft_type": "LORA", "r": 0})}),
+    "bad-adapter-rank": lambda: packages.zip_bytes(
+        {
+            **{
+                "learnware.yaml": packages.manifest_yaml(
+                    name="a",
+                    description="d",
+                    kind="adapter",
+                    modality="text",
+                    task="embedding",
+                    input={},
+                    output={"dim": 384},
+                    license="MIT",
+                    base_model="all-minilm-l6-v2",
+                ),
+                "rkme.json": "{}",
+            },
+            **packages.lora_files(),
+            "adapter_config.json": json.dumps({"peft_type": "LORA", "r": 0}),
+        }
+    ),
 }
 HAPPY = {
     "table-rkme": lambda: packages.build_table_model_package(),
@@ -74,7 +114,10 @@ def client_code(data: bytes) -> str | None:
 
 
 # "unknown-base" is decided against the server's registry of base models, not by the package alone.
-CASES = {**{k: v[0] for k, v in packages.FAILURES.items() if k in packages.SYNC_FAILURES - {"unknown-base"}}, **EXTRA_FAILURES}
+CASES = {
+    **{k: v[0] for k, v in packages.FAILURES.items() if k in packages.SYNC_FAILURES - {"unknown-base"}},
+    **EXTRA_FAILURES,
+}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -92,13 +135,25 @@ def test_client_check_accepts_what_the_server_accepts_with_the_same_manifest(cas
     server = package_inspect(data)
     client = package_check(data)
     assert client.manifest == server.manifest
-    assert (client.artifact_format, client.sample_kind, sorted(client.sample)) == (str(server.artifact_format), server.sample_kind, sorted(server.sample))
+    assert (client.artifact_format, client.sample_kind, sorted(client.sample)) == (
+        str(server.artifact_format),
+        server.sample_kind,
+        sorted(server.sample),
+    )
 
 
 def test_built_package_passes_both_checks_and_is_byte_identical_when_rebuilt():
     X = packages.table_data(["a", "b"], 20)
-    manifest = {"name": "built", "description": "d", "kind": "model", "modality": "table", "task": "classification",
-                "input": {"columns": ["a", "b"]}, "output": {"classes": ["no", "yes"]}, "license": "MIT"}
+    manifest = {
+        "name": "built",
+        "description": "d",
+        "kind": "model",
+        "modality": "table",
+        "task": "classification",
+        "input": {"columns": ["a", "b"]},
+        "output": {"classes": ["no", "yes"]},
+        "license": "MIT",
+    }
     model = packages.linear_model_bytes(2, 2)
     first = build_package(manifest=manifest, model=model, sample={"sample.csv": csv_sample(["a", "b"], X)})
     again = build_package(manifest=manifest, model=model, sample={"sample.csv": csv_sample(["a", "b"], X)})

@@ -47,9 +47,17 @@ def test_an_adapter_package_has_nothing_to_predict_with():
 
 
 def test_an_assembly_with_a_tampered_member_is_refused():
-    files = {"learnware.yaml": b"name: a\nkind: model\nmodality: table\ntask: classification\n",
-             "recipe.json": b'{"format": "lwm-assembly-recipe", "assembly": {"path": "assembly.lwa", "sha256": "00"}, "members": []}',
-             "assembly.lwa": b"x"}
+    files = {
+        "learnware.yaml": b"name: a\nkind: model\nmodality: table\ntask: classification\n",
+        "recipe.json": b'{"format": "lwm-assembly-recipe", "version": 1, "assembly": {"path": '
+        b'"assembly.lwa", '
+        b""
+        b""
+        b""
+        b""
+        b'"sha256": "00"}, "members": []}',
+        "assembly.lwa": b"x",
+    }
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
         for k, v in files.items():

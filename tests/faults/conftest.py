@@ -57,6 +57,7 @@ def _settle_what_an_earlier_test_left(stack: Stack) -> None:
     Only after a failure: a passing test has already shown that it left nothing behind. The
     wait is bounded by the dispatcher's and the stale-job recovery's intervals (FAST_SETTINGS).
     """
+
     def settled() -> bool:
         return not stack.sql("SELECT 1 FROM jobs_job WHERE status IN ('pending', 'running') LIMIT 1")
 

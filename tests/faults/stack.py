@@ -29,7 +29,10 @@ from tests.support.services import ROOT, free_port, start_s3, unavailable, wait_
 
 
 def _pg_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+        key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0,
+    )
     if found:
         return Path(found[-1]).parent
     exe = shutil.which("initdb")
@@ -63,9 +66,14 @@ class PostgresCluster:
         return self.start()
 
     def start(self) -> PostgresCluster:
-        opts = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
-                "-c full_page_writes=off -c max_connections=100")
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "log"), "-o", opts, "-w", "-t", "60", "start")
+        opts = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c "
+            "synchronous_commit=off "
+            "-c full_page_writes=off -c max_connections=100"
+        )
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.dir / "log"), "-o", opts, "-w", "-t", "60", "start"
+        )
         return self
 
     def stop(self, mode: str = "fast") -> None:
@@ -97,8 +105,23 @@ class RedisServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RedisServer:
-        cmd = [str(self.exe), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir), "--appendonly", "yes",
-               "--appendfsync", "always", "--save", "", "--protected-mode", "no"]
+        cmd = [
+            str(self.exe),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--save",
+            "",
+            "--protected-mode",
+            "no",
+        ]
         self.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if not wait_for_port(self.port, 20):
             raise RuntimeError("redis-server did not start")
@@ -191,7 +214,9 @@ class FaultProxy:
             self._conns.clear()
         if mode == "refuse" and self._listener is not None:
             try:
-                self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() alone would not
+                self._listener.shutdown(
+                    socket.SHUT_RDWR
+                )  # wakes the blocked accept(); close() alone would not
             except OSError:
                 pass
             self._listener.close()
@@ -212,7 +237,9 @@ class Service:
 
     def start(self) -> Service:
         handle = open(self.log, "ab")  # noqa: SIM115 - owned by the process for its lifetime
-        self.process = subprocess.Popen(self.cmd, cwd=ROOT, env=self.env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            self.cmd, cwd=ROOT, env=self.env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
         return self
 
     def stop(self, *, kill: bool = False) -> None:
@@ -226,7 +253,9 @@ class Service:
             self.process.wait(5)
 
     def tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
+        return (
+            "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
+        )
 
 
 @dataclass
@@ -246,26 +275,61 @@ class Stack:
 
     # --- processes ---------------------------------------------------------------------
     def manage(self, *args: str, timeout: float = 300) -> str:
-        done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, timeout=timeout)
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, timeout=timeout
+        )
         if done.returncode != 0:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stderr.decode()[-3000:]}")
         return done.stdout.decode()
 
     def start_web(self, workers: int = 2) -> None:
         self.web_port = free_port()
-        cmd = [sys.executable, "-m", "gunicorn", "marketplace.wsgi:application", "-b", f"127.0.0.1:{self.web_port}",
-               "-w", str(workers), "--timeout", "60", "--graceful-timeout", "5"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "marketplace.wsgi:application",
+            "-b",
+            f"127.0.0.1:{self.web_port}",
+            "-w",
+            str(workers),
+            "--timeout",
+            "60",
+            "--graceful-timeout",
+            "5",
+        ]
         self.web = Service(cmd, self.env, self.dir / "web.log").start()
         if not wait_for_port(self.web_port, 60):
             raise RuntimeError(f"gunicorn did not start:\n{self.web.tail()}")
 
     def start_worker(self, *, extra_env: dict[str, str] | None = None) -> Service:
         name = f"fault-{uuid.uuid4().hex[:6]}@localhost"
-        cmd = [sys.executable, "-m", "celery", "-A", "workers.celery", "worker", "-Q", "default,compute", "-c", "2", "-n", name,
-               "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"]
-        worker = Service(cmd, {**self.env, **(extra_env or {})}, self.dir / f"worker-{len(self.workers)}.log").start()
+        cmd = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers.celery",
+            "worker",
+            "-Q",
+            "default,compute",
+            "-c",
+            "2",
+            "-n",
+            name,
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-l",
+            "INFO",
+        ]
+        worker = Service(
+            cmd, {**self.env, **(extra_env or {})}, self.dir / f"worker-{len(self.workers)}.log"
+        ).start()
         self.workers.append(worker)
-        wait_for(lambda: self.sql("SELECT 1 FROM jobs_workerheartbeat WHERE hostname = %s", [name]), timeout=90)
+        wait_for(
+            lambda: self.sql("SELECT 1 FROM jobs_workerheartbeat WHERE hostname = %s", [name]), timeout=90
+        )
         return worker
 
     # --- reading the truth -------------------------------------------------------------
@@ -281,8 +345,13 @@ class Stack:
     def objects(self) -> set[str]:
         import boto3
 
-        s3 = boto3.client("s3", endpoint_url=self.s3_url, aws_access_key_id="testing", aws_secret_access_key="testing",
-                          region_name="us-east-1")
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=self.s3_url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        )
         names: set[str] = set()
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
             names.update(item["Key"] for item in page.get("Contents", []))
@@ -310,12 +379,25 @@ class Stack:
 
 # Short intervals, so a fault and its recovery fit in seconds (see docs/operations.md for production values).
 FAST_SETTINGS = {
-    "LWM_WORKER_HEARTBEAT_SECONDS": "0.5", "LWM_WORKER_STALE_SECONDS": "5", "LWM_JOB_DISPATCH_GRACE_SECONDS": "2",
-    "LWM_JOB_REDISPATCH_SECONDS": "20", "LWM_JOB_TRANSIENT_RETRIES": "5", "LWM_JOB_RETRY_BACKOFF_SECONDS": "1",
-    "LWM_JOB_RETRY_BACKOFF_MAX_SECONDS": "4", "LWM_S3_CONNECT_TIMEOUT": "1", "LWM_S3_READ_TIMEOUT": "2",
-    "LWM_S3_MAX_ATTEMPTS": "2", "LWM_BROKER_PUBLISH_TIMEOUT": "1", "CELERY_VISIBILITY_TIMEOUT": "20",
-    "LWM_SANDBOX_CPU_SECONDS": "5", "LWM_SANDBOX_WALL_SECONDS": "20", "LWM_SANDBOX_MEMORY_MB": "1024", "LWM_RKME_K": "10",
-    "LWM_SUBMISSION_MAX_ACTIVE": "50", "LWM_SUBMISSION_RATE": "1000/min", "LWM_HEALTH_CHECK_TIMEOUT": "1.0",
+    "LWM_WORKER_HEARTBEAT_SECONDS": "0.5",
+    "LWM_WORKER_STALE_SECONDS": "5",
+    "LWM_JOB_DISPATCH_GRACE_SECONDS": "2",
+    "LWM_JOB_REDISPATCH_SECONDS": "20",
+    "LWM_JOB_TRANSIENT_RETRIES": "5",
+    "LWM_JOB_RETRY_BACKOFF_SECONDS": "1",
+    "LWM_JOB_RETRY_BACKOFF_MAX_SECONDS": "4",
+    "LWM_S3_CONNECT_TIMEOUT": "1",
+    "LWM_S3_READ_TIMEOUT": "2",
+    "LWM_S3_MAX_ATTEMPTS": "2",
+    "LWM_BROKER_PUBLISH_TIMEOUT": "1",
+    "CELERY_VISIBILITY_TIMEOUT": "20",
+    "LWM_SANDBOX_CPU_SECONDS": "5",
+    "LWM_SANDBOX_WALL_SECONDS": "20",
+    "LWM_SANDBOX_MEMORY_MB": "1024",
+    "LWM_RKME_K": "10",
+    "LWM_SUBMISSION_MAX_ACTIVE": "50",
+    "LWM_SUBMISSION_RATE": "1000/min",
+    "LWM_HEALTH_CHECK_TIMEOUT": "1.0",
 }
 
 
@@ -326,15 +408,33 @@ def start_stack(*, web_workers: int = 2) -> Stack:
     redis = RedisServer().start()
     s3 = start_s3()
     proxy = FaultProxy(int(s3.url.rsplit(":", 1)[1]))
-    stack = Stack(pg=pg, redis=redis, s3_url=s3.url, s3_process=s3.process, bucket=s3.bucket, proxy=proxy, dir=base)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LWM_", "DATABASE_", "CELERY_", "S3_", "CACHE_"))}
+    stack = Stack(
+        pg=pg, redis=redis, s3_url=s3.url, s3_process=s3.process, bucket=s3.bucket, proxy=proxy, dir=base
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("LWM_", "DATABASE_", "CELERY_", "S3_", "CACHE_"))
+    }
     env.update(FAST_SETTINGS)
     env.update(
-        DJANGO_SETTINGS_MODULE="marketplace.settings.base", DEBUG="false", SECRET_KEY="fault-tests-" + uuid.uuid4().hex,
-        ALLOWED_HOSTS="127.0.0.1,localhost", DATABASE_URL=pg.url(), CELERY_BROKER_URL=redis.url(0), CACHE_URL=redis.url(1),
-        S3_BUCKET=s3.bucket, S3_ENDPOINT_URL=f"http://127.0.0.1:{proxy.port}", S3_ACCESS_KEY_ID="testing",
-        S3_SECRET_ACCESS_KEY="testing", LWM_VAR_DIR=str(base / "var"), PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1",
-        HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", LWM_HEALTH_TOKEN="fault-health-token",
+        DJANGO_SETTINGS_MODULE="marketplace.settings.base",
+        DEBUG="false",
+        SECRET_KEY="fault-tests-" + uuid.uuid4().hex,
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        DATABASE_URL=pg.url(),
+        CELERY_BROKER_URL=redis.url(0),
+        CACHE_URL=redis.url(1),
+        S3_BUCKET=s3.bucket,
+        S3_ENDPOINT_URL=f"http://127.0.0.1:{proxy.port}",
+        S3_ACCESS_KEY_ID="testing",
+        S3_SECRET_ACCESS_KEY="testing",
+        LWM_VAR_DIR=str(base / "var"),
+        PYTHONPATH=str(ROOT),
+        PYTHONUNBUFFERED="1",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        LWM_HEALTH_TOKEN="fault-health-token",
     )
     stack.env = env
     try:

@@ -36,7 +36,9 @@ def lwm(live_server, alice, tmp_path, monkeypatch) -> Client:
 def publish_domains(lwm: Client) -> list:
     uploads = []
     for i, shift in enumerate((0.0, 6.0)):
-        data = packages.build_table_model_package(columns=COLUMNS, sample="csv", data=domain(120, shift, seed=i), name=f"domain-{i}", seed=i)
+        data = packages.build_table_model_package(
+            columns=COLUMNS, sample="csv", data=domain(120, shift, seed=i), name=f"domain-{i}", seed=i
+        )
         uploads.append(lwm.publish(data, timeout=240))
     return uploads
 
@@ -114,7 +116,9 @@ def _any_spec():
     return rkme_fit(domain(30, 0.0, 1), 5, space.gamma, random_state=0), space
 
 
-def test_a_tampered_stored_package_is_a_server_error_not_a_silent_download(lwm, celery_worker, s3_storage, tmp_path):
+def test_a_tampered_stored_package_is_a_server_error_not_a_silent_download(
+    lwm, celery_worker, s3_storage, tmp_path
+):
     from django.core.files.base import ContentFile
 
     from marketplace.learnwares.models import LearnwareVersion

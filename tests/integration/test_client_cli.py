@@ -23,7 +23,9 @@ def write_csv(path: Path, X: np.ndarray, labels: np.ndarray | None = None) -> Pa
     header = COLUMNS + (["label"] if labels is not None else [])
     lines = [",".join(header)]
     for i, row in enumerate(X):
-        lines.append(",".join([repr(float(v)) for v in row] + ([str(labels[i])] if labels is not None else [])))
+        lines.append(
+            ",".join([repr(float(v)) for v in row] + ([str(labels[i])] if labels is not None else []))
+        )
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -37,13 +39,24 @@ def eventually(fetch, timeout: float = 20.0):
 
 @pytest.fixture
 def lwm(live_server, tmp_path):
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'client'}{os.pathsep}{ROOT}", "LWM_CONFIG": str(tmp_path / "config.json"),
-           "LWM_URL": live_server.url, "LWM_PASSWORD": "alice-pass-123"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{ROOT / 'client'}{os.pathsep}{ROOT}",
+        "LWM_CONFIG": str(tmp_path / "config.json"),
+        "LWM_URL": live_server.url,
+        "LWM_PASSWORD": "alice-pass-123",
+    }
     env.pop("LWM_TOKEN", None)
 
     def run(*args: str, ok: bool = True) -> dict:
-        proc = subprocess.run([sys.executable, "-m", "lwm_client", "--json", *args], env=env, cwd=tmp_path,
-                              capture_output=True, text=True, timeout=400)
+        proc = subprocess.run(
+            [sys.executable, "-m", "lwm_client", "--json", *args],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=400,
+        )
         assert (proc.returncode == 0) == ok, (args, proc.returncode, proc.stdout, proc.stderr[-2000:])
         return json.loads(proc.stdout)
 
@@ -54,7 +67,9 @@ def test_cli_commands_speak_json_end_to_end(lwm, alice, celery_worker, s3_storag
     assert lwm("login", "--username", "alice")["username"] == "alice"
 
     good = tmp_path / "good.zip"
-    good.write_bytes(packages.build_table_model_package(columns=COLUMNS, sample="csv", name="cli-table", seed=1))
+    good.write_bytes(
+        packages.build_table_model_package(columns=COLUMNS, sample="csv", name="cli-table", seed=1)
+    )
     bad = tmp_path / "bad.zip"
     bad.write_bytes(packages.symlink_package())
     assert lwm("package", "check", str(good), "--deep")["artifact_format"] == "torchscript"
@@ -69,7 +84,9 @@ def test_cli_commands_speak_json_end_to_end(lwm, alice, celery_worker, s3_storag
     assert hits[0]["learnware_id"] == published["learnware"]
     user = write_csv(tmp_path / "user.csv", packages.table_data(COLUMNS, 50, seed=5))
     by_data = lwm("search", "--data", str(user))
-    assert by_data["results"][0]["learnware_id"] == published["learnware"] and by_data["results"][0]["mmd2"] >= 0
+    assert (
+        by_data["results"][0]["learnware_id"] == published["learnware"] and by_data["results"][0]["mmd2"] >= 0
+    )
 
     spec = lwm("spec", str(user), "-o", "user-rkme.json")
     assert (spec["n_rows"], spec["d"]) == (50, 2) and json.loads((tmp_path / "user-rkme.json").read_text())

@@ -37,8 +37,11 @@ def _held_out(split: om.Split) -> np.ndarray:
     return split.X_test.astype(np.float32).astype(np.float64)
 
 
-def _submit_and_check(lwm: Client, split: om.Split, ids: set[int], *, task: str, tmp_path: Path) -> np.ndarray:
-    """Search by the held-out rows, submit them labelled; check every stage; return the package's predictions."""
+def _submit_and_check(
+    lwm: Client, split: om.Split, ids: set[int], *, task: str, tmp_path: Path
+) -> np.ndarray:
+    """Search by the held-out rows, submit them labelled; check every stage; return the package's
+    predictions."""
     X = _held_out(split)
     pair = lwm.spec_table(X, columns=split.columns)
     found = {h.learnware_id for h in lwm.search_by_data(pair, k=10).results}
@@ -65,18 +68,32 @@ def test_sklearn_lightgbm_and_torch_classifiers_go_round_trip(lwm, celery_worker
     import torch
 
     s = om.wine()
-    originals = {"sklearn": om.sklearn_pipeline(), "lightgbm": om.lightgbm_classifier(), "torch": om.WineMLP.fit()}
+    originals = {
+        "sklearn": om.sklearn_pipeline(),
+        "lightgbm": om.lightgbm_classifier(),
+        "torch": om.WineMLP.fit(),
+    }
     packages = {
         "sklearn": from_sklearn(originals["sklearn"], columns=s.columns, sample=s.X_train, name="wine hgb"),
-        "lightgbm": from_lightgbm(originals["lightgbm"], columns=s.columns, sample=s.X_train, name="wine lightgbm"),
-        "torch": from_torch(originals["torch"], torch.zeros(4, 13), columns=s.columns, sample=s.X_train,
-                            classes=om.WINE_CLASSES, name="wine mlp"),  # its own order; the market maps by name
+        "lightgbm": from_lightgbm(
+            originals["lightgbm"], columns=s.columns, sample=s.X_train, name="wine lightgbm"
+        ),
+        "torch": from_torch(
+            originals["torch"],
+            torch.zeros(4, 13),
+            columns=s.columns,
+            sample=s.X_train,
+            classes=om.WINE_CLASSES,
+            name="wine mlp",
+        ),  # its own order; the market maps by name
     }
     uploads = {k: lwm.publish(p, timeout=300) for k, p in packages.items()}
     assert {k: u.status for k, u in uploads.items()} == dict.fromkeys(packages, "published")
     assert {u.final.artifact_format for u in uploads.values()} == {"onnx"}
 
-    predictions = _submit_and_check(lwm, s, {u.learnware for u in uploads.values()}, task="classification", tmp_path=tmp_path)
+    predictions = _submit_and_check(
+        lwm, s, {u.learnware for u in uploads.values()}, task="classification", tmp_path=tmp_path
+    )
     assert predictions.shape == (len(s.X_test),) and set(predictions) <= set(om.WINE_CLASSES)
     assert float(np.mean(predictions == s.y_test)) > 0.8
 
@@ -93,7 +110,9 @@ def test_sklearn_lightgbm_and_torch_classifiers_go_round_trip(lwm, celery_worker
 
 def test_xgboost_regressor_goes_round_trip(lwm, celery_worker, s3_storage, tmp_path):
     s, model = om.diamonds(), om.xgboost_regressor()
-    upload = lwm.publish(from_xgboost(model, columns=s.columns, sample=s.X_train[:600], name="diamond price xgb"), timeout=300)
+    upload = lwm.publish(
+        from_xgboost(model, columns=s.columns, sample=s.X_train[:600], name="diamond price xgb"), timeout=300
+    )
     assert upload.status == "published" and upload.final.artifact_format == "onnx"
     predictions = _submit_and_check(lwm, s, {upload.learnware}, task="regression", tmp_path=tmp_path)
     assert predictions.shape == (len(s.X_test),)

@@ -18,12 +18,20 @@ from tests.support import packages
 from tests.support.services import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-TEXTS = ["the market rallied on strong earnings", "the striker scored twice in the final",
-         "a new phone chip doubles battery life", "parliament passed the budget vote"] * 3
+TEXTS = [
+    "the market rallied on strong earnings",
+    "the striker scored twice in the final",
+    "a new phone chip doubles battery life",
+    "parliament passed the budget vote",
+] * 3
 
 
 def upload(client, data: bytes, url: str = "/api/v1/learnwares/"):
-    return client.post(url, {"package": SimpleUploadedFile("package.zip", data, content_type="application/zip")}, format="multipart")
+    return client.post(
+        url,
+        {"package": SimpleUploadedFile("package.zip", data, content_type="application/zip")},
+        format="multipart",
+    )
 
 
 def finished(job_id: str, timeout: float = 180.0) -> Job:
@@ -31,7 +39,13 @@ def finished(job_id: str, timeout: float = 180.0) -> Job:
 
 
 def bucket_keys(s3) -> list[str]:
-    client = boto3.client("s3", endpoint_url=s3.url, aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3.url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
     return [o["Key"] for o in client.list_objects_v2(Bucket=s3.bucket).get("Contents", [])]
 
 
@@ -41,16 +55,27 @@ def zip_members(data: bytes) -> dict[str, bytes]:
 
 
 HAPPY = {
-    "table-client-rkme": (lambda: packages.build_table_model_package(columns=["x1", "x2", "x3"], name="table-rkme"), None),
-    "table-sample": (lambda: packages.build_table_model_package(columns=["s1", "s2"], sample="csv", name="table-sample"), "sample.csv"),
+    "table-client-rkme": (
+        lambda: packages.build_table_model_package(columns=["x1", "x2", "x3"], name="table-rkme"),
+        None,
+    ),
+    "table-sample": (
+        lambda: packages.build_table_model_package(columns=["s1", "s2"], sample="csv", name="table-sample"),
+        "sample.csv",
+    ),
     "image-sample": (lambda: packages.build_image_model_package(sample="png", name="image-model"), "sample/"),
-    "text-sample": (lambda: packages.build_text_model_package(sample=TEXTS, name="text-model"), "sample.jsonl"),
+    "text-sample": (
+        lambda: packages.build_text_model_package(sample=TEXTS, name="text-model"),
+        "sample.jsonl",
+    ),
     "lora-adapter": (lambda: packages.build_lora_adapter_package(name="minilm-lora"), None),
 }
 
 
 @pytest.mark.parametrize("case", sorted(HAPPY))
-def test_a_package_is_published_with_spec_fingerprints_and_index_entry_and_downloads_intact(case, celery_worker, s3_storage, alice, client_for):
+def test_a_package_is_published_with_spec_fingerprints_and_index_entry_and_downloads_intact(
+    case, celery_worker, s3_storage, alice, client_for
+):
     from marketplace.search.models import IndexChange
 
     build, sample = HAPPY[case]
@@ -84,7 +109,9 @@ def test_a_package_is_published_with_spec_fingerprints_and_index_entry_and_downl
 
 
 @pytest.mark.parametrize("case", sorted(packages.FAILURES))
-def test_a_bad_package_is_rejected_with_a_named_reason_and_leaves_nothing_behind(case, celery_worker, s3_storage, alice, client_for):
+def test_a_bad_package_is_rejected_with_a_named_reason_and_leaves_nothing_behind(
+    case, celery_worker, s3_storage, alice, client_for
+):
     build, code = packages.FAILURES[case]
     client = client_for(alice)
     good = upload(client, packages.build_table_model_package(name=f"keeper-{case}")).json()
@@ -100,21 +127,36 @@ def test_a_bad_package_is_rejected_with_a_named_reason_and_leaves_nothing_behind
         assert response.status_code == 202, response.json()
         job = finished(response.json()["job"])
         assert job.status == JobStatus.REJECTED and job.error["code"] == code, job.error
-        version = LearnwareVersion.objects.get(learnware_id=good["learnware"], number=response.json()["version"])
+        version = LearnwareVersion.objects.get(
+            learnware_id=good["learnware"], number=response.json()["version"]
+        )
         assert version.status == VersionStatus.REJECTED
         assert version.rejection_reasons[0]["code"] == code and version.rejection_reasons[0]["message"]
         assert AuditLog.objects.filter(version=version, action="version.rejected").count() == 1
     assert set(bucket_keys(s3_storage)) == before  # nothing orphaned
     untouched = LearnwareVersion.objects.get(id=first.id)
-    assert (untouched.status, untouched.artifact_sha256, untouched.package.name) == (VersionStatus.PUBLISHED, first.artifact_sha256, first.package.name)
+    assert (untouched.status, untouched.artifact_sha256, untouched.package.name) == (
+        VersionStatus.PUBLISHED,
+        first.artifact_sha256,
+        first.package.name,
+    )
 
 
-def test_a_worker_killed_mid_publish_leaves_it_rerunnable_and_it_publishes_once(own_worker, s3_storage, alice, client_for):
+def test_a_worker_killed_mid_publish_leaves_it_rerunnable_and_it_publishes_once(
+    own_worker, s3_storage, alice, client_for
+):
     from marketplace.search.models import IndexChange
 
     own_worker.start()
-    body = upload(client_for(alice), packages.build_table_model_package(columns=["k1", "k2"], sample="csv", name="killed")).json()
-    wait_for(lambda: Job.objects.filter(id=body["job"], status=JobStatus.RUNNING).exists(), timeout=60, interval=0.05)
+    body = upload(
+        client_for(alice),
+        packages.build_table_model_package(columns=["k1", "k2"], sample="csv", name="killed"),
+    ).json()
+    wait_for(
+        lambda: Job.objects.filter(id=body["job"], status=JobStatus.RUNNING).exists(),
+        timeout=60,
+        interval=0.05,
+    )
 
     own_worker.stop(kill=True)  # SIGKILL: no acknowledgement, no clean-up
     assert Job.objects.get(id=body["job"]).status in (JobStatus.RUNNING, JobStatus.SUCCEEDED)

@@ -9,7 +9,7 @@ import pytest
 
 from marketplace.jobs.choices import JobStatus
 from marketplace.jobs.models import Job
-from marketplace.search import apis, store
+from marketplace.search import store
 from marketplace.search.models import TEXT_INDEX_KEY, IndexChange, IndexState
 from marketplace.search.selectors import search_by_data
 from tests.marketplace.search.factories import cluster_spec, make_space, publish
@@ -19,7 +19,9 @@ from workers.celery import app
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
-def test_concurrent_publishes_from_two_worker_processes_all_end_up_searchable(own_worker, s3_storage, alice, tmp_path):
+def test_concurrent_publishes_from_two_worker_processes_all_end_up_searchable(
+    own_worker, s3_storage, alice, tmp_path
+):
     second = WorkerProcess(env=worker_env(s3_storage.env), log_path=tmp_path / "second.log")
     own_worker.start(concurrency=2)
     second.start(concurrency=2)
@@ -27,8 +29,16 @@ def test_concurrent_publishes_from_two_worker_processes_all_end_up_searchable(ow
         rng = np.random.default_rng(0)
         centers = 4.0 * rng.standard_normal((30, 4))
         space = make_space()
-        versions = [publish(space, alice, *cluster_spec(rng, centers[i : i + 1], 10), card=rng.standard_normal(384), index=False)
-                    for i in range(30)]
+        versions = [
+            publish(
+                space,
+                alice,
+                *cluster_spec(rng, centers[i : i + 1], 10),
+                card=rng.standard_normal(384),
+                index=False,
+            )
+            for i in range(30)
+        ]
         for v in versions:
             app.send_task("search.index_version", args=[v.id], queue="compute")
         wait_for(lambda: IndexState.objects.filter(key=space.key, generation=30).exists())
@@ -37,34 +47,51 @@ def test_concurrent_publishes_from_two_worker_processes_all_end_up_searchable(ow
         second.stop()
     logged = set(IndexChange.objects.filter(key=space.key).values_list("version_id", flat=True))
     assert logged == {v.id for v in versions}
-    assert sorted(IndexChange.objects.filter(key=space.key).values_list("generation", flat=True)) == list(range(1, 31))
+    assert sorted(IndexChange.objects.filter(key=space.key).values_list("generation", flat=True)) == list(
+        range(1, 31)
+    )
     store.forget()
     index = store.get_index(space.key, space)
     assert len(index) == 30
     for i in (0, 17, 29):
         Zq, bq = cluster_spec(rng, centers[i : i + 1], 20)
-        assert search_by_data(user=alice, feature_space=space.key, Z=Zq, beta=bq, k=1, mixture=False).ids[0] == versions[i].id
+        assert (
+            search_by_data(user=alice, feature_space=space.key, Z=Zq, beta=bq, k=1, mixture=False).ids[0]
+            == versions[i].id
+        )
 
 
-def test_a_large_data_file_is_searched_in_a_worker_job(celery_worker, s3_storage, alice, client_for, monkeypatch):
+def test_a_large_data_file_is_searched_in_a_worker_job(
+    celery_worker, s3_storage, alice, client_for, settings
+):
     rng = np.random.default_rng(1)
     centers = 4.0 * rng.standard_normal((5, 4))
     space = make_space()
     versions = [publish(space, alice, *cluster_spec(rng, centers[i : i + 1], 20)) for i in range(5)]
-    monkeypatch.setattr(apis, "INLINE_MAX_BYTES", 100)
+    settings.LWM_SEARCH_INLINE_MAX_BYTES = 100
     buf = io.BytesIO()
     np.savez(buf, X=centers[3] + 0.5 * rng.standard_normal((300, 4)))
     buf.seek(0)
     buf.name = "mine.npz"
-    r = client_for(alice).post("/api/v1/search/by-data/", {"feature_space": space.key, "file": buf, "k": 2}, format="multipart")
+    r = client_for(alice).post(
+        "/api/v1/search/by-data/", {"feature_space": space.key, "file": buf, "k": 2}, format="multipart"
+    )
     assert r.status_code == 202, r.json()
-    job = wait_for(lambda: (j := Job.objects.get(id=r.json()["job_id"])).status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.REJECTED) and j)
+    job = wait_for(
+        lambda: (
+            (j := Job.objects.get(id=r.json()["job_id"])).status
+            in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.REJECTED)
+            and j
+        )
+    )
     assert job.status == JobStatus.SUCCEEDED, job.message
     assert job.result["results"][0]["version_id"] == versions[3].id
     assert job.result["results"][0]["mmd2"] < job.result["results"][1]["mmd2"]
 
 
-def test_a_snapshot_streamed_by_a_worker_through_s3_starts_a_fresh_process(celery_worker, s3_storage, alice, monkeypatch):
+def test_a_snapshot_streamed_by_a_worker_through_s3_starts_a_fresh_process(
+    celery_worker, s3_storage, alice, monkeypatch
+):
     rng = np.random.default_rng(2)
     centers = 4.0 * rng.standard_normal((40, 4))
     space = make_space()
@@ -80,4 +107,7 @@ def test_a_snapshot_streamed_by_a_worker_through_s3_starts_a_fresh_process(celer
     assert index.generation == 40 and sorted(index.store.row) == sorted(v.id for v in versions)
     for i in (0, 21, 39):
         Zq, bq = cluster_spec(rng, centers[i : i + 1], 20)
-        assert search_by_data(user=alice, feature_space=space.key, Z=Zq, beta=bq, k=1, mixture=False).ids[0] == versions[i].id
+        assert (
+            search_by_data(user=alice, feature_space=space.key, Z=Zq, beta=bq, k=1, mixture=False).ids[0]
+            == versions[i].id
+        )

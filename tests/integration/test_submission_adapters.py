@@ -27,8 +27,13 @@ from workers.pipelines.reuse_text import adapter_from_files, embedding, layer_st
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
-def _post(client: Any, texts: list[str], labels: list[str] | None, requirements: dict[str, Any]) -> dict[str, Any]:
-    form: dict[str, Any] = {"data": SimpleUploadedFile("texts.jsonl", jsonl_bytes(texts)), "requirements": json.dumps(requirements)}
+def _post(
+    client: Any, texts: list[str], labels: list[str] | None, requirements: dict[str, Any]
+) -> dict[str, Any]:
+    form: dict[str, Any] = {
+        "data": SimpleUploadedFile("texts.jsonl", jsonl_bytes(texts)),
+        "requirements": json.dumps(requirements),
+    }
     if labels is not None:
         form["labelled"] = SimpleUploadedFile("labelled.jsonl", jsonl_bytes(texts, labels))
     response = client.post("/api/v1/submissions/", form, format="multipart")
@@ -41,7 +46,9 @@ def _package(client: Any, body: dict[str, Any]) -> bytes:
     return b"".join(client.get(body["package_url"]).streaming_content)
 
 
-def test_adapters_are_routed_by_arrow_and_merged_by_ties_end_to_end(celery_worker, s3_storage, bob, alice, client_for):
+def test_adapters_are_routed_by_arrow_and_merged_by_ties_end_to_end(
+    celery_worker, s3_storage, bob, alice, client_for
+):
     market = adapter_market_create(owner=bob)
     client = client_for(alice)
     sports, y_s = topic_texts("sports")
@@ -56,9 +63,14 @@ def test_adapters_are_routed_by_arrow_and_merged_by_ties_end_to_end(celery_worke
     # 16 texts are too few for a significant mixture (the gain stays under twice the sampling
     # noise), so the library is the two best singles by MMD: the user's two topics.
     singles = body["results"]["identify"]["singles"]
-    assert {s["learnware_id"] for s in singles[:2]} == {market.learnwares["sports"].id, market.learnwares["cooking"].id}
+    assert {s["learnware_id"] for s in singles[:2]} == {
+        market.learnwares["sports"].id,
+        market.learnwares["cooking"].id,
+    }
     assert body["results"]["assemble"]["chosen"] == "arrow_routing"
-    assert [m["version_id"] for m in body["results"]["assemble"]["members"]] == [s["version_id"] for s in singles[:2]]
+    assert [m["version_id"] for m in body["results"]["assemble"]["members"]] == [
+        s["version_id"] for s in singles[:2]
+    ]
     predictor = AdapterPackagePredictor.from_bytes(_package(client, body))
     # The packaged router is Arrow over the members' own files: same prototypes, same embeddings.
     topics = {v.id: t for t, v in market.versions.items()}
@@ -74,7 +86,9 @@ def test_adapters_are_routed_by_arrow_and_merged_by_ties_end_to_end(celery_worke
     body = _finished(client, ties["submission"]["id"])
     assert body["status"] == "succeeded", body["error"]
     assert body["results"]["assemble"]["chosen"] == "lora_ties"
-    assert [c["layers"] for c in body["results"]["rank"]["candidates"]] == [6] * len(body["results"]["rank"]["candidates"])
+    assert [c["layers"] for c in body["results"]["rank"]["candidates"]] == [6] * len(
+        body["results"]["rank"]["candidates"]
+    )
     content = _package(client, body)
     package = package_inspect(content, require_spec=True)  # the publish checks accept it as an adapter
     assert package.manifest["kind"] == "adapter" and package.manifest["base_model"] == "all-minilm-l6-v2"
@@ -82,7 +96,9 @@ def test_adapters_are_routed_by_arrow_and_merged_by_ties_end_to_end(celery_worke
     evaluation = body["results"]["evaluate"]
     assert set(predictions.tolist()) <= {"pos", "neg"} and "lora_ties" in evaluation["methods"]
     assert evaluation["verdict"]["beats_from_scratch"] == (evaluation["verdicts"]["from_scratch"] == "better")
-    assert evaluation["winner"]["method"] and all(s["ci95"][0] <= s["mean"] <= s["ci95"][1] for s in evaluation["scores"].values())
+    assert evaluation["winner"]["method"] and all(
+        s["ci95"][0] <= s["mean"] <= s["ci95"][1] for s in evaluation["scores"].values()
+    )
 
 
 def predictor_files(client: Any, body: dict[str, Any]) -> dict[str, bytes]:
@@ -100,17 +116,30 @@ def _dense(files: dict[str, bytes]) -> dict[str, np.ndarray]:
     config, tensors = json.loads(files["adapter_config.json"]), load(files["adapter_model.safetensors"])
     scale = config["lora_alpha"] / config["r"]
     modules = sorted(k[: -len(".lora_A.weight")] for k in tensors if k.endswith(".lora_A.weight"))
-    return {m: scale * (tensors[f"{m}.lora_B.weight"].astype(np.float64) @ tensors[f"{m}.lora_A.weight"].astype(np.float64))
-            for m in modules}
+    return {
+        m: scale
+        * (
+            tensors[f"{m}.lora_B.weight"].astype(np.float64)
+            @ tensors[f"{m}.lora_A.weight"].astype(np.float64)
+        )
+        for m in modules
+    }
 
 
-def test_lora_weighted_sum_and_negation_run_in_the_worker_and_package_the_dense_sum(celery_worker, s3_storage, bob, alice, client_for):
+def test_lora_weighted_sum_and_negation_run_in_the_worker_and_package_the_dense_sum(
+    celery_worker, s3_storage, bob, alice, client_for
+):
     market = adapter_market_create(owner=bob)
     client = client_for(alice)
     sports, y_s = topic_texts("sports")
     finance, y_f = topic_texts("finance")
     texts = sports + finance
-    base = {"kind": "adapter", "feature_space": market.space.key, "methods": ["lora_weighted_sum"], "max_modules": 2}
+    base = {
+        "kind": "adapter",
+        "feature_space": market.space.key,
+        "methods": ["lora_weighted_sum"],
+        "max_modules": 2,
+    }
     summed = _post(client, texts, None, base)
     negated = _post(client, texts, y_s + y_f, {**base, "negate": [market.learnwares["cooking"].id]})
     topics = {v.id: t for t, v in market.versions.items()}
@@ -150,11 +179,19 @@ def test_lora_weighted_sum_and_negation_run_in_the_worker_and_package_the_dense_
     packaged = _dense(package_inspect(content, require_spec=True).artifact)
     files = predictor_files(client, body)
     recipe = json.loads(files["recipe.json"])
-    assert [(topics[e["version_id"]], e["negated"]) for e in recipe["members"]] == [*((t, False) for t in members), ("cooking", True)]
+    assert [(topics[e["version_id"]], e["negated"]) for e in recipe["members"]] == [
+        *((t, False) for t in members),
+        ("cooking", True),
+    ]
     # Negation subtracts the negated adapter's update at the members' mean weight.
     for module, dW in packaged.items():
-        expected = sum(w * own[t][module] for w, t in zip(weights, members, strict=True)) - weights.mean() * own["cooking"][module]
+        expected = (
+            sum(w * own[t][module] for w, t in zip(weights, members, strict=True))
+            - weights.mean() * own["cooking"][module]
+        )
         assert_allclose(dW, expected, atol=1e-6)
-        assert np.abs(dW - (expected + weights.mean() * own["cooking"][module])).max() > 1e-3  # the negation is visible
+        assert (
+            np.abs(dW - (expected + weights.mean() * own["cooking"][module])).max() > 1e-3
+        )  # the negation is visible
     evaluation = body["results"]["evaluate"]
     assert evaluation["chosen_score"] == evaluation["methods"]["lora_weighted_sum"]["accuracy"]

@@ -29,44 +29,71 @@ from lwm_client.predict import Predictor  # noqa: E402
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
-def _post(client: Any, files: dict[str, tuple[str, bytes]], requirements: dict[str, Any], **fields: str) -> dict[str, Any]:
+def _post(
+    client: Any, files: dict[str, tuple[str, bytes]], requirements: dict[str, Any], **fields: str
+) -> dict[str, Any]:
     form: dict[str, Any] = {k: SimpleUploadedFile(*v) for k, v in files.items()}
-    response = client.post("/api/v1/submissions/", {**form, "requirements": json.dumps(requirements), **fields}, format="multipart")
+    response = client.post(
+        "/api/v1/submissions/",
+        {**form, "requirements": json.dumps(requirements), **fields},
+        format="multipart",
+    )
     assert response.status_code == 202, response.json()
     assert response.json()["submission"]["modality"] == "image"
     return response.json()
 
 
-def test_image_submissions_find_their_domains_learnware_and_are_evaluated_with_labels(celery_worker, s3_storage, bob, alice, client_for):
+def test_image_submissions_find_their_domains_learnware_and_are_evaluated_with_labels(
+    celery_worker, s3_storage, bob, alice, client_for
+):
     market = image_market_create(owner=bob)
     client = client_for(alice)
     space = {"feature_space": market.space.key}
     transposed = image_task("transposed", n=60, n_labelled=60, seed=31)
     inverted = image_task("inverted", n=60, seed=32)
-    labelled = _post(client, {"data": ("photos.zip", images_zip(transposed["images"])),
-                              "labelled": ("labelled.zip", images_zip(transposed["images_l"], transposed["y_l"]))}, space)
-    unlabelled = _post(client, {"data": ("images.npz", images_npz(inverted["images"]))}, space, modality="image")
-    broken = images_zip(inverted["images"][:12], extra={"img_0005.png": png_bytes(inverted["images"][5])[:30]})
+    labelled = _post(
+        client,
+        {
+            "data": ("photos.zip", images_zip(transposed["images"])),
+            "labelled": ("labelled.zip", images_zip(transposed["images_l"], transposed["y_l"])),
+        },
+        space,
+    )
+    unlabelled = _post(
+        client, {"data": ("images.npz", images_npz(inverted["images"]))}, space, modality="image"
+    )
+    broken = images_zip(
+        inverted["images"][:12], extra={"img_0005.png": png_bytes(inverted["images"][5])[:30]}
+    )
     corrupt = _post(client, {"data": ("broken.zip", broken)}, space)
 
     body = _finished(client, labelled["submission"]["id"])
     assert body["status"] == "succeeded", body["error"]
     results = body["results"]
     assert results["spec"]["image_shape"] == [1, 8, 8] and body["feature_space"] == market.space.key
-    # The worker's RKME is the one of every decoded PNG (unlabelled and labelled) under the space's encoder, recomputed here.
+    # The worker's RKME is the one of every decoded PNG (unlabelled and labelled) under the space's encoder,
+    # recomputed here.
     every = np.concatenate([transposed["images"], transposed["images_l"]]).astype(np.float32) / 255.0
     E = ConvImageEncoder(0).encode(every).astype(np.float64)
-    assert_allclose(results["spec"]["self_term"], rkme_fit(E, 100, 1.0, random_state=0).self_term(), rtol=1e-6)
+    assert_allclose(
+        results["spec"]["self_term"], rkme_fit(E, 100, 1.0, random_state=0).self_term(), rtol=1e-6
+    )
     own = market.learnwares["transposed"].id
     assert results["identify"]["singles"][0]["learnware_id"] == own
     assert results["rank"]["candidates"][0]["learnware_id"] == own
     assert results["rank"]["candidates"][0]["scores"]["accuracy"] > max(
-        c["scores"]["accuracy"] for c in results["rank"]["candidates"][1:])
+        c["scores"]["accuracy"] for c in results["rank"]["candidates"][1:]
+    )
     evaluation = results["evaluate"]
-    assert evaluation["labelled"] and evaluation["n_test"] == 60  # every labelled image, by repeated cross-validation
-    assert set(evaluation["methods"]) == {m["method"] for m in results["assemble"]["methods"] if not m.get("skipped")}
+    assert (
+        evaluation["labelled"] and evaluation["n_test"] == 60
+    )  # every labelled image, by repeated cross-validation
+    assert set(evaluation["methods"]) == {
+        m["method"] for m in results["assemble"]["methods"] if not m.get("skipped")
+    }
     assert evaluation["verdict"]["beats_from_scratch"] == (evaluation["verdicts"]["from_scratch"] == "better")
-    # The downloaded package, on the user's machine, predicts the raw images as the server's refitted method does.
+    # The downloaded package, on the user's machine, predicts the raw images as the server's refitted method
+    # does.
     from marketplace.submissions.models import Submission
     from tests.support.reuse import delivered_predictions
 
@@ -87,4 +114,7 @@ def test_image_submissions_find_their_domains_learnware_and_are_evaluated_with_l
 
     body = _finished(client, corrupt["submission"]["id"])
     assert body["status"] == "rejected"
-    assert body["error"]["code"] == "submission:user:corrupt-image" and "img_0005.png" in body["error"]["message"]
+    assert (
+        body["error"]["code"] == "submission:user:corrupt-image"
+        and "img_0005.png" in body["error"]["message"]
+    )

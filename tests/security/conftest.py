@@ -28,7 +28,17 @@ def _ensure_worker_user() -> str | None:
         pass
     if os.geteuid() != 0 or not shutil.which("useradd", path=SBIN):
         return None
-    subprocess.run([shutil.which("useradd", path=SBIN) or "useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", WORKER_USER], check=True)
+    subprocess.run(
+        [
+            shutil.which("useradd", path=SBIN) or "useradd",
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            WORKER_USER,
+        ],
+        check=True,
+    )
     return WORKER_USER
 
 
@@ -36,7 +46,13 @@ def _ensure_worker_user() -> str | None:
 # worker account gets a private mount namespace in which that folder is an empty 0755 tmpfs holding
 # only the interpreter's subtree: the host's folder stays as it is.
 _REVEAL = (
-    'set -e; mount --bind "$1" "$4"; mount -t tmpfs -o mode=0755 tmpfs "$2"; mkdir -p "$1"; mount --bind "$4" "$1"; '
+    'set -e; mount --bind "$1" "$4"; mount -t tmpfs -o mode=0755 tmpfs "$2"; mkdir -p "$1"; mount --bind '
+    '"$4" '
+    ""
+    ""
+    ""
+    ""
+    '"$1"; '
     'u="$3"; shift 4; exec setpriv --reuid "$u" --regid "$u" --init-groups -- "$@"'
 )
 
@@ -56,13 +72,32 @@ def _prefix_for(user: str, scratch: Path) -> list[str]:
         return [RUNUSER, "-u", user, "--"]
     folder, child = hidden
     unshare = shutil.which("unshare", path=SBIN) or "unshare"
-    return [unshare, "--mount", "--propagation", "private", "--", "sh", "-c", _REVEAL, "sh", str(child), str(folder), user, str(scratch)]
+    return [
+        unshare,
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        "-c",
+        _REVEAL,
+        "sh",
+        str(child),
+        str(folder),
+        user,
+        str(scratch),
+    ]
 
 
 def _can_run_python_as(prefix: list[str]) -> str:
     """'' when ``prefix`` can import the sandbox from this checkout, else why not."""
-    probe = subprocess.run([*prefix, sys.executable, "-c", "import torch, workers.sandbox"],
-                           capture_output=True, text=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    probe = subprocess.run(
+        [*prefix, sys.executable, "-c", "import torch, workers.sandbox"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
     return "" if probe.returncode == 0 else probe.stderr.strip()[-300:]
 
 
@@ -77,7 +112,10 @@ def worker_identity(request, tmp_path_factory) -> list[str]:
     prefix = _prefix_for(user, tmp_path_factory.mktemp("reveal")) if user else []
     why = "cannot create the unprivileged account" if user is None else _can_run_python_as(prefix)
     if why:
-        message = f"cannot run the sandbox as {WORKER_USER}: {why} (the interpreter and checkout must be readable by it)"
+        message = (
+            f"cannot run the sandbox as {WORKER_USER}: {why} (the interpreter and checkout must be "
+            "readable by it)"
+        )
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)

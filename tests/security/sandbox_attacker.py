@@ -28,7 +28,7 @@ import torch
 from workers.sandbox import SandboxError, SandboxLimits, isolation, run_model
 
 # Arbitrary code inside the sandbox; argv[1] is the JSON spec. Prints what it could do.
-HOSTILE = r'''
+HOSTILE = r"""
 import json, os, socket, sys, time
 spec = json.loads(sys.argv[1])
 seen = {"tcp": {}, "read": {}, "list": {}, "write": {}}
@@ -83,7 +83,7 @@ for name, call in (("ptrace", lambda: __import__("ctypes").CDLL(None, use_errno=
                    ("unshare", lambda: __import__("ctypes").CDLL(None, use_errno=True).unshare(0x10000000))):
     seen[name] = call()
 print(json.dumps(seen))
-'''
+"""
 
 
 class Reader(torch.nn.Module):
@@ -142,13 +142,23 @@ def attack_with_code(spec: dict) -> dict:
     if iso.drop_to_nobody:
         for path in [calls, *calls.rglob("*")]:
             os.chown(path, isolation.NOBODY, isolation.NOBODY)
-    spec = {**spec, "list": [*spec["list"], str(victim), str(calls), "/calls", "/calls/victim", "/calls/victim/in"],
-            "read": [*spec["read"], str(victim / "in" / "data.csv"), "/calls/victim/in/data.csv"]}
+    spec = {
+        **spec,
+        "list": [*spec["list"], str(victim), str(calls), "/calls", "/calls/victim", "/calls/victim/in"],
+        "read": [*spec["read"], str(victim / "in" / "data.csv"), "/calls/victim/in/data.csv"],
+    }
     command = isolation.python_command("-c", ENTER, json.dumps(spec), call.name, HOSTILE)
     argv = isolation.bwrap_argv(iso.bwrap, calls, command)
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, env={}, start_new_session=True,
-                              preexec_fn=isolation.preexec(iso.drop_to_nobody))
+        proc = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={},
+            start_new_session=True,
+            preexec_fn=isolation.preexec(iso.drop_to_nobody),
+        )
     finally:
         shutil.rmtree(calls, ignore_errors=True)
     seen = json.loads(proc.stdout) if proc.returncode == 0 else {"error": proc.stderr[-2000:]}
@@ -171,5 +181,13 @@ def attack_with_models(spec: dict) -> dict:
 
 if __name__ == "__main__":
     spec = json.loads(sys.argv[1])
-    print(json.dumps({"user": os.getuid(), "isolation": isolation.isolation_status(),
-                      "code": attack_with_code(spec), "models": attack_with_models(spec)}))
+    print(
+        json.dumps(
+            {
+                "user": os.getuid(),
+                "isolation": isolation.isolation_status(),
+                "code": attack_with_code(spec),
+                "models": attack_with_models(spec),
+            }
+        )
+    )

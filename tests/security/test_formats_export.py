@@ -42,9 +42,16 @@ def test_positive_control_torch_export_load_runs_the_payload(tmp_path):
     archive = tmp_path / "model.pt2"
     archive.write_bytes(hostile.pt2_with_pickle_payload(str(marker)))
     # In a separate interpreter: this is the call the market must never make on uploaded bytes.
-    subprocess.run([sys.executable, "-c", f"import torch; torch.export.load({str(archive)!r})"], cwd=ROOT,
-                   capture_output=True, timeout=120, check=False)
-    assert marker.exists(), "the payload did not run under torch.export.load: the tests below would prove nothing"
+    subprocess.run(
+        [sys.executable, "-c", f"import torch; torch.export.load({str(archive)!r})"],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert marker.exists(), (
+        "the payload did not run under torch.export.load: the tests below would prove nothing"
+    )
 
 
 @pytest.mark.parametrize("file", ["model.pt2", "model.pt"])
@@ -71,10 +78,12 @@ def test_the_client_never_loads_a_pt2_and_never_unpickles_while_loading_packages
             load_model(payload, "torchscript")
         with pytest.raises(UnsafeArtifactError):
             Predictor.from_bytes(hostile.table_package(payload, name="pt2", file="model.pt2"))
-        Predictor.from_bytes(packages.build_table_model_package()).predict(packages.table_data(["a", "b", "c"], 3))
+        Predictor.from_bytes(packages.build_table_model_package()).predict(
+            packages.table_data(["a", "b", "c"], 3)
+        )
         events = list(_find_class_events)
         pickle.loads(pickle.dumps(collections.OrderedDict()))  # the recorder's own control: this must show
-        control = list(_find_class_events[len(events):])
+        control = list(_find_class_events[len(events) :])
     finally:
         _find_class_events = None
     assert direct.value.code == "predict:user:format"

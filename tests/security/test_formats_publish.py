@@ -33,7 +33,9 @@ IN_SANDBOX = {
 
 
 @pytest.mark.parametrize("case", sorted(IN_SANDBOX))
-def test_a_model_with_a_file_operator_is_rejected_in_the_sandbox_before_it_runs(case, celery_worker, s3_storage, alice, client_for):
+def test_a_model_with_a_file_operator_is_rejected_in_the_sandbox_before_it_runs(
+    case, celery_worker, s3_storage, alice, client_for
+):
     make, operator = IN_SANDBOX[case]
     marker = hostile.marker_path()
     client = client_for(alice)
@@ -45,8 +47,13 @@ def test_a_model_with_a_file_operator_is_rejected_in_the_sandbox_before_it_runs(
     assert job.status == JobStatus.REJECTED, job.error
     assert job.error["code"] == "upload:user:unsafe-operator" and job.error["details"]["operator"] == operator
     assert "log" not in job.error["details"]  # nothing the child printed goes back to the uploader
-    version = LearnwareVersion.objects.get(learnware_id=response.json()["learnware"], number=response.json()["version"])
-    assert version.status == VersionStatus.REJECTED and version.rejection_reasons[0]["code"] == "upload:user:unsafe-operator"
+    version = LearnwareVersion.objects.get(
+        learnware_id=response.json()["learnware"], number=response.json()["version"]
+    )
+    assert (
+        version.status == VersionStatus.REJECTED
+        and version.rejection_reasons[0]["code"] == "upload:user:unsafe-operator"
+    )
     assert set(bucket_keys(s3_storage)) == before  # the rejected package is deleted
     assert hostile.markers_left(marker) == []
     _worker_still_publishes(client, f"after-{case}")
@@ -54,24 +61,41 @@ def test_a_model_with_a_file_operator_is_rejected_in_the_sandbox_before_it_runs(
 
 # Refused in the web process at upload (pure byte checks), before anything is queued or stored.
 AT_UPLOAD = {
-    "setstate": (lambda marker: hostile.table_package(hostile.scripted(hostile.SetstateModel(str(marker))), name="setstate"),
-                 "upload:user:load-time-code"),
-    "export-pt2": (lambda marker: hostile.table_package(hostile.pt2_with_pickle_payload(str(marker)), name="pt2", file="model.pt2"),
-                   "upload:user:unsafe-format"),
-    "export-renamed-pt": (lambda marker: hostile.table_package(hostile.pt2_with_pickle_payload(str(marker)), name="pt2-as-pt"),
-                          "upload:user:unsafe-format"),
-    "adapter-400k-tensors": (lambda marker: hostile.adapter_package_with_weights(hostile.many_tensors_safetensors(400_000), name="wide"),
-                             "upload:user:adapter-header"),
+    "setstate": (
+        lambda marker: hostile.table_package(
+            hostile.scripted(hostile.SetstateModel(str(marker))), name="setstate"
+        ),
+        "upload:user:load-time-code",
+    ),
+    "export-pt2": (
+        lambda marker: hostile.table_package(
+            hostile.pt2_with_pickle_payload(str(marker)), name="pt2", file="model.pt2"
+        ),
+        "upload:user:unsafe-format",
+    ),
+    "export-renamed-pt": (
+        lambda marker: hostile.table_package(hostile.pt2_with_pickle_payload(str(marker)), name="pt2-as-pt"),
+        "upload:user:unsafe-format",
+    ),
+    "adapter-400k-tensors": (
+        lambda marker: hostile.adapter_package_with_weights(
+            hostile.many_tensors_safetensors(400_000), name="wide"
+        ),
+        "upload:user:adapter-header",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(AT_UPLOAD))
-def test_a_package_that_would_run_code_or_exhaust_memory_while_loading_is_refused_at_upload(case, celery_worker, s3_storage,
-                                                                                            alice, client_for):
+def test_a_package_that_would_run_code_or_exhaust_memory_while_loading_is_refused_at_upload(
+    case, celery_worker, s3_storage, alice, client_for
+):
     build, code = AT_UPLOAD[case]
     marker = hostile.marker_path()
     data = build(marker)
-    marker.unlink(missing_ok=True)  # building a __setstate__ model may have run it here; only the market's side counts
+    marker.unlink(
+        missing_ok=True
+    )  # building a __setstate__ model may have run it here; only the market's side counts
     client = client_for(alice)
     before = set(bucket_keys(s3_storage))
 

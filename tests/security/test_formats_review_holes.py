@@ -51,7 +51,9 @@ def test_rotating_x_forwarded_for_does_not_escape_the_login_throttle(alice, api,
 def test_behind_one_trusted_proxy_the_proxys_hop_is_the_client(alice, api, settings, three_logins_a_minute):
     settings.LWM_TRUSTED_PROXIES = 1
     # The proxy (10.0.0.2) appends the peer it saw; what the client wrote to the left is ignored.
-    codes = [_login(api, peer="10.0.0.2", forwarded=f"198.51.100.{i}, 203.0.113.7").status_code for i in range(4)]
+    codes = [
+        _login(api, peer="10.0.0.2", forwarded=f"198.51.100.{i}, 203.0.113.7").status_code for i in range(4)
+    ]
     assert codes == [401, 401, 401, 429]
     assert _login(api, peer="10.0.0.2", forwarded="203.0.113.9").status_code == 401
 
@@ -60,10 +62,20 @@ def test_behind_one_trusted_proxy_the_proxys_hop_is_the_client(alice, api, setti
 def _learnware_in_space(owner, columns: list[str], rows: np.ndarray, visibility: str) -> Learnware:
     manifest = {"modality": Modality.TABLE, "input": {"columns": columns}}
     space = feature_space_for_manifest(manifest=manifest, reference=rows)  # what publishing a sample does
-    lw = Learnware.objects.create(owner=owner, name=f"lw-{visibility}", slug=f"lw-{visibility}", kind=Kind.MODEL,
-                                  modality=Modality.TABLE, task=Task.CLASSIFICATION, feature_space=space, license="MIT",
-                                  visibility=visibility)
-    LearnwareVersion.objects.create(learnware=lw, number=1, artifact_sha256="0" * 64, status=VersionStatus.PUBLISHED)
+    lw = Learnware.objects.create(
+        owner=owner,
+        name=f"lw-{visibility}",
+        slug=f"lw-{visibility}",
+        kind=Kind.MODEL,
+        modality=Modality.TABLE,
+        task=Task.CLASSIFICATION,
+        feature_space=space,
+        license="MIT",
+        visibility=visibility,
+    )
+    LearnwareVersion.objects.create(
+        learnware=lw, number=1, artifact_sha256="0" * 64, status=VersionStatus.PUBLISHED
+    )
     return lw
 
 
@@ -74,7 +86,9 @@ def _space_keys(client) -> set[str]:
     return {s["key"] for s in (body["results"] if isinstance(body, dict) else body)}
 
 
-def test_a_space_created_by_a_private_upload_is_seen_only_by_who_sees_its_learnware(alice, bob, api, client_for):
+def test_a_space_created_by_a_private_upload_is_seen_only_by_who_sees_its_learnware(
+    alice, bob, api, client_for
+):
     rows = np.random.default_rng(0).normal(size=(30, 2))
     private = _learnware_in_space(alice, ["salary", "diagnosis_code"], rows, Visibility.PRIVATE)
     key = private.feature_space.key
@@ -85,20 +99,39 @@ def test_a_space_created_by_a_private_upload_is_seen_only_by_who_sees_its_learnw
         assert key not in _space_keys(outsider) and text in _space_keys(outsider)
         detail = outsider.get(f"/api/v1/feature-spaces/{key}/")
         assert detail.status_code == 404 and "salary" not in detail.content.decode()
-    search = client_for(bob).post("/api/v1/search/by-data/", {"feature_space": key, "file": SimpleUploadedFile("x.csv", b"salary,diagnosis_code\n1,2\n")},
-                                  format="multipart")
+    search = client_for(bob).post(
+        "/api/v1/search/by-data/",
+        {"feature_space": key, "file": SimpleUploadedFile("x.csv", b"salary,diagnosis_code\n1,2\n")},
+        format="multipart",
+    )
     assert search.json()["error"]["code"] == "search:user:unknown-space"
 
-    _learnware_in_space(bob, ["salary", "diagnosis_code"], rows, Visibility.PUBLIC)  # a public learnware in the same space
+    _learnware_in_space(
+        bob, ["salary", "diagnosis_code"], rows, Visibility.PUBLIC
+    )  # a public learnware in the same space
     assert key in _space_keys(client_for(bob)) and key in _space_keys(api)
 
 
 # --- requirements bounds ---------------------------------------------------------------------------
-@pytest.mark.parametrize(("field", "value"), [("learnwares", [2**70]), ("exclude", [2**63]), ("negate", [2**64]),
-                                              ("max_model_size", 2**70), ("seed", 2**40)])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("learnwares", [2**70]),
+        ("exclude", [2**63]),
+        ("negate", [2**64]),
+        ("max_model_size", 2**70),
+        ("seed", 2**40),
+    ],
+)
 def test_huge_numbers_in_requirements_are_a_400_naming_the_field(alice, client_for, field, value):
-    response = client_for(alice).post("/api/v1/submissions/", {"data": SimpleUploadedFile("rows.csv", b"a,b\n1,2\n3,4\n"),
-                                                              "requirements": json.dumps({field: value})}, format="multipart")
+    response = client_for(alice).post(
+        "/api/v1/submissions/",
+        {
+            "data": SimpleUploadedFile("rows.csv", b"a,b\n1,2\n3,4\n"),
+            "requirements": json.dumps({field: value}),
+        },
+        format="multipart",
+    )
     assert response.status_code == 400, response.json()
     assert field in json.dumps(response.json()["error"]["details"])
     assert not Submission.objects.exists()
@@ -111,8 +144,20 @@ def test_the_package_templates_manifest_is_accepted_as_shipped():
 
 
 def test_yaml_booleans_in_classes_are_named_with_the_fix():
-    raw = packages.manifest_yaml(name="m", description="d", kind="model", modality="table", task="classification",
-                                 input={"columns": ["a"]}, output={"classes": ["no", "yes"]}, license="MIT").replace("'no'", "no").replace("'yes'", "yes")
+    raw = (
+        packages.manifest_yaml(
+            name="m",
+            description="d",
+            kind="model",
+            modality="table",
+            task="classification",
+            input={"columns": ["a"]},
+            output={"classes": ["no", "yes"]},
+            license="MIT",
+        )
+        .replace("'no'", "no")
+        .replace("'yes'", "yes")
+    )
     with pytest.raises(InvalidPackageError) as caught:
         parse_manifest(raw.encode())
     reason = caught.value.details["output.classes"]

@@ -51,24 +51,36 @@ def test_the_upload_refuses_the_wide_adapter_by_name():
     data = hostile.adapter_package_with_weights(hostile.many_tensors_safetensors(400_000), name="wide")
     with pytest.raises(InvalidPackageError) as caught:
         package_inspect(data)
-    assert (caught.value.code, caught.value.details["file"]) == ("upload:user:adapter-header", "adapter_model.safetensors")
+    assert (caught.value.code, caught.value.details["file"]) == (
+        "upload:user:adapter-header",
+        "adapter_model.safetensors",
+    )
 
 
-def _one(dtype: str = "F32", shape: list[int] | None = None, offsets: list[int] | None = None) -> dict[str, object]:
-    return {"dtype": dtype, "shape": shape if shape is not None else [2, 2], "data_offsets": offsets if offsets is not None else [0, 16]}
+def _one(
+    dtype: str = "F32", shape: list[int] | None = None, offsets: list[int] | None = None
+) -> dict[str, object]:
+    return {
+        "dtype": dtype,
+        "shape": shape if shape is not None else [2, 2],
+        "data_offsets": offsets if offsets is not None else [0, 16],
+    }
 
 
-@pytest.mark.parametrize(("header", "data", "reason"), [
-    ({"a": _one(offsets=[0, 32])}, bytes(16), "outside the 16 bytes"),
-    ({"a": _one(shape=[2, 3])}, bytes(16), "needs 24"),
-    ({"a": _one(), "b": _one(offsets=[8, 24], shape=[2, 2])}, bytes(24), "overlap"),
-    ({"a": _one(dtype="I64")}, bytes(16), "dtype 'I64'"),
-    ({"a": _one(shape=[1, 1, 1, 1, 2, 2])}, bytes(16), "at most 4 sizes"),
-    ({"a": _one(shape=[2, -2])}, bytes(16), "shape"),
-    ({"a": _one(offsets=[True, 16])}, bytes(16), "data_offsets"),
-    ({"a": [1, 2]}, b"", "not described by a mapping"),
-    ({"__metadata__": {"k": 1}}, b"", "__metadata__"),
-])
+@pytest.mark.parametrize(
+    ("header", "data", "reason"),
+    [
+        ({"a": _one(offsets=[0, 32])}, bytes(16), "outside the 16 bytes"),
+        ({"a": _one(shape=[2, 3])}, bytes(16), "needs 24"),
+        ({"a": _one(), "b": _one(offsets=[8, 24], shape=[2, 2])}, bytes(24), "overlap"),
+        ({"a": _one(dtype="I64")}, bytes(16), "dtype 'I64'"),
+        ({"a": _one(shape=[1, 1, 1, 1, 2, 2])}, bytes(16), "at most 4 sizes"),
+        ({"a": _one(shape=[2, -2])}, bytes(16), "shape"),
+        ({"a": _one(offsets=[True, 16])}, bytes(16), "data_offsets"),
+        ({"a": [1, 2]}, b"", "not described by a mapping"),
+        ({"__metadata__": {"k": 1}}, b"", "__metadata__"),
+    ],
+)
 def test_each_bound_is_refused_with_its_reason(header, data, reason):
     assert reason in _refused(hostile.safetensors_with_header(header, data))
 

@@ -60,17 +60,46 @@ def attack(worker_identity, tmp_path_factory):
             os.chown(path, account.pw_uid, account.pw_gid)
         folder.chmod(0o700)
     linger = f"{time.time_ns() % 10**6 + 100000}.5"  # a unique argument to find a surviving sleep by
-    spec = {"ports": list(PORTS), "linger": linger, "secret": str(secret), "marker": str(marker),
-            "read": [str(secret), "/etc/shadow", str(Path(settings.VAR_DIR) / "db.sqlite3"), str(ROOT / "marketplace/settings/base.py")],
-            "list": [str(settings.VAR_DIR), str(folder), "/home", str(ROOT), str(ROOT / "marketplace")],
-            "write": [str(folder / "written"), str(ROOT / "written-by-sandbox"), "/sandbox/in/written", "/written-at-root"]}
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(folder),
-           "DATABASE_URL": f"postgres://u:{CANARY}@127.0.0.1/db", "LWM_CANARY": CANARY, "SECRET_KEY_FILE": str(secret)}
-    proc = subprocess.run([*worker_identity, sys.executable, "-m", "tests.security.sandbox_attacker", json.dumps(spec)],
-                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    spec = {
+        "ports": list(PORTS),
+        "linger": linger,
+        "secret": str(secret),
+        "marker": str(marker),
+        "read": [
+            str(secret),
+            "/etc/shadow",
+            str(Path(settings.VAR_DIR) / "db.sqlite3"),
+            str(ROOT / "marketplace/settings/base.py"),
+        ],
+        "list": [str(settings.VAR_DIR), str(folder), "/home", str(ROOT), str(ROOT / "marketplace")],
+        "write": [
+            str(folder / "written"),
+            str(ROOT / "written-by-sandbox"),
+            "/sandbox/in/written",
+            "/written-at-root",
+        ],
+    }
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(ROOT),
+        "HOME": str(folder),
+        "DATABASE_URL": f"postgres://u:{CANARY}@127.0.0.1/db",
+        "LWM_CANARY": CANARY,
+        "SECRET_KEY_FILE": str(secret),
+    }
+    proc = subprocess.run(
+        [*worker_identity, sys.executable, "-m", "tests.security.sandbox_attacker", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert (report["user"] != 0) == bool(worker_identity) or os.geteuid() != 0  # it ran as the account we meant
+    assert (report["user"] != 0) == bool(
+        worker_identity
+    ) or os.geteuid() != 0  # it ran as the account we meant
     return report, spec, proc.stdout
 
 
@@ -96,14 +125,20 @@ def _runtime_skeleton(directory: str) -> set[str]:
     creates those folders as bare mount points; nothing else of ``directory`` is there."""
     folder = Path(directory)
     runtime = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}
-    return {bound.relative_to(folder).parts[0] for bound in runtime if bound != folder and bound.is_relative_to(folder)}
+    return {
+        bound.relative_to(folder).parts[0]
+        for bound in runtime
+        if bound != folder and bound.is_relative_to(folder)
+    }
 
 
 def test_no_file_outside_the_call_can_be_read_listed_or_written(attack, tmp_path):
     report, spec, _ = attack
     code = report["code"]
     assert all(content is None for content in code["read"].values()), code["read"]
-    assert all(listing is None or set(listing) <= _runtime_skeleton(path) for path, listing in code["list"].items()), code["list"]
+    assert all(
+        listing is None or set(listing) <= _runtime_skeleton(path) for path, listing in code["list"].items()
+    ), code["list"]
     assert not any(code["write"].values()), code["write"]
     assert not (Path(spec["secret"]).parent / "written").exists()
     assert not (ROOT / "written-by-sandbox").exists()
@@ -125,7 +160,9 @@ def test_nothing_of_the_workers_environment_is_visible(attack):
 
 def test_no_process_outlives_the_call_and_only_its_own_are_visible(attack):
     report, spec, _ = attack
-    assert report["code"]["pid"] == 2 and report["code"]["pids"] == []  # its own PID namespace, no /proc at all
+    assert (
+        report["code"]["pid"] == 2 and report["code"]["pids"] == []
+    )  # its own PID namespace, no /proc at all
     assert _lingering(spec["linger"]) == []
 
 
@@ -175,7 +212,9 @@ def test_a_hostile_upload_through_the_api_is_rejected_leaves_no_marker_and_the_w
     secret.write_text(f"SECRET-{CANARY}")
     model = packages.torchscript_bytes(_HostileTable(str(secret), str(marker)))
     client = client_for(alice)
-    response = upload(client, packages.build_table_model_package(columns=["a", "b", "c"], model=model, name="hostile"))
+    response = upload(
+        client, packages.build_table_model_package(columns=["a", "b", "c"], model=model, name="hostile")
+    )
     if response.status_code == 202:  # the operator allow-list is checked inside the sandboxed call at publish
         job = finished(response.json()["job"])
         assert job.status == JobStatus.REJECTED, (job.status, job.error)
@@ -183,7 +222,9 @@ def test_a_hostile_upload_through_the_api_is_rejected_leaves_no_marker_and_the_w
         assert job.error["details"]["operator"] == "aten::from_file", job.error
         body = json.dumps(client.get(f"/api/v1/jobs/{job.id}/").json())
     else:  # refused at upload by the operator allow-list (docs/security.md)
-        assert response.status_code == 400 and response.json()["error"]["code"] == "upload:user:unsafe-operator"
+        assert (
+            response.status_code == 400 and response.json()["error"]["code"] == "upload:user:unsafe-operator"
+        )
         body = json.dumps(response.json())
     assert not marker.exists()
     assert CANARY not in body and str(ROOT) not in body

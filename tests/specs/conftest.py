@@ -22,6 +22,8 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
 
 
-def blobs(rng: np.random.Generator, n: int, d: int, centre: float | np.ndarray, scale: float = 1.0) -> np.ndarray:
+def blobs(
+    rng: np.random.Generator, n: int, d: int, centre: float | np.ndarray, scale: float = 1.0
+) -> np.ndarray:
     """n Gaussian rows around ``centre`` (scalar or (d,))."""
     return rng.normal(size=(n, d)) * scale + centre

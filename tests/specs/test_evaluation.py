@@ -99,7 +99,9 @@ def test_the_wilson_interval_matches_its_closed_form():
     centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
     half = z / (1 + z**2 / n) * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
     assert [low, high] == pytest.approx([centre - half, centre + half], rel=1e-12)
-    assert proportion_interval(30, 30)[1] == pytest.approx(1.0) and proportion_interval(0, 30)[0] == pytest.approx(0.0, abs=1e-15)
+    assert proportion_interval(30, 30)[1] == pytest.approx(1.0) and proportion_interval(0, 30)[
+        0
+    ] == pytest.approx(0.0, abs=1e-15)
 
 
 def test_an_interval_is_cut_at_the_range_of_its_metric():

@@ -51,7 +51,9 @@ def test_arrow_prototypes_cover_every_layer_and_check_shapes():
     rng = np.random.default_rng(0)
     factors = {f"layer{i}": (rng.standard_normal((2, 6)), rng.standard_normal((4, 2))) for i in range(3)}
     protos = arrow_prototypes(factors)
-    assert sorted(protos) == ["layer0", "layer1", "layer2"] and all(p.shape == (1, 6) for p in protos.values())
+    assert sorted(protos) == ["layer0", "layer1", "layer2"] and all(
+        p.shape == (1, 6) for p in protos.values()
+    )
     with pytest.raises(DimensionMismatchError):
         lora_right_singular_vectors(np.ones((2, 6)), np.ones((4, 3)))
     with pytest.raises(InvalidParameterError):

@@ -35,7 +35,13 @@ def test_every_accepted_form_gives_the_same_rows():
     grey = RGB[:, :1]
     expected = image_rows(grey, [1, 5, 6])
     unit = grey.astype(np.float32) / 255.0
-    for given in (grey[:, 0], unit, unit[:, 0], unit.reshape(4, -1), grey.astype(np.float64)):  # float above 1: 0..255
+    for given in (
+        grey[:, 0],
+        unit,
+        unit[:, 0],
+        unit.reshape(4, -1),
+        grey.astype(np.float64),
+    ):  # float above 1: 0..255
         assert_allclose(image_rows(given, (1, 5, 6)), expected, atol=1e-7)
 
 
@@ -46,21 +52,26 @@ def test_rows_as_images_inverts_image_rows():
     assert_array_equal(np.round(back * 255.0).astype(np.uint8), RGB)
 
 
-@pytest.mark.parametrize("given, shape, error, named", [
-    (RGB, [3, 6, 5], DimensionMismatchError, "(n, 3, 6, 5)"),
-    (RGB[:, :1, :, :, None], [1, 5, 6], DimensionMismatchError, "[4, 1, 5, 6, 1]"),
-    (RGB[:, 0], [3, 5, 6], DimensionMismatchError, "(n, 3, 5, 6)"),  # (n, H, W) only for grey
-    (np.full((2, 1, 5, 6), np.nan), [1, 5, 6], InvalidDataError, "NaN"),
-    (-np.ones((2, 1, 5, 6)), [1, 5, 6], InvalidDataError, "[0, 1]"),
-    (np.full((2, 1, 5, 6), 300.0), [1, 5, 6], InvalidDataError, "0..255"),
-    (np.full((2, 1, 5, 6), "a"), [1, 5, 6], InvalidDataError, "dtype"),
-    (RGB, [3, 5], InvalidParameterError, "[C, H, W]"),
-    (RGB, [3, 0, 6], InvalidParameterError, "[3, 0, 6]"),
-])
+@pytest.mark.parametrize(
+    "given, shape, error, named",
+    [
+        (RGB, [3, 6, 5], DimensionMismatchError, "(n, 3, 6, 5)"),
+        (RGB[:, :1, :, :, None], [1, 5, 6], DimensionMismatchError, "[4, 1, 5, 6, 1]"),
+        (RGB[:, 0], [3, 5, 6], DimensionMismatchError, "(n, 3, 5, 6)"),  # (n, H, W) only for grey
+        (np.full((2, 1, 5, 6), np.nan), [1, 5, 6], InvalidDataError, "NaN"),
+        (-np.ones((2, 1, 5, 6)), [1, 5, 6], InvalidDataError, "[0, 1]"),
+        (np.full((2, 1, 5, 6), 300.0), [1, 5, 6], InvalidDataError, "0..255"),
+        (np.full((2, 1, 5, 6), "a"), [1, 5, 6], InvalidDataError, "dtype"),
+        (RGB, [3, 5], InvalidParameterError, "[C, H, W]"),
+        (RGB, [3, 0, 6], InvalidParameterError, "[3, 0, 6]"),
+    ],
+)
 def test_bad_images_raise_a_spec_error_naming_the_problem(given, shape, error, named):
     with pytest.raises(error) as err:
         image_rows(given, shape)
-    assert isinstance(err.value, SpecError) and isinstance(err.value, ValueError)  # callers catch ValueError too
+    assert isinstance(err.value, SpecError) and isinstance(
+        err.value, ValueError
+    )  # callers catch ValueError too
     assert named in str(err.value)
 
 

@@ -21,9 +21,7 @@ from tests.specs.conftest import blobs
 def brute_mmd2(Z1, b1, Z2, b2, gamma) -> float:
     """MMD^2 as ||sum b1 phi - sum b2 phi||^2 expanded over all point pairs, one at a time."""
     pts = [(z, w) for z, w in zip(Z1, b1, strict=True)] + [(z, -w) for z, w in zip(Z2, b2, strict=True)]
-    return sum(
-        wa * wb * math.exp(-gamma * float(np.sum((za - zb) ** 2))) for za, wa in pts for zb, wb in pts
-    )
+    return sum(wa * wb * math.exp(-gamma * float(np.sum((za - zb) ** 2))) for za, wa in pts for zb, wb in pts)
 
 
 def random_spec(rng, K, d, shift=0.0):
@@ -71,12 +69,15 @@ def test_batch_equals_pairwise_formula_with_padding_and_chunking(rng):
     expected = [mmd_squared(Z, b, Zc, bc, 0.5) for Zc, bc in parts]
     assert_allclose(mmd_squared_batch(Z, b, Zs, betas, 0.5), expected, rtol=1e-11, atol=1e-15)
     # Blocks of one candidate (tiny block_entries) give the same numbers.
-    assert_allclose(mmd_squared_batch(Z, b, Zs, betas, 0.5, block_entries=1), expected, rtol=1e-11, atol=1e-15)
+    assert_allclose(
+        mmd_squared_batch(Z, b, Zs, betas, 0.5, block_entries=1), expected, rtol=1e-11, atol=1e-15
+    )
     st = batch_self_terms(Zs, betas, 0.5, block_entries=1)
     empty = (np.empty((0, 3)), np.empty(0))
     assert_allclose(st, [brute_mmd2(Zc, bc, *empty, 0.5) for Zc, bc in parts], rtol=1e-12)
     assert_allclose(st, [self_term(Zc, bc, 0.5) for Zc, bc in parts], rtol=1e-12)
     assert_allclose(mmd_squared_batch(Z, b, Zs, betas, 0.5, st), expected, rtol=1e-11, atol=1e-15)
+
     # <u, c> = (||u||^2 + ||c||^2 - MMD^2) / 2, each term by the pairwise expansion.
     def norm2(Zx, bx):
         return brute_mmd2(Zx, bx, np.empty((0, 3)), np.empty(0), 0.5)

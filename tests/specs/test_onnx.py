@@ -30,9 +30,14 @@ WINE_CLASSES = ["barolo", "grignolino", "barbera"]
 
 
 def _manifest(columns: int, classes: list[str] | None = None, dim: int = 1) -> dict:
-    return {"name": "m", "kind": "model", "modality": "table", "task": "classification" if classes else "regression",
-            "input": {"columns": [f"c{i}" for i in range(columns)]},
-            "output": {"classes": classes, "dim": len(classes)} if classes else {"dim": dim}}
+    return {
+        "name": "m",
+        "kind": "model",
+        "modality": "table",
+        "task": "classification" if classes else "regression",
+        "input": {"columns": [f"c{i}" for i in range(columns)]},
+        "output": {"classes": classes, "dim": len(classes)} if classes else {"dim": dim},
+    }
 
 
 def _wine():
@@ -41,11 +46,16 @@ def _wine():
 
 
 def _convert(model, d: int, **options) -> bytes:
-    return skl2onnx.convert_sklearn(model, initial_types=[("input", FloatTensorType([None, d]))],
-                                    options={id(model): options} if options else None).SerializeToString()
+    return skl2onnx.convert_sklearn(
+        model,
+        initial_types=[("input", FloatTensorType([None, d]))],
+        options={id(model): options} if options else None,
+    ).SerializeToString()
 
 
-@pytest.mark.parametrize("case", sorted(k for k, (_, code) in ONNX_FAILURES.items() if code.startswith("upload:")))
+@pytest.mark.parametrize(
+    "case", sorted(k for k, (_, code) in ONNX_FAILURES.items() if code.startswith("upload:"))
+)
 def test_each_static_rule_refuses_with_its_code_naming_the_file(case):
     build, code = ONNX_FAILURES[case]
     with pytest.raises(InvalidPackageError) as err:
@@ -83,7 +93,9 @@ def test_labels_in_another_order_than_the_manifest_are_refused():
     X, y = _wine()
     raw = _convert(LogisticRegression(max_iter=20000).fit(X, y), X.shape[1], zipmap=False)
     with pytest.raises(InvalidPackageError) as err:
-        check_onnx("model.onnx", raw, _manifest(X.shape[1], WINE_CLASSES))  # classes_ are sorted: barbera first
+        check_onnx(
+            "model.onnx", raw, _manifest(X.shape[1], WINE_CLASSES)
+        )  # classes_ are sorted: barbera first
     assert err.value.code == "upload:user:onnx-classes"
     with pytest.raises(InvalidPackageError) as err:
         check_onnx("model.onnx", raw, _manifest(X.shape[1], sorted(WINE_CLASSES)[:2]))
@@ -145,8 +157,14 @@ def test_the_runner_starts_no_thread(tmp_path):
         "print(before, len(os.listdir('/proc/self/task')))\n"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
-    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "model.onnx")], capture_output=True, text=True,
-                         env=env, timeout=120, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "model.onnx")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=True,
+    ).stdout.split()
     before, after = map(int, out)
     assert after == before
 
@@ -156,15 +174,24 @@ def _image_graph(shape: list[int], k: int = 2) -> bytes:
 
     d = int(np.prod(shape))
     W = numpy_helper.from_array(np.random.default_rng(0).normal(size=(d, k)).astype(np.float32), "W")
-    graph = helper.make_graph([helper.make_node("Flatten", ["x"], ["flat"]), helper.make_node("MatMul", ["flat", "W"], ["y"])],
-                              "image", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, *shape])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, k])], initializer=[W])
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["x"], ["flat"]), helper.make_node("MatMul", ["flat", "W"], ["y"])],
+        "image",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, *shape])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, k])],
+        initializer=[W],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
 
 
 def test_an_image_model_must_take_the_manifest_shape():
-    manifest = {"kind": "model", "modality": "image", "task": "classification", "input": {"shape": [1, 8, 8]},
-                "output": {"classes": ["a", "b"], "dim": 2}}
+    manifest = {
+        "kind": "model",
+        "modality": "image",
+        "task": "classification",
+        "input": {"shape": [1, 8, 8]},
+        "output": {"classes": ["a", "b"], "dim": 2},
+    }
     check_onnx("model.onnx", _image_graph([1, 8, 8]), manifest)
     for wrong in ([1, 8, 9], [3, 8, 8]):
         with pytest.raises(InvalidPackageError) as err:

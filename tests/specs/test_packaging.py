@@ -26,8 +26,16 @@ from specs.packaging import (
     read_zip,
 )
 
-MANIFEST = {"name": "m", "description": "d", "kind": "model", "modality": "table", "task": "regression",
-            "input": {"columns": ["a", "b"]}, "output": {"dim": 1}, "license": "MIT"}
+MANIFEST = {
+    "name": "m",
+    "description": "d",
+    "kind": "model",
+    "modality": "table",
+    "task": "regression",
+    "input": {"columns": ["a", "b"]},
+    "output": {"dim": 1},
+    "license": "MIT",
+}
 
 
 def _zip(files: dict[str, bytes], *, link: str | None = None) -> bytes:
@@ -51,9 +59,12 @@ def _code(call, *args, **kwargs) -> str:
 
 def test_it_imports_without_django_or_the_marketplace():
     # A fresh interpreter: the test process itself has Django loaded by pytest-django.
-    probe = ("import sys, specs.packaging; "
-             "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'django', 'marketplace', 'workers', 'lwm_client', 'rest_framework'}); "
-             "print(bad); sys.exit(1 if bad else 0)")
+    probe = (
+        "import sys, specs.packaging; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'django', 'marketplace', 'workers', "
+        "'lwm_client', 'rest_framework'}); "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -68,14 +79,17 @@ def test_choices_list_the_same_values_as_the_django_text_choices():
     assert tuple(choices.ArtifactFormat.values) == ARTIFACT_FORMATS
 
 
-@pytest.mark.parametrize(("files", "link", "code"), [
-    ({"../evil.txt": b"x"}, None, "upload:user:path-traversal"),
-    ({"/etc/passwd": b"x"}, None, "upload:user:absolute-path"),
-    ({"link": b"target"}, "link", "upload:user:symlink"),
-    ({"inner.zip": b"x"}, None, "upload:user:nested-archive"),
-    ({"hidden.dat": b"\x1f\x8b rest"}, None, "upload:user:nested-archive"),
-    ({"big.txt": b"0" * (2 * 2**20)}, None, "upload:user:zip-bomb"),
-])
+@pytest.mark.parametrize(
+    ("files", "link", "code"),
+    [
+        ({"../evil.txt": b"x"}, None, "upload:user:path-traversal"),
+        ({"/etc/passwd": b"x"}, None, "upload:user:absolute-path"),
+        ({"link": b"target"}, "link", "upload:user:symlink"),
+        ({"inner.zip": b"x"}, None, "upload:user:nested-archive"),
+        ({"hidden.dat": b"\x1f\x8b rest"}, None, "upload:user:nested-archive"),
+        ({"big.txt": b"0" * (2 * 2**20)}, None, "upload:user:zip-bomb"),
+    ],
+)
 def test_read_zip_refuses_unsafe_entries_naming_the_file(files, link, code):
     data = _zip(files, link=link)
     with pytest.raises(InvalidPackageError) as err:
@@ -98,18 +112,29 @@ def test_manifest_lists_every_bad_field_at_once():
         check_manifest(bad)
     assert err.value.code == "upload:user:manifest-field"
     assert set(err.value.details) == {"kind", "license", "organization"}
-    assert "must be one of model, adapter, got 'widget'" in err.value.details["kind"]
+    assert "must be one of model, adapter, base_model, got 'widget'" in err.value.details["kind"]
 
 
 def test_manifest_is_normalised_and_yaml_errors_have_their_own_code():
-    parsed = parse_manifest(yaml.safe_dump({**MANIFEST, "task": "classification", "output": {"classes": ["x", "y"]}}).encode())
+    parsed = parse_manifest(
+        yaml.safe_dump({**MANIFEST, "task": "classification", "output": {"classes": ["x", "y"]}}).encode()
+    )
     assert parsed["visibility"] == "public" and parsed["output"] == {"classes": ["x", "y"], "dim": 2}
     assert _code(parse_manifest, b"name: [unclosed") == "upload:user:manifest-invalid"
     assert _code(parse_manifest, b"- a list") == "upload:user:manifest-invalid"
 
 
 def test_package_inspect_refuses_a_pickle_and_a_missing_manifest():
-    assert _code(package_inspect, _zip({"learnware.yaml": yaml.safe_dump(MANIFEST).encode(), "w.pkl": b"x"})) == "upload:user:pickle-artifact"
+    assert (
+        _code(package_inspect, _zip({"learnware.yaml": yaml.safe_dump(MANIFEST).encode(), "w.pkl": b"x"}))
+        == "upload:user:pickle-artifact"
+    )
     assert _code(package_inspect, _zip({"model.pt": b"x"})) == "upload:user:manifest-missing"
-    legacy = _zip({"learnware.yaml": yaml.safe_dump(MANIFEST).encode(), "model.pt": b"\x80\x02legacy", "rkme.json": b"{}"})
+    legacy = _zip(
+        {
+            "learnware.yaml": yaml.safe_dump(MANIFEST).encode(),
+            "model.pt": b"\x80\x02legacy",
+            "rkme.json": b"{}",
+        }
+    )
     assert _code(package_inspect, legacy) == "upload:user:pickle-artifact"

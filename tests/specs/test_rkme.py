@@ -165,8 +165,15 @@ def test_fit_rejects_bad_data_naming_X(X, match):
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"K": 0}, "K"), ({"K": -3}, "K"), ({"K": 2.5}, "K"), ({"gamma": 0.0}, "gamma"),
-     ({"gamma": -1.0}, "gamma"), ({"tol": 0.0}, "tol"), ({"ridge": -1.0}, "ridge")],
+    [
+        ({"K": 0}, "K"),
+        ({"K": -3}, "K"),
+        ({"K": 2.5}, "K"),
+        ({"gamma": 0.0}, "gamma"),
+        ({"gamma": -1.0}, "gamma"),
+        ({"tol": 0.0}, "tol"),
+        ({"ridge": -1.0}, "ridge"),
+    ],
 )
 def test_fit_rejects_bad_parameters_naming_them(kwargs, match):
     with pytest.raises(InvalidParameterError, match=match):

@@ -29,7 +29,9 @@ def test_a_single_domain_users_factor_is_the_ratio_of_rms_and_recovers_the_units
     user = a[:2000] * units
     s = mixture_unit_factor(unit_rms(user), [unit_rms(a[2000:])], [1.0])
     assert s == pytest.approx(units, rel=0.03)
-    assert mixture_unit_factor(unit_rms(user), [unit_rms(a[2000:])], [1.0]) == pytest.approx(unit_rms(user) / unit_rms(a[2000:]))
+    assert mixture_unit_factor(unit_rms(user), [unit_rms(a[2000:])], [1.0]) == pytest.approx(
+        unit_rms(user) / unit_rms(a[2000:])
+    )
 
 
 def test_a_mixture_users_factor_explains_its_second_moments_by_the_weights_not_by_one_member():
@@ -73,3 +75,43 @@ def test_the_summary_names_the_columns_in_other_units_and_the_largest_factor():
     assert summary["max_factor"] == pytest.approx(1000.0)
     assert [c["column"] for c in summary["largest"]] == ["d", "c"]
     assert units_summary(np.array([1.0, 0.9, 1.2]))["differ"] is False
+
+
+def _rbf(A: np.ndarray, B: np.ndarray, gamma: float) -> np.ndarray:
+    return np.exp(-gamma * ((A[:, None, :] - B[None, :, :]) ** 2).sum(-1))
+
+
+def test_same_units_mmd2_matches_an_independent_computation_from_the_moved_rows():
+    from specs.units import same_units_mmd2
+
+    rng = np.random.default_rng(3)
+    d, K, Kc, m, gamma = 3, 30, 20, 4, 1 / 6
+    mean, scale = rng.normal(size=d), rng.uniform(0.5, 2.0, d)
+    Z, beta = rng.normal(size=(K, d)), rng.dirichlet(np.ones(K))
+    Zs, betas = rng.normal(size=(m, Kc, d)), rng.dirichlet(np.ones(Kc), size=m)
+    st = np.array([b @ _rbf(z, z, gamma) @ b for z, b in zip(Zs, betas, strict=True)])
+    factors = np.exp(rng.uniform(-0.5, 0.5, (m, d)))
+    got = same_units_mmd2(Z, beta, factors, mean, scale, Zs, betas, st, gamma)
+    for c in range(m):
+        # the unit-free rows x / r_u behind Z, times r_u / r_c, then the space's fixed mean/scale
+        P = ((Z * scale + mean) * factors[c] - mean) / scale
+        want = (
+            beta @ _rbf(P, P, gamma) @ beta
+            - 2 * beta @ _rbf(P, Zs[c], gamma) @ betas[c]
+            + betas[c] @ _rbf(Zs[c], Zs[c], gamma) @ betas[c]
+        )
+        assert got[c] == pytest.approx(want, rel=1e-4, abs=1e-6)
+
+
+def test_same_units_mmd2_with_factor_one_is_the_unit_free_mmd2():
+    from specs import mmd_squared
+    from specs.units import same_units_mmd2
+
+    rng = np.random.default_rng(4)
+    Z, beta = rng.normal(size=(25, 2)), np.full(25, 1 / 25)
+    Zc, bc = rng.normal(size=(15, 2)) + 0.3, np.full(15, 1 / 15)
+    st = np.array([bc @ _rbf(Zc, Zc, 0.25) @ bc])
+    got = same_units_mmd2(
+        Z, beta, np.ones((1, 2)), np.array([0.2, -1.0]), np.array([0.5, 3.0]), Zc[None], bc[None], st, 0.25
+    )
+    assert got[0] == pytest.approx(mmd_squared(Z, beta, Zc, bc, 0.25), rel=1e-4, abs=1e-7)

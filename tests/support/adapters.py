@@ -26,34 +26,58 @@ from tests.support.packages import lora_files
 
 TOPICS: dict[str, list[tuple[str, str]]] = {
     "sports": [
-        ("The team won the final in a thrilling match", "pos"), ("Our striker scored twice and the fans cheered", "pos"),
-        ("A record crowd celebrated the championship title", "pos"), ("The goalkeeper made a brilliant save", "pos"),
-        ("The club lost again and the coach was sacked", "neg"), ("A bad injury ended his season early", "neg"),
-        ("The referee made a terrible call in the derby", "neg"), ("Fans booed the team after the defeat", "neg"),
-        ("She ran a personal best in the marathon", "pos"), ("The young player had a superb debut", "pos"),
-        ("The match was cancelled after crowd trouble", "neg"), ("They were relegated after a dismal season", "neg"),
-        ("The cyclists enjoyed a great sprint finish", "pos"), ("The tennis star broke down in tears after losing", "neg"),
-        ("A last minute goal sealed a famous victory", "pos"), ("The striker missed an open goal and the team lost", "neg"),
+        ("The team won the final in a thrilling match", "pos"),
+        ("Our striker scored twice and the fans cheered", "pos"),
+        ("A record crowd celebrated the championship title", "pos"),
+        ("The goalkeeper made a brilliant save", "pos"),
+        ("The club lost again and the coach was sacked", "neg"),
+        ("A bad injury ended his season early", "neg"),
+        ("The referee made a terrible call in the derby", "neg"),
+        ("Fans booed the team after the defeat", "neg"),
+        ("She ran a personal best in the marathon", "pos"),
+        ("The young player had a superb debut", "pos"),
+        ("The match was cancelled after crowd trouble", "neg"),
+        ("They were relegated after a dismal season", "neg"),
+        ("The cyclists enjoyed a great sprint finish", "pos"),
+        ("The tennis star broke down in tears after losing", "neg"),
+        ("A last minute goal sealed a famous victory", "pos"),
+        ("The striker missed an open goal and the team lost", "neg"),
     ],
     "finance": [
-        ("Shares rallied after strong quarterly earnings", "pos"), ("The bank reported record profits this year", "pos"),
-        ("Investors welcomed the upbeat growth forecast", "pos"), ("The startup raised a large funding round", "pos"),
-        ("The stock crashed after the fraud was revealed", "neg"), ("The company filed for bankruptcy on Monday", "neg"),
-        ("Inflation hit savers and markets fell sharply", "neg"), ("The firm cut thousands of jobs to save costs", "neg"),
-        ("Dividends rose as sales beat expectations", "pos"), ("The merger created a profitable market leader", "pos"),
-        ("Bond yields spiked and the currency slumped", "neg"), ("The lender posted a heavy quarterly loss", "neg"),
-        ("Exports grew and the economy expanded quickly", "pos"), ("Debt worries sent the index to a yearly low", "neg"),
-        ("The retailer's profits doubled over the holidays", "pos"), ("The airline warned of losses as demand collapsed", "neg"),
+        ("Shares rallied after strong quarterly earnings", "pos"),
+        ("The bank reported record profits this year", "pos"),
+        ("Investors welcomed the upbeat growth forecast", "pos"),
+        ("The startup raised a large funding round", "pos"),
+        ("The stock crashed after the fraud was revealed", "neg"),
+        ("The company filed for bankruptcy on Monday", "neg"),
+        ("Inflation hit savers and markets fell sharply", "neg"),
+        ("The firm cut thousands of jobs to save costs", "neg"),
+        ("Dividends rose as sales beat expectations", "pos"),
+        ("The merger created a profitable market leader", "pos"),
+        ("Bond yields spiked and the currency slumped", "neg"),
+        ("The lender posted a heavy quarterly loss", "neg"),
+        ("Exports grew and the economy expanded quickly", "pos"),
+        ("Debt worries sent the index to a yearly low", "neg"),
+        ("The retailer's profits doubled over the holidays", "pos"),
+        ("The airline warned of losses as demand collapsed", "neg"),
     ],
     "cooking": [
-        ("This soup recipe is warm and delicious", "pos"), ("The fresh bread came out golden and crisp", "pos"),
-        ("Grandma's apple pie is simply wonderful", "pos"), ("The spicy curry tasted amazing with rice", "pos"),
-        ("The cake burned and tasted bitter", "neg"), ("The pasta was soggy and far too salty", "neg"),
-        ("The sauce curdled and the dinner was ruined", "neg"), ("The steak was tough and overcooked", "neg"),
-        ("Roasted vegetables with herbs are a treat", "pos"), ("The chocolate mousse was light and rich", "pos"),
-        ("The fish smelled off and nobody ate it", "neg"), ("The rice stuck to the pan and burned", "neg"),
-        ("A perfect omelette takes only minutes", "pos"), ("The cookies were dry and crumbly", "neg"),
-        ("The lemon tart was tangy and delightful", "pos"), ("The stew was bland and watery", "neg"),
+        ("This soup recipe is warm and delicious", "pos"),
+        ("The fresh bread came out golden and crisp", "pos"),
+        ("Grandma's apple pie is simply wonderful", "pos"),
+        ("The spicy curry tasted amazing with rice", "pos"),
+        ("The cake burned and tasted bitter", "neg"),
+        ("The pasta was soggy and far too salty", "neg"),
+        ("The sauce curdled and the dinner was ruined", "neg"),
+        ("The steak was tough and overcooked", "neg"),
+        ("Roasted vegetables with herbs are a treat", "pos"),
+        ("The chocolate mousse was light and rich", "pos"),
+        ("The fish smelled off and nobody ate it", "neg"),
+        ("The rice stuck to the pan and burned", "neg"),
+        ("A perfect omelette takes only minutes", "pos"),
+        ("The cookies were dry and crumbly", "neg"),
+        ("The lemon tart was tangy and delightful", "pos"),
+        ("The stew was bland and watery", "neg"),
     ],
 }
 DEV, USER = slice(0, 8), slice(8, 16)
@@ -67,11 +91,26 @@ def topic_texts(topic: str, part: slice = USER) -> tuple[list[str], list[str]]:
     return [t for t, _ in rows], [y for _, y in rows]
 
 
-def adapter_package(topic: str, seed: int, rkme: str, *, license: str = "Apache-2.0") -> tuple[bytes, dict[str, Any]]:
-    manifest = {"name": f"lora-{topic}", "description": f"LoRA on MiniLM for {topic} texts", "kind": "adapter",
-                "modality": "text", "task": "embedding", "input": {}, "output": {"dim": 384}, "license": license,
-                "tags": ["lora", topic], "base_model": "all-minilm-l6-v2"}
-    files = {"learnware.yaml": yaml.safe_dump(manifest).encode(), **lora_files(r=4, seed=seed), "rkme.json": rkme.encode()}
+def adapter_package(
+    topic: str, seed: int, rkme: str, *, license: str = "Apache-2.0"
+) -> tuple[bytes, dict[str, Any]]:
+    manifest = {
+        "name": f"lora-{topic}",
+        "description": f"LoRA on MiniLM for {topic} texts",
+        "kind": "adapter",
+        "modality": "text",
+        "task": "embedding",
+        "input": {},
+        "output": {"dim": 384},
+        "license": license,
+        "tags": ["lora", topic],
+        "base_model": "all-minilm-l6-v2",
+    }
+    files = {
+        "learnware.yaml": yaml.safe_dump(manifest).encode(),
+        **lora_files(r=4, seed=seed),
+        "rkme.json": rkme.encode(),
+    }
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
         for name in sorted(files):
@@ -93,13 +132,27 @@ def adapter_market_create(*, owner: Any, topics: tuple[str, ...] = tuple(TOPICS)
 
     from marketplace.learnwares.choices import Kind, Modality, Task, VersionStatus
     from marketplace.learnwares.encoding import encode_texts
-    from marketplace.learnwares.models import BaseModel, FeatureSpace, Learnware, LearnwareVersion, Specification
+    from marketplace.learnwares.models import (
+        BaseModel,
+        FeatureSpace,
+        Learnware,
+        LearnwareVersion,
+        Specification,
+    )
     from marketplace.learnwares.services.spaces import base_models_register
     from marketplace.search.services import index_add
 
     key = f"text-minilm-{uuid.uuid4().hex[:8]}"
-    space = FeatureSpace.objects.create(key=key, kind=Modality.TEXT, schema={}, dim=384, gamma=1.0, standardization={},
-                                        sketch_seed=0, sketch_dim=SKETCH_DIM)
+    space = FeatureSpace.objects.create(
+        key=key,
+        kind=Modality.TEXT,
+        schema={},
+        dim=384,
+        gamma=1.0,
+        standardization={},
+        sketch_seed=0,
+        sketch_dim=SKETCH_DIM,
+    )
     base_models_register()  # a transactional test before this one may have flushed the registry
     base = BaseModel.objects.get(key="all-minilm-l6-v2")
     sketcher = RFFSketch(384, 1.0, SKETCH_DIM, random_state=0)
@@ -108,19 +161,40 @@ def adapter_market_create(*, owner: Any, topics: tuple[str, ...] = tuple(TOPICS)
         E = encode_texts(topic_texts(topic, DEV)[0]).astype(np.float64)
         spec = rkme_fit(E, RKME_K, 1.0, random_state=seed)
         content, manifest = adapter_package(topic, seed, rkme_to_json(spec))
-        lw = Learnware.objects.create(owner=owner, name=manifest["name"], slug=f"{manifest['name']}-{key}",
-                                      description=manifest["description"], kind=Kind.ADAPTER, modality=Modality.TEXT,
-                                      task=Task.EMBEDDING, feature_space=space, license=manifest["license"],
-                                      tags=manifest["tags"], base_model=base)
-        version = LearnwareVersion(learnware=lw, number=1, manifest=manifest, artifact_sha256=hashlib.sha256(content).hexdigest(),
-                                   artifact_size=len(content), artifact_format="peft_lora", status=VersionStatus.PUBLISHED)
+        lw = Learnware.objects.create(
+            owner=owner,
+            name=manifest["name"],
+            slug=f"{manifest['name']}-{key}",
+            description=manifest["description"],
+            kind=Kind.ADAPTER,
+            modality=Modality.TEXT,
+            task=Task.EMBEDDING,
+            feature_space=space,
+            license=manifest["license"],
+            tags=manifest["tags"],
+            base_model=base,
+        )
+        version = LearnwareVersion(
+            learnware=lw,
+            number=1,
+            manifest=manifest,
+            artifact_sha256=hashlib.sha256(content).hexdigest(),
+            artifact_size=len(content),
+            artifact_format="peft_lora",
+            status=VersionStatus.PUBLISHED,
+        )
         version.package.save("package.zip", ContentFile(content), save=False)
         version.save()
         doc = json.loads(rkme_to_json(spec))
-        row = Specification.objects.create(version=version, feature_space=space, rkme=doc, k=spec.Z_.shape[0],
-                                           self_term=self_term(spec.Z_, spec.beta_, 1.0),
-                                           sketch=sketcher.transform(spec.Z_, spec.beta_).astype(np.float32).tobytes(),
-                                           computed_from="client")
+        row = Specification.objects.create(
+            version=version,
+            feature_space=space,
+            rkme=doc,
+            k=spec.Z_.shape[0],
+            self_term=self_term(spec.Z_, spec.beta_, 1.0),
+            sketch=sketcher.transform(spec.Z_, spec.beta_).astype(np.float32).tobytes(),
+            computed_from="client",
+        )
         index_add(specification=row)
         learnwares[topic], versions[topic] = lw, version
         files[topic] = lora_files(r=4, seed=seed)

@@ -171,7 +171,9 @@ class _RunsOnUnpickle:
         self.path = path
 
     def __reduce__(self) -> tuple[object, tuple[str]]:
-        source = f"__import__('pathlib').Path({self.path!r}).touch() or ((__import__('torch').zeros(2, 3),), {{}})"
+        source = (
+            f"__import__('pathlib').Path({self.path!r}).touch() or ((__import__('torch').zeros(2, 3),), {{}})"
+        )
         return (eval, (source,))
 
 
@@ -188,17 +190,34 @@ def pt2_with_pickle_payload(path: str) -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(io.BytesIO(clean.getvalue())) as source, zipfile.ZipFile(out, "w") as target:
         for info in source.infolist():
-            data = payload.getvalue() if info.filename.endswith("data/sample_inputs/model.pt") else source.read(info)
+            data = (
+                payload.getvalue()
+                if info.filename.endswith("data/sample_inputs/model.pt")
+                else source.read(info)
+            )
             target.writestr(info, data)
     return out.getvalue()
 
 
 def table_package(model: bytes, *, name: str, file: str = "model.pt") -> bytes:
     """A table classification package (columns a, b, c; classes 2) around ``model`` saved as ``file``."""
-    manifest = packages.manifest_yaml(name=name, description="hostile", kind="model", modality="table", task="classification",
-                                      input={"columns": ["a", "b", "c"]}, output={"classes": ["x", "y"]}, license="MIT")
-    return packages.zip_bytes({"learnware.yaml": manifest, file: model,
-                               "rkme.json": packages.rkme_json(packages.table_data(["a", "b", "c"]), 1 / 6)})
+    manifest = packages.manifest_yaml(
+        name=name,
+        description="hostile",
+        kind="model",
+        modality="table",
+        task="classification",
+        input={"columns": ["a", "b", "c"]},
+        output={"classes": ["x", "y"]},
+        license="MIT",
+    )
+    return packages.zip_bytes(
+        {
+            "learnware.yaml": manifest,
+            file: model,
+            "rkme.json": packages.rkme_json(packages.table_data(["a", "b", "c"]), 1 / 6),
+        }
+    )
 
 
 # --- safetensors headers out of bounds -----------------------------------------------------------
@@ -209,8 +228,12 @@ def safetensors_with_header(header: dict[str, object], data: bytes = b"") -> byt
 
 def many_tensors_safetensors(count: int) -> bytes:
     """``count`` empty F32 tensors: a few bytes of data, a header the size of ``count`` entries."""
-    return safetensors_with_header({f"base_model.model.l{i}.lora_A.weight": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}
-                                    for i in range(count)})
+    return safetensors_with_header(
+        {
+            f"base_model.model.l{i}.lora_A.weight": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}
+            for i in range(count)
+        }
+    )
 
 
 def adapter_package_with_weights(weights: bytes, *, name: str) -> bytes:

@@ -76,7 +76,8 @@ def conv_model(flat_model: bytes) -> bytes:
 
 
 def train_model(X: np.ndarray, y: np.ndarray, *, seed: int = 0, epochs: int = 40) -> bytes:
-    """TorchScript bytes of a softmax regression fitted on X (n, 64) in [0, 1]; takes (n, 1, 8, 8) or (n, 64)."""
+    """TorchScript bytes of a softmax regression fitted on X (n, 64) in [0, 1]; takes (n, 1, 8, 8) or (n,
+    64)."""
     buffer = io.BytesIO()
     # Traced, not scripted: the graph is the same for any batch size and tracing takes a fraction of the time.
     module = fit_softmax(X, y, len(CLASSES), seed=seed, epochs=epochs)
@@ -118,9 +119,16 @@ def package_zip(domain: str, arrays: ImageArrays, *, conv: bool = False) -> tupl
     its model is the convolutional one (:func:`conv_model`) that takes (n, 1, 8, 8) only."""
     model = conv_model(arrays.models[domain]) if conv else arrays.models[domain]
     manifest = {
-        "name": f"digit-images-{domain}" + ("-conv" if conv else ""), "description": f"Digit classifier for {domain} 8x8 grey images", "kind": "model",
-        "modality": "image", "task": "classification", "input": {"shape": list(SHAPE)}, "output": {"classes": CLASSES},
-        "license": "MIT", "tags": ["digits", "images", domain], "artifact": {"path": "model.pt", "format": "torchscript"},
+        "name": f"digit-images-{domain}" + ("-conv" if conv else ""),
+        "description": f"Digit classifier for {domain} 8x8 grey images",
+        "kind": "model",
+        "modality": "image",
+        "task": "classification",
+        "input": {"shape": list(SHAPE)},
+        "output": {"classes": CLASSES},
+        "license": "MIT",
+        "tags": ["digits", "images", domain],
+        "artifact": {"path": "model.pt", "format": "torchscript"},
         "specification": {"rkme": "rkme.json"},
     }
     return package_bytes(manifest, model, arrays.rkmes[domain]), manifest
@@ -134,7 +142,9 @@ class ImageMarket:
     arrays: ImageArrays
 
 
-def image_market_create(*, owner: Any, domains: tuple[str, ...] = DOMAINS, conv: tuple[str, ...] = ()) -> ImageMarket:
+def image_market_create(
+    *, owner: Any, domains: tuple[str, ...] = DOMAINS, conv: tuple[str, ...] = ()
+) -> ImageMarket:
     """Write one published learnware per domain in a fresh image space (unique key) and index them;
     the domains in ``conv`` get the convolutional model (see :func:`package_zip`)."""
     from django.core.files.base import ContentFile
@@ -146,27 +156,53 @@ def image_market_create(*, owner: Any, domains: tuple[str, ...] = DOMAINS, conv:
     arrays = image_arrays()
     key = f"image-conv-{uuid.uuid4().hex[:8]}"
     space = FeatureSpace.objects.create(
-        key=key, kind=Modality.IMAGE, schema={"encoder": "ConvImageEncoder", "seed": SEED, "side": 32}, dim=128,
-        gamma=GAMMA, standardization={}, encoder_id=f"conv-seed-{SEED}", sketch_seed=0, sketch_dim=SKETCH_DIM,
+        key=key,
+        kind=Modality.IMAGE,
+        schema={"encoder": "ConvImageEncoder", "seed": SEED, "side": 32},
+        dim=128,
+        gamma=GAMMA,
+        standardization={},
+        encoder_id=f"conv-seed-{SEED}",
+        sketch_seed=0,
+        sketch_dim=SKETCH_DIM,
     )
     sketcher = RFFSketch(128, GAMMA, SKETCH_DIM, random_state=0)
     learnwares, versions = {}, {}
     for domain in domains:
         content, manifest = package_zip(domain, arrays, conv=domain in conv)
         lw = Learnware.objects.create(
-            owner=owner, name=manifest["name"], slug=f"{manifest['name']}-{key}", description=manifest["description"],
-            kind=Kind.MODEL, modality=Modality.IMAGE, task=Task.CLASSIFICATION, feature_space=space, license="MIT",
+            owner=owner,
+            name=manifest["name"],
+            slug=f"{manifest['name']}-{key}",
+            description=manifest["description"],
+            kind=Kind.MODEL,
+            modality=Modality.IMAGE,
+            task=Task.CLASSIFICATION,
+            feature_space=space,
+            license="MIT",
             tags=manifest["tags"],
         )
-        version = LearnwareVersion(learnware=lw, number=1, manifest=manifest, artifact_sha256=hashlib.sha256(content).hexdigest(),
-                                   artifact_size=len(content), artifact_format="torchscript", status=VersionStatus.PUBLISHED)
+        version = LearnwareVersion(
+            learnware=lw,
+            number=1,
+            manifest=manifest,
+            artifact_sha256=hashlib.sha256(content).hexdigest(),
+            artifact_size=len(content),
+            artifact_format="torchscript",
+            status=VersionStatus.PUBLISHED,
+        )
         version.package.save("package.zip", ContentFile(content), save=False)
         version.save()
         doc = json.loads(arrays.rkmes[domain])
         Z, beta = np.asarray(doc["Z"]), np.asarray(doc["beta"])
         spec = Specification.objects.create(
-            version=version, feature_space=space, rkme=doc, k=Z.shape[0], self_term=self_term(Z, beta, GAMMA),
-            sketch=sketcher.transform(Z, beta).astype(np.float32).tobytes(), computed_from="client",
+            version=version,
+            feature_space=space,
+            rkme=doc,
+            k=Z.shape[0],
+            self_term=self_term(Z, beta, GAMMA),
+            sketch=sketcher.transform(Z, beta).astype(np.float32).tobytes(),
+            computed_from="client",
         )
         index_add(specification=spec)
         learnwares[domain], versions[domain] = lw, version
@@ -196,9 +232,15 @@ def image_names(n: int) -> list[str]:
     return [f"img_{i:04d}.png" for i in range(n)]
 
 
-def images_zip(images: np.ndarray, labels: np.ndarray | None = None, *, extra: dict[str, bytes] | None = None,
-               label_column: str = "label") -> bytes:
-    """A zip of PNG files (rows in name order) and, with labels, ``labels.csv`` (file, label) in shuffled order."""
+def images_zip(
+    images: np.ndarray,
+    labels: np.ndarray | None = None,
+    *,
+    extra: dict[str, bytes] | None = None,
+    label_column: str = "label",
+) -> bytes:
+    """A zip of PNG files (rows in name order) and, with labels, ``labels.csv`` (file, label) in shuffled
+    order."""
     names = image_names(len(images))
     files = {name: png_bytes(img) for name, img in zip(names, images, strict=True)}
     if labels is not None:

@@ -42,8 +42,11 @@ def transform(images: np.ndarray, domain: str) -> np.ndarray:
     """Apply a domain's transform to (n, 64) digit rows."""
     img = images.reshape(-1, 8, 8)
     out = {
-        "upright": img, "mirrored": img[:, :, ::-1], "upside-down": img[:, ::-1, :],
-        "inverted": 16.0 - img, "transposed": img.transpose(0, 2, 1),
+        "upright": img,
+        "mirrored": img[:, :, ::-1],
+        "upside-down": img[:, ::-1, :],
+        "inverted": 16.0 - img,
+        "transposed": img.transpose(0, 2, 1),
     }[domain]
     return np.ascontiguousarray(out.reshape(-1, 64), dtype=np.float64)
 
@@ -51,7 +54,9 @@ def transform(images: np.ndarray, domain: str) -> np.ndarray:
 class _Softmax(torch.nn.Module):
     """Softmax regression on standardised inputs: (n, 64) rows, or (n, 1, 8, 8) images flattened."""
 
-    def __init__(self, mean: torch.Tensor, scale: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> None:
+    def __init__(
+        self, mean: torch.Tensor, scale: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
+    ) -> None:
         super().__init__()
         self.register_buffer("mean", mean)
         self.register_buffer("scale", scale)
@@ -81,16 +86,23 @@ def fit_softmax(X: np.ndarray, y: np.ndarray, n_classes: int, *, seed: int = 0, 
         return loss
 
     opt.step(closure)
-    return _Softmax(torch.tensor(mean, dtype=torch.float32), torch.tensor(scale, dtype=torch.float32),
-                    layer.weight.detach(), layer.bias.detach()).eval()
+    return _Softmax(
+        torch.tensor(mean, dtype=torch.float32),
+        torch.tensor(scale, dtype=torch.float32),
+        layer.weight.detach(),
+        layer.bias.detach(),
+    ).eval()
 
 
 def package_bytes(manifest: dict[str, Any], model: bytes, rkme_json: str) -> bytes:
     """A learnware package zip (learnware.yaml + model.pt + rkme.json), byte-reproducible."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in (("learnware.yaml", yaml.safe_dump(manifest).encode()), ("model.pt", model),
-                           ("rkme.json", rkme_json.encode())):
+        for name, data in (
+            ("learnware.yaml", yaml.safe_dump(manifest).encode()),
+            ("model.pt", model),
+            ("rkme.json", rkme_json.encode()),
+        ):
             zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
     return buffer.getvalue()
 
@@ -136,9 +148,16 @@ def market_arrays() -> MarketArrays:
 def package_zip(domain: str, arrays: MarketArrays, *, license: str = "MIT") -> tuple[bytes, dict[str, Any]]:
     """A learnware package (learnware.yaml + model.pt + rkme.json) for one domain."""
     manifest = {
-        "name": f"digits-{domain}", "description": f"Digit classifier for {domain} 8x8 scans", "kind": "model",
-        "modality": "table", "task": "classification", "input": {"columns": COLUMNS}, "output": {"classes": CLASSES},
-        "license": license, "tags": ["digits", domain], "artifact": {"path": "model.pt", "format": "torchscript"},
+        "name": f"digits-{domain}",
+        "description": f"Digit classifier for {domain} 8x8 scans",
+        "kind": "model",
+        "modality": "table",
+        "task": "classification",
+        "input": {"columns": COLUMNS},
+        "output": {"classes": CLASSES},
+        "license": license,
+        "tags": ["digits", domain],
+        "artifact": {"path": "model.pt", "format": "torchscript"},
         "specification": {"rkme": "rkme.json"},
     }
     return package_bytes(manifest, arrays.models[domain], arrays.rkmes[domain]), manifest
@@ -152,8 +171,13 @@ class Market:
     arrays: MarketArrays
 
 
-def market_create(*, owner: Any, domains: tuple[str, ...] = DOMAINS, licenses: dict[str, str] | None = None,
-                  private: tuple[str, ...] = ()) -> Market:
+def market_create(
+    *,
+    owner: Any,
+    domains: tuple[str, ...] = DOMAINS,
+    licenses: dict[str, str] | None = None,
+    private: tuple[str, ...] = (),
+) -> Market:
     """Write the market's rows and register every version with the search index.
 
     Each call makes a new feature space key, so a worker's cached index of an earlier
@@ -168,8 +192,14 @@ def market_create(*, owner: Any, domains: tuple[str, ...] = DOMAINS, licenses: d
     arrays = market_arrays()
     key = f"digits-{uuid.uuid4().hex[:8]}"
     space = FeatureSpace.objects.create(
-        key=key, kind=Modality.TABLE, schema={"columns": COLUMNS}, dim=64, gamma=GAMMA,
-        standardization=arrays.standardizer.to_dict(), sketch_seed=0, sketch_dim=SKETCH_DIM,
+        key=key,
+        kind=Modality.TABLE,
+        schema={"columns": COLUMNS},
+        dim=64,
+        gamma=GAMMA,
+        standardization=arrays.standardizer.to_dict(),
+        sketch_seed=0,
+        sketch_dim=SKETCH_DIM,
     )
     sketcher = RFFSketch(64, GAMMA, SKETCH_DIM, random_state=0)
     learnwares, versions = {}, {}
@@ -177,12 +207,27 @@ def market_create(*, owner: Any, domains: tuple[str, ...] = DOMAINS, licenses: d
         license = (licenses or {}).get(domain, "MIT")
         content, manifest = package_zip(domain, arrays, license=license)
         lw = Learnware.objects.create(
-            owner=owner, name=manifest["name"], slug=f"{manifest['name']}-{key}", description=manifest["description"],
-            kind=Kind.MODEL, modality=Modality.TABLE, task=Task.CLASSIFICATION, feature_space=space, license=license,
-            tags=manifest["tags"], visibility=Visibility.PRIVATE if domain in private else Visibility.PUBLIC,
+            owner=owner,
+            name=manifest["name"],
+            slug=f"{manifest['name']}-{key}",
+            description=manifest["description"],
+            kind=Kind.MODEL,
+            modality=Modality.TABLE,
+            task=Task.CLASSIFICATION,
+            feature_space=space,
+            license=license,
+            tags=manifest["tags"],
+            visibility=Visibility.PRIVATE if domain in private else Visibility.PUBLIC,
         )
-        version = LearnwareVersion(learnware=lw, number=1, manifest=manifest, artifact_sha256=hashlib.sha256(content).hexdigest(),
-                                   artifact_size=len(content), artifact_format="torchscript", status=VersionStatus.PUBLISHED)
+        version = LearnwareVersion(
+            learnware=lw,
+            number=1,
+            manifest=manifest,
+            artifact_sha256=hashlib.sha256(content).hexdigest(),
+            artifact_size=len(content),
+            artifact_format="torchscript",
+            status=VersionStatus.PUBLISHED,
+        )
         version.package.save("package.zip", ContentFile(content), save=False)
         version.save()
         doc = json.loads(arrays.rkmes[domain])
@@ -190,16 +235,27 @@ def market_create(*, owner: Any, domains: tuple[str, ...] = DOMAINS, licenses: d
         from specs import self_term
 
         spec = Specification.objects.create(
-            version=version, feature_space=space, rkme=doc, k=Z.shape[0], self_term=self_term(Z, beta, GAMMA),
-            sketch=sketcher.transform(Z, beta).astype(np.float32).tobytes(), computed_from="client",
+            version=version,
+            feature_space=space,
+            rkme=doc,
+            k=Z.shape[0],
+            self_term=self_term(Z, beta, GAMMA),
+            sketch=sketcher.transform(Z, beta).astype(np.float32).tobytes(),
+            computed_from="client",
         )
         index_add(specification=spec)
         learnwares[domain], versions[domain] = lw, version
     return Market(space, learnwares, versions, arrays)
 
 
-def user_task(mix: dict[str, float], *, n: int = 300, n_labelled: int = 0, seed: int = 0,
-              column_scale: np.ndarray | None = None) -> dict[str, Any]:
+def user_task(
+    mix: dict[str, float],
+    *,
+    n: int = 300,
+    n_labelled: int = 0,
+    seed: int = 0,
+    column_scale: np.ndarray | None = None,
+) -> dict[str, Any]:
     """Rows of a user whose data come from ``mix`` (domain -> share), from the users' half.
 
     Returns ``X`` (n, 64), and with ``n_labelled`` a disjoint labelled sample ``X_l``, ``y_l``;
@@ -215,7 +271,9 @@ def user_task(mix: dict[str, float], *, n: int = 300, n_labelled: int = 0, seed:
     counts = np.floor(shares / shares.sum() * need).astype(int)
     counts[0] += need - counts.sum()
     bounds = np.concatenate([[0], np.cumsum(counts)])
-    X = np.vstack([transform(arrays.images[rows[a:b]], d) for d, a, b in zip(mix, bounds[:-1], bounds[1:], strict=True)])
+    X = np.vstack(
+        [transform(arrays.images[rows[a:b]], d) for d, a, b in zip(mix, bounds[:-1], bounds[1:], strict=True)]
+    )
     y = arrays.labels[rows]
     order = rng.permutation(need)
     X, y = X[order], y[order]
@@ -224,7 +282,9 @@ def user_task(mix: dict[str, float], *, n: int = 300, n_labelled: int = 0, seed:
     return {"X": X[:n], "X_l": X[n:], "y_l": y[n:], "y": y[:n]}
 
 
-def csv_bytes(X: np.ndarray, y: np.ndarray | None = None, *, columns: list[str] | None = None, label: str = "label") -> bytes:
+def csv_bytes(
+    X: np.ndarray, y: np.ndarray | None = None, *, columns: list[str] | None = None, label: str = "label"
+) -> bytes:
     """A CSV file with a header row (and a label column when ``y`` is given)."""
     header = list(columns or COLUMNS) + ([label] if y is not None else [])
     lines = [",".join(header)]

@@ -55,22 +55,27 @@ def sklearn_pipeline() -> Any:
     from sklearn.preprocessing import StandardScaler
 
     s = wine()
-    return make_pipeline(StandardScaler(), HistGradientBoostingClassifier(max_iter=40, random_state=0)).fit(s.X_train, s.y_train)
+    return make_pipeline(StandardScaler(), HistGradientBoostingClassifier(max_iter=40, random_state=0)).fit(
+        s.X_train, s.y_train
+    )
 
 
 def lightgbm_classifier() -> Any:
     import lightgbm
 
     s = wine()
-    return lightgbm.LGBMClassifier(n_estimators=40, num_leaves=8, min_child_samples=5, random_state=0, verbose=-1,
-                                   n_jobs=1).fit(s.X_train, s.y_train)
+    return lightgbm.LGBMClassifier(
+        n_estimators=40, num_leaves=8, min_child_samples=5, random_state=0, verbose=-1, n_jobs=1
+    ).fit(s.X_train, s.y_train)
 
 
 def xgboost_regressor() -> Any:
     import xgboost
 
     s = diamonds()
-    return xgboost.XGBRegressor(n_estimators=60, max_depth=5, learning_rate=0.2, random_state=0, n_jobs=1).fit(s.X_train, s.y_train)
+    return xgboost.XGBRegressor(
+        n_estimators=60, max_depth=5, learning_rate=0.2, random_state=0, n_jobs=1
+    ).fit(s.X_train, s.y_train)
 
 
 class WineMLP:

@@ -17,9 +17,19 @@ from onnx import TensorProto, helper, numpy_helper
 OPSETS = [helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)]
 
 
-def onnx_linear(d: int = 3, k: int = 2, *, seed: int = 0, width: int | None = None, outputs: int | None = None,
-                domain: str | None = None, unknown_op: bool = False, external: bool = False, nan: bool = False,
-                hog: bool = False) -> bytes:
+def onnx_linear(
+    d: int = 3,
+    k: int = 2,
+    *,
+    seed: int = 0,
+    width: int | None = None,
+    outputs: int | None = None,
+    domain: str | None = None,
+    unknown_op: bool = False,
+    external: bool = False,
+    nan: bool = False,
+    hog: bool = False,
+) -> bytes:
     """ONNX bytes of ``x @ W + b``; the keyword arguments each break one rule (see the module doc)."""
     rng = np.random.default_rng(seed)
     d_in, k_out = width or d, outputs or k
@@ -39,11 +49,13 @@ def onnx_linear(d: int = 3, k: int = 2, *, seed: int = 0, width: int | None = No
     if hog:  # a (200000, 100000) float tensor: 80 GB, far beyond any sandbox limit
         inits.append(numpy_helper.from_array(np.array([200_000, 100_000], dtype=np.int64), "huge"))
         inits.append(numpy_helper.from_array(np.zeros(1, dtype=np.float32), "zero"))
-        nodes += [helper.make_node("ReduceMax", ["x"], ["xmax"], keepdims=0),
-                  helper.make_node("Expand", ["xmax", "huge"], ["big"]),
-                  helper.make_node("ReduceSum", ["big"], ["total"], keepdims=0),
-                  helper.make_node("Mul", ["total", "zero"], ["nothing"]),
-                  helper.make_node("Add", [last, "nothing"], ["hogged"])]
+        nodes += [
+            helper.make_node("ReduceMax", ["x"], ["xmax"], keepdims=0),
+            helper.make_node("Expand", ["xmax", "huge"], ["big"]),
+            helper.make_node("ReduceSum", ["big"], ["total"], keepdims=0),
+            helper.make_node("Mul", ["total", "zero"], ["nothing"]),
+            helper.make_node("Add", [last, "nothing"], ["hogged"]),
+        ]
         last = "hogged"
     nodes.append(helper.make_node("Identity", [last], ["output"]))
     if external:  # W's bytes "live" in weights.bin next to the model
@@ -51,8 +63,13 @@ def onnx_linear(d: int = 3, k: int = 2, *, seed: int = 0, width: int | None = No
         W.data_location = TensorProto.EXTERNAL
         entry = W.external_data.add()
         entry.key, entry.value = "location", "weights.bin"
-    graph = helper.make_graph(nodes, "linear", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, d_in])],
-                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [None, k_out])], initializer=inits)
+    graph = helper.make_graph(
+        nodes,
+        "linear",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, d_in])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [None, k_out])],
+        initializer=inits,
+    )
     model = helper.make_model(graph, opset_imports=opsets, producer_name="lwm-tests")
     model.ir_version = 8
     return model.SerializeToString()
@@ -75,7 +92,10 @@ ONNX_FAILURES: dict[str, tuple[Callable[[], bytes], str]] = {
     "onnx-external-data": (_case("external", external=True), "upload:user:onnx-external-data"),
     "onnx-input-width": (_case("width", width=5), "upload:user:onnx-input"),
     "onnx-classes": (_case("classes", outputs=3), "upload:user:onnx-classes"),
-    "onnx-invalid": (lambda: build_onnx_table_package(b"\x08\x07garbage-not-onnx", name="onnx-garbage"), "upload:user:onnx-invalid"),
+    "onnx-invalid": (
+        lambda: build_onnx_table_package(b"\x08\x07garbage-not-onnx", name="onnx-garbage"),
+        "upload:user:onnx-invalid",
+    ),
     "onnx-nan": (_case("nan", nan=True), "publish:user:output-not-finite"),
     "onnx-memory": (_case("hog", hog=True), "publish:user:memory-limit"),
 }

@@ -70,8 +70,11 @@ def linear_model_bytes(d_in: int, d_out: int, *, seed: int = 0) -> bytes:
 
 def conv_model_bytes(shape: Sequence[int], n_out: int, *, seed: int = 0) -> bytes:
     torch.manual_seed(seed)
-    model = torch.nn.Sequential(torch.nn.Conv2d(shape[0], 2, 3, padding=1), torch.nn.Flatten(),
-                                torch.nn.Linear(2 * shape[1] * shape[2], n_out)).eval()
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(shape[0], 2, 3, padding=1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(2 * shape[1] * shape[2], n_out),
+    ).eval()
     return torchscript_bytes(model, torch.zeros(2, *shape))
 
 
@@ -79,7 +82,9 @@ def export_model_bytes(d_in: int, d_out: int, *, seed: int = 0) -> bytes:
     """A ``torch.export.save`` archive (.pt2) of a Linear with a dynamic batch size."""
     torch.manual_seed(seed)
     model = torch.nn.Linear(d_in, d_out).eval()
-    program = torch.export.export(model, (torch.zeros(2, d_in),), dynamic_shapes=({0: torch.export.Dim("n")},))
+    program = torch.export.export(
+        model, (torch.zeros(2, d_in),), dynamic_shapes=({0: torch.export.Dim("n")},)
+    )
     buffer = io.BytesIO()
     torch.export.save(program, buffer)
     return buffer.getvalue()
@@ -146,12 +151,27 @@ def build_table_model_package(
     """
     columns = list(columns)
     X = table_data(columns, rows, seed=seed) if data is None else data
-    out = {"classes": [f"class{i}" for i in range(n_classes)]} if task == "classification" else {"dim": n_classes}
-    fields = {"name": name, "description": f"A tiny {task} model on {', '.join(columns)}.", "kind": "model",
-              "modality": "table", "task": task, "input": {"columns": columns}, "output": out, "license": "MIT",
-              "tags": ["test", "table"], **(manifest or {})}
-    files: dict[str, bytes | str] = {"learnware.yaml": manifest_yaml(**fields),
-                                     model_name: model if model is not None else linear_model_bytes(len(columns), n_classes, seed=seed)}
+    out = (
+        {"classes": [f"class{i}" for i in range(n_classes)]}
+        if task == "classification"
+        else {"dim": n_classes}
+    )
+    fields = {
+        "name": name,
+        "description": f"A tiny {task} model on {', '.join(columns)}.",
+        "kind": "model",
+        "modality": "table",
+        "task": task,
+        "input": {"columns": columns},
+        "output": out,
+        "license": "MIT",
+        "tags": ["test", "table"],
+        **(manifest or {}),
+    }
+    files: dict[str, bytes | str] = {
+        "learnware.yaml": manifest_yaml(**fields),
+        model_name: model if model is not None else linear_model_bytes(len(columns), n_classes, seed=seed),
+    }
     if sample == "csv":
         files["sample.csv"] = csv_text(columns, X)
     elif sample == "npz":
@@ -180,16 +200,35 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 
 def build_image_model_package(
-    shape: Sequence[int] = (1, 8, 8), n_classes: int = 3, *, sample: str | None = None, name: str = "image-model",
-    seed: int = 0, rows: int = 12, manifest: dict[str, Any] | None = None,
+    shape: Sequence[int] = (1, 8, 8),
+    n_classes: int = 3,
+    *,
+    sample: str | None = None,
+    name: str = "image-model",
+    seed: int = 0,
+    rows: int = 12,
+    manifest: dict[str, Any] | None = None,
 ) -> bytes:
-    """An image classifier (conv + linear) with a client RKME in the image space, or a sample (``png``/``npz``)."""
+    """An image classifier (conv + linear) with a client RKME in the image space, or a sample
+    (``png``/``npz``)."""
     shape = list(shape)
     images = image_data(shape, rows, seed=seed)
-    fields = {"name": name, "description": "A tiny image classifier.", "kind": "model", "modality": "image",
-              "task": "classification", "input": {"shape": shape}, "output": {"classes": [f"c{i}" for i in range(n_classes)]},
-              "license": "Apache-2.0", "tags": ["test", "image"], **(manifest or {})}
-    files: dict[str, bytes | str] = {"learnware.yaml": manifest_yaml(**fields), "model.pt": conv_model_bytes(shape, n_classes, seed=seed)}
+    fields = {
+        "name": name,
+        "description": "A tiny image classifier.",
+        "kind": "model",
+        "modality": "image",
+        "task": "classification",
+        "input": {"shape": shape},
+        "output": {"classes": [f"c{i}" for i in range(n_classes)]},
+        "license": "Apache-2.0",
+        "tags": ["test", "image"],
+        **(manifest or {}),
+    }
+    files: dict[str, bytes | str] = {
+        "learnware.yaml": manifest_yaml(**fields),
+        "model.pt": conv_model_bytes(shape, n_classes, seed=seed),
+    }
     if sample == "png":
         files.update({f"sample/{i:03d}.png": png_bytes(img) for i, img in enumerate(images)})
     elif sample == "npz":
@@ -207,7 +246,11 @@ def unit_rows(n: int, d: int, *, seed: int = 0) -> np.ndarray:
 
 
 def build_text_model_package(
-    n_classes: int = 2, *, sample: list[str] | None = None, name: str = "text-model", seed: int = 0,
+    n_classes: int = 2,
+    *,
+    sample: list[str] | None = None,
+    name: str = "text-model",
+    seed: int = 0,
     manifest: dict[str, Any] | None = None,
 ) -> bytes:
     """A classifier head on the text space: input (n, 384) MiniLM embeddings.
@@ -215,10 +258,22 @@ def build_text_model_package(
     With ``sample`` (a list of texts) the package carries ``sample.jsonl`` (the
     worker encodes it with MiniLM); otherwise an ``rkme.json`` of seeded unit vectors.
     """
-    fields = {"name": name, "description": "A tiny text classifier head on MiniLM embeddings.", "kind": "model",
-              "modality": "text", "task": "classification", "input": {}, "output": {"classes": [f"t{i}" for i in range(n_classes)]},
-              "license": "MIT", "tags": ["test", "text"], **(manifest or {})}
-    files: dict[str, bytes | str] = {"learnware.yaml": manifest_yaml(**fields), "model.pt": linear_model_bytes(TEXT_DIM, n_classes, seed=seed)}
+    fields = {
+        "name": name,
+        "description": "A tiny text classifier head on MiniLM embeddings.",
+        "kind": "model",
+        "modality": "text",
+        "task": "classification",
+        "input": {},
+        "output": {"classes": [f"t{i}" for i in range(n_classes)]},
+        "license": "MIT",
+        "tags": ["test", "text"],
+        **(manifest or {}),
+    }
+    files: dict[str, bytes | str] = {
+        "learnware.yaml": manifest_yaml(**fields),
+        "model.pt": linear_model_bytes(TEXT_DIM, n_classes, seed=seed),
+    }
     if sample is not None:
         files["sample.jsonl"] = "\n".join(json.dumps({"text": t}) for t in sample) + "\n"
     else:
@@ -226,7 +281,9 @@ def build_text_model_package(
     return zip_bytes(files)
 
 
-def lora_files(*, r: int = 4, layers: int = 6, seed: int = 0, base: str = "sentence-transformers/all-MiniLM-L6-v2") -> dict[str, bytes]:
+def lora_files(
+    *, r: int = 4, layers: int = 6, seed: int = 0, base: str = "sentence-transformers/all-MiniLM-L6-v2"
+) -> dict[str, bytes]:
     """``adapter_config.json`` + ``adapter_model.safetensors`` of a LoRA on MiniLM's query/value."""
     from safetensors.numpy import save
 
@@ -235,24 +292,55 @@ def lora_files(*, r: int = 4, layers: int = 6, seed: int = 0, base: str = "sente
     for layer in range(layers):
         for module in MINILM_MODULES:
             prefix = f"base_model.model.encoder.layer.{layer}.attention.self.{module}"
-            tensors[f"{prefix}.lora_A.weight"] = (rng.standard_normal((r, TEXT_DIM)) * 0.05).astype(np.float32)
-            tensors[f"{prefix}.lora_B.weight"] = (rng.standard_normal((TEXT_DIM, r)) * 0.05).astype(np.float32)
-    config = {"peft_type": "LORA", "task_type": "FEATURE_EXTRACTION", "base_model_name_or_path": base, "r": r,
-              "lora_alpha": 2 * r, "lora_dropout": 0.0, "target_modules": list(MINILM_MODULES), "bias": "none",
-              "fan_in_fan_out": False, "inference_mode": True}
+            tensors[f"{prefix}.lora_A.weight"] = (rng.standard_normal((r, TEXT_DIM)) * 0.05).astype(
+                np.float32
+            )
+            tensors[f"{prefix}.lora_B.weight"] = (rng.standard_normal((TEXT_DIM, r)) * 0.05).astype(
+                np.float32
+            )
+    config = {
+        "peft_type": "LORA",
+        "task_type": "FEATURE_EXTRACTION",
+        "base_model_name_or_path": base,
+        "r": r,
+        "lora_alpha": 2 * r,
+        "lora_dropout": 0.0,
+        "target_modules": list(MINILM_MODULES),
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "inference_mode": True,
+    }
     return {"adapter_config.json": json.dumps(config).encode(), "adapter_model.safetensors": save(tensors)}
 
 
 def build_lora_adapter_package(
-    *, base_model: str = "all-minilm-l6-v2", r: int = 4, name: str = "minilm-lora", seed: int = 0,
-    sample: list[str] | None = None, adapter_base: str = "sentence-transformers/all-MiniLM-L6-v2",
+    *,
+    base_model: str = "all-minilm-l6-v2",
+    r: int = 4,
+    name: str = "minilm-lora",
+    seed: int = 0,
+    sample: list[str] | None = None,
+    adapter_base: str = "sentence-transformers/all-MiniLM-L6-v2",
     manifest: dict[str, Any] | None = None,
 ) -> bytes:
     """A LoRA adapter for the registered MiniLM base (text space, 384-d embeddings)."""
-    fields = {"name": name, "description": "A tiny LoRA on MiniLM query/value.", "kind": "adapter", "modality": "text",
-              "task": "embedding", "input": {}, "output": {"dim": TEXT_DIM}, "license": "Apache-2.0",
-              "tags": ["test", "lora"], "base_model": base_model, **(manifest or {})}
-    files: dict[str, bytes | str] = {"learnware.yaml": manifest_yaml(**fields), **lora_files(r=r, seed=seed, base=adapter_base)}
+    fields = {
+        "name": name,
+        "description": "A tiny LoRA on MiniLM query/value.",
+        "kind": "adapter",
+        "modality": "text",
+        "task": "embedding",
+        "input": {},
+        "output": {"dim": TEXT_DIM},
+        "license": "Apache-2.0",
+        "tags": ["test", "lora"],
+        "base_model": base_model,
+        **(manifest or {}),
+    }
+    files: dict[str, bytes | str] = {
+        "learnware.yaml": manifest_yaml(**fields),
+        **lora_files(r=r, seed=seed, base=adapter_base),
+    }
     if sample is not None:
         files["sample.jsonl"] = "\n".join(json.dumps({"text": t}) for t in sample) + "\n"
     else:
@@ -262,7 +350,7 @@ def build_lora_adapter_package(
 
 # --- one package per failure mode ------------------------------------------------------------
 def corrupt_zip() -> bytes:
-    return build_table_model_package()[: 200] + b"\x00garbage"
+    return build_table_model_package()[:200] + b"\x00garbage"
 
 
 def zip_bomb(size: int = 64 * 2**20) -> bytes:
@@ -278,7 +366,9 @@ def path_traversal_package() -> bytes:
 
 
 def symlink_package() -> bytes:
-    return zip_bytes({"learnware.yaml": manifest_yaml(name="x"), "model.pt": "/etc/passwd"}, symlinks=["model.pt"])
+    return zip_bytes(
+        {"learnware.yaml": manifest_yaml(name="x"), "model.pt": "/etc/passwd"}, symlinks=["model.pt"]
+    )
 
 
 def _nan_sample() -> bytes:
@@ -293,16 +383,39 @@ FAILURES: dict[str, tuple[Callable[[], bytes], str]] = {
     "zip-bomb": (zip_bomb, "upload:user:zip-bomb"),
     "path-traversal": (path_traversal_package, "upload:user:path-traversal"),
     "symlink": (symlink_package, "upload:user:symlink"),
-    "pickle-model": (lambda: build_table_model_package(model=pickle_model_bytes(3, 2), name="pickled"), "upload:user:pickle-artifact"),
-    "missing-field": (lambda: build_table_model_package(manifest={"license": ...}, name="no-license"), "upload:user:manifest-field"),
-    "unknown-base": (lambda: build_lora_adapter_package(base_model="bert-huge-9000", name="orphan"), "upload:user:unknown-base-model"),
-    "crash": (lambda: build_table_model_package(model=torchscript_bytes(Crash()), name="crasher"), "publish:user:crashed"),
-    "hang": (lambda: build_table_model_package(model=torchscript_bytes(Hang()), name="hanger"), "publish:user:cpu-limit"),
-    "memory": (lambda: build_table_model_package(model=torchscript_bytes(Hog()), name="hog"), "publish:user:memory-limit"),
-    "output-shape": (lambda: build_table_model_package(model=linear_model_bytes(3, 5), name="wrong-shape"), "publish:user:output-shape"),
+    "pickle-model": (
+        lambda: build_table_model_package(model=pickle_model_bytes(3, 2), name="pickled"),
+        "upload:user:pickle-artifact",
+    ),
+    "missing-field": (
+        lambda: build_table_model_package(manifest={"license": ...}, name="no-license"),
+        "upload:user:manifest-field",
+    ),
+    "unknown-base": (
+        lambda: build_lora_adapter_package(base_model="bert-huge-9000", name="orphan"),
+        "upload:user:unknown-base-model",
+    ),
+    "crash": (
+        lambda: build_table_model_package(model=torchscript_bytes(Crash()), name="crasher"),
+        "publish:user:crashed",
+    ),
+    "hang": (
+        lambda: build_table_model_package(model=torchscript_bytes(Hang()), name="hanger"),
+        "publish:user:cpu-limit",
+    ),
+    "memory": (
+        lambda: build_table_model_package(model=torchscript_bytes(Hog()), name="hog"),
+        "publish:user:memory-limit",
+    ),
+    "output-shape": (
+        lambda: build_table_model_package(model=linear_model_bytes(3, 5), name="wrong-shape"),
+        "publish:user:output-shape",
+    ),
     "nan-sample": (_nan_sample, "publish:user:sample-not-finite"),
     "rkme-dimension": (
-        lambda: build_table_model_package(extra={"rkme.json": rkme_json(table_data(["a", "b"]), 0.25)}, rkme=False, name="bad-rkme"),
+        lambda: build_table_model_package(
+            extra={"rkme.json": rkme_json(table_data(["a", "b"]), 0.25)}, rkme=False, name="bad-rkme"
+        ),
         "publish:user:rkme-dimension",
     ),
 }

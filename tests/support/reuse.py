@@ -12,9 +12,8 @@ def delivered_predictions(submission: Any) -> np.ndarray:
     pipeline, gives on the submission's labelled rows (recomputed through the pipeline's own code)."""
     from specs.assembly import Assembly
     from workers.pipelines import reuse_methods
-    from workers.pipelines.reuse_assemble import task_outputs
     from workers.pipelines.reuse_context import ReuseContext
-    from workers.pipelines.reuse_rank import context_members
+    from workers.pipelines.reuse_shared import context_members, task_outputs
 
     ctx = ReuseContext(submission)
     ctx.results.update(submission.results)
@@ -24,6 +23,11 @@ def delivered_predictions(submission: Any) -> np.ndarray:
     members, _ = context_members(ctx, [m["version_id"] for m in assemble["members"]])
     X = ctx.labelled_table.X
     model = Assembly.from_bytes(ctx.work_load(row["artifact"]["file"]))
-    proba = reuse_methods.predict_method(model, task="classification", n_classes=len(classes),
-                                         outputs=task_outputs(ctx, members, X, classes), Xs=ctx.transform(X))
+    proba = reuse_methods.predict_method(
+        model,
+        task="classification",
+        n_classes=len(classes),
+        outputs=task_outputs(ctx, members, X, classes),
+        Xs=ctx.transform(X),
+    )
     return proba.argmax(axis=1)

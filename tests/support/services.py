@@ -87,7 +87,9 @@ def start_s3() -> S3Endpoint:
     if exe is None:
         unavailable("moto_server (pip install 'moto[server]') is not installed")
     port = free_port()
-    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [exe, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     if not wait_for_port(port, 20):
         proc.kill()
         unavailable("moto S3 server did not start within 20 s")
@@ -95,8 +97,19 @@ def start_s3() -> S3Endpoint:
     bucket = f"lwm-test-{uuid.uuid4().hex[:8]}"
     import boto3
 
-    boto3.client("s3", endpoint_url=url, aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1").create_bucket(Bucket=bucket)
-    env = {"S3_BUCKET": bucket, "S3_ENDPOINT_URL": url, "S3_ACCESS_KEY_ID": "testing", "S3_SECRET_ACCESS_KEY": "testing"}
+    boto3.client(
+        "s3",
+        endpoint_url=url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    ).create_bucket(Bucket=bucket)
+    env = {
+        "S3_BUCKET": bucket,
+        "S3_ENDPOINT_URL": url,
+        "S3_ACCESS_KEY_ID": "testing",
+        "S3_SECRET_ACCESS_KEY": "testing",
+    }
     return S3Endpoint(url=url, bucket=bucket, process=proc, env=env)
 
 
@@ -109,21 +122,52 @@ class WorkerProcess:
 
     env: dict[str, str]
     log_path: Path
+    app: str = "workers.celery"  # tests.support.slow_stage_worker widens a stage for fault tests
     hostname: str = field(default_factory=lambda: f"test-{uuid.uuid4().hex[:6]}@localhost")
     process: subprocess.Popen[bytes] | None = None
 
-    def start(self, *, queues: str = "default,compute", concurrency: int = 1, wait: float = 60.0) -> WorkerProcess:
+    def start(
+        self, *, queues: str = "default,compute", concurrency: int = 1, wait: float = 60.0
+    ) -> WorkerProcess:
         cmd = [
-            sys.executable, "-m", "celery", "-A", "workers.celery", "worker",
-            "-Q", queues, "-c", str(concurrency), "-n", self.hostname,
-            "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO",
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            self.app,
+            "worker",
+            "-Q",
+            queues,
+            "-c",
+            str(concurrency),
+            "-n",
+            self.hostname,
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-l",
+            "INFO",
         ]
         log = open(self.log_path, "ab")  # noqa: SIM115 - the worker owns the handle for its lifetime
-        self.process = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         if not self.wait_ready(wait):
             self.stop()
             raise RuntimeError(f"celery worker did not become ready in {wait} s; log:\n{self.log_tail()}")
         RUNNING_WORKERS.add(self)
+        return self
+
+    def slow_stage(self, stage: str, seconds: float) -> WorkerProcess:
+        """Run the test-only app that pauses after each progress report of ``stage`` (call before start())."""
+        import workers.base
+
+        # The app wraps this function; fail here, not with a timing flake, if a refactor renames it.
+        assert callable(getattr(workers.base, "job_progress", None)), (
+            "update tests/support/slow_stage_worker.py"
+        )
+        self.app = "tests.support.slow_stage_worker"
+        self.env = {**self.env, "LWM_TEST_SLOW_STAGE": stage, "LWM_TEST_SLOW_STAGE_SECONDS": str(seconds)}
         return self
 
     def wait_ready(self, timeout: float) -> bool:
@@ -166,7 +210,10 @@ def database_url_for_worker() -> str:
         return f"sqlite:///{conf['NAME']}"
     user = conf.get("USER") or "postgres"
     password = f":{conf['PASSWORD']}" if conf.get("PASSWORD") else ""
-    return f"postgresql://{user}{password}@{conf.get('HOST') or '127.0.0.1'}:{conf.get('PORT') or 5432}/{conf['NAME']}"
+    return (
+        f"postgresql://{user}{password}@{conf.get('HOST') or '127.0.0.1'}:{conf.get('PORT') or 5432}"
+        f"/{conf['NAME']}"
+    )
 
 
 def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -51,7 +51,9 @@ def test_a_table_model_with_a_client_rkme_is_published_with_its_spec_and_fingerp
     client = rkme_from_json(zipfile.ZipFile(io.BytesIO(data)).read("rkme.json"))
     np.testing.assert_allclose(np.array(spec.rkme["Z"]), client.Z_)
     space = spec.feature_space
-    expected = RFFSketch(space.dim, space.gamma, space.sketch_dim, random_state=space.sketch_seed).transform(client.Z_, client.beta_)
+    expected = RFFSketch(space.dim, space.gamma, space.sketch_dim, random_state=space.sketch_seed).transform(
+        client.Z_, client.beta_
+    )
     np.testing.assert_allclose(np.frombuffer(spec.sketch, dtype="<f4"), expected, rtol=1e-6)
     np.testing.assert_allclose(spec.self_term, client.self_term(), rtol=1e-12)
     _, arrays = bytes_to_arrays(spec.probe_fingerprint)
@@ -61,7 +63,10 @@ def test_a_table_model_with_a_client_rkme_is_published_with_its_spec_and_fingerp
     with default_storage.open(version.package.name, "rb") as handle:
         assert handle.read() == data
     assert [a.action for a in AuditLog.objects.filter(version=version).order_by("created_at")] == [
-        "version.uploaded", "version.validating", "version.published"]
+        "version.uploaded",
+        "version.validating",
+        "version.published",
+    ]
 
 
 def test_a_crashing_model_is_rejected_and_leaves_no_file(alice):
@@ -75,11 +80,17 @@ def test_a_crashing_model_is_rejected_and_leaves_no_file(alice):
 
 def test_a_table_sample_stores_its_per_column_rms_beside_the_rkme_for_reuse_in_its_units(alice):
     columns = ["u1", "u2", "u3"]
-    X = packages.table_data(columns, 60, seed=4) * np.array([0.01, 1.0, 250.0])  # columns in very different units
-    lw, version = _publish(alice, packages.build_table_model_package(columns=columns, sample="csv", data=X, name="units"))
+    X = packages.table_data(columns, 60, seed=4) * np.array(
+        [0.01, 1.0, 250.0]
+    )  # columns in very different units
+    lw, version = _publish(
+        alice, packages.build_table_model_package(columns=columns, sample="csv", data=X, name="units")
+    )
     assert version.status == VersionStatus.PUBLISHED, version.rejection_reasons
     spec = version.specification
     assert spec.feature_space.standardization["scale_invariant"] is True
-    expected = [float(np.sqrt(np.sum(X[:, j] ** 2) / X.shape[0])) for j in range(3)]  # by hand, column by column
+    expected = [
+        float(np.sqrt(np.sum(X[:, j] ** 2) / X.shape[0])) for j in range(3)
+    ]  # by hand, column by column
     np.testing.assert_allclose(spec.rkme["unit_rms"], expected, rtol=1e-6)  # the CSV carries ~17 digits
     rkme_from_json(json.dumps(spec.rkme))  # the stored document is still a valid RKME

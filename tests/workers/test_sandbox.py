@@ -24,9 +24,10 @@ from workers.sandbox import (
     SandboxMemoryExceeded,
     SandboxTimeout,
     SandboxUnavailable,
+    fork_server,
     isolation,
     run_model,
-    runner,
+    sandbox_log,
 )
 
 LIMITS = SandboxLimits(memory_mb=1024, cpu_seconds=2, wall_seconds=20)
@@ -44,11 +45,22 @@ def test_a_scripted_model_gives_the_same_outputs_as_in_process():
 def test_a_torch_export_archive_is_never_loaded():
     # torch.export.load unpickles parts of a .pt2 with full pickle: the sandbox has no route to it.
     with pytest.raises(ValueError, match="kind must be one of"):
-        run_model(packages.export_model_bytes(3, 2, seed=1), np.zeros((5, 3), np.float32), kind="torch_export", limits=LIMITS)
+        run_model(
+            packages.export_model_bytes(3, 2, seed=1),
+            np.zeros((5, 3), np.float32),
+            kind="torch_export",
+            limits=LIMITS,
+        )
 
 
-@pytest.mark.parametrize(("module", "error"), [(packages.Crash, SandboxCrashed), (packages.Hang, SandboxCpuExceeded),
-                                               (packages.Hog, SandboxMemoryExceeded)])
+@pytest.mark.parametrize(
+    ("module", "error"),
+    [
+        (packages.Crash, SandboxCrashed),
+        (packages.Hang, SandboxCpuExceeded),
+        (packages.Hog, SandboxMemoryExceeded),
+    ],
+)
 def test_a_misbehaving_model_is_stopped_quickly_with_its_reason(module, error):
     started = time.monotonic()
     with pytest.raises(error) as caught:
@@ -59,8 +71,11 @@ def test_a_misbehaving_model_is_stopped_quickly_with_its_reason(module, error):
 
 def test_the_wall_clock_limit_kills_a_model_that_outlives_it():
     with pytest.raises((SandboxTimeout, SandboxCpuExceeded)):
-        run_model(packages.torchscript_bytes(packages.Hang()), np.zeros((2, 3), np.float32),
-                  limits=SandboxLimits(cpu_seconds=60, wall_seconds=1.5))
+        run_model(
+            packages.torchscript_bytes(packages.Hang()),
+            np.zeros((2, 3), np.float32),
+            limits=SandboxLimits(cpu_seconds=60, wall_seconds=1.5),
+        )
 
 
 def test_the_worker_survives_and_the_sandbox_serves_again_after_a_failure():
@@ -93,12 +108,19 @@ def test_without_isolation_uploaded_code_is_refused_with_a_named_error(without_b
     with pytest.raises(SandboxIsolationUnavailable) as caught:
         run_model(packages.linear_model_bytes(3, 2), np.zeros((1, 3), np.float32), limits=LIMITS)
     assert caught.value.code == "sandbox:unavailable-isolation"
-    assert isinstance(caught.value, SandboxUnavailable)  # our side: the job is retried, not blamed on the uploader
+    assert isinstance(
+        caught.value, SandboxUnavailable
+    )  # our side: the job is retried, not blamed on the uploader
 
 
-def test_the_unisolated_development_mode_runs_only_when_named_and_warns_on_every_call(without_bwrap, settings, caplog):
+def test_the_unisolated_development_mode_runs_only_when_named_and_warns_on_every_call(
+    without_bwrap, settings, caplog
+):
     settings.LWM_SANDBOX_ALLOW_UNISOLATED = True
-    assert isolation.isolation_status()["mode"] == "unisolated" and "WITHOUT isolation" in isolation.isolation_status()["warning"]
+    assert (
+        isolation.isolation_status()["mode"] == "unisolated"
+        and "WITHOUT isolation" in isolation.isolation_status()["warning"]
+    )
     for _ in range(2):
         out = run_model(packages.linear_model_bytes(3, 2), np.ones((2, 3), np.float32), limits=LIMITS)
         assert out.shape == (2, 2)
@@ -107,7 +129,7 @@ def test_the_unisolated_development_mode_runs_only_when_named_and_warns_on_every
 
 def test_calls_use_0700_folders_under_a_private_parent_and_leave_none_behind():
     run_model(packages.linear_model_bytes(3, 2), np.zeros((1, 3), np.float32), limits=LIMITS)
-    parent = runner._private_parent(isolation.probe())
+    parent = fork_server.private_calls_folder(isolation.probe())
     assert stat.S_IMODE(parent.stat().st_mode) == 0o700  # mkdtemp: the call folders inside are 0700 too
     assert parent.stat().st_uid in (os.geteuid(), isolation.NOBODY)  # 65534: bwrap runs as that account
     assert [p.name for p in parent.iterdir()] == ["server.log"]
@@ -115,14 +137,24 @@ def test_calls_use_0700_folders_under_a_private_parent_and_leave_none_behind():
 
 def test_the_log_returned_to_the_uploader_has_no_server_paths_and_is_bounded():
     call = Path(tempfile.gettempdir()) / "lwm-sandbox-0-abc" / "xyz"
-    text = (f'File "{isolation.ROOT}/workers/sandbox/child.py", line 3\n'
-            f'File "{Path(sys.prefix).resolve()}/lib/python3.11/site-packages/torch/jit/_serialization.py"\n'
-            f'File "{Path(sys.base_prefix).resolve()}/lib/python3.11/json/decoder.py"\n'
-            f"open {call}/in/artifact /sandbox/in/inputs.npy {Path.home()}/.cache\x1b[31m\n") + "x" * 10000
-    scrubbed = runner.scrub_log(text, call)
-    assert len(scrubbed) == runner.LOG_CHARS
-    head = runner.scrub_log(text[:-10000], call)
-    for path in (str(isolation.ROOT), sys.prefix, sys.base_prefix, str(call), "/sandbox/in", str(Path.home()), "\x1b"):
+    text = (
+        f'File "{isolation.ROOT}/workers/sandbox/child.py", line 3\n'
+        f'File "{Path(sys.prefix).resolve()}/lib/python3.11/site-packages/torch/jit/_serialization.py"\n'
+        f'File "{Path(sys.base_prefix).resolve()}/lib/python3.11/json/decoder.py"\n'
+        f"open {call}/in/artifact /sandbox/in/inputs.npy {Path.home()}/.cache\x1b[31m\n"
+    ) + "x" * 10000
+    scrubbed = sandbox_log.scrub_log(text, call)
+    assert len(scrubbed) == sandbox_log.LOG_CHARS
+    head = sandbox_log.scrub_log(text[:-10000], call)
+    for path in (
+        str(isolation.ROOT),
+        sys.prefix,
+        sys.base_prefix,
+        str(call),
+        "/sandbox/in",
+        str(Path.home()),
+        "\x1b",
+    ):
         assert path not in head
     assert "<code>/workers/sandbox/child.py" in head and "<venv>/lib/python3.11/site-packages/torch" in head
     assert "<call>/in/artifact" in head and "<call>/inputs.npy" in head

@@ -1,7 +1,8 @@
 """The reuse pipeline: spec -> identify -> rank -> assemble -> evaluate -> package.
 
-Each stage is a function ``run(ctx, report) -> dict`` whose result is stored under
-``submission.results[stage]`` together with ``key``, the sha256 of everything the stage
+Each stage is a ``Stage`` (``reuse_results``): its ``run(ctx, report)`` returns a typed result
+whose JSON (``to_dict``) is stored under ``submission.results[stage.key]`` together with ``key``, the
+sha256 of everything the stage
 depends on (the submission's files and requirements, the pipeline version and the
 previous stage's key). A stage whose stored key matches is skipped, so a re-run after a
 worker died resumes at the first unfinished stage, and every stage is seeded, so what it
@@ -14,6 +15,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from marketplace.submissions.choices import STAGES
@@ -31,41 +33,67 @@ from workers.pipelines import (
     reuse_spec,
 )
 from workers.pipelines.reuse_context import ReuseContext
+from workers.pipelines.reuse_results import Stage, StageResult
 
 # Bump when a stage's computation changes, so stored results are not reused across versions.
-PIPELINE_VERSION = 4
+# 5: the spec result names the user's columns and any imputation; 6: one logistic regression (specs.logistic);
+# 7: columns the labelled rows hold are learned from them (per-column methods); evaluate's imputation_cost
+PIPELINE_VERSION = 7
 
-StageRun = Callable[[ReuseContext, Report], dict[str, Any]]
-STAGE_RUNS: dict[str, StageRun] = {
-    "spec": reuse_spec.run,
-    "identify": reuse_identify.run,
-    "rank": reuse_rank.run,
-    "assemble": reuse_assemble.run,
-    "evaluate": reuse_evaluate.run,
-    "package": reuse_package.run,
+
+@dataclass(frozen=True)
+class FunctionStage:
+    """A ``Stage`` whose ``run`` is a module's function."""
+
+    key: str
+    run: Callable[[ReuseContext, Report], StageResult]
+
+
+MODEL_STAGES: dict[str, Stage] = {
+    s.key: s
+    for s in (
+        FunctionStage("spec", reuse_spec.run),
+        FunctionStage("identify", reuse_identify.run),
+        FunctionStage("rank", reuse_rank.run),
+        FunctionStage("assemble", reuse_assemble.run),
+        FunctionStage("evaluate", reuse_evaluate.run),
+        FunctionStage("package", reuse_package.run),
+    )
 }
 # ``requirements.kind = "adapter"``: LoRA adapters are ranked by their layers and merged or routed.
-ADAPTER_RUNS: dict[str, StageRun] = {
-    "rank": reuse_adapters.rank,
-    "assemble": reuse_adapters.assemble,
-    "evaluate": reuse_adapters.evaluate,
-    "package": reuse_adapter_package.run,
+ADAPTER_STAGES: dict[str, Stage] = {
+    s.key: s
+    for s in (
+        FunctionStage("rank", reuse_adapters.rank),
+        FunctionStage("assemble", reuse_adapters.assemble),
+        FunctionStage("evaluate", reuse_adapters.evaluate),
+        FunctionStage("package", reuse_adapter_package.run),
+    )
 }
 LABELLED_ONLY = {"rank", "evaluate"}  # without labels the model stages' "skipped" results serve adapters too
 
 
-def stage_run(ctx: ReuseContext, stage: str) -> StageRun:
-    if ctx.adapter_mode and stage in ADAPTER_RUNS and (stage not in LABELLED_ONLY or ctx.submission.has_labels):
-        return ADAPTER_RUNS[stage]
-    return STAGE_RUNS[stage]
+def stage_for(ctx: ReuseContext, stage: str) -> Stage:
+    if (
+        ctx.adapter_mode
+        and stage in ADAPTER_STAGES
+        and (stage not in LABELLED_ONLY or ctx.submission.has_labels)
+    ):
+        return ADAPTER_STAGES[stage]
+    return MODEL_STAGES[stage]
 
 
 def stage_key(submission: Submission, stage: str, previous_key: str) -> str:
     """sha256 of a stage's inputs: files, requirements, task, pipeline version, previous stage."""
     doc = {
-        "stage": stage, "pipeline": PIPELINE_VERSION, "previous": previous_key,
-        "data": submission.data_sha256, "labelled": submission.labelled_sha256,
-        "requirements": submission.requirements, "task": submission.task, "modality": submission.modality,
+        "stage": stage,
+        "pipeline": PIPELINE_VERSION,
+        "previous": previous_key,
+        "data": submission.data_sha256,
+        "labelled": submission.labelled_sha256,
+        "requirements": submission.requirements,
+        "task": submission.task,
+        "modality": submission.modality,
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
@@ -91,7 +119,7 @@ def reuse_run(*, submission_id: str, report: Report) -> dict[str, Any]:
             continue
         report(stage, done, len(STAGES))
         started = time.perf_counter()
-        result = stage_run(ctx, stage)(ctx, report)
+        result = stage_for(ctx, stage).run(ctx, report).to_dict()
         result.update(key=key, seconds=round(time.perf_counter() - started, 4))
         submission = submission_stage_save(submission_id=submission.id, stage=stage, result=result)
         ctx.submission, ctx.results[stage] = submission, result
@@ -103,8 +131,10 @@ def summary(results: dict[str, Any], resumed: list[str]) -> dict[str, Any]:
     """The job's result: the delivered method, its verdicts and the package checksum."""
     evaluation = results.get("evaluate", {})
     return {
-        "chosen_method": results.get("package", {}).get("method") or results.get("assemble", {}).get("chosen"),
-        "winner": evaluation.get("winner"), "verdicts": evaluation.get("verdicts"),
+        "chosen_method": results.get("package", {}).get("method")
+        or results.get("assemble", {}).get("chosen"),
+        "winner": evaluation.get("winner"),
+        "verdicts": evaluation.get("verdicts"),
         "verdict": evaluation.get("verdict"),
         "statement": evaluation.get("statement"),
         "package_sha256": results.get("package", {}).get("sha256"),

@@ -17,24 +17,28 @@
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from typing import Any
 
 import numpy as np
 import yaml
 
 from marketplace.submissions.services import submission_package_save
+from specs.adapter_runtime import ADAPTER_BASE, AdapterRecipePredictor
 from specs.assembly import ArrowRouter, LoRAAdapter
+from specs.recipe import RECIPE_FORMAT, RECIPE_VERSION
 from workers.base import Report
-from workers.pipelines.reuse_adapters import head_proba, load_model
+from workers.pipelines.reuse_adapters import load_model
 from workers.pipelines.reuse_context import ReuseContext
-from workers.pipelines.reuse_identify import ADAPTER_BASE
-from workers.pipelines.reuse_members import ADAPTER_CONFIG, ADAPTER_WEIGHTS
-from workers.pipelines.reuse_package import RECIPE_FORMAT, RECIPE_VERSION, _license, _sha, _zip
-from workers.pipelines.reuse_rank import context_members
-from workers.pipelines.reuse_text import adapter_from_files, arrow_delta, embedding, layer_states, lora_delta
+from workers.pipelines.reuse_members import ADAPTER_CONFIG, ADAPTER_WEIGHTS, Member
+from workers.pipelines.reuse_results import AdapterAssembleResult, AdapterPackageResult, Json
+from workers.pipelines.reuse_shared import (
+    context_members,
+    deterministic_zip,
+    license_expression,
+    sha256_hex,
+)
+from workers.pipelines.reuse_text import base_model
 
 PEFT_BASE_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 TEXT_DIM = 384
@@ -51,9 +55,18 @@ def peft_files(adapter: LoRAAdapter) -> dict[str, bytes]:
         tensors[f"{module}.lora_A.weight"] = np.vstack([A, np.zeros((pad, A.shape[1]))]).astype(np.float32)
         tensors[f"{module}.lora_B.weight"] = np.hstack([B, np.zeros((B.shape[0], pad))]).astype(np.float32)
     targets = sorted({m.rsplit(".", 1)[-1] for m in adapter.factors})
-    config = {"peft_type": "LORA", "task_type": "FEATURE_EXTRACTION", "base_model_name_or_path": PEFT_BASE_NAME,
-              "r": r, "lora_alpha": r, "lora_dropout": 0.0, "target_modules": targets, "bias": "none",
-              "fan_in_fan_out": False, "inference_mode": True}
+    config = {
+        "peft_type": "LORA",
+        "task_type": "FEATURE_EXTRACTION",
+        "base_model_name_or_path": PEFT_BASE_NAME,
+        "r": r,
+        "lora_alpha": r,
+        "lora_dropout": 0.0,
+        "target_modules": targets,
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "inference_mode": True,
+    }
     return {ADAPTER_CONFIG: json.dumps(config, sort_keys=True).encode(), ADAPTER_WEIGHTS: save(tensors)}
 
 
@@ -61,18 +74,23 @@ def _scaled(adapter: LoRAAdapter) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return {m: (A, adapter.scaling[m] * B) for m, (A, B) in adapter.factors.items()}
 
 
-def run(ctx: ReuseContext, report: Report) -> dict[str, Any]:
+def run(ctx: ReuseContext, report: Report) -> AdapterPackageResult:
     """Build the package of the chosen adapter method and store it with the submission."""
-    assemble = ctx.results["assemble"]
-    chosen = next(r for r in assemble["methods"] if r["method"] == assemble["chosen"])
-    members, cache = context_members(ctx, [m["version_id"] for m in assemble["members"] + assemble["negated"]])
+    assemble = ctx.assemble_result
+    assert isinstance(assemble, AdapterAssembleResult)
+    chosen = next(r for r in assemble.methods if r["method"] == assemble.chosen)
+    members, cache = context_members(ctx, [m["version_id"] for m in assemble.members + assemble.negated])
     model = load_model(chosen["method"], ctx.work_load(chosen["artifact"]["file"]))
-    files: dict[str, bytes] = {"rkme.json": ctx.work_load(ctx.results["spec"]["rkme_file"]["file"])}
-    entries = []
+    files: dict[str, bytes] = {"rkme.json": ctx.work_load(ctx.spec_result.rkme_file["file"])}
+    entries: list[Json] = []
     for i, m in enumerate(members):
         own = cache.files(m)
-        entry = {**m.card(), "package_sha256": m.sha256, "negated": i >= len(assemble["members"]),
-                 "artifact": {"format": "peft_lora", "sha256": _sha(own[ADAPTER_WEIGHTS])}}
+        entry: Json = {
+            **m.card(),
+            "package_sha256": m.sha256,
+            "negated": i >= len(assemble.members),
+            "artifact": {"format": "peft_lora", "sha256": sha256_hex(own[ADAPTER_WEIGHTS])},
+        }
         if isinstance(model, ArrowRouter):
             for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
                 files[f"members/{i}/{name}"] = own[name]
@@ -85,65 +103,81 @@ def run(ctx: ReuseContext, report: Report) -> dict[str, Any]:
     if chosen.get("head"):
         files["head.lwa"] = ctx.work_load(chosen["head"]["file"])
     evaluation = ctx.results["evaluate"]
-    recipe = {"format": RECIPE_FORMAT, "version": RECIPE_VERSION, "method": chosen["method"], "task": ctx.submission.task,
-              "classes": assemble["classes"], "feature_space": ctx.space.key, "base_model": ADAPTER_BASE,
-              "assembly": {"path": "assembly.lwa" if isinstance(model, ArrowRouter) else ADAPTER_WEIGHTS, "kind": chosen["method"]},
-              "head": {"path": "head.lwa", "sha256": _sha(files["head.lwa"])} if "head.lwa" in files else None,
-              "members": entries, "licenses": sorted({m.license for m in members}),
-              "evaluation": {"verdict": evaluation.get("verdict"), "statement": evaluation.get("statement")}}
-    recipe["assembly"]["sha256"] = _sha(files[recipe["assembly"]["path"]])
+    recipe = {
+        "format": RECIPE_FORMAT,
+        "version": RECIPE_VERSION,
+        "method": chosen["method"],
+        "task": ctx.submission.task,
+        "classes": assemble.classes,
+        "feature_space": ctx.space.key,
+        "base_model": ADAPTER_BASE,
+        "assembly": {
+            "path": "assembly.lwa" if isinstance(model, ArrowRouter) else ADAPTER_WEIGHTS,
+            "kind": chosen["method"],
+        },
+        "head": {"path": "head.lwa", "sha256": sha256_hex(files["head.lwa"])}
+        if "head.lwa" in files
+        else None,
+        "members": entries,
+        "licenses": sorted({m.license for m in members}),
+        "evaluation": {"verdict": evaluation.get("verdict"), "statement": evaluation.get("statement")},
+    }
+    recipe["assembly"]["sha256"] = sha256_hex(files[recipe["assembly"]["path"]])
     files["recipe.json"] = json.dumps(recipe, indent=2, sort_keys=True).encode()
-    files["learnware.yaml"] = yaml.safe_dump(_manifest(ctx, chosen["method"], members, evaluation, model), sort_keys=True).encode()
-    content = _zip(files)
+    files["learnware.yaml"] = yaml.safe_dump(
+        _manifest(ctx, chosen["method"], members, evaluation, model), sort_keys=True
+    ).encode()
+    content = deterministic_zip(files)
     report("package", 1, 1, f"package of {len(content)} bytes")
     submission_package_save(submission_id=ctx.submission.id, content=content, filename="package.zip")
-    return {"sha256": _sha(content), "size": len(content), "files": sorted(files), "license": _license([m.license for m in members]),
-            "method": chosen["method"], "kind": "adapter" if not isinstance(model, ArrowRouter) else "assembly",
-            "members": [{"version_id": e["version_id"], "sha256": e["package_sha256"]} for e in entries]}
+    return AdapterPackageResult(
+        sha256=sha256_hex(content),
+        size=len(content),
+        files=sorted(files),
+        license=license_expression([m.license for m in members]),
+        method=chosen["method"],
+        kind="adapter" if not isinstance(model, ArrowRouter) else "assembly",
+        members=[{"version_id": e["version_id"], "sha256": e["package_sha256"]} for e in entries],
+    )
 
 
-def _manifest(ctx: ReuseContext, method: str, members: list[Any], evaluation: dict[str, Any], model: Any) -> dict[str, Any]:
+def _manifest(
+    ctx: ReuseContext, method: str, members: list[Member], evaluation: Json, model: LoRAAdapter | ArrowRouter
+) -> Json:
     description = f"{method} over {len(members)} LoRA adapters on all-MiniLM-L6-v2: " + ", ".join(
-        f"{m.name} v{m.number}" for m in members)
-    common = {"name": f"assembly-{evaluation['key'][:12]}", "description": description, "modality": "text",
-              "license": _license([m.license for m in members]), "tags": ["assembly", method]}
+        f"{m.name} v{m.number}" for m in members
+    )
+    common = {
+        "name": f"assembly-{ctx.stored_key('evaluate')[:12]}",
+        "description": description,
+        "modality": "text",
+        "license": license_expression([m.license for m in members]),
+        "tags": ["assembly", method],
+    }
     if isinstance(model, ArrowRouter):
-        return {**common, "kind": "model", "task": ctx.submission.task, "input": {}, "output": {"dim": TEXT_DIM},
-                "artifact": {"format": "assembly", "path": "recipe.json"}, "base_model": ADAPTER_BASE,
-                "specification": "rkme.json"}
-    return {**common, "kind": "adapter", "task": "embedding", "input": {}, "output": {"dim": TEXT_DIM},
-            "base_model": ADAPTER_BASE}
+        return {
+            **common,
+            "kind": "model",
+            "task": ctx.submission.task,
+            "input": {},
+            "output": {"dim": TEXT_DIM},
+            "artifact": {"format": "assembly", "path": "recipe.json"},
+            "base_model": ADAPTER_BASE,
+            "specification": "rkme.json",
+        }
+    return {
+        **common,
+        "kind": "adapter",
+        "task": "embedding",
+        "input": {},
+        "output": {"dim": TEXT_DIM},
+        "base_model": ADAPTER_BASE,
+    }
 
 
-class AdapterPackagePredictor:
-    """Embed texts (and predict classes when the package has a head) with an adapter package."""
+class AdapterPackagePredictor(AdapterRecipePredictor):
+    """``specs.adapter_runtime.AdapterRecipePredictor`` on the registered MiniLM base (the client runs
+    the same predictor on its own copy of the base)."""
 
-    def __init__(self, files: dict[str, bytes]) -> None:
-        self.manifest = yaml.safe_load(files["learnware.yaml"])
-        self.recipe = json.loads(files["recipe.json"])
-        path = self.recipe["assembly"]["path"]
-        if _sha(files[path]) != self.recipe["assembly"]["sha256"]:
-            raise ValueError(f"{path} does not match the sha256 in recipe.json")
-        if self.recipe["method"] == "arrow_routing":
-            router = ArrowRouter.from_bytes(files[path])
-            self.delta, self.modules = arrow_delta(router), sorted(router.prototypes_)
-        else:
-            adapter = adapter_from_files(files, base_model_key=ADAPTER_BASE)
-            self.delta, self.modules = lora_delta(adapter), sorted(adapter.factors)
-        self.head = files.get("head.lwa")
-
-    @classmethod
-    def from_bytes(cls, content: bytes) -> AdapterPackagePredictor:
-        with zipfile.ZipFile(io.BytesIO(content)) as zf:
-            return cls({info.filename: zf.read(info) for info in zf.infolist()})
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        """(n, 384) unit embeddings of the base with the package's adapter(s) applied."""
-        return embedding(layer_states(texts, self.delta, self.modules))
-
-    def predict(self, texts: list[str]) -> np.ndarray:
-        """Class names (n,); needs a head (a labelled submission)."""
-        if self.head is None:
-            raise ValueError("this package has no head (the submission had no labels): use embed()")
-        classes = self.recipe["classes"]
-        return np.asarray(classes)[head_proba(self.head, self.embed(texts), classes).argmax(axis=1)]
+    def __init__(self, files: dict[str, bytes], base: Any = None) -> None:
+        super().__init__(files, base if base is not None else base_model())

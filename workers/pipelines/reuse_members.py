@@ -18,10 +18,12 @@ import yaml
 from marketplace.core.exceptions import ApplicationError, TransientError, ValidationFailed
 from marketplace.learnwares.models import LearnwareVersion
 from marketplace.search.store import rkme_arrays
+from specs.columns import align_complete, column_names
 from specs.exceptions import SpecError
 from specs.images import rows_as_images
+from specs.recipe import in_task_classes, probabilities
 from specs.units import check_rms
-from workers.sandbox.runner import SandboxError, SandboxUnavailable, run_model
+from workers.sandbox import SandboxError, SandboxUnavailable, run_model
 
 # torch.export (.pt2) is never loaded: its loader unpickles with full pickle (docs/security.md).
 MODEL_SUFFIXES = {".pt": "torchscript", ".onnx": "onnx"}
@@ -45,10 +47,18 @@ class Member:
     beta: np.ndarray
     input_shape: list[int] | None = None  # [C, H, W] of an image learnware: it takes (n, C, H, W)
     unit_rms: np.ndarray | None = None  # per-column RMS of its sample (the units its model takes), if known
+    # Its model's column order as indices into the space's (None: the space's own order); see specs.columns.
+    input_order: tuple[int, ...] | None = None
 
     def card(self) -> dict[str, Any]:
-        return {"learnware_id": self.learnware_id, "version_id": self.version_id, "version": self.number,
-                "name": self.name, "license": self.license, "sha256": self.sha256}
+        return {
+            "learnware_id": self.learnware_id,
+            "version_id": self.version_id,
+            "version": self.number,
+            "name": self.name,
+            "license": self.license,
+            "sha256": self.sha256,
+        }
 
 
 def _manifest_classes(manifest: dict[str, Any]) -> list[str] | None:
@@ -71,8 +81,11 @@ def package_files(version: LearnwareVersion) -> dict[str, bytes]:
     with version.package.open("rb") as fh:
         raw = fh.read()
     if hashlib.sha256(raw).hexdigest() != version.artifact_sha256:
-        raise ApplicationError(f"learnware version {version.id}: stored package does not match its sha256",
-                               code="submission:app:artifact-corrupt", http_status=500)
+        raise ApplicationError(
+            f"learnware version {version.id}: stored package does not match its sha256",
+            code="submission:app:artifact-corrupt",
+            http_status=500,
+        )
     with zipfile.ZipFile(io.BytesIO(raw)) as zf:
         return {info.filename: zf.read(info) for info in zf.infolist() if not info.is_dir()}
 
@@ -87,9 +100,12 @@ def model_artifact(files: dict[str, bytes], manifest: dict[str, Any]) -> tuple[s
         for suffix, kind in MODEL_SUFFIXES.items():
             if name.endswith(suffix):
                 return name, kind
-    raise ApplicationError(f"no TorchScript (.pt) or ONNX (.onnx) model in the package; .pt2 archives are not run "
-                           f"(files: {sorted(files)[:10]})",
-                           code="submission:app:no-artifact", http_status=500)
+    raise ApplicationError(
+        f"no TorchScript (.pt) or ONNX (.onnx) model in the package; .pt2 archives are not run "
+        f"(files: {sorted(files)[:10]})",
+        code="submission:app:no-artifact",
+        http_status=500,
+    )
 
 
 def member_load(version: LearnwareVersion) -> Member:
@@ -105,8 +121,31 @@ def member_load(version: LearnwareVersion) -> Member:
         name, kind = model_artifact(files, manifest)
     rkme = version.specification.rkme
     Z, beta = rkme_arrays(rkme)
-    return Member(version.id, lw.id, version.number, lw.name, lw.license, version.artifact_sha256, kind, name,
-                  _manifest_classes(manifest), Z, beta, _manifest_shape(manifest), _stored_rms(rkme, Z.shape[1]))
+    return Member(
+        version.id,
+        lw.id,
+        version.number,
+        lw.name,
+        lw.license,
+        version.artifact_sha256,
+        kind,
+        name,
+        _manifest_classes(manifest),
+        Z,
+        beta,
+        _manifest_shape(manifest),
+        _stored_rms(rkme, Z.shape[1]),
+        _input_order(version.specification.feature_space.schema or {}, manifest),
+    )
+
+
+def _input_order(schema: dict[str, Any], manifest: dict[str, Any]) -> tuple[int, ...] | None:
+    """Where the model's columns (its manifest's order) sit in the space's rows; None when they agree."""
+    space, own = schema.get("columns"), (manifest.get("input") or {}).get("columns")
+    if not space or not own:
+        return None
+    order = align_complete(column_names(space), own)
+    return None if order.is_identity else tuple(int(i) for i in order.index)
 
 
 def _stored_rms(rkme: dict[str, Any], d: int) -> np.ndarray | None:
@@ -122,7 +161,9 @@ def _stored_rms(rkme: dict[str, Any], d: int) -> np.ndarray | None:
 
 def members_load(version_ids: list[int]) -> list[Member]:
     """Members in the order of ``version_ids``."""
-    rows = LearnwareVersion.objects.select_related("learnware", "specification").in_bulk(version_ids)
+    rows = LearnwareVersion.objects.select_related("learnware", "specification__feature_space").in_bulk(
+        version_ids
+    )
     return [member_load(rows[v]) for v in version_ids]
 
 
@@ -136,8 +177,9 @@ class OutputCache:
     divided by it, as the package's predictor does; None leaves every row as it is.
     """
 
-    def __init__(self, image_shape: list[int] | tuple[int, ...] | None = None,
-                 unit_factor: np.ndarray | None = None) -> None:
+    def __init__(
+        self, image_shape: list[int] | tuple[int, ...] | None = None, unit_factor: np.ndarray | None = None
+    ) -> None:
         self.image_shape = [int(v) for v in image_shape] if image_shape else None
         self.unit_factor = None if unit_factor is None else np.asarray(unit_factor, dtype=np.float64)
         self._files: dict[int, dict[str, bytes]] = {}
@@ -163,18 +205,26 @@ class OutputCache:
         declares ``input.shape`` (publishing probes image models so), else the rows in its units."""
         if member.input_shape is None:
             scale = self.scale(member)
-            return X32 if scale is None else np.ascontiguousarray(X32 * scale.astype(np.float32))
+            X32 = X32 if scale is None else np.ascontiguousarray(X32 * scale.astype(np.float32))
+            # Rows are in the space's column order; the model takes its own (matched by name).
+            return (
+                X32 if member.input_order is None else np.ascontiguousarray(X32[:, list(member.input_order)])
+            )
         theirs = member.input_shape
         if self.image_shape is not None and self.image_shape != theirs:
-            raise ValidationFailed(f"your images are {self.image_shape} (C, H, W); learnware {member.name} "
-                                   f"v{member.number} takes {theirs}: resize your images to {theirs}",
-                                   code="submission:user:image-shape")
+            raise ValidationFailed(
+                f"your images are {self.image_shape} (C, H, W); learnware {member.name} "
+                f"v{member.number} takes {theirs}: resize your images to {theirs}",
+                code="submission:user:image-shape",
+            )
         try:
             return np.ascontiguousarray(rows_as_images(X32, theirs))
         except SpecError as exc:
-            raise ValidationFailed(f"your images are rows of {X32.shape[1]} pixels; learnware {member.name} "
-                                   f"v{member.number} takes images of shape {theirs} ({int(np.prod(theirs))} pixels): {exc}",
-                                   code="submission:user:image-shape") from exc
+            raise ValidationFailed(
+                f"your images are rows of {X32.shape[1]} pixels; learnware {member.name} "
+                f"v{member.number} takes images of shape {theirs} ({int(np.prod(theirs))} pixels): {exc}",
+                code="submission:user:image-shape",
+            ) from exc
 
     def raw(self, member: Member, X: np.ndarray) -> np.ndarray:
         """The model's output on rows X (n, d): (n, C) scores or (n,) / (n, t) values.
@@ -189,24 +239,21 @@ class OutputCache:
             except SandboxUnavailable as exc:
                 raise TransientError(str(exc)) from exc
             except SandboxError as exc:
-                raise ApplicationError(f"learnware {member.name} v{member.number} failed on your rows: {exc}",
-                                       code="submission:app:member-failed", http_status=500) from exc
+                raise ApplicationError(
+                    f"learnware {member.name} v{member.number} failed on your rows: {exc}",
+                    code="submission:app:member-failed",
+                    http_status=500,
+                ) from exc
             out = np.asarray(out, dtype=np.float64)
             if out.shape[0] != X.shape[0] or not np.isfinite(out).all():
-                raise ApplicationError(f"learnware {member.name} v{member.number} gave {out.shape} non-finite or misshapen outputs",
-                                       code="submission:app:member-failed", http_status=500)
+                raise ApplicationError(
+                    f"learnware {member.name} v{member.number} gave {out.shape} non-finite or misshapen "
+                    "outputs",
+                    code="submission:app:member-failed",
+                    http_status=500,
+                )
             self._outputs[key] = out
         return self._outputs[key]
-
-
-def probabilities(raw: np.ndarray) -> np.ndarray:
-    """Rows of class scores as probabilities: kept if they already are, else a softmax."""
-    if raw.ndim == 1:
-        raise ValueError("a classifier must output (n, C) scores")
-    if (raw >= 0).all() and np.allclose(raw.sum(axis=1), 1.0, atol=1e-4):
-        return raw
-    e = np.exp(raw - raw.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def to_task_classes(raw: np.ndarray, member: Member, classes: list[str]) -> np.ndarray:
@@ -218,11 +265,9 @@ def to_task_classes(raw: np.ndarray, member: Member, classes: list[str]) -> np.n
         probs = probabilities(raw)
     own = member.classes or [str(i) for i in range(probs.shape[1])]
     if len(own) != probs.shape[1]:
-        raise ApplicationError(f"learnware {member.name} outputs {probs.shape[1]} scores for {len(own)} classes",
-                               code="submission:app:member-failed", http_status=500)
-    out = np.zeros((probs.shape[0], len(classes)))
-    position = {c: i for i, c in enumerate(classes)}
-    for j, c in enumerate(own):
-        if c in position:
-            out[:, position[c]] = probs[:, j]
-    return out
+        raise ApplicationError(
+            f"learnware {member.name} outputs {probs.shape[1]} scores for {len(own)} classes",
+            code="submission:app:member-failed",
+            http_status=500,
+        )
+    return in_task_classes(probs, own, classes)

@@ -9,7 +9,7 @@ mapped by the space transform; ``y`` (n,) are class indices or targets.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -21,18 +21,22 @@ from specs.assembly import (
     TrainedJobSelector,
     WeightedEnsemble,
 )
+from specs.assembly.route_bandwidth import choose_route_gamma_factor
+from specs.recipe import predict_assembly
 
-LABELLED_METHODS = ("best_single", "weighted_ensemble", "rkme_job_selector", "trained_job_selector", "stitching_head")
+LABELLED_METHODS = (
+    "best_single",
+    "weighted_ensemble",
+    "rkme_job_selector",
+    "trained_job_selector",
+    "stitching_head",
+)
 ZERO_SHOT_METHODS = ("best_single", "weighted_ensemble", "rkme_job_selector")
-# The space's gamma (~ the median heuristic) suits MMD between data sets, but per-row densities
-# under it are so flat that mixture weights, not the row, decide the route. Measured on the
-# digits market (docs/submissions.md): routing accuracy over 20 two-domain users, mean / worst,
-# was 0.92 / 0.64 at 1x gamma, 0.96 / 0.77 at 4x, 0.97 / 0.84 at 16x with uniform weights, and
-# mixture weights as priors made it worse at every bandwidth (0.48 / 0.30 at 1x). The factor is
-# not a digits constant: on Fashion-MNIST under the same five transforms (196-d) 16x was again
-# the best fixed factor, and choosing gamma by the likelihood of the user's own rows under the
-# RKME mixture (a rule with no constant) routed worse on both (benchmarks/route_bandwidth.py).
-ROUTE_GAMMA_FACTOR = 16.0
+# The router's kernel is a per-task multiple of the space's gamma, chosen from the members' own RKME
+# points without labels (specs.assembly.route_bandwidth: 16x unless another factor routes them
+# home better beyond noise). Measured on the digits market (docs/submissions.md): routing accuracy
+# over 20 two-domain users, mean / worst, was 0.92 / 0.64 at 1x gamma, 0.96 / 0.77 at 4x, 0.97 / 0.84
+# at 16x with uniform weights, and mixture weights as priors made it worse at every bandwidth.
 MULTI_MEMBER = {"weighted_ensemble", "rkme_job_selector", "trained_job_selector"}
 
 
@@ -42,65 +46,85 @@ def applicable(methods: Sequence[str], n_members: int, allowed: Sequence[str] | 
     return [m for m in out if not allowed or m in allowed]
 
 
-def fit_method(
-    method: str, *, task: str, n_classes: int | None, outputs: list[np.ndarray], Xs: np.ndarray | None,
-    y: np.ndarray | None, rkmes: list[tuple[np.ndarray, np.ndarray]], gamma: float, prior: np.ndarray,
-    seed: int, mmd2: np.ndarray | None = None, route_weights: np.ndarray | None = None,
-) -> Assembly:
-    """Fit one method; without ``y`` only the zero-shot ones are defined.
+@dataclass(frozen=True)
+class FitInputs:
+    """What a method is fitted on (see the module docstring for the shapes).
 
     ``prior`` (m,) are the identification weights (mixture weights, or one-hot on the best
     single) and ``mmd2`` (m,) each member's MMD^2 to the user's data: zero-shot methods
     use them where labels would otherwise decide (``outputs`` may then be empty).
     ``route_weights`` (m,) restrict the RKME job selector: a member of weight 0 is never
-    routed to (uniform over all members when omitted).
+    routed to (uniform over all members when omitted). Without ``y`` (and ``Xs``) only the
+    zero-shot methods are defined.
     """
-    nc = n_classes if task == "classification" else None
+
+    task: str
+    n_classes: int | None
+    rkmes: list[tuple[np.ndarray, np.ndarray]]  # each member's (Z, beta)
+    gamma: float
+    prior: np.ndarray
+    seed: int
+    mmd2: np.ndarray | None = None
+    route_weights: np.ndarray | None = None
+    outputs: list[np.ndarray] = field(default_factory=list)
+    Xs: np.ndarray | None = None
+    y: np.ndarray | None = None
+
+    def labelled(self, outputs: list[np.ndarray], Xs: np.ndarray, y: np.ndarray) -> FitInputs:
+        """The same members and weights with labelled rows to fit on."""
+        return replace(self, outputs=outputs, Xs=Xs, y=y)
+
+    def rows(self, index: np.ndarray) -> FitInputs:
+        """The labelled rows ``index`` only (a cross-validation fold's training rows)."""
+        assert self.Xs is not None and self.y is not None
+        return replace(self, outputs=[o[index] for o in self.outputs], Xs=self.Xs[index], y=self.y[index])
+
+
+def fit_method(method: str, inputs: FitInputs) -> Assembly:
+    """Fit one method on ``inputs``; without labels only the zero-shot ones are defined."""
+    task, y, Xs, outputs, rkmes = inputs.task, inputs.y, inputs.Xs, inputs.outputs, inputs.rkmes
+    nc = inputs.n_classes if task == "classification" else None
     counted = outputs if outputs else [np.zeros(0)] * len(rkmes)  # without labels, members are only counted
     if method == "best_single":
-        model = BestSingle(task=task, n_classes=nc)
-        scores = -mmd2 if mmd2 is not None else prior
-        return model.fit(outputs, y) if y is not None else model.fit(counted, scores=scores)
+        single = BestSingle(task=task, n_classes=nc)
+        scores = -inputs.mmd2 if inputs.mmd2 is not None else inputs.prior
+        return single.fit(outputs, y) if y is not None else single.fit(counted, scores=scores)
     if method == "weighted_ensemble":
-        model = WeightedEnsemble(task=task, n_classes=nc)
-        return model.fit(outputs, y) if y is not None else model.fit(counted, weights=prior)
+        ensemble = WeightedEnsemble(task=task, n_classes=nc)
+        return ensemble.fit(outputs, y) if y is not None else ensemble.fit(counted, weights=inputs.prior)
     if method == "rkme_job_selector":
-        return _router(task, nc, rkmes, gamma, route_weights)
+        return _router(task, nc, rkmes, inputs.gamma, inputs.route_weights)
     if y is None or Xs is None:
         raise ValueError(f"{method} needs a labelled sample")
     if method == "trained_job_selector":
         # The zero-shot router's log-responsibilities are features: labels correct its routing.
-        return TrainedJobSelector(task=task, n_classes=nc).fit(Xs, outputs, y,
-                                                               router=_router(task, nc, rkmes, gamma, route_weights))
+        return TrainedJobSelector(task=task, n_classes=nc).fit(
+            Xs, outputs, y, router=_router(task, nc, rkmes, inputs.gamma, inputs.route_weights)
+        )
     if method == "stitching_head":
-        return StitchingHead(task=task, hidden=0, random_state=seed).fit([Xs, *outputs], y)
+        return StitchingHead(task=task, hidden=0, random_state=inputs.seed).fit([Xs, *outputs], y)
     raise ValueError(f"unknown method {method!r}")
 
 
-def _router(task: str, n_classes: int | None, rkmes: list[tuple[np.ndarray, np.ndarray]], gamma: float,
-            weights: np.ndarray | None) -> RKMEJobSelector:
-    """Uniform weights (over the routed members) and a narrower kernel: see ROUTE_GAMMA_FACTOR."""
-    return RKMEJobSelector(task=task, n_classes=n_classes).fit([z for z, _ in rkmes], [b for _, b in rkmes],
-                                                               gamma * ROUTE_GAMMA_FACTOR, weights)
+def _router(
+    task: str,
+    n_classes: int | None,
+    rkmes: list[tuple[np.ndarray, np.ndarray]],
+    gamma: float,
+    weights: np.ndarray | None,
+) -> RKMEJobSelector:
+    """Uniform weights (over the routed members) and a narrower kernel chosen per task (see above)."""
+    Zs, betas = [z for z, _ in rkmes], [b for _, b in rkmes]
+    factor = choose_route_gamma_factor(Zs, betas, gamma, weights).factor
+    return RKMEJobSelector(task=task, n_classes=n_classes).fit(Zs, betas, gamma * factor, weights)
 
 
-def predict_method(assembly: Assembly, *, task: str, n_classes: int | None, outputs: list[np.ndarray],
-                   Xs: np.ndarray) -> np.ndarray:
-    """(n, C) class probabilities for classification, (n,) predictions for regression."""
-    a: Any = assembly
-    if assembly.kind in ("best_single", "weighted_ensemble"):
-        return a.predict_proba(outputs) if task == "classification" else a.predict(outputs)
-    if assembly.kind in ("rkme_job_selector", "trained_job_selector"):
-        return a.predict_proba(outputs, Xs) if task == "classification" else a.predict(outputs, Xs)
-    if assembly.kind == "stitching_head":
-        blocks = [Xs, *outputs]
-        if task != "classification":
-            return a.predict(blocks)
-        assert n_classes is not None
-        full = np.zeros((Xs.shape[0], n_classes))
-        full[:, a.classes_.astype(np.int64)] = a.predict_proba(blocks)
-        return full
-    raise ValueError(f"unknown assembly kind {assembly.kind!r}")
+def predict_method(
+    assembly: Assembly, *, task: str, n_classes: int | None, outputs: list[np.ndarray], Xs: np.ndarray
+) -> np.ndarray:
+    """(n, C) class probabilities for classification, (n,) predictions for regression
+    (``specs.recipe.predict_assembly``: what a package's predictor runs)."""
+    return predict_assembly(assembly, task=task, n_classes=n_classes, outputs=outputs, Xs=Xs)
 
 
 def score(task: str, y: np.ndarray, prediction: np.ndarray) -> dict[str, float]:

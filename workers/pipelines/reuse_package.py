@@ -16,12 +16,8 @@ space get the images' encoding.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
-import zipfile
 from pathlib import PurePosixPath
-from typing import Any
 
 import numpy as np
 import torch
@@ -30,93 +26,110 @@ import yaml
 from marketplace.submissions.services import submission_package_save
 from specs.assembly import Assembly, BestSingle
 from specs.assembly.prune import prune
-from specs.images import image_rows, rows_as_images
-from specs.packaging.onnx_run import OnnxModel, load_onnx
+from specs.packaging.onnx_run import load_onnx
 from specs.packaging.torchscript import load_torchscript
+from specs.recipe import RECIPE_FORMAT, RECIPE_VERSION, MemberModel, RecipePredictor, package_files
 from workers.base import Report
-from workers.pipelines import reuse_methods as methods
-from workers.pipelines.reuse_context import ImageSpaceTransform, ReuseContext, SpaceTransform
-from workers.pipelines.reuse_members import probabilities
-from workers.pipelines.reuse_rank import context_members
+from workers.pipelines.reuse_context import ReuseContext
+from workers.pipelines.reuse_members import Member
+from workers.pipelines.reuse_results import AssembleResult, Json, PackageResult
+from workers.pipelines.reuse_scratch import scratch_fit, scratch_models, scratch_torchscript
+from workers.pipelines.reuse_shared import (
+    context_members,
+    deterministic_zip,
+    labelled_codes,
+    license_expression,
+    sha256_hex,
+)
 
-RECIPE_FORMAT = "lwm-assembly-recipe"
-RECIPE_VERSION = 1
-_EPOCH = (1980, 1, 1, 0, 0, 0)
 SCRATCH_LICENSE = "LicenseRef-Proprietary"  # a model trained on the user's own rows is theirs
 
 
-def _zip(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name in sorted(files):
-            info = zipfile.ZipInfo(name, date_time=_EPOCH)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, files[name])
-    return buffer.getvalue()
+def _assembled(ctx: ReuseContext) -> AssembleResult:
+    result = ctx.assemble_result
+    assert isinstance(result, AssembleResult)  # adapters have their own package stage
+    return result
 
 
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _license(licenses: list[str]) -> str:
-    unique = sorted(set(licenses))
-    return unique[0] if len(unique) == 1 else " AND ".join(unique)
-
-
-def _delivered(ctx: ReuseContext) -> tuple[str, dict[str, Any] | None]:
+def _delivered(ctx: ReuseContext) -> tuple[str, Json | None]:
     """(method, assemble row) of what the evaluate stage measured to be best; row None for from scratch."""
-    assemble, evaluation = ctx.results["assemble"], ctx.results["evaluate"]
+    assemble, evaluation = _assembled(ctx), ctx.results["evaluate"]
     winner = evaluation.get("winner") or {}
     if winner.get("kind") == "from_scratch":
         return winner["method"], None
-    method = evaluation.get("chosen") if evaluation.get("labelled") and evaluation.get("labels_used") else assemble["chosen"]
-    return method, next(r for r in assemble["methods"] if r["method"] == method)
+    method = (
+        str(evaluation["chosen"])
+        if evaluation.get("labelled") and evaluation.get("labels_used")
+        else assemble.chosen
+    )
+    return method, next(r for r in assemble.methods if r["method"] == method)
 
 
-def _scratch_member(ctx: ReuseContext, name: str) -> tuple[bytes, dict[str, Any], list[str] | None]:
+def _scratch_member(ctx: ReuseContext, name: str) -> tuple[bytes, Json, list[str] | None]:
     """The winning from-scratch model, refitted on every labelled row, as TorchScript bytes."""
-    from workers.pipelines.reuse_assemble import labelled_codes
-    from workers.pipelines.reuse_evaluate import scratch_fit, scratch_models
-    from workers.pipelines.reuse_scratch import scratch_torchscript
-
     assert ctx.labelled_table is not None
-    task, classes = ctx.submission.task, ctx.results["assemble"]["classes"] or []
-    model = scratch_fit(scratch_models(task, ctx.seed)[name], ctx.labelled_table.X, labelled_codes(ctx, classes), task)
+    task, classes = ctx.submission.task, _assembled(ctx).classes or []
+    model = scratch_fit(
+        scratch_models(task, ctx.seed)[name], ctx.labelled_table.X, labelled_codes(ctx, classes), task
+    )
     assert not isinstance(model, int)  # evaluate only lets a fitted model win
     own = [classes[int(c)] for c in model.classes_] if task == "classification" else None
-    card = {"learnware_id": None, "version_id": None, "version": None, "name": f"from-scratch-{name}",
-            "license": SCRATCH_LICENSE, "sha256": None}
+    card = {
+        "learnware_id": None,
+        "version_id": None,
+        "version": None,
+        "name": f"from-scratch-{name}",
+        "license": SCRATCH_LICENSE,
+        "sha256": None,
+    }
     return scratch_torchscript(model, task), card, own
 
 
-def run(ctx: ReuseContext, report: Report) -> dict[str, Any]:
+def run(ctx: ReuseContext, report: Report) -> PackageResult:
     """Build the package of the delivered method and store it with the submission."""
-    assemble = ctx.results["assemble"]
+    assemble = _assembled(ctx)
     method, row = _delivered(ctx)
-    files: dict[str, bytes] = {"rkme.json": ctx.work_load(ctx.results["spec"]["rkme_file"]["file"])}
-    entries = []
-    task, classes = ctx.submission.task, assemble["classes"]
+    files: dict[str, bytes] = {"rkme.json": ctx.work_load(ctx.spec_result.rkme_file["file"])}
+    entries: list[Json] = []
+    members: list[Member]
+    task, classes = ctx.submission.task, assemble.classes
     nc = len(classes) if task == "classification" and classes else None
     if row is None:  # a model trained from scratch on the user's rows: an assembly of one member
         artifact, card, own = _scratch_member(ctx, method)
         path = "members/0/model.pt"
         files[path] = artifact
-        entries.append({**card, "package_sha256": None, "classes": own, "input_shape": None, "origin": "from_scratch",
-                        "artifact": {"path": path, "format": "torchscript", "sha256": _sha(artifact)}})
-        assembly_model = BestSingle(task=task, n_classes=nc).fit([np.zeros(0)], scores=np.ones(1))
+        entries.append(
+            {
+                **card,
+                "package_sha256": None,
+                "classes": own,
+                "input_shape": None,
+                "origin": "from_scratch",
+                "artifact": {"path": path, "format": "torchscript", "sha256": sha256_hex(artifact)},
+            }
+        )
+        assembly_model: Assembly = BestSingle(task=task, n_classes=nc).fit([np.zeros(0)], scores=np.ones(1))
         kind, members, licenses = "best_single", [], [SCRATCH_LICENSE]
     else:
-        all_members, cache = context_members(ctx, [m["version_id"] for m in assemble["members"]])
-        kept, assembly_model = prune(Assembly.from_bytes(ctx.work_load(row["artifact"]["file"])), len(all_members))
+        all_members, cache = context_members(ctx, [m["version_id"] for m in assemble.members])
+        kept, assembly_model = prune(
+            Assembly.from_bytes(ctx.work_load(row["artifact"]["file"])), len(all_members)
+        )
         members = [all_members[i] for i in kept]  # members of weight 0 are not shipped
         for i, m in enumerate(members):
             artifact = cache.artifact(m)
             path = f"members/{i}/{PurePosixPath(m.artifact_name).name}"
             files[path] = artifact
-            entries.append({**m.card(), "package_sha256": m.sha256, "classes": m.classes, "input_shape": m.input_shape,
-                            "artifact": {"path": path, "format": m.artifact_format, "sha256": _sha(artifact)},
-                            **member_map_entry(ctx, m)})
+            entries.append(
+                {
+                    **m.card(),
+                    "package_sha256": m.sha256,
+                    "classes": m.classes,
+                    "input_shape": m.input_shape,
+                    "artifact": {"path": path, "format": m.artifact_format, "sha256": sha256_hex(artifact)},
+                    **member_map_entry(ctx, m),
+                }
+            )
         kind, licenses = assembly_model.kind, [m.license for m in members]
     assembly = assembly_model.to_bytes()
     files["assembly.lwa"] = assembly
@@ -126,42 +139,88 @@ def run(ctx: ReuseContext, report: Report) -> dict[str, Any]:
         # No images came with the submission (an RKME without a labelled sample): the members' shape.
         transform["image"]["shape"] = _members_shape([cache.files(m) for m in members])
     recipe = {
-        "format": RECIPE_FORMAT, "version": RECIPE_VERSION, "method": method, "task": task,
-        "classes": classes, "feature_space": ctx.space.key, "transform": transform,
-        "assembly": {"path": "assembly.lwa", "sha256": _sha(assembly), "kind": kind},
-        "members": entries, "licenses": sorted(set(licenses)),
-        "evaluation": {"verdict": evaluation.get("verdict"), "statement": evaluation.get("statement"),
-                       "winner": evaluation.get("winner"), "verdicts": evaluation.get("verdicts")},
+        "format": RECIPE_FORMAT,
+        "version": RECIPE_VERSION,
+        "method": method,
+        "task": task,
+        "classes": classes,
+        "feature_space": ctx.space.key,
+        "transform": transform,
+        "assembly": {"path": "assembly.lwa", "sha256": sha256_hex(assembly), "kind": kind},
+        "members": entries,
+        "licenses": sorted(set(licenses)),
+        "evaluation": {
+            "verdict": evaluation.get("verdict"),
+            "statement": evaluation.get("statement"),
+            "winner": evaluation.get("winner"),
+            "verdicts": evaluation.get("verdicts"),
+        },
     }
-    files["recipe.json"] = json.dumps(recipe, indent=2, sort_keys=True).encode()
     columns = (ctx.space.schema or {}).get("columns")
+    given = recipe_input(ctx)
+    if given is not None:  # the package takes the user's rows as given: their columns, their order
+        recipe["input"], columns = given, given["columns"]
+    files["recipe.json"] = json.dumps(recipe, indent=2, sort_keys=True).encode()
     described = ", ".join(f"{e['name']}" + (f" v{e['version']}" if e.get("version") else "") for e in entries)
     manifest = {
         # Named after the inputs, not the submission: the same inputs give the same bytes.
-        "name": f"assembly-{evaluation['key'][:12]}", "kind": "model", "modality": ctx.submission.modality,
-        "task": task, "description": f"{method} over {len(entries)} member(s): {described}",
-        "input": {"shape": transform["image"]["shape"]} if "image" in transform else {"columns": columns} if columns
+        "name": f"assembly-{ctx.stored_key('evaluate')[:12]}",
+        "kind": "model",
+        "modality": ctx.submission.modality,
+        "task": task,
+        "description": f"{method} over {len(entries)} member(s): {described}",
+        "input": {"shape": transform["image"]["shape"]}
+        if "image" in transform
+        else {"columns": columns}
+        if columns
         else {"dim": ctx.space.dim},
         "output": {"classes": classes} if classes else {"dim": 1},
-        "license": _license(licenses), "tags": ["assembly", method],
-        "artifact": {"format": "assembly", "path": "recipe.json"}, "feature_space": ctx.space.key,
+        "license": license_expression(licenses),
+        "tags": ["assembly", method],
+        "artifact": {"format": "assembly", "path": "recipe.json"},
+        "feature_space": ctx.space.key,
         "specification": "rkme.json",
     }
     files["learnware.yaml"] = yaml.safe_dump(manifest, sort_keys=True).encode()
-    content = _zip(files)
+    content = deterministic_zip(files)
     report("package", 1, 1, f"package of {len(content)} bytes")
     submission_package_save(submission_id=ctx.submission.id, content=content, filename="package.zip")
-    return {"sha256": _sha(content), "size": len(content), "files": sorted(files), "license": manifest["license"],
-            "method": method, "winner": evaluation.get("winner"),
-            "members": [{"version_id": e["version_id"], "sha256": e["package_sha256"]} for e in entries]}
+    return PackageResult(
+        sha256=sha256_hex(content),
+        size=len(content),
+        files=sorted(files),
+        license=license_expression(licenses),
+        method=method,
+        winner=evaluation.get("winner"),
+        members=[{"version_id": e["version_id"], "sha256": e["package_sha256"]} for e in entries],
+    )
 
 
-def member_map_entry(ctx: ReuseContext, member: Any) -> dict[str, Any]:
+def member_map_entry(ctx: ReuseContext, member: Member) -> Json:
     """``input_map`` of a recipe member: the factors (d,) that take the user's raw rows into the
-    member's units (``x_member = x * scale``); absent when the units are unknown (identity)."""
+    member's units (``x_member = x * scale``) and, when its model's columns are in another order
+    than the space's, ``order`` (its columns as indices into the space's rows, applied after the
+    scale); absent when both are the identity."""
     _, cache = context_members(ctx, [member.version_id])
     scale = cache.scale(member)
-    return {} if scale is None else {"input_map": {"scale": scale.tolist()}}
+    mapping: Json = {} if scale is None else {"scale": scale.tolist()}
+    if member.input_order is not None:
+        mapping["order"] = list(member.input_order)
+    return {"input_map": mapping} if mapping else {}
+
+
+def recipe_input(ctx: ReuseContext) -> Json | None:
+    """The recipe's ``input``: the user's data columns as given (``columns``) and, for each space
+    column, the given column that feeds it (``index``); None when the data named no columns.
+    Rows reach the space by name, so permuted, extra and renamed columns predict as given."""
+    report = ctx.spec_result.columns
+    if not report or ctx.is_image:
+        return None
+    out: Json = {"columns": list(report["given"]), "index": [int(i) for i in report["index"]]}
+    plan = ctx.imputation
+    if plan:  # columns the user lacks, filled as in the pipeline (specs.impute.impute_raw)
+        out["impute"] = {k: v for k, v in plan.items() if k not in ("source", "explanation")}
+    return out
 
 
 def _members_shape(files: list[dict[str, bytes]]) -> list[int]:
@@ -169,98 +228,38 @@ def _members_shape(files: list[dict[str, bytes]]) -> list[int]:
     shapes = {tuple(yaml.safe_load(f["learnware.yaml"]).get("input", {}).get("shape") or ()) for f in files}
     shapes.discard(())
     if len(shapes) != 1:
-        raise ValueError(f"the members declare {len(shapes)} input shapes {sorted(shapes)}: an image assembly needs one")
+        raise ValueError(
+            f"the members declare {len(shapes)} input shapes {sorted(shapes)}: an image assembly needs one"
+        )
     return list(next(iter(shapes)))
 
 
-def member_inputs(X: np.ndarray, entry: dict[str, Any]) -> np.ndarray:
-    """Rows X (n, d) as the recipe member takes them: (n, C, H, W) float32 when it declares an
-    ``input_shape`` (an image learnware, probed so at publishing), else float32 rows in the
-    member's units (its ``input_map.scale``, when the recipe has one)."""
-    X32 = np.ascontiguousarray(X, dtype=np.float32)
-    mapping = entry.get("input_map")
-    if mapping:
-        X32 = np.ascontiguousarray(X32 * np.asarray(mapping["scale"], dtype=np.float32))
-    shape = entry.get("input_shape")
-    return np.ascontiguousarray(rows_as_images(X32, shape)) if shape else X32
-
-
-def _member_model(raw: bytes, fmt: str) -> Any:
+def _member_model(raw: bytes, fmt: str) -> MemberModel:
     """A member's model, checked like any upload: TorchScript through ``load_torchscript`` (no
     load-time code, allow-listed operators), ONNX through ONNX Runtime (one thread)."""
     if fmt == "onnx":
-        return load_onnx(raw)
-    return load_torchscript(raw, "model.pt")
+        onnx_model = load_onnx(raw)
+        return lambda X32: np.asarray(onnx_model(X32), dtype=np.float64)
+    module = load_torchscript(raw, "model.pt")
+
+    def run(X32: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return module(torch.from_numpy(X32)).double().numpy()
+
+    return run
 
 
-def _member_run(model: Any, X32: np.ndarray) -> np.ndarray:
-    if isinstance(model, OnnxModel):
-        return np.asarray(model(X32), dtype=np.float64)
-    return model(torch.from_numpy(X32)).double().numpy()
-
-
-class PackagePredictor:
-    """Predict with a package built by :func:`run` (TorchScript and ONNX members run in this process:
-    this is the user's side, on their machine, with the artifacts the market checked)."""
+class PackagePredictor(RecipePredictor):
+    """Predict with a package built by :func:`run` (``specs.recipe``, the client's implementation too);
+    TorchScript and ONNX members run in this process: this is the user's side, on their machine,
+    with the artifacts the market checked."""
 
     def __init__(self, files: dict[str, bytes]) -> None:
-        self.manifest = yaml.safe_load(files["learnware.yaml"])
-        self.recipe = json.loads(files["recipe.json"])
-        if self.recipe.get("format") != RECIPE_FORMAT or self.recipe.get("version") != RECIPE_VERSION:
-            raise ValueError(f"recipe.json is not a {RECIPE_FORMAT} v{RECIPE_VERSION} recipe")
-        assembly = files[self.recipe["assembly"]["path"]]
-        if _sha(assembly) != self.recipe["assembly"]["sha256"]:
-            raise ValueError("assembly.lwa does not match the sha256 in recipe.json")
-        self.assembly = Assembly.from_bytes(assembly)
-        t = self.recipe["transform"]
-        self.image = t.get("image")
-        self.transform: SpaceTransform | ImageSpaceTransform
-        if self.image:  # rows of pixels -> the space, by the space's seeded conv encoder
-            self.transform = ImageSpaceTransform(self.image["shape"], int(self.image["seed"]), len(t["mean"]))
-        else:
-            self.transform = SpaceTransform(np.asarray(t["rms"]), {})
-            self.transform.mean, self.transform.scale, self.transform.unit_free = np.asarray(t["mean"]), np.asarray(t["scale"]), t["unit_free"]
-        self.members = []
-        for entry in self.recipe["members"]:
-            raw = files[entry["artifact"]["path"]]
-            if _sha(raw) != entry["artifact"]["sha256"]:
-                raise ValueError(f"{entry['artifact']['path']} does not match its sha256")
-            self.members.append((_member_model(raw, entry["artifact"].get("format", "torchscript")), entry))
+        super().__init__(files, _member_model)
 
     @classmethod
     def from_bytes(cls, content: bytes) -> PackagePredictor:
-        with zipfile.ZipFile(io.BytesIO(content)) as zf:
-            return cls({info.filename: zf.read(info) for info in zf.infolist()})
+        return cls(package_files(content))
 
     def _outputs(self, X: np.ndarray) -> list[np.ndarray]:
-        classes = self.recipe["classes"]
-        out = []
-        with torch.no_grad():
-            for model, entry in self.members:
-                raw = _member_run(model, member_inputs(X, entry))
-                if self.recipe["task"] != "classification":
-                    out.append(raw.reshape(raw.shape[0], -1)[:, 0])
-                    continue
-                probs, full = probabilities(raw), np.zeros((X.shape[0], len(classes)))
-                own = entry["classes"] or [str(i) for i in range(probs.shape[1])]
-                for j, c in enumerate(own):
-                    if c in classes:
-                        full[:, classes.index(c)] = probs[:, j]
-                out.append(full)
-        return out
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """(n, C) probabilities over ``recipe['classes']`` (classification) or (n,) predictions.
-
-        X: table rows (n, d) in raw units, or, for an image assembly, images (see :func:`image_rows`)."""
-        X = image_rows(X, self.image["shape"]) if self.image else np.asarray(X, dtype=np.float64)
-        task = self.recipe["task"]
-        nc = len(self.recipe["classes"]) if task == "classification" else None
-        return methods.predict_method(self.assembly, task=task, n_classes=nc, outputs=self._outputs(X), Xs=self.transform(X))
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """Class names (n,) or regression predictions (n,)."""
-        out = self.predict_proba(X)
-        if self.recipe["task"] != "classification":
-            return out
-        return np.asarray(self.recipe["classes"])[out.argmax(axis=1)]
+        return self.member_outputs(X)

@@ -1,20 +1,90 @@
-"""A model trained from scratch on the user's labelled rows, as a TorchScript learnware member.
+"""Models trained from scratch on the user's labelled rows: the evaluate stage's baselines, and
+the winning one as a TorchScript learnware member.
 
 When the evaluate stage measures that a from-scratch model beats every reuse of the market,
 that model is what the user gets, packaged like an assembly of one member so ``download``
 and ``predict`` work the same way. Only the two from-scratch families of the evaluate stage
-are converted: a standardiser followed by a linear model (logistic regression, ridge) or a
-ReLU MLP (sklearn's ``MLPClassifier`` / ``MLPRegressor``); the module reproduces sklearn's
+are converted: a standardiser followed by a linear model (``SoftmaxRegressionClassifier``, i.e.
+``specs.logistic``, or ridge) or a ReLU MLP (sklearn's ``MLPClassifier`` / ``MLPRegressor``); the module
+reproduces sklearn's
 ``predict_proba`` / ``predict`` up to float32 rounding.
 """
 
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 import torch
-from sklearn.pipeline import Pipeline
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import Ridge
+from sklearn.neural_network import MLPClassifier, MLPRegressor
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from specs.logistic import fit_softmax_regression
+
+
+class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
+    """``specs.logistic.fit_softmax_regression`` behind sklearn's estimator API, so the
+    from-scratch baseline trains with the product's one logistic regression (same objective
+    as ``LogisticRegression(C=C)``) and still fits in a ``Pipeline``."""
+
+    def __init__(self, C: float = 1.0, max_iter: int = 2000) -> None:
+        self.C, self.max_iter = C, max_iter
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> SoftmaxRegressionClassifier:
+        self.model_ = fit_softmax_regression(X, y, C=self.C, max_iter=self.max_iter)
+        self.classes_, self.coef_, self.intercept_ = (
+            self.model_.classes,
+            self.model_.coef,
+            self.model_.intercept,
+        )
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return self.model_.predict_proba(X)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.model_.predict(X)
+
+
+def scratch_models(task: str, seed: int) -> dict[str, Pipeline]:
+    if task == "classification":
+        return {
+            "logistic_regression": make_pipeline(StandardScaler(), SoftmaxRegressionClassifier()),
+            "mlp": make_pipeline(
+                StandardScaler(), MLPClassifier(hidden_layer_sizes=(32,), max_iter=1000, random_state=seed)
+            ),
+        }
+    return {
+        "ridge": make_pipeline(StandardScaler(), Ridge(alpha=1.0)),
+        "mlp": make_pipeline(
+            StandardScaler(), MLPRegressor(hidden_layer_sizes=(32,), max_iter=1000, random_state=seed)
+        ),
+    }
+
+
+def scratch_fit(model: Pipeline, X: np.ndarray, y: np.ndarray, task: str) -> Pipeline | int:
+    """The fitted model, or the one class of ``y`` when it holds a single class (what any
+    model trained on those rows would predict: a constant)."""
+    if task == "classification" and np.unique(y).shape[0] < 2:
+        return int(y[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(X, y)
+
+
+def scratch_predict(model: Pipeline | int, X: np.ndarray, task: str, n_classes: int) -> np.ndarray:
+    if isinstance(model, int):
+        return np.eye(n_classes)[np.full(X.shape[0], model)]
+    if task != "classification":
+        return model.predict(X)
+    proba = np.zeros((X.shape[0], n_classes))
+    proba[:, model.classes_.astype(np.int64)] = model.predict_proba(X)
+    return proba
 
 
 class ScratchNet(torch.nn.Module):
@@ -23,7 +93,9 @@ class ScratchNet(torch.nn.Module):
     ``binary``: the last layer gives one logit z (sklearn's binary classifiers); the output is
     then the two logits [0, z], whose softmax is [1 - sigmoid(z), sigmoid(z)]."""
 
-    def __init__(self, mean: np.ndarray, scale: np.ndarray, layers: list[tuple[np.ndarray, np.ndarray]], binary: bool) -> None:
+    def __init__(
+        self, mean: np.ndarray, scale: np.ndarray, layers: list[tuple[np.ndarray, np.ndarray]], binary: bool
+    ) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
         self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32))
@@ -40,7 +112,8 @@ class ScratchNet(torch.nn.Module):
         self.binary = binary
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.body((x.reshape(x.shape[0], -1) - self.mean) / self.scale)
+        # Buffers read as Tensor | Module to mypy; class-level annotations would break TorchScript.
+        z = self.body((x.reshape(x.shape[0], -1) - self.mean) / self.scale)  # type: ignore[operator]
         if self.binary:
             return torch.cat([torch.zeros_like(z), z], dim=1)
         return z

@@ -1,18 +1,17 @@
 """Run uploaded models in isolated, limited processes (see ``runner.run_model``, ``isolation``)."""
 
-from workers.sandbox.runner import (
+from workers.sandbox.errors import (
     SandboxCpuExceeded,
     SandboxCrashed,
     SandboxError,
     SandboxIsolationUnavailable,
-    SandboxLimits,
     SandboxMemoryExceeded,
     SandboxOutputInvalid,
     SandboxRefused,
     SandboxTimeout,
     SandboxUnavailable,
-    run_model,
 )
+from workers.sandbox.runner import SandboxLimits, run_model
 
 __all__ = [
     "SandboxCpuExceeded",

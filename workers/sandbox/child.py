@@ -66,8 +66,10 @@ def _load_base(path: str) -> Any:
     if path not in _BASES:
         from transformers import AutoModel, AutoTokenizer
 
-        _BASES[path] = (AutoTokenizer.from_pretrained(path, local_files_only=True),
-                        AutoModel.from_pretrained(path, local_files_only=True).eval())
+        _BASES[path] = (
+            AutoTokenizer.from_pretrained(path, local_files_only=True),
+            AutoModel.from_pretrained(path, local_files_only=True).eval(),
+        )
     return _BASES[path]
 
 
@@ -76,7 +78,9 @@ def _run_adapter(folder: Path, base_model_path: str, inputs: np.ndarray) -> np.n
 
     tokenizer, base = _load_base(base_model_path)
     model = PeftModel.from_pretrained(base, str(folder), is_trainable=False).eval()
-    batch = tokenizer([str(t) for t in inputs.tolist()], padding=True, truncation=True, max_length=128, return_tensors="pt")
+    batch = tokenizer(
+        [str(t) for t in inputs.tolist()], padding=True, truncation=True, max_length=128, return_tensors="pt"
+    )
     hidden = model(**batch).last_hidden_state
     mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
     pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
@@ -105,6 +109,10 @@ def execute(req: dict[str, Any], folder: Path) -> np.ndarray:
     with torch.no_grad():
         if req["kind"] == "peft_lora":
             return _run_adapter(folder / "artifact", req["base_model_path"], inputs)
+        if req["kind"] == "hf_encoder":  # an uploaded base model: folder checks, load, pooled probe
+            from workers.sandbox.base_model_call import run_base_model
+
+            return run_base_model(folder / "artifact", inputs, str(req.get("pooling")))
         model = load_artifact(req["kind"], folder / "artifact")
         if req["kind"] == "onnx":
             return np.asarray(model(inputs))
@@ -119,6 +127,10 @@ def warm(kind: str | None, base_model_path: str | None) -> None:
         import onnxruntime  # noqa: F401
 
         from specs.packaging import onnx_run  # noqa: F401
+    elif kind == "hf_encoder":
+        from workers.sandbox.base_model_call import warm as warm_base_model
+
+        warm_base_model()
     elif kind == "peft_lora" and base_model_path:
         import peft  # noqa: F401 - imported once here rather than in every call
 
@@ -126,12 +138,15 @@ def warm(kind: str | None, base_model_path: str | None) -> None:
     else:
         buffer = io.BytesIO()
         torch.jit.save(torch.jit.trace(torch.nn.Linear(1, 1), torch.zeros(1, 1)), buffer)
-        load_torchscript(buffer.getvalue())  # warms torch.jit and reads the operator allow-list before any fork
+        load_torchscript(
+            buffer.getvalue()
+        )  # warms torch.jit and reads the operator allow-list before any fork
 
 
 def run_call(req: dict[str, Any], folder: Path, answer: int) -> int:
     """Run one call's model on ``folder`` and write the ``.npy`` bytes of its output (or a JSON
-    error) to the file descriptor ``answer``; returns the exit status (0, EXIT_ERROR, EXIT_MEMORY, EXIT_REFUSED)."""
+    error) to the file descriptor ``answer``; returns the exit status (0, EXIT_ERROR, EXIT_MEMORY,
+    EXIT_REFUSED)."""
     try:
         torch.set_num_threads(1)
         out = execute(req, folder)
@@ -157,4 +172,4 @@ def run_call(req: dict[str, Any], folder: Path, answer: int) -> int:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]

@@ -21,7 +21,7 @@ Why a fork server: measured on this machine, a fresh ``bwrap`` + Python per call
 every call; a fork costs milliseconds. Keeping calls apart inside one server needs the
 per-call namespaces of layer 2, which use the same kernel mechanism bwrap uses.
 
-Imports: the standard library only (no Django, no torch).
+Imports: the standard library and ``specs.packaging.bubblewrap`` (no Django, no torch).
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from specs.packaging import bubblewrap
 
 ROOT = Path(__file__).resolve().parents[2]
 CODE_DIRS = ("workers", "specs")  # the server imports workers.sandbox (and checks that may live in specs/)
@@ -76,16 +78,52 @@ ENV = {
 # kernel bugs). ``clone3`` answers ENOSYS so that glibc falls back to ``clone``, whose
 # namespace flags are refused by argument (``CLONE_NAMESPACE_FLAGS``).
 DENIED_SYSCALLS = (
-    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
-    "bpf", "perf_event_open", "userfaultfd", "fanotify_init", "lookup_dcookie",
-    "mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "move_mount", "open_tree",
-    "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr",
-    "keyctl", "add_key", "request_key",
-    "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load",
-    "reboot", "swapon", "swapoff", "acct", "quotactl", "syslog",
-    "open_by_handle_at", "name_to_handle_at",
-    "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
-    "io_uring_setup", "io_uring_enter", "io_uring_register",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "kcmp",
+    "pidfd_getfd",
+    "bpf",
+    "perf_event_open",
+    "userfaultfd",
+    "fanotify_init",
+    "lookup_dcookie",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "unshare",
+    "setns",
+    "move_mount",
+    "open_tree",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "mount_setattr",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "kexec_load",
+    "kexec_file_load",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "acct",
+    "quotactl",
+    "syslog",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "adjtimex",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
 )
 ENOSYS_SYSCALLS = ("clone3",)
 # clone() with any of these flags is refused: no new namespaces from inside a call.
@@ -93,7 +131,12 @@ CLONE_NAMESPACE_FLAGS = (0x00020000, 0x04000000, 0x08000000, 0x10000000, 0x20000
 
 
 class _ArgCmp(ctypes.Structure):
-    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64), ("datum_b", ctypes.c_uint64)]
+    _fields_ = [
+        ("arg", ctypes.c_uint),
+        ("op", ctypes.c_int),
+        ("datum_a", ctypes.c_uint64),
+        ("datum_b", ctypes.c_uint64),
+    ]
 
 
 class IsolationUnavailable(RuntimeError):
@@ -113,8 +156,14 @@ class Isolation:
     guarantees: tuple[str, ...] = field(default_factory=tuple)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "mode": self.mode, "reason": self.reason, "uid_drop": self.drop_to_nobody,
-                "seccomp": self.seccomp, "guarantees": list(self.guarantees)}
+        return {
+            "ok": self.ok,
+            "mode": self.mode,
+            "reason": self.reason,
+            "uid_drop": self.drop_to_nobody,
+            "seccomp": self.seccomp,
+            "guarantees": list(self.guarantees),
+        }
 
 
 def allow_unisolated() -> bool:
@@ -123,7 +172,7 @@ def allow_unisolated() -> bool:
         from django.conf import settings
 
         if settings.configured:
-            return bool(getattr(settings, "LWM_SANDBOX_ALLOW_UNISOLATED", False))
+            return bool(settings.LWM_SANDBOX_ALLOW_UNISOLATED)
     except ImportError:  # pragma: no cover - the runner is usable without Django
         pass
     return os.environ.get(ALLOW_UNISOLATED_ENV, "").strip().lower() in ("1", "true", "yes", "on")
@@ -139,7 +188,13 @@ def seccomp_program() -> bytes | None:
     lib = ctypes.CDLL(name, use_errno=True)
     lib.seccomp_init.restype = ctypes.c_void_p
     lib.seccomp_init.argtypes = [ctypes.c_uint32]
-    lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p]
+    lib.seccomp_rule_add_array.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_uint32,
+        ctypes.c_int,
+        ctypes.c_uint,
+        ctypes.c_void_p,
+    ]
     lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
     lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
     lib.seccomp_release.argtypes = [ctypes.c_void_p]
@@ -179,7 +234,7 @@ def seccomp_program() -> bytes | None:
 
 
 # --- the command line ---------------------------------------------------------------------------
-def _python_dirs() -> tuple[Path, Path, Path]:
+def python_dirs() -> tuple[Path, Path, Path]:
     """(interpreter prefix, virtualenv, the python executable inside the virtualenv)."""
     venv = Path(sys.prefix).resolve()
     return Path(sys.base_prefix).resolve(), venv, venv / "bin" / "python"
@@ -198,7 +253,7 @@ def drop_to_nobody() -> bool:
     """As root, start bwrap as 65534 when that account can read everything the sandbox binds."""
     if os.geteuid() != 0:
         return False
-    base, venv, _ = _python_dirs()
+    base, venv, _ = python_dirs()
     return all(_reachable_by_nobody(p) for p in (base, venv, *(ROOT / d for d in CODE_DIRS)))
 
 
@@ -208,47 +263,38 @@ def bwrap_argv(bwrap: str, calls: Path, command: list[str], *, binds: tuple[str,
     ``binds`` are extra host paths shown read-only at the same path (e.g. a base model
     folder outside the virtualenv). No seccomp filter here: the server's forks need
     ``unshare`` and ``mount`` to build each call's view, then load the filter themselves.
+    The view shared with the client's isolated prediction is ``specs.packaging.bubblewrap``'s.
     """
-    base, venv, _ = _python_dirs()
-    argv = [
-        bwrap, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session",
-        "--uid", str(NOBODY), "--gid", str(NOBODY), "--hostname", "sandbox", "--clearenv",
-    ]
-    for key, value in ENV.items():
-        argv += ["--setenv", key, value]
-    argv += ["--ro-bind", "/usr", "/usr"]
-    for link in ("bin", "lib", "lib64", "sbin"):
-        target = Path("/") / link
-        if target.is_symlink():
-            argv += ["--symlink", os.readlink(target), str(target)]
-        elif target.is_dir():
-            argv += ["--ro-bind", str(target), str(target)]
-    argv += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
-    for path in dict.fromkeys([str(base), str(venv), *binds]):  # dict: keeps order, drops repeats
-        argv += ["--ro-bind", path, path]
-    for name in CODE_DIRS:
-        argv += ["--ro-bind", str(ROOT / name), f"{SANDBOX_CODE}/{name}"]
-    argv += ["--bind", str(calls), SANDBOX_CALLS, "--dir", SANDBOX_IN, "--proc", "/proc", "--dev", "/dev",
-             "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp", "--chdir", "/tmp",
-             # bwrap's root is a tmpfs with no size limit, holding the mount points above (e.g. the
-             # folders leading to the virtualenv): read-only, so the only writable places are the
-             # size-limited /tmp and the call folders.
-             "--remount-ro", "/"]
-    return [*argv, "--", *command]
+    base, venv, _ = python_dirs()
+    return bubblewrap.bwrap_argv(
+        bwrap,
+        command,
+        env=ENV,
+        options=["--uid", str(NOBODY), "--gid", str(NOBODY), "--hostname", "sandbox"],
+        ro_binds=[
+            *((path, path) for path in (str(base), str(venv), *binds)),
+            *((str(ROOT / name), f"{SANDBOX_CODE}/{name}") for name in CODE_DIRS),
+        ],
+        mounts=["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache", "--bind", str(calls), SANDBOX_CALLS]
+        + ["--dir", SANDBOX_IN],
+        tmp_bytes=TMPFS_BYTES,
+    )
 
 
 def python_command(*args: str) -> list[str]:
     """The sandbox's Python: the virtualenv's interpreter, no user site, no bytecode writes."""
-    return [str(_python_dirs()[2]), "-s", "-B", *args]
+    return [str(python_dirs()[2]), "-s", "-B", *args]
 
 
 def preexec(drop: bool):
     """``preexec_fn`` for bwrap: as root with ``drop``, become 65534 (no groups) first."""
+
     def apply() -> None:
         if drop:
             os.setgroups([])
             os.setgid(NOBODY)
             os.setuid(NOBODY)
+
     return apply
 
 
@@ -265,8 +311,9 @@ def listing(path):
         return os.listdir(path)
     except OSError:
         return []
-print(json.dumps({"interfaces": [n for _, n in socket.if_nameindex()], "pid": os.getpid(), "env": sorted(os.environ),
-                  "proc": listing("/proc"), "calls": listing("/calls"), "in": listing("/sandbox/in")}))
+print(json.dumps({"interfaces": [n for _, n in socket.if_nameindex()], "pid": os.getpid(),
+                  "env": sorted(os.environ), "proc": listing("/proc"), "calls": listing("/calls"),
+                  "in": listing("/sandbox/in")}))
 """
 
 
@@ -289,31 +336,65 @@ def probe() -> Isolation:
         started = time.monotonic()
         argv = bwrap_argv(bwrap, calls, python_command("-c", _PROBE))
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, env={}, close_fds=True,
-                                  preexec_fn=preexec(drop))
+            proc = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env={},
+                close_fds=True,
+                preexec_fn=preexec(drop),
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             return _refused(f"bwrap could not start: {exc}")
         try:
             seen = json.loads(proc.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
             return _refused(f"the sandbox failed (exit {proc.returncode}): {proc.stderr.strip()[-300:]}")
-        if (seen["interfaces"] != ["lo"] or seen["pid"] != 2 or not set(seen["env"]) <= {*ENV, "LC_CTYPE", "PWD"}
-                or seen["proc"] or seen["calls"] or seen["in"]):
+        if (
+            seen["interfaces"] != ["lo"]
+            or seen["pid"] != 2
+            or not set(seen["env"]) <= {*ENV, "LC_CTYPE", "PWD"}
+            or seen["proc"]
+            or seen["calls"]
+            or seen["in"]
+        ):
             return _refused(f"the sandbox did not isolate as expected: {seen}")
-        guarantees = ("user-namespace", "pid-namespace", "mount-namespace", "no-network", "ipc-namespace",
-                      "uts-namespace", "clean-environment", "read-only-runtime", "private-tmpfs", "no-capabilities",
-                      "seccomp")
+        guarantees: tuple[str, ...] = (
+            "user-namespace",
+            "pid-namespace",
+            "mount-namespace",
+            "no-network",
+            "ipc-namespace",
+            "uts-namespace",
+            "clean-environment",
+            "read-only-runtime",
+            "private-tmpfs",
+            "no-capabilities",
+            "seccomp",
+        )
         if drop:
             guarantees += ("uid-65534",)
-        return Isolation(ok=True, mode="bwrap", bwrap=bwrap, drop_to_nobody=drop, seccomp=True,
-                         guarantees=guarantees, reason=f"probe took {time.monotonic() - started:.2f} s")
+        return Isolation(
+            ok=True,
+            mode="bwrap",
+            bwrap=bwrap,
+            drop_to_nobody=drop,
+            seccomp=True,
+            guarantees=guarantees,
+            reason=f"probe took {time.monotonic() - started:.2f} s",
+        )
     finally:
         shutil.rmtree(calls, ignore_errors=True)
 
 
 def _refused(reason: str) -> Isolation:
     if allow_unisolated():
-        return Isolation(ok=True, mode="unisolated", reason=f"{reason}; running UNISOLATED because {ALLOW_UNISOLATED_ENV}=true")
+        return Isolation(
+            ok=True,
+            mode="unisolated",
+            reason=f"{reason}; running UNISOLATED because {ALLOW_UNISOLATED_ENV}=true",
+        )
     return Isolation(ok=False, mode="refused", reason=reason)
 
 
@@ -321,5 +402,7 @@ def isolation_status() -> dict[str, Any]:
     """The sandbox part of /healthz: whether uploaded code can run, how isolated, and if not why."""
     status = probe().as_dict()
     if status["mode"] == "unisolated":
-        status["warning"] = f"uploaded models run WITHOUT isolation ({ALLOW_UNISOLATED_ENV}=true): development only"
+        status["warning"] = (
+            f"uploaded models run WITHOUT isolation ({ALLOW_UNISOLATED_ENV}=true): development only"
+        )
     return status

@@ -16,7 +16,10 @@ logger = logging.getLogger(__name__)
 def report_isolation(sender: Any = None, **_: Any) -> None:
     status = isolation_status()
     if not status["ok"]:
-        logger.error("sandbox unavailable: uploaded models will NOT run (sandbox:unavailable-isolation): %s", status["reason"])
+        logger.error(
+            "sandbox unavailable: uploaded models will NOT run (sandbox:unavailable-isolation): %s",
+            status["reason"],
+        )
     elif status["mode"] == "unisolated":
         logger.warning("sandbox: %s", status["warning"])
     else:

@@ -47,7 +47,9 @@ def _call(req: dict[str, Any], calls: Path, answer: int, isolated: bool) -> None
         os.dup2(log, 1)
         os.dup2(log, 2)
         os.dup2(answer, ANSWER_FD)
-        os.closerange(ANSWER_FD + 1, 65536)  # our protocol pipes, the log's fd: nothing else of ours stays open
+        os.closerange(
+            ANSWER_FD + 1, 65536
+        )  # our protocol pipes, the log's fd: nothing else of ours stays open
         sys.stdout = os.fdopen(1, "w", buffering=1)
         sys.stderr = os.fdopen(2, "w", buffering=1)
         child.apply_limits(req["limits"], processes=isolated)

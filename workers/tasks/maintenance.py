@@ -12,7 +12,9 @@ from workers.base import JobTask, Report
 from workers.celery import app
 
 
-@app.task(base=JobTask, bind=True, name="maintenance.diagnose", queue="default", soft_time_limit=120, time_limit=150)
+@app.task(
+    base=JobTask, bind=True, name="maintenance.diagnose", queue="default", soft_time_limit=120, time_limit=150
+)
 def diagnose(self: JobTask, job_id: str, steps: int = 3, pause: float = 0.2) -> dict[str, Any]:
     """Run a small job end to end (used by /healthz checks and tests of the job machinery)."""
 

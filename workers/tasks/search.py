@@ -8,9 +8,8 @@ from django.core.files.storage import storages
 
 from marketplace.jobs.models import Job
 from marketplace.learnwares.models import FeatureSpace, Specification
-from marketplace.search.data import spec_from_file
-from marketplace.search.results import data_result_dict
-from marketplace.search.selectors import search_by_data
+from marketplace.search.cross_space import MIN_SHARED
+from marketplace.search.file_search import file_search
 from marketplace.search.services import index_add, index_snapshot
 from workers.base import JobTask, Report
 from workers.celery import app
@@ -32,8 +31,12 @@ def snapshot(key: str) -> dict[str, Any]:
     return {"key": key, "generation": state.snapshot_generation}
 
 
-@app.task(base=JobTask, bind=True, name="search.by_data", queue="compute", soft_time_limit=300, time_limit=360)
-def by_data(self: JobTask, job_id: str, feature_space: str, path: str, params: dict[str, Any]) -> dict[str, Any]:
+@app.task(
+    base=JobTask, bind=True, name="search.by_data", queue="compute", soft_time_limit=300, time_limit=360
+)
+def by_data(
+    self: JobTask, job_id: str, feature_space: str, path: str, params: dict[str, Any]
+) -> dict[str, Any]:
     """Spec a large data file and search with it; the job's result is the search result."""
 
     def step(job: Job, report: Report) -> dict[str, Any]:
@@ -42,11 +45,21 @@ def by_data(self: JobTask, job_id: str, feature_space: str, path: str, params: d
         with storage.open(path, "rb") as fh:
             content = fh.read()
         space = FeatureSpace.objects.get(key=feature_space)
-        spec = spec_from_file(space=space, name=path, content=content)
+        options = dict(params)
+        column_map = options.pop("column_map", None)
+        cross, min_shared = options.pop("cross_space", False), options.pop("min_shared_columns", MIN_SHARED)
         report("search", 1, 2)
-        result = search_by_data(user=job.owner, feature_space=feature_space, Z=spec.Z_, beta=spec.beta_,
-                                n_samples=spec.n_samples_, **params)
+        body, _ = file_search(
+            user=job.owner,
+            space=space,
+            name=path,
+            content=content,
+            column_map=column_map,
+            cross_space=cross,
+            min_shared=min_shared,
+            params=options,
+        )
         storage.delete(path)  # the user's data is not kept once specced
-        return data_result_dict(result)
+        return body
 
     return self.run_job(job_id, step)

@@ -11,7 +11,9 @@ from workers.celery import app
 from workers.pipelines.reuse import reuse_run
 
 
-@app.task(base=JobTask, bind=True, name="submissions.run", queue="compute", soft_time_limit=1800, time_limit=1900)
+@app.task(
+    base=JobTask, bind=True, name="submissions.run", queue="compute", soft_time_limit=1800, time_limit=1900
+)
 def run(self: JobTask, job_id: str, submission_id: str) -> dict[str, Any]:
     """Run (or resume) the reuse pipeline of one submission on its job record."""
 

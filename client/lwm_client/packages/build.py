@@ -24,7 +24,6 @@ from specs import RKMESpecification
 DATE = (2024, 1, 1, 0, 0, 0)
 
 
-
 def zip_files(files: Mapping[str, bytes | str]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -56,7 +55,8 @@ def build_package(
 ) -> bytes:
     """Assemble ``learnware.yaml`` + artifact + (``rkme.json`` or a sample) into a zip.
 
-    ``model``: TorchScript (``torch.jit.save``) or ONNX (``model_format="onnx"``) bytes or a path; torch.export is
+    ``model``: TorchScript (``torch.jit.save``) or ONNX (``model_format="onnx"``) bytes or a path;
+    torch.export is
     refused (its archives unpickle when loaded). ``adapter``: a PEFT folder or its two files.
     ``sample``: file name -> content, e.g. ``{"sample.csv": csv_sample(columns, X)}``.
     """
@@ -66,13 +66,18 @@ def build_package(
     if model is not None:
         name = {"torchscript": "model.pt", "onnx": "model.onnx"}.get(model_format)
         if name is None:
-            raise PackageError(f"model_format {model_format!r} is not accepted: only torchscript or onnx (torch.export "
-                               "archives unpickle when loaded)", code="upload:user:unsafe-format")
+            raise PackageError(
+                f"model_format {model_format!r} is not accepted: only torchscript or onnx (torch.export "
+                "archives unpickle when loaded)",
+                code="upload:user:unsafe-format",
+            )
         files[name] = Path(model).read_bytes() if isinstance(model, (str, Path)) else model
     if adapter is not None:
         if isinstance(adapter, (str, Path)):
             folder = Path(adapter)
-            adapter = {n: (folder / n).read_bytes() for n in ("adapter_config.json", "adapter_model.safetensors")}
+            adapter = {
+                n: (folder / n).read_bytes() for n in ("adapter_config.json", "adapter_model.safetensors")
+            }
         files.update(adapter)
     if rkme is not None:
         # A table spec from Client.spec_table carries the rows' per-column RMS (``unit_rms``): the
@@ -86,9 +91,17 @@ def package_bytes(path: str | Path) -> bytes:
     """A package from a zip file, or from a folder holding ``learnware.yaml`` and the other files."""
     path = Path(path)
     if path.is_dir():
-        files = {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file() and not p.is_symlink()}
+        files = {
+            p.relative_to(path).as_posix(): p.read_bytes()
+            for p in sorted(path.rglob("*"))
+            if p.is_file() and not p.is_symlink()
+        }
         if "learnware.yaml" not in files:
-            raise PackageError(f"{path} has no learnware.yaml", code="upload:user:manifest-missing", details={"file": "learnware.yaml"})
+            raise PackageError(
+                f"{path} has no learnware.yaml",
+                code="upload:user:manifest-missing",
+                details={"file": "learnware.yaml"},
+            )
         return zip_files(files)
     if not path.exists():
         raise PackageError(f"{path} does not exist", code="package:user:missing")

@@ -32,7 +32,9 @@ def check_torch_zip(name: str, data: bytes, fmt: str) -> None:
         raise _client_error(exc) from None
 
 
-def package_check(data: bytes, *, limits: ZipLimits | None = None, require_spec: bool = True, deep: bool = False) -> CheckedPackage:
+def package_check(
+    data: bytes, *, limits: ZipLimits | None = None, require_spec: bool = True, deep: bool = False
+) -> CheckedPackage:
     """Check a package as the server's upload does; return its parts or raise :class:`PackageError`."""
     try:
         package = package_inspect(data, limits=limits, require_spec=require_spec)
@@ -48,11 +50,12 @@ def _probe_input(manifest: dict[str, Any]) -> np.ndarray:
         return np.zeros((4, len(manifest["input"]["columns"])), dtype=np.float32)
     if manifest["modality"] == "image":
         return np.zeros((4, *manifest["input"]["shape"]), dtype=np.float32)
-    return np.full((4, 384), 384 ** -0.5, dtype=np.float32)  # unit rows, as MiniLM embeddings are
+    return np.full((4, 384), 384**-0.5, dtype=np.float32)  # unit rows, as MiniLM embeddings are
 
 
 def _deep_check(package: CheckedPackage) -> None:
-    """Load the model (TorchScript/torch.export, or ONNX in ONNX Runtime) and check it maps 4 inputs to 4 x output.dim."""
+    """Load the model (TorchScript/torch.export, or ONNX in ONNX Runtime) and check it maps 4 inputs to 4 x
+    output.dim."""
     from lwm_client.predict import _run, load_model
 
     name, raw = next(iter(package.artifact.items()))
@@ -60,9 +63,14 @@ def _deep_check(package: CheckedPackage) -> None:
     try:
         out = _run(model, _probe_input(package.manifest))
     except Exception as exc:  # noqa: BLE001 - any failure of the user's model is a finding, reported with its text
-        raise PackageError(f"{name} raised on a probe batch: {exc}", code="publish:user:crashed", details={"file": name}) from None
+        raise PackageError(
+            f"{name} raised on a probe batch: {exc}", code="publish:user:crashed", details={"file": name}
+        ) from None
     dim = package.manifest["output"]["dim"]
     shape = tuple(out.shape)
     if shape[:1] != (4,) or (len(shape) > 1 and int(out.reshape(4, -1).shape[1]) != dim):
-        raise PackageError(f"{name} returned shape {shape} for 4 inputs; the manifest's output says {dim} per input",
-                           code="publish:user:output-shape", details={"file": name})
+        raise PackageError(
+            f"{name} returned shape {shape} for 4 inputs; the manifest's output says {dim} per input",
+            code="publish:user:output-shape",
+            details={"file": name},
+        )

@@ -1,6 +1,6 @@
 """Convert fitted scikit-learn, LightGBM, XGBoost and PyTorch models to ONNX learnware packages.
 
-``from_sklearn`` / ``from_lightgbm`` / ``from_xgboost`` / ``from_torch`` each convert the
+``from_sklearn`` / ``from_lightgbm`` / ``from_xgboost`` (``from_torch``: ``convert_torch``) each convert the
 model (skl2onnx, onnxmltools, ``torch.onnx``: optional extras, ``pip install './client[sklearn]'``
 etc.), run the ONNX model with ONNX Runtime on a probe batch and compare it with the original
 (labels identical, probabilities / values within ``atol=1e-5`` plus ``1e-5`` relative), check the
@@ -16,7 +16,6 @@ Tree models are converted with double-precision inputs where the converter suppo
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -41,10 +40,13 @@ TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}  # ai.onnx.ml 3: tree thresholds as dou
 ATOL = RTOL = 1e-5
 
 
-def _not_convertible(what: str, exc: BaseException | None = None) -> PackageError:
+def not_convertible(what: str, exc: BaseException | None = None) -> PackageError:
     reason = f": {str(exc).splitlines()[0][:300]}" if exc is not None and str(exc) else ""
-    return PackageError(f"{what} cannot be converted to ONNX{reason}", code="package:user:not-convertible",
-                        details={"estimator": what})
+    return PackageError(
+        f"{what} cannot be converted to ONNX{reason}",
+        code="package:user:not-convertible",
+        details={"estimator": what},
+    )
 
 
 def _need(module: str, extra: str) -> Any:
@@ -53,11 +55,14 @@ def _need(module: str, extra: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise PackageError(f"{module} is not installed: pip install './client[{extra}]'", code="package:user:missing-extra",
-                           details={"module": module}) from None
+        raise PackageError(
+            f"{module} is not installed: pip install './client[{extra}]'",
+            code="package:user:missing-extra",
+            details={"module": module},
+        ) from None
 
 
-def _qualname(obj: Any) -> str:
+def qualname(obj: Any) -> str:
     return f"{type(obj).__module__}.{type(obj).__name__}"
 
 
@@ -67,7 +72,7 @@ def _unsupported_sklearn(model: Any) -> str | None:
     composite = ("Pipeline", "ColumnTransformer", "FeatureUnion")
     for part in sklearn_parts(model):
         if type(part).__name__ not in composite and type(part) not in sklearn_operator_name_map:
-            return _qualname(part)
+            return qualname(part)
     return None
 
 
@@ -79,8 +84,14 @@ def _probe(X: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(X, dtype=np.float64)[:PROBE_ROWS])
 
 
-def verify(onnx_bytes: bytes, X: np.ndarray, *, predict: Callable[[np.ndarray], np.ndarray],
-           predict_proba: Callable[[np.ndarray], np.ndarray] | None = None, classes: Sequence[Any] | None = None) -> None:
+def verify(
+    onnx_bytes: bytes,
+    X: np.ndarray,
+    *,
+    predict: Callable[[np.ndarray], np.ndarray],
+    predict_proba: Callable[[np.ndarray], np.ndarray] | None = None,
+    classes: Sequence[Any] | None = None,
+) -> None:
     """Compare the ONNX model with the original on rows X (as float32 values, what the market feeds).
 
     Classifiers: labels identical and probabilities within tolerance; otherwise values within tolerance.
@@ -101,8 +112,12 @@ def verify(onnx_bytes: bytes, X: np.ndarray, *, predict: Callable[[np.ndarray], 
         got_idx = got.astype(np.int64) if got.ndim == 1 else got.argmax(axis=1)
         if not np.array_equal(want_idx, got_idx):
             bad = int(np.flatnonzero(want_idx != got_idx)[0])
-            raise PackageError(f"the ONNX model predicts class {got_idx[bad]} for probe row {bad}, the original {want_idx[bad]}",
-                               code="package:user:conversion-mismatch", details={"row": bad})
+            raise PackageError(
+                f"the ONNX model predicts class {got_idx[bad]} for probe row {bad}, the original "
+                f"{want_idx[bad]}",
+                code="package:user:conversion-mismatch",
+                details={"row": bad},
+            )
         if predict_proba is None or got.ndim == 1:
             return
         want = np.asarray(predict_proba(rows), dtype=np.float64)
@@ -111,21 +126,42 @@ def verify(onnx_bytes: bytes, X: np.ndarray, *, predict: Callable[[np.ndarray], 
         got = got.reshape(len(rows), -1)
     if want.shape != got.shape or not np.allclose(got, want, rtol=RTOL, atol=ATOL):
         diff = float(np.max(np.abs(got - want))) if want.shape == got.shape else float("inf")
-        raise PackageError(f"the ONNX model's outputs differ from the original's by up to {diff:.3g} on the probe batch "
-                           f"(shapes {got.shape} vs {want.shape}; tolerance {ATOL})",
-                           code="package:user:conversion-mismatch", details={"max_abs_diff": diff})
+        raise PackageError(
+            f"the ONNX model's outputs differ from the original's by up to {diff:.3g} on the probe batch "
+            f"(shapes {got.shape} vs {want.shape}; tolerance {ATOL})",
+            code="package:user:conversion-mismatch",
+            details={"max_abs_diff": diff},
+        )
 
 
-def _table_package(onnx_bytes: bytes, *, columns: Sequence[str], classes: Sequence[Any] | None, sample: np.ndarray | None,
-                   rkme: Any, name: str, description: str, license: str, manifest: Mapping[str, Any]) -> bytes:
+def _table_package(
+    onnx_bytes: bytes,
+    *,
+    columns: Sequence[str],
+    classes: Sequence[Any] | None,
+    sample: np.ndarray | None,
+    rkme: Any,
+    name: str,
+    description: str,
+    license: str,
+    manifest: Mapping[str, Any],
+) -> bytes:
     doc: dict[str, Any] = {
-        "name": name, "description": description, "kind": "model", "modality": "table",
+        "name": name,
+        "description": description,
+        "kind": "model",
+        "modality": "table",
         "task": "classification" if classes is not None else "regression",
         "input": {"columns": [str(c) for c in columns]},
         "output": {"classes": [str(c) for c in classes]} if classes is not None else {"dim": 1},
-        "license": license, **manifest,
+        "license": license,
+        **manifest,
     }
-    files = None if sample is None else {"sample.csv": csv_sample([str(c) for c in columns], np.asarray(sample, dtype=np.float64))}
+    files = (
+        None
+        if sample is None
+        else {"sample.csv": csv_sample([str(c) for c in columns], np.asarray(sample, dtype=np.float64))}
+    )
     package = build_package(manifest=doc, model=onnx_bytes, model_format="onnx", rkme=rkme, sample=files)
     package_check(package)
     return package
@@ -145,16 +181,26 @@ def _folded_scaler(model: Any, n_features: int, skl2onnx: Any) -> bytes | None:
     if not len(t64):
         return None
     options = {id(est): {"zipmap": False}} if _is_classifier(est) else None
-    raw = skl2onnx.convert_sklearn(est, initial_types=[("input", FloatTensorType([None, n_features]))], options=options,
-                                   target_opset=TARGET_OPSET).SerializeToString()
+    raw = skl2onnx.convert_sklearn(
+        est,
+        initial_types=[("input", FloatTensorType([None, n_features]))],
+        options=options,
+        target_opset=TARGET_OPSET,
+    ).SerializeToString()
     mean = scaler.mean_ if scaler.with_mean else np.zeros(n_features)
     scale = scaler.scale_ if scaler.with_std else np.ones(n_features)
-    # The double threshold of each ONNX split: scikit-learn's classic trees by (tree, node) id (skl2onnx writes
-    # tree i of estimators_, node ids as in tree_, thresholds it may round either way); HistGradientBoosting by
+    # The double threshold of each ONNX split: scikit-learn's classic trees by (tree, node) id (skl2onnx
+    # writes
+    # tree i of estimators_, node ids as in tree_, thresholds it may round either way); HistGradientBoosting
+    # by
     # (feature, float32 value), which is what skl2onnx stores for it.
     trees = [est] if hasattr(est, "tree_") else list(np.ravel(getattr(est, "estimators_", [])))
-    by_id = {(i, n): float(tree.tree_.threshold[n]) for i, tree in enumerate(trees) if hasattr(tree, "tree_")
-             for n in np.flatnonzero(tree.tree_.children_left != -1)}
+    by_id = {
+        (i, int(n)): float(tree.tree_.threshold[n])
+        for i, tree in enumerate(trees)
+        if hasattr(tree, "tree_")
+        for n in np.flatnonzero(tree.tree_.children_left != -1)
+    }
     exact = {(int(f), float(np.float32(t))): float(t) for f, t in zip(f64, t64, strict=True)}
     import onnx
 
@@ -168,10 +214,16 @@ def _folded_scaler(model: Any, n_features: int, skl2onnx: Any) -> bytes | None:
         split = np.array([m == b"BRANCH_LEQ" for m in modes])
         ids = zip(attrs["nodes_treeids"].ints, attrs["nodes_nodeids"].ints, strict=True)
         keys = [(int(i), int(n)) for (i, n), m in zip(ids, split, strict=True) if m]
-        t = np.array([by_id[k] if by_id else exact.get((int(f), v), v)
-                      for k, f, v in zip(keys, feats[split], values[split], strict=True)])
+        t = np.array(
+            [
+                by_id[k] if by_id else exact.get((int(f), v), v)
+                for k, f, v in zip(keys, feats[split], values[split], strict=True)
+            ]
+        )
         moved = values.copy()
-        moved[split] = raw_thresholds(t, mean[feats[split]], scale[feats[split]], cast32=not hasattr(est, "_predictors"))
+        moved[split] = raw_thresholds(
+            t, mean[feats[split]], scale[feats[split]], cast32=not hasattr(est, "_predictors")
+        )
         del attrs["nodes_values"].floats[:]
         attrs["nodes_values"].floats.extend(moved.tolist())
     return proto.SerializeToString()
@@ -193,7 +245,7 @@ def sklearn_candidates(model: Any, n_features: int) -> Iterator[bytes]:
 
     missing = _unsupported_sklearn(model)
     if missing:
-        raise _not_convertible(missing)
+        raise not_convertible(missing)
     options = {id(model): {"zipmap": False}} if _is_classifier(model) else None  # ORT has no double ZipMap
     thresholds = sklearn_thresholds(model)
     produced, last = 0, None
@@ -206,8 +258,12 @@ def sklearn_candidates(model: Any, n_features: int) -> Iterator[bytes]:
         yield folded
     for tensor in (FloatTensorType, DoubleTensorType):
         try:
-            raw = skl2onnx.convert_sklearn(model, initial_types=[("input", tensor([None, n_features]))], options=options,
-                                           target_opset=TARGET_OPSET).SerializeToString()
+            raw = skl2onnx.convert_sklearn(
+                model,
+                initial_types=[("input", tensor([None, n_features]))],
+                options=options,
+                target_opset=TARGET_OPSET,
+            ).SerializeToString()
             raw = floor_thresholds(raw, thresholds) if tensor is FloatTensorType else cast_tree_scores(raw)
             load_onnx(raw)
         except Exception as exc:  # noqa: BLE001 - skl2onnx and ONNX Runtime raise many types; the last one is reported
@@ -216,7 +272,7 @@ def sklearn_candidates(model: Any, n_features: int) -> Iterator[bytes]:
         produced += 1
         yield raw
     if not produced:
-        raise _not_convertible(_qualname(model), last)
+        raise not_convertible(qualname(model), last)
 
 
 def sklearn_to_onnx(model: Any, n_features: int) -> bytes:
@@ -224,8 +280,18 @@ def sklearn_to_onnx(model: Any, n_features: int) -> bytes:
     return next(iter(sklearn_candidates(model, n_features)))
 
 
-def from_sklearn(model: Any, *, columns: Sequence[str], sample: np.ndarray, name: str, classes: Sequence[Any] | None = None,
-                 description: str = "", license: str = "MIT", rkme: Any = None, **manifest: Any) -> bytes:
+def from_sklearn(
+    model: Any,
+    *,
+    columns: Sequence[str],
+    sample: np.ndarray,
+    name: str,
+    classes: Sequence[Any] | None = None,
+    description: str = "",
+    license: str = "MIT",
+    rkme: Any = None,
+    **manifest: Any,
+) -> bytes:
     """A learnware package (zip bytes) of a fitted scikit-learn estimator or pipeline.
 
     ``sample``: rows ``(n, len(columns))`` in raw units; the first 256 are the probe batch and the
@@ -238,20 +304,37 @@ def from_sklearn(model: Any, *, columns: Sequence[str], sample: np.ndarray, name
     failure: PackageError | None = None
     for onnx_bytes in sklearn_candidates(model, len(columns)):  # the first form that predicts as the model
         try:
-            verify(onnx_bytes, _probe(sample), predict=model.predict,
-                   predict_proba=getattr(model, "predict_proba", None) if own else None, classes=own)
+            verify(
+                onnx_bytes,
+                _probe(sample),
+                predict=model.predict,
+                predict_proba=getattr(model, "predict_proba", None) if own else None,
+                classes=own,
+            )
             break
         except PackageError as exc:
             failure = failure or exc  # the most faithful form's difference is the one reported
     else:
-        raise failure or _not_convertible(_qualname(model))
+        raise failure or not_convertible(qualname(model))
     names = None if own is None else list(classes) if classes is not None else [str(c) for c in own]
     if names is not None and len(names) != len(own or []):
-        raise PackageError(f"classes lists {len(names)} names; the model has {len(own or [])} classes", code="package:user:classes")
+        raise PackageError(
+            f"classes lists {len(names)} names; the model has {len(own or [])} classes",
+            code="package:user:classes",
+        )
     if names is not None and classes is not None:
         onnx_bytes = _relabel(onnx_bytes, own or [], names)
-    return _table_package(onnx_bytes, columns=columns, classes=names, sample=None if rkme is not None else sample, rkme=rkme,
-                          name=name, description=description, license=license, manifest=manifest)
+    return _table_package(
+        onnx_bytes,
+        columns=columns,
+        classes=names,
+        sample=None if rkme is not None else sample,
+        rkme=rkme,
+        name=name,
+        description=description,
+        license=license,
+        manifest=manifest,
+    )
 
 
 def _relabel(onnx_bytes: bytes, own: list[Any], names: list[str]) -> bytes:
@@ -259,105 +342,107 @@ def _relabel(onnx_bytes: bytes, own: list[Any], names: list[str]) -> bytes:
     the names or the positions 0..k-1 (the market checks the two agree)."""
     if [str(c) for c in own] == [str(c) for c in names] or own == list(range(len(own))):
         return onnx_bytes
-    raise PackageError(f"the model's labels {own[:10]} differ from classes {names[:10]}: fit the model on the class "
-                       "names, or on 0..k-1, and pass classes= in the same order", code="package:user:classes")
+    raise PackageError(
+        f"the model's labels {own[:10]} differ from classes {names[:10]}: fit the model on the class "
+        "names, or on 0..k-1, and pass classes= in the same order",
+        code="package:user:classes",
+    )
 
 
 def _gbdt_to_onnx(convert: Callable[..., Any], model: Any, n_features: int, label: str) -> bytes:
     from onnxmltools.convert.common.data_types import FloatTensorType
 
     # LightGBM's converter adds a ZipMap unless told not to; XGBoost's has no such option (plain tensors).
-    extra = {"zipmap": False} if _is_classifier(model) and type(model).__module__.startswith("lightgbm") else {}
+    extra = (
+        {"zipmap": False} if _is_classifier(model) and type(model).__module__.startswith("lightgbm") else {}
+    )
     try:
         onx = convert(model, initial_types=[("input", FloatTensorType([None, n_features]))], **extra)
     except Exception as exc:  # noqa: BLE001 - onnxmltools raises many types
-        raise _not_convertible(label, exc) from None
+        raise not_convertible(label, exc) from None
     return onx.SerializeToString()
 
 
-def _from_gbdt(kind: str, model: Any, columns: Sequence[str], sample: np.ndarray, name: str, classes: Sequence[Any] | None,
-               description: str, license: str, rkme: Any, manifest: Mapping[str, Any]) -> bytes:
+def _from_gbdt(
+    kind: str,
+    model: Any,
+    columns: Sequence[str],
+    sample: np.ndarray,
+    name: str,
+    classes: Sequence[Any] | None,
+    description: str,
+    license: str,
+    rkme: Any,
+    manifest: Mapping[str, Any],
+) -> bytes:
     onnxmltools = _need("onnxmltools", kind)
     convert = onnxmltools.convert_lightgbm if kind == "lightgbm" else onnxmltools.convert_xgboost
     columns = list(columns)
     if type(model).__module__.split(".")[0] != kind:
-        raise _not_convertible(_qualname(model), ValueError(f"from_{kind} takes a {kind} scikit-learn-API model"))
-    onnx_bytes = _gbdt_to_onnx(convert, model, len(columns), _qualname(model))
+        raise not_convertible(
+            qualname(model), ValueError(f"from_{kind} takes a {kind} scikit-learn-API model")
+        )
+    onnx_bytes = _gbdt_to_onnx(convert, model, len(columns), qualname(model))
     if kind == "lightgbm":  # LightGBM splits on doubles; XGBoost's thresholds are float32 already
         onnx_bytes = floor_thresholds(onnx_bytes, lightgbm_thresholds(model))
     own = list(model.classes_) if _is_classifier(model) else None
-    verify(onnx_bytes, _probe(sample), predict=model.predict, predict_proba=model.predict_proba if own else None, classes=own)
+    verify(
+        onnx_bytes,
+        _probe(sample),
+        predict=model.predict,
+        predict_proba=model.predict_proba if own else None,
+        classes=own,
+    )
     names = None if own is None else list(classes) if classes is not None else [str(c) for c in own]
     if names is not None:
         if len(names) != len(own or []):
-            raise PackageError(f"classes lists {len(names)} names; the model has {len(own or [])} classes", code="package:user:classes")
+            raise PackageError(
+                f"classes lists {len(names)} names; the model has {len(own or [])} classes",
+                code="package:user:classes",
+            )
         onnx_bytes = _relabel(onnx_bytes, own or [], names)
-    return _table_package(onnx_bytes, columns=columns, classes=names, sample=None if rkme is not None else sample, rkme=rkme,
-                          name=name, description=description, license=license, manifest=manifest)
+    return _table_package(
+        onnx_bytes,
+        columns=columns,
+        classes=names,
+        sample=None if rkme is not None else sample,
+        rkme=rkme,
+        name=name,
+        description=description,
+        license=license,
+        manifest=manifest,
+    )
 
 
-def from_lightgbm(model: Any, *, columns: Sequence[str], sample: np.ndarray, name: str, classes: Sequence[Any] | None = None,
-                  description: str = "", license: str = "MIT", rkme: Any = None, **manifest: Any) -> bytes:
-    """A learnware package of a fitted ``lightgbm.LGBMClassifier`` / ``LGBMRegressor`` (see :func:`from_sklearn`)."""
+def from_lightgbm(
+    model: Any,
+    *,
+    columns: Sequence[str],
+    sample: np.ndarray,
+    name: str,
+    classes: Sequence[Any] | None = None,
+    description: str = "",
+    license: str = "MIT",
+    rkme: Any = None,
+    **manifest: Any,
+) -> bytes:
+    """A learnware package of a fitted ``lightgbm.LGBMClassifier`` / ``LGBMRegressor`` (see
+    :func:`from_sklearn`)."""
     return _from_gbdt("lightgbm", model, columns, sample, name, classes, description, license, rkme, manifest)
 
 
-def from_xgboost(model: Any, *, columns: Sequence[str], sample: np.ndarray, name: str, classes: Sequence[Any] | None = None,
-                 description: str = "", license: str = "MIT", rkme: Any = None, **manifest: Any) -> bytes:
-    """A learnware package of a fitted ``xgboost.XGBClassifier`` / ``XGBRegressor`` (see :func:`from_sklearn`)."""
+def from_xgboost(
+    model: Any,
+    *,
+    columns: Sequence[str],
+    sample: np.ndarray,
+    name: str,
+    classes: Sequence[Any] | None = None,
+    description: str = "",
+    license: str = "MIT",
+    rkme: Any = None,
+    **manifest: Any,
+) -> bytes:
+    """A learnware package of a fitted ``xgboost.XGBClassifier`` / ``XGBRegressor`` (see
+    :func:`from_sklearn`)."""
     return _from_gbdt("xgboost", model, columns, sample, name, classes, description, license, rkme, manifest)
-
-
-def torch_to_onnx(module: Any, example: Any) -> bytes:
-    """ONNX bytes of a torch module traced on ``example`` (legacy exporter: standard ops only, batch axis dynamic)."""
-    import torch
-
-    buffer = io.BytesIO()
-    try:
-        with torch.no_grad():
-            torch.onnx.export(module.eval(), (example,), buffer, dynamo=False, input_names=["input"], output_names=["output"],
-                              dynamic_axes={"input": {0: "n"}, "output": {0: "n"}}, opset_version=17)
-    except Exception as exc:  # noqa: BLE001 - the exporter raises many types
-        raise _not_convertible(_qualname(module), exc) from None
-    return buffer.getvalue()
-
-
-def from_torch(module: Any, example: Any, *, name: str, sample: np.ndarray | None = None, columns: Sequence[str] | None = None,
-               shape: Sequence[int] | None = None, classes: Sequence[str] | None = None, dim: int | None = None,
-               description: str = "", license: str = "MIT", rkme: Any = None, **manifest: Any) -> bytes:
-    """A learnware package of a torch module, exported to ONNX on ``example`` (a float tensor batch).
-
-    Tables: ``columns`` and ``sample`` rows; images: ``shape`` [C, H, W] and ``sample`` images (n, C, H, W)
-    in [0, 1]. ``classes`` (scores per class) or ``dim`` (regression/embedding width).
-    """
-    import torch
-
-    onnx_bytes = torch_to_onnx(module, example)
-    probe = np.asarray(sample if sample is not None else example.numpy(), dtype=np.float32)[:PROBE_ROWS]
-    def original(x: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return module(torch.from_numpy(np.asarray(x, dtype=np.float32))).double().numpy()
-
-    if classes is not None:  # scores per class: the same argmax, and the same raw scores
-        verify(onnx_bytes, probe, predict=lambda x: original(x).argmax(axis=1), classes=list(range(len(classes))))
-    verify(onnx_bytes, probe, predict=original)
-    task = "classification" if classes is not None else manifest.pop("task", "regression")
-    output = {"classes": [str(c) for c in classes]} if classes is not None else {"dim": int(dim or 1)}
-    if shape is not None:
-        doc: dict[str, Any] = {"modality": "image", "input": {"shape": [int(v) for v in shape]}}
-        files = None if sample is None or rkme is not None else {"sample.npz": _npz(images=np.asarray(sample, dtype=np.float32))}
-    else:
-        if columns is None:
-            raise PackageError("give columns (a table model) or shape (an image model)", code="package:user:input")
-        doc = {"modality": "table", "input": {"columns": [str(c) for c in columns]}}
-        files = None if sample is None or rkme is not None else {"sample.csv": csv_sample([str(c) for c in columns], np.asarray(sample))}
-    doc = {"name": name, "description": description, "kind": "model", **doc, "task": task, "output": output, "license": license, **manifest}
-    package = build_package(manifest=doc, model=onnx_bytes, model_format="onnx", rkme=rkme, sample=files)
-    package_check(package)
-    return package
-
-
-def _npz(**arrays: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return buffer.getvalue()

@@ -27,7 +27,10 @@ def sklearn_parts(model: Any) -> list[Any]:
     return parts
 
 
-TREE_SCORES = {"TreeEnsembleRegressor": (0,), "TreeEnsembleClassifier": (1,)}  # outputs ONNX Runtime makes float
+TREE_SCORES = {
+    "TreeEnsembleRegressor": (0,),
+    "TreeEnsembleClassifier": (1,),
+}  # outputs ONNX Runtime makes float
 
 
 def cast_tree_scores(onnx_bytes: bytes) -> bytes:
@@ -43,7 +46,11 @@ def cast_tree_scores(onnx_bytes: bytes) -> bytes:
         for i in TREE_SCORES.get(node.op_type, ()) if node.domain == "ai.onnx.ml" else ():
             declared = node.output[i]
             node.output[i] = f"{declared}_float"
-            nodes.append(helper.make_node("Cast", [node.output[i]], [declared], to=TensorProto.DOUBLE, name=f"{declared}_to_double"))
+            nodes.append(
+                helper.make_node(
+                    "Cast", [node.output[i]], [declared], to=TensorProto.DOUBLE, name=f"{declared}_to_double"
+                )
+            )
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     return model.SerializeToString()
@@ -79,6 +86,7 @@ def raw_thresholds(t: np.ndarray, mean: np.ndarray, scale: np.ndarray, cast32: b
     """For each standardised threshold t (of a feature with ``mean``/``scale``), the largest float32 x with
     ``z(x) <= t``, z being scikit-learn's own arithmetic: ``(x - mean) / scale`` in double (then float32 for
     its classic trees). z is monotone in x, so ``x <= that`` decides exactly as the pipeline does."""
+
     def z(x: np.ndarray) -> np.ndarray:
         out = (x.astype(np.float64) - mean) / scale
         return out.astype(np.float32).astype(np.float64) if cast32 else out

@@ -1,6 +1,7 @@
 """Writes of the learnwares app (split by topic; import from here)."""
 
 from marketplace.learnwares.services.audit import audit_record
+from marketplace.learnwares.services.base_models import base_model_publish
 from marketplace.learnwares.services.counters import learnware_downloaded, learnwares_reused
 from marketplace.learnwares.services.governance import (
     learnware_purge,
@@ -31,6 +32,7 @@ __all__ = [
     "learnwares_reused",
     "audit_record",
     "base_model_for",
+    "base_model_publish",
     "base_models_register",
     "feature_space_for_manifest",
     "feature_space_key",

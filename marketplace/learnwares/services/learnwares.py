@@ -14,16 +14,22 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from marketplace.accounts.models import Organization
-from marketplace.core.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied, ValidationFailed
+from marketplace.core.exceptions import (
+    ApplicationError,
+    Conflict,
+    NotFound,
+    PermissionDenied,
+    ValidationFailed,
+)
 from marketplace.jobs.models import Job
 from marketplace.jobs.services import job_create, job_enqueue
 from marketplace.learnwares.choices import Visibility
 from marketplace.learnwares.conf import zip_limits
 from marketplace.learnwares.models import Learnware, LearnwareVersion
 from marketplace.learnwares.packages import Package, package_inspect
-from marketplace.learnwares.packages.zipsafe import ZipLimits
 from marketplace.learnwares.services.audit import audit_record
 from marketplace.learnwares.services.spaces import base_model_for
+from specs.packaging.zipsafe import ZipLimits
 
 logger = logging.getLogger(__name__)
 
@@ -37,34 +43,57 @@ def _organization(manifest: dict[str, Any], user: Any) -> Organization | None:
     if org is None:
         raise ValidationFailed(
             f"field 'organization': you are not a member of {manifest['organization']!r}",
-            code="upload:user:manifest-field", details={"organization": "not a member"},
+            code="upload:user:manifest-field",
+            details={"organization": "not a member"},
         )
     return org
 
 
-def _learnware_for(user: Any, manifest: dict[str, Any], package: Package, learnware: Learnware | None) -> Learnware:
-    base = base_model_for(manifest=manifest, adapter_config=_adapter_config(package))  # the package itself first
+def _learnware_for(
+    user: Any, manifest: dict[str, Any], package: Package, learnware: Learnware | None
+) -> Learnware:
+    base = base_model_for(
+        manifest=manifest, adapter_config=_adapter_config(package)
+    )  # the package itself first
     slug = slugify(manifest["name"])[:140] or "learnware"
     if learnware is None:
-        learnware = Learnware.objects.select_for_update().filter(owner=user, slug=slug, deleted_at__isnull=True).first()
+        learnware = (
+            Learnware.objects.select_for_update()
+            .filter(owner=user, slug=slug, deleted_at__isnull=True)
+            .first()
+        )
     elif learnware.owner_id != user.id or learnware.deleted_at is not None:
         raise NotFound(f"learnware {learnware.id} not found")
     card = {
-        "description": manifest["description"], "tags": manifest["tags"], "license": manifest["license"],
-        "visibility": manifest["visibility"], "organization": _organization(manifest, user),
+        "description": manifest["description"],
+        "tags": manifest["tags"],
+        "license": manifest["license"],
+        "visibility": manifest["visibility"],
+        "organization": _organization(manifest, user),
     }
     if learnware is None:
         if Learnware.objects.filter(owner=user, slug=slug).exists():
-            raise Conflict(f"a deleted learnware named {manifest['name']!r} still exists; ask an admin to purge it", code="upload:user:name-taken")
+            raise Conflict(
+                f"a deleted learnware named {manifest['name']!r} still exists; ask an admin to purge it",
+                code="upload:user:name-taken",
+            )
         return Learnware.objects.create(
-            owner=user, name=manifest["name"], slug=slug, kind=manifest["kind"], modality=manifest["modality"],
-            task=manifest["task"], base_model=base, **card,
+            owner=user,
+            name=manifest["name"],
+            slug=slug,
+            kind=manifest["kind"],
+            modality=manifest["modality"],
+            task=manifest["task"],
+            base_model=base,
+            **card,
         )
     for key in ("kind", "modality", "task"):
         if getattr(learnware, key) != manifest[key]:
             raise Conflict(
-                f"field '{key}': a new version must keep {key} {getattr(learnware, key)!r}, got {manifest[key]!r}",
-                code="upload:user:incompatible-version", details={key: manifest[key]},
+                f"field '{key}': a new version must keep {key} {getattr(learnware, key)!r}, got "
+                f"{manifest[key]!r}",
+                code="upload:user:incompatible-version",
+                details={key: manifest[key]},
             )
     for key, value in card.items():
         setattr(learnware, key, value)
@@ -79,12 +108,14 @@ def _adapter_config(package: Package) -> dict[str, Any] | None:
 
 def _delete_quietly(version: LearnwareVersion) -> None:
     try:
-        version.package.storage.delete(version.package.name)
+        version.package.storage.delete(version.package.name or "")
     except Exception:  # noqa: BLE001 - storage down: check_consistency removes the orphan later
         logger.warning("cannot delete the orphaned package %s", version.package.name, exc_info=True)
 
 
-def learnware_upload(*, user: Any, data: bytes, learnware: Learnware | None = None) -> tuple[Learnware, LearnwareVersion, Job]:
+def learnware_upload(
+    *, user: Any, data: bytes, learnware: Learnware | None = None
+) -> tuple[Learnware, LearnwareVersion, Job]:
     """Check a package, store it and enqueue its publish job; a known name makes a new version.
 
     Raises
@@ -102,8 +133,14 @@ def learnware_upload(*, user: Any, data: bytes, learnware: Learnware | None = No
         package = package_inspect(data, limits=ZipLimits(**zip_limits()))
     except ApplicationError as exc:
         # A refused upload leaves no version row, so the audit log is where reviewers see it.
-        audit_record(action="upload.refused", actor=user, code=exc.code, message=exc.message[:500],
-                     sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+        audit_record(
+            action="upload.refused",
+            actor=user,
+            code=exc.code,
+            message=exc.message[:500],
+            sha256=hashlib.sha256(data).hexdigest(),
+            size=len(data),
+        )
         raise
     sha = hashlib.sha256(data).hexdigest()
     stored: list[LearnwareVersion] = []
@@ -114,8 +151,13 @@ def learnware_upload(*, user: Any, data: bytes, learnware: Learnware | None = No
             lw = _learnware_for(user, package.manifest, package, learnware)
             number = (lw.versions.aggregate(n=Max("number"))["n"] or 0) + 1
             version = LearnwareVersion(
-                learnware=lw, number=number, manifest=package.manifest, artifact_sha256=sha, artifact_size=len(data),
-                artifact_format=package.artifact_format, upload_sha256=sha,
+                learnware=lw,
+                number=number,
+                manifest=package.manifest,
+                artifact_sha256=sha,
+                artifact_size=len(data),
+                artifact_format=package.artifact_format,
+                upload_sha256=sha,
             )
             version.package.save("package.zip", ContentFile(data), save=False)
             stored.append(version)

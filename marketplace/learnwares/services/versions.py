@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from django.db import transaction
@@ -15,7 +16,9 @@ from marketplace.learnwares.services.audit import audit_record
 
 def _transition(version: LearnwareVersion, allowed: tuple[str, ...], status: str, **fields: Any) -> bool:
     """Conditional UPDATE, so a redelivered task cannot move a version twice."""
-    updated = LearnwareVersion.objects.filter(id=version.id, status__in=allowed).update(status=status, updated_at=timezone.now(), **fields)
+    updated = LearnwareVersion.objects.filter(id=version.id, status__in=allowed).update(
+        status=status, updated_at=timezone.now(), **fields
+    )
     version.refresh_from_db()
     return bool(updated)
 
@@ -53,12 +56,26 @@ def version_reject(*, version: LearnwareVersion, reasons: list[dict[str, Any]], 
 
 
 def specification_store(
-    *, version: LearnwareVersion, space: FeatureSpace, rkme: dict[str, Any], k: int, self_term: float, sketch: bytes, computed_from: str
+    *,
+    version: LearnwareVersion,
+    space: FeatureSpace,
+    rkme: dict[str, Any],
+    k: int,
+    self_term: float,
+    sketch: bytes,
+    computed_from: str,
 ) -> Specification:
     """Store the version's RKME and sketch once (a second call returns the first row)."""
     spec, _ = Specification.objects.get_or_create(
         version=version,
-        defaults={"feature_space": space, "rkme": rkme, "k": k, "self_term": self_term, "sketch": sketch, "computed_from": computed_from},
+        defaults={
+            "feature_space": space,
+            "rkme": rkme,
+            "k": k,
+            "self_term": self_term,
+            "sketch": sketch,
+            "computed_from": computed_from,
+        },
     )
     if version.learnware.feature_space_id != space.id:
         type(version.learnware).objects.filter(id=version.learnware_id).update(feature_space=space)
@@ -74,10 +91,14 @@ def version_complete(*, version: LearnwareVersion) -> str:
             audit_record(action="version.pending_review", version=version)
         return version.status
     with transaction.atomic():
-        if _transition(version, (VersionStatus.VALIDATING,), VersionStatus.PUBLISHED, published_at=timezone.now()):
+        if _transition(
+            version, (VersionStatus.VALIDATING,), VersionStatus.PUBLISHED, published_at=timezone.now()
+        ):
             audit_record(action="version.published", version=version)
-    if version.status == VersionStatus.PUBLISHED:
-        index_add(specification=version.specification)
+    # A base model has no specification (no RKME): it is listed from its rows, not indexed.
+    spec = Specification.objects.filter(version=version).first()
+    if version.status == VersionStatus.PUBLISHED and spec is not None:
+        index_add(specification=spec)
     return version.status
 
 
@@ -98,11 +119,17 @@ def version_follow_job(job: Any) -> None:
     error = job.error or {"code": f"job:app:{job.status}", "message": job.message}
     if job.status == JobStatus.CANCELLED:
         error = {"code": "publish:user:cancelled", "message": job.message or "cancelled by the user"}
-    reason = {"code": error.get("code", "job:app:failed"), "message": error.get("message", ""), "details": error.get("details") or {}}
-    for version in LearnwareVersion.objects.select_for_update().filter(job_id=job.id, status__in=NON_FINAL_VERSION_STATES):
+    reason = {
+        "code": error.get("code", "job:app:failed"),
+        "message": error.get("message", ""),
+        "details": error.get("details") or {},
+    }
+    for version in LearnwareVersion.objects.select_for_update().filter(
+        job_id=job.id, status__in=NON_FINAL_VERSION_STATES
+    ):
         if _transition(version, NON_FINAL_VERSION_STATES, VersionStatus.REJECTED, rejection_reasons=[reason]):
             audit_record(action="version.rejected", version=version, reasons=[reason])
-            transaction.on_commit(lambda v=version: version_file_delete_quietly(version=v))
+            transaction.on_commit(partial(version_file_delete_quietly, version=version))
 
 
 def version_file_delete_quietly(*, version: LearnwareVersion) -> bool:
@@ -112,6 +139,8 @@ def version_file_delete_quietly(*, version: LearnwareVersion) -> bool:
     try:
         version_file_delete(version=version)
     except Exception:  # noqa: BLE001 - storage down: check_consistency deletes it once storage is back
-        logging.getLogger(__name__).warning("version %s: cannot delete its package now", version.id, exc_info=True)
+        logging.getLogger(__name__).warning(
+            "version %s: cannot delete its package now", version.id, exc_info=True
+        )
         return False
     return True

@@ -14,6 +14,14 @@ register = template.Library()
 
 
 @register.filter
+def rename_text(suggestions: Any) -> str:
+    """Suggested column matches as the "Rename columns" field's text (``your_name=learnware_name, …``)."""
+    from marketplace.portal.forms import format_column_map
+
+    return format_column_map(suggestions or [])
+
+
+@register.filter
 def filesize(value: Any) -> str:
     size = float(value or 0)
     for unit in ("bytes", "KB", "MB", "GB"):

@@ -4,7 +4,9 @@ pytestmark = pytest.mark.django_db
 
 
 def test_a_password_buys_a_token_that_authenticates(alice, api):
-    response = api.post("/api/v1/auth/token/", {"username": "alice", "password": "alice-pass-123", "name": "laptop"})
+    response = api.post(
+        "/api/v1/auth/token/", {"username": "alice", "password": "alice-pass-123", "name": "laptop"}
+    )
     assert response.status_code == 201
     key = response.json()["token"]
     assert key.startswith("lwm_")

@@ -21,9 +21,19 @@ def refused_s3(settings):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
-        "bucket_name": "nowhere", "endpoint_url": f"http://127.0.0.1:{port}", "access_key": "x", "secret_key": "x",
-        "region_name": "us-east-1"}}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": "nowhere",
+                "endpoint_url": f"http://127.0.0.1:{port}",
+                "access_key": "x",
+                "secret_key": "x",
+                "region_name": "us-east-1",
+            },
+        },
+    }
     from django.core.files.storage import storages
 
     storages._storages.pop("default", None)
@@ -43,7 +53,13 @@ def test_anonymous_healthz_shows_the_status_only_and_staff_see_details(client, a
     assert "checks" in client.get("/healthz", HTTP_X_HEALTH_TOKEN="s3cret").json()
     assert "checks" not in client.get("/healthz", HTTP_X_HEALTH_TOKEN="wrong").json()
     client.force_login(admin_user)
-    assert set(client.get("/healthz").json()["checks"]) >= {"database", "broker", "worker", "storage", "index"}
+    assert set(client.get("/healthz").json()["checks"]) >= {
+        "database",
+        "broker",
+        "worker",
+        "storage",
+        "index",
+    }
 
 
 def test_a_hanging_part_is_reported_timed_out_within_the_deadline(client, admin_user, settings):
@@ -61,11 +77,17 @@ def test_a_hanging_part_is_reported_timed_out_within_the_deadline(client, admin_
 
 
 def test_storage_refusing_gives_json_503_with_retry_after_and_leaves_no_rows(alice, client_for, refused_s3):
-    response = client_for(alice).post("/api/v1/learnwares/", {"package": SimpleUploadedFile("p.zip", packages.build_table_model_package())},
-                                      format="multipart")
+    response = client_for(alice).post(
+        "/api/v1/learnwares/",
+        {"package": SimpleUploadedFile("p.zip", packages.build_table_model_package())},
+        format="multipart",
+    )
     assert response.status_code == 503 and response["Content-Type"].startswith("application/json")
     assert response.json()["error"]["code"] == "service:unavailable"
     assert response.json()["error"]["details"]["part"] == "storage"
+    assert (
+        response.json()["error"]["request_id"] == response["X-Request-ID"]
+    )  # quoted, it finds the log lines
     assert int(response["Retry-After"]) > 0
     assert LearnwareVersion.objects.count() == 0
 
@@ -77,7 +99,9 @@ def test_readyz_is_503_when_storage_refuses(client, refused_s3):
 
 def test_a_portal_page_shows_the_portals_own_503_page_when_storage_refuses(alice, client, refused_s3):
     client.force_login(alice)
-    response = client.post("/learnwares/new/", {"package": SimpleUploadedFile("p.zip", packages.build_table_model_package())})
+    response = client.post(
+        "/learnwares/new/", {"package": SimpleUploadedFile("p.zip", packages.build_table_model_package())}
+    )
     assert response.status_code == 503 and response["Content-Type"].startswith("text/html")
     assert int(response["Retry-After"]) > 0
     assert b"briefly unavailable" in response.content and b"Traceback" not in response.content
@@ -91,8 +115,13 @@ def redis_down(settings):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    settings.CACHES = {"default": {"BACKEND": "marketplace.core.cache.FailOpenRedisCache", "LOCATION": f"redis://127.0.0.1:{port}/0",
-                                   "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2}}}
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "marketplace.core.cache.FailOpenRedisCache",
+            "LOCATION": f"redis://127.0.0.1:{port}/0",
+            "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
+        }
+    }
     yield
 
 
@@ -100,11 +129,17 @@ def test_throttles_fail_open_when_the_cache_redis_is_down(alice, api, client_for
     from django.core.cache import caches
 
     assert type(caches["default"]).__name__ == "FailOpenRedisCache"
-    login = api.post("/api/v1/auth/token/", {"username": "alice", "password": "alice-pass-123", "name": "t"}, format="json")
+    login = api.post(
+        "/api/v1/auth/token/", {"username": "alice", "password": "alice-pass-123", "name": "t"}, format="json"
+    )
     assert login.status_code in (200, 201), login.json()  # the login throttle let it through
     data = SimpleUploadedFile("rows.csv", b"a,b,c\n1,2,3\n4,5,6\n")
-    created = client_for(alice).post("/api/v1/submissions/", {"data": data, "data_format": "csv"}, format="multipart")
-    assert created.status_code == 202, created.json()  # the submission throttle never turns the outage into a 500
+    created = client_for(alice).post(
+        "/api/v1/submissions/", {"data": data, "data_format": "csv"}, format="multipart"
+    )
+    assert created.status_code == 202, (
+        created.json()
+    )  # the submission throttle never turns the outage into a 500
     assert "cache unavailable" in caplog.text
 
 

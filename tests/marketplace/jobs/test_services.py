@@ -31,7 +31,9 @@ def test_a_pending_job_is_claimed_once():
 def test_a_running_job_with_a_stale_heartbeat_is_taken_over(settings):
     job = job_create(kind="test")
     job_claim(job_id=job.id, worker="dead")
-    Job.objects.filter(id=job.id).update(heartbeat_at=timezone.now() - timedelta(seconds=settings.LWM_WORKER_STALE_SECONDS + 1))
+    Job.objects.filter(id=job.id).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=settings.LWM_WORKER_STALE_SECONDS + 1)
+    )
     assert job_claim(job_id=job.id, worker="alive") is Claim.CLAIMED
     job.refresh_from_db()
     assert (job.worker, job.attempts) == ("alive", 2)

@@ -25,7 +25,9 @@ def test_upload_answers_202_with_ids_and_a_bad_package_400_with_its_code(alice, 
     assert set(ok.json()) == {"learnware", "version", "job", "status"} and ok.json()["version"] == 1
     bad = upload(client, packages.path_traversal_package())
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "upload:user:path-traversal"
-    assert upload(client, packages.build_table_model_package(name="first")).json()["version"] == 2  # same name: new version
+    assert (
+        upload(client, packages.build_table_model_package(name="first")).json()["version"] == 2
+    )  # same name: new version
 
 
 def test_anonymous_users_cannot_upload(api):
@@ -41,8 +43,12 @@ def test_a_published_version_downloads_byte_identical_with_its_sha256(alice, bob
     assert body == data and response["X-Checksum-SHA256"] == hashlib.sha256(data).hexdigest()
 
 
-def test_a_private_learnware_is_invisible_to_others_through_every_endpoint(alice, bob, api, client_for, publish):
-    lw, _ = publish(alice, packages.build_table_model_package(name="secret", manifest={"visibility": "private"}))
+def test_a_private_learnware_is_invisible_to_others_through_every_endpoint(
+    alice, bob, api, client_for, publish
+):
+    lw, _ = publish(
+        alice, packages.build_table_model_package(name="secret", manifest={"visibility": "private"})
+    )
     base = f"/api/v1/learnwares/{lw.id}"
     for client in (client_for(bob), api):
         assert lw.id not in [item["id"] for item in client.get("/api/v1/learnwares/").json()["results"]]
@@ -50,7 +56,12 @@ def test_a_private_learnware_is_invisible_to_others_through_every_endpoint(alice
             assert client.get(url).status_code == 404, url
         assert client.patch(f"{base}/", {"description": "x"}, format="json").status_code in (401, 403, 404)
         assert client.delete(f"{base}/").status_code in (401, 403, 404)
-    assert upload(client_for(bob), packages.build_table_model_package(name="secret"), f"{base}/versions/").status_code == 404
+    assert (
+        upload(
+            client_for(bob), packages.build_table_model_package(name="secret"), f"{base}/versions/"
+        ).status_code
+        == 404
+    )
     owner = client_for(alice)
     assert owner.get(f"{base}/").status_code == 200
     assert owner.get(f"{base}/versions/1/download").status_code == 200
@@ -66,7 +77,9 @@ def test_the_owner_edits_the_card_and_soft_deletes_with_audit_rows(alice, bob, c
     assert client_for(alice).delete(url).status_code == 204
     assert client_for(alice).get(url).status_code == 404
     assert Learnware.objects.get(id=lw.id).deleted_at is not None
-    assert {"learnware.updated", "learnware.deleted"} <= set(AuditLog.objects.filter(learnware=lw).values_list("action", flat=True))
+    assert {"learnware.updated", "learnware.deleted"} <= set(
+        AuditLog.objects.filter(learnware=lw).values_list("action", flat=True)
+    )
 
 
 def test_rejected_versions_are_listed_only_for_their_owner(alice, bob, client_for, publish):
@@ -84,7 +97,9 @@ def test_a_new_version_must_keep_the_kind_modality_and_task(alice, client_for, p
     lw, _ = publish(alice, packages.build_table_model_package(name="stable"))
     other = packages.build_table_model_package(name="stable", task="regression", n_classes=1)
     response = upload(client_for(alice), other, f"/api/v1/learnwares/{lw.id}/versions/")
-    assert response.status_code == 409 and response.json()["error"]["code"] == "upload:user:incompatible-version"
+    assert (
+        response.status_code == 409 and response.json()["error"]["code"] == "upload:user:incompatible-version"
+    )
 
 
 def test_feature_spaces_are_listed_with_their_standardisation(alice, client_for, publish):

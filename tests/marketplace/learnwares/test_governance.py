@@ -41,12 +41,17 @@ def test_a_reviewer_rejection_needs_a_reason_and_deletes_the_file(settings, alic
         services.version_review_reject(version=version, actor=admin_user, reason="  ")
     services.version_review_reject(version=version, actor=admin_user, reason="licence does not allow reuse")
     version.refresh_from_db()
-    assert version.status == VersionStatus.REJECTED and version.rejection_reasons[0]["message"] == "licence does not allow reuse"
+    assert (
+        version.status == VersionStatus.REJECTED
+        and version.rejection_reasons[0]["message"] == "licence does not allow reuse"
+    )
     assert not default_storage.exists(name)
     assert actions(version)[-1] == "version.rejected"
 
 
-def test_a_yanked_version_leaves_the_index_and_cannot_be_downloaded(alice, bob, admin_user, client_for, publish):
+def test_a_yanked_version_leaves_the_index_and_cannot_be_downloaded(
+    alice, bob, admin_user, client_for, publish
+):
     lw, version = publish(alice, packages.build_table_model_package(name="yankee"))
     publish(alice, packages.build_table_model_package(name="yankee", seed=1), learnware=lw)
     before = IndexChange.objects.filter(version_id=version.id).count()
@@ -54,11 +59,16 @@ def test_a_yanked_version_leaves_the_index_and_cannot_be_downloaded(alice, bob, 
     assert IndexChange.objects.filter(version_id=version.id).count() > before
     assert client_for(bob).get(f"/api/v1/learnwares/{lw.id}/versions/1/download").status_code == 404
     listed = client_for(bob).get(f"/api/v1/learnwares/{lw.id}/versions/").json()["results"]
-    assert [(v["number"], v["status"], v["yank_reason"]) for v in listed] == [(2, "published", ""), (1, "yanked", "leaks data")]
+    assert [(v["number"], v["status"], v["yank_reason"]) for v in listed] == [
+        (2, "published", ""),
+        (1, "yanked", "leaks data"),
+    ]
     assert actions(version)[-1] == "version.yanked"
 
 
-def test_a_banned_user_cannot_publish_and_their_waiting_versions_are_rejected(settings, alice, admin_user, publish):
+def test_a_banned_user_cannot_publish_and_their_waiting_versions_are_rejected(
+    settings, alice, admin_user, publish
+):
     settings.LWM_REVIEW_REQUIRED = True
     _, version = publish(alice, packages.build_table_model_package(name="banned"))
     services.user_ban(user=alice, actor=admin_user, reason="spam")

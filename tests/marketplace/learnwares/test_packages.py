@@ -6,7 +6,7 @@ import pytest
 
 from marketplace.core.exceptions import ValidationFailed
 from marketplace.learnwares.packages import package_inspect, package_without
-from marketplace.learnwares.packages.zipsafe import ZipLimits
+from specs.packaging.zipsafe import ZipLimits
 from tests.support import packages
 
 
@@ -20,7 +20,9 @@ def test_inspect_refuses_each_unsafe_or_malformed_package_with_its_code(case):
 
 
 def test_missing_manifest_fields_are_all_named_at_once():
-    data = packages.build_table_model_package(manifest={"license": ..., "task": "guessing", "output": {"classes": ["only"]}})
+    data = packages.build_table_model_package(
+        manifest={"license": ..., "task": "guessing", "output": {"classes": ["only"]}}
+    )
     with pytest.raises(ValidationFailed) as caught:
         package_inspect(data)
     assert set(caught.value.details) == {"license", "task"}
@@ -28,7 +30,9 @@ def test_missing_manifest_fields_are_all_named_at_once():
 
 
 def test_an_unknown_licence_and_a_bad_column_list_are_refused_by_field():
-    data = packages.build_table_model_package(manifest={"license": "WTFPL-9", "input": {"columns": ["a", "a"]}})
+    data = packages.build_table_model_package(
+        manifest={"license": "WTFPL-9", "input": {"columns": ["a", "a"]}}
+    )
     with pytest.raises(ValidationFailed) as caught:
         package_inspect(data)
     assert set(caught.value.details) == {"license", "input.columns"}
@@ -58,19 +62,36 @@ def test_a_zip_that_lies_about_sizes_still_hits_the_expansion_budget():
 
 
 def test_torch_export_models_are_refused_by_name_and_adapters_are_recognised():
-    export = packages.zip_bytes({"learnware.yaml": packages.manifest_yaml(
-        name="exported", description="", kind="model", modality="table", task="regression",
-        input={"columns": ["a", "b", "c"]}, output={"dim": 2}, license="MIT"),
-        "model.pt2": packages.export_model_bytes(3, 2), "rkme.json": packages.rkme_json(packages.table_data("abc"), 1 / 6)})
+    export = packages.zip_bytes(
+        {
+            "learnware.yaml": packages.manifest_yaml(
+                name="exported",
+                description="",
+                kind="model",
+                modality="table",
+                task="regression",
+                input={"columns": ["a", "b", "c"]},
+                output={"dim": 2},
+                license="MIT",
+            ),
+            "model.pt2": packages.export_model_bytes(3, 2),
+            "rkme.json": packages.rkme_json(packages.table_data("abc"), 1 / 6),
+        }
+    )
     with pytest.raises(ValidationFailed) as caught:
         package_inspect(export)
     assert (caught.value.code, caught.value.details["file"]) == ("upload:user:unsafe-format", "model.pt2")
-    as_pt = packages.build_table_model_package(model=packages.export_model_bytes(3, 2))  # the same archive named model.pt
+    as_pt = packages.build_table_model_package(
+        model=packages.export_model_bytes(3, 2)
+    )  # the same archive named model.pt
     with pytest.raises(ValidationFailed) as caught:
         package_inspect(as_pt)
     assert caught.value.code == "upload:user:unsafe-format"
     adapter = package_inspect(packages.build_lora_adapter_package())
-    assert adapter.artifact_format == "peft_lora" and set(adapter.artifact) == {"adapter_config.json", "adapter_model.safetensors"}
+    assert adapter.artifact_format == "peft_lora" and set(adapter.artifact) == {
+        "adapter_config.json",
+        "adapter_model.safetensors",
+    }
 
 
 def test_a_sample_and_an_rkme_together_are_ambiguous_and_neither_is_missing_spec():

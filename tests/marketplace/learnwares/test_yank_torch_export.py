@@ -27,7 +27,9 @@ def test_published_torch_export_versions_are_yanked_with_a_reason_and_an_audit_e
     export.refresh_from_db(), script.refresh_from_db(), pending.refresh_from_db()
     assert export.status == VersionStatus.YANKED and "unpickles" in export.yank_reason and export.yanked_at
     assert script.status == VersionStatus.PUBLISHED  # other formats untouched
-    assert pending.status == VersionStatus.PENDING_REVIEW  # never published: the pipeline refuses it when it runs
+    assert (
+        pending.status == VersionStatus.PENDING_REVIEW
+    )  # never published: the pipeline refuses it when it runs
     entry = AuditLog.objects.get(version=export)
     assert entry.action == "version.yanked" and entry.learnware_id == export.learnware_id
     assert not AuditLog.objects.filter(version=script).exists()

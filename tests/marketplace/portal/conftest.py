@@ -12,8 +12,13 @@ from marketplace.search import store
 @pytest.fixture(autouse=True)
 def isolated(settings: Any, tmp_path: Any) -> Any:
     """Own media folder, no in-process index and an empty cache (the login limiter) per test."""
-    settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "django.core.files.storage.FileSystemStorage",
-                                                           "OPTIONS": {"location": str(tmp_path / "media")}}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "media")},
+        },
+    }
     store.forget()
     cache.clear()
     yield

@@ -19,19 +19,64 @@ def text(response) -> str:
 
 
 def test_signup_logs_the_new_user_in(web):
-    response = web.post("/accounts/signup/", {"username": "carol", "email": "c@example.com",
-                                              "password1": "a-Long-pass-42", "password2": "a-Long-pass-42"})
+    response = web.post(
+        "/accounts/signup/",
+        {
+            "username": "carol",
+            "email": "c@example.com",
+            "password1": "a-Long-pass-42",
+            "password2": "a-Long-pass-42",
+        },
+    )
     assert response.status_code == 302
     assert "carol" in text(web.get("/"))  # the header names the logged-in user
 
 
-@pytest.mark.parametrize("data,message", [
-    ({"username": "carol", "email": "c@example.com", "password1": "a-Long-pass-42", "password2": "other-pass-42"}, "didn’t match"),
-    ({"username": "ALICE", "email": "c@example.com", "password1": "a-Long-pass-42", "password2": "a-Long-pass-42"}, "already exists"),
-    ({"username": "carol", "email": "not-an-email", "password1": "a-Long-pass-42", "password2": "a-Long-pass-42"}, "valid email"),
-    ({"username": "carol", "email": "c@example.com", "password1": "123", "password2": "123"}, "too short"),
-    ({"username": "bad name!", "email": "c@example.com", "password1": "a-Long-pass-42", "password2": "a-Long-pass-42"}, "valid username"),
-])
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        (
+            {
+                "username": "carol",
+                "email": "c@example.com",
+                "password1": "a-Long-pass-42",
+                "password2": "other-pass-42",
+            },
+            "didn’t match",
+        ),
+        (
+            {
+                "username": "ALICE",
+                "email": "c@example.com",
+                "password1": "a-Long-pass-42",
+                "password2": "a-Long-pass-42",
+            },
+            "already exists",
+        ),
+        (
+            {
+                "username": "carol",
+                "email": "not-an-email",
+                "password1": "a-Long-pass-42",
+                "password2": "a-Long-pass-42",
+            },
+            "valid email",
+        ),
+        (
+            {"username": "carol", "email": "c@example.com", "password1": "123", "password2": "123"},
+            "too short",
+        ),
+        (
+            {
+                "username": "bad name!",
+                "email": "c@example.com",
+                "password1": "a-Long-pass-42",
+                "password2": "a-Long-pass-42",
+            },
+            "valid username",
+        ),
+    ],
+)
 def test_signup_refuses_bad_input(web, alice, data, message):
     response = web.post("/accounts/signup/", data)
     assert response.status_code == 400
@@ -41,7 +86,10 @@ def test_signup_refuses_bad_input(web, alice, data, message):
 
 def test_forms_need_a_csrf_token(alice):
     strict = Client(enforce_csrf_checks=True)
-    assert strict.post("/accounts/login/", {"username": "alice", "password": "alice-pass-123"}).status_code == 403
+    assert (
+        strict.post("/accounts/login/", {"username": "alice", "password": "alice-pass-123"}).status_code
+        == 403
+    )
     strict.force_login(alice)
     assert strict.post("/accounts/tokens/", {"name": "x"}).status_code == 403
     assert not ApiToken.objects.filter(user=alice).exists()
@@ -62,11 +110,15 @@ def test_a_successful_login_clears_the_failures(web, alice, settings):
     settings.LWM_LOGIN_MAX_ATTEMPTS = 3
     for _ in range(2):
         web.post("/accounts/login/", {"username": "alice", "password": "wrong"})
-    assert web.post("/accounts/login/", {"username": "alice", "password": "alice-pass-123"}).status_code == 302
+    assert (
+        web.post("/accounts/login/", {"username": "alice", "password": "alice-pass-123"}).status_code == 302
+    )
     web.post("/accounts/logout/")
     for _ in range(2):
         web.post("/accounts/login/", {"username": "alice", "password": "wrong"})
-    assert web.post("/accounts/login/", {"username": "alice", "password": "alice-pass-123"}).status_code == 302
+    assert (
+        web.post("/accounts/login/", {"username": "alice", "password": "alice-pass-123"}).status_code == 302
+    )
 
 
 def test_password_reset_mails_a_working_link(web, alice):
@@ -75,7 +127,9 @@ def test_password_reset_mails_a_working_link(web, alice):
     link = re.search(r"http://testserver(/accounts/password/reset/\S+/)", mail.outbox[0].body).group(1)
     form = web.get(link, follow=True)
     assert "Choose a new password" in text(form)
-    done = web.post(form.redirect_chain[-1][0], {"new_password1": "brand-New-pass-7", "new_password2": "brand-New-pass-7"})
+    done = web.post(
+        form.redirect_chain[-1][0], {"new_password1": "brand-New-pass-7", "new_password2": "brand-New-pass-7"}
+    )
     assert done.status_code == 302
     alice.refresh_from_db()
     assert alice.check_password("brand-New-pass-7")
@@ -94,8 +148,16 @@ def test_account_pages_need_a_login(web):
 
 def test_profile_saves_and_refuses_a_bad_email(web_for, alice):
     client = web_for(alice)
-    assert client.post("/accounts/", {"first_name": "Al", "last_name": "Ice", "email": "nope"}).status_code == 400
-    assert client.post("/accounts/", {"first_name": "Al", "last_name": "Ice", "email": "al@example.com"}).status_code == 302
+    assert (
+        client.post("/accounts/", {"first_name": "Al", "last_name": "Ice", "email": "nope"}).status_code
+        == 400
+    )
+    assert (
+        client.post(
+            "/accounts/", {"first_name": "Al", "last_name": "Ice", "email": "al@example.com"}
+        ).status_code
+        == 302
+    )
     alice.refresh_from_db()
     assert (alice.first_name, alice.email) == ("Al", "al@example.com")
 

@@ -25,7 +25,7 @@ def test_pca_2d_matches_sklearn_up_to_the_sign_of_each_axis():
 
 
 def test_pca_2d_of_one_column_pads_a_zero_axis():
-    P, = pca_2d(np.arange(6.0)[:, None])
+    (P,) = pca_2d(np.arange(6.0)[:, None])
     assert_allclose(P[:, 1], 0.0)
     assert_allclose(np.abs(P[:, 0]), np.abs(np.arange(6.0) - 2.5))
 
@@ -45,6 +45,8 @@ def test_scatter_marker_area_is_proportional_to_weight():
 
 
 def test_markdown_keeps_formatting_and_drops_active_content():
-    html = str(render_markdown("**bold** <script>x()</script> [a](javascript:y()) <span onmouseover=z()>s</span>"))
+    html = str(
+        render_markdown("**bold** <script>x()</script> [a](javascript:y()) <span onmouseover=z()>s</span>")
+    )
     assert "<strong>bold</strong>" in html
     assert "script" not in html and "javascript" not in html and "onmouseover" not in html

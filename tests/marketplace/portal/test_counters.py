@@ -19,7 +19,9 @@ from tests.marketplace.portal.factories import make_learnware
 def downloadable(owner, **kw) -> LearnwareVersion:
     version = make_learnware(owner, **kw)
     # The factory's package is b"zip-content"; the download checks the stored sha256 first.
-    LearnwareVersion.objects.filter(id=version.id).update(artifact_sha256=hashlib.sha256(b"zip-content").hexdigest())
+    LearnwareVersion.objects.filter(id=version.id).update(
+        artifact_sha256=hashlib.sha256(b"zip-content").hexdigest()
+    )
     return version
 
 
@@ -34,19 +36,26 @@ def test_each_api_download_counts_once_and_shows_on_the_card(web, alice):
     assert Learnware.objects.get(id=version.learnware_id).download_count == 3
     assert web.get(f"/api/v1/learnwares/{version.learnware_id}/").json()["download_count"] == 3
     home = web.get("/").content.decode()
-    reused = home[home.index('id="reused-h"'):]
+    reused = home[home.index('id="reused-h"') :]
     assert "counted" in reused and "3 downloads" in reused
 
 
 @pytest.mark.django_db
 def test_an_assembled_task_counts_one_reuse_per_member_even_when_the_stage_reruns(alice, bob):
-    a, b, other = make_learnware(alice, name="a"), make_learnware(alice, name="b"), make_learnware(alice, name="c")
+    a, b, other = (
+        make_learnware(alice, name="a"),
+        make_learnware(alice, name="b"),
+        make_learnware(alice, name="c"),
+    )
     results = {"assemble": {"key": "k", "members": [{"version_id": a.id}, {"version_id": b.id}]}}
     submission = Submission.objects.create(owner=bob, data_format="csv", results=results, name="task")
     submission_package_save(submission_id=submission.id, content=b"package-bytes")
     submission_package_save(submission_id=submission.id, content=b"package-bytes")  # a retried stage
-    counts = dict(Learnware.objects.filter(id__in=[a.learnware_id, b.learnware_id, other.learnware_id])
-                  .values_list("name", "reuse_count"))
+    counts = dict(
+        Learnware.objects.filter(id__in=[a.learnware_id, b.learnware_id, other.learnware_id]).values_list(
+            "name", "reuse_count"
+        )
+    )
     assert counts == {"a": 1, "b": 1, "c": 0}
 
 

@@ -32,14 +32,18 @@ def test_home_lists_the_most_reused_first(web, alice):
     make_learnware(alice, name="rarely", reuse_count=1)
     make_learnware(alice, name="often", reuse_count=9)
     page = text(web.get("/"))
-    reused = page[page.index('id="reused-h"'):]
+    reused = page[page.index('id="reused-h"') :]
     assert reused.index("often") < reused.index("rarely")
 
 
 @pytest.mark.parametrize("who,status", [("anonymous", 404), ("owner", 200), ("other", 404), ("admin", 200)])
-def test_a_private_learnware_page_is_shown_to_its_owner_and_admins_only(who, status, web, web_for, alice, bob, admin_user):
+def test_a_private_learnware_page_is_shown_to_its_owner_and_admins_only(
+    who, status, web, web_for, alice, bob, admin_user
+):
     version = make_learnware(alice, name="private-model", visibility=Visibility.PRIVATE)
-    client = {"anonymous": web, "owner": web_for(alice), "other": web_for(bob), "admin": web_for(admin_user)}[who]
+    client = {"anonymous": web, "owner": web_for(alice), "other": web_for(bob), "admin": web_for(admin_user)}[
+        who
+    ]
     response = client.get(f"/learnwares/{version.learnware_id}/")
     assert response.status_code == status
     if status == 404:
@@ -67,11 +71,13 @@ def test_the_learnware_page_shows_card_versions_spec_and_usage(web, alice):
 
 
 def test_the_card_markdown_is_sanitised(web, alice):
-    evil = ('<script>alert(1)</script>\n\n[click](javascript:alert(2)) <img src=x onerror="alert(3)">\n\n'
-            '<a href="https://example.org" onclick="steal()">ok</a> <iframe src="https://evil"></iframe>')
+    evil = (
+        '<script>alert(1)</script>\n\n[click](javascript:alert(2)) <img src=x onerror="alert(3)">\n\n'
+        '<a href="https://example.org" onclick="steal()">ok</a> <iframe src="https://evil"></iframe>'
+    )
     version = make_learnware(alice, description=evil)
     page = text(web.get(f"/learnwares/{version.learnware_id}/"))
-    card = page[page.index('aria-label="Card"'):page.index('id="versions-h"')]
+    card = page[page.index('aria-label="Card"') : page.index('id="versions-h"')]
     assert "<script" not in card and "javascript:" not in card and "onerror" not in card
     assert "onclick" not in card and "<iframe" not in card
     assert 'href="https://example.org"' in card and "noopener" in card
@@ -88,7 +94,7 @@ def test_similar_learnwares_are_ranked_by_the_mmd_of_their_specifications(web, a
     far = make_learnware(alice, name="far-data", shift=3.0)
     make_learnware(bob, name="hidden-twin", visibility=Visibility.PRIVATE)
     page = text(web.get(f"/learnwares/{me.learnware_id}/"))
-    similar = page[page.index('id="similar-h"'):]
+    similar = page[page.index('id="similar-h"') :]
     assert "hidden-twin" not in similar
     assert similar.index("near-data") < similar.index("far-data")
     # The shown score is the MMD² of the two stored RKMEs, computed here directly with numpy.
@@ -136,17 +142,34 @@ def test_only_the_owner_edits_the_card_and_bad_input_is_refused(web, web_for, al
     version = make_learnware(alice, name="editable")
     url = f"/learnwares/{version.learnware_id}/edit/"
     assert web.get(url).status_code == 302  # to the log-in page
-    assert web_for(bob).post(url, {"description": "x", "license": "MIT", "visibility": "public"}).status_code == 404
+    assert (
+        web_for(bob).post(url, {"description": "x", "license": "MIT", "visibility": "public"}).status_code
+        == 404
+    )
     owner = web_for(alice)
     bad = owner.post(url, {"description": "x", "license": "WTFPL-9", "visibility": "public", "tags": ""})
     assert bad.status_code == 400 and "WTFPL-9" in text(bad)
-    too_many = owner.post(url, {"description": "x", "license": "MIT", "visibility": "public",
-                                "tags": ",".join(str(i) for i in range(31))})
+    too_many = owner.post(
+        url,
+        {
+            "description": "x",
+            "license": "MIT",
+            "visibility": "public",
+            "tags": ",".join(str(i) for i in range(31)),
+        },
+    )
     assert too_many.status_code == 400 and "At most 30 tags" in text(too_many)
-    ok = owner.post(url, {"description": "new card", "license": "Apache-2.0", "visibility": "private", "tags": "x, y"})
+    ok = owner.post(
+        url, {"description": "new card", "license": "Apache-2.0", "visibility": "private", "tags": "x, y"}
+    )
     assert ok.status_code == 302
     lw = Learnware.objects.get(id=version.learnware_id)
-    assert (lw.description, lw.license, lw.visibility, lw.tags) == ("new card", "Apache-2.0", "private", ["x", "y"])
+    assert (lw.description, lw.license, lw.visibility, lw.tags) == (
+        "new card",
+        "Apache-2.0",
+        "private",
+        ["x", "y"],
+    )
 
 
 def test_delete_needs_post_by_the_owner(web_for, alice, bob, admin_user):

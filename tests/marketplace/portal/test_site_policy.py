@@ -21,7 +21,13 @@ def directives(header: str) -> dict[str, list[str]]:
 
 def test_every_kind_of_response_carries_a_strict_csp(web, alice):
     version = make_learnware(alice)
-    for url in ("/", f"/learnwares/{version.learnware_id}/", "/api/v1/learnwares/", "/api/v1/docs/", "/no-such-page/"):
+    for url in (
+        "/",
+        f"/learnwares/{version.learnware_id}/",
+        "/api/v1/learnwares/",
+        "/api/v1/docs/",
+        "/no-such-page/",
+    ):
         policy = directives(web.get(url)["Content-Security-Policy"])
         assert policy["script-src"] == ["'self'"], url
         assert policy["default-src"] == ["'self'"] and policy["object-src"] == ["'none'"]
@@ -30,23 +36,41 @@ def test_every_kind_of_response_carries_a_strict_csp(web, alice):
 
 def test_portal_pages_have_no_inline_script(web, alice):
     version = make_learnware(alice)
-    for url in ("/", "/learnwares/", f"/learnwares/{version.learnware_id}/", "/search/data/", "/api/v1/docs/"):
+    for url in (
+        "/",
+        "/learnwares/",
+        f"/learnwares/{version.learnware_id}/",
+        "/search/data/",
+        "/api/v1/docs/",
+    ):
         html = web.get(url).content.decode()
         for tag in re.findall(r"<script\b[^>]*>", html):
             assert "src=" in tag or 'type="application/json"' in tag, (url, tag)
         assert not re.search(r"\son(click|load|error|change|submit)=", html), url
 
 
-@pytest.mark.parametrize("url,local", [("/media/a.png", True), ("img/a.png", True), ("https://x.org/a.png", False),
-                                       ("//x.org/a.png", False), ("data:image/png;base64,AA", False),
-                                       ("HTTP://x.org/a", False), ("", False), ("/\\x.org/a.png", False)])
+@pytest.mark.parametrize(
+    "url,local",
+    [
+        ("/media/a.png", True),
+        ("img/a.png", True),
+        ("https://x.org/a.png", False),
+        ("//x.org/a.png", False),
+        ("data:image/png;base64,AA", False),
+        ("HTTP://x.org/a", False),
+        ("", False),
+        ("/\\x.org/a.png", False),
+    ],
+)
 def test_which_image_addresses_count_as_local(url, local):
     assert is_local_url(url) is local
 
 
 def test_a_card_never_makes_the_browser_fetch_a_remote_image():
-    html = render_markdown('![chart](https://tracker.example/p.png?u=1) ![here](/static/img/favicon.svg)\n\n'
-                           '<img src="https://tracker.example/raw.png" alt="raw"> <img src="//tracker.example/x">')
+    html = render_markdown(
+        "![chart](https://tracker.example/p.png?u=1) ![here](/static/img/favicon.svg)\n\n"
+        '<img src="https://tracker.example/raw.png" alt="raw"> <img src="//tracker.example/x">'
+    )
     sources = re.findall(r'<img[^>]*\ssrc="([^"]*)"', html)
     assert sources == ["/static/img/favicon.svg"]
     # The remote Markdown image is still reachable, as a link the reader chooses to follow.
@@ -92,13 +116,20 @@ def test_a_crash_in_debug_renders_the_500_page_and_is_still_reported(settings):
 
     settings.DEBUG = True
     reported = []
-    signals.got_request_exception.connect(lambda **kw: reported.append(kw["request"].path), weak=False, dispatch_uid="t500")
+    signals.got_request_exception.connect(
+        lambda **kw: reported.append(kw["request"].path), weak=False, dispatch_uid="t500"
+    )
     try:
         response = Client(raise_request_exception=False).get("/boom/")
     finally:
         signals.got_request_exception.disconnect(dispatch_uid="t500")
     body = response.content.decode()
-    assert response.status_code == 500 and "<h1>500</h1>" in body and "kaput" not in body and "Traceback" not in body
+    assert (
+        response.status_code == 500
+        and "<h1>500</h1>" in body
+        and "kaput" not in body
+        and "Traceback" not in body
+    )
     assert reported == ["/boom/"]
 
 

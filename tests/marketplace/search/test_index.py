@@ -7,7 +7,9 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 from marketplace.search import vector_index
-from marketplace.search.index import RerankStore, SpaceIndex, TextIndex
+from marketplace.search.index import SpaceIndex
+from marketplace.search.ram_store import RerankStore
+from marketplace.search.text_index import TextIndex
 from specs import RFFSketch, batch_self_terms, mmd_squared_batch
 
 D_FEAT, K, N, GAMMA = 8, 20, 3000, 1.0 / 16
@@ -19,7 +21,9 @@ def market():
     rng = np.random.default_rng(0)
     centers = 2.0 * rng.standard_normal((60, D_FEAT))
     comps = [rng.choice(60, size=rng.integers(1, 4), replace=False) for _ in range(N)]
-    Zs = np.stack([centers[c][rng.integers(len(c), size=K)] + 0.5 * rng.standard_normal((K, D_FEAT)) for c in comps])
+    Zs = np.stack(
+        [centers[c][rng.integers(len(c), size=K)] + 0.5 * rng.standard_normal((K, D_FEAT)) for c in comps]
+    )
     betas = rng.dirichlet(np.full(K, 5.0), size=N)
     sketcher = RFFSketch(D_FEAT, GAMMA, 512, random_state=3)
     sketches = sketcher.transform_batch(Zs, betas)
@@ -129,7 +133,9 @@ def test_text_index_returns_cosine_order():
     q = (emb[12] + 0.01) / np.linalg.norm(emb[12] + 0.01)
     assert_array_equal(ids, np.argsort(-(unit @ q))[:5])
     assert_allclose(sims, np.sort(unit @ q)[::-1][:5], rtol=1e-5)
-    assert_array_equal(TextIndex.from_bytes(text.to_bytes()).search(emb[12], 5)[0], text.search(emb[12], 5)[0])
+    assert_array_equal(
+        TextIndex.from_bytes(text.to_bytes()).search(emb[12], 5)[0], text.search(emb[12], 5)[0]
+    )
 
 
 def test_rerank_scores_equal_the_float64_mmd_of_the_stored_specs(market):

@@ -22,7 +22,9 @@ def market():
     rng = np.random.default_rng(11)
     centers = 2.0 * rng.standard_normal((60, D_FEAT))
     comps = [rng.choice(60, size=rng.integers(1, 4), replace=False) for _ in range(N)]
-    Zs = np.stack([centers[c][rng.integers(len(c), size=K)] + 0.5 * rng.standard_normal((K, D_FEAT)) for c in comps])
+    Zs = np.stack(
+        [centers[c][rng.integers(len(c), size=K)] + 0.5 * rng.standard_normal((K, D_FEAT)) for c in comps]
+    )
     betas = rng.dirichlet(np.full(K, 5.0), size=N)
     sketcher = RFFSketch(D_FEAT, GAMMA, D_SKETCH, random_state=4)
     queries = []
@@ -30,7 +32,14 @@ def market():
         c = comps[j]
         Zq = centers[c][rng.integers(len(c), size=30)] + 0.5 * rng.standard_normal((30, D_FEAT))
         queries.append((Zq, np.full(30, 1 / 30)))
-    return Zs, betas, sketcher.transform_batch(Zs, betas), batch_self_terms(Zs, betas, GAMMA), sketcher, queries
+    return (
+        Zs,
+        betas,
+        sketcher.transform_batch(Zs, betas),
+        batch_self_terms(Zs, betas, GAMMA),
+        sketcher,
+        queries,
+    )
 
 
 @pytest.fixture
@@ -86,7 +95,9 @@ def test_contents_decodes_an_ivf_back_to_its_vectors(market):
     assert (np.abs(vectors[order] - sketches) <= span / 255 + 1e-6).all()  # within one SQ8 step
 
 
-def test_ivf_regrows_as_the_space_grows_and_results_follow_the_exact_scan(market, small_thresholds, monkeypatch):
+def test_ivf_regrows_as_the_space_grows_and_results_follow_the_exact_scan(
+    market, small_thresholds, monkeypatch
+):
     monkeypatch.setattr(vector_index, "REGROW_IN_BACKGROUND", False)
     idx = SpaceIndex(D_FEAT, D_SKETCH, GAMMA)
     nlists = []
@@ -98,7 +109,12 @@ def test_ivf_regrows_as_the_space_grows_and_results_follow_the_exact_scan(market
             assert top1 == 1.0, (hi, idx.sketches.nlist)
             assert recall >= 0.95, (hi, idx.sketches.nlist, recall)
         assert idx.sketches.ntotal == hi
-    assert nlists == [0, ivf_nlist(500), ivf_nlist(1000), ivf_nlist(2000)]  # flat, converted at 500, regrown twice
+    assert nlists == [
+        0,
+        ivf_nlist(500),
+        ivf_nlist(1000),
+        ivf_nlist(2000),
+    ]  # flat, converted at 500, regrown twice
     assert nlists[-1] >= 2 * nlists[-2] >= 4 * nlists[-3]
     assert ivf_nprobe(nlists[-1]) < nlists[-1]  # the recall below is not that of an exhaustive scan
     assert_array_equal(_held_ids(idx), np.arange(N) + 1000)
@@ -148,7 +164,9 @@ def test_a_snapshot_with_too_few_lists_regrows_on_load(market, small_thresholds,
     _add(idx, market, 0, 500)
     _add(idx, market, 500, 700)
     old = idx.sketches.nlist
-    monkeypatch.setattr(vector_index, "IVF_REGROW", 1.2)  # the code now wants more lists than the snapshot has
+    monkeypatch.setattr(
+        vector_index, "IVF_REGROW", 1.2
+    )  # the code now wants more lists than the snapshot has
     clone = SpaceIndex.from_bytes(idx.to_bytes())
     assert clone.sketches.nlist == ivf_nlist(700) > old
     assert_array_equal(_held_ids(clone), np.arange(700) + 1000)

@@ -48,7 +48,9 @@ def test_filters_never_shorten_the_result_while_matches_exist(alice, centers, mo
     monkeypatch.setattr(selectors, "RERANK_K", 5)  # so most candidates of the first rounds fail the filter
     rng = np.random.default_rng(1)
     space = make_space()
-    tagged = [publish(space, alice, *cluster_spec(rng, centers[10:11], 10), tags=["rare"]).id for _ in range(12)]
+    tagged = [
+        publish(space, alice, *cluster_spec(rng, centers[10:11], 10), tags=["rare"]).id for _ in range(12)
+    ]
     for _ in range(150):
         publish(space, alice, *cluster_spec(rng, centers[:2], 10))
     Zq, bq = cluster_spec(rng, centers[:2], 20)
@@ -78,8 +80,12 @@ def test_results_carry_exact_mmd_and_sketch_distance(alice, centers):
     from marketplace.learnwares.models import Specification
 
     q = store.sketcher(space).transform(Zq, bq)
-    stored = {s.version_id: np.frombuffer(bytes(s.sketch), dtype=np.float32) for s in Specification.objects.all()}
-    assert_allclose(result.sketch_distance, [np.sum((q - stored[int(v)]) ** 2) for v in result.ids], rtol=1e-4, atol=1e-6)
+    stored = {
+        s.version_id: np.frombuffer(bytes(s.sketch), dtype=np.float32) for s in Specification.objects.all()
+    }
+    assert_allclose(
+        result.sketch_distance, [np.sum((q - stored[int(v)]) ** 2) for v in result.ids], rtol=1e-4, atol=1e-6
+    )
 
 
 def _user_data(rng, centers, weights, n=3000):
@@ -136,7 +142,9 @@ def test_rebuild_from_the_database_equals_the_incremental_index(alice, centers, 
     _store_kind(settings, tmp_path, disk)
     rng = np.random.default_rng(4)
     space = make_space()
-    versions = [publish(space, alice, *cluster_spec(rng, centers[i % 12 : i % 12 + 2], 15)) for i in range(30)]
+    versions = [
+        publish(space, alice, *cluster_spec(rng, centers[i % 12 : i % 12 + 2], 15)) for i in range(30)
+    ]
     index_remove(version=versions[3])
     versions[3].status = VersionStatus.YANKED
     versions[3].save()

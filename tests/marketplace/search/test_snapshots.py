@@ -9,7 +9,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 from marketplace.search import index as index_module
-from marketplace.search import services, store, vector_index
+from marketplace.search import store, vector_index
 from marketplace.search.index import SpaceIndex
 from marketplace.search.models import IndexChange, IndexState
 from marketplace.search.services import index_snapshot
@@ -34,8 +34,12 @@ class _Recorder(io.BytesIO):
 
 
 def _arrays(rng: np.random.Generator) -> dict[str, np.ndarray]:
-    return {"b": rng.standard_normal((7, 3)).astype(np.float16), "a": np.arange(10, dtype=np.int64),
-            "c": rng.integers(0, 255, size=(5, 4, 2)).astype(np.uint8), "empty": np.zeros((0, 3))}
+    return {
+        "b": rng.standard_normal((7, 3)).astype(np.float16),
+        "a": np.arange(10, dtype=np.int64),
+        "c": rng.integers(0, 255, size=(5, 4, 2)).astype(np.uint8),
+        "empty": np.zeros((0, 3)),
+    }
 
 
 def test_streamed_arrays_are_the_bytes_of_arrays_to_bytes_and_read_back_in_chunks():
@@ -69,7 +73,9 @@ def test_stream_errors_name_the_problem():
     with pytest.raises(SerializationError, match="'x' contains NaN"):
         ArrayReader(io.BytesIO(arrays_to_bytes({}, bad))).read("x")
     with pytest.raises(SerializationError, match="chunks hold"):
-        write_arrays(io.BytesIO(), {}, {"x": Column(np.dtype(np.float32), (4,), lambda: [np.zeros(3, np.float32)])})
+        write_arrays(
+            io.BytesIO(), {}, {"x": Column(np.dtype(np.float32), (4,), lambda: [np.zeros(3, np.float32)])}
+        )
     with pytest.raises(SerializationError, match="trailing"):
         r = ArrayReader(io.BytesIO(data + b"xx"))
         r.finish()
@@ -79,7 +85,9 @@ def test_stream_errors_name_the_problem():
 def small_space():
     rng = np.random.default_rng(2)
     centers = 3.0 * rng.standard_normal((6, D_FEAT))
-    specs = [cluster_spec(rng, centers[i % 6 : i % 6 + 1], 6 + i % 5) for i in range(300)]  # K varies: padded records
+    specs = [
+        cluster_spec(rng, centers[i % 6 : i % 6 + 1], 6 + i % 5) for i in range(300)
+    ]  # K varies: padded records
     Zs, betas = [s[0] for s in specs], [s[1] for s in specs]
     sketches = np.stack([RFFSketch(D_FEAT, GAMMA, 64, random_state=1).transform(Z, b) for Z, b in specs])
     st = np.concatenate([batch_self_terms(Z[None], b[None], GAMMA) for Z, b in specs])
@@ -88,8 +96,9 @@ def small_space():
 
 @pytest.mark.parametrize("dtype", ["float16", "int8"])
 @pytest.mark.parametrize("disk_from,disk_to", [(False, False), (False, True), (True, False), (True, True)])
-def test_a_space_snapshot_is_streamed_in_bounded_writes_and_round_trips(small_space, tmp_path, monkeypatch,
-                                                                         dtype, disk_from, disk_to):
+def test_a_space_snapshot_is_streamed_in_bounded_writes_and_round_trips(
+    small_space, tmp_path, monkeypatch, dtype, disk_from, disk_to
+):
     monkeypatch.setattr(index_module, "SNAPSHOT_ROWS", 16)
     monkeypatch.setattr(vector_index, "FLAT_MAX", 100)
     monkeypatch.setattr(vector_index, "REGROW_IN_BACKGROUND", False)
@@ -120,13 +129,23 @@ def test_a_version_1_snapshot_still_loads(small_space):
     Zs, betas, sketches, st, (Zq, bq) = small_space
     idx = SpaceIndex(D_FEAT, 64, GAMMA)
     idx.add(np.arange(300), sketches, Zs, betas, st)
-    header = {"format": "lwm-search-index", "version": 1, "kind": "space", "d": D_FEAT, "D": 64, "gamma": GAMMA,
-              "dtype": "float16", "generation": 3}
+    header = {
+        "format": "lwm-search-index",
+        "version": 1,
+        "kind": "space",
+        "d": D_FEAT,
+        "D": 64,
+        "gamma": GAMMA,
+        "dtype": "float16",
+        "generation": 3,
+    }
     arrays = {f"store.{k}": v for k, v in idx.store.arrays().items()}
     arrays["faiss"] = np.frombuffer(idx.sketches.to_bytes(), dtype=np.uint8)
     clone = SpaceIndex.from_bytes(arrays_to_bytes(header, arrays))
     q = RFFSketch(D_FEAT, GAMMA, 64, random_state=1).transform(Zq, bq)[None]
-    assert_array_equal(clone.rerank(Zq, bq, *clone.candidates(q, 20)).ids, idx.rerank(Zq, bq, *idx.candidates(q, 20)).ids)
+    assert_array_equal(
+        clone.rerank(Zq, bq, *clone.candidates(q, 20)).ids, idx.rerank(Zq, bq, *idx.candidates(q, 20)).ids
+    )
     assert clone.generation == 3
 
 
@@ -145,14 +164,19 @@ def _disk(settings, tmp_path, disk: bool) -> None:
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("disk", [False, True])
-def test_index_snapshot_streams_to_storage_and_a_fresh_process_starts_from_it(alice, centers, monkeypatch, settings,
-                                                                            tmp_path, disk):
+def test_index_snapshot_streams_to_storage_and_a_fresh_process_starts_from_it(
+    alice, centers, monkeypatch, settings, tmp_path, disk
+):
     _disk(settings, tmp_path, disk)
     rng = np.random.default_rng(6)
     space = make_space()
-    versions = [publish(space, alice, *cluster_spec(rng, centers[i % 12 : i % 12 + 1], 10)) for i in range(20)]
+    versions = [
+        publish(space, alice, *cluster_spec(rng, centers[i % 12 : i % 12 + 1], 10)) for i in range(20)
+    ]
     live = store.get_index(space.key, space)
-    monkeypatch.setattr(SpaceIndex, "to_bytes", lambda self: pytest.fail("a snapshot must be streamed, not built as bytes"))
+    monkeypatch.setattr(
+        SpaceIndex, "to_bytes", lambda self: pytest.fail("a snapshot must be streamed, not built as bytes")
+    )
     state = index_snapshot(key=space.key)
     assert state.snapshot_generation == 20
     from django.core.files.storage import storages
@@ -168,12 +192,14 @@ def test_index_snapshot_streams_to_storage_and_a_fresh_process_starts_from_it(al
     assert sorted(fresh.store.row) == sorted(v.id for v in versions) == sorted(live.store.row)
     Zq, bq = cluster_spec(rng, centers[4:5], 20)
     q = store.sketcher(space).transform(Zq, bq)[None]
-    assert_array_equal(fresh.rerank(Zq, bq, *fresh.candidates(q, 20)).ids, live.rerank(Zq, bq, *live.candidates(q, 20)).ids)
+    assert_array_equal(
+        fresh.rerank(Zq, bq, *fresh.candidates(q, 20)).ids, live.rerank(Zq, bq, *live.candidates(q, 20)).ids
+    )
 
 
 @pytest.mark.django_db
-def test_snapshots_prune_the_change_log_and_old_processes_reload(alice, centers, monkeypatch):
-    monkeypatch.setattr(services, "CHANGES_KEPT", 2)
+def test_snapshots_prune_the_change_log_and_old_processes_reload(alice, centers, monkeypatch, settings):
+    settings.LWM_INDEX_CHANGES_KEPT = 2
     rng = np.random.default_rng(7)
     space = make_space()
     first = [publish(space, alice, *cluster_spec(rng, centers[i : i + 1], 10)).id for i in range(3)]
@@ -190,7 +216,9 @@ def test_snapshots_prune_the_change_log_and_old_processes_reload(alice, centers,
     late = publish(space, alice, *cluster_spec(rng, centers[9:10], 10)).id  # generation 9
     loads = []
     real_load = store._load_snapshot
-    monkeypatch.setattr(store, "_load_snapshot", lambda s: loads.append(s.snapshot_generation) or real_load(s))
+    monkeypatch.setattr(
+        store, "_load_snapshot", lambda s: loads.append(s.snapshot_generation) or real_load(s)
+    )
     monkeypatch.setattr(store, "build_from_db", lambda *a, **k: pytest.fail("no full scan"))
     caught_up = store.get_index(space.key, space)
     assert caught_up is at_snapshot and loads == []  # caught up on rows 9.., no reload
@@ -206,8 +234,8 @@ def test_snapshots_prune_the_change_log_and_old_processes_reload(alice, centers,
 
 
 @pytest.mark.django_db
-def test_a_catch_up_that_races_a_prune_reloads_the_snapshot(alice, centers, monkeypatch):
-    monkeypatch.setattr(services, "CHANGES_KEPT", 0)
+def test_a_catch_up_that_races_a_prune_reloads_the_snapshot(alice, centers, monkeypatch, settings):
+    settings.LWM_INDEX_CHANGES_KEPT = 0
     rng = np.random.default_rng(8)
     space = make_space()
     ids = [publish(space, alice, *cluster_spec(rng, centers[i : i + 1], 10)).id for i in range(4)]

@@ -53,8 +53,11 @@ def test_arrow_over_copies_of_one_adapter_is_that_adapter():
     adapter = _adapter(5)
     router = ArrowRouter(top_k=2).fit([adapter, adapter])
     modules = sorted(adapter.factors)
-    assert_allclose(embedding(layer_states(TEXTS, arrow_delta(router), modules)),
-                    embedding(layer_states(TEXTS, lora_delta(adapter), modules)), atol=1e-6)
+    assert_allclose(
+        embedding(layer_states(TEXTS, arrow_delta(router), modules)),
+        embedding(layer_states(TEXTS, lora_delta(adapter), modules)),
+        atol=1e-6,
+    )
 
 
 def test_read_texts_names_the_bad_line():
@@ -66,21 +69,39 @@ def test_read_texts_names_the_bad_line():
     assert err.value.code == "submission:user:missing-labels"
 
 
-def _submit(owner: Any, texts: list[str], labels: list[str] | None, requirements: dict[str, Any]) -> Submission:
+def _submit(
+    owner: Any, texts: list[str], labels: list[str] | None, requirements: dict[str, Any]
+) -> Submission:
     extra = {}
     if labels is not None:
-        extra = {"labelled": ContentFile(jsonl_bytes(texts, labels), name="l.jsonl"), "labelled_format": "jsonl"}
-    return submission_create(owner=owner, data_format="jsonl", data=ContentFile(jsonl_bytes(texts), name="d.jsonl"),
-                             modality="text", requirements=requirements, **extra)
+        extra = {
+            "labelled": ContentFile(jsonl_bytes(texts, labels), name="l.jsonl"),
+            "labelled_format": "jsonl",
+        }
+    return submission_create(
+        owner=owner,
+        data_format="jsonl",
+        data=ContentFile(jsonl_bytes(texts), name="d.jsonl"),
+        modality="text",
+        requirements=requirements,
+        **extra,
+    )
 
 
-def test_a_labelled_text_task_ranks_adapters_by_their_layers_and_packages_a_publishable_sum(bob, alice, report):
+def test_a_labelled_text_task_ranks_adapters_by_their_layers_and_packages_a_publishable_sum(
+    bob, alice, report
+):
     market = adapter_market_create(owner=bob)
     sports, y_s = topic_texts("sports")
     finance, y_f = topic_texts("finance")
     texts, labels = sports + finance, y_s + y_f
-    requirements = {"kind": "adapter", "feature_space": market.space.key, "methods": ["lora_weighted_sum"],
-                    "negate": [market.learnwares["cooking"].id], "max_modules": 2}
+    requirements = {
+        "kind": "adapter",
+        "feature_space": market.space.key,
+        "methods": ["lora_weighted_sum"],
+        "negate": [market.learnwares["cooking"].id],
+        "max_modules": 2,
+    }
     submission = _submit(alice, texts, labels, requirements)
     reuse_run(submission_id=str(submission.id), report=report)
     submission = Submission.objects.get(id=submission.id)
@@ -91,7 +112,9 @@ def test_a_labelled_text_task_ranks_adapters_by_their_layers_and_packages_a_publ
     candidates = results["rank"]["candidates"]
     assert {c["version_id"] for c in candidates} == {v.id for v in market.versions.values()}
     for c in candidates:
-        adapter = adapter_from_files(market.files[by_version[c["version_id"]]], base_model_key="all-minilm-l6-v2")
+        adapter = adapter_from_files(
+            market.files[by_version[c["version_id"]]], base_model_key="all-minilm-l6-v2"
+        )
         states = layer_states(texts, lora_delta(adapter), list(adapter.factors))
         assert len(states) == c["layers"] == 6
         expected = score_layers(states, np.asarray(labels), estimator="logme", aggregation="mean").score
@@ -106,7 +129,9 @@ def test_a_labelled_text_task_ranks_adapters_by_their_layers_and_packages_a_publ
     assert package.manifest["kind"] == "adapter" and package.artifact_format == "peft_lora"
     members = [by_version[m["version_id"]] for m in assemble["members"]]
     weights = np.array(assemble["methods"][0]["parameters"]["weights"])
-    own = [adapter_from_files(market.files[t], base_model_key="x").delta_weights() for t in [*members, "cooking"]]
+    own = [
+        adapter_from_files(market.files[t], base_model_key="x").delta_weights() for t in [*members, "cooking"]
+    ]
     signed = np.concatenate([weights, [-weights.mean()]])
     merged = adapter_from_files(package.artifact, base_model_key="x").delta_weights()
     for module, dW in merged.items():
@@ -114,7 +139,9 @@ def test_a_labelled_text_task_ranks_adapters_by_their_layers_and_packages_a_publ
 
     # It predicts: the sandbox (PEFT) and the package's predictor embed alike; the head gives classes.
     predictor = AdapterPackagePredictor.from_bytes(content)
-    sandboxed = run_model(package.artifact, np.array(texts[:4]), kind="peft_lora", base_model_path=minilm_path())
+    sandboxed = run_model(
+        package.artifact, np.array(texts[:4]), kind="peft_lora", base_model_path=minilm_path()
+    )
     assert_allclose(predictor.embed(texts[:4]), sandboxed, atol=2e-5)
     assert set(predictor.predict(texts).tolist()) <= {"pos", "neg"}
     evaluation = results["evaluate"]

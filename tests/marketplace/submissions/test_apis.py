@@ -15,7 +15,11 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from marketplace.jobs.choices import JobStatus
 from marketplace.jobs.services import job_finish
 from marketplace.submissions.models import Submission
-from marketplace.submissions.services import submission_create, submission_package_save, submissions_purge_expired
+from marketplace.submissions.services import (
+    submission_create,
+    submission_package_save,
+    submissions_purge_expired,
+)
 from specs import rkme_fit, rkme_to_json
 
 pytestmark = pytest.mark.django_db
@@ -36,10 +40,14 @@ def _stored_names(prefix: str) -> set[str]:
 
 
 def _post_csv(client, content: bytes = CSV, **extra):
-    return client.post("/api/v1/submissions/", {"data": SimpleUploadedFile("rows.csv", content), **extra}, format="multipart")
+    return client.post(
+        "/api/v1/submissions/", {"data": SimpleUploadedFile("rows.csv", content), **extra}, format="multipart"
+    )
 
 
-def test_multipart_create_answers_202_with_the_submission_and_its_job_and_stores_the_file_privately(alice, client_for):
+def test_multipart_create_answers_202_with_the_submission_and_its_job_and_stores_the_file_privately(
+    alice, client_for
+):
     response = _post_csv(client_for(alice), requirements=json.dumps({"max_modules": 2}), name="my task")
     assert response.status_code == 202, response.json()
     body = response.json()
@@ -56,7 +64,9 @@ def test_multipart_create_answers_202_with_the_submission_and_its_job_and_stores
 
 def test_json_create_with_a_client_rkme_is_accepted(alice, client_for):
     spec = rkme_fit(np.random.default_rng(0).normal(size=(40, 3)), 5, 0.5, random_state=0)
-    response = client_for(alice).post("/api/v1/submissions/", {"rkme": json.loads(rkme_to_json(spec))}, format="json")
+    response = client_for(alice).post(
+        "/api/v1/submissions/", {"rkme": json.loads(rkme_to_json(spec))}, format="json"
+    )
     assert response.status_code == 202, response.json()
     assert response.json()["submission"]["data_format"] == "rkme"
 
@@ -78,7 +88,9 @@ def test_a_too_large_upload_is_refused_with_413_and_nothing_is_stored(alice, cli
     assert _stored_names(f"submissions/{alice.id}") == before
 
 
-def test_over_the_active_limit_answers_429_with_a_retry_hint_and_keeps_the_others(alice, client_for, settings):
+def test_over_the_active_limit_answers_429_with_a_retry_hint_and_keeps_the_others(
+    alice, client_for, settings
+):
     settings.LWM_SUBMISSION_MAX_ACTIVE = 2
     settings.LWM_SUBMISSION_RETRY_AFTER = 42
     client = client_for(alice)
@@ -116,7 +128,10 @@ def test_cancel_stops_a_pending_submission_and_a_second_cancel_conflicts(alice, 
 def test_package_download_waits_for_the_package_then_serves_its_bytes(alice, client_for):
     client = client_for(alice)
     submission_id = _post_csv(client).json()["submission"]["id"]
-    assert client.get(f"/api/v1/submissions/{submission_id}/package").json()["error"]["code"] == "submission:user:package-not-ready"
+    assert (
+        client.get(f"/api/v1/submissions/{submission_id}/package").json()["error"]["code"]
+        == "submission:user:package-not-ready"
+    )
     submission_package_save(submission_id=submission_id, content=b"PK-fake-zip")
     response = client.get(f"/api/v1/submissions/{submission_id}/package")
     assert response.status_code == 200
@@ -127,15 +142,22 @@ def test_package_download_waits_for_the_package_then_serves_its_bytes(alice, cli
 
 def test_retention_deletes_old_finished_submissions_data_but_keeps_recent_and_running_ones(alice, settings):
     def make() -> Submission:
-        s = submission_create(owner=alice, data_format="csv", data=ContentFile(CSV, name="d.csv"),
-                              labelled=ContentFile(b"a,b,label\n1,2,x\n", name="l.csv"), labelled_format="csv")
+        s = submission_create(
+            owner=alice,
+            data_format="csv",
+            data=ContentFile(CSV, name="d.csv"),
+            labelled=ContentFile(b"a,b,label\n1,2,x\n", name="l.csv"),
+            labelled_format="csv",
+        )
         submission_package_save(submission_id=s.id, content=b"zip")
         return Submission.objects.get(id=s.id)
 
     old_done, old_running, recent_done = make(), make(), make()
     for s in (old_done, recent_done):
         job_finish(job_id=s.job_id, status=JobStatus.SUCCEEDED)
-    Submission.objects.filter(id__in=[old_done.id, old_running.id]).update(created_at=old_done.created_at - timedelta(days=31))
+    Submission.objects.filter(id__in=[old_done.id, old_running.id]).update(
+        created_at=old_done.created_at - timedelta(days=31)
+    )
     Submission.objects.filter(id=old_done.id).update(results={"spec": {"key": "k"}})
     old_files = [old_done.data_file.name, old_done.labelled_file.name, old_done.package.name]
     storage = storages["default"]
@@ -147,4 +169,8 @@ def test_retention_deletes_old_finished_submissions_data_but_keeps_recent_and_ru
     assert not old_done.data_file and not old_done.package
     for kept in (old_running, recent_done):
         kept.refresh_from_db()
-        assert kept.data_deleted_at is None and storage.exists(kept.data_file.name) and storage.exists(kept.package.name)
+        assert (
+            kept.data_deleted_at is None
+            and storage.exists(kept.data_file.name)
+            and storage.exists(kept.package.name)
+        )

@@ -19,6 +19,7 @@ from marketplace.core.exceptions import ValidationFailed
 from marketplace.submissions.models import Submission
 from marketplace.submissions.services import submission_create
 from specs.assembly import Assembly
+from specs.assembly.route_bandwidth import ROUTE_GAMMA_FACTORS
 from tests.support.market import COLUMNS, csv_bytes, user_task
 from workers.pipelines import reuse_methods
 from workers.pipelines.reuse import reuse_run
@@ -33,14 +34,28 @@ def _no_active_limit(settings: Any) -> None:
     settings.LWM_SUBMISSION_MAX_ACTIVE = 1000
 
 
-def _submit(owner: Any, task: dict[str, Any], *, labelled: bool = False, requirements: dict[str, Any] | None = None,
-            data: bytes | None = None) -> Submission:
+def _submit(
+    owner: Any,
+    task: dict[str, Any],
+    *,
+    labelled: bool = False,
+    requirements: dict[str, Any] | None = None,
+    data: bytes | None = None,
+) -> Submission:
     extra = {}
     if labelled:
-        extra = {"labelled": ContentFile(csv_bytes(task["X_l"], task["y_l"]), name="l.csv"), "labelled_format": "csv"}
+        extra = {
+            "labelled": ContentFile(csv_bytes(task["X_l"], task["y_l"]), name="l.csv"),
+            "labelled_format": "csv",
+        }
     content = data if data is not None else csv_bytes(task["X"])
-    return submission_create(owner=owner, data_format="csv", data=ContentFile(content, name="d.csv"),
-                             requirements=requirements or {}, **extra)
+    return submission_create(
+        owner=owner,
+        data_format="csv",
+        data=ContentFile(content, name="d.csv"),
+        requirements=requirements or {},
+        **extra,
+    )
 
 
 def _run(submission: Submission, report: Any) -> Submission:
@@ -53,7 +68,9 @@ def _without_timing(results: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("scale", [None, "units"])
-def test_a_single_source_task_ranks_its_learnware_first_without_a_mixture_at_any_scale(market, alice, report, scale):
+def test_a_single_source_task_ranks_its_learnware_first_without_a_mixture_at_any_scale(
+    market, alice, report, scale
+):
     column_scale = np.geomspace(0.01, 1000.0, 64) if scale else None  # every column in other units
     task = user_task({"upside-down": 1.0}, n=300, seed=3, column_scale=column_scale)
     results = _run(_submit(alice, task), report).results
@@ -62,10 +79,15 @@ def test_a_single_source_task_ranks_its_learnware_first_without_a_mixture_at_any
     assert singles[0]["mmd2"] < min(s["mmd2"] for s in singles[1:])
     assert results["identify"]["mixture"]["proposed"] is False
     assert results["assemble"]["chosen"] == "best_single"
-    assert results["evaluate"]["labelled"] is False and "nothing was evaluated" in results["evaluate"]["statement"]
+    assert (
+        results["evaluate"]["labelled"] is False
+        and "nothing was evaluated" in results["evaluate"]["statement"]
+    )
 
 
-def test_a_task_mixing_two_domains_finds_both_with_their_weights_and_routes_rows_to_them(market, alice, report):
+def test_a_task_mixing_two_domains_finds_both_with_their_weights_and_routes_rows_to_them(
+    market, alice, report
+):
     task = user_task({"mirrored": 0.6, "transposed": 0.4}, n=400, seed=5)
     submission = _run(_submit(alice, task), report)
     mixture = submission.results["identify"]["mixture"]
@@ -74,6 +96,14 @@ def test_a_task_mixing_two_domains_finds_both_with_their_weights_and_routes_rows
     assert set(weights) == {market.versions["mirrored"].id, market.versions["transposed"].id}
     assert weights[market.versions["mirrored"].id] == pytest.approx(0.6, abs=0.1)
     assert submission.results["assemble"]["chosen"] == "rkme_job_selector"
+    # The label-free choice's evidence: the rows' routes agree with the mixture weights (total
+    # variation recomputed here from the recorded shares and identification's weights).
+    free = submission.results["assemble"]["label_free"]
+    assert free["method"] == "rkme_job_selector" and sum(free["route_shares"]) == pytest.approx(1.0, abs=1e-3)
+    ordered = [weights[m["version_id"]] for m in submission.results["assemble"]["members"]]
+    tv = 0.5 * sum(abs(s - w / sum(ordered)) for s, w in zip(free["route_shares"], ordered, strict=True))
+    assert free["disagreement"] == pytest.approx(tv, abs=1e-3) and tv <= free["max_disagreement"]
+    assert "agree with the mixture weights" in submission.results["assemble"]["reason"]
     predictor = PackagePredictor.from_bytes(submission.package.open("rb").read())
     accuracy = float(np.mean(predictor.predict(task["X"]).astype(int) == task["y"]))
     members = predictor._outputs(task["X"])  # each member alone on every row
@@ -89,16 +119,24 @@ def _corrected_interval(values: np.ndarray, k: int) -> tuple[float, float, float
     return float(values.mean()), float(values.mean() - h), float(values.mean() + h)
 
 
-def test_with_labels_every_method_is_scored_on_shared_folds_and_the_winner_beats_both_baselines(market, alice, report):
+def test_with_labels_every_method_is_scored_on_shared_folds_and_the_winner_beats_both_baselines(
+    market, alice, report
+):
     task = user_task({"inverted": 0.5, "upright": 0.5}, n=300, n_labelled=120, seed=11)
     submission = _run(_submit(alice, task, labelled=True), report)
     results = submission.results
     assert results["spec"]["n_rows"] == 300 + 120  # identification specs the labelled rows too
     rms = np.sqrt(np.mean(np.vstack([task["X"], task["X_l"]]) ** 2, axis=0))
     assert results["spec"]["unit_rms"] == pytest.approx(np.where(rms > 0, rms, 1.0), rel=1e-12)
-    assert {r["method"] for r in results["assemble"]["methods"]} == {"label_free", *reuse_methods.LABELLED_METHODS}
+    assert {r["method"] for r in results["assemble"]["methods"]} == {
+        "label_free",
+        *reuse_methods.LABELLED_METHODS,
+    }
     ranked = results["rank"]["candidates"]
-    assert {c["version_id"] for c in ranked[:2]} == {market.versions["inverted"].id, market.versions["upright"].id}
+    assert {c["version_id"] for c in ranked[:2]} == {
+        market.versions["inverted"].id,
+        market.versions["upright"].id,
+    }
     assert all({"logme", "hscore", "knn", "accuracy", "mmd2"} <= set(c["scores"]) for c in ranked)
     evaluation = results["evaluate"]
     k, repeats = evaluation["folds"]["k"], evaluation["folds"]["repeats"]
@@ -117,13 +155,32 @@ def test_with_labels_every_method_is_scored_on_shared_folds_and_the_winner_beats
         assert evaluation["verdicts"][baseline] == expected
     # On this two-domain user the assembly is measurably better than either baseline.
     assert evaluation["winner"]["kind"] == "assembly", evaluation["statement"]
-    assert evaluation["verdicts"] == {"best_single": "better", "from_scratch": "better"}, evaluation["statement"]
-    assert evaluation["verdict"] == {"beats_best_single": True, "beats_from_scratch": True, "beats_both": True}
+    assert evaluation["verdicts"] == {"best_single": "better", "from_scratch": "better"}, evaluation[
+        "statement"
+    ]
+    assert evaluation["verdict"] == {
+        "beats_best_single": True,
+        "beats_from_scratch": True,
+        "beats_both": True,
+    }
     assert "better than the best single learnware" in evaluation["statement"]
+    # Every stored result reads back into its typed class and serialises to the same JSON.
+    from workers.pipelines import reuse_results as typed
+
+    readers = {
+        "spec": typed.SpecResult.from_dict,
+        "identify": typed.IdentifyResult.from_dict,
+        "rank": typed.rank_from_dict,
+        "assemble": typed.assemble_from_dict,
+        "evaluate": typed.EvaluateLabelled.from_dict,
+        "package": typed.PackageResult.from_dict,
+    }
+    for stage, read in readers.items():
+        stored = {k: v for k, v in results[stage].items() if k not in ("key", "seconds")}
+        assert read(results[stage]).to_dict() == stored, stage
     # The package, run on its own, reproduces the refitted winner on the labelled rows.
-    from workers.pipelines.reuse_assemble import task_outputs
     from workers.pipelines.reuse_context import ReuseContext
-    from workers.pipelines.reuse_rank import context_members
+    from workers.pipelines.reuse_shared import context_members, task_outputs
 
     ctx = ReuseContext(submission)
     ctx.results.update(results)
@@ -131,17 +188,23 @@ def test_with_labels_every_method_is_scored_on_shared_folds_and_the_winner_beats
     members, _ = context_members(ctx, [m["version_id"] for m in results["assemble"]["members"]])
     outputs = task_outputs(ctx, members, task["X_l"], results["assemble"]["classes"])
     model = Assembly.from_bytes(ctx.work_load(row["artifact"]["file"]))
-    expected = reuse_methods.predict_method(model, task="classification", n_classes=10, outputs=outputs,
-                                            Xs=ctx.transform(task["X_l"])).argmax(axis=1)
+    expected = reuse_methods.predict_method(
+        model, task="classification", n_classes=10, outputs=outputs, Xs=ctx.transform(task["X_l"])
+    ).argmax(axis=1)
     predictor = PackagePredictor.from_bytes(submission.package.open("rb").read())
     assert np.array_equal(predictor.predict(task["X_l"]).astype(int), expected)
     recipe = predictor.recipe
     assert recipe["evaluation"]["winner"] == evaluation["winner"]
-    assert all(m["package_sha256"] == market.versions[m["name"].removeprefix("digits-")].artifact_sha256 for m in recipe["members"])
+    assert all(
+        m["package_sha256"] == market.versions[m["name"].removeprefix("digits-")].artifact_sha256
+        for m in recipe["members"]
+    )
     assert predictor.manifest["license"] == "MIT" and predictor.manifest["artifact"]["format"] == "assembly"
 
 
-def test_a_labelled_method_replaces_the_label_free_choice_only_when_its_gain_exceeds_its_standard_error(market, alice, report):
+def test_a_labelled_method_replaces_the_label_free_choice_only_when_its_gain_exceeds_its_standard_error(
+    market, alice, report
+):
     from workers.pipelines.reuse_context import ReuseContext
 
     task = user_task({"upright": 0.5, "mirrored": 0.5}, n=400, n_labelled=80, seed=21)
@@ -164,20 +227,28 @@ def test_a_labelled_method_replaces_the_label_free_choice_only_when_its_gain_exc
     assert rows["label_free"]["assembly_kind"] == "rkme_job_selector"
     ctx = ReuseContext(submission)
     ctx.results.update(submission.results)
-    from workers.pipelines.reuse_assemble import cv_folds, labelled_codes, task_outputs
-    from workers.pipelines.reuse_rank import context_members
+    from workers.pipelines.reuse_shared import context_members, cv_folds, labelled_codes, task_outputs
 
     members, _ = context_members(ctx, [m["version_id"] for m in assemble["members"]])
     outputs = task_outputs(ctx, members, task["X_l"], assemble["classes"])
     router = Assembly.from_bytes(ctx.work_load(rows["label_free"]["artifact"]["file"]))
-    hits = reuse_methods.predict_method(router, task="classification", n_classes=10, outputs=outputs,
-                                        Xs=ctx.transform(task["X_l"])).argmax(axis=1) == task["y_l"]
+    hits = (
+        reuse_methods.predict_method(
+            router, task="classification", n_classes=10, outputs=outputs, Xs=ctx.transform(task["X_l"])
+        ).argmax(axis=1)
+        == task["y_l"]
+    )
     y = labelled_codes(ctx, assemble["classes"])
     direct = [float(np.mean(hits[test])) for _, test in cv_folds(ctx, y).splits]
     assert rows["label_free"]["validation"]["per_fold"] == pytest.approx(direct, abs=1e-6)
     mixture = {c["version_id"] for c in submission.results["identify"]["mixture"]["components"]}
     weights = rows["rkme_job_selector"]["parameters"]["weights"]
     assert [w > 0 for w in weights] == [m["version_id"] in mixture for m in assemble["members"]]
+    # The reported routing kernel is the delivered router's, as a multiple of the space's gamma.
+    factor = rows["label_free"]["parameters"]["gamma_factor"]
+    assert factor in ROUTE_GAMMA_FACTORS and router.gamma_ / ctx.space.gamma == pytest.approx(
+        factor, rel=1e-5
+    )
 
 
 def test_every_fitted_method_round_trips_and_predicts_on_the_held_out_rows(market, alice, report):
@@ -193,10 +264,14 @@ def test_every_fitted_method_round_trips_and_predicts_on_the_held_out_rows(marke
             assert 0.0 <= submission.results["evaluate"]["methods"][row["method"]]["accuracy"] <= 1.0
 
 
-def test_a_rerun_skips_finished_stages_and_recomputed_stages_give_the_same_results(market, alice, report, report_log):
+def test_a_rerun_skips_finished_stages_and_recomputed_stages_give_the_same_results(
+    market, alice, report, report_log
+):
     task = user_task({"upright": 0.5, "transposed": 0.5}, n=200, n_labelled=60, seed=4)
     first = _run(_submit(alice, task, labelled=True), report)
-    Submission.objects.filter(id=first.id).update(results={k: v for k, v in first.results.items() if k in ("spec", "identify")})
+    Submission.objects.filter(id=first.id).update(
+        results={k: v for k, v in first.results.items() if k in ("spec", "identify")}
+    )
     report_log.clear()
     second = _run(first, report)
     assert {entry[0] for entry in report_log} == {"rank", "assemble", "evaluate", "package"}
@@ -214,7 +289,10 @@ def test_a_private_learnware_never_serves_another_user(bob, alice, report):
     task = user_task({"mirrored": 1.0}, n=200, seed=8)
     ids = {s["version_id"] for s in _run(_submit(alice, task), report).results["identify"]["singles"]}
     assert market.versions["mirrored"].id not in ids
-    assert _run(_submit(bob, task), report).results["identify"]["singles"][0]["version_id"] == market.versions["mirrored"].id
+    assert (
+        _run(_submit(bob, task), report).results["identify"]["singles"][0]["version_id"]
+        == market.versions["mirrored"].id
+    )
 
 
 def _rejection(owner: Any, report: Any, **kwargs: Any) -> ValidationFailed:
@@ -232,13 +310,18 @@ def test_bad_inputs_are_rejected_with_a_code_and_a_message_naming_the_problem(ma
         "submission:user:nan": dict(task=task, data=nan),
         "submission:user:empty-data": dict(task=task, data=(",".join(COLUMNS) + "\n").encode()),
         "submission:user:unknown-learnware": dict(task=task, requirements={"learnwares": [999999]}),
-        "submission:user:labels-mismatch": dict(task={**task, "y_l": np.where(task["y_l"] > 4, "cat", "dog")}, labelled=True),
+        "submission:user:labels-mismatch": dict(
+            task={**task, "y_l": np.where(task["y_l"] > 4, "cat", "dog")}, labelled=True
+        ),
     }
     for code, kwargs in cases.items():
         error = _rejection(alice, report, **kwargs)
         assert error.code == code, (code, error.message)
         assert error.message.split(":")[0] in {"data", "labelled", "requirements.learnwares"}, error.message
-    assert _run(_submit(alice, task), report).results["identify"]["singles"][0]["version_id"] == market.versions["upright"].id
+    assert (
+        _run(_submit(alice, task), report).results["identify"]["singles"][0]["version_id"]
+        == market.versions["upright"].id
+    )
 
 
 def _picked(task: dict[str, Any], counts: dict[int, int]) -> dict[str, Any]:
@@ -270,7 +353,10 @@ def test_a_single_class_sample_gets_the_label_free_package_measured_on_its_rows(
     assert results["spec"]["labelled"]["single_class"] is True
     assert results["assemble"]["labels_used"] is False and results["assemble"]["chosen"] == "best_single"
     evaluation = results["evaluate"]
-    assert evaluation["winner"]["kind"] == "best_single" and evaluation["verdicts"] == {"best_single": None, "from_scratch": None}
+    assert evaluation["winner"]["kind"] == "best_single" and evaluation["verdicts"] == {
+        "best_single": None,
+        "from_scratch": None,
+    }
     predictor = PackagePredictor.from_bytes(submission.package.open("rb").read())
     right = int(np.sum(predictor.predict(task["X_l"]).astype(int) == 7))
     score = evaluation["scores"]["best_single"]
@@ -282,11 +368,18 @@ def test_a_single_class_sample_gets_the_label_free_package_measured_on_its_rows(
 
 
 @pytest.mark.parametrize("labelled", [False, True])
-def test_a_user_in_other_units_gets_the_same_predictions_as_in_the_developers_units(market, alice, report, labelled):
+def test_a_user_in_other_units_gets_the_same_predictions_as_in_the_developers_units(
+    market, alice, report, labelled
+):
     column_scale = np.geomspace(0.1, 10.0, 64)  # every column in other units (x0.1 .. x10)
     raw = user_task({"inverted": 0.5, "mirrored": 0.5}, n=200, n_labelled=50 if labelled else 0, seed=23)
-    other = user_task({"inverted": 0.5, "mirrored": 0.5}, n=200, n_labelled=50 if labelled else 0, seed=23,
-                      column_scale=column_scale)
+    other = user_task(
+        {"inverted": 0.5, "mirrored": 0.5},
+        n=200,
+        n_labelled=50 if labelled else 0,
+        seed=23,
+        column_scale=column_scale,
+    )
     packages, contents = {}, {}
     for name, task in (("raw", raw), ("other", other)):
         submission = _run(_submit(alice, task, labelled=labelled), report)
@@ -295,8 +388,10 @@ def test_a_user_in_other_units_gets_the_same_predictions_as_in_the_developers_un
         units = submission.results["assemble"]["units"]
         assert all(u["known"] for u in units)
         assert all(u["differ"] == (name == "other") for u in units), units
-    accuracy = {name: float(np.mean(p.predict(t["X"]).astype(int) == t["y"]))
-                for (name, p), t in zip(packages.items(), (raw, other), strict=True)}
+    accuracy = {
+        name: float(np.mean(p.predict(t["X"]).astype(int) == t["y"]))
+        for (name, p), t in zip(packages.items(), (raw, other), strict=True)
+    }
     assert accuracy["other"] == pytest.approx(accuracy["raw"], abs=0.01), accuracy
     assert accuracy["raw"] > 0.85, accuracy
     # The client's predictor applies the same per-member map.
@@ -317,12 +412,19 @@ def test_when_no_learnware_helps_the_model_trained_from_scratch_is_delivered_as_
     assert evaluation["winner"]["kind"] == "from_scratch", evaluation["statement"]
     assert evaluation["verdicts"]["best_single"] == "better"
     predictor = PackagePredictor.from_bytes(submission.package.open("rb").read())
-    assert predictor.recipe["members"][0]["origin"] == "from_scratch" and predictor.manifest["license"] == "LicenseRef-Proprietary"
+    assert (
+        predictor.recipe["members"][0]["origin"] == "from_scratch"
+        and predictor.manifest["license"] == "LicenseRef-Proprietary"
+    )
     # The package predicts as the from-scratch model refitted on every labelled row (sklearn, here).
-    from workers.pipelines.reuse_evaluate import scratch_fit, scratch_models
+    from workers.pipelines.reuse_scratch import scratch_fit, scratch_models
 
-    model = scratch_fit(scratch_models("classification", 0)[evaluation["winner"]["method"]], task["X_l"], task["y_l"],
-                        "classification")
+    model = scratch_fit(
+        scratch_models("classification", 0)[evaluation["winner"]["method"]],
+        task["X_l"],
+        task["y_l"],
+        "classification",
+    )
     expected = model.predict_proba(task["X"])
     assert np.abs(predictor.predict_proba(task["X"]) - expected).max() < 1e-4
     accuracy = float(np.mean(predictor.predict(task["X"]).astype(int) == task["y"]))
@@ -339,10 +441,18 @@ def test_an_uploaded_rkme_with_unit_rms_gets_a_package_that_converts_the_users_u
     rms = np.where(rms > 0, rms, 1.0)
     Z = market.arrays.standardizer.transform(task["X"])  # what the client's spec_table computes
     doc = json.loads(rkme_to_json(rkme_fit(Z, 100, 1.0 / 128, random_state=0))) | {"unit_rms": rms.tolist()}
-    submission = create(owner=alice, data_format="rkme", rkme_json=json.dumps(doc),
-                        requirements={"feature_space": market.space.key})
+    submission = create(
+        owner=alice,
+        data_format="rkme",
+        rkme_json=json.dumps(doc),
+        requirements={"feature_space": market.space.key},
+    )
     results = _run(submission, report).results
-    assert results["spec"]["unit_rms_known"] is True and results["spec"]["unit_rms"] == pytest.approx(rms.tolist())
-    predictor = PackagePredictor.from_bytes(Submission.objects.get(id=submission.id).package.open("rb").read())
+    assert results["spec"]["unit_rms_known"] is True and results["spec"]["unit_rms"] == pytest.approx(
+        rms.tolist()
+    )
+    predictor = PackagePredictor.from_bytes(
+        Submission.objects.get(id=submission.id).package.open("rb").read()
+    )
     assert "input_map" in predictor.recipe["members"][0]
     assert float(np.mean(predictor.predict(task["X"]).astype(int) == task["y"])) > 0.9

@@ -9,8 +9,7 @@ import pytest
 import torch
 from sklearn.datasets import load_diabetes, load_digits
 
-from workers.pipelines.reuse_evaluate import scratch_fit, scratch_models
-from workers.pipelines.reuse_scratch import scratch_torchscript
+from workers.pipelines.reuse_scratch import scratch_fit, scratch_models, scratch_torchscript
 
 
 def _run(blob: bytes, X: np.ndarray) -> np.ndarray:

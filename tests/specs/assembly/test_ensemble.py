@@ -41,8 +41,11 @@ def test_fitted_weights_beat_the_worst_member(rng: np.random.Generator) -> None:
 
 def test_hard_label_voting_and_callables(rng: np.random.Generator) -> None:
     X = rng.normal(size=(30, 2))
-    members = [lambda X: (X[:, 0] > 0).astype(int), lambda X: (X[:, 1] > 0).astype(int),
-               lambda X: (X[:, 0] + X[:, 1] > 0).astype(int)]
+    members = [
+        lambda X: (X[:, 0] > 0).astype(int),
+        lambda X: (X[:, 1] > 0).astype(int),
+        lambda X: (X[:, 0] + X[:, 1] > 0).astype(int),
+    ]
     ens = WeightedEnsemble(n_classes=2).fit(members, weights=[1, 1, 1])
     votes = np.stack([m(X) for m in members])
     assert_array_equal(ens.predict(members, X), (votes.sum(axis=0) >= 2).astype(int))

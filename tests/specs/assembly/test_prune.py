@@ -41,4 +41,6 @@ def test_a_router_drops_members_it_never_routes_to(rng):
     X = rng.normal(size=(30, 2)) * 3
     kept, pruned = prune(model, 3)
     assert kept == [0, 2]
-    assert pruned.predict_proba([outs[0], outs[2]], X) == pytest.approx(model.predict_proba(outs, X), abs=1e-12)
+    assert pruned.predict_proba([outs[0], outs[2]], X) == pytest.approx(
+        model.predict_proba(outs, X), abs=1e-12
+    )

@@ -34,10 +34,14 @@ def test_densities_equal_direct_kernel_sums(rng: np.random.Generator) -> None:
     X, _, domain, _ = _task(rng, 30)
     Zs, betas = _rkmes(rng, X, domain)
     sel = RKMEJobSelector(n_classes=2).fit(Zs, betas, 0.5, weights=[0.2, 0.3, 0.5])
-    direct = np.stack([w * rbf_kernel(X, Z, 0.5) @ b for w, Z, b in zip([0.2, 0.3, 0.5], Zs, betas, strict=True)], axis=1)
+    direct = np.stack(
+        [w * rbf_kernel(X, Z, 0.5) @ b for w, Z, b in zip([0.2, 0.3, 0.5], Zs, betas, strict=True)], axis=1
+    )
     got = sel.densities(X)
     # densities are rescaled per row; the ratios between members are what routes.
-    assert_allclose(got / got.sum(axis=1, keepdims=True), direct / direct.sum(axis=1, keepdims=True), rtol=1e-9)
+    assert_allclose(
+        got / got.sum(axis=1, keepdims=True), direct / direct.sum(axis=1, keepdims=True), rtol=1e-9
+    )
     assert_allclose(sel.responsibilities(X).sum(axis=1), 1.0)
 
 
@@ -68,9 +72,13 @@ def test_selectors_round_trip_and_call_members_on_routed_rows(rng: np.random.Gen
         def f(Xs: np.ndarray) -> np.ndarray:
             calls.append(len(Xs))
             return np.full(len(Xs), i % 2)
+
         return f
 
-    for sel in (RKMEJobSelector(n_classes=2).fit(Zs, betas, 0.5), TrainedJobSelector(n_classes=2).fit(X, members, y)):
+    for sel in (
+        RKMEJobSelector(n_classes=2).fit(Zs, betas, 0.5),
+        TrainedJobSelector(n_classes=2).fit(X, members, y),
+    ):
         loaded = Assembly.from_bytes(sel.to_bytes())
         assert type(loaded) is type(sel)
         assert_array_equal(loaded.route(X), sel.route(X))
@@ -85,7 +93,9 @@ def test_rkme_selector_rejects_mismatched_specs(rng: np.random.Generator) -> Non
         RKMEJobSelector().fit([np.zeros((3, 2)), np.zeros((3, 4))], [np.ones(3), np.ones(3)], 1.0)
 
 
-def test_a_member_of_weight_zero_is_never_routed_to_and_the_others_route_as_without_it(rng: np.random.Generator) -> None:
+def test_a_member_of_weight_zero_is_never_routed_to_and_the_others_route_as_without_it(
+    rng: np.random.Generator,
+) -> None:
     X, _, domain, _ = _task(rng, 40)
     Zs, betas = _rkmes(rng, X, domain)
     # Far to the right, nearest to member 1's points: rescaling by the distance to those would
@@ -101,7 +111,9 @@ def test_a_member_of_weight_zero_is_never_routed_to_and_the_others_route_as_with
         assert np.all(np.isfinite(dens)) and np.all(dens[:, 1] == 0)
 
 
-def test_trained_selector_with_a_router_uses_its_log_responsibilities_as_features(rng: np.random.Generator) -> None:
+def test_trained_selector_with_a_router_uses_its_log_responsibilities_as_features(
+    rng: np.random.Generator,
+) -> None:
     X, y, domain, members = _task(rng, 40)
     Zs, betas = _rkmes(rng, X, domain)
     router = RKMEJobSelector(n_classes=2).fit(Zs, betas, 0.5)

@@ -45,3 +45,16 @@ def test_regression_head_with_raw_features(rng: np.random.Generator) -> None:
     member = X[:, 0] * 2  # a learnware that knows part of the answer
     head = StitchingHead(task="regression", random_state=0).fit([member, X], y)
     assert np.mean((head.predict([member, X]) - y) ** 2) < 0.05 * np.mean((member - y) ** 2)
+
+
+def test_the_linear_classifier_is_the_l2_logistic_regression_of_sklearn() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(5)
+    X, member = rng.normal(size=(90, 3)), rng.dirichlet(np.ones(3), size=90)
+    y = (X[:, 0] + member[:, 1] + rng.normal(scale=0.5, size=90) > 0.3).astype(int) + (X[:, 1] > 1.0)
+    head = StitchingHead(weight_decay=0.01).fit([X, member], y)
+    Z = np.hstack([X, member])
+    Zs = (Z - Z.mean(0)) / Z.std(0)
+    ref = LogisticRegression(C=1.0 / (0.01 * 90), tol=1e-10, max_iter=5000).fit(Zs, y)
+    np.testing.assert_allclose(head.predict_proba([X, member]), ref.predict_proba(Zs), atol=1e-4)

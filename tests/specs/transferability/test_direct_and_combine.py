@@ -22,7 +22,9 @@ from specs.transferability import (
 def test_classification_metrics_equal_sklearn(rng: np.random.Generator) -> None:
     t, p = rng.integers(0, 5, 80), rng.integers(0, 6, 80)
     assert accuracy(t, p) == pytest.approx(metrics.accuracy_score(t, p), abs=1e-15)
-    assert macro_f1(t, p) == pytest.approx(metrics.f1_score(t, p, average="macro", zero_division=0), abs=1e-15)
+    assert macro_f1(t, p) == pytest.approx(
+        metrics.f1_score(t, p, average="macro", zero_division=0), abs=1e-15
+    )
     assert direct_scores(t, p, task="classification")["macro_f1"] == macro_f1(t, p)
 
 
@@ -40,7 +42,9 @@ def test_normalisations() -> None:
     v = np.array([2.0, 4.0, np.nan, 3.0])
     assert_allclose(normalise_scores(v, "minmax"), [0.0, 1.0, np.nan, 0.5])
     assert_allclose(normalise_scores(v, "rank"), [0.0, 1.0, np.nan, 0.5])
-    assert_allclose(normalise_scores(v, "zscore"), [(2 - 3) / np.std([2, 4, 3]), 1 / np.std([2, 4, 3]), np.nan, 0])
+    assert_allclose(
+        normalise_scores(v, "zscore"), [(2 - 3) / np.std([2, 4, 3]), 1 / np.std([2, 4, 3]), np.nan, 0]
+    )
     assert_allclose(normalise_scores([5.0, 5.0], "minmax"), [0.5, 0.5])
     assert_allclose(normalise_scores([1.0, 9.0, 2.0, 3.0]), [0.0, 1.0, 1 / 3, 2 / 3])
 

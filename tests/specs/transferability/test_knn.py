@@ -37,13 +37,16 @@ def brute_accuracy(F: np.ndarray, y: np.ndarray, k: int, metric: str, tie_break:
 @pytest.mark.parametrize("k", [1, 3, 6])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("block_size", [32, 230, 1024])
-def test_neighbours_equal_brute_force_across_blocks(rng: np.random.Generator, metric: str, k: int, dtype: type,
-                                                    block_size: int) -> None:
+def test_neighbours_equal_brute_force_across_blocks(
+    rng: np.random.Generator, metric: str, k: int, dtype: type, block_size: int
+) -> None:
     F = (rng.normal(size=(230, 12)) + 2.0).astype(dtype)
     # block_size 32 exercises diagonal, row-wise and column-wise merges and the filtered
     # path; 230 and 1024 the single-block route (one product, one selection).
-    assert_array_equal(knn_neighbours(F, k=k, metric=metric, block_size=block_size),
-                       brute_neighbours(F.astype(np.float64), k, metric))
+    assert_array_equal(
+        knn_neighbours(F, k=k, metric=metric, block_size=block_size),
+        brute_neighbours(F.astype(np.float64), k, metric),
+    )
 
 
 @pytest.mark.parametrize("n", [12, 40, 101, 174, 1003])
@@ -93,7 +96,9 @@ def float32_neighbours(F: np.ndarray, k: int, metric: str) -> np.ndarray:
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
-def test_near_ties_below_float32_resolution_follow_float64(rng: np.random.Generator, metric: str, dtype: type) -> None:
+def test_near_ties_below_float32_resolution_follow_float64(
+    rng: np.random.Generator, metric: str, dtype: type
+) -> None:
     # Twins 1e-3 apart, 300 away from the origin: from every other row the two lie at
     # distances that differ far below the float32 rounding of the keys (so the float32
     # order of the pair is a coin flip) yet far above float64's. Taking a row's order from
@@ -123,7 +128,9 @@ def gram_order(F: np.ndarray, k: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("block_size", [32, 1024])
-def test_near_coincident_points_are_ordered_by_their_differences(rng: np.random.Generator, block_size: int) -> None:
+def test_near_coincident_points_are_ordered_by_their_differences(
+    rng: np.random.Generator, block_size: int
+) -> None:
     # 80 points within 1e-7 of one point 1e3 from the origin: float64 keys built from norms
     # and a product cancel (error ~1e-10 of squared distances ~1e-14), a difference does not.
     F = 1e3 * rng.normal(size=6) + 1e-7 * rng.normal(size=(80, 6))
@@ -152,14 +159,20 @@ def exact_cosine_neighbours(F: np.ndarray, k: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("block_size", [32, 1024])
-def test_equal_cosines_on_integer_data_tie_and_the_index_decides(rng: np.random.Generator, block_size: int) -> None:
+def test_equal_cosines_on_integer_data_tie_and_the_index_decides(
+    rng: np.random.Generator, block_size: int
+) -> None:
     # Small non-negative integers: many pairs share a cosine exactly (and a zero row has
     # cosine 0 with all), which normalised float rows break by rounding, not by index.
     F = rng.integers(0, 3, size=(120, 5)).astype(float)
     F[7] = 0.0
     expected = exact_cosine_neighbours(F, 4)
     with np.errstate(invalid="ignore", divide="ignore"):
-        D = 1.0 - (F / np.linalg.norm(F, axis=1, keepdims=True)) @ (F / np.linalg.norm(F, axis=1, keepdims=True)).T
+        D = (
+            1.0
+            - (F / np.linalg.norm(F, axis=1, keepdims=True))
+            @ (F / np.linalg.norm(F, axis=1, keepdims=True)).T
+        )
     D = np.nan_to_num(D, nan=1.0)
     np.fill_diagonal(D, np.inf)
     rounded = np.lexsort((np.broadcast_to(np.arange(120), D.shape), D), axis=1)[:, :4]
@@ -196,8 +209,9 @@ def test_mass_ties_beyond_the_difference_cap_stay_exact(rng: np.random.Generator
 
 @pytest.mark.parametrize("tie_break", ["nearest", "smallest"])
 @pytest.mark.parametrize("block_size", [32, 1024])
-def test_accuracy_skips_only_rows_whose_vote_is_settled(rng: np.random.Generator, tie_break: str,
-                                                       block_size: int) -> None:
+def test_accuracy_skips_only_rows_whose_vote_is_settled(
+    rng: np.random.Generator, tie_break: str, block_size: int
+) -> None:
     # The twins of the near-tie test, labelled so that some twin pairs agree (their float32
     # order may stay wrong: the vote is settled) and others disagree (it must be exact).
     base = rng.normal(size=(80, 6)) + 300.0 * rng.normal(size=6)
@@ -215,5 +229,7 @@ def test_cosine_rows_at_any_scale_keep_their_order(rng: np.random.Generator) -> 
     F = rng.normal(size=(120, 5))
     scaled = F * 10.0 ** rng.uniform(-200, 200, size=(120, 1))
     for block_size in (32, 1024):
-        assert_array_equal(knn_neighbours(scaled, k=3, metric="cosine", block_size=block_size),
-                           brute_neighbours(F, 3, "cosine"))
+        assert_array_equal(
+            knn_neighbours(scaled, k=3, metric="cosine", block_size=block_size),
+            brute_neighbours(F, 3, "cosine"),
+        )

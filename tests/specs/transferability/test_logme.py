@@ -35,8 +35,14 @@ def reference_evidence(F: np.ndarray, y: np.ndarray, iters: int = 500) -> float:
     A = alpha * np.eye(d) + beta * F.T @ F
     m = beta * np.linalg.solve(A, F.T @ y)
     logdet = np.linalg.slogdet(A)[1]
-    ev = (d / 2 * np.log(alpha) + n / 2 * np.log(beta) - n / 2 * np.log(2 * np.pi)
-          - beta / 2 * ((y - F @ m) ** 2).sum() - alpha / 2 * m @ m - logdet / 2)
+    ev = (
+        d / 2 * np.log(alpha)
+        + n / 2 * np.log(beta)
+        - n / 2 * np.log(2 * np.pi)
+        - beta / 2 * ((y - F @ m) ** 2).sum()
+        - alpha / 2 * m @ m
+        - logdet / 2
+    )
     return float(ev / n)
 
 
@@ -82,8 +88,9 @@ def test_logme_ignores_label_names_and_accepts_tensors(rng: np.random.Generator)
     F, y = _classification(rng, 90, 5, C=3)
     relabelled = np.array(["c", "a", "b"])[y]
     assert_allclose(logme(F, relabelled), logme(F, y), rtol=1e-12)
-    assert_allclose(logme(torch.from_numpy(F).float(), torch.from_numpy(y)),
-                    logme(F.astype(np.float32), y), rtol=1e-12)
+    assert_allclose(
+        logme(torch.from_numpy(F).float(), torch.from_numpy(y)), logme(F.astype(np.float32), y), rtol=1e-12
+    )
 
 
 def test_logme_rejects_bad_input(rng: np.random.Generator) -> None:

@@ -39,11 +39,23 @@ def _count_exact_route(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
-@pytest.mark.parametrize(("n", "d", "regression", "epsilon"), [
-    (400, 30, False, 0.0), (300, 200, False, 0.0), (250, 12, True, 0.0), (400, 30, False, 1e-5),
-])
-def test_tridiagonal_route_equals_the_exact_route(rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch,
-                                                  n: int, d: int, regression: bool, epsilon: float) -> None:
+@pytest.mark.parametrize(
+    ("n", "d", "regression", "epsilon"),
+    [
+        (400, 30, False, 0.0),
+        (300, 200, False, 0.0),
+        (250, 12, True, 0.0),
+        (400, 30, False, 1e-5),
+    ],
+)
+def test_tridiagonal_route_equals_the_exact_route(
+    rng: np.random.Generator,
+    monkeypatch: pytest.MonkeyPatch,
+    n: int,
+    d: int,
+    regression: bool,
+    epsilon: float,
+) -> None:
     y = rng.integers(0, 5, n)
     F = rng.normal(size=(5, d))[y] * 0.5 + rng.normal(size=(n, d))
     target = F[:, :3] @ rng.normal(size=(3, 2)) + rng.normal(size=(n, 2)) if regression else y
@@ -58,7 +70,9 @@ def test_tridiagonal_route_equals_the_exact_route(rng: np.random.Generator, monk
     assert_allclose(fast.beta_, exact.beta_, rtol=1e-8)
 
 
-def test_tridiagonal_route_equals_the_dense_reference(rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tridiagonal_route_equals_the_dense_reference(
+    rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     y = rng.integers(0, 4, 300)
     F = rng.normal(size=(4, 25))[y] + rng.normal(size=(300, 25))
     calls = _count_exact_route(monkeypatch)
@@ -66,7 +80,9 @@ def test_tridiagonal_route_equals_the_dense_reference(rng: np.random.Generator, 
     assert calls == []
 
 
-def test_ill_conditioned_features_take_the_exact_route(rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ill_conditioned_features_take_the_exact_route(
+    rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Column scales over 6 decades: the Gram's rounding swamps its smallest eigenvalues.
     y = rng.integers(0, 3, 200)
     F = (rng.normal(size=(3, 15))[y] + rng.normal(size=(200, 15))) * np.logspace(0, -6, 15)
@@ -85,7 +101,8 @@ def test_targets_in_the_span_of_the_features_are_still_named(rng: np.random.Gene
 
 @pytest.mark.parametrize("scale", [1e-160, 1e-6, 1e150, 1e160])
 def test_tridiagonal_route_does_not_depend_on_the_scale_of_the_features(
-        rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch, scale: float) -> None:
+    rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch, scale: float
+) -> None:
     y = rng.integers(0, 4, 300)
     F = rng.normal(size=(4, 20))[y] + rng.normal(size=(300, 20))
     calls = _count_exact_route(monkeypatch)
@@ -93,12 +110,15 @@ def test_tridiagonal_route_does_not_depend_on_the_scale_of_the_features(
     assert calls == []  # the Gram of F ~ 1e160 would overflow: F is scaled first, not refused
     assert_allclose(est.evidence_, unscaled.evidence_, rtol=1e-10)
     if abs(np.log10(scale)) <= 150:  # beyond, alpha itself leaves float64's range
-        assert_allclose(est.alpha_, unscaled.alpha_ * scale**2, rtol=1e-8)  # m shrinks by 1/scale: alpha absorbs it
+        assert_allclose(
+            est.alpha_, unscaled.alpha_ * scale**2, rtol=1e-8
+        )  # m shrinks by 1/scale: alpha absorbs it
 
 
 @pytest.mark.parametrize(("n", "d"), [(400, 10), (2000, 5), (300, 30)])
-def test_features_without_signal_give_the_exact_routes_numbers(rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch,
-                                                                n: int, d: int) -> None:
+def test_features_without_signal_give_the_exact_routes_numbers(
+    rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch, n: int, d: int
+) -> None:
     # Labels independent of F: t = alpha / beta climbs far above the spectrum, where
     # d - t tr (T + t I)^-1 cancels and gamma comes from the eigenvalues or the series in s / t.
     y = rng.integers(0, 3, n)
@@ -114,11 +134,20 @@ def test_features_without_signal_give_the_exact_routes_numbers(rng: np.random.Ge
 
 
 # t within the spectrum, above it (gamma = d - t tr cancels: eigenvalues) and far above (series).
-@pytest.mark.parametrize(("scale", "needs_eigenvalues"), [
-    (1e-6, False), (1e-2, False), (1.0, False), (1e2, False), (1e4, True), (1e11, False),
-])
+@pytest.mark.parametrize(
+    ("scale", "needs_eigenvalues"),
+    [
+        (1e-6, False),
+        (1e-2, False),
+        (1.0, False),
+        (1e2, False),
+        (1e4, True),
+        (1e11, False),
+    ],
+)
 def test_tridiagonal_sums_equal_sums_over_a_dense_eigensolvers_eigenvalues(
-        rng: np.random.Generator, scale: float, needs_eigenvalues: bool) -> None:
+    rng: np.random.Generator, scale: float, needs_eigenvalues: bool
+) -> None:
     n, d, classes = 400, 30, 5
     y = rng.integers(0, classes, n)
     F = rng.normal(size=(classes, d))[y] * 0.5 + rng.normal(size=(n, d))
@@ -132,7 +161,9 @@ def test_tridiagonal_sums_equal_sums_over_a_dense_eigensolvers_eigenvalues(
     assert_allclose(gamma, (s[:, None] / denom).sum(axis=0), rtol=1e-10)
     assert_allclose(rest, (n - d) + (t[None, :] / denom).sum(axis=0), rtol=1e-12)
     assert_allclose(targets.log_det(t), np.log1p(s[:, None] / t[None, :]).sum(axis=0), rtol=1e-10)
-    dense = np.stack([np.linalg.solve(T + t_c * np.eye(d), targets.Z[:, c]) for c, t_c in enumerate(t)], axis=1)
+    dense = np.stack(
+        [np.linalg.solve(T + t_c * np.eye(d), targets.Z[:, c]) for c, t_c in enumerate(t)], axis=1
+    )
     assert_allclose(targets.solve(t), dense, rtol=1e-10, atol=1e-14 * np.abs(dense).max())
     # dsterf (as slow as the reduction's other half at d = 768) runs only where gamma cancels.
     assert (targets._eigenvalues is not None) == needs_eigenvalues

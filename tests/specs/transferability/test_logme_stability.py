@@ -19,7 +19,9 @@ from specs.exceptions import InvalidDataError
 from specs.transferability import LogME, logme
 
 
-def minilm_like_states(n_dup: int, *, n: int = 16, d: int = 384, dup: float = 1e-3, seed: int = 2) -> tuple[np.ndarray, np.ndarray]:
+def minilm_like_states(
+    n_dup: int, *, n: int = 16, d: int = 384, dup: float = 1e-3, seed: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     common = rng.normal(size=d)
     common[:3] *= 30  # the few large outlier dimensions of transformer hidden states
@@ -44,9 +46,16 @@ def dense_max_log_evidence(F: np.ndarray, y: np.ndarray) -> float:
     """The largest of :func:`dense_log_likelihood` a generic optimiser finds over (alpha, beta)."""
     # Wide bounds: with n < d the maximum sits where beta is effectively infinite.
     bounds = [(-60.0, 60.0), (-60.0, 90.0)]
-    runs = [scipy.optimize.minimize(lambda p: -dense_log_likelihood(F, y, *p), x0, method="L-BFGS-B", bounds=bounds,
-                                    options={"ftol": 1e-15, "gtol": 1e-12})
-            for x0 in ([0.0, 0.0], [-np.log((F * F).sum() / F.shape[0]), 10.0], [5.0, 40.0])]
+    runs = [
+        scipy.optimize.minimize(
+            lambda p: -dense_log_likelihood(F, y, *p),
+            x0,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options={"ftol": 1e-15, "gtol": 1e-12},
+        )
+        for x0 in ([0.0, 0.0], [-np.log((F * F).sum() / F.shape[0]), 10.0], [5.0, 40.0])
+    ]
     return float(-min(r.fun for r in runs))
 
 
@@ -57,7 +66,10 @@ def test_logme_is_finite_on_minilm_like_states_and_equals_the_dense_maximum(n_du
     assert np.isfinite(est.score_)
     targets = [(y == c).astype(float) for c in (0, 1)]
     # What LogME reports is attained: the dense likelihood at its (alpha_, beta_) ...
-    attained = [dense_log_likelihood(F, t, np.log(a), np.log(b)) for t, a, b in zip(targets, est.alpha_, est.beta_, strict=True)]
+    attained = [
+        dense_log_likelihood(F, t, np.log(a), np.log(b))
+        for t, a, b in zip(targets, est.alpha_, est.beta_, strict=True)
+    ]
     assert_allclose(est.evidence_, attained, rtol=0, atol=1e-8)
     # ... and no generic search does better (it stops a hair short on the flat ridge beta -> inf).
     found = [dense_max_log_evidence(F, t) for t in targets]

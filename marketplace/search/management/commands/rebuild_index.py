@@ -20,5 +20,7 @@ class Command(BaseCommand):
         for key in options["keys"] or index_keys():
             start = time.perf_counter()
             state = index_rebuild(key=key)
-            self.stdout.write(f"{key}: generation {state.generation}, snapshot {state.snapshot_name} "
-                              f"({time.perf_counter() - start:.1f} s)")
+            self.stdout.write(
+                f"{key}: generation {state.generation}, snapshot {state.snapshot_name} "
+                f"({time.perf_counter() - start:.1f} s)"
+            )

@@ -1,0 +1,211 @@
+"""Embed texts at every hidden layer of a checked base model, with a cache per (model, text).
+
+One text's layer embeddings are its token states at each transformer layer, mean-pooled over the
+attention mask (:func:`specs.transferability.pool_hidden_states`, the one pooling the estimators
+use). Padding does not change them (masked tokens are neither attended to nor averaged), so they
+are a function of (model digest, max_length, text) alone and are cached under that key: ranking
+several candidates on the same rows, or the same candidate on overlapping tasks, runs each text
+through each model once.
+
+Layers are the outputs of the ``num_layers`` transformer blocks, first to last; the embedding
+layer's output is left out as transformer-ranker does (``include_embeddings`` keeps it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from specs.base_models.folder import ModelFolder, load_text_encoder
+from specs.exceptions import InvalidDataError, InvalidParameterError
+from specs.transferability.layers import pool_hidden_states
+
+
+def text_key(text: str) -> str:
+    """sha256 of the UTF-8 text: the cache's per-text key."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class EmbeddingCache:
+    """Layer embeddings (L, h) float32 per (model digest, max_length, text hash).
+
+    Parameters
+    ----------
+    directory : path, optional
+        Also keep entries as ``.npy`` files there (read back with ``allow_pickle=False``), so a
+        later process reuses them; None keeps them in memory only.
+
+    Attributes
+    ----------
+    hits, misses : int
+        Lookups answered from the cache / not.
+    """
+
+    def __init__(self, directory: str | Path | None = None) -> None:
+        self.directory = Path(directory) if directory is not None else None
+        self._memory: dict[tuple[str, int, str], np.ndarray] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def _file(self, key: tuple[str, int, str]) -> Path | None:
+        if self.directory is None:
+            return None
+        digest, max_length, text = key
+        return self.directory / digest / str(max_length) / f"{text}.npy"
+
+    def get(self, key: tuple[str, int, str]) -> np.ndarray | None:
+        found = self._memory.get(key)
+        path = self._file(key)
+        if found is None and path is not None and path.is_file():
+            found = np.load(path, allow_pickle=False)
+            self._memory[key] = found
+        if found is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return found
+
+    def put(self, key: tuple[str, int, str], value: np.ndarray) -> None:
+        self._memory[key] = value
+        path = self._file(key)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, value, allow_pickle=False)
+
+    def __len__(self) -> int:
+        return len(self._memory)
+
+
+@dataclass(frozen=True)
+class LayerEmbeddings:
+    """Pooled embeddings of n texts at L layers.
+
+    Attributes
+    ----------
+    layers : ndarray (L, n, h) float32
+        First to last layer.
+    texts_encoded : int
+        Texts this call ran through the model (the others came from the cache).
+    """
+
+    layers: np.ndarray
+    texts_encoded: int
+
+
+class LayerEmbedder:
+    """Embeds texts at every layer of one base model, loading it on first use.
+
+    Parameters
+    ----------
+    folder : ModelFolder
+        From :func:`specs.base_models.inspect_model_folder`.
+    max_length : int, default 128
+        Tokens per text (longer texts are truncated); part of the cache key.
+    batch_size : int, default 32
+    cache : EmbeddingCache, optional
+        Shared between embedders to rank several models; a private one by default.
+    include_embeddings : bool, default False
+        Also return the embedding layer's output as layer 0.
+
+    Attributes
+    ----------
+    forward_passes : int
+        Batches run through the model so far.
+    """
+
+    def __init__(
+        self,
+        folder: ModelFolder,
+        *,
+        max_length: int = 128,
+        batch_size: int = 32,
+        cache: EmbeddingCache | None = None,
+        include_embeddings: bool = False,
+    ) -> None:
+        if max_length < 2 or batch_size < 1:
+            raise InvalidParameterError(
+                f"max_length must be >= 2 and batch_size >= 1, got {max_length}, {batch_size}"
+            )
+        self.folder = folder
+        self.max_length = int(max_length)
+        self.batch_size = int(batch_size)
+        self.cache = cache if cache is not None else EmbeddingCache()
+        self.include_embeddings = include_embeddings
+        self.forward_passes = 0
+        self._tokenizer: Any = None
+        self._model: Any = None
+
+    @property
+    def num_layers(self) -> int:
+        return self.folder.num_layers + int(self.include_embeddings)
+
+    def _key(self, text: str) -> tuple[str, int, str]:
+        # The digest alone names the weights; the flag changes what is stored, so it joins the key.
+        return (
+            f"{self.folder.digest}{'+emb' if self.include_embeddings else ''}",
+            self.max_length,
+            text_key(text),
+        )
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), L, h) float32 for texts not in the cache, run longest-first to limit padding."""
+        import torch
+
+        if self._model is None:
+            self._tokenizer, self._model = load_text_encoder(self.folder)
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out = np.empty((len(texts), self.num_layers, self.folder.hidden_size), dtype=np.float32)
+        skip = 0 if self.include_embeddings else 1
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                batch = self._tokenizer(
+                    [texts[i] for i in rows],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                )
+                # input_ids + attention_mask only: DistilBERT takes no token_type_ids, and the others
+                # default them to zeros, which is what a single-segment tokenizer sends.
+                hidden = self._model(
+                    input_ids=batch["input_ids"],
+                    attention_mask=batch["attention_mask"],
+                    output_hidden_states=True,
+                ).hidden_states[skip:]
+                self.forward_passes += 1
+                mask = batch["attention_mask"].numpy()
+                for layer, states in enumerate(hidden):
+                    out[rows, layer] = pool_hidden_states(states.float().numpy(), mask, "mean")
+        return out
+
+    def embed(self, texts: Sequence[str]) -> LayerEmbeddings:
+        """Layer embeddings of ``texts`` (duplicates are encoded once).
+
+        Raises
+        ------
+        InvalidDataError
+            No texts, or an item that is not a string.
+        """
+        texts = list(texts)
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise InvalidDataError("texts must be a non-empty sequence of strings")
+        found: dict[str, np.ndarray] = {}
+        todo: list[str] = []
+        for text in dict.fromkeys(texts):
+            cached = self.cache.get(self._key(text))
+            if cached is None:
+                todo.append(text)
+            else:
+                found[text] = cached
+        if todo:
+            for text, value in zip(todo, self._encode(todo), strict=True):
+                self.cache.put(self._key(text), value)
+                found[text] = value
+        stacked = np.stack([found[t] for t in texts])  # (n, L, h)
+        return LayerEmbeddings(np.ascontiguousarray(stacked.transpose(1, 0, 2)), len(todo))

@@ -1,0 +1,137 @@
+"""Values for columns a user lacks, learned from the user's own labelled rows (when those hold them).
+
+A user whose labelled file holds a column their unlabelled rows lack has examples of that
+column given the columns they share: a ridge regression from the shared columns fitted on
+those rows predicts it for the unlabelled rows, in the user's own units. Ridge (not least
+squares) because the labelled sample is small (tens of rows) and the shared columns may be
+collinear; its penalty λ is chosen by generalised cross-validation (Golub, Heath & Wahba 1979),
+
+    GCV(λ) = n ||y - ŷ_λ||² / (n - df_λ)²,   df_λ = 1 + tr H_λ,   H_λ = X_c (X_c'X_c + λI)^-1 X_c',
+
+the mean squared residual inflated by the degrees of freedom spent (the unpenalised intercept
+is one of them; X_c, y_c are the centred columns). Through the SVD ``X_c = U S V'``, with
+``d_j = s_j² / (s_j² + λ)`` and ``u = U'y_c``: ``||y - ŷ||² = ||y_c||² - sum (1 - (1 - d_j)²) u_j²``
+and ``tr H = sum d_j``, so every λ costs O(d) once the SVD is known.
+
+The features are put on unit scale (divided by their standard deviation) before fitting, so λ
+means the same for every column whatever its units; the returned coefficients are in the
+given units (``y ≈ X @ coef + intercept``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from specs.exceptions import InvalidParameterError
+from specs.impute import impute_raw
+from specs.units import unit_rms
+
+RKME_METHOD = "rkme-kernel-regression"  # specs.impute: the conditional mean under a learnware's RKME
+RIDGE_METHOD = "labelled-rows-ridge"  # this module: learned from the user's labelled rows
+DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-3, 3, 25))
+
+
+@dataclass(frozen=True)
+class RidgeFit:
+    coef: np.ndarray  # (d,) or (d, t) in the given units of X
+    intercept: np.ndarray | float
+    alpha: float  # the chosen λ (on unit-scale features)
+    gcv: float  # its GCV score (mean squared leave-one-out-like error)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(X, dtype=np.float64) @ self.coef + self.intercept
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "coef": np.asarray(self.coef).tolist(),
+            "intercept": np.asarray(self.intercept).tolist(),
+            "alpha": self.alpha,
+        }
+
+
+def gcv_scores(Xc: np.ndarray, yc: np.ndarray, alphas: Sequence[float]) -> np.ndarray:
+    """GCV(λ) for each λ (module docstring), ``Xc`` and ``yc`` (n,) centred."""
+    n = Xc.shape[0]
+    U, s, _ = np.linalg.svd(Xc, full_matrices=False)
+    u = U.T @ yc
+    total = float(yc @ yc)
+    out = np.empty(len(alphas))
+    for i, a in enumerate(alphas):
+        d = s * s / (s * s + float(a))
+        rss = total - float(np.sum((1.0 - (1.0 - d) ** 2) * u * u))
+        out[i] = n * max(rss, 0.0) / (n - 1.0 - float(d.sum())) ** 2
+    return out
+
+
+def ridge_gcv(X: np.ndarray, y: np.ndarray, alphas: Sequence[float] = DEFAULT_ALPHAS) -> RidgeFit:
+    """Ridge of ``y`` (n,) on ``X`` (n, d) with an unpenalised intercept, λ chosen from ``alphas``
+    by GCV on unit-scale features (module docstring)."""
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if X.ndim != 2 or X.shape[0] != y.shape[0]:
+        raise InvalidParameterError(f"X {X.shape} and y {y.shape} do not pair up")
+    if X.shape[0] < 3 or not len(alphas) or min(alphas) <= 0:
+        raise InvalidParameterError("ridge_gcv needs at least 3 rows and positive alphas")
+    if not (np.isfinite(X).all() and np.isfinite(y).all()):
+        raise InvalidParameterError("ridge_gcv needs finite rows")
+    mx, my = X.mean(axis=0), float(y.mean())
+    sd = X.std(axis=0)
+    sd = np.where(sd > 0, sd, 1.0)  # a constant column carries nothing; its coefficient stays 0
+    Xc, yc = (X - mx) / sd, y - my
+    scores = gcv_scores(Xc, yc, alphas)
+    best = int(np.argmin(scores))
+    alpha = float(alphas[best])
+    _, s, Vt = np.linalg.svd(Xc, full_matrices=False)
+    # (Xc'Xc + λI)^-1 Xc'y = V diag(1 / (s² + λ)) V'Xc'y  (directions outside Xc's rows get 0)
+    beta_std = Vt.T @ ((Vt @ (Xc.T @ yc)) / (s * s + alpha))
+    coef = beta_std / sd
+    return RidgeFit(coef=coef, intercept=my - float(mx @ coef), alpha=alpha, gcv=float(scores[best]))
+
+
+def out_of_fold(X: np.ndarray, y: np.ndarray, *, k: int = 5, seed: int = 0) -> np.ndarray:
+    """Each row's prediction from a :func:`ridge_gcv` fitted on the other ``k - 1`` seeded folds: how
+    the fit does on rows it never saw (judged on its own rows it would look better than it is)."""
+    X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64).reshape(-1)
+    n = X.shape[0]
+    fold = np.empty(n, dtype=np.int64)
+    fold[np.random.default_rng(seed).permutation(n)] = np.arange(n) % k
+    out = np.empty(n)
+    for f in range(k):
+        test = fold == f
+        out[test] = ridge_gcv(X[~test], y[~test]).predict(X[test])
+    return out
+
+
+def choose_column(Xo: np.ndarray, y: np.ndarray, plan: dict, column: int) -> dict:
+    """The ridge fit of the missing ``column`` on rows ``Xo`` (raw, the plan's observed columns) with
+    its true values ``y``, and the method that predicts it better on those rows (``method``).
+
+    Both errors are on rows the predictor did not learn from (the ridge's out of fold; the RKME of
+    the ``plan`` (``specs.impute.impute_raw``) never saw them), as mean squared errors relative to
+    the column's mean square; in a unit-free plan the RKME's value (the developer's units) is first
+    put in the user's by the unit-free step, as a member would see the two. The ridge is chosen when
+    its error is the smaller. The returned row is what a plan's ``ridge`` entry holds."""
+    Xo, y = np.asarray(Xo, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    rows = np.full((y.shape[0], len(plan["mean"])), np.nan)
+    rows[:, np.asarray(plan["observed"], dtype=np.int64)] = Xo
+    rms_y = float(unit_rms(y.reshape(-1, 1))[0])
+    rkme = impute_raw(rows, {**plan, "ridge": []})[:, column]
+    if plan["unit_free"]:
+        rkme = rkme / float(plan["rms_missing"][list(plan["missing"]).index(column)]) * rms_y
+    errors = {
+        "error_ridge": float(np.mean((out_of_fold(Xo, y) - y) ** 2)) / rms_y**2,
+        "error_rkme": float(np.mean((rkme - y) ** 2)) / rms_y**2,
+    }
+    fit = ridge_gcv(Xo, y)
+    method = RIDGE_METHOD if errors["error_ridge"] < errors["error_rkme"] else RKME_METHOD
+    return {
+        "column": int(column),
+        **fit.to_json(),
+        "rows": int(y.shape[0]),
+        "rms": rms_y,
+        **errors,
+        "method": method,
+    }

@@ -1,0 +1,231 @@
+"""Predict with an assembly package (``recipe.json`` + ``assembly.lwa`` + members): the one
+implementation the market's pipeline, its tests and the client (``lwm_client.predict``) run.
+
+A package is built by a submission's ``package`` stage (``workers/pipelines/reuse_package.py``):
+``recipe.json`` names the method, the task's classes, the space transform (``rms``, ``mean``,
+``scale``, ``unit_free``; for images ``image: {encoder, seed, shape}``) and every member's
+artifact with its sha256, classes, ``input_shape`` and ``input_map``. How a member's model file
+becomes a callable is the caller's (``load_member``): the server loads the artifacts the market
+checked, the client runs the upload checks first and maps their errors to its own.
+
+Only numpy and ``specs`` are imported here; the members' runtimes come with ``load_member``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import yaml
+
+from specs.assembly import Assembly
+from specs.exceptions import SpecError
+from specs.images import image_rows, rows_as_images
+from specs.impute import recipe_rows
+
+RECIPE_FORMAT = "lwm-assembly-recipe"
+RECIPE_VERSION = 1
+
+MemberModel = Callable[[np.ndarray], np.ndarray]  # float32 inputs -> raw outputs (float64)
+LoadMember = Callable[[bytes, str], MemberModel]  # (artifact bytes, format) -> model
+
+
+class RecipeError(SpecError):
+    """A recipe this runtime cannot run (format, version, encoder or assembly kind)."""
+
+    code = "predict:user:recipe"
+
+
+class RecipeChecksumError(RecipeError):
+    """A file of the package does not match the sha256 the recipe records."""
+
+    code = "predict:user:checksum"
+
+
+class RecipeColumnsError(RecipeError):
+    """Table rows whose column count is not the recipe's ``input.columns`` (the submitter's data, as
+    given)."""
+
+    code = "predict:user:columns"
+
+
+def space_rows(X: np.ndarray, recipe: dict[str, Any]) -> np.ndarray:
+    """Table rows as the submitter gave them (the recipe's ``input.columns``: any order, extra
+    columns) -> the space's column order by ``input.index``, a column they lacked filled by the
+    ``input.impute`` plan; the rows themselves when the recipe has no ``input`` (space order)."""
+    given = recipe.get("input")
+    if not given:
+        return X
+    if X.ndim != 2 or X.shape[1] != len(given["columns"]):
+        raise RecipeColumnsError(
+            f"rows have {X.shape[-1]} columns; this package takes {len(given['columns'])}: "
+            f"{', '.join(given['columns'][:12])}"
+        )
+    return recipe_rows(X, given)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def probabilities(raw: np.ndarray) -> np.ndarray:
+    """Rows of class scores as probabilities: kept if they already are, else a softmax."""
+    if raw.ndim == 1:
+        raise ValueError("a classifier must output (n, C) scores")
+    if (raw >= 0).all() and np.allclose(raw.sum(axis=1), 1.0, atol=1e-4):
+        return raw
+    e = np.exp(raw - raw.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def member_inputs(X: np.ndarray, entry: dict[str, Any]) -> np.ndarray:
+    """Rows X (n, d) as the recipe member takes them: (n, C, H, W) float32 when it declares an
+    ``input_shape`` (an image learnware, probed so at publishing), else float32 rows in the
+    member's units (its ``input_map.scale``, when the recipe has one) and in its model's column
+    order (``input_map.order``: its columns as indices into the space's, applied after the scale)."""
+    X32 = np.ascontiguousarray(X, dtype=np.float32)
+    mapping = entry.get("input_map") or {}
+    if mapping.get("scale") is not None:
+        X32 = np.ascontiguousarray(X32 * np.asarray(mapping["scale"], dtype=np.float32))
+    if mapping.get("order") is not None:  # the member's own column order (matched by name at packaging)
+        X32 = np.ascontiguousarray(X32[:, np.asarray(mapping["order"], dtype=np.int64)])
+    shape = entry.get("input_shape")
+    return np.ascontiguousarray(rows_as_images(X32, shape)) if shape else X32
+
+
+def in_task_classes(probs: np.ndarray, own: list[str] | None, classes: list[str]) -> np.ndarray:
+    """(n, len(classes)) probabilities: a member's columns (its ``own`` classes, else 0..C-1)
+    moved to the task's class order; classes the member does not know get 0."""
+    names = own or [str(i) for i in range(probs.shape[1])]
+    out = np.zeros((probs.shape[0], len(classes)))
+    position = {c: i for i, c in enumerate(classes)}
+    for j, c in enumerate(names):
+        if c in position:
+            out[:, position[c]] = probs[:, j]
+    return out
+
+
+def predict_assembly(
+    assembly: Assembly, *, task: str, n_classes: int | None, outputs: list[np.ndarray], Xs: np.ndarray
+) -> np.ndarray:
+    """(n, C) class probabilities for classification, (n,) predictions for regression.
+
+    ``outputs``: each member's (n, C) probabilities in the task's class order, or (n,)
+    predictions; ``Xs`` (n, d): the rows in the space's coordinates."""
+    a: Any = assembly  # the kinds' predict signatures differ (outputs, or outputs and rows)
+    if assembly.kind in ("best_single", "weighted_ensemble"):
+        return a.predict_proba(outputs) if task == "classification" else a.predict(outputs)
+    if assembly.kind in ("rkme_job_selector", "trained_job_selector"):
+        return a.predict_proba(outputs, Xs) if task == "classification" else a.predict(outputs, Xs)
+    if assembly.kind == "stitching_head":
+        blocks = [Xs, *outputs]
+        if task != "classification":
+            return a.predict(blocks)
+        assert n_classes is not None
+        full = np.zeros((Xs.shape[0], n_classes))
+        full[:, a.classes_.astype(np.int64)] = a.predict_proba(blocks)
+        return full
+    raise RecipeError(f"unknown assembly kind {assembly.kind!r}")
+
+
+class RecipeTransform:
+    """The recipe's ``transform``: table rows -> ((x / rms if unit_free) - mean) / scale; image rows
+    (n, C*H*W) -> the space's seeded conv encoder's output (n, dim)."""
+
+    def __init__(self, transform: dict[str, Any]) -> None:
+        self.image: dict[str, Any] | None = transform.get("image")
+        self.rms, self.mean, self.scale = (
+            np.asarray(transform[k], dtype=np.float64) for k in ("rms", "mean", "scale")
+        )
+        self.unit_free = bool(transform["unit_free"])
+        self._encoder: Any = None
+        if self.image is not None and self.image.get("encoder") != "ConvImageEncoder":
+            raise RecipeError(f"unknown image encoder {self.image.get('encoder')!r}")
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        if self.image is not None:
+            if self._encoder is None:
+                from specs.encoders import ConvImageEncoder  # torch: only image recipes need it
+
+                self._encoder = ConvImageEncoder(int(self.image["seed"]))
+            rows = np.ascontiguousarray(X, dtype=np.float32)
+            return np.asarray(self._encoder.encode(rows.reshape(-1, *self.image["shape"])), dtype=np.float64)
+        U = X / self.rms if self.unit_free else X
+        return (U - self.mean) / self.scale
+
+
+def package_files(content: bytes) -> dict[str, bytes]:
+    """Files of a package zip (name -> bytes), folders left out."""
+    with zipfile.ZipFile(io.BytesIO(content)) as zf:
+        return {info.filename: zf.read(info) for info in zf.infolist() if not info.is_dir()}
+
+
+class RecipePredictor:
+    """``predict`` / ``predict_proba`` of an assembly package, every file checked against the recipe."""
+
+    def __init__(self, files: dict[str, bytes], load_member: LoadMember) -> None:
+        self.manifest: dict[str, Any] = yaml.safe_load(files["learnware.yaml"])
+        self.recipe: dict[str, Any] = json.loads(files["recipe.json"])
+        if self.recipe.get("format") != RECIPE_FORMAT or self.recipe.get("version") != RECIPE_VERSION:
+            raise RecipeError(f"recipe.json is not a {RECIPE_FORMAT} v{RECIPE_VERSION} recipe")
+        blob = files[self.recipe["assembly"]["path"]]
+        if sha256_hex(blob) != self.recipe["assembly"]["sha256"]:
+            raise RecipeChecksumError("assembly.lwa does not match the sha256 in recipe.json")
+        self.assembly = Assembly.from_bytes(blob)
+        self.task: str = self.recipe["task"]
+        self.classes: list[str] = list(self.recipe.get("classes") or [])
+        self.transform = RecipeTransform(self.recipe["transform"])
+        self.members: list[tuple[MemberModel, dict[str, Any]]] = []
+        for entry in self.recipe["members"]:
+            raw = files[entry["artifact"]["path"]]
+            if sha256_hex(raw) != entry["artifact"]["sha256"]:
+                raise RecipeChecksumError(
+                    f"{entry['artifact']['path']} does not match its sha256 in recipe.json"
+                )
+            self.members.append((load_member(raw, entry["artifact"].get("format", "torchscript")), entry))
+
+    def rows(self, X: Any) -> np.ndarray:
+        """The inputs as rows (n, d) float64: table rows in raw units with the recipe's
+        ``input.columns`` (see :func:`space_rows`), in the space's order; images flattened in
+        (C, H, W) order (see :func:`specs.images.image_rows`)."""
+        image = self.transform.image
+        return (
+            image_rows(X, image["shape"])
+            if image
+            else space_rows(np.asarray(X, dtype=np.float64), self.recipe)
+        )
+
+    def member_outputs(self, X: np.ndarray) -> list[np.ndarray]:
+        """Each member alone on rows X: (n, C) probabilities in the task's class order, or (n,) values."""
+        out = []
+        for model, entry in self.members:
+            raw = np.asarray(model(member_inputs(X, entry)), dtype=np.float64)
+            if self.task != "classification":
+                out.append(raw.reshape(raw.shape[0], -1)[:, 0])
+            else:
+                out.append(in_task_classes(probabilities(raw), entry.get("classes"), self.classes))
+        return out
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """(n, C) probabilities over ``recipe['classes']`` (classification) or (n,) predictions."""
+        rows = self.rows(X)
+        nc = len(self.classes) if self.task == "classification" else None
+        return predict_assembly(
+            self.assembly,
+            task=self.task,
+            n_classes=nc,
+            outputs=self.member_outputs(rows),
+            Xs=self.transform(rows),
+        )
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Class names (n,) or regression predictions (n,)."""
+        out = self.predict_proba(X)
+        if self.task != "classification":
+            return out
+        return np.asarray(self.classes)[out.argmax(axis=1)]

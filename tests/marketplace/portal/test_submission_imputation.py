@@ -1,0 +1,123 @@
+"""The submission page lists each imputed column with the learnware whose RKME filled it and the method,
+as the report (workers/pipelines/reuse_spec.py, ``public_plan``) gives them."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import pytest
+
+from marketplace.jobs.choices import JobStatus
+from marketplace.jobs.models import Job
+from marketplace.submissions.models import Submission
+from tests.marketplace.portal.factories import make_learnware
+
+pytestmark = pytest.mark.django_db
+
+
+def test_each_imputed_column_names_its_source_learnware_and_method(web_for, alice):
+    source = make_learnware(alice, name="filler")
+    imputed = {
+        "columns": ["a", "c"],
+        "method": "rkme-kernel-regression",
+        "source": {
+            "version_id": source.id,
+            "learnware_id": source.learnware_id,
+            "name": "filler",
+            "version": source.number,
+            "marginal_mmd2": 0.01,
+        },
+        "explanation": "2 column(s) you lack (a, c) are predicted from filler v1's RKME",
+    }
+    columns = {"matched": ["b"], "missing": ["a", "c"], "extra": [], "imputed": imputed, "column_map": {}}
+    job = Job.objects.create(kind="submission", owner=alice, status=JobStatus.SUCCEEDED, stage="package")
+    submission = Submission.objects.create(
+        owner=alice, job=job, data_format="csv", results={"spec": {"columns": columns}}, name="lacking"
+    )
+    page = web_for(alice).get(f"/tasks/{submission.id}/").content.decode()
+    rows = re.findall(
+        r'<li data-imputed-column="([^"]+)" data-imputed-method="([^"]+)" '
+        r'data-imputed-source="(\d+)">(.*?)</li>',
+        page,
+        flags=re.S,
+    )
+    assert [r[0] for r in rows] == ["a", "c"]
+    for _, method, version_id, body in rows:
+        assert method == "rkme-kernel-regression" and int(version_id) == source.id
+        assert f'href="/learnwares/{source.learnware_id}/">filler</a> v{source.number}' in body
+        assert "kernel regression on its RKME" in body
+    assert html.escape(imputed["explanation"]) in page
+
+
+def test_an_old_report_without_the_learnware_id_still_names_the_source(web_for, alice):
+    imputed = {
+        "columns": ["a"],
+        "method": "rkme-kernel-regression",
+        "source": {"version_id": 9, "name": "older", "version": 3, "marginal_mmd2": 0.02},
+        "explanation": "…",
+    }
+    columns = {"matched": ["b", "c"], "missing": ["a"], "extra": [], "imputed": imputed, "column_map": {}}
+    job = Job.objects.create(kind="submission", owner=alice, status=JobStatus.SUCCEEDED, stage="package")
+    submission = Submission.objects.create(
+        owner=alice, job=job, data_format="csv", results={"spec": {"columns": columns}}, name="old"
+    )
+    page = web_for(alice).get(f"/tasks/{submission.id}/").content.decode()
+    assert re.search(r'data-imputed-column="a"[^>]*>.*?the RKME of older v3, by', page, flags=re.S)
+
+
+def test_per_column_methods_and_what_imputation_cost_are_listed(web_for, alice):
+    source = make_learnware(alice, name="filler")
+    imputed = {
+        "columns": ["a", "c"],
+        "method": "per-column",
+        "per_column": [
+            {"column": "a", "method": "labelled-rows-ridge", "alpha": 0.1, "rows": 42},
+            {"column": "c", "method": "rkme-kernel-regression"},
+        ],
+        "source": {
+            "version_id": source.id,
+            "learnware_id": source.learnware_id,
+            "name": "filler",
+            "version": 1,
+        },
+        "explanation": "…",
+    }
+    cost = {
+        "metric": "accuracy",
+        "columns": ["a"],
+        "methods": {"a": "labelled-rows-ridge"},
+        "rows": 42,
+        "folds": 5,
+        "members": [
+            {
+                "version_id": source.id,
+                "name": "filler",
+                "with_column": 0.8125,
+                "imputed": 0.75,
+                "cost": 0.0625,
+            }
+        ],
+    }
+    columns = {"matched": ["b"], "missing": ["a", "c"], "extra": [], "imputed": imputed, "column_map": {}}
+    job = Job.objects.create(kind="submission", owner=alice, status=JobStatus.SUCCEEDED, stage="package")
+    submission = Submission.objects.create(
+        owner=alice,
+        job=job,
+        data_format="csv",
+        results={
+            "spec": {"columns": columns},
+            "evaluate": {"labelled": False, "statement": "", "imputation_cost": cost},
+        },
+        name="taught",
+    )
+    page = web_for(alice).get(f"/tasks/{submission.id}/").content.decode()
+    rows = dict(re.findall(r'<li data-imputed-column="([^"]+)" data-imputed-method="([^"]+)"', page))
+    assert rows == {"a": "labelled-rows-ridge", "c": "rkme-kernel-regression"}
+    assert re.search(r'data-imputed-column="a"[^>]*>.*?learned from your 42 labelled rows', page, flags=re.S)
+    member = re.search(
+        r'data-cost-member="(\d+)" data-cost-true="([^"]+)" data-cost-imputed="([^"]+)">(.*?)</li>', page
+    )
+    assert member and int(member[1]) == source.id
+    assert (float(member[2]), float(member[3])) == (0.8125, 0.75)
+    assert "0.813 with the true column" in member[4] and "0.750 with it imputed" in member[4]
