@@ -27,7 +27,12 @@ Printed (95 % Wilson intervals):
 * with ``--labelled N``: the same users also hold N labelled rows with every one of the developer's
   columns; on the other rows, the developer's model with the missing columns learned from those N
   rows (``specs.impute_ridge``, the pipeline's ``labelled-rows-ridge``), from its RKME, and with all
-  its columns.
+  its columns; and how the pipeline's stages score that member on the N labelled rows (its accuracy
+  there, the selection score) with the learned columns filled by the ridge fitted on those same rows
+  (in sample, as the stages did before) and out of fold (``specs.impute_ridge.fill_labelled``, as
+  they do now), against its accuracy on the other rows (what is delivered); and a selection between
+  the member and a from-scratch logistic regression on the N rows (scored by 5-fold cross-validation
+  there) by those scores, with the chosen one's accuracy on the other rows.
 This is the library-level measurement (no server); the pipeline does the same steps
 (workers/pipelines/reuse_impute.py, reuse_spec.py).
 """
@@ -50,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from marketplace.search.cross_space import SpaceTable, cross_space_search  # noqa: E402
 from specs import TableStandardizer, default_gamma, rkme_fit  # noqa: E402
 from specs.impute import filled_rms, impute_raw  # noqa: E402
-from specs.impute_ridge import RIDGE_METHOD, choose_column  # noqa: E402
+from specs.impute_ridge import RIDGE_METHOD, choose_column, fill_labelled  # noqa: E402
 from specs.units import unit_rms  # noqa: E402
 
 POOL = [
@@ -164,7 +169,7 @@ def main() -> None:
     bands = [(0.4, 0.6), (0.6, 0.8), (0.8, 1.01)]
     top1: dict[tuple[float, float], list[tuple[bool, bool]]] = {b: [] for b in bands}
     costs: list[tuple[float, ...]] = []
-    taught: list[tuple[float, float, float, int, int]] = []
+    taught: list[tuple[float, ...]] = []
     for i, dev in enumerate(devs):
         d = len(dev["names"])
         for low, high in bands:
@@ -240,7 +245,7 @@ def main() -> None:
         _report_learned(taught, args.labelled, np.asarray(costs)[:, 4] - np.asarray(costs)[:, 1] >= -0.03)
 
 
-def _report_learned(taught: list[tuple[float, float, float, int, int]], n: int, feasible: np.ndarray) -> None:
+def _report_learned(taught: list[tuple[float, ...]], n: int, feasible: np.ndarray) -> None:
     """``feasible``: the users whose ceiling (refit without the columns, on all their rows) is within 0.03."""
     c = np.asarray(taught)
     print(
@@ -256,6 +261,26 @@ def _report_learned(taught: list[tuple[float, float, float, int, int]], n: int, 
             f"within 0.03: {_share(list(gap >= -0.03))}; where the ceiling is within 0.03 "
             f"({int(feasible.sum())} users): {_share(list(gap[feasible] >= -0.03))}"
         )
+    taught_any = c[:, 3] > 0
+    for name, rows in (("all", np.ones(len(c), dtype=bool)), ("with a learned column", taught_any)):
+        d = c[rows]
+        if not len(d):
+            continue
+        print(
+            f"  selection score ({name}, {len(d)} users), the member on the {n} labelled rows: in sample "
+            f"{d[:, 5].mean():.3f} (bias vs delivered {np.mean(d[:, 5] - d[:, 0]):+.3f}), out of fold "
+            f"{d[:, 6].mean():.3f} (bias {np.mean(d[:, 6] - d[:, 0]):+.3f}); delivered on the other rows "
+            f"{d[:, 0].mean():.3f}"
+        )
+        for label, col in (("in sample", 5), ("out of fold", 6)):
+            member = d[:, col] >= d[:, 7]
+            chosen = np.where(member, d[:, 0], d[:, 8])
+            print(
+                f"    member vs from scratch (5-fold CV {d[:, 7].mean():.3f}, "
+                f"delivered {d[:, 8].mean():.3f}) "
+                f"chosen by the {label} score: member {int(member.sum())}/{len(d)}, delivered "
+                f"{chosen.mean():.4f}, best possible {np.maximum(d[:, 0], d[:, 8]).mean():.4f}"
+            )
 
 
 def _space_plan(dev: dict, held: list[int], missing: list[int], names: list[str], X: np.ndarray):
@@ -291,11 +316,12 @@ def _learned(
     y: np.ndarray,
     pick: np.ndarray,
     n: int,
-) -> tuple[float, float, float, int, int]:
+) -> tuple[float, ...]:
     """(learned from n labelled rows, from the RKME, all columns) accuracy on the user's other rows, the
     columns as the pipeline's plan has them (``reuse_impute.learn_columns``: the ridge on the held
     columns where it predicts the column better on the labelled rows, in the column's own RMS), and
-    (columns learned, columns missing)."""
+    (columns learned, columns missing), the member's accuracy on the labelled rows with the learned
+    columns in sample and out of fold, and from scratch's (5-fold CV, on the other rows)."""
     space_rows, plan = _space_plan(dev, held, missing, names, X)
     truth = full[:, dev["cols"]]  # the developer's columns, POOL-selected, in its space order
     lab, rest = pick[:n], pick[n:]
@@ -311,7 +337,43 @@ def _learned(
         rms = filled_rms(unit_rms(filled), p)
         out.append(float(np.mean(_member(dev, _to_developer(dev, filled, rms)) == y[rest])))
     own = _to_developer(dev, truth[rest], unit_rms(truth[rest]))
-    return out[0], out[1], float(np.mean(_member(dev, own) == y[rest])), len(ridge), len(missing)
+    # The selection score: the member on the labelled rows, its learned columns in sample or out of fold.
+    learned = {**plan, "ridge": ridge}
+    rms = filled_rms(unit_rms(impute_raw(space_rows[rest], learned)), learned)
+    scored = [
+        float(np.mean(_member(dev, _to_developer(dev, rows, rms)) == y[lab]))
+        for rows in (
+            impute_raw(space_rows[lab], learned),
+            fill_labelled(space_rows[lab], truth[lab], learned),
+        )
+    ]
+    scratch_cv, scratch = _scratch(X, y, lab, rest)
+    return (
+        out[0],
+        out[1],
+        float(np.mean(_member(dev, own) == y[rest])),
+        len(ridge),
+        len(missing),
+        scored[0],
+        scored[1],
+        scratch_cv,
+        scratch,
+    )
+
+
+def _scratch(X: np.ndarray, y: np.ndarray, lab: np.ndarray, rest: np.ndarray) -> tuple[float, float]:
+    """(5-fold cross-validated accuracy on the labelled rows, accuracy on the other rows) of a logistic
+    regression on the user's columns trained on the labelled rows (a constant where one class only)."""
+
+    def fit_predict(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        if len(np.unique(y[train])) < 2:
+            return np.full(test.size, y[train][0])
+        mu, sd = X[train].mean(0), X[train].std(0) + 1e-9
+        return _logistic((X[train] - mu) / sd, y[train]).predict((X[test] - mu) / sd)
+
+    fold = np.arange(lab.size) % 5
+    cv = np.concatenate([fit_predict(lab[fold != f], lab[fold == f]) == y[lab[fold == f]] for f in range(5)])
+    return float(cv.mean()), float(np.mean(fit_predict(lab, rest) == y[rest]))
 
 
 def _coordinates(dev: dict, rows: np.ndarray) -> np.ndarray:

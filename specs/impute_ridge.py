@@ -16,6 +16,13 @@ and ``tr H = sum d_j``, so every λ costs O(d) once the SVD is known.
 The features are put on unit scale (divided by their standard deviation) before fitting, so λ
 means the same for every column whatever its units; the returned coefficients are in the
 given units (``y ≈ X @ coef + intercept``).
+
+Scores on the labelled rows themselves (ranking, assembly, evaluation, the imputation cost) must not
+see a fill that learned from the row it fills: with tens of rows the ridge follows each row's own
+value of the column (its noise too), and where that column carries the label the member would look
+better on those rows than on any new one. :func:`fill_labelled` gives each labelled row its value
+from a ridge fitted without it (:func:`out_of_fold`); new rows (the unlabelled data, the package)
+get the ridge fitted on every labelled row (the plan's ``ridge``), which never saw them either.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from specs.units import unit_rms
 RKME_METHOD = "rkme-kernel-regression"  # specs.impute: the conditional mean under a learnware's RKME
 RIDGE_METHOD = "labelled-rows-ridge"  # this module: learned from the user's labelled rows
 DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-3, 3, 25))
+OOF_FOLDS = 5  # folds of the out-of-fold fills and errors (20 rows, the fewest learned from, give 4 a fold)
 
 
 @dataclass(frozen=True)
@@ -91,7 +99,7 @@ def ridge_gcv(X: np.ndarray, y: np.ndarray, alphas: Sequence[float] = DEFAULT_AL
     return RidgeFit(coef=coef, intercept=my - float(mx @ coef), alpha=alpha, gcv=float(scores[best]))
 
 
-def out_of_fold(X: np.ndarray, y: np.ndarray, *, k: int = 5, seed: int = 0) -> np.ndarray:
+def out_of_fold(X: np.ndarray, y: np.ndarray, *, k: int = OOF_FOLDS, seed: int = 0) -> np.ndarray:
     """Each row's prediction from a :func:`ridge_gcv` fitted on the other ``k - 1`` seeded folds: how
     the fit does on rows it never saw (judged on its own rows it would look better than it is)."""
     X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64).reshape(-1)
@@ -103,6 +111,33 @@ def out_of_fold(X: np.ndarray, y: np.ndarray, *, k: int = 5, seed: int = 0) -> n
         test = fold == f
         out[test] = ridge_gcv(X[~test], y[~test]).predict(X[test])
     return out
+
+
+def fill_labelled(
+    rows: np.ndarray, truth: np.ndarray, plan: dict, *, k: int = OOF_FOLDS, seed: int = 0
+) -> np.ndarray:
+    """The labelled ``rows`` (the space's order, raw, NaN in the plan's missing columns) filled as the
+    ``plan`` fills any row (``specs.impute.impute_raw``), except each column the plan learned from
+    these rows (``plan["ridge"]``): there every row that taught it (its ``truth``, the same rows with
+    the true values, holds the column and the observed ones) gets the :func:`out_of_fold` prediction,
+    from a ridge fitted on the other folds (module docstring). A row that did not teach it keeps the
+    plan's value: that ridge never saw it. RKME-filled columns are the plan's: the RKME never saw
+    the user's rows. Refused when ``truth`` is not the rows the ridge was fitted on (another count)."""
+    filled = impute_raw(rows, plan)
+    truth = np.asarray(truth, dtype=np.float64)
+    obs = np.asarray(plan["observed"], dtype=np.int64)
+    for r in plan.get("ridge") or []:
+        j = int(r["column"])
+        Xo, y = truth[:, obs], truth[:, j]
+        taught = np.isfinite(y) & np.isfinite(Xo).all(axis=1)
+        if not taught.any():
+            continue  # a table without the column: no row of it taught the ridge
+        if int(taught.sum()) != int(r["rows"]):
+            raise InvalidParameterError(
+                f"column {j} was learned from {r['rows']} rows, these rows hold {int(taught.sum())}"
+            )
+        filled[taught, j] = out_of_fold(Xo[taught], y[taught], k=k, seed=seed)
+    return filled
 
 
 def choose_column(Xo: np.ndarray, y: np.ndarray, plan: dict, column: int) -> dict:

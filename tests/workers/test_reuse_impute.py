@@ -1,5 +1,6 @@
 """The imputation plan chooses a method per column (``workers.pipelines.reuse_impute``), a labelled
-table may hold the columns the data lack, and the cost rows predict learned columns out of fold."""
+table may hold the columns the data lack: its rows get the learned columns out of fold (every score
+on them reads that table, the cost rows too), the data's rows the ridge fitted on every labelled row."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 
 from marketplace.core.exceptions import ValidationFailed
 from specs.impute import impute_raw
-from specs.impute_ridge import ridge_gcv
+from specs.impute_ridge import OOF_FOLDS, out_of_fold, ridge_gcv
 from specs.units import unit_rms
 from workers.pipelines.reuse_impute import (
     MIN_RIDGE_ROWS,
@@ -18,7 +19,7 @@ from workers.pipelines.reuse_impute import (
     learn_columns,
     public_plan,
 )
-from workers.pipelines.reuse_impute_cost import COST_FOLDS, cost_rows, out_of_fold_ridge
+from workers.pipelines.reuse_impute_cost import cost_rows
 
 TARGET = ["a", "b", "c", "d"]
 OBS, MIS = np.array([0, 2]), np.array([1, 3])
@@ -71,7 +72,7 @@ def test_a_column_is_learned_where_enough_labelled_rows_hold_it_and_the_ridge_pr
     np.testing.assert_allclose(row["coef"], fit.coef, rtol=1e-12)
     rms = unit_rms(X[:, [1]])[0]
     assert row["rows"] == MIN_RIDGE_ROWS and row["rms"] == pytest.approx(rms)
-    oof = out_of_fold_ridge(X[:, [0, 2]], X[:, 1])
+    oof = out_of_fold(X[:, [0, 2]], X[:, 1])
     assert row["error_ridge"] == pytest.approx(np.mean((oof - X[:, 1]) ** 2) / rms**2, rel=1e-9)
     assert row["error_ridge"] < row["error_rkme"]
     # One row fewer: the RKME keeps the column; a labelled file without a shared column teaches nothing.
@@ -118,39 +119,50 @@ def test_public_plan_lists_each_columns_method():
     assert shown["per_column"][0]["rows"] == 40
 
 
-def test_a_labelled_table_holding_a_missing_column_is_filled_like_the_data_and_keeps_the_truth():
+def _independent_folds(X: np.ndarray, seed: int) -> np.ndarray:
+    """Column b of ``X`` predicted for each row by a ridge (GCV) refitted on the other folds."""
+    n = X.shape[0]
+    fold = np.empty(n, dtype=int)
+    fold[np.random.default_rng(seed).permutation(n)] = np.arange(n) % OOF_FOLDS
+    out = np.empty(n)
+    for f in range(OOF_FOLDS):
+        test = fold == f
+        out[test] = ridge_gcv(X[~test][:, [0, 2]], X[~test, 1]).predict(X[test][:, [0, 2]])
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_a_labelled_table_gets_learned_columns_out_of_fold_and_the_data_the_all_rows_ridge(seed):
     X = _rows(40)
     plan = _plan(learn_columns(TARGET, _plan(), (["a", "b", "c"], X[:, :3])))
-    filled, target, truth = fill_table(["c", "b", "a"], TARGET, X[:, [2, 1, 0]], plan, "labelled")
+    filled, target, truth = fill_table(["c", "b", "a"], TARGET, X[:, [2, 1, 0]], plan, "labelled", seed=seed)
     assert target == TARGET and truth is not None
     np.testing.assert_allclose(truth[:, [0, 1, 2]], X[:, :3])
     assert np.isnan(truth[:, 3]).all()
-    # The rows members see are the package's: b from the ridge (not its true values), d from the RKME.
-    data_filled, _, none = fill_table(["a", "c"], TARGET, X[:, [0, 2]], plan, "data")
+    data_filled, _, none = fill_table(["a", "c"], TARGET, X[:, [0, 2]], plan, "data", seed=seed)
     assert none is None
-    np.testing.assert_allclose(filled, data_filled, rtol=1e-12)
+    # The data (and the package, which keeps the plan) get b from the ridge fitted on all 40 rows ...
+    everyone = ridge_gcv(X[:, [0, 2]], X[:, 1])
+    np.testing.assert_allclose(data_filled[:, 1], everyone.predict(X[:, [0, 2]]), rtol=1e-10)
+    # ... each labelled row gets it from a ridge that never saw the row (the old table held the
+    # all-rows ridge's values here, which learned from the very rows the members are scored on).
+    np.testing.assert_allclose(filled[:, 1], _independent_folds(X, seed), rtol=1e-10)
+    assert np.mean((filled[:, 1] - X[:, 1]) ** 2) > np.mean((data_filled[:, 1] - X[:, 1]) ** 2)
+    # d (from the RKME, which never saw the rows) and the observed columns are the data's.
+    np.testing.assert_allclose(filled[:, [0, 2, 3]], data_filled[:, [0, 2, 3]], rtol=1e-12)
     with pytest.raises(ValidationFailed) as err:
         fill_table(["a", "b"], TARGET, X[:, :2], plan, "labelled")  # lacks 'c', which the data hold
     assert err.value.code == "submission:user:missing-columns"
 
 
-def test_cost_rows_predict_a_learned_column_out_of_fold():
+def test_cost_rows_compare_the_out_of_fold_labelled_rows_with_the_true_columns():
     X = _rows(50, seed=3)
     plan = _plan(learn_columns(TARGET, _plan(), (["a", "b", "c"], X[:, :3])))
-    imputed, _, truth = fill_table(["a", "b", "c"], TARGET, X[:, :3], plan, "labelled")
+    imputed, _, truth = fill_table(["a", "b", "c"], TARGET, X[:, :3], plan, "labelled", seed=0)
     assert truth is not None
-    filled, true, held = cost_rows(imputed, truth, plan, seed=0)
+    filled, true, held = cost_rows(imputed, truth, plan)
     assert held == ["b"]
     np.testing.assert_allclose(true[:, 1], X[:, 1])
     np.testing.assert_allclose(true[:, [0, 2, 3]], imputed[:, [0, 2, 3]])
-    oof = out_of_fold_ridge(X[:, [0, 2]], X[:, 1], seed=0)
-    np.testing.assert_allclose(filled[:, 1], oof)
-    # Independently: every row's value comes from a ridge that never saw it.
-    fold = np.empty(50, dtype=int)
-    fold[np.random.default_rng(0).permutation(50)] = np.arange(50) % COST_FOLDS
-    for f in range(COST_FOLDS):
-        test = fold == f
-        fit = ridge_gcv(X[~test][:, [0, 2]], X[~test, 1])
-        np.testing.assert_allclose(oof[test], fit.predict(X[test][:, [0, 2]]), rtol=1e-10)
-    in_sample = imputed[:, 1]
-    assert np.mean((oof - X[:, 1]) ** 2) > np.mean((in_sample - X[:, 1]) ** 2)  # in-sample is optimistic
+    np.testing.assert_allclose(filled[:, 1], _independent_folds(X, 0), rtol=1e-10)
+    np.testing.assert_allclose(filled, imputed)  # the very rows the other stages score on

@@ -38,7 +38,8 @@ from workers.pipelines.reuse_results import Stage, StageResult
 # Bump when a stage's computation changes, so stored results are not reused across versions.
 # 5: the spec result names the user's columns and any imputation; 6: one logistic regression (specs.logistic);
 # 7: columns the labelled rows hold are learned from them (per-column methods); evaluate's imputation_cost
-PIPELINE_VERSION = 7
+# 8: every score on the labelled rows sees learned columns out of fold (specs.impute_ridge.fill_labelled)
+PIPELINE_VERSION = 8
 
 
 @dataclass(frozen=True)

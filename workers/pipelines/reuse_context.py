@@ -256,7 +256,7 @@ class ReuseContext:
             return table
         plan = self.imputation
         if plan:  # the space's columns the user lacks are filled as the plan says (reuse_impute)
-            X, target, truth = fill_table(names, columns, table.X, plan, field)
+            X, target, truth = fill_table(names, columns, table.X, plan, field, seed=self.seed)
             if truth is not None:
                 self.cache.tables[f"{name}:truth"] = TableData(X=truth, columns=target, y=table.y)
         else:

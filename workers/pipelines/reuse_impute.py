@@ -15,6 +15,11 @@ relation where it differs from the developer's, but a linear fit on few rows can
 RKME's conditional mean: the labelled rows hold the truth, so both are scored there (the ridge out
 of fold) and the smaller error wins (``learn_columns``). Below 20 rows, five folds of four rows make
 that comparison itself too noisy. The plan records each column's method and the errors compared.
+
+The labelled rows themselves are filled out of fold (``specs.impute_ridge.fill_labelled``): every
+score computed on them (ranking, assembly, evaluation, the imputation cost) reads this one table,
+and a fill learned from the row it fills would make each member look better there than it will on
+new rows. The data's rows and the package use the ridge fitted on every labelled row.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from marketplace.learnwares.models import FeatureSpace, Specification
 from marketplace.search.selectors import eligible_versions
 from specs.columns import Alignment, align
 from specs.impute import impute_raw
-from specs.impute_ridge import RIDGE_METHOD, RKME_METHOD, choose_column
+from specs.impute_ridge import RIDGE_METHOD, RKME_METHOD, choose_column, fill_labelled
 from specs.marginal import embedding_terms, restricted_gamma, to_space_units
 from specs.units import unit_rms
 
@@ -188,12 +193,13 @@ def public_plan(plan: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def fill_table(
-    names: list[str], columns: list[str], X: np.ndarray, plan: dict[str, Any], field: str
+    names: list[str], columns: list[str], X: np.ndarray, plan: dict[str, Any], field: str, *, seed: int = 0
 ) -> tuple[np.ndarray, list[str], np.ndarray | None]:
     """A table (its ``names``, raw rows) in the space's ``columns`` order with the plan's columns
-    filled as the plan fills them, whether or not the table holds them (the members see the rows
-    the package will see); and the rows with the true values where it holds some (None if none),
-    which measure what imputation cost (``reuse_impute_cost``)."""
+    filled, whether or not the table holds them (the members see the rows as the package fills
+    them); and the rows with the true values where it holds some (None if none), which measure what
+    imputation cost (``reuse_impute_cost``). Rows that taught a column the plan learned get it out
+    of fold (``specs.impute_ridge.fill_labelled``, ``seed``'s folds), every other row the plan's."""
     alignment = align(names, columns)
     if not set(alignment.missing) <= set(plan["columns"]):
         raise ValidationFailed(
@@ -205,4 +211,5 @@ def fill_table(
     given = held.copy()
     given[:, plan["missing"]] = np.nan
     truth = held if len(alignment.missing) < len(plan["columns"]) else None
-    return impute_raw(given, plan), alignment.target, truth
+    filled = impute_raw(given, plan) if truth is None else fill_labelled(given, truth, plan, seed=seed)
+    return filled, alignment.target, truth

@@ -2,9 +2,9 @@
 the imputed columns those rows hold, against the same rows with the columns imputed.
 
 Only possible where the labelled file holds a column the data lack (``ReuseContext.labelled_truth``).
-The imputed rows are the plan's, except that a column learned from the labelled rows
-(``labelled-rows-ridge``) is predicted out of fold (``COST_FOLDS`` seeded folds: each row's value
-from a ridge fitted on the other folds, λ chosen by GCV there): the deployed ridge saw every
+The imputed rows are the labelled table the other stages score on (``reuse_impute.fill_table``): a
+column learned from the labelled rows (``labelled-rows-ridge``) is there predicted out of fold
+(``OOF_FOLDS`` seeded folds, ``specs.impute_ridge.fill_labelled``): the deployed ridge saw every
 labelled row, and judged on its own training rows it would look better than it will be on new
 ones. A column the RKME fills keeps its plan value (the RKME never saw the labels). In a unit-free
 space a true RKME-filled column is in the user's units while the plan's is in the developer's:
@@ -17,40 +17,31 @@ from typing import Any
 
 import numpy as np
 
-from specs.impute_ridge import out_of_fold
+from specs.impute_ridge import OOF_FOLDS
 from specs.units import unit_rms
 from workers.pipelines import reuse_methods as methods
 from workers.pipelines.reuse_context import ReuseContext
 from workers.pipelines.reuse_results import Json
 from workers.pipelines.reuse_shared import context_members, labelled_codes, task_outputs
 
-COST_FOLDS = 5
-
-
-def out_of_fold_ridge(Xo: np.ndarray, y: np.ndarray, *, k: int = COST_FOLDS, seed: int = 0) -> np.ndarray:
-    """Each row's prediction from a ridge (GCV) fitted on the other ``k - 1`` seeded folds."""
-    return out_of_fold(Xo, y, k=k, seed=seed)
-
 
 def cost_rows(
-    imputed: np.ndarray, truth: np.ndarray, plan: dict[str, Any], seed: int = 0
+    imputed: np.ndarray, truth: np.ndarray, plan: dict[str, Any]
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(rows with the held columns imputed as a new row would be, rows with their true values,
-    the held columns' names) for the plan's missing columns the ``truth`` rows hold."""
-    mis, obs = list(plan["missing"]), np.asarray(plan["observed"], dtype=np.int64)
+    """(the labelled rows as imputed, the same rows with the true values of the held columns, the
+    held columns' names) for the plan's missing columns the ``truth`` rows hold. ``imputed`` is the
+    labelled table from ``reuse_impute.fill_table``: its learned columns are already out of fold."""
+    mis = list(plan["missing"])
     held = [j for j in mis if np.isfinite(truth[:, j]).all()]
     learned = {int(r["column"]) for r in plan.get("ridge") or []}
-    filled, true = imputed.copy(), imputed.copy()
+    true = imputed.copy()
     for j in held:
-        if j in learned:
-            filled[:, j] = out_of_fold_ridge(truth[:, obs], truth[:, j], seed=seed)
-            true[:, j] = truth[:, j]
-        elif plan.get("unit_free"):
+        if j not in learned and plan.get("unit_free"):
             rms_dev = float(plan["rms_missing"][mis.index(j)])
             true[:, j] = truth[:, j] / unit_rms(truth[:, [j]])[0] * rms_dev
         else:
             true[:, j] = truth[:, j]
-    return filled, true, [plan["columns"][mis.index(j)] for j in held]
+    return imputed, true, [plan["columns"][mis.index(j)] for j in held]
 
 
 def imputation_cost(ctx: ReuseContext, classes: list[str], members: list[Json]) -> Json | None:
@@ -59,7 +50,7 @@ def imputation_cost(ctx: ReuseContext, classes: list[str], members: list[Json]) 
     plan, truth, table = ctx.imputation, ctx.labelled_truth, ctx.labelled_table
     if not plan or truth is None or table is None:
         return None
-    filled, true, held = cost_rows(table.X, truth.X, plan, seed=ctx.seed)
+    filled, true, held = cost_rows(table.X, truth.X, plan)
     if not held:
         return None
     task, metric = ctx.submission.task, methods.primary(ctx.submission.task)
@@ -85,6 +76,6 @@ def imputation_cost(ctx: ReuseContext, classes: list[str], members: list[Json]) 
         "columns": held,
         "methods": {c: methods_by_column.get(c, plan["method"]) for c in held},
         "rows": int(true.shape[0]),
-        "folds": COST_FOLDS,
+        "folds": OOF_FOLDS,
         "members": rows,
     }

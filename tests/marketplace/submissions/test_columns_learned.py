@@ -1,7 +1,8 @@
 """A column the user's data lack but their labelled file holds is learned from the labelled rows
 (ridge, ``labelled-rows-ridge``), through the reuse pipeline (real sandbox, digits market); the
 evaluation reports what imputation cost: each member on the labelled rows with the true columns
-against the same rows with them imputed (out of fold), recomputed here from the model itself.
+against the same rows with them imputed (out of fold, as the ranking scores them), recomputed here
+from the model itself.
 """
 
 from __future__ import annotations
@@ -18,11 +19,10 @@ from django.core.files.base import ContentFile
 
 from marketplace.submissions.models import Submission
 from marketplace.submissions.services import submission_create
-from specs.impute_ridge import ridge_gcv
+from specs.impute_ridge import out_of_fold, ridge_gcv
 from tests.support.market import COLUMNS, csv_bytes, user_task
 from workers.pipelines.reuse import reuse_run
 from workers.pipelines.reuse_impute import MIN_RIDGE_ROWS, RIDGE_METHOD, RKME_METHOD
-from workers.pipelines.reuse_impute_cost import out_of_fold_ridge
 from workers.pipelines.reuse_package import PackagePredictor
 
 pytestmark = pytest.mark.django_db
@@ -99,8 +99,13 @@ def test_columns_the_labelled_file_holds_are_learned_from_it_and_their_cost_is_r
     assert upright["with_column"] == pytest.approx(_accuracy(full, Xl, yl), abs=1e-12)
     oof = Xl.copy()
     for c in LACKING:
-        oof[:, COLUMNS.index(c)] = out_of_fold_ridge(Xl[:, idx], Xl[:, COLUMNS.index(c)], seed=0)
+        oof[:, COLUMNS.index(c)] = out_of_fold(Xl[:, idx], Xl[:, COLUMNS.index(c)], seed=0)
     assert upright["imputed"] == pytest.approx(_accuracy(full, oof, yl), abs=1e-12)
+    # The ranking scored it on the same out-of-fold rows (not on the ridge that learned from them).
+    ranked = next(
+        c for c in sub.results["rank"]["candidates"] if c["version_id"] == market.versions["upright"].id
+    )
+    assert ranked["scores"]["accuracy"] == pytest.approx(upright["imputed"], abs=1e-12)
     assert upright["cost"] == pytest.approx(upright["with_column"] - upright["imputed"], abs=1e-12)
 
 
