@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from lwm_client import data as local
+from lwm_client import model_selection
 from lwm_client.client import Client
 from lwm_client.errors import ConfigError, LwmError, NotFound
 
@@ -379,6 +380,9 @@ def parser() -> argparse.ArgumentParser:
         help="run the model in an isolated process (default: unless this client downloaded and verified it)",
     )
     s.set_defaults(fn=cmd_predict)
+    model_selection.add_parser(sub).set_defaults(
+        fn=lambda a: model_selection.cmd_rank_models(a, lambda: _client(a))
+    )
     return p
 
 

@@ -21,6 +21,7 @@ from lwm_client.errors import (
     TransientError,
 )
 from lwm_client.http import Transport
+from lwm_client.model_selection import ModelSelectionMixin
 from lwm_client.models import (
     Download,
     FeatureSpace,
@@ -45,7 +46,7 @@ from lwm_client.submission_form import submission_request
 from specs import RKMESpecification, rkme_to_json
 
 
-class Client:
+class Client(ModelSelectionMixin):
     """A market client. ``url``/``token``/``timeout`` default to ``LWM_URL``/``LWM_TOKEN``/``LWM_TIMEOUT``,
     then to the config file ``lwm login`` wrote; ``progress=True`` shows tqdm bars while waiting."""
 

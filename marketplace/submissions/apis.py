@@ -19,11 +19,12 @@ from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
-from marketplace.core.exceptions import Conflict, NotFound
+from marketplace.core.exceptions import Conflict, NotFound, ValidationFailed
 from marketplace.jobs.apis import JobOutputSerializer
 from marketplace.jobs.idempotency import idempotent
 from marketplace.learnwares.choices import Modality, Task
 from marketplace.submissions.choices import AssemblyMethod, DataFormat
+from marketplace.submissions.model_selection import check_model_selection
 from marketplace.submissions.models import Submission
 from marketplace.submissions.selectors import submission_get, submission_list
 from marketplace.submissions.services import submission_cancel, submission_create
@@ -107,9 +108,21 @@ class RequirementsSerializer(serializers.Serializer):
         child=serializers.ChoiceField(choices=AssemblyMethod.choices), required=False
     )
     kind = serializers.ChoiceField(
-        choices=["model", "adapter"],
+        choices=["model", "adapter", "base_model"],
         required=False,
-        help_text="text: 'adapter' ranks and merges/routes LoRA adapters on MiniLM instead of models",
+        help_text="text: 'adapter' ranks and merges/routes LoRA adapters on MiniLM instead of models; "
+        "'base_model' ranks the published base models for the labelled texts (docs/model-selection.md)",
+    )
+    time_budget_s = serializers.FloatField(
+        min_value=0.1,
+        max_value=3600,
+        required=False,
+        help_text="kind 'base_model': base models not started within this many seconds are skipped",
+    )
+    aggregation = serializers.ChoiceField(
+        choices=["mean", "best"],
+        required=False,
+        help_text="kind 'base_model': rank on the layer mean (default) or each model's best layer",
     )
     negate = _ids("adapter learnware ids whose LoRA update is subtracted (LoRA negation)")
     label_column = serializers.CharField(max_length=200, required=False)
@@ -202,6 +215,13 @@ def _check_modality_formats(attrs: dict[str, Any]) -> None:
             )
 
 
+def _read_upload(upload: Any) -> bytes:
+    upload.seek(0)
+    raw = bytes(upload.read())
+    upload.seek(0)
+    return raw
+
+
 def _infer_format(upload: Any, given: str, field: str) -> str:
     if given:
         return given
@@ -246,6 +266,18 @@ class SubmissionListCreateApi(ListAPIView):
         )
 
         def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            if (attrs.get("requirements") or {}).get("kind") == "base_model" and not (
+                "data" in attrs or "rkme" in attrs
+            ):
+                # Choosing a base model needs the labelled texts only: they are the task's data too.
+                if "labelled" not in attrs:
+                    raise ValidationFailed(
+                        "labelled: choosing a base model needs a labelled sample "
+                        "(JSONL with 'text' and 'label')",
+                        code="submission:user:model-selection-no-labels",
+                        details={"labelled": ["required with requirements.kind 'base_model'"]},
+                    )
+                attrs["data"] = attrs["labelled"]
             if "rkme" in attrs:
                 attrs["data_format"] = DataFormat.RKME
             elif "data" in attrs:
@@ -289,6 +321,15 @@ class SubmissionListCreateApi(ListAPIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
+
+        if v["requirements"].get("kind") == "base_model":  # refused now, with its code, not in the worker
+            upload = v.get("labelled")
+            check_model_selection(
+                user=request.user,
+                labelled=_read_upload(upload) if upload is not None else None,
+                labelled_format=v.get("labelled_format", ""),
+                label_key=v["requirements"].get("label_column", "label"),
+            )
 
         def create() -> Response:
             submission = submission_create(

@@ -24,6 +24,7 @@ from marketplace.portal.uploads import limited_upload
 from marketplace.submissions import conf
 from marketplace.submissions.choices import STAGES, AssemblyMethod, DataFormat, Stage
 from marketplace.submissions.models import Submission
+from marketplace.submissions.ranking_chart import ranking_view
 from marketplace.submissions.selectors import submission_get
 from marketplace.submissions.services import submission_cancel, submission_create
 
@@ -199,6 +200,8 @@ def submission_detail(request: HttpRequest, submission_id: Any) -> HttpResponse:
     submission = _own(request, submission_id)
     job = submission.job
     results = submission.results or {}
+    if (submission.requirements or {}).get("kind") == "base_model":  # a ranking, not a reuse report
+        return _model_selection_page(request, submission)
     evaluation = results.get("evaluate")
     outcome = task_outcome(evaluation)
     context = {
@@ -223,6 +226,21 @@ def submission_detail(request: HttpRequest, submission_id: Any) -> HttpResponse:
         "download_url": reverse("submission-package", args=[submission.id]) if submission.package else "",
     }
     return render(request, "submissions/detail.html", context)
+
+
+def _model_selection_page(request: HttpRequest, submission: Submission) -> HttpResponse:
+    job, results = submission.job, submission.results or {}
+    rank, evaluation = results.get("rank"), results.get("evaluate")
+    context = {
+        "submission": submission,
+        "job": job,
+        "rank": rank,
+        "ranking": ranking_view(rank) if rank else None,
+        "evaluation": evaluation,
+        "evaluation_rows": [evaluation["head"], evaluation["baseline"]] if evaluation else [],
+        "job_api": reverse("job-detail", args=[job.id]) if job and not job.is_terminal else "",
+    }
+    return render(request, "submissions/model_selection.html", context)
 
 
 @login_required

@@ -5,7 +5,13 @@ embeds texts at every layer with a per-(model, text) cache; :func:`rank_base_mod
 candidates by layer-wise LogME / H-score / kNN as TransformerRanker does.
 """
 
-from specs.base_models.embedding import EmbeddingCache, LayerEmbedder, LayerEmbeddings, text_key
+from specs.base_models.embedding import (
+    CachedLayerEmbedder,
+    EmbeddingCache,
+    LayerEmbedder,
+    LayerEmbeddings,
+    text_key,
+)
 from specs.base_models.errors import (
     BaseModelFolderError,
     RemoteCodeError,
@@ -27,6 +33,7 @@ __all__ = [
     "ALLOWED_MODEL_TYPES",
     "BaseModelFolderError",
     "BaseModelLimits",
+    "CachedLayerEmbedder",
     "CandidateScores",
     "EmbeddingCache",
     "LayerEmbedder",

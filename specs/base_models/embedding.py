@@ -14,6 +14,7 @@ layer's output is left out as transformer-ranker does (``include_embeddings`` ke
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,8 +98,76 @@ class LayerEmbeddings:
     texts_encoded: int
 
 
-class LayerEmbedder:
-    """Embeds texts at every layer of one base model, loading it on first use.
+class CachedLayerEmbedder(ABC):
+    """Layer embeddings of texts with the per-(model, text) cache; subclasses say how texts are encoded.
+
+    :class:`LayerEmbedder` runs the model in this process (trusted folders, benchmarks); the worker's
+    embedder runs an uploaded one in the sandbox. Both share this cache logic, so a ranking is the
+    same whichever encoded the texts.
+
+    Attributes
+    ----------
+    digest : str
+        Names the weights (and the layer selection); part of the cache key.
+    num_layers, hidden_size, max_length : int
+    """
+
+    def __init__(
+        self, *, digest: str, num_layers: int, hidden_size: int, max_length: int, cache: EmbeddingCache | None
+    ) -> None:
+        if max_length < 2:
+            raise InvalidParameterError(f"max_length must be >= 2, got {max_length}")
+        self.digest = digest
+        self.num_layers = int(num_layers)
+        self.hidden_size = int(hidden_size)
+        self.max_length = int(max_length)
+        self.cache = cache if cache is not None else EmbeddingCache()
+
+    def _key(self, text: str) -> tuple[str, int, str]:
+        return (self.digest, self.max_length, text_key(text))
+
+    @abstractmethod
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), L, h) float32 for texts not in the cache."""
+
+    def embed(self, texts: Sequence[str]) -> LayerEmbeddings:
+        """Layer embeddings of ``texts`` (duplicates are encoded once).
+
+        Raises
+        ------
+        InvalidDataError
+            No texts, or an item that is not a string.
+        """
+        texts = list(texts)
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise InvalidDataError("texts must be a non-empty sequence of strings")
+        found: dict[str, np.ndarray] = {}
+        todo: list[str] = []
+        for text in dict.fromkeys(texts):
+            cached = self.cache.get(self._key(text))
+            if cached is None:
+                todo.append(text)
+            else:
+                found[text] = cached
+        if todo:
+            encoded = np.asarray(self._encode(todo), dtype=np.float32)
+            if encoded.shape != (len(todo), self.num_layers, self.hidden_size):
+                raise InvalidDataError(
+                    f"the encoder returned shape {encoded.shape}, expected "
+                    f"{(len(todo), self.num_layers, self.hidden_size)}"
+                )
+            for text, value in zip(todo, encoded, strict=True):
+                self.cache.put(self._key(text), value)
+                found[text] = value
+        stacked = np.stack([found[t] for t in texts])  # (n, L, h)
+        return LayerEmbeddings(np.ascontiguousarray(stacked.transpose(1, 0, 2)), len(todo))
+
+
+class LayerEmbedder(CachedLayerEmbedder):
+    """Embeds texts at every layer of one base model in this process, loading it on first use.
+
+    Only for folders this process may run (the offline models, benchmarks, the sandbox's own call):
+    an uploaded model is embedded in the sandbox (``workers.pipelines.model_selection_embed``).
 
     Parameters
     ----------
@@ -131,26 +200,20 @@ class LayerEmbedder:
             raise InvalidParameterError(
                 f"max_length must be >= 2 and batch_size >= 1, got {max_length}, {batch_size}"
             )
+        # The digest alone names the weights; the flag changes what is stored, so it joins the key.
+        super().__init__(
+            digest=f"{folder.digest}{'+emb' if include_embeddings else ''}",
+            num_layers=folder.num_layers + int(include_embeddings),
+            hidden_size=folder.hidden_size,
+            max_length=max_length,
+            cache=cache,
+        )
         self.folder = folder
-        self.max_length = int(max_length)
         self.batch_size = int(batch_size)
-        self.cache = cache if cache is not None else EmbeddingCache()
         self.include_embeddings = include_embeddings
         self.forward_passes = 0
         self._tokenizer: Any = None
         self._model: Any = None
-
-    @property
-    def num_layers(self) -> int:
-        return self.folder.num_layers + int(self.include_embeddings)
-
-    def _key(self, text: str) -> tuple[str, int, str]:
-        # The digest alone names the weights; the flag changes what is stored, so it joins the key.
-        return (
-            f"{self.folder.digest}{'+emb' if self.include_embeddings else ''}",
-            self.max_length,
-            text_key(text),
-        )
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         """(len(texts), L, h) float32 for texts not in the cache, run longest-first to limit padding."""
@@ -183,29 +246,3 @@ class LayerEmbedder:
                 for layer, states in enumerate(hidden):
                     out[rows, layer] = pool_hidden_states(states.float().numpy(), mask, "mean")
         return out
-
-    def embed(self, texts: Sequence[str]) -> LayerEmbeddings:
-        """Layer embeddings of ``texts`` (duplicates are encoded once).
-
-        Raises
-        ------
-        InvalidDataError
-            No texts, or an item that is not a string.
-        """
-        texts = list(texts)
-        if not texts or not all(isinstance(t, str) for t in texts):
-            raise InvalidDataError("texts must be a non-empty sequence of strings")
-        found: dict[str, np.ndarray] = {}
-        todo: list[str] = []
-        for text in dict.fromkeys(texts):
-            cached = self.cache.get(self._key(text))
-            if cached is None:
-                todo.append(text)
-            else:
-                found[text] = cached
-        if todo:
-            for text, value in zip(todo, self._encode(todo), strict=True):
-                self.cache.put(self._key(text), value)
-                found[text] = value
-        stacked = np.stack([found[t] for t in texts])  # (n, L, h)
-        return LayerEmbeddings(np.ascontiguousarray(stacked.transpose(1, 0, 2)), len(todo))

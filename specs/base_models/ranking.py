@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from specs.base_models.embedding import LayerEmbedder
+from specs.base_models.embedding import CachedLayerEmbedder
 from specs.exceptions import InvalidDataError, InvalidParameterError
 from specs.transferability import DEFAULT_WEIGHTS, LogME, combine_scores, score_layers
 from specs.transferability.layers import ESTIMATORS as LAYER_ESTIMATORS
@@ -101,6 +101,7 @@ class ModelRanking:
     candidates: tuple[CandidateScores, ...]
     order_by: tuple[str, str]
     n_samples: int
+    skipped: tuple[str, ...] = ()  # candidates not scored: the time budget ran out before them
 
     @property
     def names(self) -> list[str]:
@@ -133,12 +134,13 @@ def _layerwise(layers: np.ndarray, y: np.ndarray, estimator: str) -> LayerwiseSc
 
 
 def rank_base_models(
-    candidates: Mapping[str, LayerEmbedder],
+    candidates: Mapping[str, CachedLayerEmbedder],
     texts: Sequence[str],
     y: Any,
     *,
     estimators: Sequence[str] = ("logme", "hscore", "knn"),
     order_by: tuple[str, str] = ("combined", "mean"),
+    time_budget_s: float | None = None,
 ) -> ModelRanking:
     """Score every candidate on (texts, y) at every layer and order them.
 
@@ -152,6 +154,10 @@ def rank_base_models(
         Class labels (at least two classes).
     estimators : names from :data:`ESTIMATORS` ("logme" with :data:`LOGME_EPSILON`, "hscore", "knn")
     order_by : (estimator or "combined", "mean" or "best")
+    time_budget_s : float, optional
+        Once this many seconds have passed, the candidates not yet started are skipped (listed in
+        ``ModelRanking.skipped``, in the given order); the first candidate always runs, so there is
+        a ranking. Order the mapping cheapest first to score the most within a budget.
 
     Returns
     -------
@@ -166,9 +172,16 @@ def rank_base_models(
     labels = np.asarray(y).reshape(-1)
     if labels.shape[0] != len(texts) or np.unique(labels).shape[0] < 2:
         raise InvalidDataError(f"y must give one label per text ({len(texts)}) with at least two classes")
-    measured = []
+    if time_budget_s is not None and time_budget_s <= 0:
+        raise InvalidParameterError(f"time_budget_s must be positive, got {time_budget_s}")
+    measured: list[tuple[str, CachedLayerEmbedder, dict[str, LayerwiseScore], float, float, int]] = []
+    skipped: list[str] = []
+    began = time.perf_counter()
     for name, embedder in candidates.items():
         start = time.perf_counter()
+        if measured and time_budget_s is not None and start - began >= time_budget_s:
+            skipped.append(name)
+            continue
         embedded = embedder.embed(texts)
         embedded_at = time.perf_counter()
         scores = {e: _layerwise(embedded.layers, labels, e) for e in estimators}
@@ -194,9 +207,9 @@ def rank_base_models(
     rows = [
         CandidateScores(
             name=name,
-            digest=embedder.folder.digest,
+            digest=embedder.digest,
             num_layers=embedder.num_layers,
-            hidden_size=embedder.folder.hidden_size,
+            hidden_size=embedder.hidden_size,
             scores=scores,
             combined=float(combined[i]),
             embed_seconds=embed_s,
@@ -208,4 +221,4 @@ def rank_base_models(
     ranking = ModelRanking(tuple(rows), order_by, int(labels.shape[0]))
     by_name = {c.name: c for c in rows}
     ordered = tuple(by_name[n] for n in ranking.order(*order_by))
-    return ModelRanking(ordered, order_by, int(labels.shape[0]))
+    return ModelRanking(ordered, order_by, int(labels.shape[0]), tuple(skipped))

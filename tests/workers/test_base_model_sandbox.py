@@ -77,3 +77,39 @@ def test_a_refused_folder_runs_none_of_its_code(good, tmp_path):
         run_model(folder, TEXTS, kind="hf_encoder", pooling="mean")
     assert err.value.code == "upload:user:base-model-remote-code"
     assert not marker.exists()
+
+
+def _layer_reference(folder) -> np.ndarray:
+    """Every transformer layer's mean over a text's tokens, computed here with plain transformers calls
+    (one text at a time: no padding), (n, L, h)."""
+    from transformers import BertModel, BertTokenizer
+
+    tokenizer = BertTokenizer(vocab=str(folder / "vocab.txt"))
+    model = BertModel.from_pretrained(str(folder), local_files_only=True).eval()
+    rows = []
+    with torch.no_grad():
+        for text in TEXTS:
+            ids = tokenizer(str(text), return_tensors="pt")
+            states = model(input_ids=ids["input_ids"], output_hidden_states=True).hidden_states[1:]
+            rows.append(torch.stack([layer[0].mean(0) for layer in states]))
+    return torch.stack(rows).numpy()
+
+
+def test_the_layers_mode_returns_every_layers_pooled_embedding(good):
+    out = run_model(good, TEXTS, kind="hf_encoder", layers_max_length=128)
+    assert out.shape == (len(TEXTS), 2, 32) and out.dtype == np.float32
+    assert_allclose(out, _layer_reference(good), rtol=1e-4, atol=1e-5)
+    # The last layer's entry is the probe's mean pooling of the same texts.
+    assert_allclose(
+        out[:, -1], run_model(good, TEXTS, kind="hf_encoder", pooling="mean"), rtol=1e-4, atol=1e-5
+    )
+
+
+@pytest.mark.parametrize("case", ["h5-weights", "auto-map"])
+def test_the_layers_mode_runs_the_folder_checks_first(good, tmp_path, case):
+    spoil, code = BROKEN[case]
+    folder = shutil.copytree(good, tmp_path / "model")
+    spoil(folder)
+    with pytest.raises(SandboxRefused) as err:
+        run_model(folder, TEXTS, kind="hf_encoder", layers_max_length=128)
+    assert err.value.code == code

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from marketplace.submissions.choices import STAGES
-from workers.pipelines import reuse_methods, reuse_results
+from workers.pipelines import model_selection_results, reuse_methods, reuse_results
 from workers.pipelines.reuse import ADAPTER_STAGES, MODEL_STAGES
 from workers.pipelines.reuse_methods import FitInputs
 
@@ -39,12 +39,15 @@ def test_every_stage_is_keyed_by_its_results_entry_in_pipeline_order() -> None:
 
 
 def _result_classes() -> list[type[reuse_results.StageResult]]:
+    """Every result class of the reuse pipeline and of model selection (stored the same way)."""
     return [
         c
-        for c in vars(reuse_results).values()
+        for module in (reuse_results, model_selection_results)
+        for c in vars(module).values()
         if isinstance(c, type)
         and issubclass(c, reuse_results.StageResult)
         and c is not reuse_results.StageResult
+        and c.__module__ == module.__name__
     ]
 
 

@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import io
 import warnings
+from typing import Any
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import Ridge
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from specs.logistic import fit_softmax_regression
 
@@ -67,7 +69,21 @@ def scratch_models(task: str, seed: int) -> dict[str, Pipeline]:
     }
 
 
-def scratch_fit(model: Pipeline, X: np.ndarray, y: np.ndarray, task: str) -> Pipeline | int:
+def _dense(X: Any) -> np.ndarray:
+    return np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float64)
+
+
+def text_scratch_model() -> Pipeline:
+    """A text classifier from scratch: TF-IDF of word uni- and bigrams, then the project's one
+    logistic regression (what a base model's head must beat to be worth its forward passes)."""
+    return make_pipeline(
+        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, max_features=5000),
+        FunctionTransformer(_dense, accept_sparse=True),
+        SoftmaxRegressionClassifier(),
+    )
+
+
+def scratch_fit(model: Pipeline, X: Any, y: np.ndarray, task: str) -> Pipeline | int:
     """The fitted model, or the one class of ``y`` when it holds a single class (what any
     model trained on those rows would predict: a constant)."""
     if task == "classification" and np.unique(y).shape[0] < 2:
@@ -77,7 +93,8 @@ def scratch_fit(model: Pipeline, X: np.ndarray, y: np.ndarray, task: str) -> Pip
         return model.fit(X, y)
 
 
-def scratch_predict(model: Pipeline | int, X: np.ndarray, task: str, n_classes: int) -> np.ndarray:
+def scratch_predict(model: Pipeline | int, X: Any, task: str, n_classes: int) -> np.ndarray:
+    """``X``: features, or an array of texts for :func:`text_scratch_model`."""
     if isinstance(model, int):
         return np.eye(n_classes)[np.full(X.shape[0], model)]
     if task != "classification":

@@ -82,6 +82,27 @@ def run_base_model(folder: Path, inputs: np.ndarray, pooling: str) -> np.ndarray
     return pool(hidden, batch["attention_mask"], pooling).float().numpy()
 
 
+def run_base_model_layers(folder: Path, inputs: np.ndarray, max_length: int) -> np.ndarray:
+    """(n, L, hidden) float32: every transformer layer's mean-pooled embedding of the texts ``inputs``.
+
+    Model selection's forward pass (``workers.pipelines.model_selection_embed``): the same folder
+    checks as the probe, then :class:`specs.base_models.LayerEmbedder` (the one layer-embedding
+    computation, also what a trusted in-process ranking runs) with a private in-memory cache.
+
+    Raises
+    ------
+    InvalidPackageError
+        ``upload:user:base-model-*`` as :func:`run_base_model`.
+    """
+    from specs.base_models import BaseModelFolderError, LayerEmbedder, inspect_model_folder
+
+    try:
+        embedder = LayerEmbedder(inspect_model_folder(folder), max_length=max_length)
+        return embedder.embed([str(t) for t in inputs.tolist()]).layers.transpose(1, 0, 2)
+    except BaseModelFolderError as exc:
+        raise _refusal(exc) from None
+
+
 def warm() -> None:
     """Import transformers and the checks once in the fork server, not in every call."""
     import transformers  # noqa: F401

@@ -109,6 +109,10 @@ def execute(req: dict[str, Any], folder: Path) -> np.ndarray:
     with torch.no_grad():
         if req["kind"] == "peft_lora":
             return _run_adapter(folder / "artifact", req["base_model_path"], inputs)
+        if req["kind"] == "hf_encoder" and req.get("mode") == "layers":  # model selection: every layer
+            from workers.sandbox.base_model_call import run_base_model_layers
+
+            return run_base_model_layers(folder / "artifact", inputs, int(req.get("max_length") or 128))
         if req["kind"] == "hf_encoder":  # an uploaded base model: folder checks, load, pooled probe
             from workers.sandbox.base_model_call import run_base_model
 

@@ -174,6 +174,7 @@ def run_model(
     limits: SandboxLimits | None = None,
     base_model_path: str | None = None,
     pooling: str | None = None,
+    layers_max_length: int | None = None,
 ) -> np.ndarray:
     """``_run_model``, with one log line (outcome, seconds) and its metrics per call.
 
@@ -183,7 +184,13 @@ def run_model(
     started, outcome = time.perf_counter(), "error"
     try:
         out = _run_model(
-            artifact, inputs, kind=kind, limits=limits, base_model_path=base_model_path, pooling=pooling
+            artifact,
+            inputs,
+            kind=kind,
+            limits=limits,
+            base_model_path=base_model_path,
+            pooling=pooling,
+            layers_max_length=layers_max_length,
         )
         outcome = "ok"
         return out
@@ -222,6 +229,7 @@ def _run_model(
     limits: SandboxLimits | None = None,
     base_model_path: str | None = None,
     pooling: str | None = None,
+    layers_max_length: int | None = None,
 ) -> np.ndarray:
     """Run ``artifact`` on ``inputs`` in the sandbox and return its output array.
 
@@ -235,7 +243,9 @@ def _run_model(
     For ``kind="hf_encoder"`` ``artifact`` is an uploaded base model's Hugging Face folder (a path or
     ``{file name: bytes}``), ``inputs`` an array of str, and the output the (n, hidden) float32
     embeddings under ``pooling`` ("mean" or "cls"), after the folder checks of
-    ``specs.base_models`` (``workers.sandbox.base_model_call``).
+    ``specs.base_models`` (``workers.sandbox.base_model_call``). With ``layers_max_length`` set, an
+    ``hf_encoder`` call returns every layer's mean-pooled embedding instead, (n, L, hidden) float32,
+    texts truncated to that many tokens (model selection; ``pooling`` is then unused).
 
     Raises
     ------
@@ -254,6 +264,8 @@ def _run_model(
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if layers_max_length is not None and (kind != "hf_encoder" or layers_max_length < 2):
+        raise ValueError("layers_max_length (>= 2) is for kind='hf_encoder' only")
     limits = limits or SandboxLimits()
     inputs = np.asarray(inputs)
     if inputs.dtype.kind == "O":
@@ -272,6 +284,8 @@ def _run_model(
             "limits": asdict(limits),
             "base_model_path": base_model_path,
             "pooling": pooling,
+            "mode": "layers" if layers_max_length is not None else "pooled",
+            "max_length": layers_max_length,
         }
         # The server may first import torch.export or load a base model; allow for it beyond the call's own
         # limit.

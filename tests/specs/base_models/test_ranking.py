@@ -3,6 +3,7 @@ ranks above one that cannot."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,13 @@ import pytest
 import torch
 from numpy.testing import assert_allclose
 
-from specs.base_models import EmbeddingCache, LayerEmbedder, inspect_model_folder, rank_base_models
+from specs.base_models import (
+    CachedLayerEmbedder,
+    EmbeddingCache,
+    LayerEmbedder,
+    inspect_model_folder,
+    rank_base_models,
+)
 from specs.base_models.ranking import LOGME_EPSILON
 from specs.exceptions import InvalidDataError, InvalidParameterError
 from specs.transferability import LogME, knn_accuracy, logme, regularized_hscore
@@ -125,3 +132,24 @@ def test_bad_arguments_are_refused(candidates: dict[str, LayerEmbedder]) -> None
         rank_base_models(candidates, texts, np.zeros(len(texts)))
     with pytest.raises(InvalidDataError, match="one label per text"):
         rank_base_models(candidates, texts, y[:-1])
+
+
+class _SlowRandomEmbedder(CachedLayerEmbedder):
+    """Random layer embeddings after a pause: ranking's time budget runs out during the first."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__(digest=f"slow-{seed}", num_layers=2, hidden_size=4, max_length=8, cache=None)
+        self.rng = np.random.default_rng(seed)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        time.sleep(0.05)
+        return self.rng.normal(size=(len(texts), 2, 4)).astype(np.float32)
+
+
+def test_a_time_budget_skips_the_candidates_not_started_and_names_them():
+    texts = [f"text {i}" for i in range(12)]
+    y = np.arange(12) % 2
+    embedders = {n: _SlowRandomEmbedder(i) for i, n in enumerate(["first", "second", "third"])}
+    ranking = rank_base_models(embedders, texts, y, time_budget_s=0.01)
+    assert ranking.names == ["first"] and ranking.skipped == ("second", "third")
+    assert rank_base_models({n: _SlowRandomEmbedder(i) for i, n in enumerate("ab")}, texts, y).skipped == ()

@@ -1,0 +1,147 @@
+"""Which base model should my text task build on? ``Client.rank_models`` and ``lwm rank-models``.
+
+The labelled texts travel as a JSONL labelled sample with ``requirements.kind = "base_model"``; the
+market ranks every base model you can see by layer-wise LogME / H-score / kNN (each model runs in
+its sandbox) and evaluates a logistic head on the first against TF-IDF from scratch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lwm_client.errors import ConfigError
+from lwm_client.models import Submission, build
+
+if TYPE_CHECKING:
+    from lwm_client.http import Transport
+
+
+def _texts_jsonl(texts: Sequence[str], labels: Sequence[Any]) -> bytes:
+    if len(texts) != len(labels):
+        raise ConfigError(
+            f"{len(texts)} texts but {len(labels)} labels: give one label per text", code="rank:user:labels"
+        )
+    if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+        raise ConfigError("texts must be a non-empty list of non-empty strings", code="rank:user:texts")
+    rows = (json.dumps({"text": t, "label": str(y)}) for t, y in zip(texts, labels, strict=True))
+    return ("\n".join(rows) + "\n").encode()
+
+
+def read_labelled_texts(path: str | Path, labels: str, text: str = "text") -> tuple[list[str], list[str]]:
+    """(texts, labels) of a JSONL (one object a line) or CSV (header row) file.
+
+    Raises
+    ------
+    ConfigError
+        A line that is not JSON, or a row without the text or label column (``rank:user:*``).
+    """
+    path = Path(path)
+    raw = path.read_text(encoding="utf-8-sig")
+    if path.suffix.lower() == ".csv":
+        rows: list[Any] = list(csv.DictReader(io.StringIO(raw)))
+    else:
+        rows = []
+        for number, line in enumerate(raw.splitlines(), start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except ValueError:
+                    raise ConfigError(
+                        f"{path.name}: line {number} is not JSON", code="rank:user:bad-file"
+                    ) from None
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict) or row.get(text) in (None, "") or row.get(labels) in (None, ""):
+            raise ConfigError(
+                f"{path.name}: row {number} needs a {text!r} and a {labels!r} value", code="rank:user:columns"
+            )
+    return [str(r[text]) for r in rows], [str(r[labels]) for r in rows]
+
+
+class ModelSelectionMixin:
+    """``Client.rank_models`` (the client holds ``http`` and ``wait_submission``)."""
+
+    http: Transport
+    wait_submission: Callable[..., Submission]
+
+    def rank_models(
+        self,
+        texts: Sequence[str],
+        labels: Sequence[Any],
+        *,
+        time_budget_s: float | None = None,
+        aggregation: str = "mean",
+        name: str = "",
+        wait: bool = True,
+        timeout: float = 900.0,
+    ) -> Submission:
+        """Rank the market's base models for a labelled text task; with ``wait``, the finished
+        submission, whose ``results["rank"]`` holds every model's per-layer scores and
+        ``results["evaluate"]`` the head against TF-IDF from scratch (:func:`ranking_table` prints them).
+        """
+        requirements: dict[str, Any] = {"kind": "base_model", "aggregation": aggregation}
+        if time_budget_s is not None:
+            requirements["time_budget_s"] = time_budget_s
+        form = {"requirements": json.dumps(requirements), "modality": "text"} | (
+            {"name": name} if name else {}
+        )
+        files = {"labelled": ("labelled.jsonl", _texts_jsonl(texts, labels), "application/json")}
+        body = self.http.json(
+            "POST", "submissions/", idempotency_key=uuid.uuid4().hex, data=form, files=files
+        )
+        submission = build(Submission, body["submission"])
+        return self.wait_submission(submission.id, timeout=timeout) if wait else submission
+
+
+def ranking_table(submission: Submission) -> str:
+    """The ranking as text: one row per model (combined and each estimator's mean/best score and
+    best layer), the skipped models, and the head's evaluation."""
+    rank = submission.results.get("rank") or {}
+    estimators = rank.get("estimators") or []
+    head = f"{'#':>2}  {'base model':<28} {'combined':>8}" + "".join(
+        f" {e + ' mean/best@layer':>26}" for e in estimators
+    )
+    lines = [head]
+    for c in rank.get("candidates") or []:
+        cells = "".join(
+            f" {s['mean']:>9.4g}/{s['best']:<9.4g}@{s['best_layer']:<4d}"
+            for s in (c["scores"][e] for e in estimators)
+        )
+        lines.append(f"{c['rank']:>2}  {c['name'][:28]:<28} {c['combined']:>8.3f}{cells}")
+    for s in rank.get("skipped_models") or []:
+        lines.append(f" -  {s['name'][:28]:<28} skipped: {s['reason']}")
+    if rank.get("explanation"):
+        lines.append(rank["explanation"])
+    evaluation = submission.results.get("evaluate") or {}
+    if evaluation.get("statement"):
+        lines.append(evaluation["statement"])
+    return "\n".join(lines)
+
+
+def cmd_rank_models(args: argparse.Namespace, make_client: Callable[[], Any]) -> tuple[Any, str]:
+    texts, labels = read_labelled_texts(args.data, args.labels, args.text)  # mistakes before any request
+    submission = make_client().rank_models(
+        texts, labels, time_budget_s=args.time_budget, aggregation=args.aggregation, timeout=args.wait_timeout
+    )
+    return {"submission": submission.id, "results": submission.results}, ranking_table(submission)
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    s = sub.add_parser(
+        "rank-models", help="rank the market's base models for a labelled text file (JSONL or CSV)"
+    )
+    (
+        s.add_argument("data"),
+        s.add_argument("--labels", default="label", help="the label column (default: label)"),
+    )
+    s.add_argument("--text", default="text", help="the text column (default: text)")
+    s.add_argument("--time-budget", type=float, help="seconds; base models not started by then are skipped")
+    s.add_argument("--aggregation", choices=["mean", "best"], default="mean")
+    s.add_argument("--wait-timeout", type=float, default=900)
+    return s

@@ -1,0 +1,168 @@
+"""Model selection (``requirements.kind = "base_model"``) through the API, the real worker and sandbox.
+
+Two tiny random BERTs built from configs are published as base models; a labelled JSONL of two
+topics is submitted; the worker ranks every visible base model with per-layer scores per estimator
+(each embedded in the sandbox), trains a head on the first and compares it with TF-IDF from scratch.
+The refusals are answered at submission time with their codes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client as DjangoClient
+from django.urls import reverse
+
+from marketplace.jobs.choices import JobStatus
+from specs.base_models import EmbeddingCache, LayerEmbedder, inspect_model_folder, rank_base_models
+from tests.integration.test_client_cli import lwm  # noqa: F401 - the CLI fixture
+from tests.integration.test_publish import finished, upload
+from tests.integration.test_submissions import _finished
+from tests.support.adapters import TOPICS, jsonl_bytes
+from tests.support.base_model_packages import base_model_folder, base_model_package
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+TOPIC_A, TOPIC_B = sorted(TOPICS)[:2]
+TEXTS = [t for t, _ in TOPICS[TOPIC_A]] + [t for t, _ in TOPICS[TOPIC_B]]
+LABELS = [TOPIC_A] * len(TOPICS[TOPIC_A]) + [TOPIC_B] * len(TOPICS[TOPIC_B])
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bases")
+    return {name: base_model_folder(root / name, seed=seed) for name, seed in (("tiny-a", 1), ("tiny-b", 2))}
+
+
+@pytest.fixture(autouse=True)
+def empty_embedding_cache():
+    """The worker's on-disk cache starts empty, so each test's first ranking runs the sandbox."""
+    shutil.rmtree(Path(settings.VAR_DIR) / "embeddings", ignore_errors=True)
+
+
+def _publish(client: Any, folders: dict[str, Any]) -> None:
+    for name, folder in folders.items():
+        response = upload(client, base_model_package(folder, name=name))
+        assert response.status_code == 202, response.json()
+        assert finished(response.json()["job"]).status == JobStatus.SUCCEEDED
+
+
+def _submit(client: Any, labelled: bytes, requirements: dict[str, Any], name: str = "labelled.jsonl") -> Any:
+    form = {
+        "labelled": SimpleUploadedFile(name, labelled),
+        "requirements": json.dumps({"kind": "base_model", **requirements}),
+    }
+    return client.post("/api/v1/submissions/", form, format="multipart")
+
+
+def test_every_visible_base_model_is_ranked_with_per_layer_scores(
+    celery_worker, s3_storage, alice, client_for, folders
+):
+    client = client_for(alice)
+    _publish(client, folders)
+    response = _submit(client, jsonl_bytes(TEXTS, LABELS), {"seed": 3})
+    assert response.status_code == 202, response.json()
+    body = _finished(client, response.json()["submission"]["id"])
+    assert body["status"] == "succeeded", body["error"]
+    rank, evaluate = body["results"]["rank"], body["results"]["evaluate"]
+    assert rank["kind"] == "base_model" and rank["skipped_models"] == []
+    assert sorted(c["name"] for c in rank["candidates"]) == ["tiny-a v1", "tiny-b v1"]
+    for c in rank["candidates"]:
+        assert set(c["scores"]) == {"logme", "hscore", "knn"}
+        for s in c["scores"].values():
+            assert len(s["layers"]) == 2 and s["best"] == pytest.approx(max(s["layers"]))
+        assert c["texts_encoded"] == len(set(TEXTS))
+
+    # The ranking equals an independent in-process one on the same folders (the sandbox only moved it).
+    cache = EmbeddingCache()
+    local = rank_base_models(
+        {f"{n} v1": LayerEmbedder(inspect_model_folder(f), cache=cache) for n, f in folders.items()},
+        TEXTS,
+        np.unique(LABELS, return_inverse=True)[1],
+    )
+    assert [c["name"] for c in rank["candidates"]] == local.names
+    for stored, mine in zip(rank["candidates"], local.candidates, strict=True):
+        for e in ("logme", "hscore", "knn"):
+            np.testing.assert_allclose(
+                stored["scores"][e]["layers"], mine.scores[e].layers, rtol=1e-3, atol=1e-4
+            )
+    assert rank["chosen"]["name"] == local.names[0] and rank["chosen"]["layer"] == "mean"
+
+    assert evaluate["kind"] == "base_model" and evaluate["verdict"] in ("better", "no_difference", "worse")
+    for row in (evaluate["head"], evaluate["baseline"]):
+        low, high = row["interval"]["ci95"]
+        assert 0.0 <= low <= row["interval"]["mean"] <= high <= 1.0
+        assert row["interval"]["mean"] == pytest.approx(np.mean(row["per_fold"]))
+    assert "no package" in evaluate["package"] and body["package_url"] is None
+
+    # The same texts again: every embedding comes from the worker's cache, the ranking is the same.
+    again = _finished(
+        client, _submit(client, jsonl_bytes(TEXTS, LABELS), {"seed": 3}).json()["submission"]["id"]
+    )
+    assert [c["texts_encoded"] for c in again["results"]["rank"]["candidates"]] == [0, 0]
+    assert [c["name"] for c in again["results"]["rank"]["candidates"]] == local.names
+
+    browser = DjangoClient()
+    browser.force_login(alice)
+    page = browser.get(reverse("submission-page", args=[body["id"]])).content.decode()
+    assert "data-ranking" in page and page.count("<rect") >= 3 * 2 * 2  # estimators x models x layers
+    assert all(f'data-model="{name}"' in page for name in local.names)
+
+
+def test_a_time_budget_skips_the_models_after_it_and_says_so(
+    celery_worker, s3_storage, alice, client_for, folders
+):
+    client = client_for(alice)
+    _publish(client, folders)
+    response = _submit(client, jsonl_bytes(TEXTS, LABELS), {"time_budget_s": 0.1})
+    body = _finished(client, response.json()["submission"]["id"])
+    assert body["status"] == "succeeded", body["error"]
+    rank = body["results"]["rank"]
+    assert len(rank["candidates"]) == 1 and len(rank["skipped_models"]) == 1
+    assert "time budget" in rank["skipped_models"][0]["reason"] and "skipped" in rank["explanation"]
+
+
+def test_mistakes_are_refused_at_submission_with_their_codes(alice, client_for, folders, tmp_path):
+    client = client_for(alice)
+    refused = _submit(client, jsonl_bytes(TEXTS, LABELS), {})
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "submission:user:no-base-models"
+    one_class = _submit(client, jsonl_bytes(TEXTS, [TOPIC_A] * len(TEXTS)), {})
+    assert one_class.json()["error"]["code"] == "submission:user:model-selection-one-class"
+    csv = _submit(client, b"x,label\n1,a\n2,b\n", {}, name="labelled.csv")
+    assert csv.json()["error"]["code"] == "submission:user:model-selection-not-text"
+    no_labels = client.post(
+        "/api/v1/submissions/", {"requirements": json.dumps({"kind": "base_model"})}, format="multipart"
+    )
+    assert no_labels.json()["error"]["code"] == "submission:user:model-selection-no-labels"
+    unlabelled_rows = _submit(client, jsonl_bytes(TEXTS), {})
+    assert unlabelled_rows.json()["error"]["code"] == "submission:user:missing-labels"
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_the_cli_ranks_a_labelled_file_and_names_mistakes(
+    lwm,  # noqa: F811 - the fixture imported above
+    alice,
+    client_for,
+    celery_worker,
+    s3_storage,
+    folders,
+    tmp_path,
+):
+    _publish(client_for(alice), {"tiny-a": folders["tiny-a"]})
+    data = tmp_path / "data.jsonl"
+    data.write_text(
+        "\n".join(json.dumps({"text": t, "topic": y}) for t, y in zip(TEXTS, LABELS, strict=True))
+    )
+    assert lwm("login", "--username", "alice")["username"] == "alice"
+    out = lwm("rank-models", str(data), "--labels", "topic")
+    assert [c["name"] for c in out["results"]["rank"]["candidates"]] == ["tiny-a v1"]
+    assert out["results"]["evaluate"]["verdict"] in ("better", "no_difference", "worse")
+    wrong = lwm("rank-models", str(data), "--labels", "label", ok=False)  # the file's column is "topic"
+    assert wrong["error"]["code"] == "rank:user:columns"

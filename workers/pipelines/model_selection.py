@@ -1,0 +1,256 @@
+"""Model selection: which published base model should a labelled text task build on?
+
+A submission with ``requirements.kind = "base_model"`` and a labelled JSONL sample runs here instead
+of the reuse pipeline (``workers.tasks.submissions``):
+
+1. ``rank``: the visible base models (cheapest first) embed the texts at every layer in the sandbox
+   (``model_selection_embed``, cached per (version, text)); :func:`specs.base_models.rank_base_models`
+   scores every layer with LogME / H-score / kNN and orders them by the combined score on the layer
+   mean (or the best layer, ``requirements.aggregation``), within ``requirements.time_budget_s``.
+2. ``evaluate``: a logistic head (``specs.logistic`` via the from-scratch pipeline) on the chosen
+   model's embedding against TF-IDF + the same logistic regression from scratch, on the reuse
+   pipeline's repeated stratified folds, with intervals and the three-way paired verdict.
+
+No package: the existing package format runs one TorchScript/ONNX artifact or adapters on MiniLM;
+"a base model reference + head" needs a new artifact kind and a runtime that embeds in the sandbox.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+
+from marketplace.submissions.model_selection import check_model_selection, visible_base_models
+from marketplace.submissions.models import Submission
+from marketplace.submissions.services import submission_stage_save
+from specs.base_models import ModelRanking, rank_base_models
+from specs.evaluation import metric_bounds, paired_verdict, repeated_folds, score_interval
+from workers.base import Report
+from workers.pipelines import reuse_methods as methods
+from workers.pipelines.model_selection_embed import SandboxLayerEmbedder, embedding_cache
+from workers.pipelines.model_selection_results import (
+    KIND,
+    BaseModelEvaluateResult,
+    BaseModelRankResult,
+    HeadScores,
+    RankedBaseModel,
+    SkippedBaseModel,
+)
+from workers.pipelines.reuse_scratch import scratch_fit, scratch_models, scratch_predict, text_scratch_model
+from workers.pipelines.reuse_shared import CV_FOLDS, CV_REPEATS
+
+PIPELINE_VERSION = 1
+ESTIMATORS = ("logme", "hscore", "knn")
+NO_PACKAGE = (
+    "no package: the market's package formats cannot yet hold a base-model reference with a head; "
+    "build on the chosen base model with the head shown here"
+)
+
+
+def _key(submission: Submission, stage: str) -> str:
+    doc = {
+        "pipeline": f"model-selection-{PIPELINE_VERSION}",
+        "stage": stage,
+        "labelled": submission.labelled_sha256,
+        "requirements": submission.requirements,
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def _store(submission: Submission, stage: str, result: Any, started: float) -> None:
+    stored = {**result.to_dict(), "key": _key(submission, stage)}
+    stored["seconds"] = round(time.perf_counter() - started, 4)
+    submission_stage_save(submission_id=submission.id, stage=stage, result=stored)
+
+
+def rank_result(
+    ranking: ModelRanking,
+    embedders: dict[str, SandboxLayerEmbedder],
+    classes: list[str],
+    budget: float | None,
+) -> BaseModelRankResult:
+    """The stored ranking: every candidate's scores per estimator and layer, and the skipped ones."""
+    rows: list[RankedBaseModel] = []
+    for rank, c in enumerate(ranking.candidates, start=1):
+        v = embedders[c.name].version
+        rows.append(
+            {
+                "rank": rank,
+                "name": c.name,
+                "learnware_id": v.learnware_id,
+                "version_id": v.id,
+                "version": v.number,
+                "num_layers": c.num_layers,
+                "hidden_size": c.hidden_size,
+                "combined": c.combined,
+                "scores": {
+                    e: {
+                        "mean": s.layer_mean,
+                        "best": s.best,
+                        "best_layer": s.best_layer,
+                        "layers": list(s.layers),
+                    }
+                    for e, s in c.scores.items()
+                },
+                "seconds": round(c.embed_seconds + c.score_seconds, 4),
+                "texts_encoded": c.texts_encoded,
+            }
+        )
+    skipped: list[SkippedBaseModel] = [
+        {
+            "name": name,
+            "learnware_id": embedders[name].version.learnware_id,
+            "version_id": embedders[name].version.id,
+            "version": embedders[name].version.number,
+            "reason": f"the time budget of {budget} s was spent before this model's turn",
+        }
+        for name in ranking.skipped
+    ]
+    best, aggregation = ranking.candidates[0], ranking.order_by[1]
+    layer: int | str = "mean" if aggregation == "mean" else best.scores["logme"].best_layer
+    text = (
+        f"{len(rows)} base model(s) ranked on {ranking.n_samples} labelled texts by the combined "
+        f"LogME / H-score / kNN score on the {'layer mean' if aggregation == 'mean' else 'best layer'}; "
+        f"{best.name} is first."
+    )
+    if skipped:
+        text += f" {len(skipped)} skipped: the time budget ({budget} s) ran out."
+    return BaseModelRankResult(
+        kind=KIND,
+        order_by=list(ranking.order_by),
+        estimators=list(ESTIMATORS),
+        n_samples=ranking.n_samples,
+        classes=classes,
+        time_budget_s=budget,
+        candidates=rows,
+        skipped_models=skipped,
+        chosen={"name": best.name, "version_id": rows[0]["version_id"], "layer": layer},
+        explanation=text,
+    )
+
+
+def _fold_scores(
+    make: Any, X: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]], nc: int
+) -> list[float]:
+    """Accuracy of ``make`` (refitted) on each split; ``X`` is features or an array of texts."""
+    scores = []
+    for train, test in splits:
+        model = scratch_fit(clone(make), X[train], y[train], "classification")
+        proba = scratch_predict(model, X[test], "classification", nc)
+        scores.append(methods.score("classification", y[test], proba)["accuracy"])
+    return scores
+
+
+def evaluate(
+    texts: list[str], y: np.ndarray, features: np.ndarray, chosen: str, seed: int
+) -> BaseModelEvaluateResult:
+    """The head on ``features`` vs TF-IDF from scratch on the same repeated stratified folds."""
+    folds = repeated_folds(y, stratify=True, k=CV_FOLDS, repeats=CV_REPEATS, seed=seed)
+    nc = int(y.max()) + 1
+    bounds = metric_bounds("accuracy")
+    head = _fold_scores(
+        scratch_models("classification", seed)["logistic_regression"], features, y, folds.splits, nc
+    )
+    scratch = _fold_scores(text_scratch_model(), np.asarray(texts, dtype=object), y, folds.splits, nc)
+    verdict, difference = paired_verdict(head, scratch, folds.test_share)
+    head_row: HeadScores = {
+        "name": f"logistic head on {chosen}",
+        "interval": score_interval(head, folds.test_share, bounds=bounds),
+        "per_fold": head,
+    }
+    base_row: HeadScores = {
+        "name": "TF-IDF + logistic regression from scratch",
+        "interval": score_interval(scratch, folds.test_share, bounds=bounds),
+        "per_fold": scratch,
+    }
+    wins = verdict != "worse"  # on no difference the base model is kept: the user asked for one
+    words = {"better": "better than", "no_difference": "no different from", "worse": "worse than"}[verdict]
+    statement = (
+        f"A logistic head on {chosen} scores {head_row['interval']['mean']:.3f} accuracy "
+        f"(95% CI {head_row['interval']['ci95'][0]:.3f}-{head_row['interval']['ci95'][1]:.3f}), "
+        f"{words} TF-IDF from scratch ({base_row['interval']['mean']:.3f}) on the same "
+        f"{folds.repeats}x{folds.k} folds."
+    )
+    return BaseModelEvaluateResult(
+        kind=KIND,
+        metric="accuracy",
+        folds={"k": folds.k, "repeats": folds.repeats, "n": folds.n},
+        head=head_row,
+        baseline=base_row,
+        verdict=verdict,
+        difference=difference,
+        winner={
+            "kind": "base_model_head" if wins else "from_scratch",
+            "name": head_row["name"] if wins else base_row["name"],
+        },
+        statement=statement,
+        package=NO_PACKAGE,
+    )
+
+
+def model_selection_run(*, submission_id: str, report: Report) -> dict[str, Any]:
+    """Rank the visible base models on the submission's labelled texts, then evaluate a head.
+
+    Raises
+    ------
+    ValidationFailed
+        The user's sample cannot be used (named codes of ``check_model_selection``).
+    ApplicationError, TransientError
+        A base model failed in the sandbox / the sandbox is briefly unavailable.
+    """
+    submission = Submission.objects.select_related("owner").get(id=submission_id)
+    requirements = submission.requirements or {}
+    labelled = None
+    if submission.labelled_file:
+        with submission.labelled_file.open("rb") as fh:
+            labelled = fh.read()
+    data = check_model_selection(
+        user=submission.owner,
+        labelled=labelled,
+        labelled_format=submission.labelled_format,
+        label_key=requirements.get("label_column", "label"),
+    )
+    assert data.y is not None
+    classes, y = np.unique(data.y.astype(str), return_inverse=True)
+    budget = requirements.get("time_budget_s")
+    aggregation = requirements.get("aggregation", "mean")
+    cache = embedding_cache()
+    embedders: dict[str, SandboxLayerEmbedder] = {}
+    for version in visible_base_models(submission.owner):
+        name = f"{version.learnware.name} v{version.number}"
+        embedders[name if name not in embedders else f"{name} (#{version.learnware_id})"] = (
+            SandboxLayerEmbedder(version, cache)
+        )
+    report("rank", 0, 2, f"embedding {len(data.texts)} texts with {len(embedders)} base models")
+    started = time.perf_counter()
+    ranking = rank_base_models(
+        embedders,
+        data.texts,
+        y,
+        estimators=ESTIMATORS,
+        order_by=("combined", aggregation),
+        time_budget_s=float(budget) if budget is not None else None,
+    )
+    ranked = rank_result(ranking, embedders, [str(c) for c in classes], budget)
+    _store(submission, "rank", ranked, started)
+    report("evaluate", 1, 2, f"training a head on {ranking.names[0]}")
+    started = time.perf_counter()
+    layers = embedders[ranking.names[0]].embed(data.texts).layers  # cached: no second forward pass
+    layer = ranked.chosen["layer"]
+    features = layers.mean(axis=0) if layer == "mean" else layers[int(layer)]
+    seed = int(requirements.get("seed", 0))
+    evaluated = evaluate(data.texts, y.astype(np.int64), features.astype(np.float64), ranking.names[0], seed)
+    _store(submission, "evaluate", evaluated, started)
+    return {
+        "kind": KIND,
+        "chosen": ranked.chosen,
+        "ranking": [c["name"] for c in ranked.candidates],
+        "skipped": [s["name"] for s in ranked.skipped_models],
+        "verdict": evaluated.verdict,
+        "statement": evaluated.statement,
+    }
