@@ -139,23 +139,84 @@ def impute_raw(X: np.ndarray, plan: dict) -> np.ndarray:
     learned from the user's labelled rows (``specs.impute_ridge``): those are ``X_O @ coef +
     intercept`` on the raw observed columns, in the user's units, and the RKME fills the rest."""
     X = np.array(X, dtype=np.float64, copy=True)
-    obs, mis = np.asarray(plan["observed"], dtype=np.int64), np.asarray(plan["missing"], dtype=np.int64)
+    obs = np.asarray(plan["observed"], dtype=np.int64)
     learned = {int(r["column"]): r for r in plan.get("ridge") or []}
     for j, r in learned.items():
         X[:, j] = X[:, obs] @ np.asarray(r["coef"], dtype=np.float64) + float(r["intercept"])
-    keep = np.array([j not in learned for j in mis], dtype=bool)
-    if not keep.any():
+    return _rkme_fill(X, plan, plan)
+
+
+def rkme_columns(plan: dict) -> np.ndarray:
+    """The plan's missing columns an RKME fills (those not learned from the labelled rows)."""
+    learned = {int(r["column"]) for r in plan.get("ridge") or []}
+    return np.asarray([int(j) for j in plan["missing"] if int(j) not in learned], dtype=np.int64)
+
+
+def _rkme_fill(X: np.ndarray, plan: dict, source: dict, scale_in: np.ndarray | None = None) -> np.ndarray:
+    """``X`` with the plan's RKME columns (:func:`rkme_columns`) predicted from ``source``'s RKME
+    (``Z``, ``beta``, ``gamma``, ``rms_missing`` for the plan's missing columns) given the observed
+    ones; ``scale_in`` (d,) the factors a member's input map multiplies rows by, divided out here so
+    the member receives its RKME's values in its own units."""
+    X = np.array(X, dtype=np.float64, copy=True)
+    obs, mis = np.asarray(plan["observed"], dtype=np.int64), np.asarray(plan["missing"], dtype=np.int64)
+    cols = rkme_columns(plan)
+    if not cols.size:
         return X
+    keep = np.isin(mis, cols)
     mean, scale = np.asarray(plan["mean"], dtype=np.float64), np.asarray(plan["scale"], dtype=np.float64)
     U = X[:, obs] / np.asarray(plan["rms"], dtype=np.float64) if plan["unit_free"] else X[:, obs]
     Zo = (U - mean[obs]) / scale[obs]
     Zm = impute_from_rkme(
-        Zo, np.asarray(plan["Z"]), np.asarray(plan["beta"]), obs, mis[keep], gamma=plan.get("gamma")
+        Zo, np.asarray(source["Z"]), np.asarray(source["beta"]), obs, cols, gamma=source.get("gamma")
     )
-    raw = Zm * scale[mis[keep]] + mean[mis[keep]]
-    rms_missing = np.asarray(plan["rms_missing"], dtype=np.float64)[keep]
-    X[:, mis[keep]] = raw * rms_missing if plan["unit_free"] else raw
+    raw = Zm * scale[cols] + mean[cols]
+    rms_missing = np.asarray(source["rms_missing"], dtype=np.float64)[keep]
+    X[:, cols] = raw * rms_missing if plan["unit_free"] else raw
+    if scale_in is not None:
+        X[:, cols] /= np.asarray(scale_in, dtype=np.float64)[cols]
     return X
+
+
+def can_fill(Z: np.ndarray, beta: np.ndarray, d: int) -> bool:
+    """Whether an RKME ``(Z, beta)`` can fill columns of a ``d``-column space (:func:`member_fill`)."""
+    Z, beta = np.asarray(Z, dtype=np.float64), np.asarray(beta, dtype=np.float64)
+    return bool(
+        Z.ndim == 2 and Z.shape[1] == d and beta.shape == (Z.shape[0],) and np.clip(beta, 0, None).sum() > 0
+    )
+
+
+def member_fill(Z: np.ndarray, beta: np.ndarray, unit_rms: np.ndarray | None, plan: dict) -> dict | None:
+    """A member's own fill for ``plan`` (JSON-ready: ``Z``, ``beta``, ``gamma``, ``rms_missing``), or
+    None when its RKME cannot fill the space's columns (another dimension, no positive weight): that
+    member then keeps the plan's fill, from the identified learnware's RKME."""
+    Z, beta = np.asarray(Z, dtype=np.float64), np.asarray(beta, dtype=np.float64)
+    if not can_fill(Z, beta, len(plan["mean"])):
+        return None
+    mis = np.asarray(plan["missing"], dtype=np.int64)
+    rms = np.ones(mis.size) if unit_rms is None else np.asarray(unit_rms, dtype=np.float64)[mis]
+    return {"Z": Z.tolist(), "beta": beta.tolist(), "gamma": None, "rms_missing": rms.tolist()}
+
+
+def member_rows(
+    X: np.ndarray,
+    plan: dict,
+    fill: dict | None,
+    scale_in: np.ndarray | None = None,
+    *,
+    keep: Sequence[int] = (),
+) -> np.ndarray:
+    """Rows as :func:`impute_raw` filled them -> the rows one member sees: the plan's RKME columns
+    predicted from the member's own RKME (``fill``, from :func:`member_fill`: the conditional mean
+    under its developer's distribution, in its units); the rows unchanged when ``fill`` is None
+    (a recipe built before per-member fills, or a member without a usable RKME). The observed
+    columns and those learned from the labelled rows (the user's own data) are the same for all;
+    ``keep``: columns holding true values (what imputation cost is measured against), left as given."""
+    if fill is None:
+        return X
+    out = _rkme_fill(X, plan, fill, scale_in)
+    if len(keep):
+        out[:, list(keep)] = np.asarray(X, dtype=np.float64)[:, list(keep)]
+    return out
 
 
 def filled_rms(rms: np.ndarray, plan: dict) -> np.ndarray:

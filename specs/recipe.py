@@ -4,7 +4,9 @@ implementation the market's pipeline, its tests and the client (``lwm_client.pre
 A package is built by a submission's ``package`` stage (``workers/pipelines/reuse_package.py``):
 ``recipe.json`` names the method, the task's classes, the space transform (``rms``, ``mean``,
 ``scale``, ``unit_free``; for images ``image: {encoder, seed, shape}``) and every member's
-artifact with its sha256, classes, ``input_shape`` and ``input_map``. How a member's model file
+artifact with its sha256, classes, ``input_shape`` and ``input_map`` (and, when the user lacked
+columns, ``impute``: the member's own RKME fill of them, ``specs.impute.member_rows``; recipes built
+before it have none and every member sees the ``input.impute`` plan's rows). How a member's model file
 becomes a callable is the caller's (``load_member``): the server loads the artifacts the market
 checked, the client runs the upload checks first and maps their errors to its own.
 
@@ -26,7 +28,7 @@ import yaml
 from specs.assembly import Assembly
 from specs.exceptions import SpecError
 from specs.images import image_rows, rows_as_images
-from specs.impute import recipe_rows
+from specs.impute import member_rows, recipe_rows
 
 RECIPE_FORMAT = "lwm-assembly-recipe"
 RECIPE_VERSION = 1
@@ -201,10 +203,20 @@ class RecipePredictor:
         )
 
     def member_outputs(self, X: np.ndarray) -> list[np.ndarray]:
-        """Each member alone on rows X: (n, C) probabilities in the task's class order, or (n,) values."""
+        """Each member alone on rows X: (n, C) probabilities in the task's class order, or (n,) values.
+
+        Rows filled by the recipe's ``input.impute`` plan are refilled for a member whose entry holds
+        its own fill (``impute``: its RKME's conditional mean, ``specs.impute.member_rows``); recipes
+        built before per-member fills have none and every member sees the plan's rows."""
+        plan = (self.recipe.get("input") or {}).get("impute")
         out = []
         for model, entry in self.members:
-            raw = np.asarray(model(member_inputs(X, entry)), dtype=np.float64)
+            if plan and entry.get("impute"):
+                scale = (entry.get("input_map") or {}).get("scale")
+                X_own = member_rows(X, plan, entry["impute"], None if scale is None else np.asarray(scale))
+            else:
+                X_own = X
+            raw = np.asarray(model(member_inputs(X_own, entry)), dtype=np.float64)
             if self.task != "classification":
                 out.append(raw.reshape(raw.shape[0], -1)[:, 0])
             else:

@@ -185,14 +185,22 @@ def _winner_action(
     }
 
 
-def _imputed_rows(columns: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """One row a column the user lacked: its method (per column since labelled rows may teach some)."""
+def _imputed_rows(columns: dict[str, Any] | None, results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row a column the user lacked: its method (per column since labelled rows may teach some)
+    and, for an RKME-filled one, whose RKME fills it for each member (``filled_by``: the assembled
+    members once known, else every candidate the plan saw)."""
     imputed = (columns or {}).get("imputed")
     if not imputed:
         return []
-    return imputed.get("per_column") or [
+    rows = imputed.get("per_column") or [
         {"column": c, "method": imputed["method"]} for c in imputed["columns"]
     ]
+    chosen = (results.get("package") or results.get("assemble") or {}).get("members")
+    ids = {m.get("version_id") for m in chosen or []}
+    if not ids:
+        return rows
+    shown = [r | {"filled_by": [f for f in r.get("filled_by") or [] if f["version_id"] in ids]} for r in rows]
+    return [r if r["filled_by"] else {k: v for k, v in r.items() if k != "filled_by"} for r in shown]
 
 
 @login_required
@@ -213,7 +221,7 @@ def submission_detail(request: HttpRequest, submission_id: Any) -> HttpResponse:
         "results": results,
         "identify": results.get("identify"),
         "columns": (results.get("spec") or {}).get("columns"),
-        "imputed_rows": _imputed_rows((results.get("spec") or {}).get("columns")),
+        "imputed_rows": _imputed_rows((results.get("spec") or {}).get("columns"), results),
         "imputation_cost": (evaluation or {}).get("imputation_cost"),
         "rank": results.get("rank"),
         "assemble": results.get("assemble"),

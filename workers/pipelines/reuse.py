@@ -39,7 +39,8 @@ from workers.pipelines.reuse_results import Stage, StageResult
 # 5: the spec result names the user's columns and any imputation; 6: one logistic regression (specs.logistic);
 # 7: columns the labelled rows hold are learned from them (per-column methods); evaluate's imputation_cost
 # 8: every score on the labelled rows sees learned columns out of fold (specs.impute_ridge.fill_labelled)
-PIPELINE_VERSION = 8
+# 9: each member sees RKME-filled columns from its own RKME (specs.impute.member_rows); plan's own_rkme
+PIPELINE_VERSION = 9
 
 
 @dataclass(frozen=True)

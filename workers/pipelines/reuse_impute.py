@@ -3,9 +3,15 @@
 A user table lacking some of the space's columns is compared with the space's learnwares on
 the shared columns (``specs.marginal``: the restricted RKME is the marginal's embedding); the
 best match's RKME fills the missing columns by their conditional mean given the user's columns
-(``specs.impute``), in the developer's units. Every member then sees the same filled rows (the
-identified learnware is the one whose distribution the user's rows follow on what they share);
-the plan travels in the package's recipe so a prediction fills them the same way.
+(``specs.impute``), in the developer's units: those are the rows the assembly's own transform sees
+(the identified learnware is the one whose distribution the user's rows follow on what they share).
+Each member, though, receives the columns from its OWN RKME (``specs.impute.member_rows``): the
+conditional mean under its developer's distribution, in its units, is what its model was trained
+on; members may disagree about how a column relates to the others, and the identified one's
+relation is the wrong input for the rest. A member whose RKME cannot fill (another dimension, no
+positive weight) keeps the identified learnware's fill; the plan lists which candidates fill from
+their own (``own_rkme``) and the report says so per member. The plan travels in the package's
+recipe, each member's fill in its recipe entry, so a prediction fills them the same way.
 
 When the user's labelled file holds a missing column (and the columns they share), with at least
 ``MIN_RIDGE_ROWS`` complete rows, that column may be learned from those rows instead: a ridge
@@ -32,7 +38,7 @@ from marketplace.core.exceptions import ValidationFailed
 from marketplace.learnwares.models import FeatureSpace, Specification
 from marketplace.search.selectors import eligible_versions
 from specs.columns import Alignment, align
-from specs.impute import impute_raw
+from specs.impute import can_fill, impute_raw
 from specs.impute_ridge import RIDGE_METHOD, RKME_METHOD, choose_column, fill_labelled
 from specs.marginal import embedding_terms, restricted_gamma, to_space_units
 from specs.units import unit_rms
@@ -67,6 +73,7 @@ def plan_imputation(
         U = U[np.sort(np.random.default_rng(seed).choice(U.shape[0], USER_POINTS, replace=False))]
     eligible = eligible_versions(user=owner, filters={"modality": "table"}).values_list("id", flat=True)
     best: tuple[float, Any] | None = None
+    own: list[dict[str, Any]] = []
     for spec in Specification.objects.filter(feature_space=space, version_id__in=eligible).select_related(
         "version__learnware"
     ):
@@ -79,6 +86,7 @@ def plan_imputation(
         ).mmd2
         if best is None or mmd2 < best[0]:
             best = (mmd2, spec)
+        own.append(_card(spec) | {"own": can_fill(Z, beta, space.dim)})
     if best is None:
         raise LookupError(f"no published learnware in {space.key} to fill the missing columns from")
     mmd2, spec = best
@@ -99,17 +107,12 @@ def plan_imputation(
         "gamma": None,
         "Z": spec.rkme["Z"],
         "beta": spec.rkme["beta"],
-        "source": {
-            "version_id": spec.version_id,
-            "learnware_id": spec.version.learnware_id,  # the report links the learnware whose RKME filled
-            "name": spec.version.learnware.name,
-            "version": spec.version.number,
-            "marginal_mmd2": mmd2,
-        },
+        "source": _card(spec) | {"marginal_mmd2": mmd2},
         "method": RKME_METHOD,
         "methods": dict.fromkeys(names, RKME_METHOD),
         "ridge": [],
         "compared": [],
+        "own_rkme": own,  # which candidate members fill from their own RKME (report only)
     }
     if labelled:
         compared = learn_columns(alignment.target, plan, labelled)
@@ -127,16 +130,28 @@ def plan_imputation(
     return plan
 
 
+def _card(spec: Any) -> dict[str, Any]:
+    """The learnware version of a stored RKME, as the report links it."""
+    return {
+        "version_id": spec.version_id,
+        "learnware_id": spec.version.learnware_id,
+        "name": spec.version.learnware.name,
+        "version": spec.version.number,
+    }
+
+
 def _explanation(names: list[str], learned: list[dict[str, Any]], spec: Any, n_obs: int, mmd2: float) -> str:
     taught = [r["name"] for r in learned]
     rest = [n for n in names if n not in taught]
     parts = []
     if rest:
         parts.append(
-            f"{len(rest)} column(s) you lack ({', '.join(rest[:8])}) are predicted from "
-            f"{spec.version.learnware.name} v{spec.version.number}'s RKME given your {n_obs} columns "
-            f"(the conditional mean under its weighted points: a linear part plus kernel regression; it "
-            f"matches your rows best on the shared columns, MMD² {mmd2:.4f})"
+            f"{len(rest)} column(s) you lack ({', '.join(rest[:8])}) are predicted, for each member, "
+            f"from its own RKME given your {n_obs} columns (the conditional mean under its weighted "
+            "points: a linear part plus kernel regression, in its units); "
+            f"{spec.version.learnware.name} v{spec.version.number}'s RKME, which matches your rows best "
+            f"on the shared columns (MMD² {mmd2:.4f}), fills them for the assembly itself and for any "
+            "member whose RKME cannot"
         )
     if taught:
         rows = min(r["rows"] for r in learned)
@@ -185,11 +200,23 @@ def public_plan(plan: dict[str, Any] | None) -> dict[str, Any] | None:
     compared = {c["name"]: c for c in plan.get("compared") or []}
     shown["per_column"] = [
         {"column": c, "method": methods[c]}
+        | ({"filled_by": filled_by(plan)} if methods[c] == RKME_METHOD else {})
         | fits.get(c, {})
         | ({k: compared[c][k] for k in ("rows", "error_ridge", "error_rkme")} if c in compared else {})
         for c in plan["columns"]
     ]
     return shown
+
+
+def filled_by(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per candidate member (the space's learnwares the plan saw), whose RKME fills its RKME columns:
+    its own (``rkme: "own"``), or the identified learnware's when its own cannot (``"identified"``).
+    Plans stored before per-member fills list none: every member saw the identified one's fill."""
+    return [
+        {k: c[k] for k in ("version_id", "learnware_id", "name", "version")}
+        | {"rkme": "own" if c["own"] else "identified"}
+        for c in plan.get("own_rkme") or []
+    ]
 
 
 def fill_table(

@@ -51,6 +51,8 @@ def imputation_cost(ctx: ReuseContext, classes: list[str], members: list[Json]) 
     if not plan or truth is None or table is None:
         return None
     filled, true, held = cost_rows(table.X, truth.X, plan)
+    # The true rows' held columns stay true for every member; the rest is each member's own fill.
+    kept = tuple(int(plan["missing"][plan["columns"].index(c)]) for c in held)
     if not held:
         return None
     task, metric = ctx.submission.task, methods.primary(ctx.submission.task)
@@ -59,7 +61,8 @@ def imputation_cost(ctx: ReuseContext, classes: list[str], members: list[Json]) 
     rows = []
     for card, member in zip(members, loaded, strict=True):
         with_true, with_imputed = (
-            methods.score(task, y, task_outputs(ctx, [member], X, classes)[0])[metric] for X in (true, filled)
+            methods.score(task, y, task_outputs(ctx, [member], X, classes, k)[0])[metric]
+            for X, k in ((true, kept), (filled, ()))
         )
         rows.append(
             {

@@ -21,6 +21,7 @@ from marketplace.search.store import rkme_arrays
 from specs.columns import align_complete, column_names
 from specs.exceptions import SpecError
 from specs.images import rows_as_images
+from specs.impute import member_fill, member_rows
 from specs.recipe import in_task_classes, probabilities
 from specs.units import check_rms
 from workers.sandbox import SandboxError, SandboxUnavailable, run_model
@@ -175,13 +176,21 @@ class OutputCache:
     ``unit_factor`` (d,) is how many of the user's units one market unit is, per column
     (``specs.units.mixture_unit_factor``): a member whose units are known gets the rows
     divided by it, as the package's predictor does; None leaves every row as it is.
+    ``imputation`` is the run's plan for columns the user lacks (``reuse_impute``): the rows come
+    filled by it, and each member's RKME-filled columns are refilled from its own RKME
+    (``specs.impute.member_rows``, as the package's predictor does with the recipe's fills).
     """
 
     def __init__(
-        self, image_shape: list[int] | tuple[int, ...] | None = None, unit_factor: np.ndarray | None = None
+        self,
+        image_shape: list[int] | tuple[int, ...] | None = None,
+        unit_factor: np.ndarray | None = None,
+        imputation: dict[str, Any] | None = None,
     ) -> None:
         self.image_shape = [int(v) for v in image_shape] if image_shape else None
         self.unit_factor = None if unit_factor is None else np.asarray(unit_factor, dtype=np.float64)
+        self.imputation = imputation or None
+        self._fills: dict[int, dict[str, Any] | None] = {}
         self._files: dict[int, dict[str, bytes]] = {}
         self._outputs: dict[tuple[int, str], np.ndarray] = {}
 
@@ -199,6 +208,24 @@ class OutputCache:
         if self.unit_factor is None or member.unit_rms is None or member.input_shape is not None:
             return None
         return 1.0 / self.unit_factor
+
+    def fill(self, member: Member) -> dict[str, Any] | None:
+        """The member's own fill of the plan's RKME columns (``specs.impute.member_fill``); None
+        without a plan, for an image member, or when its RKME cannot fill (it keeps the plan's)."""
+        if self.imputation is None or member.input_shape is not None:
+            return None
+        if member.version_id not in self._fills:
+            own = member_fill(member.Z, member.beta, member.unit_rms, self.imputation)
+            self._fills[member.version_id] = own
+        return self._fills[member.version_id]
+
+    def member_rows(self, member: Member, X: np.ndarray, keep: tuple[int, ...] = ()) -> np.ndarray:
+        """Rows X filled by the plan -> the rows this member sees (its own RKME's fill); ``keep``:
+        columns holding true values (``reuse_impute_cost``), never refilled."""
+        fill = self.fill(member)
+        if fill is None or self.imputation is None:
+            return X
+        return member_rows(X, self.imputation, fill, self.scale(member), keep=keep)
 
     def inputs(self, member: Member, X32: np.ndarray) -> np.ndarray:
         """Rows X32 (n, d) as the member takes them: (n, C, H, W) images when its manifest
@@ -226,10 +253,12 @@ class OutputCache:
                 code="submission:user:image-shape",
             ) from exc
 
-    def raw(self, member: Member, X: np.ndarray) -> np.ndarray:
-        """The model's output on rows X (n, d): (n, C) scores or (n,) / (n, t) values.
+    def raw(self, member: Member, X: np.ndarray, keep: tuple[int, ...] = ()) -> np.ndarray:
+        """The model's output on rows X (n, d): (n, C) scores or (n,) / (n, t) values; X filled by
+        the run's plan, refilled for this member (:meth:`member_rows`; ``keep`` as there).
 
         For an image learnware X holds pixel rows (n, C*H*W) in (C, H, W) order (see :meth:`inputs`)."""
+        X = self.member_rows(member, X, keep)
         X32 = np.ascontiguousarray(X, dtype=np.float32)
         key = (member.version_id, hashlib.sha256(X32.tobytes()).hexdigest())
         if key not in self._outputs:

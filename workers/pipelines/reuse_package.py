@@ -200,13 +200,16 @@ def member_map_entry(ctx: ReuseContext, member: Member) -> Json:
     """``input_map`` of a recipe member: the factors (d,) that take the user's raw rows into the
     member's units (``x_member = x * scale``) and, when its model's columns are in another order
     than the space's, ``order`` (its columns as indices into the space's rows, applied after the
-    scale); absent when both are the identity."""
+    scale); absent when both are the identity. With columns the user lacks, ``impute``: the member's
+    own RKME fill (``specs.impute.member_fill``); absent when it keeps the plan's."""
     _, cache = context_members(ctx, [member.version_id])
     scale = cache.scale(member)
     mapping: Json = {} if scale is None else {"scale": scale.tolist()}
     if member.input_order is not None:
         mapping["order"] = list(member.input_order)
-    return {"input_map": mapping} if mapping else {}
+    out: Json = {"input_map": mapping} if mapping else {}
+    fill = cache.fill(member)  # its own RKME's fill of the columns the user lacks (specs.impute.member_rows)
+    return out | ({"impute": fill} if fill is not None else {})
 
 
 def recipe_input(ctx: ReuseContext) -> Json | None:
@@ -219,7 +222,7 @@ def recipe_input(ctx: ReuseContext) -> Json | None:
     out: Json = {"columns": list(report["given"]), "index": [int(i) for i in report["index"]]}
     plan = ctx.imputation
     if plan:  # columns the user lacks, filled as in the pipeline (specs.impute.impute_raw)
-        out["impute"] = {k: v for k, v in plan.items() if k not in ("source", "explanation")}
+        out["impute"] = {k: v for k, v in plan.items() if k not in ("source", "explanation", "own_rkme")}
     return out
 
 

@@ -86,7 +86,9 @@ def context_members(ctx: ReuseContext, ids: list[int]) -> tuple[list[Member], Ou
     if cache.outputs is None:
         # With images, the cache knows the user's [C, H, W] so a member of another size is refused by name.
         shape = ctx.transform.shape if isinstance(ctx.transform, ImageSpaceTransform) else None
-        cache.outputs = OutputCache(image_shape=shape, unit_factor=unit_factor(ctx))
+        cache.outputs = OutputCache(
+            image_shape=shape, unit_factor=unit_factor(ctx), imputation=ctx.imputation
+        )
     missing = [i for i in ids if i not in cache.members]
     for m in members_load(missing) if missing else []:
         cache.members[m.version_id] = m
@@ -144,13 +146,14 @@ def labelled_codes(ctx: ReuseContext, classes: list[str]) -> np.ndarray:
 
 
 def task_outputs(
-    ctx: ReuseContext, members: list[Member], X: np.ndarray, classes: list[str]
+    ctx: ReuseContext, members: list[Member], X: np.ndarray, classes: list[str], keep: tuple[int, ...] = ()
 ) -> list[np.ndarray]:
-    """Each member's outputs on X in the task's terms: (n, C) probabilities or (n,) predictions."""
+    """Each member's outputs on X in the task's terms: (n, C) probabilities or (n,) predictions
+    (``keep``: columns of X holding true values, see ``OutputCache.raw``)."""
     _, cache = context_members(ctx, [m.version_id for m in members])
     out = []
     for m in members:
-        raw = cache.raw(m, X)
+        raw = cache.raw(m, X, keep)
         out.append(
             to_task_classes(raw, m, classes)
             if ctx.submission.task == "classification"

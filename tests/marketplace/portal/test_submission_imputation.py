@@ -121,3 +121,36 @@ def test_per_column_methods_and_what_imputation_cost_are_listed(web_for, alice):
     assert member and int(member[1]) == source.id
     assert (float(member[2]), float(member[3])) == (0.8125, 0.75)
     assert "0.813 with the true column" in member[4] and "0.750 with it imputed" in member[4]
+
+
+def test_each_member_is_named_with_the_rkme_that_filled_its_columns(web_for, alice):
+    source = make_learnware(alice, name="filler")
+    card = {"version_id": source.id, "learnware_id": source.learnware_id, "name": "filler", "version": 1}
+    other = {"version_id": source.id + 100, "learnware_id": 7, "name": "other", "version": 2}
+    unused = {"version_id": source.id + 200, "learnware_id": 8, "name": "unused", "version": 1}
+    filled_by = [card | {"rkme": "own"}, other | {"rkme": "identified"}, unused | {"rkme": "own"}]
+    imputed = {
+        "columns": ["a"],
+        "method": "rkme-kernel-regression",
+        "per_column": [{"column": "a", "method": "rkme-kernel-regression", "filled_by": filled_by}],
+        "source": card | {"marginal_mmd2": 0.01},
+        "explanation": "…",
+    }
+    columns = {"matched": ["b"], "missing": ["a"], "extra": [], "imputed": imputed, "column_map": {}}
+    job = Job.objects.create(kind="submission", owner=alice, status=JobStatus.SUCCEEDED, stage="package")
+    shipped = {"members": [{"version_id": card["version_id"]}, {"version_id": other["version_id"]}]}
+    submission = Submission.objects.create(
+        owner=alice,
+        job=job,
+        data_format="csv",
+        results={"spec": {"columns": columns}, "package": shipped},
+        name="per-member",
+    )
+    page = web_for(alice).get(f"/tasks/{submission.id}/").content.decode()
+    found = re.findall(r'data-filled-member="(\d+)" data-filled-rkme="(\w+)">(.*?)</li>', page)
+    members = {version_id: body for version_id, _, body in found}
+    assert members == {
+        str(card["version_id"]): "filler v1: its own RKME",
+        str(other["version_id"]): "other v2: the RKME of filler v1 (its own cannot fill this space)",
+    }
+    assert f'data-filled-member="{unused["version_id"]}"' not in page  # not a member of the package

@@ -22,6 +22,8 @@ import torch
 from django.core.files.base import ContentFile
 
 from marketplace.core.exceptions import ValidationFailed
+from marketplace.learnwares.models import Specification
+from marketplace.search.store import rkme_arrays
 from marketplace.submissions.models import Submission
 from marketplace.submissions.services import submission_create
 from tests.support.market import COLUMNS, _Softmax, csv_bytes, user_task
@@ -206,7 +208,16 @@ def test_two_missing_columns_are_filled_from_the_learnwares_rkme_and_listed(mark
     )  # the marginal match picks the user's domain
     assert imputed["source"]["learnware_id"] == market.versions["upright"].learnware_id  # linked by the page
     assert sub.results["identify"]["singles"][0]["version_id"] == market.versions["upright"].id
+    # Each candidate member fills the columns from its own RKME (all of the space's have one).
+    for row in imputed["per_column"]:
+        filled_by = {f["version_id"]: f["rkme"] for f in row["filled_by"]}
+        assert filled_by[market.versions["upright"].id] == "own" and set(filled_by.values()) == {"own"}
     package = sub.package.open("rb").read()
+    recipe = json.loads(zipfile.ZipFile(io.BytesIO(package)).read("recipe.json"))
+    for entry in recipe["members"]:  # each shipped member carries its own RKME's fill
+        Z, beta = rkme_arrays(Specification.objects.get(version_id=entry["version_id"]).rkme)
+        np.testing.assert_array_equal(np.asarray(entry["impute"]["Z"]), Z)
+        np.testing.assert_array_equal(np.asarray(entry["impute"]["beta"]), beta)
     predicted = PackagePredictor.from_bytes(package).predict(Xg).astype(int)
     sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "client"))
     from lwm_client.predict import Predictor
