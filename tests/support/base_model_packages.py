@@ -122,3 +122,12 @@ BROKEN: dict[str, tuple[Spoiler, str]] = {
     "config-deeper-than-weights": (_extra_layer, "upload:user:base-model-mismatch"),
     "over-the-layer-limit": (_too_deep, "upload:user:base-model-folder"),
 }
+
+
+def drop_registered_minilm() -> None:
+    """Remove the market's own MiniLM learnware (migration 0009), for tests that count exactly the
+    base models they publish; ``base_models_register()`` puts it back."""
+    from marketplace.learnwares.models import Learnware
+    from marketplace.learnwares.services.registered import MARKET_USERNAME
+
+    Learnware.objects.filter(owner__username=MARKET_USERNAME, kind="base_model").delete()

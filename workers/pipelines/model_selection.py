@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 
+from marketplace.core.exceptions import ValidationFailed
 from marketplace.submissions.model_selection import check_model_selection, visible_base_models
 from marketplace.submissions.models import Submission
 from marketplace.submissions.services import submission_stage_save
@@ -32,7 +33,11 @@ from specs.base_models import ModelRanking, rank_base_models
 from specs.evaluation import metric_bounds, paired_verdict, repeated_folds, score_interval
 from workers.base import Report
 from workers.pipelines import reuse_methods as methods
-from workers.pipelines.model_selection_embed import SandboxLayerEmbedder, embedding_cache
+from workers.pipelines.model_selection_embed import (
+    BaseModelUnavailable,
+    SandboxLayerEmbedder,
+    embedding_cache,
+)
 from workers.pipelines.model_selection_results import (
     KIND,
     BaseModelEvaluateResult,
@@ -73,8 +78,10 @@ def rank_result(
     embedders: dict[str, SandboxLayerEmbedder],
     classes: list[str],
     budget: float | None,
+    unavailable: list[SkippedBaseModel] | None = None,
 ) -> BaseModelRankResult:
-    """The stored ranking: every candidate's scores per estimator and layer, and the skipped ones."""
+    """The stored ranking: every candidate's scores per estimator and layer, and the skipped ones
+    (``unavailable``: those whose files are not on this worker, then those the time budget left)."""
     rows: list[RankedBaseModel] = []
     for rank, c in enumerate(ranking.candidates, start=1):
         v = embedders[c.name].version
@@ -101,7 +108,7 @@ def rank_result(
                 "texts_encoded": c.texts_encoded,
             }
         )
-    skipped: list[SkippedBaseModel] = [
+    skipped: list[SkippedBaseModel] = list(unavailable or []) + [
         {
             "name": name,
             "learnware_id": embedders[name].version.learnware_id,
@@ -118,8 +125,10 @@ def rank_result(
         f"LogME / H-score / kNN score on the {'layer mean' if aggregation == 'mean' else 'best layer'}; "
         f"{best.name} is first."
     )
-    if skipped:
-        text += f" {len(skipped)} skipped: the time budget ({budget} s) ran out."
+    if unavailable:
+        text += f" {len(unavailable)} skipped: their files are not installed."
+    if ranking.skipped:
+        text += f" {len(ranking.skipped)} skipped: the time budget ({budget} s) ran out."
     return BaseModelRankResult(
         kind=KIND,
         order_by=list(ranking.order_by),
@@ -193,6 +202,43 @@ def evaluate(
     )
 
 
+def visible_embedders(user: Any) -> tuple[dict[str, SandboxLayerEmbedder], list[SkippedBaseModel]]:
+    """One embedder per base model ``user`` may see, and the registered ones skipped because their local
+    files are absent (never a crash: the others are still ranked).
+
+    Raises
+    ------
+    ValidationFailed
+        ``submission:user:no-base-models`` when every visible base model is unavailable.
+    """
+    cache = embedding_cache()
+    embedders: dict[str, SandboxLayerEmbedder] = {}
+    unavailable: list[SkippedBaseModel] = []
+    for version in visible_base_models(user):
+        name = f"{version.learnware.name} v{version.number}"
+        name = name if name not in embedders else f"{name} (#{version.learnware_id})"
+        try:
+            embedders[name] = SandboxLayerEmbedder(version, cache)
+        except BaseModelUnavailable as exc:
+            unavailable.append(
+                {
+                    "name": name,
+                    "learnware_id": version.learnware_id,
+                    "version_id": version.id,
+                    "version": version.number,
+                    "reason": str(exc),
+                }
+            )
+    if not embedders:
+        raise ValidationFailed(
+            "requirements.kind: no visible base model can be run here: "
+            + "; ".join(f"{s['name']}: {s['reason']}" for s in unavailable),
+            code="submission:user:no-base-models",
+            details={"requirements": [s["reason"] for s in unavailable]},
+        )
+    return embedders, unavailable
+
+
 def model_selection_run(*, submission_id: str, report: Report) -> dict[str, Any]:
     """Rank the visible base models on the submission's labelled texts, then evaluate a head.
 
@@ -219,13 +265,7 @@ def model_selection_run(*, submission_id: str, report: Report) -> dict[str, Any]
     classes, y = np.unique(data.y.astype(str), return_inverse=True)
     budget = requirements.get("time_budget_s")
     aggregation = requirements.get("aggregation", "mean")
-    cache = embedding_cache()
-    embedders: dict[str, SandboxLayerEmbedder] = {}
-    for version in visible_base_models(submission.owner):
-        name = f"{version.learnware.name} v{version.number}"
-        embedders[name if name not in embedders else f"{name} (#{version.learnware_id})"] = (
-            SandboxLayerEmbedder(version, cache)
-        )
+    embedders, unavailable = visible_embedders(submission.owner)
     report("rank", 0, 2, f"embedding {len(data.texts)} texts with {len(embedders)} base models")
     started = time.perf_counter()
     ranking = rank_base_models(
@@ -236,7 +276,7 @@ def model_selection_run(*, submission_id: str, report: Report) -> dict[str, Any]
         order_by=("combined", aggregation),
         time_budget_s=float(budget) if budget is not None else None,
     )
-    ranked = rank_result(ranking, embedders, [str(c) for c in classes], budget)
+    ranked = rank_result(ranking, embedders, [str(c) for c in classes], budget, unavailable)
     _store(submission, "rank", ranked, started)
     report("evaluate", 1, 2, f"training a head on {ranking.names[0]}")
     started = time.perf_counter()

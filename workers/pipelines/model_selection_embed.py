@@ -5,10 +5,16 @@ A published base model is still an upload: its forward pass runs only in a sandb
 folder checks before loading. The worker keeps the cache (``specs.base_models.EmbeddingCache`` under
 ``VAR_DIR/embeddings``), keyed by the version's package sha256, so a text is embedded once per
 (base model version, text) across submissions.
+
+The market's own MiniLM (a *registered* version, ``marketplace.learnwares.services.registered``)
+has no package: its folder's files are read from the local offline copy instead, keyed by their
+own sha256, and go through the same sandboxed call, so there is one implementation of the forward
+pass. When that copy is absent the model is skipped with :class:`BaseModelUnavailable`'s reason.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +22,12 @@ from django.conf import settings
 
 from marketplace.core.exceptions import ApplicationError, TransientError
 from marketplace.learnwares.conf import sandbox_limits
+from marketplace.learnwares.encoding import minilm_path
 from marketplace.learnwares.models import LearnwareVersion
+from marketplace.learnwares.services.registered import MINILM_KEY, is_registered
 from specs.base_models import CachedLayerEmbedder, EmbeddingCache
+from specs.base_models.folder import TOKENIZER_FILES, WEIGHTS_FILE
+from specs.minilm import MiniLMMissingError
 from workers.pipelines.reuse_members import package_files
 from workers.sandbox import SandboxLimits, SandboxUnavailable, run_model
 from workers.sandbox.errors import SandboxError
@@ -42,6 +52,40 @@ def model_folder_files(version: LearnwareVersion) -> dict[str, bytes]:
     }
 
 
+class BaseModelUnavailable(Exception):
+    """A registered base model's local files are not installed: it is skipped, with this reason."""
+
+
+def registered_folder_files(version: LearnwareVersion) -> dict[str, bytes]:
+    """The files of a registered (shipped-with-the-product) base model, read from its local folder:
+    the same names a published package holds under ``model/`` (config, weights, tokenizer).
+
+    Raises
+    ------
+    BaseModelUnavailable
+        The offline package is not installed, or its folder lacks the config or the weights.
+    """
+    key = version.manifest.get("base_model")
+    if key != MINILM_KEY:  # the only model the product ships; another would need its own folder
+        raise BaseModelUnavailable(f"no local folder is known for the registered base model {key!r}")
+    try:
+        folder = Path(minilm_path())
+    except MiniLMMissingError as exc:
+        raise BaseModelUnavailable(f"its weights are not installed on this worker ({exc})") from None
+    names = ("config.json", WEIGHTS_FILE, *TOKENIZER_FILES)
+    files = {name: (folder / name).read_bytes() for name in names if (folder / name).is_file()}
+    if "config.json" not in files or WEIGHTS_FILE not in files:
+        raise BaseModelUnavailable(f"its folder {folder} lacks config.json or {WEIGHTS_FILE}")
+    return files
+
+
+def _files_digest(files: dict[str, bytes]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(files):
+        h.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+    return h.hexdigest()
+
+
 class SandboxLayerEmbedder(CachedLayerEmbedder):
     """A published base model's layer embeddings, the texts the cache misses run in the sandbox."""
 
@@ -53,8 +97,15 @@ class SandboxLayerEmbedder(CachedLayerEmbedder):
                 code="submission:app:base-model-unregistered",
                 http_status=500,
             )
+        # A registered model's files are read now (a missing copy is known before ranking starts)
+        # and key the cache by their content; a package is read at the first cache miss.
+        self._files: dict[str, bytes] | None = None
+        digest = f"version-{version.artifact_sha256}"
+        if is_registered(version):
+            self._files = registered_folder_files(version)
+            digest = f"files-{_files_digest(self._files)}"
         super().__init__(
-            digest=f"version-{version.artifact_sha256}",
+            digest=digest,
             num_layers=row.num_layers,
             hidden_size=row.hidden_size,
             max_length=MAX_TOKENS,
@@ -62,7 +113,6 @@ class SandboxLayerEmbedder(CachedLayerEmbedder):
         )
         self.version = version
         self.sandbox_calls = 0
-        self._files: dict[str, bytes] | None = None
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         if self._files is None:

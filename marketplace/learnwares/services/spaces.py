@@ -11,6 +11,7 @@ from marketplace.core.exceptions import ValidationFailed
 from marketplace.learnwares.choices import Kind, Modality
 from marketplace.learnwares.encoding import IMAGE_SEED
 from marketplace.learnwares.models import BaseModel, FeatureSpace
+from marketplace.learnwares.services.registered import MINILM_KEY, registered_learnwares_ensure
 from specs import TableStandardizer, default_gamma
 from specs.columns import ColumnError, column_names
 from specs.columns import table_space_key as columns_space_key
@@ -18,7 +19,6 @@ from specs.encoders import IMAGE_DIM, TEXT_DIM
 
 TEXT_SPACE_KEY = "text-minilm-l6-v2"
 IMAGE_SPACE_KEY = f"image-conv-{IMAGE_SEED}"
-MINILM_KEY = "all-minilm-l6-v2"
 # Encoder outputs are unit vectors (squared distances in [0, 4]): gamma = 1 puts a
 # typical pair of unrelated items near exp(-1), like 1/(2d) does for standardised tables.
 UNIT_SPHERE_GAMMA = 1.0
@@ -131,6 +131,7 @@ def base_models_register() -> list[BaseModel]:
         fields = {k: v for k, v in entry.items() if k != "key"}
         row, _ = BaseModel.objects.update_or_create(key=entry["key"], defaults=fields)
         rows.append(row)
+    registered_learnwares_ensure()  # the registered MiniLM is also a kind: base_model learnware row
     return rows
 
 
@@ -152,7 +153,7 @@ def base_model_for(
     names = {wanted} | ({adapter_config.get("base_model_name_or_path")} if adapter_config else set())
     for row in BaseModel.objects.all():
         if row.key == wanted or wanted in row.aliases:
-            if row.learnware_id is not None:  # the sandbox runs adapters on the offline MiniLM only
+            if row.key != MINILM_KEY:  # the sandbox runs adapters on the offline MiniLM only
                 raise ValidationFailed(
                     f"field 'base_model': {wanted!r} is a published base model; adapters can target only "
                     f"{MINILM_KEY} for now",

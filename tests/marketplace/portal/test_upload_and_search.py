@@ -53,7 +53,7 @@ def test_a_valid_package_goes_to_its_publish_page(web_for, alice):
 def test_upload_refuses_bad_files_with_a_message(web_for, alice, name, data, message):
     response = web_for(alice).post("/learnwares/new/", {"package": zip_upload(data, name)})
     assert response.status_code == 400 and message in text(response)
-    assert not LearnwareVersion.objects.exists()
+    assert not LearnwareVersion.objects.filter(learnware__owner=alice).exists()
 
 
 def test_upload_refuses_a_package_failing_its_checks_and_names_the_file(web_for, alice):
@@ -84,7 +84,9 @@ def test_upload_without_a_csrf_token_is_forbidden(alice):
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(alice)
     response = strict.post("/learnwares/new/", {"package": zip_upload(packages.build_table_model_package())})
-    assert response.status_code == 403 and not LearnwareVersion.objects.exists()
+    assert (
+        response.status_code == 403 and not LearnwareVersion.objects.filter(learnware__owner=alice).exists()
+    )
 
 
 def test_a_new_version_is_uploaded_to_ones_own_learnware_only(web_for, alice, bob):
