@@ -27,6 +27,7 @@ import yaml
 
 from specs.assembly import Assembly
 from specs.exceptions import SpecError
+from specs.image_spaces import CONV_ENCODER, LITE0_ENCODER, image_encoder
 from specs.images import image_rows, rows_as_images
 from specs.impute import member_rows, recipe_rows
 
@@ -137,7 +138,7 @@ def predict_assembly(
 
 class RecipeTransform:
     """The recipe's ``transform``: table rows -> ((x / rms if unit_free) - mean) / scale; image rows
-    (n, C*H*W) -> the space's seeded conv encoder's output (n, dim)."""
+    (n, C*H*W) -> the space's encoder's output (n, dim): conv or Lite0 (``specs.image_spaces``)."""
 
     def __init__(self, transform: dict[str, Any]) -> None:
         self.image: dict[str, Any] | None = transform.get("image")
@@ -146,15 +147,13 @@ class RecipeTransform:
         )
         self.unit_free = bool(transform["unit_free"])
         self._encoder: Any = None
-        if self.image is not None and self.image.get("encoder") != "ConvImageEncoder":
+        if self.image is not None and self.image.get("encoder") not in (CONV_ENCODER, LITE0_ENCODER):
             raise RecipeError(f"unknown image encoder {self.image.get('encoder')!r}")
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         if self.image is not None:
-            if self._encoder is None:
-                from specs.encoders import ConvImageEncoder  # torch: only image recipes need it
-
-                self._encoder = ConvImageEncoder(int(self.image["seed"]))
+            if self._encoder is None:  # the space's own encoder (one implementation: specs.image_spaces)
+                self._encoder = image_encoder(self.image)
             rows = np.ascontiguousarray(X, dtype=np.float32)
             return np.asarray(self._encoder.encode(rows.reshape(-1, *self.image["shape"])), dtype=np.float64)
         U = X / self.rms if self.unit_free else X

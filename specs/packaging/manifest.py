@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from specs.image_spaces import IMAGE_SPACES
 from specs.packaging.choices import KINDS, MODALITIES, POOLINGS, TASKS, VISIBILITIES
 from specs.packaging.errors import InvalidPackageError
 
@@ -157,7 +158,16 @@ def _input(doc: dict[str, Any], modality: str, errors: dict[str, str]) -> dict[s
         if not (isinstance(shape, list) and len(shape) == 3 and shape[0] in (1, 3)):
             errors["input.shape"] = "must be [channels (1 or 3), height, width]"
             return {}
-        return {"shape": [_positive_int(s, f"input.shape[{i}]", errors, 1024) for i, s in enumerate(shape)]}
+        out: dict[str, Any] = {
+            "shape": [_positive_int(s, f"input.shape[{i}]", errors, 1024) for i, s in enumerate(shape)]
+        }
+        space = spec.get("space")
+        if space is not None:  # optional: absent means the default image space (specs.image_spaces)
+            if space not in IMAGE_SPACES:
+                errors["input.space"] = f"must be one of {sorted(IMAGE_SPACES)}, got {space!r}"
+            else:
+                out["space"] = space
+        return out
     return {}
 
 

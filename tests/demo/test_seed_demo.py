@@ -42,7 +42,7 @@ def test_seed_demo_publishes_every_learnware_and_is_idempotent(
     spaces = set(
         Learnware.objects.filter(owner__username="demo").values_list("feature_space__key", flat=True)
     )
-    assert len(spaces) == 3 and "image-conv-0" in spaces
+    assert len(spaces) == 3 and "image-effnet-lite0-64" in spaces  # the default image space
     assert "3/3 learnwares published" in first_out
 
     second_out = seed(live_server.url, tmp_path / "cache", limit=3)

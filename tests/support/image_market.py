@@ -30,7 +30,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from specs import RFFSketch, rkme_fit, rkme_to_json, self_term
-from specs.encoders import ConvImageEncoder
+from specs.image_spaces import CONV_SPACE_KEY, IMAGE_SPACES, LITE0_SPACE_KEY, image_encoder
 from tests.support.market import fit_softmax, package_bytes
 
 DOMAINS = ("upright", "inverted", "transposed")
@@ -40,6 +40,7 @@ GAMMA = 1.0  # the image space's: encoder outputs are unit vectors
 SKETCH_DIM = 256
 RKME_K = 30
 DEV_ROWS = 400  # per domain: enough for a clear RKME, few enough to encode in about a second
+LITE0_DEV_ROWS = 100  # per domain in the Lite0 space: about 5 s to encode the three
 SEED = 0
 
 
@@ -96,16 +97,19 @@ class ImageArrays:
     rkmes: dict[str, str] = field(default_factory=dict)
 
 
-@lru_cache(maxsize=1)
-def image_arrays() -> ImageArrays:
+@lru_cache(maxsize=2)
+def image_arrays(space_key: str = CONV_SPACE_KEY) -> ImageArrays:
+    """The market's arrays with RKMEs in the conv space, or (``LITE0_SPACE_KEY``) in the Lite0 space
+    from fewer developer rows, as Lite0 encodes ~15x slower (the domains stay far apart there)."""
     digits = load_digits()
     images = np.round(digits.images * (255 / 16)).astype(np.uint8)
     labels = digits.target.astype(np.int64)
     perm = np.random.default_rng(11).permutation(images.shape[0])
     half = images.shape[0] // 2
-    dev, users = np.sort(perm[:half])[:DEV_ROWS], np.sort(perm[half:])
+    n_dev = DEV_ROWS if space_key == CONV_SPACE_KEY else LITE0_DEV_ROWS
+    dev, users = np.sort(perm[:half])[:n_dev], np.sort(perm[half:])
     arrays = ImageArrays(images, labels, users)
-    encoder = ConvImageEncoder(SEED)
+    encoder = image_encoder(IMAGE_SPACES[space_key][0])
     for i, domain in enumerate(DOMAINS):
         pixels = transform(images[dev], domain).astype(np.float32) / 255.0
         arrays.models[domain] = train_model(pixels.reshape(len(dev), -1), labels[dev], seed=i)
@@ -143,30 +147,41 @@ class ImageMarket:
 
 
 def image_market_create(
-    *, owner: Any, domains: tuple[str, ...] = DOMAINS, conv: tuple[str, ...] = ()
+    *,
+    owner: Any,
+    domains: tuple[str, ...] = DOMAINS,
+    conv: tuple[str, ...] = (),
+    lite0: bool = False,
+    key: str = "",
 ) -> ImageMarket:
-    """Write one published learnware per domain in a fresh image space (unique key) and index them;
-    the domains in ``conv`` get the convolutional model (see :func:`package_zip`)."""
+    """Write one published learnware per domain in a fresh conv image space (unique key) and index them;
+    the domains in ``conv`` get the convolutional model (see :func:`package_zip`). With ``lite0`` the
+    learnwares go to the market's real default space (``image-effnet-lite0-64``), RKMEs in it;
+    ``key`` names the space instead of a fresh one."""
     from django.core.files.base import ContentFile
 
     from marketplace.learnwares.choices import Kind, Modality, Task, VersionStatus
     from marketplace.learnwares.models import FeatureSpace, Learnware, LearnwareVersion, Specification
     from marketplace.search.services import index_add
 
-    arrays = image_arrays()
-    key = f"image-conv-{uuid.uuid4().hex[:8]}"
-    space = FeatureSpace.objects.create(
+    space_key = LITE0_SPACE_KEY if lite0 else CONV_SPACE_KEY
+    arrays = image_arrays(space_key)
+    schema, dim, encoder_id = IMAGE_SPACES[space_key]
+    key = key or (LITE0_SPACE_KEY if lite0 else f"image-conv-{uuid.uuid4().hex[:8]}")
+    space, _ = FeatureSpace.objects.get_or_create(
         key=key,
-        kind=Modality.IMAGE,
-        schema={"encoder": "ConvImageEncoder", "seed": SEED, "side": 32},
-        dim=128,
-        gamma=GAMMA,
-        standardization={},
-        encoder_id=f"conv-seed-{SEED}",
-        sketch_seed=0,
-        sketch_dim=SKETCH_DIM,
+        defaults={
+            "kind": Modality.IMAGE,
+            "schema": dict(schema),
+            "dim": dim,
+            "gamma": GAMMA,
+            "standardization": {},
+            "encoder_id": encoder_id,
+            "sketch_seed": 0,
+            "sketch_dim": SKETCH_DIM,
+        },
     )
-    sketcher = RFFSketch(128, GAMMA, SKETCH_DIM, random_state=0)
+    sketcher = RFFSketch(dim, GAMMA, space.sketch_dim, random_state=space.sketch_seed)
     learnwares, versions = {}, {}
     for domain in domains:
         content, manifest = package_zip(domain, arrays, conv=domain in conv)

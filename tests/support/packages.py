@@ -19,7 +19,7 @@ import torch
 import yaml
 
 from specs import RKMESpecification, rkme_to_json
-from specs.encoders import ConvImageEncoder
+from specs.image_spaces import DEFAULT_IMAGE_SPACE_KEY, IMAGE_SPACES, image_encoder
 
 TEXT_DIM = 384
 MINILM_MODULES = ("query", "value")
@@ -236,7 +236,10 @@ def build_image_model_package(
         np.savez(buffer, images=images)
         files["sample.npz"] = buffer.getvalue()
     else:
-        files["rkme.json"] = rkme_json(ConvImageEncoder(0).encode(images).astype(np.float64), 1.0, seed=seed)
+        # in the space the manifest names, else the default one (the server puts the learnware there)
+        space = fields["input"].get("space") or DEFAULT_IMAGE_SPACE_KEY  # type: ignore[attr-defined]
+        encoded = image_encoder(IMAGE_SPACES[space][0]).encode(images).astype(np.float64)
+        files["rkme.json"] = rkme_json(encoded, 1.0, seed=seed)
     return zip_bytes(files)
 
 

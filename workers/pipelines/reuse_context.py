@@ -115,16 +115,16 @@ class SpaceTransform:
 
 class ImageSpaceTransform:
     """Rows of flattened images (n, C*H*W) -> the image space (n, dim): reshaped to (n, C, H, W)
-    and encoded by the space's seeded conv encoder (``specs.encoders.ConvImageEncoder``).
+    and encoded by the space's encoder (``specs.image_spaces.image_encoder``: conv or Lite0).
 
     An image submission's labelled rows are its pixels, so the models (which take the images)
     and the from-scratch baselines see the pixels, while the methods that work in the space
     (job selectors, stitching head) see the encoding, as the RKMEs do.
     """
 
-    def __init__(self, shape: list[int] | tuple[int, ...] | None, seed: int, dim: int) -> None:
+    def __init__(self, shape: list[int] | tuple[int, ...] | None, schema: dict[str, Any], dim: int) -> None:
         self.shape = tuple(int(v) for v in shape) if shape else None
-        self.seed, self.dim = int(seed), int(dim)
+        self.schema, self.dim = dict(schema), int(dim)
         self._encoded: dict[str, np.ndarray] = {}
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
@@ -138,7 +138,7 @@ class ImageSpaceTransform:
         key = hashlib.sha256(rows.tobytes()).hexdigest()
         if key not in self._encoded:  # assemble and evaluate map the same rows
             self._encoded[key] = (
-                image_encoder(self.seed).encode(rows.reshape(-1, *self.shape)).astype(np.float64)
+                image_encoder(self.schema).encode(rows.reshape(-1, *self.shape)).astype(np.float64)
             )
         return self._encoded[key]
 
@@ -149,11 +149,9 @@ class ImageSpaceTransform:
             "mean": [0.0] * self.dim,
             "scale": [1.0] * self.dim,
             "unit_free": False,
-            "image": {
-                "encoder": "ConvImageEncoder",
-                "seed": self.seed,
-                "shape": list(self.shape) if self.shape else None,
-            },
+            # The space's schema (encoder, seed or weights, side) and the pixel shape: the recipe
+            # rebuilds the same encoder through specs.image_spaces.
+            "image": {**self.schema, "shape": list(self.shape) if self.shape else None},
         }
 
 
@@ -396,9 +394,7 @@ class ReuseContext:
     @cached_property
     def transform(self) -> SpaceTransform | ImageSpaceTransform:
         if self.space.kind == Modality.IMAGE:
-            return ImageSpaceTransform(
-                self.spec_result.image_shape, int((self.space.schema or {}).get("seed", 0)), self.space.dim
-            )
+            return ImageSpaceTransform(self.spec_result.image_shape, self.space.schema or {}, self.space.dim)
         return SpaceTransform(np.asarray(self.spec_result.unit_rms), self.space.standardization or {})
 
     @property

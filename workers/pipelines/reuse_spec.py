@@ -17,7 +17,8 @@ from marketplace.submissions.services import submission_feature_space_set
 from specs import RKMESpecification, SpecError, rkme_from_json, rkme_to_json
 from specs.columns import align
 from specs.data_rkme import encoded_rkme, space_coordinates
-from specs.encoders import IMAGE_DIM, TEXT_DIM
+from specs.encoders import TEXT_DIM
+from specs.image_spaces import CONV_SPACE_KEY, DEFAULT_IMAGE_SPACE_KEY
 from specs.impute import filled_rms
 from specs.marginal import to_space_units
 from specs.mixture_bootstrap import MAX_NOISE_ROWS
@@ -66,7 +67,7 @@ def resolve_space(ctx: ReuseContext, columns: list[str] | None, d: int) -> Featu
     if len(fitting) == 1:
         return fitting[0]
     if not fitting:
-        encoded = {"text": "MiniLM texts", "image": "conv-encoded images"}
+        encoded = {"text": "MiniLM texts", "image": "encoded images"}
         what = (
             f"columns {columns[:12]}"
             if columns
@@ -218,6 +219,28 @@ def _from_rkme(ctx: ReuseContext) -> tuple[RKMESpecification, FeatureSpace, np.n
     return spec, space, rms
 
 
+def _image_space(ctx: ReuseContext) -> FeatureSpace:
+    """The named space (``requirements.feature_space``), else the default image space (Lite0), else --
+    in a market whose image learnwares all predate it -- the conv space; the images are encoded in that
+    one space only, so the search compares like with like (rule in specs.image_spaces)."""
+    named = ctx.requirements.get("feature_space")
+    for key in [named] if named else [DEFAULT_IMAGE_SPACE_KEY, CONV_SPACE_KEY]:
+        space = FeatureSpace.objects.filter(key=key, kind="image").first()
+        if space is not None:
+            return space
+    if named:
+        raise field_error(
+            "requirements.feature_space",
+            f"image feature space {named!r} does not exist",
+            "submission:user:unknown-feature-space",
+        )
+    raise field_error(
+        "data",
+        "no image feature space exists yet (no image learnware is published)",
+        "submission:user:wrong-feature-space",
+    )
+
+
 def _from_images(ctx: ReuseContext) -> tuple[RKMESpecification, FeatureSpace, np.ndarray]:
     from marketplace.learnwares.encoding import image_encoder
 
@@ -227,8 +250,8 @@ def _from_images(ctx: ReuseContext) -> tuple[RKMESpecification, FeatureSpace, np
         labelled is not None
     ):  # every row the user holds describes their distribution (see _identification_rows)
         images = np.concatenate([images, labelled.images.astype(images.dtype)])
-    space = resolve_space(ctx, None, IMAGE_DIM)
-    E = image_encoder(int((space.schema or {}).get("seed", 0))).encode(images).astype(np.float64)
+    space = _image_space(ctx)
+    E = image_encoder(space.schema).encode(images).astype(np.float64)
     try:
         return encoded_rkme(E, space.gamma, k=rkme_k(), random_state=ctx.seed), space, E
     except SpecError as exc:

@@ -9,16 +9,15 @@ from django.db import IntegrityError, transaction
 
 from marketplace.core.exceptions import ValidationFailed
 from marketplace.learnwares.choices import Kind, Modality
-from marketplace.learnwares.encoding import IMAGE_SEED
 from marketplace.learnwares.models import BaseModel, FeatureSpace
 from marketplace.learnwares.services.registered import MINILM_KEY, registered_learnwares_ensure
 from specs import TableStandardizer, default_gamma
 from specs.columns import ColumnError, column_names
 from specs.columns import table_space_key as columns_space_key
-from specs.encoders import IMAGE_DIM, TEXT_DIM
+from specs.encoders import TEXT_DIM
+from specs.image_spaces import DEFAULT_IMAGE_SPACE_KEY, IMAGE_SPACES
 
 TEXT_SPACE_KEY = "text-minilm-l6-v2"
-IMAGE_SPACE_KEY = f"image-conv-{IMAGE_SEED}"
 # Encoder outputs are unit vectors (squared distances in [0, 4]): gamma = 1 puts a
 # typical pair of unrelated items near exp(-1), like 1/(2d) does for standardised tables.
 UNIT_SPHERE_GAMMA = 1.0
@@ -81,13 +80,17 @@ def _space_defaults(manifest: dict[str, Any], reference: np.ndarray | None) -> t
             "encoder_id": "",
         }
     if modality == Modality.IMAGE:
-        return IMAGE_SPACE_KEY, {
+        # New image learnwares go to the default (Lite0) space unless the manifest names another
+        # (``input.space``, checked against IMAGE_SPACES by the manifest parser); see specs.image_spaces.
+        key = manifest["input"].get("space") or DEFAULT_IMAGE_SPACE_KEY
+        schema, dim, encoder_id = IMAGE_SPACES[key]
+        return key, {
             "kind": modality,
-            "schema": {"encoder": "ConvImageEncoder", "seed": IMAGE_SEED, "side": 32},
-            "dim": IMAGE_DIM,
+            "schema": dict(schema),
+            "dim": dim,
             "gamma": UNIT_SPHERE_GAMMA,
             "standardization": {},
-            "encoder_id": f"conv-seed-{IMAGE_SEED}",
+            "encoder_id": encoder_id,
         }
     return TEXT_SPACE_KEY, {
         "kind": Modality.TEXT,

@@ -348,7 +348,12 @@ def test_an_image_task_is_specified_by_the_encoder_ranked_and_evaluated(bob, ali
     assert evaluation["verdict"]["beats_from_scratch"] == (evaluation["verdicts"]["from_scratch"] == "better")
     assert all(s["ci95"][0] <= s["mean"] <= s["ci95"][1] for s in evaluation["scores"].values())
     recipe_transform = json.loads(_package_file(submission, "recipe.json"))["transform"]
-    assert recipe_transform["image"] == {"encoder": "ConvImageEncoder", "seed": 0, "shape": [1, 8, 8]}
+    assert recipe_transform["image"] == {
+        "encoder": "ConvImageEncoder",
+        "seed": 0,
+        "side": 32,
+        "shape": [1, 8, 8],
+    }
     _assert_the_package_predicts_raw_images_as_evaluated(submission, task)
 
 
