@@ -134,8 +134,7 @@ class Client(ModelSelectionMixin):
             return covering
 
     def encoder_space(self, kind: str) -> FeatureSpace:
-        """The server's default image space or its text space; before its first learnware, the fixed
-        parameters it will have. An older image space (image-conv-0) is used only when named."""
+        """The server's default space for ``kind`` (image-conv-0 only if named), else its fixed parameters."""
         default = ENCODER_SPACES[kind].key
         found = next((s for s in self.feature_spaces() if s.key == default), None)
         return found or ENCODER_SPACES[kind]
@@ -143,8 +142,7 @@ class Client(ModelSelectionMixin):
     def spec_images(
         self, source: Any, *, space: FeatureSpace | None = None
     ) -> tuple[RKMESpecification, FeatureSpace]:
-        """The RKME of images (array (n, C, H, W) in [0, 1], a folder or PNG/JPEG paths) in the image
-        space."""
+        """The RKME of images ((n, C, H, W) array, a folder or PNG/JPEG paths) in the default image space."""
         space = space or self.encoder_space("image")
         return local.spec_encoded(local.encode_images(local.read_images(source), space), space), space
 
