@@ -166,15 +166,18 @@ def python_base_model(ctx: UsageContext) -> str:
         "embeddings = (hidden * mask).sum(1) / mask.sum(1)  # mean pooling, as declared in its manifest\n"
     )
     return (
-        "import zipfile\n\n"
+        "import zipfile\n"
+        "from pathlib import Path\n\n"
         "import torch\n"
         "from transformers import AutoModel, AutoTokenizer\n\n"
         + _download_lines(ctx)
         + 'zipfile.ZipFile(package.path).extractall("base")  # base/model/: config, safetensors, tokenizer\n'
-        # local_files_only: "base/model" is also a valid Hub id, so a missing folder must fail, not download.
-        'tokenizer = AutoTokenizer.from_pretrained("base/model", local_files_only=True)\n'
+        # A relative "base/model" is also a valid Hub id: an absolute path and local_files_only mean a
+        # missing folder fails here instead of downloading anything.
+        'folder = Path("base", "model").resolve()\n'
+        "tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)\n"
         "model = AutoModel.from_pretrained(\n"
-        '    "base/model", local_files_only=True, use_safetensors=True, trust_remote_code=False\n'
+        "    folder, local_files_only=True, use_safetensors=True, trust_remote_code=False\n"
         ")\n"
         "model = model.eval()\n\n"
         'texts = ["Shares in the company rose after strong results.", "The striker scored twice."]\n'

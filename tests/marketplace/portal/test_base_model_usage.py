@@ -38,13 +38,15 @@ def test_the_base_model_snippet_runs_on_its_package(tmp_path, pooling):
     (tmp_path / "package.zip").write_bytes(base_model_package(folder, pooling=pooling))
     code = python_snippet(_context(pooling))
     assert code.count("local_files_only=True") == 2  # never a Hub download, even without the folder
+    assert 'folder = Path("base", "model").resolve()' in code  # an absolute path is never a Hub id
     assert "trust_remote_code=False" in code and "lwm download 7 --version 1" in cli_snippet(
         _context(pooling)
     )
     # Everything but the download (no server here): the package is already on disk.
     start = code.index("zipfile.ZipFile(package.path)")
     runnable = (
-        "import zipfile\nimport torch\nfrom transformers import AutoModel, AutoTokenizer\n"
+        "import zipfile\nfrom pathlib import Path\nimport torch\n"
+        "from transformers import AutoModel, AutoTokenizer\n"
         "class package:\n    path = 'package.zip'\n" + code[start:] + "torch.save(embeddings, 'out.pt')\n"
     )
     (tmp_path / "snippet.py").write_text(runnable)
