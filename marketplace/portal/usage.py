@@ -135,17 +135,22 @@ def python_adapter(ctx: UsageContext) -> str:
         hub = ctx.base_model_aliases[0] if ctx.base_model_aliases else ctx.base_model_key
         base_line = (
             f"\nbase_path = {hub!r}  # the registered base model "
-            f"{ctx.base_model_name or ctx.base_model_key}\n"
+            f"{ctx.base_model_name or ctx.base_model_key}: a local folder or your Hugging Face cache\n"
         )
     return (
-        "import zipfile\n\n"
+        "import zipfile\n"
+        "from pathlib import Path\n\n"
         "import torch\n"
         "from peft import PeftModel\n"
         "from transformers import AutoModel, AutoTokenizer\n\n"
         + _download_lines(ctx)
         + 'zipfile.ZipFile(package.path).extractall("adapter")  # adapter_config.json + '
-        "adapter_model.safetensors\n" + base_line + "tokenizer = AutoTokenizer.from_pretrained(base_path)\n"
-        'model = PeftModel.from_pretrained(AutoModel.from_pretrained(base_path), "adapter").eval()\n\n'
+        "adapter_model.safetensors\n"
+        + base_line
+        # local_files_only: the base loads from a folder (or the local cache), never downloads on the way
+        + "tokenizer = AutoTokenizer.from_pretrained(base_path, local_files_only=True)\n"
+        "base = AutoModel.from_pretrained(base_path, local_files_only=True)\n"
+        'model = PeftModel.from_pretrained(base, str(Path("adapter").resolve())).eval()\n\n'
         'texts = ["Shares in the company rose after strong results.", "The striker scored twice."]\n'
         'batch = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")\n'
         "with torch.no_grad():\n"

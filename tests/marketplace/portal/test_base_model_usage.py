@@ -67,3 +67,24 @@ def test_the_base_model_snippet_runs_on_its_package(tmp_path, pooling):
         states = [model(**tokenizer(t, return_tensors="pt")).last_hidden_state[0] for t in texts]
     expected = torch.stack([s[0] if pooling == "cls" else s.mean(0) for s in states])
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("base", ["all-minilm-l6-v2", "org/other-encoder"])
+def test_the_adapter_snippet_never_downloads_its_base_or_takes_the_adapter_for_a_hub_id(base):
+    context = UsageContext(
+        site_url="http://market.test",
+        learnware_id=8,
+        number=1,
+        slug="lora-sport",
+        sha256="0" * 64,
+        kind="adapter",
+        modality="text",
+        task="embedding",
+        artifact_format="peft_safetensors",
+        manifest={},
+        base_model_key=base,
+    )
+    code = python_snippet(context)
+    assert code.count("from_pretrained(base_path, local_files_only=True)") == 2
+    assert 'PeftModel.from_pretrained(base, str(Path("adapter").resolve()))' in code
+    compile(code, "snippet.py", "exec")  # what the page shows is valid Python
