@@ -28,6 +28,12 @@ from sklearn.model_selection import RepeatedKFold, RepeatedStratifiedKFold
 from specs.exceptions import InvalidDataError
 
 Verdict = Literal["better", "no_difference", "worse"]
+# How a statement reads a verdict ("the assembly is ... the best single learnware").
+VERDICT_WORDS: dict[str, str] = {
+    "better": "better than",
+    "no_difference": "not detectably different from",
+    "worse": "worse than",
+}
 
 
 class ScoreInterval(TypedDict):

@@ -23,16 +23,14 @@ import time
 from typing import Any
 
 import numpy as np
-from sklearn.base import clone
 
 from marketplace.core.exceptions import ValidationFailed
 from marketplace.submissions.model_selection import check_model_selection, visible_base_models
 from marketplace.submissions.models import Submission
 from marketplace.submissions.services import submission_stage_save
 from specs.base_models import ModelRanking, rank_base_models
-from specs.evaluation import metric_bounds, paired_verdict, repeated_folds, score_interval
+from specs.evaluation import VERDICT_WORDS, metric_bounds, paired_verdict, repeated_folds, score_interval
 from workers.base import Report
-from workers.pipelines import reuse_methods as methods
 from workers.pipelines.model_selection_embed import (
     BaseModelUnavailable,
     SandboxLayerEmbedder,
@@ -46,11 +44,12 @@ from workers.pipelines.model_selection_results import (
     RankedBaseModel,
     SkippedBaseModel,
 )
-from workers.pipelines.reuse_scratch import scratch_fit, scratch_models, scratch_predict, text_scratch_model
+from workers.pipelines.reuse_scratch import scratch_fold_scores, scratch_models, text_scratch_model
 from workers.pipelines.reuse_shared import CV_FOLDS, CV_REPEATS
 
 PIPELINE_VERSION = 1
 ESTIMATORS = ("logme", "hscore", "knn")
+TASK = "classification"  # a labelled text sample: model selection ranks by class separability
 NO_PACKAGE = (
     "no package: the market's package formats cannot yet hold a base-model reference with a head; "
     "build on the chosen base model with the head shown here"
@@ -143,18 +142,6 @@ def rank_result(
     )
 
 
-def _fold_scores(
-    make: Any, X: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]], nc: int
-) -> list[float]:
-    """Accuracy of ``make`` (refitted) on each split; ``X`` is features or an array of texts."""
-    scores = []
-    for train, test in splits:
-        model = scratch_fit(clone(make), X[train], y[train], "classification")
-        proba = scratch_predict(model, X[test], "classification", nc)
-        scores.append(methods.score("classification", y[test], proba)["accuracy"])
-    return scores
-
-
 def evaluate(
     texts: list[str], y: np.ndarray, features: np.ndarray, chosen: str, seed: int
 ) -> BaseModelEvaluateResult:
@@ -162,10 +149,11 @@ def evaluate(
     folds = repeated_folds(y, stratify=True, k=CV_FOLDS, repeats=CV_REPEATS, seed=seed)
     nc = int(y.max()) + 1
     bounds = metric_bounds("accuracy")
-    head = _fold_scores(
-        scratch_models("classification", seed)["logistic_regression"], features, y, folds.splits, nc
+    head = scratch_fold_scores(
+        scratch_models("classification", seed)["logistic_regression"], features, y, folds.splits, TASK, nc
     )
-    scratch = _fold_scores(text_scratch_model(), np.asarray(texts, dtype=object), y, folds.splits, nc)
+    texts_array = np.asarray(texts, dtype=object)
+    scratch = scratch_fold_scores(text_scratch_model(), texts_array, y, folds.splits, TASK, nc)
     verdict, difference = paired_verdict(head, scratch, folds.test_share)
     head_row: HeadScores = {
         "name": f"logistic head on {chosen}",
@@ -178,7 +166,7 @@ def evaluate(
         "per_fold": scratch,
     }
     wins = verdict != "worse"  # on no difference the base model is kept: the user asked for one
-    words = {"better": "better than", "no_difference": "no different from", "worse": "worse than"}[verdict]
+    words = VERDICT_WORDS[verdict]
     statement = (
         f"A logistic head on {chosen} scores {head_row['interval']['mean']:.3f} accuracy "
         f"(95% CI {head_row['interval']['ci95'][0]:.3f}-{head_row['interval']['ci95'][1]:.3f}), "

@@ -24,7 +24,7 @@ from marketplace.core.exceptions import ValidationFailed
 from marketplace.submissions.choices import METHOD_ORDER
 from specs.adapter_runtime import ADAPTER_BASE, head_proba
 from specs.assembly import ArrowRouter, LoRAAdapter, lora_negate, lora_ties, lora_weighted_sum
-from specs.evaluation import paired_verdict, proportion_interval
+from specs.evaluation import VERDICT_WORDS, paired_verdict, proportion_interval
 from specs.logistic import SoftmaxRegression, fit_softmax_regression
 from specs.serialization import arrays_to_bytes
 from specs.transferability import combine_scores, score_layers
@@ -345,15 +345,14 @@ def evaluate(ctx: ReuseContext, report: Report) -> AdapterEvaluateResult:
         name: {"mean": float(v.mean()), "ci95": proportion_interval(int(v.sum()), n), "n": n}
         for name, v in {**correct, **pairs}.items()
     }
-    words = {"better": "better than", "no_difference": "not detectably different from", "worse": "worse than"}
     statement = (
         f"On {n} held-out texts the assembled module ({chosen}) scored accuracy "
         f"{scores[chosen]['accuracy']:.4f}; "
         f"the best single adapter ({single['name']}) {single['score']:.4f}; the best head trained from "
         "scratch on "
         f"frozen MiniLM ({scratch_name}) {scratch[scratch_name]['accuracy']:.4f}. It is "
-        f"{words[verdicts['best_single']]} "
-        f"the best single adapter and {words[verdicts['from_scratch']]} the model trained from scratch."
+        f"{VERDICT_WORDS[verdicts['best_single']]} the best single adapter and "
+        f"{VERDICT_WORDS[verdicts['from_scratch']]} the model trained from scratch."
     )
     return AdapterEvaluateResult(
         labelled=True,

@@ -21,10 +21,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from sklearn.base import clone
 
 from specs.assembly import Assembly
 from specs.evaluation import (
+    VERDICT_WORDS,
     Folds,
     ScoreInterval,
     metric_bounds,
@@ -45,7 +45,7 @@ from workers.pipelines.reuse_results import (
     Json,
     Winner,
 )
-from workers.pipelines.reuse_scratch import scratch_fit, scratch_models, scratch_predict
+from workers.pipelines.reuse_scratch import scratch_fold_scores, scratch_models
 from workers.pipelines.reuse_shared import (
     LABEL_FREE,
     context_members,
@@ -63,15 +63,11 @@ BEST_SINGLE = "best_single"
 def _scratch_fold_scores(
     ctx: ReuseContext, X: np.ndarray, y: np.ndarray, folds: Folds, nc: int, report: Report
 ) -> dict[str, list[float]]:
-    task, metric = ctx.submission.task, methods.primary(ctx.submission.task)
+    task = ctx.submission.task
     out: dict[str, list[float]] = {}
     for name, template in scratch_models(task, ctx.seed).items():
         report("evaluate", len(out), 3, f"training {name} from scratch on every fold")
-        scores = []
-        for train, test in folds.splits:
-            model = scratch_fit(clone(template), X[train], y[train], task)
-            scores.append(methods.score(task, y[test], scratch_predict(model, X[test], task, nc))[metric])
-        out[name] = scores
+        out[name] = scratch_fold_scores(template, X, y, folds.splits, task, nc)
     return out
 
 
@@ -279,16 +275,9 @@ def _statement(
         "best_single": f"the single learnware {name}",
         "assembly": f"the assembly {name}",
     }[kind]
-    words = {"better": "better than", "no_difference": "not detectably different from", "worse": "worse than"}
     return (
         f"Delivered: {what}, {metric} {shown(winner)} in {folds.repeats} x {folds.k}-fold cross-validation "
-        "on "
-        ""
-        ""
-        ""
-        ""
-        "your "
-        f"{folds.n} labelled rows. It is {words[verdicts[BEST_SINGLE]]} the best single learnware "
-        f"({shown(BEST_SINGLE)}) "
-        f"and {words[verdicts[FROM_SCRATCH]]} the best model trained from scratch ({shown(FROM_SCRATCH)})."
+        f"on your {folds.n} labelled rows. It is {VERDICT_WORDS[verdicts[BEST_SINGLE]]} the best single "
+        f"learnware ({shown(BEST_SINGLE)}) and {VERDICT_WORDS[verdicts[FROM_SCRATCH]]} the best model "
+        f"trained from scratch ({shown(FROM_SCRATCH)})."
     )

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import Ridge
@@ -27,6 +28,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from specs.logistic import fit_softmax_regression
+from workers.pipelines.reuse_methods import primary, score
 
 
 class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
@@ -102,6 +104,22 @@ def scratch_predict(model: Pipeline | int, X: Any, task: str, n_classes: int) ->
     proba = np.zeros((X.shape[0], n_classes))
     proba[:, model.classes_.astype(np.int64)] = model.predict_proba(X)
     return proba
+
+
+def scratch_fold_scores(
+    template: Pipeline,
+    X: Any,
+    y: np.ndarray,
+    splits: Sequence[tuple[np.ndarray, np.ndarray]],
+    task: str,
+    nc: int,
+) -> list[float]:
+    """The task's primary score of ``template`` refitted on each split's training rows, on its test rows."""
+    metric, scores = primary(task), []
+    for train, test in splits:
+        model = scratch_fit(clone(template), X[train], y[train], task)
+        scores.append(score(task, y[test], scratch_predict(model, X[test], task, nc))[metric])
+    return scores
 
 
 class ScratchNet(torch.nn.Module):
