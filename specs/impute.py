@@ -143,29 +143,48 @@ def impute_raw(X: np.ndarray, plan: dict) -> np.ndarray:
     learned = {int(r["column"]): r for r in plan.get("ridge") or []}
     for j, r in learned.items():
         X[:, j] = X[:, obs] @ np.asarray(r["coef"], dtype=np.float64) + float(r["intercept"])
-    return _rkme_fill(X, plan, plan)
+    return rkme_fill(X, plan, plan)
 
 
 def rkme_columns(plan: dict) -> np.ndarray:
-    """The plan's missing columns an RKME fills (those not learned from the labelled rows)."""
+    """The plan's missing columns an RKME fills in the plan's rows (those not learned from the labelled
+    rows)."""
     learned = {int(r["column"]) for r in plan.get("ridge") or []}
     return np.asarray([int(j) for j in plan["missing"] if int(j) not in learned], dtype=np.int64)
 
 
-def _rkme_fill(X: np.ndarray, plan: dict, source: dict, scale_in: np.ndarray | None = None) -> np.ndarray:
-    """``X`` with the plan's RKME columns (:func:`rkme_columns`) predicted from ``source``'s RKME
-    (``Z``, ``beta``, ``gamma``, ``rms_missing`` for the plan's missing columns) given the observed
-    ones; ``scale_in`` (d,) the factors a member's input map multiplies rows by, divided out here so
-    the member receives its RKME's values in its own units."""
+def member_rkme_columns(plan: dict, fill: dict) -> np.ndarray:
+    """The plan's missing columns a member's own RKME fills: all but those its ``fill`` takes from the
+    labelled rows' ridge (``fill["ridge"]``: where the ridge predicted the column better on those rows
+    than this member's RKME, ``specs.impute_ridge.choose_column``). A fill built before per-member
+    choices has no ``ridge`` and takes the plan's (:func:`rkme_columns`)."""
+    if "ridge" not in fill:
+        return rkme_columns(plan)
+    taught = {int(j) for j in fill["ridge"]}
+    return np.asarray([int(j) for j in plan["missing"] if int(j) not in taught], dtype=np.int64)
+
+
+def rkme_fill(
+    X: np.ndarray,
+    plan: dict,
+    source: dict,
+    scale_in: np.ndarray | None = None,
+    cols: np.ndarray | None = None,
+) -> np.ndarray:
+    """``X`` with the missing columns ``cols`` (default the plan's RKME columns, :func:`rkme_columns`)
+    predicted from ``source``'s RKME (``Z``, ``beta``, ``gamma``, ``rms_missing`` for the plan's missing
+    columns: the plan itself or a :func:`member_fill`) given the observed ones, in the source
+    developer's units; ``scale_in`` (d,) the factors a member's input map multiplies rows by, divided
+    out here so the member receives its RKME's values in its own units."""
     X = np.array(X, dtype=np.float64, copy=True)
     obs, mis = np.asarray(plan["observed"], dtype=np.int64), np.asarray(plan["missing"], dtype=np.int64)
-    cols = rkme_columns(plan)
+    cols = rkme_columns(plan) if cols is None else np.asarray(cols, dtype=np.int64)
     if not cols.size:
         return X
     keep = np.isin(mis, cols)
+    cols = mis[keep]  # in the plan's order, as rms_missing is
     mean, scale = np.asarray(plan["mean"], dtype=np.float64), np.asarray(plan["scale"], dtype=np.float64)
-    U = X[:, obs] / np.asarray(plan["rms"], dtype=np.float64) if plan["unit_free"] else X[:, obs]
-    Zo = (U - mean[obs]) / scale[obs]
+    Zo = (_unit_free_observed(X, plan, source, scale_in) - mean[obs]) / scale[obs]
     Zm = impute_from_rkme(
         Zo, np.asarray(source["Z"]), np.asarray(source["beta"]), obs, cols, gamma=source.get("gamma")
     )
@@ -177,6 +196,23 @@ def _rkme_fill(X: np.ndarray, plan: dict, source: dict, scale_in: np.ndarray | N
     return X
 
 
+def _unit_free_observed(X: np.ndarray, plan: dict, source: dict, scale_in: np.ndarray | None) -> np.ndarray:
+    """The observed columns of ``X`` as the RKME ``source`` conditions on them: in a unit-free plan, the
+    user's rows divided by their RMS (the plan's coordinates) or, for a member whose input map
+    (``scale_in``) and RMS of the observed columns (``rms_observed``) are known, the rows as that
+    member sees them (``X * scale_in``) divided by its developer's RMS: its own coordinates. The two
+    differ when the unit factor is a mixture of several members' RMS (``specs.units``): the member's
+    model reads the observed columns at its coordinates, and the missing ones must be their
+    conditional mean there, not at the user's."""
+    obs = np.asarray(plan["observed"], dtype=np.int64)
+    if not plan["unit_free"]:
+        return X[:, obs]
+    if scale_in is not None and source.get("rms_observed") is not None:
+        seen = X[:, obs] * np.asarray(scale_in, dtype=np.float64)[obs]
+        return seen / np.asarray(source["rms_observed"], dtype=np.float64)
+    return X[:, obs] / np.asarray(plan["rms"], dtype=np.float64)
+
+
 def can_fill(Z: np.ndarray, beta: np.ndarray, d: int) -> bool:
     """Whether an RKME ``(Z, beta)`` can fill columns of a ``d``-column space (:func:`member_fill`)."""
     Z, beta = np.asarray(Z, dtype=np.float64), np.asarray(beta, dtype=np.float64)
@@ -185,16 +221,30 @@ def can_fill(Z: np.ndarray, beta: np.ndarray, d: int) -> bool:
     )
 
 
-def member_fill(Z: np.ndarray, beta: np.ndarray, unit_rms: np.ndarray | None, plan: dict) -> dict | None:
-    """A member's own fill for ``plan`` (JSON-ready: ``Z``, ``beta``, ``gamma``, ``rms_missing``), or
-    None when its RKME cannot fill the space's columns (another dimension, no positive weight): that
-    member then keeps the plan's fill, from the identified learnware's RKME."""
+def member_fill(
+    Z: np.ndarray,
+    beta: np.ndarray,
+    unit_rms: np.ndarray | None,
+    plan: dict,
+    ridge: Sequence[int] | None = None,
+) -> dict | None:
+    """A member's own fill for ``plan`` (JSON-ready): ``Z``, ``beta``, ``gamma``, ``rms_missing``; with its
+    ``unit_rms`` known, ``rms_observed`` (its RMS of the observed columns, so that it conditions on them
+    as it sees them, ``_unit_free_observed``); and ``ridge``, the missing columns it takes from the
+    labelled rows' ridge instead when the plan chose per member (None leaves the plan's choice). None
+    when its RKME cannot fill the space's columns (another dimension, no positive weight): that
+    member then keeps the plan's rows."""
     Z, beta = np.asarray(Z, dtype=np.float64), np.asarray(beta, dtype=np.float64)
     if not can_fill(Z, beta, len(plan["mean"])):
         return None
     mis = np.asarray(plan["missing"], dtype=np.int64)
     rms = np.ones(mis.size) if unit_rms is None else np.asarray(unit_rms, dtype=np.float64)[mis]
-    return {"Z": Z.tolist(), "beta": beta.tolist(), "gamma": None, "rms_missing": rms.tolist()}
+    fill: dict = {"Z": Z.tolist(), "beta": beta.tolist(), "gamma": None, "rms_missing": rms.tolist()}
+    if unit_rms is not None:  # its coordinates of the observed columns (_unit_free_observed)
+        fill["rms_observed"] = np.asarray(unit_rms, dtype=np.float64)[
+            np.asarray(plan["observed"], dtype=int)
+        ].tolist()
+    return fill if ridge is None else fill | {"ridge": sorted(int(j) for j in ridge)}
 
 
 def member_rows(
@@ -205,15 +255,17 @@ def member_rows(
     *,
     keep: Sequence[int] = (),
 ) -> np.ndarray:
-    """Rows as :func:`impute_raw` filled them -> the rows one member sees: the plan's RKME columns
-    predicted from the member's own RKME (``fill``, from :func:`member_fill`: the conditional mean
-    under its developer's distribution, in its units); the rows unchanged when ``fill`` is None
-    (a recipe built before per-member fills, or a member without a usable RKME). The observed
-    columns and those learned from the labelled rows (the user's own data) are the same for all;
-    ``keep``: columns holding true values (what imputation cost is measured against), left as given."""
+    """Rows as :func:`impute_raw` filled them -> the rows one member sees: the missing columns its own
+    RKME fills (:func:`member_rkme_columns`) predicted from it (``fill``, from :func:`member_fill`: the
+    conditional mean under its developer's distribution, in its units); the rows unchanged when
+    ``fill`` is None (a recipe built before per-member fills, or a member without a usable RKME).
+    The observed columns and those the member takes from the labelled rows' ridge (the user's own
+    data: the plan's rows hold the ridge in every column some member takes from it) are the same for
+    all; ``keep``: columns holding true values (what imputation cost is measured against), left as
+    given."""
     if fill is None:
         return X
-    out = _rkme_fill(X, plan, fill, scale_in)
+    out = rkme_fill(X, plan, fill, scale_in, member_rkme_columns(plan, fill))
     if len(keep):
         out[:, list(keep)] = np.asarray(X, dtype=np.float64)[:, list(keep)]
     return out

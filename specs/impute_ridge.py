@@ -27,13 +27,13 @@ get the ridge fitted on every labelled row (the plan's ``ridge``), which never s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from specs.exceptions import InvalidParameterError
-from specs.impute import impute_raw
+from specs.impute import impute_raw, rkme_fill
 from specs.units import unit_rms
 
 RKME_METHOD = "rkme-kernel-regression"  # specs.impute: the conditional mean under a learnware's RKME
@@ -140,33 +140,49 @@ def fill_labelled(
     return filled
 
 
-def choose_column(Xo: np.ndarray, y: np.ndarray, plan: dict, column: int) -> dict:
-    """The ridge fit of the missing ``column`` on rows ``Xo`` (raw, the plan's observed columns) with
-    its true values ``y``, and the method that predicts it better on those rows (``method``).
-
-    Both errors are on rows the predictor did not learn from (the ridge's out of fold; the RKME of
-    the ``plan`` (``specs.impute.impute_raw``) never saw them), as mean squared errors relative to
-    the column's mean square; in a unit-free plan the RKME's value (the developer's units) is first
-    put in the user's by the unit-free step, as a member would see the two. The ridge is chosen when
-    its error is the smaller. The returned row is what a plan's ``ridge`` entry holds."""
+def rkme_error(Xo: np.ndarray, y: np.ndarray, plan: dict, column: int, source: dict) -> float:
+    """The mean squared error, relative to the column's mean square, of ``source``'s RKME fill of the
+    missing ``column`` (``specs.impute.rkme_fill``: ``source`` the plan itself or a member's own fill)
+    on rows ``Xo`` (raw, the plan's observed columns) whose true values are ``y``. In a unit-free plan
+    the RKME's value (its developer's units) is first put in the user's by the unit-free step (divided
+    by its developer's RMS, times the column's RMS in these rows), as a member would see the two."""
     Xo, y = np.asarray(Xo, dtype=np.float64), np.asarray(y, dtype=np.float64)
     rows = np.full((y.shape[0], len(plan["mean"])), np.nan)
     rows[:, np.asarray(plan["observed"], dtype=np.int64)] = Xo
     rms_y = float(unit_rms(y.reshape(-1, 1))[0])
-    rkme = impute_raw(rows, {**plan, "ridge": []})[:, column]
+    rkme = rkme_fill(rows, plan, source, cols=np.asarray([column]))[:, column]
     if plan["unit_free"]:
-        rkme = rkme / float(plan["rms_missing"][list(plan["missing"]).index(column)]) * rms_y
-    errors = {
-        "error_ridge": float(np.mean((out_of_fold(Xo, y) - y) ** 2)) / rms_y**2,
-        "error_rkme": float(np.mean((rkme - y) ** 2)) / rms_y**2,
-    }
+        rkme = rkme / float(source["rms_missing"][list(plan["missing"]).index(column)]) * rms_y
+    return float(np.mean((rkme - y) ** 2)) / rms_y**2
+
+
+def choose_column(
+    Xo: np.ndarray, y: np.ndarray, plan: dict, column: int, fills: Mapping[str, dict] | None = None
+) -> dict:
+    """The ridge fit of the missing ``column`` on rows ``Xo`` (raw, the plan's observed columns) with
+    its true values ``y``, and which predicts it better on those rows: the ridge or an RKME.
+
+    Both errors are on rows the predictor did not learn from (the ridge's out of fold; an RKME never
+    saw them), relative to the column's mean square (:func:`rkme_error`). The ridge is the user's (one
+    fit, shared by every member); the RKME is each member's own: ``method``/``error_rkme`` compare it
+    with the plan's (the identified learnware's) RKME, and ``members`` (one entry per key of
+    ``fills``: a member's own fill, ``specs.impute.member_fill``) with each member's, the smaller
+    error winning for that member. The returned row is what a plan's ``ridge`` entry holds."""
+    Xo, y = np.asarray(Xo, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    rms_y = float(unit_rms(y.reshape(-1, 1))[0])
+    error_ridge = float(np.mean((out_of_fold(Xo, y) - y) ** 2)) / rms_y**2
+
+    def verdict(source: dict) -> dict:
+        error = rkme_error(Xo, y, plan, column, source)
+        return {"error_rkme": error, "method": RIDGE_METHOD if error_ridge < error else RKME_METHOD}
+
     fit = ridge_gcv(Xo, y)
-    method = RIDGE_METHOD if errors["error_ridge"] < errors["error_rkme"] else RKME_METHOD
     return {
         "column": int(column),
         **fit.to_json(),
         "rows": int(y.shape[0]),
         "rms": rms_y,
-        **errors,
-        "method": method,
+        "error_ridge": error_ridge,
+        **verdict(plan),
+        "members": {key: verdict(fill) for key, fill in (fills or {}).items()},
     }

@@ -83,9 +83,30 @@ def test_a_member_fill_is_in_its_own_units_and_undoes_its_input_scale(rkmes):
     fill = member_fill(B.Z_, B.beta_, np.array([1.0, 1.0, 10.0]), plan)
     scale_in = np.array([2.0, 2.0, 2.0])
     seen = member_rows(rows, plan, fill, scale_in)
-    unit_free_mean = member_rows(rows, plan_for(A), member_fill(B.Z_, B.beta_, None, plan_for(A)))[:, 2]
+    # B reads x0, x1 as 2 x (its RMS of them is 1): its conditional mean at 2 x, in its units.
+    doubled = rows.copy()
+    doubled[:, :2] *= 2.0
+    unit_free_mean = member_rows(doubled, plan_for(A), member_fill(B.Z_, B.beta_, None, plan_for(A)))[:, 2]
     np.testing.assert_allclose(seen[:, 2] * scale_in[2], 10.0 * unit_free_mean, rtol=1e-12)
-    assert rmse(seen[:, 2] * 2.0 / 10.0, rows[:, :2] @ B_COEF) <= 0.25
+    inside = np.abs(rows[:, :2]).max(axis=1) < 1.0  # 2 x inside B's data
+    assert rmse(seen[inside, 2] * 2.0 / 10.0, 2.0 * rows[inside, :2] @ B_COEF) <= 0.25
+
+
+def test_a_member_conditions_on_the_observed_columns_as_it_sees_them(rkmes):
+    # With several members the unit factor is a mixture of their RMS (specs.units.mixture_unit_factor):
+    # a member whose own RMS of x0, x1 is 0.5 reads the user's unit-free rows x (input map 1) as 2 x in
+    # its coordinates. Its model gets x0, x1 there, so x2 must be its conditional mean at 2 x, not at x
+    # (the user's coordinates, what the fill did before: RMSE 0.48 to its closed form, measured; 0.05 now).
+    A, B = rkmes
+    plan = plan_for(A, unit_free=True)
+    rows = impute_raw(user_rows(), plan)
+    inside = np.abs(rows[:, :2]).max(axis=1) < 1.0
+    fill = member_fill(B.Z_, B.beta_, np.array([0.5, 0.5, 1.0]), plan)
+    assert fill is not None and fill["rms_observed"] == [0.5, 0.5]
+    seen = member_rows(rows, plan, fill, np.ones(3))[inside, 2]
+    assert rmse(seen, 2.0 * rows[inside, :2] @ B_COEF) <= 0.15
+    at_users = member_rows(rows, plan, {k: v for k, v in fill.items() if k != "rms_observed"}, np.ones(3))
+    assert rmse(at_users[inside, 2], 2.0 * rows[inside, :2] @ B_COEF) > 0.4  # the old fill's error
 
 
 def test_kept_and_learned_columns_are_never_refilled(rkmes):

@@ -40,7 +40,8 @@ from workers.pipelines.reuse_results import Stage, StageResult
 # 7: columns the labelled rows hold are learned from them (per-column methods); evaluate's imputation_cost
 # 8: every score on the labelled rows sees learned columns out of fold (specs.impute_ridge.fill_labelled)
 # 9: each member sees RKME-filled columns from its own RKME (specs.impute.member_rows); plan's own_rkme
-PIPELINE_VERSION = 9
+# 10: the labelled rows' ridge vs each member's own RKME, per member and column (choose_column's members)
+PIPELINE_VERSION = 10
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from marketplace.core.exceptions import ValidationFailed
 from marketplace.learnwares.models import FeatureSpace, Specification
 from marketplace.search.selectors import eligible_versions
 from specs.columns import Alignment, align
-from specs.impute import can_fill, impute_raw
+from specs.impute import impute_raw, member_fill
 from specs.impute_ridge import RIDGE_METHOD, RKME_METHOD, choose_column, fill_labelled
 from specs.marginal import embedding_terms, restricted_gamma, to_space_units
 from specs.units import unit_rms
@@ -46,6 +46,7 @@ from specs.units import unit_rms
 MIN_COVERAGE = 0.5  # a space is used with imputation when the user holds at least half its columns
 MIN_SHARED = 2
 USER_POINTS = 256
+PER_MEMBER = "per-member"  # a column some members take from the ridge and others from their own RKME
 MIN_RIDGE_ROWS = 20  # complete labelled rows needed to learn a column from them (module docstring)
 
 
@@ -73,7 +74,7 @@ def plan_imputation(
         U = U[np.sort(np.random.default_rng(seed).choice(U.shape[0], USER_POINTS, replace=False))]
     eligible = eligible_versions(user=owner, filters={"modality": "table"}).values_list("id", flat=True)
     best: tuple[float, Any] | None = None
-    own: list[dict[str, Any]] = []
+    candidates: list[Any] = []
     for spec in Specification.objects.filter(feature_space=space, version_id__in=eligible).select_related(
         "version__learnware"
     ):
@@ -86,7 +87,7 @@ def plan_imputation(
         ).mmd2
         if best is None or mmd2 < best[0]:
             best = (mmd2, spec)
-        own.append(_card(spec) | {"own": can_fill(Z, beta, space.dim)})
+        candidates.append(spec)
     if best is None:
         raise LookupError(f"no published learnware in {space.key} to fill the missing columns from")
     mmd2, spec = best
@@ -112,22 +113,57 @@ def plan_imputation(
         "methods": dict.fromkeys(names, RKME_METHOD),
         "ridge": [],
         "compared": [],
-        "own_rkme": own,  # which candidate members fill from their own RKME (report only)
     }
-    if labelled:
-        compared = learn_columns(alignment.target, plan, labelled)
-        learned = [c for c in compared if c["method"] == RIDGE_METHOD]
-        for r in learned:  # in the user's units: their RMS is the column's own (specs.impute.filled_rms)
-            rms_missing[mis.tolist().index(r["column"])] = r["rms"]
-        plan["methods"] |= {r["name"]: RIDGE_METHOD for r in learned}
-        kinds = set(plan["methods"].values())
-        plan["method"] = kinds.pop() if len(kinds) == 1 else "per-column"
-        plan["ridge"] = learned
-        plan["compared"] = [
-            {k: c[k] for k in ("name", "rows", "error_ridge", "error_rkme", "method")} for c in compared
-        ]
-    plan["explanation"] = _explanation(names, plan["ridge"], spec, obs.size, mmd2)
+    # Each candidate member's own fill (specs.impute.member_fill): what its RKME gives it, compared per
+    # column with the labelled rows' ridge when they hold the column (learn_columns).
+    fills = {
+        str(c.version_id): fill
+        for c in candidates
+        if (fill := member_fill(c.rkme["Z"], c.rkme["beta"], c.rkme.get("unit_rms"), plan)) is not None
+    }
+    compared = learn_columns(alignment.target, plan, labelled, fills) if labelled else []
+    choices = {
+        key: [c["column"] for c in compared if c["members"][key]["method"] == RIDGE_METHOD] for key in fills
+    }
+    # The plan's rows (the user's RKME in the space, the assembly's transform, a member whose RKME cannot
+    # fill) hold the ridge in every column some member (or the identified learnware) takes from it, so
+    # that the labelled table carries its out-of-fold values for them (fill_table); each member's rows
+    # then refill the columns its own RKME predicts better (specs.impute.member_rows).
+    learned = [
+        c for c in compared if c["method"] == RIDGE_METHOD or any(c["column"] in v for v in choices.values())
+    ]
+    for r in learned:  # in the user's units: their RMS is the column's own (specs.impute.filled_rms)
+        rms_missing[mis.tolist().index(r["column"])] = r["rms"]
+    plan["ridge"] = learned
+    plan["methods"] = {
+        name: _column_method(j, learned, choices) for j, name in zip(mis.tolist(), names, strict=True)
+    }
+    kinds = set(plan["methods"].values())
+    plan["method"] = kinds.pop() if len(kinds) == 1 else "per-column"
+    plan["compared"] = [
+        {k: c[k] for k in ("name", "rows", "error_ridge", "error_rkme", "method")}
+        | {"members": {key: m["error_rkme"] for key, m in c["members"].items()}}
+        for c in compared
+    ]
+    # Which candidate members fill from their own RKME, and which columns each takes from the ridge
+    # (report; OutputCache.fill reads ``ridge`` back for the member's recipe entry).
+    plan["own_rkme"] = [
+        _card(c)
+        | {"own": str(c.version_id) in fills}
+        | ({"ridge": choices[str(c.version_id)]} if str(c.version_id) in fills else {})
+        for c in candidates
+    ]
+    plan["explanation"] = _explanation(plan, spec, obs.size, mmd2)
     return plan
+
+
+def _column_method(column: int, learned: list[dict[str, Any]], choices: dict[str, list[int]]) -> str:
+    """A column's method over the candidate members: the ridge for all, the RKME for all (its own, or
+    the identified learnware's for a member whose RKME cannot fill), or ``per-member``."""
+    if column not in {r["column"] for r in learned}:
+        return RKME_METHOD
+    taught = [column in cols for cols in choices.values()]
+    return RIDGE_METHOD if all(taught) else PER_MEMBER
 
 
 def _card(spec: Any) -> dict[str, Any]:
@@ -140,35 +176,46 @@ def _card(spec: Any) -> dict[str, Any]:
     }
 
 
-def _explanation(names: list[str], learned: list[dict[str, Any]], spec: Any, n_obs: int, mmd2: float) -> str:
-    taught = [r["name"] for r in learned]
-    rest = [n for n in names if n not in taught]
+def _explanation(plan: dict[str, Any], spec: Any, n_obs: int, mmd2: float) -> str:
+    methods, learned = plan["methods"], plan["ridge"]
+    taught = [n for n in plan["columns"] if methods[n] == RIDGE_METHOD]
+    mixed = [n for n in plan["columns"] if methods[n] == PER_MEMBER]
+    rest = [n for n in plan["columns"] if methods[n] == RKME_METHOD]
     parts = []
-    if rest:
+    if rest or mixed:
         parts.append(
-            f"{len(rest)} column(s) you lack ({', '.join(rest[:8])}) are predicted, for each member, "
-            f"from its own RKME given your {n_obs} columns (the conditional mean under its weighted "
-            "points: a linear part plus kernel regression, in its units); "
+            f"{len(rest) + len(mixed)} column(s) you lack ({', '.join([*rest, *mixed][:8])}) are predicted, "
+            f"for each member, from its own RKME given your {n_obs} columns (the conditional mean under its "
+            "weighted points: a linear part plus kernel regression, in its units); "
             f"{spec.version.learnware.name} v{spec.version.number}'s RKME, which matches your rows best "
-            f"on the shared columns (MMD² {mmd2:.4f}), fills them for the assembly itself and for any "
-            "member whose RKME cannot"
+            f"on the shared columns (MMD² {mmd2:.4f}), fills them for any member whose RKME cannot"
         )
-    if taught:
+    if taught or mixed:
         rows = min(r["rows"] for r in learned)
         parts.append(
-            f"{len(taught)} column(s) ({', '.join(taught[:8])}) are learned from your {rows} labelled rows "
-            f"that hold them: ridge regression on your {n_obs} shared columns, its penalty chosen by "
-            "generalised cross-validation (it predicted them better there, out of fold, than the RKME)"
+            f"{len(taught)} column(s) ({', '.join(taught[:8]) or 'none'}) are learned from your {rows} "
+            f"labelled rows that hold them, for every member: ridge regression on your {n_obs} shared "
+            "columns, its penalty chosen by generalised cross-validation (it predicted them better there, "
+            "out of fold, than each member's own RKME)"
+        )
+    if mixed:
+        parts.append(
+            f"{len(mixed)} column(s) ({', '.join(mixed[:8])}) come from that ridge for the members whose own "
+            "RKME predicted them worse on your labelled rows, and from their own RKME for the others"
         )
     return "; ".join(parts)
 
 
 def learn_columns(
-    target: list[str], plan: dict[str, Any], labelled: tuple[list[str], np.ndarray]
+    target: list[str],
+    plan: dict[str, Any],
+    labelled: tuple[list[str], np.ndarray],
+    fills: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Each missing column the labelled rows hold (with every observed column, in at least
     ``MIN_RIDGE_ROWS`` rows): its ridge fit on the observed columns and the method that predicts it
-    better on those rows (``specs.impute_ridge.choose_column``)."""
+    better on those rows, for the plan's RKME and for each member's own (``fills``, by version id;
+    ``specs.impute_ridge.choose_column``)."""
     names, XL = labelled
     where = {n: i for i, n in enumerate(names)}
     obs = np.asarray(plan["observed"], dtype=np.int64)
@@ -185,13 +232,14 @@ def learn_columns(
         ok = np.isfinite(y) & np.isfinite(Xo).all(axis=1)
         if ok.sum() < MIN_RIDGE_ROWS:
             continue
-        out.append({"name": name} | choose_column(Xo[ok], y[ok], plan, int(j)))
+        out.append({"name": name} | choose_column(Xo[ok], y[ok], plan, int(j), fills))
     return out
 
 
 def public_plan(plan: dict[str, Any] | None) -> dict[str, Any] | None:
-    """What a report shows of a plan (no points): each column's method, and for the columns the
-    labelled rows hold the errors that chose it (``learn_columns``)."""
+    """What a report shows of a plan (no points): each column's method, whose fill each member gets
+    (``filled_by``), and for the columns the labelled rows hold the errors that chose it: the ridge's
+    and the identified learnware's RKME's, and per member its own RKME's (``learn_columns``)."""
     if not plan:
         return None
     shown = {k: plan[k] for k in ("columns", "method", "source", "explanation")}
@@ -200,7 +248,7 @@ def public_plan(plan: dict[str, Any] | None) -> dict[str, Any] | None:
     compared = {c["name"]: c for c in plan.get("compared") or []}
     shown["per_column"] = [
         {"column": c, "method": methods[c]}
-        | ({"filled_by": filled_by(plan)} if methods[c] == RKME_METHOD else {})
+        | ({"filled_by": members} if (members := filled_by(plan, c)) else {})
         | fits.get(c, {})
         | ({k: compared[c][k] for k in ("rows", "error_ridge", "error_rkme")} if c in compared else {})
         for c in plan["columns"]
@@ -208,15 +256,30 @@ def public_plan(plan: dict[str, Any] | None) -> dict[str, Any] | None:
     return shown
 
 
-def filled_by(plan: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per candidate member (the space's learnwares the plan saw), whose RKME fills its RKME columns:
-    its own (``rkme: "own"``), or the identified learnware's when its own cannot (``"identified"``).
-    Plans stored before per-member fills list none: every member saw the identified one's fill."""
-    return [
-        {k: c[k] for k in ("version_id", "learnware_id", "name", "version")}
-        | {"rkme": "own" if c["own"] else "identified"}
-        for c in plan.get("own_rkme") or []
-    ]
+def filled_by(plan: dict[str, Any], column: str) -> list[dict[str, Any]]:
+    """Per candidate member (the space's learnwares the plan saw), what fills ``column`` for it:
+    ``method`` (its own choice between the labelled rows' ridge and an RKME) and, for the RKME, whose:
+    its own (``rkme: "own"``) or the identified learnware's when its own cannot (``"identified"``);
+    where the labelled rows hold the column, the two errors compared (``error_ridge``, and
+    ``error_rkme``: its own RKME's). Plans stored before per-member fills list none (every member saw
+    the identified one's fill); those stored before per-member choices, the plan's method for all."""
+    j = int(plan["missing"][plan["columns"].index(column)])
+    taught = {int(r["column"]) for r in plan.get("ridge") or []}
+    compared = next((c for c in plan.get("compared") or [] if c["name"] == column), None)
+    out = []
+    for c in plan.get("own_rkme") or []:
+        ridge = j in c.get("ridge", taught)  # a member without its own RKME sees the plan's rows
+        row = {k: c[k] for k in ("version_id", "learnware_id", "name", "version")} | {
+            "rkme": "own" if c["own"] else "identified",
+            "method": RIDGE_METHOD if ridge else RKME_METHOD,
+        }
+        own_error = (
+            compared["members"].get(str(c["version_id"])) if compared and "members" in compared else None
+        )
+        if compared and own_error is not None:
+            row |= {"error_ridge": compared["error_ridge"], "error_rkme": own_error}
+        out.append(row)
+    return out
 
 
 def fill_table(

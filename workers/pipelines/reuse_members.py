@@ -210,12 +210,17 @@ class OutputCache:
         return 1.0 / self.unit_factor
 
     def fill(self, member: Member) -> dict[str, Any] | None:
-        """The member's own fill of the plan's RKME columns (``specs.impute.member_fill``); None
+        """The member's own fill of the plan's missing columns (``specs.impute.member_fill``), with the
+        columns it takes from the labelled rows' ridge as the plan chose for it (``own_rkme``); None
         without a plan, for an image member, or when its RKME cannot fill (it keeps the plan's)."""
         if self.imputation is None or member.input_shape is not None:
             return None
         if member.version_id not in self._fills:
-            own = member_fill(member.Z, member.beta, member.unit_rms, self.imputation)
+            chosen = [
+                c for c in self.imputation.get("own_rkme") or [] if c["version_id"] == member.version_id
+            ]
+            ridge = chosen[0].get("ridge") if chosen else None  # None: the plan's choice (older plans)
+            own = member_fill(member.Z, member.beta, member.unit_rms, self.imputation, ridge)
             self._fills[member.version_id] = own
         return self._fills[member.version_id]
 

@@ -147,10 +147,53 @@ def test_each_member_is_named_with_the_rkme_that_filled_its_columns(web_for, ali
         name="per-member",
     )
     page = web_for(alice).get(f"/tasks/{submission.id}/").content.decode()
-    found = re.findall(r'data-filled-member="(\d+)" data-filled-rkme="(\w+)">(.*?)</li>', page)
+    found = re.findall(
+        r'data-filled-member="(\d+)" data-filled-rkme="(\w+)" data-filled-method="[^"]*">(.*?)</li>', page
+    )
     members = {version_id: body for version_id, _, body in found}
     assert members == {
         str(card["version_id"]): "filler v1: its own RKME",
         str(other["version_id"]): "other v2: the RKME of filler v1 (its own cannot fill this space)",
     }
     assert f'data-filled-member="{unused["version_id"]}"' not in page  # not a member of the package
+
+
+def test_a_column_chosen_per_member_names_each_members_fill_and_both_errors(web_for, alice):
+    source = make_learnware(alice, name="filler")
+    card = {"version_id": source.id, "learnware_id": source.learnware_id, "name": "filler", "version": 1}
+    other = {"version_id": source.id + 100, "learnware_id": 7, "name": "other", "version": 2}
+    errors = {"error_ridge": 0.7075}
+    filled_by = [
+        card | {"rkme": "own", "method": "rkme-kernel-regression", "error_rkme": 0.2123} | errors,
+        other | {"rkme": "own", "method": "labelled-rows-ridge", "error_rkme": 3.0128} | errors,
+    ]
+    row = {"column": "a", "method": "per-member", "filled_by": filled_by, "rows": 60, "alpha": 0.1}
+    imputed = {
+        "columns": ["a"],
+        "method": "per-member",
+        "per_column": [row | errors | {"error_rkme": 3.0128}],
+        "source": other | {"marginal_mmd2": 0.01},
+        "explanation": "…",
+    }
+    columns = {"matched": ["b"], "missing": ["a"], "extra": [], "imputed": imputed, "column_map": {}}
+    job = Job.objects.create(kind="submission", owner=alice, status=JobStatus.SUCCEEDED, stage="package")
+    shipped = {"members": [{"version_id": card["version_id"]}, {"version_id": other["version_id"]}]}
+    submission = Submission.objects.create(
+        owner=alice,
+        job=job,
+        data_format="csv",
+        results={"spec": {"columns": columns}, "package": shipped},
+        name="per-member-choice",
+    )
+    page = web_for(alice).get(f"/tasks/{submission.id}/").content.decode()
+    assert "from your 60 labelled rows (ridge) or from an RKME, whichever predicted it better there" in page
+    found = re.findall(
+        r'data-filled-member="(\d+)" data-filled-rkme="\w+" data-filled-method="([^"]+)">(.*?)</li>', page
+    )
+    members = {int(v): (method, body) for v, method, body in found}
+    assert members[card["version_id"]][0] == "rkme-kernel-regression"
+    assert members[card["version_id"]][1].startswith("filler v1: its own RKME")
+    assert "ridge 0.708, its RKME 0.212" in members[card["version_id"]][1]
+    assert members[other["version_id"]][0] == "labelled-rows-ridge"
+    assert members[other["version_id"]][1].startswith("other v2: the ridge learned from your labelled rows")
+    assert "ridge 0.708, its RKME 3.013" in members[other["version_id"]][1]

@@ -8,7 +8,9 @@ from the model itself.
 from __future__ import annotations
 
 import io
+import json
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +76,14 @@ def test_columns_the_labelled_file_holds_are_learned_from_it_and_their_cost_is_r
     ]
     assert all(r["error_ridge"] < r["error_rkme"] for r in imputed["per_column"])
     assert "learned from your 60 labelled rows" in imputed["explanation"]
+    # The ridge against each member's own RKME: both errors per member, the smaller chose (here the
+    # user's relation is no developer's: the ridge wins for every member).
+    for row in imputed["per_column"]:
+        for f in row["filled_by"]:
+            assert f["error_ridge"] == row["error_ridge"] and f["rkme"] == "own"
+            assert f["method"] == (RIDGE_METHOD if f["error_ridge"] < f["error_rkme"] else RKME_METHOD)
+        own = {f["version_id"]: f["error_rkme"] for f in row["filled_by"]}
+        assert own[imputed["source"]["version_id"]] == pytest.approx(row["error_rkme"], rel=1e-12)
 
     # The package fills them with the ridge learned on every labelled row, server and client alike.
     package = sub.package.open("rb").read()
@@ -82,6 +92,9 @@ def test_columns_the_labelled_file_holds_are_learned_from_it_and_their_cost_is_r
     from lwm_client.predict import Predictor
 
     np.testing.assert_array_equal(Predictor.from_bytes(package).predict(Xg).astype(int), predicted)
+    recipe = json.loads(zipfile.ZipFile(io.BytesIO(package)).read("recipe.json"))
+    for entry in recipe["members"]:  # each member's choice travels with its own fill
+        assert entry["impute"]["ridge"] == [COLUMNS.index(c) for c in LACKING]
     full = torch.jit.load(io.BytesIO(market.arrays.models["upright"]))
     filled = task["X"].copy()
     for c in LACKING:
