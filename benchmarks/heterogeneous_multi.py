@@ -186,7 +186,7 @@ def _user(devs, std, true, y, held, missing, domain, rng) -> dict[str, float]:
                 )
             errors[f"fill {key}{name}"] = float(np.sqrt(total / (true.shape[0] * len(missing))))
     out = {k: float(np.mean(p[rest] == y[rest])) for k, p in pred.items()}
-    out |= errors
+    out |= errors | {"routed right": float(np.mean(route == domain))}
     Xh = true[:, held]
     if len(np.unique(y[labelled])) < 2:
         out["scratch"] = float(np.mean(y[rest] == y[labelled][0]))
@@ -214,6 +214,10 @@ def _report(results: list[dict[str, float]]) -> None:
     print(
         f"  per-member - shared (paired): {_interval(diff)}; better for {sum(v > 0 for v in diff)}, "
         f"worse for {sum(v < 0 for v in diff)}, equal for {sum(v == 0 for v in diff)} users"
+    )
+    print(
+        "  rows the job selector routes to their own carrier's publisher: "
+        f"{_interval([r['routed right'] for r in results])}"
     )
     for name in ("", ", own carrier"):
         where = "the member each row is routed to" if not name else "each row's own carrier's publisher"

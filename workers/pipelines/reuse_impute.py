@@ -19,8 +19,12 @@ regression on the shared columns, λ by generalised cross-validation (``specs.im
 the user's units (method ``labelled-rows-ridge``). The user's own examples follow their own
 relation where it differs from the developer's, but a linear fit on few rows can be worse than the
 RKME's conditional mean: the labelled rows hold the truth, so both are scored there (the ridge out
-of fold) and the smaller error wins (``learn_columns``). Below 20 rows, five folds of four rows make
-that comparison itself too noisy. The plan records each column's method and the errors compared.
+of fold) and the smaller error wins, per member: the ridge (one fit, the user's data) against each
+member's OWN RKME (``learn_columns``; ``specs.impute_ridge.choose_column``'s ``members``). The plan's
+rows hold the ridge in every column some member takes from it; each member's fill lists the columns
+it takes from the ridge (``own_rkme[].ridge`` -> its recipe entry's ``impute.ridge``) and refills the
+others from its own RKME. Below 20 rows, five folds of four rows make that comparison itself too
+noisy. The plan records each column's method and the errors compared, per member.
 
 The labelled rows themselves are filled out of fold (``specs.impute_ridge.fill_labelled``): every
 score computed on them (ranking, assembly, evaluation, the imputation cost) reads this one table,
