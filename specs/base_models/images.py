@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from specs.base_models.embedding import CachedLayerEmbedder, EmbeddingCache
+from specs.base_models.embedding import CachedLayerEmbedder, EmbeddingCache, LayerEmbeddings
 from specs.base_models.errors import BaseModelFolderError
-from specs.base_models.folder import ModelFolder, load_checked_model
+from specs.base_models.folder import BaseModelLimits, ModelFolder, load_checked_model
 from specs.base_models.image_folder import ImagePreprocessing, read_preprocessing
 from specs.exceptions import InvalidDataError, InvalidParameterError
 from specs.transferability.layers import pool_hidden_states
@@ -86,7 +86,7 @@ def load_image_encoder(folder: ModelFolder) -> tuple[ImagePreprocessing, Any]:
             details={"field": "model_type"},
         )
     config = json.loads((Path(folder.path) / "config.json").read_text(encoding="utf-8"))
-    prep = read_preprocessing(Path(folder.path), config, max_json_bytes=2**20)
+    prep = read_preprocessing(Path(folder.path), config, BaseModelLimits().max_json_bytes)
     return prep, load_checked_model(folder)
 
 
@@ -142,7 +142,7 @@ class ImageLayerEmbedder(CachedLayerEmbedder):
         self.batch_size = int(batch_size)
         self.forward_passes = 0
 
-    def embed(self, texts: Any) -> Any:
+    def embed(self, texts: Any) -> LayerEmbeddings:
         """Layer embeddings of images (n, C, H, W) float in [0, 1] (the name is the base class's).
 
         Raises

@@ -86,6 +86,8 @@ def test_image_base_models_publish_and_rank_a_labelled_image_task(
         assert (lw.kind, lw.modality, lw.task) == ("base_model", "image", "embedding")
         assert (row.modality, row.num_layers, row.hidden_size) == ("image", 2, 32)
         assert "vit image encoder" in row.description
+        page = client.get(f"/learnwares/{lw_id}/")
+        assert page.status_code == 200 and "pretrained image encoder" in page.content.decode()
     text_models = Learnware.objects.filter(kind="base_model", modality="text").count()
 
     images, labels = digits_images(n_per_class=15)

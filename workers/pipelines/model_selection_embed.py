@@ -31,7 +31,7 @@ from marketplace.learnwares.conf import sandbox_limits
 from marketplace.learnwares.encoding import minilm_path
 from marketplace.learnwares.models import LearnwareVersion
 from marketplace.learnwares.services.registered import MINILM_KEY, is_registered
-from specs.base_models import CachedLayerEmbedder, EmbeddingCache
+from specs.base_models import CachedLayerEmbedder, EmbeddingCache, LayerEmbeddings
 from specs.base_models.folder import TOKENIZER_FILES, WEIGHTS_FILE
 from specs.base_models.images import check_images, image_key
 from specs.minilm import MiniLMMissingError
@@ -171,7 +171,7 @@ class SandboxImageLayerEmbedder(SandboxLayerEmbedder):
             side = 224  # the sandbox's folder check refuses such a package with its own code
         self.max_length = max(int(side) if isinstance(side, int) else 224, 2)
 
-    def embed(self, texts: Any) -> Any:
+    def embed(self, texts: Any) -> LayerEmbeddings:
         """Layer embeddings of images (n, C, H, W) float in [0, 1] (the name is the base class's)."""
         images = check_images(texts)
         return self.embed_keyed(list(images), [image_key(image) for image in images])
