@@ -163,6 +163,10 @@ def python_adapter(ctx: UsageContext) -> str:
 
 def python_base_model(ctx: UsageContext) -> str:
     """A published base model: the Hugging Face folder under model/, loaded without remote code."""
+    if ctx.modality == "image":
+        from marketplace.portal.usage_image_base import python_image_base_model
+
+        return python_image_base_model(ctx, _download_lines(ctx))
     cls = ctx.manifest.get("pooling") == "cls"
     pooled = (
         "embeddings = hidden[:, 0]  # cls pooling, as declared in its manifest\n"

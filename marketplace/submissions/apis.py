@@ -111,7 +111,8 @@ class RequirementsSerializer(serializers.Serializer):
         choices=["model", "adapter", "base_model"],
         required=False,
         help_text="text: 'adapter' ranks and merges/routes LoRA adapters on MiniLM instead of models; "
-        "'base_model' ranks the published base models for the labelled texts (docs/model-selection.md)",
+        "'base_model' ranks the published base models for the labelled texts or images "
+        "(docs/model-selection.md)",
     )
     time_budget_s = serializers.FloatField(
         min_value=0.1,
@@ -329,6 +330,7 @@ class SubmissionListCreateApi(ListAPIView):
                 labelled=_read_upload(upload) if upload is not None else None,
                 labelled_format=v.get("labelled_format", ""),
                 label_key=v["requirements"].get("label_column", "label"),
+                modality=v["modality"],
             )
 
         def create() -> Response:

@@ -1,8 +1,9 @@
-"""Base models (Hugging Face text encoders) and choosing one for a labelled task.
+"""Base models (Hugging Face text and image encoders) and choosing one for a labelled task.
 
 :func:`inspect_model_folder` checks a folder without running its code; :class:`LayerEmbedder`
-embeds texts at every layer with a per-(model, text) cache; :func:`rank_base_models` orders
-candidates by layer-wise LogME / H-score / kNN as TransformerRanker does.
+embeds texts (``images.ImageLayerEmbedder``: images) at every layer with a per-(model, item)
+cache; :func:`rank_base_models` orders candidates by layer-wise LogME / H-score / kNN as
+TransformerRanker does.
 """
 
 from specs.base_models.embedding import (

@@ -123,12 +123,9 @@ class CachedLayerEmbedder(ABC):
         self.max_length = int(max_length)
         self.cache = cache if cache is not None else EmbeddingCache()
 
-    def _key(self, text: str) -> tuple[str, int, str]:
-        return (self.digest, self.max_length, text_key(text))
-
     @abstractmethod
-    def _encode(self, texts: list[str]) -> np.ndarray:
-        """(len(texts), L, h) float32 for texts not in the cache."""
+    def _encode(self, items: list[Any]) -> np.ndarray:
+        """(len(items), L, h) float32 for the texts (or images) not in the cache."""
 
     def embed(self, texts: Sequence[str]) -> LayerEmbeddings:
         """Layer embeddings of ``texts`` (duplicates are encoded once).
@@ -141,25 +138,33 @@ class CachedLayerEmbedder(ABC):
         texts = list(texts)
         if not texts or not all(isinstance(t, str) for t in texts):
             raise InvalidDataError("texts must be a non-empty sequence of strings")
+        return self.embed_keyed(texts, [text_key(t) for t in texts])
+
+    def embed_keyed(self, items: Sequence[Any], keys: Sequence[str]) -> LayerEmbeddings:
+        """Layer embeddings of ``items`` whose content hashes are ``keys``: the cache logic shared by
+        texts (:func:`text_key`) and images (``specs.base_models.images.image_key``); an item whose key
+        was seen is encoded once."""
         found: dict[str, np.ndarray] = {}
-        todo: list[str] = []
-        for text in dict.fromkeys(texts):
-            cached = self.cache.get(self._key(text))
+        todo: dict[str, Any] = {}
+        for item, key in zip(items, keys, strict=True):
+            if key in found or key in todo:
+                continue
+            cached = self.cache.get((self.digest, self.max_length, key))
             if cached is None:
-                todo.append(text)
+                todo[key] = item
             else:
-                found[text] = cached
+                found[key] = cached
         if todo:
-            encoded = np.asarray(self._encode(todo), dtype=np.float32)
+            encoded = np.asarray(self._encode(list(todo.values())), dtype=np.float32)
             if encoded.shape != (len(todo), self.num_layers, self.hidden_size):
                 raise InvalidDataError(
                     f"the encoder returned shape {encoded.shape}, expected "
                     f"{(len(todo), self.num_layers, self.hidden_size)}"
                 )
-            for text, value in zip(todo, encoded, strict=True):
-                self.cache.put(self._key(text), value)
-                found[text] = value
-        stacked = np.stack([found[t] for t in texts])  # (n, L, h)
+            for key, value in zip(todo, encoded, strict=True):
+                self.cache.put((self.digest, self.max_length, key), value)
+                found[key] = value
+        stacked = np.stack([found[k] for k in keys])  # (n, L, h)
         return LayerEmbeddings(np.ascontiguousarray(stacked.transpose(1, 0, 2)), len(todo))
 
 
@@ -215,8 +220,9 @@ class LayerEmbedder(CachedLayerEmbedder):
         self._tokenizer: Any = None
         self._model: Any = None
 
-    def _encode(self, texts: list[str]) -> np.ndarray:
+    def _encode(self, items: list[Any]) -> np.ndarray:
         """(len(texts), L, h) float32 for texts not in the cache, run longest-first to limit padding."""
+        texts: list[str] = items
         import torch
 
         if self._model is None:

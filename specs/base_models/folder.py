@@ -1,13 +1,16 @@
-"""Check and load a Hugging Face text-encoder folder without running any code it brings.
+"""Check and load a Hugging Face encoder folder without running any code it brings.
 
-A base model is a folder holding ``config.json``, ``model.safetensors`` and tokenizer files. What
-makes loading it safe is what is refused *before* transformers sees it:
+A base model is a folder holding ``config.json``, ``model.safetensors`` and tokenizer files (a text
+encoder) or ``preprocessor_config.json`` (an image encoder, ``specs.base_models.image_folder``).
+What makes loading it safe is what is refused *before* transformers sees it:
 
 * any weight format but safetensors (``.bin``/``.pt``/``.ckpt`` are pickles, which run code when
   loaded; ``.h5``/``.msgpack`` belong to other frameworks; a sharded index is not supported);
-* ``auto_map`` in ``config.json`` or ``tokenizer_config.json`` and any ``.py`` file: remote code;
-* a ``model_type`` outside :data:`ALLOWED_MODEL_TYPES`, or an ``architectures`` entry that is not a
-  transformers class of that same family (an ELECTRA config naming ``LlamaModel`` is refused);
+* ``auto_map`` in ``config.json``, ``tokenizer_config.json`` or ``preprocessor_config.json`` and any
+  ``.py`` file: remote code;
+* a ``model_type`` outside :data:`ALLOWED_MODEL_TYPES` and :data:`IMAGE_MODEL_TYPES`, or an
+  ``architectures`` entry that is not a transformers class of that same family (an ELECTRA config
+  naming ``LlamaModel`` is refused);
 * sizes past :class:`BaseModelLimits`.
 
 Loading then passes ``trust_remote_code=False``, ``use_safetensors=True`` and ``local_files_only``,
@@ -30,6 +33,7 @@ from specs.base_models.errors import (
     UnsafeWeightsError,
     WeightsMismatchError,
 )
+from specs.base_models.image_folder import IMAGE_MODEL_TYPES, PREPROCESSOR_FILE, read_preprocessing
 
 # model_type -> the prefix of its transformers classes (BertModel, DebertaV2ForMaskedLM, ...).
 ALLOWED_MODEL_TYPES: dict[str, str] = {
@@ -80,7 +84,9 @@ class ModelFolder:
     num_parameters : int
         Elements over the safetensors header's tensors.
     digest : str
-        sha256 over the config, the weights and the tokenizer files (names and contents).
+        sha256 over the config, the weights and the tokenizer / preprocessor files (names and contents).
+    modality : str
+        "text" (tokenizer files) or "image" (``preprocessor_config.json``).
     """
 
     path: Path
@@ -90,6 +96,7 @@ class ModelFolder:
     hidden_size: int
     num_parameters: int
     digest: str
+    modality: str = "text"
 
 
 def _read_json(path: Path, limits: BaseModelLimits) -> dict[str, Any]:
@@ -122,6 +129,9 @@ def _check_files(root: Path) -> None:
     for name in ("config.json", WEIGHTS_FILE):
         if not (root / name).is_file():
             raise BaseModelFolderError(f"the folder has no {name}", details={"file": name})
+
+
+def _check_vocabulary(root: Path) -> None:
     if not any((root / name).is_file() for name in VOCABULARY_FILES):
         raise BaseModelFolderError(
             f"the folder has no tokenizer vocabulary (one of {', '.join(VOCABULARY_FILES)})",
@@ -131,10 +141,11 @@ def _check_files(root: Path) -> None:
 
 def _check_architectures(config: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
     model_type = config.get("model_type")
-    if model_type not in ALLOWED_MODEL_TYPES:
+    families = {**ALLOWED_MODEL_TYPES, **IMAGE_MODEL_TYPES}
+    if model_type not in families:
         raise UnknownArchitectureError(
             f"config.json: model_type {model_type!r} is not an allow-listed text encoder "
-            f"({', '.join(ALLOWED_MODEL_TYPES)})",
+            f"({', '.join(ALLOWED_MODEL_TYPES)}) or image encoder ({', '.join(IMAGE_MODEL_TYPES)})",
             details={"field": "model_type"},
         )
     declared = config.get("architectures") or []
@@ -144,7 +155,7 @@ def _check_architectures(config: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
         )
     import transformers
 
-    prefix = ALLOWED_MODEL_TYPES[model_type]
+    prefix = families[model_type]
     for name in declared:
         cls = getattr(transformers, name, None) if name.startswith(prefix) else None
         family = getattr(getattr(cls, "config_class", None), "model_type", None)
@@ -179,7 +190,7 @@ def _num_parameters(weights: Path) -> int:
 def folder_digest(root: Path) -> str:
     """sha256 over (name, sha256 of content) of the config, weights and tokenizer files present."""
     outer = hashlib.sha256()
-    for name in ("config.json", WEIGHTS_FILE, *TOKENIZER_FILES):
+    for name in ("config.json", WEIGHTS_FILE, *TOKENIZER_FILES, PREPROCESSOR_FILE):
         path = root / name
         if not path.is_file():
             continue
@@ -217,6 +228,11 @@ def inspect_model_folder(path: str | Path, limits: BaseModelLimits | None = None
                 details={"file": name, "field": "auto_map"},
             )
     model_type, architectures = _check_architectures(config)
+    modality = "image" if model_type in IMAGE_MODEL_TYPES else "text"
+    if modality == "image":
+        read_preprocessing(root, config, limits.max_json_bytes)
+    else:
+        _check_vocabulary(root)
     from transformers import AutoConfig
 
     parsed = AutoConfig.from_pretrained(str(root), trust_remote_code=False, local_files_only=True)
@@ -233,7 +249,9 @@ def inspect_model_folder(path: str | Path, limits: BaseModelLimits | None = None
             f"{WEIGHTS_FILE} holds {parameters} parameters (limit {limits.max_parameters})",
             details={"file": WEIGHTS_FILE},
         )
-    return ModelFolder(root, model_type, architectures, layers, hidden, parameters, folder_digest(root))
+    return ModelFolder(
+        root, model_type, architectures, layers, hidden, parameters, folder_digest(root), modality
+    )
 
 
 # Modules whose weights the layer embeddings never read: a checkpoint without a pooler (RoBERTa's
@@ -268,11 +286,32 @@ def load_text_encoder(folder: ModelFolder) -> tuple[Any, Any]:
     WeightsMismatchError
         A tensor the config builds is missing from the weights, an extra one is present, or a shape
         differs.
+    BaseModelFolderError
+        The folder is an image encoder.
     """
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoTokenizer
 
+    if folder.modality != "text":
+        raise BaseModelFolderError(
+            f"{folder.model_type} is an {folder.modality} encoder, not a text one",
+            details={"field": "model_type"},
+        )
     options: dict[str, Any] = {"trust_remote_code": False, "local_files_only": True}
     tokenizer = AutoTokenizer.from_pretrained(str(folder.path), **options)
+    return tokenizer, load_checked_model(folder)
+
+
+def load_checked_model(folder: ModelFolder) -> Any:
+    """The encoder of a checked folder in eval mode (``AutoModel``, safetensors, no remote code, no
+    download), refused when its weights do not match its config.
+
+    Raises
+    ------
+    WeightsMismatchError
+    """
+    from transformers import AutoModel
+
+    options: dict[str, Any] = {"trust_remote_code": False, "local_files_only": True}
     try:
         model, info = AutoModel.from_pretrained(
             str(folder.path), use_safetensors=True, output_loading_info=True, **options
@@ -288,4 +327,4 @@ def load_text_encoder(folder: ModelFolder) -> tuple[Any, Any]:
             f"{WEIGHTS_FILE} does not match config.json ({summary})",
             details={"file": WEIGHTS_FILE, **problems},
         )
-    return tokenizer, model.eval()
+    return model.eval()

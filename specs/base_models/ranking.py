@@ -135,7 +135,7 @@ def _layerwise(layers: np.ndarray, y: np.ndarray, estimator: str) -> LayerwiseSc
 
 def rank_base_models(
     candidates: Mapping[str, CachedLayerEmbedder],
-    texts: Sequence[str],
+    texts: Sequence[Any],
     y: Any,
     *,
     estimators: Sequence[str] = ("logme", "hscore", "knn"),
@@ -149,7 +149,8 @@ def rank_base_models(
     candidates : mapping name -> LayerEmbedder
         Their caches may be one shared :class:`EmbeddingCache` (keys hold the model digest); each
         candidate reuses its own earlier passes over the same texts.
-    texts : sequence of str (n,)
+    texts : sequence of str (n,), or images (n, C, H, W) for image embedders
+        Whatever the candidates' ``embed`` takes (every candidate of one ranking takes the same).
     y : array-like (n,)
         Class labels (at least two classes).
     estimators : names from :data:`ESTIMATORS` ("logme" with :data:`LOGME_EPSILON`, "hscore", "knn")

@@ -239,8 +239,10 @@ def check_manifest(doc: Any) -> dict[str, Any]:
     if manifest["kind"] == "adapter" and (manifest["modality"], manifest["task"]) != ("text", "embedding"):
         errors["kind"] = "adapters are text embedding modules: use modality: text and task: embedding"
     if manifest["kind"] == "base_model":
-        if (manifest["modality"], manifest["task"]) != ("text", "embedding"):
-            errors["kind"] = "base models are text encoders: use modality: text and task: embedding"
+        if manifest["modality"] not in ("text", "image") or manifest["task"] != "embedding":
+            errors["kind"] = (
+                "base models are text or image encoders: use modality: text or image and task: embedding"
+            )
         manifest["pooling"] = _choice(doc, "pooling", POOLINGS, errors)
     if manifest["visibility"] == "organization" and not manifest["organization"]:
         errors["organization"] = "is required when visibility is organization"

@@ -1,14 +1,17 @@
-"""Model selection: which published base model should a labelled text task build on?
+"""Model selection: which published base model should a labelled text or image task build on?
 
-A submission with ``requirements.kind = "base_model"`` and a labelled JSONL sample runs here instead
-of the reuse pipeline (``workers.tasks.submissions``):
+A submission with ``requirements.kind = "base_model"`` and a labelled sample (JSONL texts, or images)
+runs here instead of the reuse pipeline (``workers.tasks.submissions``):
 
-1. ``rank``: the visible base models (cheapest first) embed the texts at every layer in the sandbox
-   (``model_selection_embed``, cached per (version, text)); :func:`specs.base_models.rank_base_models`
-   scores every layer with LogME / H-score / kNN and orders them by the combined score on the layer
-   mean (or the best layer, ``requirements.aggregation``), within ``requirements.time_budget_s``.
+1. ``rank``: the visible base models of the sample's modality (cheapest first; a text encoder is no
+   candidate for images, nor an image encoder for texts) embed the rows at every layer in the sandbox
+   (``model_selection_embed``, cached per (version, text or image));
+   :func:`specs.base_models.rank_base_models` scores every layer with LogME / H-score / kNN and
+   orders them by the combined score on the layer mean (or the best layer,
+   ``requirements.aggregation``), within ``requirements.time_budget_s``.
 2. ``evaluate``: a logistic head (``specs.logistic`` via the from-scratch pipeline) on the chosen
-   model's embedding against TF-IDF + the same logistic regression from scratch, on the reuse
+   model's embedding against the same logistic regression from scratch on the raw input (TF-IDF of
+   the texts; the images' pixels, area-downscaled to at most 16x16 per channel), on the reuse
    pipeline's repeated stratified folds, with intervals and the three-way paired verdict.
 
 No package: the existing package format runs one TorchScript/ONNX artifact or adapters on MiniLM;
@@ -25,7 +28,13 @@ from typing import Any
 import numpy as np
 
 from marketplace.core.exceptions import ValidationFailed
-from marketplace.submissions.model_selection import check_model_selection, visible_base_models
+from marketplace.learnwares.choices import Modality
+from marketplace.submissions.image_data import ImageData
+from marketplace.submissions.model_selection import (
+    check_model_selection,
+    sample_modality,
+    visible_base_models,
+)
 from marketplace.submissions.models import Submission
 from marketplace.submissions.services import submission_stage_save
 from specs.base_models import ModelRanking, rank_base_models
@@ -33,6 +42,7 @@ from specs.evaluation import VERDICT_WORDS, metric_bounds, paired_verdict, repea
 from workers.base import Report
 from workers.pipelines.model_selection_embed import (
     BaseModelUnavailable,
+    SandboxImageLayerEmbedder,
     SandboxLayerEmbedder,
     embedding_cache,
 )
@@ -49,7 +59,9 @@ from workers.pipelines.reuse_shared import CV_FOLDS, CV_REPEATS
 
 PIPELINE_VERSION = 1
 ESTIMATORS = ("logme", "hscore", "knn")
-TASK = "classification"  # a labelled text sample: model selection ranks by class separability
+TASK = "classification"  # a labelled sample: model selection ranks by class separability
+PIXEL_SIDE = 16  # the from-scratch image baseline reads pixels area-downscaled to at most this side
+NOUNS: dict[str, str] = {Modality.TEXT: "texts", Modality.IMAGE: "images"}
 NO_PACKAGE = (
     "no package: the market's package formats cannot yet hold a base-model reference with a head; "
     "build on the chosen base model with the head shown here"
@@ -78,6 +90,8 @@ def rank_result(
     classes: list[str],
     budget: float | None,
     unavailable: list[SkippedBaseModel] | None = None,
+    modality: str = Modality.TEXT,
+    other_modality: int = 0,
 ) -> BaseModelRankResult:
     """The stored ranking: every candidate's scores per estimator and layer, and the skipped ones
     (``unavailable``: those whose files are not on this worker, then those the time budget left)."""
@@ -120,10 +134,16 @@ def rank_result(
     best, aggregation = ranking.candidates[0], ranking.order_by[1]
     layer: int | str = "mean" if aggregation == "mean" else best.scores["logme"].best_layer
     text = (
-        f"{len(rows)} base model(s) ranked on {ranking.n_samples} labelled texts by the combined "
+        f"{len(rows)} {modality} base model(s) ranked on {ranking.n_samples} labelled {NOUNS[modality]} "
+        "by the combined "
         f"LogME / H-score / kNN score on the {'layer mean' if aggregation == 'mean' else 'best layer'}; "
         f"{best.name} is first."
     )
+    if other_modality:
+        text += (
+            f" {other_modality} base model(s) of another modality are no candidates: "
+            f"they cannot read {NOUNS[modality]}."
+        )
     if unavailable:
         text += f" {len(unavailable)} skipped: their files are not installed."
     if ranking.skipped:
@@ -139,21 +159,50 @@ def rank_result(
         skipped_models=skipped,
         chosen={"name": best.name, "version_id": rows[0]["version_id"], "layer": layer},
         explanation=text,
+        modality=modality,
     )
 
 
+def pixel_features(images: np.ndarray, side: int = PIXEL_SIDE) -> np.ndarray:
+    """(n, C*h*w) float64: images (n, C, H, W) area-averaged to at most ``side`` x ``side`` pixels
+    (smaller images are kept as they are), the from-scratch baseline's input."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+    h, w = x.shape[2:]
+    if h > side or w > side:
+        x = F.adaptive_avg_pool2d(x, (min(h, side), min(w, side)))
+    return x.reshape(x.shape[0], -1).numpy().astype(np.float64)
+
+
+def _baseline(data: Any) -> tuple[Any, Any, str, str]:
+    """(model, its input, its name, its short name): TF-IDF for texts, downscaled pixels for images."""
+    if isinstance(data, ImageData):
+        model = scratch_models("classification", 0)["logistic_regression"]
+        return (
+            model,
+            pixel_features(data.images),
+            "logistic regression on pixels from scratch",
+            "pixels from scratch",
+        )
+    texts = np.asarray(data.texts, dtype=object)
+    return text_scratch_model(), texts, "TF-IDF + logistic regression from scratch", "TF-IDF from scratch"
+
+
 def evaluate(
-    texts: list[str], y: np.ndarray, features: np.ndarray, chosen: str, seed: int
+    data: Any, y: np.ndarray, features: np.ndarray, chosen: str, seed: int
 ) -> BaseModelEvaluateResult:
-    """The head on ``features`` vs TF-IDF from scratch on the same repeated stratified folds."""
+    """The head on ``features`` vs the raw input from scratch (:func:`_baseline`) on the same
+    repeated stratified folds."""
     folds = repeated_folds(y, stratify=True, k=CV_FOLDS, repeats=CV_REPEATS, seed=seed)
     nc = int(y.max()) + 1
     bounds = metric_bounds("accuracy")
     head = scratch_fold_scores(
         scratch_models("classification", seed)["logistic_regression"], features, y, folds.splits, TASK, nc
     )
-    texts_array = np.asarray(texts, dtype=object)
-    scratch = scratch_fold_scores(text_scratch_model(), texts_array, y, folds.splits, TASK, nc)
+    model, raw, baseline_name, short = _baseline(data)
+    scratch = scratch_fold_scores(model, raw, y, folds.splits, TASK, nc)
     verdict, difference = paired_verdict(head, scratch, folds.test_share)
     head_row: HeadScores = {
         "name": f"logistic head on {chosen}",
@@ -161,7 +210,7 @@ def evaluate(
         "per_fold": head,
     }
     base_row: HeadScores = {
-        "name": "TF-IDF + logistic regression from scratch",
+        "name": baseline_name,
         "interval": score_interval(scratch, folds.test_share, bounds=bounds),
         "per_fold": scratch,
     }
@@ -170,7 +219,7 @@ def evaluate(
     statement = (
         f"A logistic head on {chosen} scores {head_row['interval']['mean']:.3f} accuracy "
         f"(95% CI {head_row['interval']['ci95'][0]:.3f}-{head_row['interval']['ci95'][1]:.3f}), "
-        f"{words} TF-IDF from scratch ({base_row['interval']['mean']:.3f}) on the same "
+        f"{words} {short} ({base_row['interval']['mean']:.3f}) on the same "
         f"{folds.repeats}x{folds.k} folds."
     )
     return BaseModelEvaluateResult(
@@ -190,9 +239,11 @@ def evaluate(
     )
 
 
-def visible_embedders(user: Any) -> tuple[dict[str, SandboxLayerEmbedder], list[SkippedBaseModel]]:
-    """One embedder per base model ``user`` may see, and the registered ones skipped because their local
-    files are absent (never a crash: the others are still ranked).
+def visible_embedders(
+    user: Any, modality: str = Modality.TEXT
+) -> tuple[dict[str, SandboxLayerEmbedder], list[SkippedBaseModel]]:
+    """One embedder per base model of ``modality`` that ``user`` may see, and the registered ones skipped
+    because their local files are absent (never a crash: the others are still ranked).
 
     Raises
     ------
@@ -202,11 +253,12 @@ def visible_embedders(user: Any) -> tuple[dict[str, SandboxLayerEmbedder], list[
     cache = embedding_cache()
     embedders: dict[str, SandboxLayerEmbedder] = {}
     unavailable: list[SkippedBaseModel] = []
-    for version in visible_base_models(user):
+    make = SandboxImageLayerEmbedder if modality == Modality.IMAGE else SandboxLayerEmbedder
+    for version in visible_base_models(user, modality):
         name = f"{version.learnware.name} v{version.number}"
         name = name if name not in embedders else f"{name} (#{version.learnware_id})"
         try:
-            embedders[name] = SandboxLayerEmbedder(version, cache)
+            embedders[name] = make(version, cache)
         except BaseModelUnavailable as exc:
             unavailable.append(
                 {
@@ -228,7 +280,7 @@ def visible_embedders(user: Any) -> tuple[dict[str, SandboxLayerEmbedder], list[
 
 
 def model_selection_run(*, submission_id: str, report: Report) -> dict[str, Any]:
-    """Rank the visible base models on the submission's labelled texts, then evaluate a head.
+    """Rank the visible base models on the submission's labelled texts or images, then evaluate a head.
 
     Raises
     ------
@@ -248,31 +300,37 @@ def model_selection_run(*, submission_id: str, report: Report) -> dict[str, Any]
         labelled=labelled,
         labelled_format=submission.labelled_format,
         label_key=requirements.get("label_column", "label"),
+        modality=submission.modality,
     )
     assert data.y is not None
+    modality = sample_modality(data)
+    rows: Any = data.images if isinstance(data, ImageData) else data.texts
     classes, y = np.unique(data.y.astype(str), return_inverse=True)
     budget = requirements.get("time_budget_s")
     aggregation = requirements.get("aggregation", "mean")
-    embedders, unavailable = visible_embedders(submission.owner)
-    report("rank", 0, 2, f"embedding {len(data.texts)} texts with {len(embedders)} base models")
+    embedders, unavailable = visible_embedders(submission.owner, modality)
+    other_modality = len(visible_base_models(submission.owner)) - len(embedders) - len(unavailable)
+    report("rank", 0, 2, f"embedding {len(rows)} {NOUNS[modality]} with {len(embedders)} base models")
     started = time.perf_counter()
     ranking = rank_base_models(
         embedders,
-        data.texts,
+        rows,
         y,
         estimators=ESTIMATORS,
         order_by=("combined", aggregation),
         time_budget_s=float(budget) if budget is not None else None,
     )
-    ranked = rank_result(ranking, embedders, [str(c) for c in classes], budget, unavailable)
+    ranked = rank_result(
+        ranking, embedders, [str(c) for c in classes], budget, unavailable, modality, other_modality
+    )
     _store(submission, "rank", ranked, started)
     report("evaluate", 1, 2, f"training a head on {ranking.names[0]}")
     started = time.perf_counter()
-    layers = embedders[ranking.names[0]].embed(data.texts).layers  # cached: no second forward pass
+    layers = embedders[ranking.names[0]].embed(rows).layers  # cached: no second forward pass
     layer = ranked.chosen["layer"]
     features = layers.mean(axis=0) if layer == "mean" else layers[int(layer)]
     seed = int(requirements.get("seed", 0))
-    evaluated = evaluate(data.texts, y.astype(np.int64), features.astype(np.float64), ranking.names[0], seed)
+    evaluated = evaluate(data, y.astype(np.int64), features.astype(np.float64), ranking.names[0], seed)
     _store(submission, "evaluate", evaluated, started)
     return {
         "kind": KIND,

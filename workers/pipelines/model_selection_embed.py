@@ -10,12 +10,18 @@ The market's own MiniLM (a *registered* version, ``marketplace.learnwares.servic
 has no package: its folder's files are read from the local offline copy instead, keyed by their
 own sha256, and go through the same sandboxed call, so there is one implementation of the forward
 pass. When that copy is absent the model is skipped with :class:`BaseModelUnavailable`'s reason.
+
+An image base model (:class:`SandboxImageLayerEmbedder`) goes through the same sandboxed call with
+the images (n, C, H, W) float32 as inputs; its cache key holds each image's pixel hash
+(``specs.base_models.images.image_key``) and the side the images are resized to.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from django.conf import settings
@@ -25,8 +31,9 @@ from marketplace.learnwares.conf import sandbox_limits
 from marketplace.learnwares.encoding import minilm_path
 from marketplace.learnwares.models import LearnwareVersion
 from marketplace.learnwares.services.registered import MINILM_KEY, is_registered
-from specs.base_models import CachedLayerEmbedder, EmbeddingCache
+from specs.base_models import CachedLayerEmbedder, EmbeddingCache, LayerEmbeddings
 from specs.base_models.folder import TOKENIZER_FILES, WEIGHTS_FILE
+from specs.base_models.images import check_images, image_key
 from specs.minilm import MiniLMMissingError
 from workers.pipelines.reuse_members import package_files
 from workers.sandbox import SandboxLimits, SandboxUnavailable, run_model
@@ -114,13 +121,17 @@ class SandboxLayerEmbedder(CachedLayerEmbedder):
         self.version = version
         self.sandbox_calls = 0
 
-    def _encode(self, texts: list[str]) -> np.ndarray:
+    def _batch(self, items: list[Any]) -> np.ndarray:
+        """The sandbox call's inputs: an array of str (texts)."""
+        return np.array(items, dtype=str)
+
+    def _encode(self, items: list[Any]) -> np.ndarray:
         if self._files is None:
             self._files = model_folder_files(self.version)
         limits = SandboxLimits(**sandbox_limits())
         parts = []
-        for start in range(0, len(texts), TEXTS_PER_CALL):
-            batch = np.array(texts[start : start + TEXTS_PER_CALL], dtype=str)
+        for start in range(0, len(items), TEXTS_PER_CALL):
+            batch = self._batch(items[start : start + TEXTS_PER_CALL])
             try:
                 parts.append(
                     run_model(
@@ -142,3 +153,28 @@ class SandboxLayerEmbedder(CachedLayerEmbedder):
                 ) from exc
             self.sandbox_calls += 1
         return np.concatenate(parts, axis=0)
+
+
+class SandboxImageLayerEmbedder(SandboxLayerEmbedder):
+    """A published image base model's layer embeddings of images, the cache misses run in the sandbox.
+
+    The package is read when the embedder is made: its ``config.json`` gives the side images are
+    resized to, which joins the cache key as a text's token limit does.
+    """
+
+    def __init__(self, version: LearnwareVersion, cache: EmbeddingCache) -> None:
+        super().__init__(version, cache)
+        self._files = model_folder_files(version)
+        try:
+            side = json.loads(self._files["config.json"]).get("image_size", 224)
+        except (KeyError, ValueError):
+            side = 224  # the sandbox's folder check refuses such a package with its own code
+        self.max_length = max(int(side) if isinstance(side, int) else 224, 2)
+
+    def embed(self, texts: Any) -> LayerEmbeddings:
+        """Layer embeddings of images (n, C, H, W) float in [0, 1] (the name is the base class's)."""
+        images = check_images(texts)
+        return self.embed_keyed(list(images), [image_key(image) for image in images])
+
+    def _batch(self, items: list[Any]) -> np.ndarray:
+        return np.stack(items).astype(np.float32)

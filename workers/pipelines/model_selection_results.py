@@ -70,6 +70,7 @@ class BaseModelRankResult(StageResult):
     skipped_models: list[SkippedBaseModel]
     chosen: Json  # name, version_id, layer ("mean" or a layer index)
     explanation: str
+    modality: str = "text"  # of the sample and of every candidate (the other modality's are left out)
 
 
 @dataclasses.dataclass
@@ -79,7 +80,7 @@ class BaseModelEvaluateResult(StageResult):
     metric: str
     folds: Json  # k, repeats, n
     head: HeadScores  # the logistic head on the chosen base model's embedding
-    baseline: HeadScores  # TF-IDF + logistic regression trained from scratch
+    baseline: HeadScores  # logistic regression from scratch on TF-IDF (texts) or downscaled pixels (images)
     verdict: Verdict  # head vs baseline on the same folds
     difference: ScoreInterval  # head - baseline, per fold
     winner: Json

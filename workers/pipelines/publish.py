@@ -72,6 +72,8 @@ def _read_package(version: LearnwareVersion) -> bytes:
 # --- sandbox ---------------------------------------------------------------------------------
 def probe_inputs(*, manifest: dict[str, Any], space: FeatureSpace | None) -> np.ndarray:
     """The seeded probe set of the space (text encoders: probe sentences), in the model's input format."""
+    if manifest["kind"] == Kind.BASE_MODEL and manifest["modality"] == Modality.IMAGE:
+        return image_probe_set(manifest["input"]["shape"], 16, random_state=PROBE_SEED)
     if manifest["kind"] in (Kind.ADAPTER, Kind.BASE_MODEL):
         return np.array(probe_sentences(16, random_state=PROBE_SEED))
     assert space is not None  # noqa: S101 - every other kind has a feature space

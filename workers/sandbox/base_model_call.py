@@ -4,8 +4,9 @@ The uploaded Hugging Face folder is checked by :func:`specs.base_models.inspect_
 (safetensors only, no ``auto_map``/Python files, allow-listed architecture, layer/width/parameter
 limits) and loaded by :func:`specs.base_models.load_text_encoder` (``trust_remote_code=False``,
 ``use_safetensors=True``, weights must match the config); then the probe sentences are embedded
-with the declared pooling. A refusal leaves as :class:`InvalidPackageError` with the rule's
-``upload:user:base-model-*`` code, which the call reports as "refused" (``child.run_call``).
+with the declared pooling — or, for an image base model (ViT, ``specs.base_models.images``), the
+probe images (float (n, C, H, W) in [0, 1]) are. A refusal leaves as :class:`InvalidPackageError`
+with the rule's ``upload:user:base-model-*`` code, which the call reports as "refused" (``child.run_call``).
 Imports: the standard library, numpy and torch (transformers lazily) — no Django.
 """
 
@@ -55,6 +56,11 @@ def run_base_model(folder: Path, inputs: np.ndarray, pooling: str) -> np.ndarray
         )
     try:
         checked = inspect_model_folder(folder)
+        _check_modality(checked.modality, inputs)
+        if checked.modality == "image":
+            from specs.base_models.images import embed_image_probe
+
+            return embed_image_probe(checked, inputs, pooling)
         tokenizer, model = load_text_encoder(checked)
     except BaseModelFolderError as exc:
         raise _refusal(exc) from None
@@ -82,6 +88,17 @@ def run_base_model(folder: Path, inputs: np.ndarray, pooling: str) -> np.ndarray
     return pool(hidden, batch["attention_mask"], pooling).float().numpy()
 
 
+def _check_modality(modality: str, inputs: np.ndarray) -> None:
+    """The manifest's modality chose the inputs (probe sentences or probe images); the folder must agree."""
+    given = "text" if inputs.dtype.kind == "U" else "image"
+    if given != modality:
+        raise InvalidPackageError(
+            f"the manifest says modality: {given}, but the folder holds a {modality} encoder",
+            code="upload:user:base-model-modality",
+            details={"field": "modality"},
+        )
+
+
 def run_base_model_layers(folder: Path, inputs: np.ndarray, max_length: int) -> np.ndarray:
     """(n, L, hidden) float32: every transformer layer's mean-pooled embedding of the texts ``inputs``.
 
@@ -97,7 +114,13 @@ def run_base_model_layers(folder: Path, inputs: np.ndarray, max_length: int) -> 
     from specs.base_models import BaseModelFolderError, LayerEmbedder, inspect_model_folder
 
     try:
-        embedder = LayerEmbedder(inspect_model_folder(folder), max_length=max_length)
+        checked = inspect_model_folder(folder)
+        _check_modality(checked.modality, inputs)
+        if checked.modality == "image":  # images: every layer's token mean (max_length is unused)
+            from specs.base_models.images import ImageLayerEmbedder
+
+            return ImageLayerEmbedder(checked).embed(inputs).layers.transpose(1, 0, 2)
+        embedder = LayerEmbedder(checked, max_length=max_length)
         return embedder.embed([str(t) for t in inputs.tolist()]).layers.transpose(1, 0, 2)
     except BaseModelFolderError as exc:
         raise _refusal(exc) from None

@@ -12,7 +12,6 @@ from typing import Any
 from django.db import transaction
 from django.utils.text import slugify
 
-from marketplace.learnwares.choices import Modality
 from marketplace.learnwares.models import BaseModel, Learnware, LearnwareVersion
 
 
@@ -28,14 +27,15 @@ def base_model_publish(*, version: LearnwareVersion, facts: dict[str, Any]) -> B
     (``num_layers``, ``hidden_size``, ``model_type``, ``parameters``, ``pooling``); idempotent."""
     lw = version.learnware
     description = (
-        f"{facts['model_type']} text encoder, {facts['num_layers']} layers, {facts['hidden_size']}-d, "
+        f"{facts['model_type']} {lw.modality} encoder, {facts['num_layers']} layers, "
+        f"{facts['hidden_size']}-d, "
         f"{facts['parameters']:,} parameters, {facts['pooling']} pooling (published as v{version.number})"
     )
     with transaction.atomic():
         row = BaseModel.objects.select_for_update().filter(learnware=lw).first()
         fields = {
             "name": lw.name,
-            "modality": Modality.TEXT,
+            "modality": lw.modality,
             "hidden_size": int(facts["hidden_size"]),
             "num_layers": int(facts["num_layers"]),
             "description": description,

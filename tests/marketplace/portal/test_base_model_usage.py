@@ -88,3 +88,52 @@ def test_the_adapter_snippet_never_downloads_its_base_or_takes_the_adapter_for_a
     assert code.count("from_pretrained(base_path, local_files_only=True)") == 2
     assert 'PeftModel.from_pretrained(base, str(Path("adapter").resolve()))' in code
     compile(code, "snippet.py", "exec")  # what the page shows is valid Python
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_the_image_base_model_snippet_runs_on_its_package(tmp_path, pooling):
+    from tests.support.image_base_models import image_base_model_folder, image_base_model_package
+
+    folder = image_base_model_folder(tmp_path / "src", seed=4)
+    (tmp_path / "package.zip").write_bytes(image_base_model_package(folder, pooling=pooling))
+    context = UsageContext(
+        site_url="http://market.test",
+        learnware_id=9,
+        number=1,
+        slug="tiny-vit",
+        sha256="0" * 64,
+        kind="base_model",
+        modality="image",
+        task="embedding",
+        artifact_format="hf_safetensors",
+        manifest={"pooling": pooling, "input": {"shape": [1, 8, 8]}, "output": {"dim": 32}},
+    )
+    code = python_snippet(context)
+    assert "local_files_only=True" in code and "trust_remote_code=False" in code
+    assert "AutoImageProcessor" not in code  # the upload's processor config is read as data only
+    start = code.index("zipfile.ZipFile(package.path)")
+    runnable = (
+        "import json\nimport zipfile\nfrom pathlib import Path\n"
+        "import torch\nimport torch.nn.functional as F\n"
+        "from transformers import AutoModel\ntorch.manual_seed(0)\n"
+        "class package:\n    path = 'package.zip'\n"
+        + code[start:].replace(
+            "images = (images - mean) / std", "raw = images.clone()\n    images = (images - mean) / std"
+        )
+        + "torch.save({'raw': raw, 'embeddings': embeddings}, 'out.pt')\n"
+    )
+    (tmp_path / "snippet.py").write_text(runnable)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "snippet.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "torch.Size([2, 32])" in done.stdout
+    got = torch.load(tmp_path / "out.pt", weights_only=True)
+
+    # The market's own preprocessing and probe pooling on the same images give the same embeddings.
+    from specs.base_models import inspect_model_folder
+    from specs.base_models.images import embed_image_probe
+
+    expected = embed_image_probe(inspect_model_folder(folder), got["raw"].numpy(), pooling)
+    torch.testing.assert_close(got["embeddings"], torch.from_numpy(expected), rtol=1e-4, atol=1e-5)
