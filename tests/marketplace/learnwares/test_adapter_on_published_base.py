@@ -38,7 +38,7 @@ def _assert_rejected_cleanly(version, key: str, code: str) -> None:
     assert version.package.name == ""  # the stored package was deleted
 
 
-def test_an_adapter_on_a_cls_pooled_bert_publishes_into_its_space(alice, publish, bert):
+def test_an_adapter_on_a_cls_pooled_bert_publishes_into_its_space(alice, publish, bert, client):
     base, lora = bert
     key = _base_key(publish, alice, base, name="cls-bert", pooling="cls")
     lw, version = publish(alice, base_adapter_package(lora, base_model=key, dim=32, name="on-cls-bert"))
@@ -46,6 +46,11 @@ def test_an_adapter_on_a_cls_pooled_bert_publishes_into_its_space(alice, publish
     space = Specification.objects.get(version=version).feature_space
     assert (space.key, space.dim, space.schema["pooling"]) == (encoder_space_key(key), 32, "cls")
     assert lw.base_model.key == key
+    # Its page's snippet downloads that base's package (the base learnware), not a Hub id.
+    client.force_login(alice)
+    base_lw = BaseModel.objects.get(key=key).learnware_id
+    page = client.get(f"/learnwares/{lw.id}/").content.decode()
+    assert f"market.download({base_lw}, dest=" in page and "hidden[:, 0]" in page
 
 
 def test_an_adapter_on_an_unsupported_family_is_refused_by_name(alice, publish, tmp_path):
