@@ -101,7 +101,7 @@ def _module_path(name: str) -> str:
 
 
 @contextmanager
-def _hooked(model: Any, delta: Delta | None, modules: Sequence[str]) -> Iterator[None]:
+def hooked(model: Any, delta: Delta | None, modules: Sequence[str]) -> Iterator[None]:
     import torch
 
     handles = []
@@ -138,7 +138,7 @@ def layer_states(
 
     tokenizer, model = base
     layers: list[list[np.ndarray]] = []
-    with torch.no_grad(), _hooked(model, delta, modules):
+    with torch.no_grad(), hooked(model, delta, modules):
         for start in range(0, len(texts), BATCH):
             batch = tokenizer(
                 list(texts[start : start + BATCH]),

@@ -12,6 +12,7 @@ from marketplace.core.exceptions import ValidationFailed
 from marketplace.learnwares.choices import Modality
 from marketplace.learnwares.encoding import encode_texts, image_encoder
 from marketplace.learnwares.models import FeatureSpace
+from marketplace.learnwares.services.adapter_bases import is_base_space
 from specs import TableStandardizer
 from specs.columns import align, column_names
 from specs.tables import TableFileError, read_csv, read_npz
@@ -138,4 +139,8 @@ def sample_encode(*, space: FeatureSpace, data: Any) -> np.ndarray:
         return TableStandardizer.from_dict(space.standardization).transform(data)
     if space.kind == Modality.IMAGE:
         return image_encoder(space.schema).encode(data).astype(np.float64)
+    if is_base_space(space):  # a published base model's space: its forward pass runs in the sandbox
+        from workers.pipelines.adapter_base import base_space_encode
+
+        return base_space_encode(space, [str(t) for t in data])
     return encode_texts(list(data)).astype(np.float64)

@@ -14,11 +14,12 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from marketplace.core.exceptions import ApplicationError, NotFound
+from marketplace.core.exceptions import ApplicationError, NotFound, ValidationFailed
 from marketplace.jobs.selectors import job_get_visible
 from marketplace.learnwares import selectors, services
 from marketplace.learnwares.choices import TERMINAL_VERSION_STATES, VersionStatus
 from marketplace.learnwares.models import Learnware, LearnwareVersion, Specification
+from marketplace.learnwares.services.adapter_bases import base_model_version, published_base_row
 from marketplace.portal.charts import PointSet, pca_2d, scatter
 from marketplace.portal.forms import CardForm, PackageUploadForm
 from marketplace.portal.package_files import package_listing
@@ -66,6 +67,23 @@ def _projection(request: HttpRequest, spec: Specification | None) -> dict[str, A
     }
 
 
+def _published_base(lw: Learnware) -> dict[str, Any]:
+    """An adapter's published base model (not the offline MiniLM): its learnware and declared pooling."""
+    if lw.kind != "adapter" or lw.base_model is None:
+        return {}
+    row = published_base_row(lw.base_model.key)
+    try:
+        version = base_model_version(row) if row is not None else None
+    except ValidationFailed:  # the base was withdrawn: the snippet names the key only
+        version = None
+    if row is None or version is None:
+        return {}
+    return {
+        "base_model_learnware_id": row.learnware_id,
+        "base_model_pooling": str(version.manifest.get("pooling") or "mean"),
+    }
+
+
 def _usage_context(
     lw: Learnware, version: LearnwareVersion, site_url: str, sample_range: tuple[float, float] | None
 ) -> UsageContext:
@@ -84,6 +102,7 @@ def _usage_context(
         base_model_key=base.key if base else "",
         base_model_name=base.name if base else "",
         base_model_aliases=tuple(base.aliases or []) if base else (),
+        **_published_base(lw),
         sample_range=sample_range,
     )
 

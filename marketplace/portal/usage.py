@@ -33,6 +33,9 @@ class UsageContext:
     base_model_key: str = ""
     base_model_name: str = ""
     base_model_aliases: tuple[str, ...] = ()
+    # An adapter on a published base model: that base's learnware (its package holds model/) and pooling.
+    base_model_learnware_id: int | None = None
+    base_model_pooling: str = "mean"
     sample_range: tuple[float, float] | None = None
 
     @property
@@ -125,11 +128,25 @@ def python_text(ctx: UsageContext) -> str:
 
 
 def python_adapter(ctx: UsageContext) -> str:
+    pooled = (
+        "embeddings = hidden[:, 0]  # cls pooling, as its base model declares\n"
+        if ctx.base_model_pooling == "cls"
+        else 'mask = batch["attention_mask"].unsqueeze(-1)\n'
+        "embeddings = (hidden * mask).sum(1) / mask.sum(1)  # mean pooling, as the market embeds texts\n"
+    )
     if ctx.base_model_key == MINILM_KEY:
         base_line = (
             "from lwm_client.data import minilm_path\n\n"
             f"base_path = minilm_path()  # the client's offline copy of {MINILM_HUB_ID} (or use that Hub "
             "id)\n"
+        )
+    elif ctx.base_model_learnware_id is not None:
+        base_line = (
+            f"# the base model {ctx.base_model_name or ctx.base_model_key} is learnware "
+            f"{ctx.base_model_learnware_id}: its package holds the folder model/\n"
+            f'base_package = market.download({ctx.base_model_learnware_id}, dest="base-package")\n'
+            'zipfile.ZipFile(base_package.path).extractall("base")\n'
+            'base_path = str(Path("base", "model").resolve())  # an absolute folder is never a Hub id\n'
         )
     else:
         hub = ctx.base_model_aliases[0] if ctx.base_model_aliases else ctx.base_model_key
@@ -155,8 +172,8 @@ def python_adapter(ctx: UsageContext) -> str:
         'batch = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")\n'
         "with torch.no_grad():\n"
         "    hidden = model(**batch).last_hidden_state\n"
-        'mask = batch["attention_mask"].unsqueeze(-1)\n'
-        "embeddings = (hidden * mask).sum(1) / mask.sum(1)  # mean pooling, as the market embeds texts\n"
+        + pooled
+        + "embeddings = torch.nn.functional.normalize(embeddings, dim=1)  # unit rows, as the market's\n"
         "print(embeddings.shape)\n"
     )
 

@@ -21,7 +21,7 @@ from marketplace.core.exceptions import ApplicationError, TransientError, Valida
 from marketplace.learnwares import services
 from marketplace.learnwares.choices import Kind, Modality, Task, VersionStatus
 from marketplace.learnwares.conf import rkme_k, sandbox_limits, zip_limits
-from marketplace.learnwares.encoding import encode_texts, minilm_path
+from marketplace.learnwares.encoding import encode_texts
 from marketplace.learnwares.models import FeatureSpace, LearnwareVersion, Specification
 from marketplace.learnwares.packages import Package, package_inspect, package_without
 from marketplace.learnwares.samples import sample_encode, sample_raw
@@ -46,6 +46,7 @@ from specs.fingerprints import (
 )
 from specs.packaging.zipsafe import ZipLimits
 from specs.units import check_rms, unit_rms
+from workers.pipelines.adapter_base import adapter_call
 from workers.pipelines.publish_base_model import publish_base_model
 from workers.sandbox import SandboxError, SandboxLimits, SandboxRefused, SandboxUnavailable, run_model
 
@@ -121,14 +122,16 @@ def run_probe(*, package: Package, space: FeatureSpace | None) -> np.ndarray:
     manifest = package.manifest
     inputs = probe_inputs(manifest=manifest, space=space)
     artifact: Any = package.artifact if package.artifact_format in FOLDER_FORMATS else package.artifact_bytes
+    call: dict[str, Any] = {"artifact": artifact, "base_model_path": None, "pooling": manifest.get("pooling")}
+    if manifest["kind"] == Kind.ADAPTER:  # the offline MiniLM, or a published base staged beside it
+        call = adapter_call(manifest, artifact)
     try:
         outputs = run_model(
-            artifact,
+            call.pop("artifact"),
             inputs,
             kind=SANDBOX_KINDS[package.artifact_format],
             limits=SandboxLimits(**sandbox_limits()),
-            base_model_path=minilm_path() if manifest["kind"] == Kind.ADAPTER else None,
-            pooling=manifest.get("pooling"),
+            **call,
         )
     except SandboxUnavailable as exc:
         raise TransientError(exc.message) from exc
@@ -337,8 +340,13 @@ def _run(version: LearnwareVersion, report: Report) -> str:
         if package.sample_kind and not has_spec
         else None
     )
-    space = _space(package, raw)
-    if raw is not None and space.kind == Modality.TABLE:  # the sample in the space's column order, by name
+    # An adapter's probe does not need its space: it is made after the probe passed, so a refused
+    # adapter on a published base leaves no empty encoder space behind.
+    adapter = package.manifest["kind"] == Kind.ADAPTER
+    space = _space(package, raw) if not adapter else None
+    if (
+        space is not None and raw is not None and space.kind == Modality.TABLE
+    ):  # the sample in the space's column order, by name
         raw = manifest_to_space(space, package.manifest["input"]["columns"]).apply(
             np.asarray(raw, dtype=np.float64)
         )
@@ -348,6 +356,7 @@ def _run(version: LearnwareVersion, report: Report) -> str:
     services.version_check(
         version=version, check="sandbox", ok=True, message=f"probe outputs {list(outputs.shape)}"
     )
+    space = space or _space(package, raw)
 
     report("spec", 2, len(STEPS), "verifying or computing the RKME")
     if not has_spec:

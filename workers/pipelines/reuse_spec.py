@@ -11,6 +11,8 @@ import numpy as np
 from marketplace.core.exceptions import ValidationFailed
 from marketplace.learnwares.conf import rkme_k
 from marketplace.learnwares.models import FeatureSpace
+from marketplace.learnwares.services.adapter_bases import is_base_space
+from marketplace.learnwares.services.registered import MINILM_KEY
 from marketplace.submissions.choices import DataFormat
 from marketplace.submissions.data import field_error
 from marketplace.submissions.services import submission_feature_space_set
@@ -48,6 +50,8 @@ def resolve_space(ctx: ReuseContext, columns: list[str] | None, d: int) -> Featu
             _check_fits(space, columns, d)
         return space
     candidates = FeatureSpace.objects.filter(kind=ctx.submission.modality).order_by("key")
+    if ctx.submission.modality == "text":  # the MiniLM's texts; a base model's space is never guessed
+        candidates = candidates.filter(encoder_id__in=("", MINILM_KEY))
     if columns is None or ctx.submission.modality != "table":
         candidates = candidates.filter(dim=d)
     fitting = [s for s in candidates if _fits(s, columns, d)]
@@ -332,6 +336,14 @@ def run(ctx: ReuseContext, report: Report) -> SpecResult:
         texts = list(ctx.user_texts.texts)
         if ctx.labelled_texts is not None and not ctx.adapter_mode:
             texts += list(ctx.labelled_texts.texts)
+        named = FeatureSpace.objects.filter(key=ctx.requirements.get("feature_space") or "").first()
+        if named is not None and is_base_space(named):
+            raise field_error(
+                "requirements.feature_space",
+                f"{named.key!r} is a published base model's encoder space: submissions embed texts with the "
+                "MiniLM for now (search by data in that space finds its adapters)",
+                "submission:user:unsupported-feature-space",
+            )
         space = resolve_space(ctx, None, TEXT_DIM)
         rms, rms_known = np.ones(space.dim), False  # unit vectors: the text space needs no unit-free step
         rows = encode_texts(texts).astype(np.float64)

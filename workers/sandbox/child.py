@@ -107,6 +107,10 @@ def execute(req: dict[str, Any], folder: Path) -> np.ndarray:
     """Load artifact -> check -> run, on ``folder``'s ``inputs.npy``."""
     inputs = np.load(folder / "inputs.npy", allow_pickle=False)
     with torch.no_grad():
+        if req["kind"] == "peft_lora" and not req.get("base_model_path"):  # on a published base model
+            from workers.sandbox.adapter_base_call import run_adapter_on_base
+
+            return run_adapter_on_base(folder / "artifact", inputs, str(req.get("pooling")))
         if req["kind"] == "peft_lora":
             return _run_adapter(folder / "artifact", req["base_model_path"], inputs)
         if req["kind"] == "hf_encoder" and req.get("mode") == "layers":  # model selection: every layer
@@ -131,7 +135,7 @@ def warm(kind: str | None, base_model_path: str | None) -> None:
         import onnxruntime  # noqa: F401
 
         from specs.packaging import onnx_run  # noqa: F401
-    elif kind == "hf_encoder":
+    elif kind == "hf_encoder" or (kind == "peft_lora" and not base_model_path):  # a published base
         from workers.sandbox.base_model_call import warm as warm_base_model
 
         warm_base_model()

@@ -85,8 +85,16 @@ def _stage(folder: Path, artifact: str | Path | bytes | Mapping[str, bytes], inp
     if isinstance(artifact, Mapping):
         target.mkdir(mode=0o700)
         for name, data in artifact.items():
-            if "/" in name or name.startswith("."):
+            # One level is allowed: ``base/<file>``, a published base model's folder beside its adapter.
+            parts = name.split("/")
+            if (
+                len(parts) > 2
+                or (len(parts) == 2 and parts[0] != "base")
+                or any(not p or p.startswith(".") for p in parts)
+            ):
                 raise ValueError(f"adapter file name {name!r} is not a plain file name")
+            if len(parts) == 2:
+                (target / parts[0]).mkdir(mode=0o700, exist_ok=True)
             (target / name).write_bytes(data)
     elif isinstance(artifact, bytes):
         target.write_bytes(artifact)
@@ -239,7 +247,10 @@ def _run_model(
     ``adapter_config.json`` and ``adapter_model.safetensors``; then ``inputs`` is an
     array of str and the output is the base model's mean-pooled, L2-normalised
     last hidden state with the adapter applied, (n, hidden) float32, and
-    ``base_model_path`` is the base model's local folder (shown read-only to the sandbox).
+    ``base_model_path`` is the base model's local folder (shown read-only to the sandbox). Without
+    ``base_model_path`` the base is a *published* one: its Hugging Face folder is staged in the
+    artifact as ``base/<file>`` and checked like an ``hf_encoder`` upload, its ``pooling`` is applied
+    (``workers.sandbox.adapter_base_call``).
     For ``kind="hf_encoder"`` ``artifact`` is an uploaded base model's Hugging Face folder (a path or
     ``{file name: bytes}``), ``inputs`` an array of str, and the output the (n, hidden) float32
     embeddings under ``pooling`` ("mean" or "cls"), after the folder checks of

@@ -53,7 +53,7 @@ def _learnware_for(
     user: Any, manifest: dict[str, Any], package: Package, learnware: Learnware | None
 ) -> Learnware:
     base = base_model_for(
-        manifest=manifest, adapter_config=_adapter_config(package)
+        manifest=manifest, adapter_config=_adapter_config(package), user=user
     )  # the package itself first
     slug = slugify(manifest["name"])[:140] or "learnware"
     if learnware is None:

@@ -10,6 +10,11 @@ from django.db import IntegrityError, transaction
 from marketplace.core.exceptions import ValidationFailed
 from marketplace.learnwares.choices import Kind, Modality
 from marketplace.learnwares.models import BaseModel, FeatureSpace
+from marketplace.learnwares.services.adapter_bases import (
+    base_space_defaults,
+    published_base_for,
+    published_base_row,
+)
 from marketplace.learnwares.services.registered import MINILM_KEY, registered_learnwares_ensure
 from specs import TableStandardizer, default_gamma
 from specs.columns import ColumnError, column_names
@@ -92,6 +97,11 @@ def _space_defaults(manifest: dict[str, Any], reference: np.ndarray | None) -> t
             "standardization": {},
             "encoder_id": encoder_id,
         }
+    base = (
+        published_base_row(manifest.get("base_model") or "") if manifest.get("kind") == Kind.ADAPTER else None
+    )
+    if base is not None:  # an adapter on a published base model lives in that base's encoder space
+        return base_space_defaults(base)
     return TEXT_SPACE_KEY, {
         "kind": Modality.TEXT,
         "schema": {"encoder": MINILM_KEY, "pooling": "mean", "normalize": True},
@@ -139,9 +149,13 @@ def base_models_register() -> list[BaseModel]:
 
 
 def base_model_for(
-    *, manifest: dict[str, Any], adapter_config: dict[str, Any] | None = None
+    *, manifest: dict[str, Any], adapter_config: dict[str, Any] | None = None, user: Any = None
 ) -> BaseModel | None:
     """The registered base model an adapter targets; None for models.
+
+    A published base model (``services.adapter_bases``) must be visible to ``user``; its family and
+    the adapter's shapes are checked in the sandbox, against its weights, when the adapter publishes
+    (``base_model_name_or_path`` is the developer's local path then, so it is not compared).
 
     Raises
     ------
@@ -153,16 +167,12 @@ def base_model_for(
     wanted = manifest["base_model"]
     if not BaseModel.objects.exists():
         base_models_register()  # a flushed test database, or one migrated without data
+    published = published_base_for(wanted=wanted, user=user)
+    if published is not None:
+        return published
     names = {wanted} | ({adapter_config.get("base_model_name_or_path")} if adapter_config else set())
     for row in BaseModel.objects.all():
-        if row.key == wanted or wanted in row.aliases:
-            if row.key != MINILM_KEY:  # the sandbox runs adapters on the offline MiniLM only
-                raise ValidationFailed(
-                    f"field 'base_model': {wanted!r} is a published base model; adapters can target only "
-                    f"{MINILM_KEY} for now",
-                    code="upload:user:unknown-base-model",
-                    details={"base_model": wanted},
-                )
+        if row.key == MINILM_KEY and (row.key == wanted or wanted in row.aliases):
             declared = adapter_config.get("base_model_name_or_path") if adapter_config else None
             if declared and declared != row.key and declared not in row.aliases:
                 raise ValidationFailed(

@@ -1,15 +1,14 @@
-"""A base model (no specification) through review, a new version, and as an adapter's target."""
+"""A base model (no specification) through review and a new version (adapters on it:
+``test_adapter_on_published_base``)."""
 
 from __future__ import annotations
 
 import pytest
 
-from marketplace.core.exceptions import ValidationFailed
 from marketplace.learnwares import services
 from marketplace.learnwares.choices import VersionStatus
 from marketplace.learnwares.models import BaseModel, Specification
 from marketplace.search.models import IndexChange
-from tests.support import packages
 from tests.support.base_model_packages import base_model_folder, base_model_package
 
 pytestmark = pytest.mark.django_db
@@ -42,11 +41,3 @@ def test_a_second_version_updates_the_same_registry_row(alice, publish, folder, 
     row = BaseModel.objects.get(learnware=lw)
     assert row.key == key and "cls pooling" in row.description and "v2" in row.description
     assert BaseModel.objects.filter(learnware__owner=alice).count() == 1  # (the market's MiniLM has its own)
-
-
-def test_an_adapter_cannot_target_a_published_base_model_yet(alice, publish, folder):
-    lw, _ = publish(alice, base_model_package(folder, name="target-bert"))
-    key = BaseModel.objects.get(learnware=lw).key
-    with pytest.raises(ValidationFailed) as err:
-        publish(alice, packages.build_lora_adapter_package(base_model=key, name="on-bert"))
-    assert err.value.code == "upload:user:unknown-base-model" and "published base model" in err.value.message

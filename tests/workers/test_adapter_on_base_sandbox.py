@@ -1,0 +1,90 @@
+"""A LoRA adapter on a published (uploaded) base model in the sandbox: ``run_model(kind="peft_lora")``
+with the base's folder staged under ``base/``. The hooks' embeddings equal PEFT's own computation
+on BERT and RoBERTa under both poolings; an unsupported family, a LoRA of other widths or other
+layers, and a spoilt base folder are refused by code before anything of the adapter runs."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from tests.specs.base_models.tiny_models import SIZES, VOCAB, save_folder
+from tests.support.base_adapters import TEXTS, adapter_files, peft_embeddings, peft_lora_folder
+from tests.support.base_model_packages import BROKEN, base_model_folder
+from workers.sandbox import SandboxRefused, run_model
+
+
+def _staged(base_folder, adapter_folder) -> dict[str, bytes]:
+    files = adapter_files(adapter_folder)
+    files.update({f"base/{p.name}": p.read_bytes() for p in base_folder.iterdir() if p.is_file()})
+    return files
+
+
+@pytest.fixture(scope="module")
+def bases(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bases")
+    return {family: base_model_folder(root / family, family, seed=4) for family in ("bert", "roberta")}
+
+
+@pytest.mark.parametrize(("family", "pooling"), [("bert", "mean"), ("bert", "cls"), ("roberta", "mean")])
+def test_the_sandbox_hooks_equal_peft_on_a_published_base(bases, tmp_path, family, pooling):
+    base = bases[family]
+    adapter = peft_lora_folder(base, tmp_path / "lora", seed=5, targets=("query", "key", "value"))
+    out = run_model(_staged(base, adapter), np.array(TEXTS), kind="peft_lora", pooling=pooling)
+    expected = peft_embeddings(base, adapter, TEXTS, pooling)
+    assert out.shape == (len(TEXTS), SIZES["hidden_size"]) and out.dtype == np.float32
+    assert_allclose(out, expected, atol=2e-5)
+    # The adapter changes the embeddings (an adapter never applied would equal the base alone).
+    base_only = run_model(base, np.array(TEXTS), kind="hf_encoder", pooling=pooling).astype(np.float64)
+    base_only /= np.linalg.norm(base_only, axis=1, keepdims=True)
+    assert np.abs(out - base_only).max() > 1e-2
+
+
+def test_an_unsupported_family_is_refused_by_name(tmp_path):
+    base = base_model_folder(tmp_path / "distilbert", "distilbert", seed=1)
+    # A LoRA on DistilBERT's own projections (q_lin/v_lin): a valid PEFT adapter the hooks cannot address.
+    adapter = peft_lora_folder(base, tmp_path / "lora", targets=("q_lin", "v_lin"))
+    with pytest.raises(SandboxRefused) as err:
+        run_model(_staged(base, adapter), np.array(TEXTS), kind="peft_lora", pooling="mean")
+    assert err.value.code == "upload:user:adapter-base-unsupported", err.value
+
+
+@pytest.mark.parametrize("other", ["wider", "deeper"])
+def test_a_lora_of_another_shape_is_refused_by_name(bases, tmp_path, other):
+    # The LoRA is trained on a BERT 48 wide (or 3 layers deep); the published base is 32 wide, 2 deep.
+    sizes = {"hidden_size": 48, "intermediate_size": 96} if other == "wider" else {"num_hidden_layers": 3}
+    import transformers as tf
+
+    torch_model = tf.AutoModel.from_config(
+        tf.BertConfig(**{**SIZES, **sizes}, vocab_size=len(VOCAB), max_position_embeddings=64, pad_token_id=0)
+    )
+    trained_on = save_folder(torch_model, tmp_path / "other")
+    adapter = peft_lora_folder(trained_on, tmp_path / "lora")
+    with pytest.raises(SandboxRefused) as err:
+        run_model(_staged(bases["bert"], adapter), np.array(TEXTS), kind="peft_lora", pooling="mean")
+    assert err.value.code == "upload:user:adapter-base-mismatch", err.value
+    assert err.value.details.get("module", "").endswith(("query", "value")), err.value.details
+
+
+def test_a_spoilt_base_folder_is_refused_with_the_base_models_code(bases, tmp_path):
+    spoil, code = BROKEN["auto-map"]
+    base = shutil.copytree(bases["bert"], tmp_path / "base")
+    adapter = peft_lora_folder(bases["bert"], tmp_path / "lora")
+    spoil(base)
+    with pytest.raises(SandboxRefused) as err:
+        run_model(_staged(base, adapter), np.array(TEXTS), kind="peft_lora", pooling="mean")
+    assert err.value.code == code
+
+
+@pytest.mark.parametrize("option", [{"use_dora": True}, {"bias": "all"}])
+def test_a_peft_option_the_hooks_would_ignore_is_refused_by_name(bases, tmp_path, option):
+    from tests.support.base_adapters import edit_adapter_config
+
+    adapter = peft_lora_folder(bases["bert"], tmp_path / "lora")
+    edit_adapter_config(adapter, **option)
+    with pytest.raises(SandboxRefused) as err:
+        run_model(_staged(bases["bert"], adapter), np.array(TEXTS), kind="peft_lora", pooling="mean")
+    assert err.value.code == "upload:user:adapter-config" and next(iter(option)) in err.value.message
