@@ -73,7 +73,8 @@ def published_base_for(*, wanted: str, user: Any) -> BaseModel | None:
     ------
     ValidationFailed
         ``upload:user:unknown-base-model`` for a base hidden from ``user`` (named as unknown, so its
-        existence does not leak) or one without a published version.
+        existence does not leak) or one without a published version; ``upload:user:adapter-base-
+        unsupported`` for an image base model.
     """
     row = published_base_row(wanted)
     if row is None:
@@ -82,6 +83,13 @@ def published_base_for(*, wanted: str, user: Any) -> BaseModel | None:
     visible = Learnware.objects.visible_to(user).filter(id=lw_id).exists() if user is not None else True
     if not visible:
         raise _unknown(wanted)
+    if row.modality != Modality.TEXT:  # a LoRA on token states cannot target an image encoder
+        raise ValidationFailed(
+            f"field 'base_model': {wanted!r} is a {row.modality} base model; adapters target text base "
+            "models (BERT, RoBERTa)",
+            code="upload:user:adapter-base-unsupported",
+            details={"base_model": wanted, "modality": row.modality},
+        )
     base_model_version(row)
     return row
 

@@ -15,6 +15,7 @@ from specs.adapter_bases import encoder_space_key
 from tests.specs.base_models.tiny_models import SIZES, VOCAB, save_folder
 from tests.support.base_adapters import base_adapter_package, peft_lora_folder
 from tests.support.base_model_packages import base_model_folder, base_model_package
+from tests.support.image_base_models import image_base_model_folder, image_base_model_package
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +96,16 @@ def test_a_base_the_uploader_cannot_see_is_refused_as_unknown(alice, bob, publis
     # Its owner may build on it.
     _, version = publish(bob, base_adapter_package(lora, base_model=key, dim=32, name="on-my-bert"))
     assert version.status == VersionStatus.PUBLISHED, version.rejection_reasons
+
+
+def test_an_adapter_on_an_image_base_model_is_refused_at_upload(alice, publish, bert, tmp_path):
+    _, lora = bert
+    lw, version = publish(
+        alice, image_base_model_package(image_base_model_folder(tmp_path / "vit"), name="tiny-vit")
+    )
+    assert version.status == VersionStatus.PUBLISHED, version.rejection_reasons
+    key = BaseModel.objects.get(learnware=lw).key
+    with pytest.raises(ValidationFailed) as err:
+        publish(alice, base_adapter_package(lora, base_model=key, dim=32, name="on-a-vit"))
+    assert err.value.code == "upload:user:adapter-base-unsupported" and "image" in err.value.message
+    assert not Learnware.objects.filter(owner=alice, kind="adapter").exists()
