@@ -217,6 +217,8 @@ LWM_PACKAGE_MAX_UNCOMPRESSED = env_int("LWM_PACKAGE_MAX_UNCOMPRESSED", 512 * 2**
 LWM_PACKAGE_MAX_RATIO = env_float("LWM_PACKAGE_MAX_RATIO", 100.0, minimum=1.0)
 
 # --- Submissions ---------------------------------------------------------------------------
+# Layer embeddings of users' texts/images per base model (model selection), on the worker's disk.
+LWM_EMBEDDING_CACHE_MB = env_int("LWM_EMBEDDING_CACHE_MB", 2048, minimum=1)
 LWM_SUBMISSION_MAX_ACTIVE = env_int("LWM_SUBMISSION_MAX_ACTIVE", 3, minimum=1)  # per user, pending or running
 LWM_SUBMISSION_MAX_BYTES = env_int("LWM_SUBMISSION_MAX_BYTES", 50 * 1024 * 1024, minimum=1)  # per data file
 # A finished submission's data and package are deleted after this many days (user data is not kept forever).

@@ -40,18 +40,33 @@ class EmbeddingCache:
     directory : path, optional
         Also keep entries as ``.npy`` files there (read back with ``allow_pickle=False``), so a
         later process reuses them; None keeps them in memory only.
+    max_bytes : int, optional
+        A cap on the directory's ``.npy`` files. When a write takes it over the cap, the least
+        recently used files (a hit refreshes a file's mtime) are deleted until the directory holds at
+        most ``EVICT_TO`` of the cap, so eviction runs once per many writes, not on every one. Other
+        processes may share the directory: the size is re-read from disk when a write would cross the
+        cap, and a file another process deleted is just a later miss. None: no cap.
 
     Attributes
     ----------
     hits, misses : int
         Lookups answered from the cache / not.
+    evicted : int
+        Files this instance deleted to stay under ``max_bytes``.
     """
 
-    def __init__(self, directory: str | Path | None = None) -> None:
+    EVICT_TO = 0.8
+
+    def __init__(self, directory: str | Path | None = None, *, max_bytes: int | None = None) -> None:
+        if max_bytes is not None and max_bytes <= 0:
+            raise InvalidParameterError(f"max_bytes must be positive, got {max_bytes}")
         self.directory = Path(directory) if directory is not None else None
+        self.max_bytes = max_bytes
         self._memory: dict[tuple[str, int, str], np.ndarray] = {}
+        self._disk_bytes: int | None = None  # read lazily; an estimate between evictions
         self.hits = 0
         self.misses = 0
+        self.evicted = 0
 
     def _file(self, key: tuple[str, int, str]) -> Path | None:
         if self.directory is None:
@@ -63,8 +78,14 @@ class EmbeddingCache:
         found = self._memory.get(key)
         path = self._file(key)
         if found is None and path is not None and path.is_file():
-            found = np.load(path, allow_pickle=False)
-            self._memory[key] = found
+            try:
+                found = np.load(path, allow_pickle=False)
+                if self.max_bytes is not None:
+                    path.touch()  # recently used: the last to be evicted
+            except FileNotFoundError:  # evicted by another process between the check and the read
+                found = None
+            if found is not None:
+                self._memory[key] = found
         if found is None:
             self.misses += 1
         else:
@@ -77,6 +98,39 @@ class EmbeddingCache:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             np.save(path, value, allow_pickle=False)
+            if self.max_bytes is not None:
+                self._after_write(path.stat().st_size)
+
+    def _files(self) -> list[tuple[float, int, Path]]:
+        """(mtime, size, path) of every cached file, oldest first."""
+        assert self.directory is not None
+        found = []
+        for path in self.directory.rglob("*.npy"):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue
+            found.append((stat.st_mtime, stat.st_size, path))
+        return sorted(found)
+
+    def _after_write(self, size: int) -> None:
+        assert self.max_bytes is not None
+        if self._disk_bytes is None:
+            self._disk_bytes = sum(s for _, s, _ in self._files())
+        else:
+            self._disk_bytes += size
+        if self._disk_bytes <= self.max_bytes:
+            return
+        files = self._files()
+        total = sum(s for _, s, _ in files)
+        target = int(self.max_bytes * self.EVICT_TO)
+        for _, file_size, path in files:
+            if total <= target:
+                break
+            path.unlink(missing_ok=True)
+            total -= file_size
+            self.evicted += 1
+        self._disk_bytes = total
 
     def __len__(self) -> int:
         return len(self._memory)

@@ -45,8 +45,11 @@ MODEL_PREFIX = "model/"
 
 
 def embedding_cache() -> EmbeddingCache:
-    """The worker's on-disk cache of layer embeddings (``.npy`` files, read without pickle)."""
-    return EmbeddingCache(Path(settings.VAR_DIR) / "embeddings")
+    """The worker's on-disk cache of layer embeddings (``.npy`` files, read without pickle), capped at
+    ``LWM_EMBEDDING_CACHE_MB`` (least recently used files go first)."""
+    return EmbeddingCache(
+        Path(settings.VAR_DIR) / "embeddings", max_bytes=settings.LWM_EMBEDDING_CACHE_MB * 1024 * 1024
+    )
 
 
 def model_folder_files(version: LearnwareVersion) -> dict[str, bytes]:

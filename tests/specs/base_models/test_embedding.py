@@ -110,3 +110,43 @@ def test_bad_arguments_are_refused(tmp_path: Path) -> None:
         LayerEmbedder(folder).embed(["ok", 3])  # type: ignore[list-item]
     with pytest.raises(InvalidParameterError, match="max_length"):
         LayerEmbedder(folder, max_length=1)
+
+
+def _entry(i: int) -> tuple[tuple[str, int, str], np.ndarray]:
+    return ("digest", 128, f"{i:064x}"), np.full((2, 8), float(i), dtype=np.float32)
+
+
+def test_a_capped_cache_evicts_the_least_recently_used_files(tmp_path):
+    import os
+
+    EmbeddingCache(tmp_path / "probe").put(*_entry(0))
+    per_file = next((tmp_path / "probe").rglob("*.npy")).stat().st_size  # every entry has this size
+    cache = EmbeddingCache(tmp_path / "cache", max_bytes=5 * per_file)
+    for i in range(5):
+        key, value = _entry(i)
+        cache.put(key, value)
+        path = cache._file(key)
+        assert path is not None
+        os.utime(path, (1_000 + i, 1_000 + i))  # distinct ages: 0 is the oldest
+    assert cache.evicted == 0
+    # A hit makes entry 0 the most recently used; a fresh instance reads it from disk.
+    reader = EmbeddingCache(tmp_path / "cache", max_bytes=5 * per_file)
+    np.testing.assert_array_equal(reader.get(_entry(0)[0]), _entry(0)[1])
+    cache.put(*_entry(5))  # 6 files > 5: down to 0.8 x 5 = 4 files, oldest first (1 and 2)
+    left = sorted(int(p.stem, 16) for p in (tmp_path / "cache").rglob("*.npy"))
+    assert left == [0, 3, 4, 5]
+    assert cache.evicted == 2
+    assert sum(p.stat().st_size for p in (tmp_path / "cache").rglob("*.npy")) <= 5 * per_file
+    # An evicted entry is a miss for a process that never held it in memory.
+    fresh = EmbeddingCache(tmp_path / "cache")
+    assert fresh.get(_entry(1)[0]) is None and fresh.misses == 1
+    np.testing.assert_array_equal(fresh.get(_entry(3)[0]), _entry(3)[1])
+
+
+def test_an_uncapped_cache_keeps_everything_and_a_bad_cap_is_refused(tmp_path):
+    cache = EmbeddingCache(tmp_path / "cache")
+    for i in range(20):
+        cache.put(*_entry(i))
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 20 and cache.evicted == 0
+    with pytest.raises(InvalidParameterError):
+        EmbeddingCache(tmp_path / "other", max_bytes=0)
