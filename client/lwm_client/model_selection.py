@@ -1,8 +1,10 @@
-"""Which base model should my text task build on? ``Client.rank_models`` and ``lwm rank-models``.
+"""Which base model should my task build on? ``Client.rank_models`` (texts),
+``Client.rank_image_models`` (images) and ``lwm rank-models``.
 
-The labelled texts travel as a JSONL labelled sample with ``requirements.kind = "base_model"``; the
-market ranks every base model you can see by layer-wise LogME / H-score / kNN (each model runs in
-its sandbox) and evaluates a logistic head on the first against TF-IDF from scratch.
+The labelled texts travel as a JSONL labelled sample (images as an NPZ of ``images`` and ``y``) with
+``requirements.kind = "base_model"``; the market ranks every base model of that modality you can see
+by layer-wise LogME / H-score / kNN (each model runs in its sandbox) and evaluates a logistic head on
+the first against a from-scratch model (TF-IDF for texts, pixels for images).
 """
 
 from __future__ import annotations
@@ -32,6 +34,50 @@ def _texts_jsonl(texts: Sequence[str], labels: Sequence[Any]) -> bytes:
         raise ConfigError("texts must be a non-empty list of non-empty strings", code="rank:user:texts")
     rows = (json.dumps({"text": t, "label": str(y)}) for t, y in zip(texts, labels, strict=True))
     return ("\n".join(rows) + "\n").encode()
+
+
+def _images_npz(images: Any, labels: Sequence[Any]) -> bytes:
+    import numpy as np
+
+    array = np.asarray(images)
+    if array.ndim not in (3, 4) or array.shape[0] == 0 or not np.issubdtype(array.dtype, np.number):
+        raise ConfigError(
+            f"images must be a numeric array (n, H, W), (n, H, W, C) or (n, C, H, W), got {array.shape}",
+            code="rank:user:images",
+        )
+    if array.shape[0] != len(labels):
+        raise ConfigError(
+            f"{array.shape[0]} images but {len(labels)} labels: give one label per image",
+            code="rank:user:labels",
+        )
+    buffer = io.BytesIO()
+    np.savez(buffer, images=array, y=np.asarray([str(y) for y in labels]))
+    return buffer.getvalue()
+
+
+def read_labelled_images(path: str | Path, labels: str) -> tuple[Any, list[str]]:
+    """(images, labels) of an NPZ holding ``images`` and the labels under ``labels`` (or ``y``).
+
+    Raises
+    ------
+    ConfigError
+        Not an NPZ, or without those arrays (``rank:user:*``); read without pickle.
+    """
+    import numpy as np
+
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            key = labels if labels in data.files else "y"
+            if "images" not in data.files or key not in data.files:
+                raise ConfigError(
+                    f"{path.name}: an NPZ needs an 'images' array and a {labels!r} (or 'y') array, "
+                    f"found {sorted(data.files)}",
+                    code="rank:user:columns",
+                )
+            return data["images"], [str(y) for y in data[key]]
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path.name}: not a readable NPZ ({exc})", code="rank:user:bad-file") from None
 
 
 def read_labelled_texts(path: str | Path, labels: str, text: str = "text") -> tuple[list[str], list[str]]:
@@ -85,13 +131,42 @@ class ModelSelectionMixin:
         submission, whose ``results["rank"]`` holds every model's per-layer scores and
         ``results["evaluate"]`` the head against TF-IDF from scratch (:func:`ranking_table` prints them).
         """
+        files = {"labelled": ("labelled.jsonl", _texts_jsonl(texts, labels), "application/json")}
+        return self._rank("text", files, time_budget_s, aggregation, name, wait, timeout)
+
+    def rank_image_models(
+        self,
+        images: Any,
+        labels: Sequence[Any],
+        *,
+        time_budget_s: float | None = None,
+        aggregation: str = "mean",
+        name: str = "",
+        wait: bool = True,
+        timeout: float = 900.0,
+    ) -> Submission:
+        """Rank the market's image base models for labelled images (an array (n, H, W[, C]) or
+        (n, C, H, W), 0..255 or [0, 1] as the server reads them); the result is as
+        :meth:`rank_models`', the head compared with a from-scratch model on the pixels."""
+        files = {"labelled": ("labelled.npz", _images_npz(images, labels), "application/octet-stream")}
+        return self._rank("image", files, time_budget_s, aggregation, name, wait, timeout)
+
+    def _rank(
+        self,
+        modality: str,
+        files: dict[str, tuple[str, bytes, str]],
+        time_budget_s: float | None,
+        aggregation: str,
+        name: str,
+        wait: bool,
+        timeout: float,
+    ) -> Submission:
         requirements: dict[str, Any] = {"kind": "base_model", "aggregation": aggregation}
         if time_budget_s is not None:
             requirements["time_budget_s"] = time_budget_s
-        form = {"requirements": json.dumps(requirements), "modality": "text"} | (
+        form = {"requirements": json.dumps(requirements), "modality": modality} | (
             {"name": name} if name else {}
         )
-        files = {"labelled": ("labelled.jsonl", _texts_jsonl(texts, labels), "application/json")}
         body = self.http.json(
             "POST", "submissions/", idempotency_key=uuid.uuid4().hex, data=form, files=files
         )
@@ -125,16 +200,24 @@ def ranking_table(submission: Submission) -> str:
 
 
 def cmd_rank_models(args: argparse.Namespace, make_client: Callable[[], Any]) -> tuple[Any, str]:
-    texts, labels = read_labelled_texts(args.data, args.labels, args.text)  # mistakes before any request
-    submission = make_client().rank_models(
-        texts, labels, time_budget_s=args.time_budget, aggregation=args.aggregation, timeout=args.wait_timeout
-    )
+    options = {
+        "time_budget_s": args.time_budget,
+        "aggregation": args.aggregation,
+        "timeout": args.wait_timeout,
+    }
+    if Path(args.data).suffix.lower() == ".npz":  # labelled images; mistakes before any request
+        images, image_labels = read_labelled_images(args.data, args.labels)
+        submission = make_client().rank_image_models(images, image_labels, **options)
+    else:
+        texts, labels = read_labelled_texts(args.data, args.labels, args.text)
+        submission = make_client().rank_models(texts, labels, **options)
     return {"submission": submission.id, "results": submission.results}, ranking_table(submission)
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     s = sub.add_parser(
-        "rank-models", help="rank the market's base models for a labelled text file (JSONL or CSV)"
+        "rank-models",
+        help="rank the market's base models for labelled texts (JSONL, CSV) or images (NPZ: images, labels)",
     )
     (
         s.add_argument("data"),

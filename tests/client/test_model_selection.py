@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 from lwm_client import cli
-from lwm_client.model_selection import ranking_table, read_labelled_texts
+from lwm_client.errors import ConfigError
+from lwm_client.model_selection import _images_npz, ranking_table, read_labelled_images, read_labelled_texts
 from lwm_client.models import Submission
 
 
@@ -38,3 +41,40 @@ def test_the_table_lists_every_model_with_its_scores_then_the_skipped_ones():
     assert "knn mean/best@layer" in lines[0]
     assert lines[1].split()[:3] == ["1", "tiny-a", "v1"] and "0.5/0.75" in lines[1] and "@1" in lines[1]
     assert "big v2" in lines[2] and "skipped" in lines[2] and lines[3] == "1 base model(s) ranked"
+
+
+def test_an_npz_of_images_reads_back_and_its_mistakes_are_named(tmp_path):
+    images = np.arange(3 * 4 * 4, dtype=np.uint8).reshape(3, 4, 4)
+    (tmp_path / "a.npz").write_bytes(_images_npz(images, [0, 1, 1]))
+    read, labels = read_labelled_images(tmp_path / "a.npz", "label")  # no 'label' array: 'y'
+    np.testing.assert_array_equal(read, images)
+    assert labels == ["0", "1", "1"]
+    np.savez(tmp_path / "b.npz", images=images, topic=np.array(["x", "y", "x"]))
+    assert read_labelled_images(tmp_path / "b.npz", "topic")[1] == ["x", "y", "x"]
+    mistakes = {
+        "rank:user:labels": lambda: _images_npz(images, [0, 1]),
+        "rank:user:images": lambda: _images_npz(np.zeros((3, 4)), [0, 1, 1]),
+        "rank:user:columns": lambda: read_labelled_images(_without_images(tmp_path), "y"),
+        "rank:user:bad-file": lambda: read_labelled_images(_not_npz(tmp_path), "y"),
+    }
+    for code, call in mistakes.items():
+        with pytest.raises(ConfigError) as err:
+            call()
+        assert err.value.code == code, (code, err.value)
+
+
+def _without_images(tmp_path):
+    np.savez(tmp_path / "c.npz", pixels=np.zeros((2, 4, 4)), y=np.array([0, 1]))
+    return tmp_path / "c.npz"
+
+
+def _not_npz(tmp_path):
+    (tmp_path / "d.npz").write_text("not a zip")
+    return tmp_path / "d.npz"
+
+
+def test_rank_models_on_an_npz_with_a_wrong_label_array_is_one_line(tmp_path, capsys):
+    np.savez(tmp_path / "a.npz", pixels=np.zeros((2, 4, 4)), y=np.array([0, 1]))
+    assert cli.main(["--url", "http://127.0.0.1:9", "rank-models", str(tmp_path / "a.npz")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'images'" in err[0] and "rank:user:columns" in err[0]

@@ -22,6 +22,8 @@ from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client as DjangoClient
 from django.urls import reverse
+from lwm_client import Client
+from lwm_client.model_selection import ranking_table
 
 from marketplace.jobs.choices import JobStatus
 from marketplace.learnwares.models import BaseModel, Learnware
@@ -76,7 +78,7 @@ def _submit(client: Any, name: str, labelled: bytes, **fields: str) -> Any:
 
 
 def test_image_base_models_publish_and_rank_a_labelled_image_task(
-    celery_worker, s3_storage, alice, client_for, folders
+    celery_worker, s3_storage, alice, client_for, folders, live_server, monkeypatch, tmp_path
 ):
     client = client_for(alice)
     ids = _publish(client, folders)
@@ -127,13 +129,16 @@ def test_image_base_models_publish_and_rank_a_labelled_image_task(
         assert row["interval"]["mean"] == pytest.approx(np.mean(row["per_fold"]))
     assert evaluate["head"]["interval"]["mean"] > 0.6  # 3 digit classes: chance is 1/3
 
-    # The same images as an NPZ (modality image): every embedding now comes from the worker's cache.
-    npz = images_npz(images, labels)
-    again = _finished(
-        client, _submit(client, "labelled.npz", npz, modality="image").json()["submission"]["id"]
-    )
-    assert again["status"] == "succeeded", again["error"]
-    assert [c["texts_encoded"] for c in again["results"]["rank"]["candidates"]] == [0, 0]
+    # The same images through the Python client (an NPZ, modality image): every embedding now comes
+    # from the worker's cache, and the ranking is the same.
+    monkeypatch.setenv("LWM_CONFIG", str(tmp_path / "lwm.json"))
+    lwm = Client(live_server.url, poll_interval=0.2)
+    lwm.login("alice", "alice-pass-123")
+    again = lwm.rank_image_models(images, labels, timeout=300)
+    assert again.status == "succeeded", again.error
+    assert [c["name"] for c in again.results["rank"]["candidates"]] == local.names
+    assert [c["texts_encoded"] for c in again.results["rank"]["candidates"]] == [0, 0]
+    assert ranking_table(again).splitlines()[1].split()[1] == "vit-informative"
 
     browser = DjangoClient()
     browser.force_login(alice)
