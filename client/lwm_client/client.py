@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -43,7 +42,7 @@ from lwm_client.search_params import (
 )
 from lwm_client.spaces import ENCODER_SPACES, widest_covering_space
 from lwm_client.submission_form import submission_request
-from specs import RKMESpecification, rkme_to_json
+from specs import RKMESpecification
 
 
 class Client(ModelSelectionMixin):
@@ -295,7 +294,7 @@ class Client(ModelSelectionMixin):
             )
         body = {
             "feature_space": feature_space,
-            "rkme": json.loads(rkme_to_json(spec)),
+            "rkme": local.rkme_document(spec),  # with unit_rms, as submit sends it: the same-units prior
             "k": k,
             "mixture": mixture,
             **data_search_filters(filters),
