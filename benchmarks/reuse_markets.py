@@ -33,14 +33,18 @@ Records: var/bench-results/<market>-api.jsonl. The anchor is not run with --via 
     nice -n 10 .venv/bin/python benchmarks/reuse_markets.py --via api --quick \
         --markets hotels,fashion,flights,bbc
 
-(2026-12-04, 2 shared cores, 4 helpers' runs): the API path and the in-process path agreed on
+(2026-12-04, 2 shared cores, 4 helpers' runs; run as --markets hotels, then fashion,flights, then
+bbc): the API path and the in-process path agreed on
 every task of all four markets: identical rankings, mixtures, methods and verdicts, accuracy gap
 0.000 without and with labels (hotels 8 tasks, fashion 4, flights 8, bbc 4); the RKME-only
-submission gave the rows' top-1 and the rows' accuracy on every task. One gap, fixed:
+submission gave the rows' top-1 and the rows' accuracy on every task. Two gaps, both in the client, fixed:
 `Client.search_by_data` dropped the table RKME's `unit_rms`, so a raw-units user's search by data
 lost the same-units prior (flights: top-1 = the submission's in 6/8 tasks, UA's raw user got EV
-first; 8/8 after the fix). hotels/fashion/flights/bbc each take 2-5 min with --quick (three API
-submissions and two in-process ones per task).
+first; 8/8 after the fix); and `Client.submit(data=texts, labelled=(texts, y))` sent the labelled
+texts as NPZ embeddings, refused beside uploaded texts (bbc: every labelled task through the client
+refused, submission:user:bad-format; JSONL now, and 4/4 identical). With --quick: hotels 4 min,
+fashion 4, flights 4, bbc 10 (three API submissions and two in-process ones per task; texts are
+encoded by MiniLM on one thread).
 
 --quick: 2 single-domain + 2 two-domain users per market (x2 units for tables), 4-8 min a market when the
 2 cores are busy (each task is two submissions, ~50 s under load).

@@ -357,9 +357,9 @@ class Client(ModelSelectionMixin):
         ``data`` (instead of ``spec``): a CSV/NPZ/JSONL path, a folder of images, an array (table rows,
         or images (n, C, H, W) in [0, 1] or 0..255), or a list of texts; it is uploaded, so the market
         can run every learnware on your rows. Otherwise the labelled sample is the only data sent, and
-        only when you pass it. Text X may be a list of strings (encoded here with MiniLM); image X is
-        (n, C, H, W) or (n, H, W) in [0, 1] or 0..255, sent as the images. With ``wait``, poll until the
-        pipeline ends; :class:`JobFailed` if it fails.
+        only when you pass it. Text X may be strings (sent as JSONL beside uploaded texts, else encoded
+        here with MiniLM); image X is (n, C, H, W) or (n, H, W) in [0, 1] or 0..255, sent as the images.
+        With ``wait``, poll until the pipeline ends; :class:`JobFailed` if it fails.
         """
         request = submission_request(
             spec,
