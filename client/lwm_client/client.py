@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -43,7 +42,7 @@ from lwm_client.search_params import (
 )
 from lwm_client.spaces import ENCODER_SPACES, widest_covering_space
 from lwm_client.submission_form import submission_request
-from specs import RKMESpecification, rkme_to_json
+from specs import RKMESpecification
 
 
 class Client(ModelSelectionMixin):
@@ -295,7 +294,7 @@ class Client(ModelSelectionMixin):
             )
         body = {
             "feature_space": feature_space,
-            "rkme": json.loads(rkme_to_json(spec)),
+            "rkme": local.rkme_document(spec),  # with unit_rms, as submit sends it: the same-units prior
             "k": k,
             "mixture": mixture,
             **data_search_filters(filters),
@@ -358,9 +357,9 @@ class Client(ModelSelectionMixin):
         ``data`` (instead of ``spec``): a CSV/NPZ/JSONL path, a folder of images, an array (table rows,
         or images (n, C, H, W) in [0, 1] or 0..255), or a list of texts; it is uploaded, so the market
         can run every learnware on your rows. Otherwise the labelled sample is the only data sent, and
-        only when you pass it. Text X may be a list of strings (encoded here with MiniLM); image X is
-        (n, C, H, W) or (n, H, W) in [0, 1] or 0..255, sent as the images. With ``wait``, poll until the
-        pipeline ends; :class:`JobFailed` if it fails.
+        only when you pass it. Text X may be strings (sent as JSONL beside uploaded texts, else encoded
+        here with MiniLM); image X is (n, C, H, W) or (n, H, W) in [0, 1] or 0..255, sent as the images.
+        With ``wait``, poll until the pipeline ends; :class:`JobFailed` if it fails.
         """
         request = submission_request(
             spec,

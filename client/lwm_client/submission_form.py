@@ -13,10 +13,17 @@ from lwm_client.models import FeatureSpace
 from specs import RKMESpecification
 
 
-def labelled_file(X: Any, y: Any, modality: str) -> tuple[str, bytes, str]:
+def labelled_file(X: Any, y: Any, modality: str, *, with_texts: bool = False) -> tuple[str, bytes, str]:
     """The labelled sample as an NPZ upload: images as themselves, texts encoded here, tables as floats
     (with their column names when X is a DataFrame: the market matches them by name, and columns
-    your data lack are then learned from these rows)."""
+    your data lack are then learned from these rows). ``with_texts`` (the texts themselves are
+    uploaded as the data): labelled texts go as JSONL ``{"text", "label"}``, the one labelled format
+    the market takes beside uploaded texts (it encodes them, and trains adapters on the texts)."""
+    if modality == "text" and with_texts and len(X) and isinstance(X[0], str):
+        lines = "".join(
+            json.dumps({"text": str(t), "label": _label(v)}) + "\n" for t, v in zip(X, y, strict=True)
+        )
+        return ("labelled.jsonl", lines.encode(), "application/x-ndjson")
     if modality == "image":
         # The models take the images themselves: they travel as (n, C, H, W) in [0, 1], never encoded.
         npz = local.npz_bytes(images=local.read_images(np.asarray(X)), y=np.asarray(y))
@@ -27,6 +34,11 @@ def labelled_file(X: Any, y: Any, modality: str) -> tuple[str, bytes, str]:
         named = {} if names is None else {"columns": np.asarray(names, dtype=str)}
         npz = local.npz_bytes(X=np.asarray(X, dtype=np.float64), y=np.asarray(y), **named)
     return ("labelled.npz", npz, "application/octet-stream")
+
+
+def _label(value: Any) -> Any:
+    """A label as JSON holds it: numpy scalars as Python numbers or strings."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def submission_request(
@@ -63,7 +75,7 @@ def submission_request(
         assert spec is not None
         fields["rkme"] = local.rkme_document(spec)
     if labelled is not None:
-        files["labelled"] = labelled_file(*labelled, modality)
+        files["labelled"] = labelled_file(*labelled, modality, with_texts=data is not None)
     if not files:
         return {"json": fields}
     # Multipart: the JSON fields travel as strings, which the server parses back.
