@@ -22,15 +22,14 @@ from typing import Any
 
 import numpy as np
 
+from specs.adapter_runtime import BATCH, MAX_LENGTH, hooked, lora_delta, module_path
 from specs.assembly import LoRAAdapter
 from specs.exceptions import SpecError
+from specs.transferability import pool_hidden_states
 
 ADAPTABLE_MODEL_TYPES = ("bert", "roberta")
 ADAPTABLE_MODULES = ("query", "key", "value")
-PEFT_PREFIX = "base_model.model."
 _MODULE = re.compile(r"encoder\.layer\.(\d+)\.attention\.self\.(\w+)")
-MAX_LENGTH = 128  # the truncation of every text runtime (probe, layers, adapters)
-BATCH = 32
 
 
 class AdapterBaseError(SpecError):
@@ -83,8 +82,7 @@ def check_adapter_fits(adapter: LoRAAdapter, *, num_layers: int, hidden_size: in
         ``mismatch`` naming the first module that does not fit.
     """
     for name, (A, B) in sorted(adapter.factors.items()):
-        path = name[len(PEFT_PREFIX) :] if name.startswith(PEFT_PREFIX) else name
-        match = _MODULE.fullmatch(path)
+        match = _MODULE.fullmatch(module_path(name))
         if match is None or match.group(2) not in ADAPTABLE_MODULES or int(match.group(1)) >= num_layers:
             raise AdapterBaseError(
                 f"adapter module {name!r} is not an attention projection of this base "
@@ -118,8 +116,6 @@ def pooled_embeddings(
     """
     import torch
 
-    from specs.adapter_runtime import hooked, lora_delta
-
     tokenizer, model = base
     delta = lora_delta(adapter) if adapter is not None else None
     modules = sorted(adapter.factors) if adapter is not None else []
@@ -134,12 +130,7 @@ def pooled_embeddings(
                 return_tensors="pt",
             )
             mask = batch["attention_mask"]
-            hidden = model(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state.double()
-            if pooling == "cls":
-                pooled = hidden[:, 0]
-            else:
-                weights = mask.unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-            parts.append(pooled.numpy())
+            hidden = model(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state
+            parts.append(pool_hidden_states(hidden, mask, "first" if pooling == "cls" else "mean"))
     E = np.concatenate(parts)
     return E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)

@@ -96,7 +96,8 @@ def arrow_delta(router: ArrowRouter) -> Delta:
     return router.forward
 
 
-def _module_path(name: str) -> str:
+def module_path(name: str) -> str:
+    """A PEFT module name without its wrapper prefix: the path inside the base model."""
     return name[len(PEFT_PREFIX) :] if name.startswith(PEFT_PREFIX) else name
 
 
@@ -113,7 +114,7 @@ def hooked(model: Any, delta: Delta | None, modules: Sequence[str]) -> Iterator[
             return output + torch.from_numpy(np.ascontiguousarray(extra)).to(output.dtype)
 
         try:
-            target = model.get_submodule(_module_path(name))
+            target = model.get_submodule(module_path(name))
         except AttributeError as exc:
             raise AdapterFilesError(
                 f"adapter module {name!r} is not in the base model", reason="unsupported"

@@ -90,11 +90,6 @@ def load_image_encoder(folder: ModelFolder) -> tuple[ImagePreprocessing, Any]:
     return prep, load_checked_model(folder)
 
 
-def pool_tokens(hidden: Any, pooling: str) -> Any:
-    """(n, h) from (n, tokens, h): the mean over every token, or the first ([CLS]) one."""
-    return hidden[:, 0] if pooling == "cls" else hidden.mean(dim=1)
-
-
 def embed_image_probe(folder: ModelFolder, images: np.ndarray, pooling: str) -> np.ndarray:
     """(n, hidden) float32: the last hidden state (after the final layer norm) pooled by ``pooling``;
     what a published image base model's probe records."""
@@ -105,7 +100,8 @@ def embed_image_probe(folder: ModelFolder, images: np.ndarray, pooling: str) -> 
     prep, model = load_image_encoder(folder)
     with torch.inference_mode():
         hidden = model(pixel_values=preprocess_images(images, prep)).last_hidden_state
-    return np.asarray(pool_tokens(hidden, pooling).float().numpy(), dtype=np.float32)
+    # every token is real in a ViT (no padding): the mean over all of them, or the first ([CLS]) one
+    return pool_hidden_states(hidden, None, "first" if pooling == "cls" else "mean").astype(np.float32)
 
 
 class ImageLayerEmbedder(CachedLayerEmbedder):

@@ -20,6 +20,7 @@ import pytest
 from specs import default_gamma, rkme_fit
 from specs.impute import impute_raw, member_fill, member_rows
 from specs.impute_ridge import OOF_FOLDS, RIDGE_METHOD, RKME_METHOD, choose_column, fill_labelled
+from tests.specs.test_impute_members import plan_for
 from tests.specs.test_impute_ridge import _lstsq_ridge
 
 
@@ -37,24 +38,6 @@ def developer(sign: float, seed: int):
 @pytest.fixture(scope="module")
 def rkmes():
     return developer(1.0, 0), developer(-1.0, 1)
-
-
-def plan_for(spec, *, unit_free: bool = False) -> dict:
-    """A plan as ``reuse_impute.plan_imputation`` builds it, ``spec`` the identified learnware."""
-    return {
-        "observed": [0, 1],
-        "missing": [2],
-        "columns": ["x2"],
-        "mean": [0.0, 0.0, 0.0],
-        "scale": [1.0, 1.0, 1.0],
-        "unit_free": unit_free,
-        "rms": [1.0, 1.0],
-        "rms_missing": [1.0],
-        "gamma": None,
-        "Z": spec.Z_.tolist(),
-        "beta": spec.beta_.tolist(),
-        "ridge": [],
-    }
 
 
 def user(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
