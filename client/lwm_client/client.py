@@ -9,16 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from lwm_client import data as local
+from lwm_client.base_heads import fetch_referenced_base
 from lwm_client.config import Config, read_config_file, write_config_file
 from lwm_client.downloads import download_verified, is_folder_target
-from lwm_client.errors import (
-    ConfigError,
-    JobFailed,
-    LwmError,
-    NotFound,
-    RejectedUpload,
-    TransientError,
-)
+from lwm_client.errors import ConfigError, JobFailed, LwmError, NotFound, RejectedUpload, TransientError
 from lwm_client.http import Transport
 from lwm_client.model_selection import ModelSelectionMixin
 from lwm_client.models import (
@@ -423,27 +417,33 @@ class Client(ModelSelectionMixin):
         )
 
     def download_submission(self, submission_id: str, *, dest: str | Path = ".") -> Download:
-        """Download a submission's assembled package, verified against its sha256."""
+        """Download a submission's package, verified against its sha256 (and the base model it refers to)."""
         info = self.submission(submission_id)
         target = Path(dest)
         if is_folder_target(target):
             target = target / f"submission-{str(submission_id)[:8]}.zip"
-        return self._download(f"submissions/{submission_id}/package", target, info.package_sha256 or None)
+        got = self._download(f"submissions/{submission_id}/package", target, info.package_sha256 or None)
+        return fetch_referenced_base(self, got)
 
     @staticmethod
-    def load(path: str | Path, *, isolate: bool | None = None) -> Any:
+    def load(path: str | Path, *, isolate: bool | None = None, base: str | Path | None = None) -> Any:
         """A predictor (``predict``/``predict_proba``) for a package (TorchScript or ONNX, checked before
         it runs).
 
         A package this client downloaded and verified from a market runs in this process
         (:class:`~lwm_client.predict.Predictor`); any other runs each prediction in an isolated
         process (:class:`~lwm_client.isolated.IsolatedPredictor`, bubblewrap when installed).
-        ``isolate`` (or ``LWM_ISOLATE=1/0``) overrides that choice.
+        ``isolate`` (or ``LWM_ISOLATE=1/0``) overrides that choice; ``base``: a model-selection
+        package's base model (package zip or folder) instead of the one fetched with it.
         """
         from lwm_client.isolated import IsolatedPredictor, should_isolate
         from lwm_client.predict import Predictor
 
-        return IsolatedPredictor(path) if should_isolate(path, isolate) else Predictor.from_path(path)
+        return (
+            IsolatedPredictor(path, base)
+            if should_isolate(path, isolate)
+            else Predictor.from_path(path, base)
+        )
 
 
 __all__ = ["Client", "LwmError"]

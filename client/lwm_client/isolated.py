@@ -130,14 +130,19 @@ def _limits() -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
-def run_isolated(package: Path, X: Any) -> np.ndarray:
-    """``Predictor.from_path(package).predict_proba(X)``, computed in an isolated process."""
+def run_isolated(package: Path, X: Any, base: Path | None = None) -> np.ndarray:
+    """``Predictor.from_path(package).predict_proba(X)``, computed in an isolated process; ``base``
+    (a model-selection package's base model: its package zip or folder) travels read-only with it."""
     inputs = np.asarray(X)
     if inputs.dtype.kind == "O":
         raise ValueError("inputs must be numbers or strings (object arrays need pickle)")
     with tempfile.TemporaryDirectory(prefix="lwm-isolated-") as tmp:  # 0700
         folder = Path(tmp)
         shutil.copyfile(package, folder / "package.zip")
+        if base is not None and base.is_dir():
+            shutil.copytree(base, folder / "base", symlinks=False)
+        elif base is not None:
+            shutil.copyfile(base, folder / "base.zip")
         np.save(folder / "inputs.npy", inputs, allow_pickle=False)
         command = [
             str(Path(sys.prefix).resolve() / "bin" / "python"),
@@ -181,7 +186,7 @@ def run_isolated(package: Path, X: Any) -> np.ndarray:
 class IsolatedPredictor:
     """The ``Predictor`` interface for a package of unknown origin: each call runs in an isolated process."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, base: str | Path | None = None) -> None:
         self.path = Path(path)
         with zipfile.ZipFile(self.path) as zf:  # plain data only, parsed safely, to label the results here
             names = set(zf.namelist())
@@ -192,9 +197,15 @@ class IsolatedPredictor:
             self.task = "embedding"  # an adapter package without a head embeds (as Predictor says)
         out = self.manifest.get("output") or {}
         self.classes = list((recipe or {}).get("classes") or out.get("classes") or []) or None
+        from lwm_client.base_heads import base_source, head_recipe
+
+        self.base: Path | None = None
+        head = head_recipe(self.path)
+        if head is not None:  # found (or refused with a named error) here, run there
+            self.base = base_source(head, base)
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        return run_isolated(self.path, X)
+        return run_isolated(self.path, X, self.base)
 
     def predict(self, X: Any) -> np.ndarray:
         from lwm_client.predict import Predictor
@@ -210,7 +221,8 @@ def main(folder: str) -> None:
 
     inputs = np.load(Path(folder) / "inputs.npy", allow_pickle=False)
     X = inputs.tolist() if inputs.dtype.kind == "U" else inputs
-    out = Predictor.from_path(Path(folder) / "package.zip").predict_proba(X)
+    given = [p for p in (Path(folder) / "base", Path(folder) / "base.zip") if p.exists()]
+    out = Predictor.from_path(Path(folder) / "package.zip", given[0] if given else None).predict_proba(X)
     buffer = io.BytesIO()
     np.save(buffer, np.asarray(out), allow_pickle=False)
     answer.write(buffer.getvalue())

@@ -14,6 +14,9 @@ member is loaded by :func:`load_model` (the upload checks first). An image assem
 An adapter package a text submission built (LoRA members in ``recipe.json``) is run by
 ``specs.adapter_runtime.AdapterRecipePredictor`` on the local MiniLM, as the market runs it:
 texts in, class probabilities from its head (or embeddings when it has none) out.
+A model-selection package (``base_head.json``: a head on a published base model) is run by
+``specs.base_model_head.BaseHeadPredictor`` on the base's folder (``lwm_client.base_heads``
+finds it: fetched from the market, or ``base=``), embedded as the market's worker embeds it.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import yaml
 from lwm_client.errors import ConfigError, IntegrityError, PackageError, UnsafeArtifactError
 from lwm_client.packages.check import MODEL_FILES, check_torch_zip
 from specs.adapter_runtime import AdapterFilesError, AdapterRecipePredictor, is_adapter_recipe
+from specs.base_model_head import is_base_head
 from specs.images import image_rows
 from specs.packaging.errors import InvalidPackageError
 from specs.packaging.torchscript import load_torchscript
@@ -91,6 +95,24 @@ def _run(model: Any, X: np.ndarray) -> np.ndarray:
     return out.double().numpy()
 
 
+def base_head_predictor(files: dict[str, bytes], base: str | Path | None) -> Any:
+    """A model-selection package's predictor on its base model (named errors, never a traceback)."""
+    from lwm_client.base_heads import open_base_folder
+    from specs.base_model_head import BaseHeadError, BaseHeadPredictor, read_recipe
+    from specs.base_models import BaseModelFolderError
+
+    try:
+        recipe, _ = read_recipe(files)
+        return BaseHeadPredictor(files, open_base_folder(recipe, base))
+    except BaseHeadError as exc:
+        error = IntegrityError if "checksum" in exc.reason else UnsafeArtifactError
+        raise error(str(exc), code=exc.code, details=exc.details) from None
+    except BaseModelFolderError as exc:  # the base's folder fails the market's checks
+        raise UnsafeArtifactError(
+            f"the base model: {exc}", code="predict:user:base-head-base-unsafe", details={"check": exc.code}
+        ) from None
+
+
 def _member(raw: bytes, fmt: str) -> Any:
     """A recipe member as ``specs.recipe`` runs it: float32 rows in, float64 outputs out."""
     model = load_model(raw, fmt)
@@ -105,13 +127,18 @@ class Predictor:
     images or flattened rows), texts as a list of strings (encoded with MiniLM here).
     """
 
-    def __init__(self, files: dict[str, bytes]) -> None:
+    def __init__(self, files: dict[str, bytes], base: str | Path | None = None) -> None:
         self.manifest = yaml.safe_load(files["learnware.yaml"])
         self.task = self.manifest.get("task", "classification")
         out = self.manifest.get("output") or {}
         self.classes: list[str] | None = list(out["classes"]) if out.get("classes") else None
         self.recipe = json.loads(files["recipe.json"]) if "recipe.json" in files else None
         self._adapter: AdapterRecipePredictor | None = None
+        self._head: Any = None
+        if is_base_head(files):
+            self._head = base_head_predictor(files, base)
+            self.classes, self.task = self._head.classes, self._head.task
+            return
         if self.recipe is not None and is_adapter_recipe(self.recipe):
             self._init_adapter(files)
             return
@@ -150,13 +177,13 @@ class Predictor:
         self.task = self._assembly.task
 
     @classmethod
-    def from_bytes(cls, content: bytes) -> Predictor:
+    def from_bytes(cls, content: bytes, base: str | Path | None = None) -> Predictor:
         with zipfile.ZipFile(io.BytesIO(content)) as zf:
-            return cls({i.filename: zf.read(i) for i in zf.infolist() if not i.is_dir()})
+            return cls({i.filename: zf.read(i) for i in zf.infolist() if not i.is_dir()}, base)
 
     @classmethod
-    def from_path(cls, path: str | Path) -> Predictor:
-        return cls.from_bytes(Path(path).read_bytes())
+    def from_path(cls, path: str | Path, base: str | Path | None = None) -> Predictor:
+        return cls.from_bytes(Path(path).read_bytes(), base)
 
     def _inputs(self, X: Any) -> np.ndarray:
         if self._image is not None:
@@ -192,6 +219,8 @@ class Predictor:
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """(n, C) class probabilities (classification) or (n,) / (n, k) values (regression, embedding)."""
+        if self._head is not None:  # texts or images straight to the base model, then the head
+            return self._head.predict_proba(X if isinstance(X, np.ndarray) else [str(t) for t in X])
         if self._adapter is not None:  # texts straight to the adapted base (never the plain encoder)
             return self._adapter.predict_proba([str(t) for t in X])
         inputs = self._inputs(X)

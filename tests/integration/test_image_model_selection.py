@@ -27,6 +27,7 @@ from lwm_client.model_selection import ranking_table
 
 from marketplace.jobs.choices import JobStatus
 from marketplace.learnwares.models import BaseModel, Learnware
+from specs.base_model_head import layer_features
 from specs.base_models import EmbeddingCache, inspect_model_folder, rank_base_models
 from specs.base_models.images import ImageLayerEmbedder
 from tests.integration.test_publish import finished, upload
@@ -39,6 +40,7 @@ from tests.support.image_base_models import (
     image_base_model_package,
 )
 from tests.support.image_market import images_npz, images_zip
+from workers.pipelines.reuse_scratch import scratch_fit, scratch_models
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -138,6 +140,19 @@ def test_image_base_models_publish_and_rank_a_labelled_image_task(
     assert again.status == "succeeded", again.error
     assert [c["name"] for c in again.results["rank"]["candidates"]] == local.names
     assert [c["texts_encoded"] for c in again.results["rank"]["candidates"]] == [0, 0]
+
+    # The head is delivered (the informative ViT beats the 8x8 pixels or ties them); the client
+    # downloads it with its base and predicts as the head refitted here on an in-process embedding.
+    assert evaluate["verdict"] != "worse" and evaluate["package"].startswith("delivered")
+    predictor = Client.load(lwm.download_submission(body["id"], dest=tmp_path).path)
+    layers = ImageLayerEmbedder(inspect_model_folder(folders["vit-informative"])).embed(pixels).layers
+    features = layer_features(layers, rank["chosen"]["layer"])
+    classes, y = np.unique(labels, return_inverse=True)
+    head = scratch_fit(
+        scratch_models("classification", 2)["logistic_regression"], features, y, "classification"
+    )
+    np.testing.assert_allclose(predictor.predict_proba(pixels), head.predict_proba(features), atol=1e-5)
+    assert list(predictor.predict(pixels)) == list(classes[head.predict(features)])
     assert ranking_table(again).splitlines()[1].split()[1] == "vit-informative"
 
     browser = DjangoClient()

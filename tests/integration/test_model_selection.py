@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,20 @@ from django.urls import reverse
 
 from marketplace.jobs.choices import JobStatus
 from marketplace.learnwares.models import Learnware
+from specs.base_model_head import layer_features
 from specs.base_models import EmbeddingCache, LayerEmbedder, inspect_model_folder, rank_base_models
 from tests.integration.test_client_cli import lwm  # noqa: F401 - the CLI fixture
 from tests.integration.test_publish import finished, upload
 from tests.integration.test_submissions import _finished
 from tests.support.adapters import TOPICS, jsonl_bytes
 from tests.support.base_model_packages import base_model_folder, base_model_package, drop_registered_minilm
+from workers.pipelines.reuse_scratch import scratch_fit, scratch_models
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "client"))
+
+from lwm_client import Client  # noqa: E402
+from lwm_client.base_heads import BaseModelMissing  # noqa: E402
+from lwm_client.predict import Predictor  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -69,9 +78,42 @@ def _submit(client: Any, labelled: bytes, requirements: dict[str, Any], name: st
     return client.post("/api/v1/submissions/", form, format="multipart")
 
 
+def _check_package(body: dict[str, Any], live_server: Any, folders: dict[str, Path], tmp_path: Path) -> None:
+    """A head not worse than from scratch is delivered: the real client downloads it with its base
+    (verified), and its predictions equal the head refitted here on an in-process embedding."""
+    evaluate, chosen = body["results"]["evaluate"], body["results"]["rank"]["chosen"]
+    assert evaluate["verdict"] != "worse"  # these topics: the head on the chosen tiny BERT ties TF-IDF
+    assert evaluate["package"].startswith("delivered") and body["package_url"]
+    assert evaluate["package_sha256"] == body["package_sha256"]
+    market = Client(live_server.url, poll_interval=0.2)
+    market.login("alice", "alice-pass-123")
+    got = market.download_submission(body["id"], dest=tmp_path)
+    predictor = Client.load(got.path)
+    assert isinstance(predictor, Predictor)  # verified from the market: runs in this process
+    folder = folders[chosen["name"].removesuffix(" v1")]
+    layers = LayerEmbedder(inspect_model_folder(folder), cache=EmbeddingCache()).embed(TEXTS).layers
+    features = layer_features(layers, chosen["layer"])
+    classes, y = np.unique(LABELS, return_inverse=True)
+    head = scratch_fit(
+        scratch_models("classification", 3)["logistic_regression"], features, y, "classification"
+    )
+    np.testing.assert_allclose(predictor.predict_proba(TEXTS), head.predict_proba(features), atol=1e-5)
+    assert list(predictor.predict(TEXTS)) == list(classes[head.predict(features)])
+
+
 def test_every_visible_base_model_is_ranked_with_per_layer_scores(
-    without_minilm, celery_worker, s3_storage, alice, client_for, folders
+    without_minilm,
+    celery_worker,
+    s3_storage,
+    alice,
+    bob,
+    client_for,
+    folders,
+    live_server,
+    tmp_path,
+    monkeypatch,
 ):
+    monkeypatch.setenv("LWM_CONFIG", str(tmp_path / "lwm.json"))
     client = client_for(alice)
     _publish(client, folders)
     response = _submit(client, jsonl_bytes(TEXTS, LABELS), {"seed": 3})
@@ -107,7 +149,7 @@ def test_every_visible_base_model_is_ranked_with_per_layer_scores(
         low, high = row["interval"]["ci95"]
         assert 0.0 <= low <= row["interval"]["mean"] <= high <= 1.0
         assert row["interval"]["mean"] == pytest.approx(np.mean(row["per_fold"]))
-    assert "no package" in evaluate["package"] and body["package_url"] is None
+    _check_package(body, live_server, folders, tmp_path)
 
     # The same texts again: every embedding comes from the worker's cache, the ranking is the same.
     again = _finished(
@@ -121,6 +163,17 @@ def test_every_visible_base_model_is_ranked_with_per_layer_scores(
     page = browser.get(reverse("submission-page", args=[body["id"]])).content.decode()
     assert "data-ranking" in page and page.count("<rect") >= 3 * 2 * 2  # estimators x models x layers
     assert all(f'data-model="{name}"' in page for name in local.names)
+
+    # The base taken out of alice's sight (now bob's private model): a named error, no base kept.
+    shutil.rmtree(tmp_path / "base_models")
+    chosen_id = rank["candidates"][0]["learnware_id"]
+    Learnware.objects.filter(id=chosen_id).update(owner=bob, visibility="private")
+    market = Client(live_server.url, poll_interval=0.2)
+    market.login("alice", "alice-pass-123")
+    with pytest.raises(BaseModelMissing) as hidden:
+        market.download_submission(body["id"], dest=tmp_path / "again")
+    assert hidden.value.code == "download:user:base-not-visible"
+    assert not list((tmp_path / "base_models").glob("*.zip"))
 
 
 def test_a_time_budget_skips_the_models_after_it_and_says_so(

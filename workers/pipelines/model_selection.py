@@ -14,8 +14,10 @@ runs here instead of the reuse pipeline (``workers.tasks.submissions``):
    the texts; the images' pixels, area-downscaled to at most 16x16 per channel), on the reuse
    pipeline's repeated stratified folds, with intervals and the three-way paired verdict.
 
-No package: the existing package format runs one TorchScript/ONNX artifact or adapters on MiniLM;
-"a base model reference + head" needs a new artifact kind and a runtime that embeds in the sandbox.
+3. the package (``model_selection_package``, format ``specs.base_model_head``): when the head is not
+   worse than from scratch, a reference to the chosen base model's published version + the head
+   refitted on every row, which ``Client.download_submission`` / ``Client.load`` run on the user's
+   machine; when it is worse, no package and the result says why.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from marketplace.submissions.model_selection import (
 )
 from marketplace.submissions.models import Submission
 from marketplace.submissions.services import submission_stage_save
+from specs.base_model_head import layer_features
 from specs.base_models import ModelRanking, rank_base_models
 from specs.evaluation import VERDICT_WORDS, metric_bounds, paired_verdict, repeated_folds, score_interval
 from workers.base import Report
@@ -45,6 +48,12 @@ from workers.pipelines.model_selection_embed import (
     SandboxImageLayerEmbedder,
     SandboxLayerEmbedder,
     embedding_cache,
+)
+from workers.pipelines.model_selection_package import (
+    NO_PACKAGE_WORSE,
+    deliver,
+    delivered_message,
+    package_files,
 )
 from workers.pipelines.model_selection_results import (
     KIND,
@@ -57,15 +66,11 @@ from workers.pipelines.model_selection_results import (
 from workers.pipelines.reuse_scratch import scratch_fold_scores, scratch_models, text_scratch_model
 from workers.pipelines.reuse_shared import CV_FOLDS, CV_REPEATS
 
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2  # 2: the evaluate stage delivers a package
 ESTIMATORS = ("logme", "hscore", "knn")
 TASK = "classification"  # a labelled sample: model selection ranks by class separability
 PIXEL_SIDE = 16  # the from-scratch image baseline reads pixels area-downscaled to at most this side
 NOUNS: dict[str, str] = {Modality.TEXT: "texts", Modality.IMAGE: "images"}
-NO_PACKAGE = (
-    "no package: the market's package formats cannot yet hold a base-model reference with a head; "
-    "build on the chosen base model with the head shown here"
-)
 
 
 def _key(submission: Submission, stage: str) -> str:
@@ -235,7 +240,7 @@ def evaluate(
             "name": head_row["name"] if wins else base_row["name"],
         },
         statement=statement,
-        package=NO_PACKAGE,
+        package=NO_PACKAGE_WORSE,  # model_selection_run replaces it when it delivers one
     )
 
 
@@ -326,11 +331,25 @@ def model_selection_run(*, submission_id: str, report: Report) -> dict[str, Any]
     _store(submission, "rank", ranked, started)
     report("evaluate", 1, 2, f"training a head on {ranking.names[0]}")
     started = time.perf_counter()
-    layers = embedders[ranking.names[0]].embed(rows).layers  # cached: no second forward pass
+    embedder = embedders[ranking.names[0]]
+    layers = embedder.embed(rows).layers  # cached: no second forward pass
     layer = ranked.chosen["layer"]
-    features = layers.mean(axis=0) if layer == "mean" else layers[int(layer)]
+    features = layer_features(layers, layer)  # the client's package runtime reads the same features
     seed = int(requirements.get("seed", 0))
-    evaluated = evaluate(data, y.astype(np.int64), features.astype(np.float64), ranking.names[0], seed)
+    evaluated = evaluate(data, y.astype(np.int64), features, ranking.names[0], seed)
+    if evaluated.winner["kind"] == "base_model_head":
+        files = package_files(
+            embedder=embedder,
+            modality=modality,
+            layer=layer,
+            features=features,
+            y=y.astype(np.int64),
+            classes=[str(c) for c in classes],
+            seed=seed,
+            evaluation={"verdict": evaluated.verdict, "statement": evaluated.statement},
+        )
+        evaluated.package_sha256 = deliver(submission, files)
+        evaluated.package = delivered_message(embedder, layer)
     _store(submission, "evaluate", evaluated, started)
     return {
         "kind": KIND,
@@ -339,4 +358,5 @@ def model_selection_run(*, submission_id: str, report: Report) -> dict[str, Any]
         "skipped": [s["name"] for s in ranked.skipped_models],
         "verdict": evaluated.verdict,
         "statement": evaluated.statement,
+        "package": evaluated.package,
     }

@@ -85,4 +85,5 @@ class BaseModelEvaluateResult(StageResult):
     difference: ScoreInterval  # head - baseline, per fold
     winner: Json
     statement: str
-    package: str  # why no package is delivered
+    package: str  # what the package holds, or why none is delivered
+    package_sha256: str | None = None  # the delivered package's, or None
