@@ -30,6 +30,7 @@ from tests.integration.test_publish import finished, upload
 from tests.integration.test_submissions import _finished
 from tests.support.adapters import TOPICS, jsonl_bytes
 from tests.support.base_model_packages import base_model_folder, base_model_package, drop_registered_minilm
+from workers.pipelines.model_selection_package import NO_PACKAGE_WORSE
 from workers.pipelines.reuse_scratch import scratch_fit, scratch_models
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "client"))
@@ -259,4 +260,21 @@ def test_the_markets_minilm_is_ranked_with_no_published_base_model(
     ).candidates[0]
     for e in ("logme", "hscore", "knn"):
         np.testing.assert_allclose(row["scores"][e]["layers"], local.scores[e].layers, rtol=1e-3, atol=1e-4)
-    assert body["results"]["evaluate"]["verdict"] in ("better", "no_difference", "worse")
+    evaluate = body["results"]["evaluate"]
+    assert evaluate["verdict"] in ("better", "no_difference", "worse")
+    if evaluate["verdict"] == "worse":
+        assert evaluate["package"] == NO_PACKAGE_WORSE and body["package_url"] is None
+        return
+    # The registered MiniLM has no package: the reference names it, the client uses its local copy.
+    response = client.get(f"/api/v1/submissions/{body['id']}/package")
+    content = b"".join(response.streaming_content) if response.streaming else response.content
+    predictor = Predictor.from_bytes(content)
+    layers = LayerEmbedder(inspect_model_folder(minilm_path()), cache=EmbeddingCache()).embed(texts).layers
+    features = layer_features(layers, rank["chosen"]["layer"])
+    head = scratch_fit(
+        scratch_models("classification", 1)["logistic_regression"],
+        features,
+        np.unique(labels, return_inverse=True)[1],
+        "classification",
+    )
+    np.testing.assert_allclose(predictor.predict_proba(texts), head.predict_proba(features), atol=1e-5)
