@@ -1,12 +1,28 @@
 """Which published base models a LoRA adapter may target, whether its factors fit one, and the
 embedding of texts by a base (with or without the adapter) in that base's encoder space.
 
-The hook runtime (:mod:`specs.adapter_runtime`) adds ``s B A h`` to named linear modules, so it can
-apply an adapter only to a family whose attention projections it can address by name and whose
-projections are square ``hidden x hidden`` maps: BERT and RoBERTa (``encoder.layer.N.attention.self.
-{query,key,value}``). Other families (DistilBERT's ``q_lin``, DeBERTa-v2's ``query_proj`` ...) are
-refused rather than run half-adapted. A factor whose width disagrees with the base, or a module the
-base does not have, is refused too: a LoRA trained on another model would embed silently badly.
+The hook runtime (:mod:`specs.adapter_runtime`) adds ``s B A h`` to named linear modules, at every
+call of the module, exactly where PEFT's LoRA layer adds it. So it applies an adapter to a family whose
+attention projections are square ``hidden x hidden`` linear maps it can address by name:
+:data:`ADAPTER_FAMILIES`, one row per allow-listed text family (``specs.base_models.ALLOWED_MODEL_TYPES``)
+with its module-name pattern (PEFT's names without the ``base_model.model.`` prefix) and the targets
+accepted there:
+
+* BERT, RoBERTa, ELECTRA: ``encoder.layer.N.attention.self.{query,key,value}`` (PEFT's default
+  ``query``/``value``);
+* DistilBERT: ``transformer.layer.N.attention.{q_lin,k_lin,v_lin,out_lin}`` (PEFT has no default
+  there: every target is named by the adapter's author);
+* MPNet: ``encoder.layer.N.attention.attn.{q,k,v,o}`` (likewise);
+* DeBERTa-v2/v3: ``encoder.layer.N.attention.self.{query_proj,key_proj,value_proj}`` (PEFT's default
+  ``query_proj``/``value_proj``). With ``share_att_key`` (DeBERTa-v3's setting) the disentangled
+  attention also projects the relative position embeddings through ``query_proj``/``key_proj``; a
+  hook fires on those calls too, as PEFT's wrapped module does. The separate ``pos_key_proj``/
+  ``pos_query_proj`` of a base without ``share_att_key`` are not accepted as targets: a LoRA on
+  them is refused (``mismatch``, naming the module): they are outside PEFT's defaults and untested.
+
+A family outside the table is refused (``unsupported``) rather than run half-adapted. A factor whose
+width disagrees with the base, or a module the base's family or depth does not have, is refused too
+(``mismatch``): a LoRA trained on another model would embed silently badly.
 
 A base's encoder space holds its pooled (declared ``mean``/``cls``) last hidden state, L2-normalised
 (as the MiniLM text space's vectors are), keyed :func:`encoder_space_key` and ``hidden_size`` wide.
@@ -18,6 +34,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,9 +44,40 @@ from specs.assembly import LoRAAdapter
 from specs.exceptions import SpecError
 from specs.transferability import pool_hidden_states
 
-ADAPTABLE_MODEL_TYPES = ("bert", "roberta")
-ADAPTABLE_MODULES = ("query", "key", "value")
-_MODULE = re.compile(r"encoder\.layer\.(\d+)\.attention\.self\.(\w+)")
+
+@dataclass(frozen=True)
+class AdapterFamily:
+    """Where a family's attention projections live: ``{prefix}.N.{block}.<target>`` for layer N.
+
+    ``layers_field`` is the config field that counts the layers (``checked.num_layers`` reads it
+    through transformers' aliases); it is named in refusals so an author can compare with their model.
+    """
+
+    prefix: str
+    block: str
+    targets: tuple[str, ...]
+    layers_field: str = "num_hidden_layers"
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        return re.compile(rf"{re.escape(self.prefix)}\.(\d+)\.{re.escape(self.block)}\.(\w+)")
+
+    def describe(self) -> str:
+        return f"{self.prefix}.N.{self.block}.{{{','.join(self.targets)}}}"
+
+
+_BERT_LIKE = AdapterFamily("encoder.layer", "attention.self", ("query", "key", "value"))
+ADAPTER_FAMILIES: dict[str, AdapterFamily] = {
+    "bert": _BERT_LIKE,
+    "roberta": _BERT_LIKE,
+    "electra": _BERT_LIKE,
+    "distilbert": AdapterFamily(
+        "transformer.layer", "attention", ("q_lin", "k_lin", "v_lin", "out_lin"), layers_field="n_layers"
+    ),
+    "mpnet": AdapterFamily("encoder.layer", "attention.attn", ("q", "k", "v", "o")),
+    "deberta-v2": AdapterFamily("encoder.layer", "attention.self", ("query_proj", "key_proj", "value_proj")),
+}
+ADAPTABLE_MODEL_TYPES = tuple(ADAPTER_FAMILIES)
 
 
 class AdapterBaseError(SpecError):
@@ -49,16 +97,23 @@ def encoder_space_key(base_model_key: str) -> str:
     return f"text-{base_model_key}"[:120]
 
 
-def check_family(model_type: str) -> None:
-    """Raises :class:`AdapterBaseError` (``unsupported``) for a family outside
-    :data:`ADAPTABLE_MODEL_TYPES`."""
-    if model_type not in ADAPTABLE_MODEL_TYPES:
+def check_family(model_type: str) -> AdapterFamily:
+    """The row of :data:`ADAPTER_FAMILIES` for ``model_type``.
+
+    Raises
+    ------
+    AdapterBaseError
+        ``unsupported`` for a family outside the table.
+    """
+    family = ADAPTER_FAMILIES.get(model_type)
+    if family is None:
         raise AdapterBaseError(
-            f"adapters can target {', '.join(ADAPTABLE_MODEL_TYPES)} base models (attention projections "
-            f"encoder.layer.N.attention.self.{{query,key,value}}); this base is {model_type!r}",
+            f"adapters can target {', '.join(ADAPTABLE_MODEL_TYPES)} base models (LoRA on their attention "
+            f"projections); this base is {model_type!r}",
             reason="unsupported",
             details={"model_type": model_type},
         )
+    return family
 
 
 def unsupported_options(config: dict[str, Any], tensor_names: Sequence[str]) -> list[str]:
@@ -73,23 +128,26 @@ def unsupported_options(config: dict[str, Any], tensor_names: Sequence[str]) -> 
     return found
 
 
-def check_adapter_fits(adapter: LoRAAdapter, *, num_layers: int, hidden_size: int) -> None:
-    """Every factor targets an attention projection of a layer the base has, (r, hidden) and (hidden, r).
+def check_adapter_fits(adapter: LoRAAdapter, *, model_type: str, num_layers: int, hidden_size: int) -> None:
+    """Every factor targets an accepted attention projection (:data:`ADAPTER_FAMILIES`) of a layer
+    the base has, with factors (r, hidden) and (hidden, r).
 
     Raises
     ------
     AdapterBaseError
-        ``mismatch`` naming the first module that does not fit.
+        ``unsupported`` for a family outside the table; ``mismatch`` naming the first module that
+        does not fit.
     """
+    family = check_family(model_type)
+    pattern = family.pattern
     for name, (A, B) in sorted(adapter.factors.items()):
-        match = _MODULE.fullmatch(module_path(name))
-        if match is None or match.group(2) not in ADAPTABLE_MODULES or int(match.group(1)) >= num_layers:
+        match = pattern.fullmatch(module_path(name))
+        if match is None or match.group(2) not in family.targets or int(match.group(1)) >= num_layers:
             raise AdapterBaseError(
-                f"adapter module {name!r} is not an attention projection of this base "
-                f"({num_layers} layers: encoder.layer.0..{num_layers - 1}.attention.self.{{query,key,value}}"
-                ")",
+                f"adapter module {name!r} is not an attention projection this {model_type} base accepts "
+                f"({family.layers_field} = {num_layers}: {family.describe()} for N < {num_layers})",
                 reason="mismatch",
-                details={"module": name},
+                details={"module": name, "model_type": model_type},
             )
         if A.shape[1] != hidden_size or B.shape[0] != hidden_size:
             raise AdapterBaseError(

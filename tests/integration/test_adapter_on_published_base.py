@@ -1,12 +1,13 @@
 """A LoRA adapter on a base model published through the market, end to end on the real worker.
 
-A tiny random RoBERTa is published as ``kind: base_model``; a PEFT LoRA built on it (peft, offline)
-is published as ``kind: adapter`` naming the base's key. The adapter's RKME lives in the base's
-encoder space (``text-<key>``, 32-d), fitted on the base's own embeddings of the sample (computed in
-the sandbox); the sandbox's adapter embeddings, staged from the base's published version, equal
-PEFT's; a user who names that space (an RKME through the API, a text file in the portal) finds the
-adapter, and the MiniLM text space does not hold it; a submission naming that space is refused by
-name (the reuse pipeline embeds texts with the MiniLM only, for now).
+A tiny random RoBERTa (and a DeBERTa-v2 with DeBERTa-v3's relative attention, whose LoRA targets
+``query_proj``/``key_proj``/``value_proj``) is published as ``kind: base_model``; a PEFT LoRA built
+on it (peft, offline) is published as ``kind: adapter`` naming the base's key. The adapter's RKME
+lives in the base's encoder space (``text-<key>``, 32-d), fitted on the base's own embeddings of
+the sample (computed in the sandbox); the sandbox's adapter embeddings, staged from the base's
+published version, equal PEFT's; a user who names that space (an RKME through the API, a text file
+in the portal) finds the adapter, and the MiniLM text space does not hold it; a submission naming
+that space is refused by name (the reuse pipeline embeds texts with the MiniLM only, for now).
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from specs.adapter_bases import encoder_space_key
 from tests.integration.test_publish import finished, upload
 from tests.integration.test_submissions import _finished
 from tests.support.base_adapters import (
+    TARGETS,
     TEXTS,
     adapter_files,
     base_adapter_package,
+    base_config,
     peft_embeddings,
     peft_lora_folder,
 )
@@ -40,11 +43,12 @@ from workers.sandbox import run_model
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("adapter-base")
-    base = base_model_folder(root / "base", "roberta", seed=6)
-    return base, peft_lora_folder(base, root / "lora", seed=7)
+@pytest.fixture(scope="module", params=["roberta", "deberta-v2"])
+def folders(request, tmp_path_factory):
+    family = request.param
+    root = tmp_path_factory.mktemp(f"adapter-base-{family}")
+    base = base_model_folder(root / "base", family, seed=6, **base_config(family))
+    return family, base, peft_lora_folder(base, root / "lora", seed=7, targets=TARGETS[family])
 
 
 def _base_embeddings(folder, texts: list[str]) -> np.ndarray:
@@ -65,13 +69,13 @@ def _base_embeddings(folder, texts: list[str]) -> np.ndarray:
 def test_an_adapter_on_a_published_base_lives_in_its_space_and_is_found_there(
     celery_worker, s3_storage, alice, client_for, folders, client
 ):
-    base, lora = folders
+    family, base, lora = folders
     api = client_for(alice)
-    response = upload(api, base_model_package(base, name="tiny-roberta", pooling="mean"))
+    response = upload(api, base_model_package(base, name=f"tiny-{family}", pooling="mean"))
     assert finished(response.json()["job"]).status == JobStatus.SUCCEEDED
     key = BaseModel.objects.get(learnware_id=response.json()["learnware"]).key
 
-    response = upload(api, base_adapter_package(lora, base_model=key, dim=32, name="lora-on-roberta"))
+    response = upload(api, base_adapter_package(lora, base_model=key, dim=32, name=f"lora-on-{family}"))
     assert response.status_code == 202, response.json()
     job = finished(response.json()["job"])
     assert job.status == JobStatus.SUCCEEDED, job.error
@@ -110,7 +114,7 @@ def test_an_adapter_on_a_published_base_lives_in_its_space_and_is_found_there(
         "/search/data/",
         {"file": SimpleUploadedFile("texts.jsonl", texts), "feature_space": space.key, "k": 5},
     )
-    assert page.status_code == 200 and "lora-on-roberta" in page.content.decode(), page.content[-2000:]
+    assert page.status_code == 200 and f"lora-on-{family}" in page.content.decode(), page.content[-2000:]
     assert not Specification.objects.filter(version=version, feature_space__key=TEXT_SPACE_KEY).exists()
     assert FeatureSpace.objects.filter(encoder_id=key).count() == 1
 

@@ -25,6 +25,32 @@ TEXTS = [
     "the bank and the economy",
 ]
 
+# DeBERTa-v3's attention (deberta-v3-base's config): disentangled relative attention whose position
+# embeddings go through the shared query_proj/key_proj, so a hook there fires on those calls too.
+DEBERTA_V3 = {
+    "relative_attention": True,
+    "pos_att_type": ["p2c", "c2p"],
+    "share_att_key": True,
+    "position_buckets": 16,
+    "max_relative_positions": -1,
+    "norm_rel_ebd": "layer_norm",
+}
+# Every attention projection each family's LoRA may target, as PEFT names them (written out here,
+# not read from specs.adapter_bases, so a wrong table there fails the tests).
+TARGETS = {
+    "bert": ("query", "key", "value"),
+    "roberta": ("query", "key", "value"),
+    "electra": ("query", "key", "value"),
+    "distilbert": ("q_lin", "k_lin", "v_lin", "out_lin"),
+    "mpnet": ("q", "k", "v", "o"),
+    "deberta-v2": ("query_proj", "key_proj", "value_proj"),
+}
+
+
+def base_config(family: str) -> dict[str, Any]:
+    """Config overrides of the tiny base of ``family`` the adapter tests use (DeBERTa: v3's attention)."""
+    return dict(DEBERTA_V3) if family == "deberta-v2" else {}
+
 
 def peft_lora_folder(
     base_folder: Path, out: Path, *, r: int = 4, seed: int = 0, targets: tuple[str, ...] = ("query", "value")

@@ -18,14 +18,14 @@ from tests.specs.base_models.tiny_models import edit_json, make_folder
 from tests.support.packages import manifest_yaml, zip_bytes
 
 
-def base_model_folder(folder: Path, family: str = "bert", seed: int = 0) -> Path:
+def base_model_folder(folder: Path, family: str = "bert", seed: int = 0, **overrides: Any) -> Path:
     """A tiny random encoder folder whose weights also carry the int64 ``embeddings.position_ids``
     buffer, as published BERT checkpoints do (the offline all-MiniLM-L6-v2's has it; transformers 5
     no longer writes it, and ignores it when loading)."""
     import torch
     from safetensors.torch import load_file, save_file
 
-    make_folder(folder, family, seed)
+    make_folder(folder, family, seed, **overrides)
     tensors = load_file(str(folder / "model.safetensors"))
     positions = json.loads((folder / "config.json").read_text())["max_position_embeddings"]
     tensors["embeddings.position_ids"] = torch.arange(positions, dtype=torch.int64).unsqueeze(0)

@@ -5,8 +5,9 @@ The base is still an upload: its folder goes through the same checks as the base
 (:func:`specs.base_models.inspect_model_folder`: safetensors only, no remote code, allow-listed
 architecture, limits; then :func:`specs.base_models.load_text_encoder`, which refuses weights that
 disagree with the config). The adapter is read as tensors (safetensors' numpy loader, no PEFT code),
-must target a family the hook runtime can address and fit the base's shapes
-(:mod:`specs.adapter_bases`), and is applied with forward hooks. A refusal leaves as
+must target a family the hook runtime can address (BERT, RoBERTa, ELECTRA, DistilBERT, MPNet,
+DeBERTa-v2: :data:`specs.adapter_bases.ADAPTER_FAMILIES`), name that family's attention projections
+and fit the base's depth and width, and is applied with forward hooks. A refusal leaves as
 :class:`InvalidPackageError` with its ``upload:user:*`` code, reported as "refused".
 Imports: the standard library, numpy and torch (transformers lazily) — no Django.
 """
@@ -68,7 +69,12 @@ def run_adapter_on_base(folder: Path, inputs: np.ndarray, pooling: str) -> np.nd
         )
         adapter = None if options else adapter_from_files(files, base_model_key=checked.digest)
         if adapter is not None:
-            check_adapter_fits(adapter, num_layers=checked.num_layers, hidden_size=checked.hidden_size)
+            check_adapter_fits(
+                adapter,
+                model_type=checked.model_type,
+                num_layers=checked.num_layers,
+                hidden_size=checked.hidden_size,
+            )
     except BaseModelFolderError as exc:
         raise _refusal(exc) from None
     except AdapterBaseError as exc:

@@ -86,7 +86,7 @@ def published_base_for(*, wanted: str, user: Any) -> BaseModel | None:
     if row.modality != Modality.TEXT:  # a LoRA on token states cannot target an image encoder
         raise ValidationFailed(
             f"field 'base_model': {wanted!r} is a {row.modality} base model; adapters target text base "
-            "models (BERT, RoBERTa)",
+            "models (BERT, RoBERTa, ELECTRA, DistilBERT, MPNet, DeBERTa-v2)",
             code="upload:user:adapter-base-unsupported",
             details={"base_model": wanted, "modality": row.modality},
         )

@@ -1,7 +1,8 @@
 """Adapters naming a published base model, through the upload service and the publish pipeline (real
-sandbox, no worker): a BERT base with cls pooling gives a space with its pooling; each refusal is
-named — an unsupported family, a LoRA of other shapes, an unknown base, a base the uploader cannot
-see — and leaves nothing half-made (no specification, no encoder space, no stored package)."""
+sandbox, no worker): a BERT base with cls pooling gives a space with its pooling, a DistilBERT base
+(its own q_lin/.../out_lin names) one of its own; each refusal is named — a LoRA on modules the base's
+family lacks, a LoRA of other shapes, an unknown base, a base the uploader cannot see, an image base —
+and leaves nothing half-made (no specification, no encoder space, no stored package)."""
 
 from __future__ import annotations
 
@@ -54,12 +55,23 @@ def test_an_adapter_on_a_cls_pooled_bert_publishes_into_its_space(alice, publish
     assert f"market.download({base_lw}, dest=" in page and "hidden[:, 0]" in page
 
 
-def test_an_adapter_on_an_unsupported_family_is_refused_by_name(alice, publish, tmp_path):
+def test_an_adapter_on_a_distilbert_publishes_and_one_on_modules_it_lacks_is_refused(
+    alice, publish, bert, tmp_path
+):
     base = base_model_folder(tmp_path / "distilbert", "distilbert", seed=1)
     key = _base_key(publish, alice, base, name="tiny-distilbert")
-    lora = peft_lora_folder(base, tmp_path / "lora", targets=("q_lin", "v_lin"))
-    _, version = publish(alice, base_adapter_package(lora, base_model=key, dim=32, name="on-distilbert"))
-    _assert_rejected_cleanly(version, key, "upload:user:adapter-base-unsupported")
+    lora = peft_lora_folder(base, tmp_path / "lora", targets=("q_lin", "v_lin", "out_lin"))
+    lw, version = publish(alice, base_adapter_package(lora, base_model=key, dim=32, name="on-distilbert"))
+    assert version.status == VersionStatus.PUBLISHED, version.rejection_reasons
+    space = Specification.objects.get(version=version).feature_space
+    assert (space.key, space.dim, lw.base_model.key) == (encoder_space_key(key), 32, key)
+    # A LoRA trained on BERT names encoder.layer.N.attention.self.query, which DistilBERT lacks.
+    _, version = publish(alice, base_adapter_package(bert[1], base_model=key, dim=32, name="bert-lora"))
+    assert version.status == VersionStatus.REJECTED, version.status
+    reason = version.rejection_reasons[0]
+    assert reason["code"] == "upload:user:adapter-base-mismatch", reason
+    assert "attention.self.query" in reason["message"], reason
+    assert not Specification.objects.filter(version=version).exists()
 
 
 def test_a_lora_trained_on_another_width_is_refused_by_name(alice, publish, bert, tmp_path):

@@ -79,10 +79,12 @@ SIZES: dict[str, Any] = {
 }
 
 
-def _config(family: str) -> Any:
+def _config(family: str, **overrides: Any) -> Any:
+    """A tiny config of ``family``; ``overrides`` are further config fields (e.g. DeBERTa's
+    relative attention)."""
     import transformers as tf
 
-    common = {"vocab_size": len(VOCAB), "max_position_embeddings": 64, "pad_token_id": 0}
+    common = {"vocab_size": len(VOCAB), "max_position_embeddings": 64, "pad_token_id": 0, **overrides}
     if family == "distilbert":
         return tf.DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=64, **common)
     if family == "electra":
@@ -105,12 +107,12 @@ def write_tokenizer(folder: Path) -> None:
     tokenizer.save_pretrained(str(folder))
 
 
-def make_model(family: str = "bert", seed: int = 0) -> Any:
+def make_model(family: str = "bert", seed: int = 0, **overrides: Any) -> Any:
     """A randomly initialised encoder (``AutoModel``) of ``family`` drawn from ``seed``."""
     from transformers import AutoModel
 
     torch.manual_seed(seed)
-    return AutoModel.from_config(_config(family)).eval()
+    return AutoModel.from_config(_config(family, **overrides)).eval()
 
 
 def save_folder(model: Any, folder: Path) -> Path:
@@ -119,8 +121,8 @@ def save_folder(model: Any, folder: Path) -> Path:
     return folder
 
 
-def make_folder(folder: Path, family: str = "bert", seed: int = 0) -> Path:
-    return save_folder(make_model(family, seed), folder)
+def make_folder(folder: Path, family: str = "bert", seed: int = 0, **overrides: Any) -> Path:
+    return save_folder(make_model(family, seed, **overrides), folder)
 
 
 def edit_json(path: Path, **changes: Any) -> None:
