@@ -246,6 +246,8 @@ def _model_selection_page(request: HttpRequest, submission: Submission) -> HttpR
         "ranking": ranking_view(rank) if rank else None,
         "evaluation": evaluation,
         "evaluation_rows": [evaluation["head"], evaluation["baseline"]] if evaluation else [],
+        # The delivered head on the chosen base (when it is not worse than from scratch).
+        "download_url": reverse("submission-package", args=[submission.id]) if submission.package else "",
         "job_api": reverse("job-detail", args=[job.id]) if job and not job.is_terminal else "",
     }
     return render(request, "submissions/model_selection.html", context)

@@ -164,6 +164,10 @@ def test_every_visible_base_model_is_ranked_with_per_layer_scores(
     page = browser.get(reverse("submission-page", args=[body["id"]])).content.decode()
     assert "data-ranking" in page and page.count("<rect") >= 3 * 2 * 2  # estimators x models x layers
     assert all(f'data-model="{name}"' in page for name in local.names)
+    # The delivered head is offered for download on the page, and the link serves the package.
+    link = reverse("submission-package", args=[body["id"]])
+    assert "data-package" in page and f'href="{link}"' in page and body["package_sha256"] in page
+    assert browser.get(link).status_code == 200
 
     # The base taken out of alice's sight (now bob's private model): a named error, no base kept.
     shutil.rmtree(tmp_path / "base_models")
