@@ -6,6 +6,11 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 VENV="${LEARNWARE_VENV:-$ROOT/benchmarks/.venvs/learnware}"
+# One install at a time: concurrent benchmark runs (one per market) each call this script, and two
+# pips writing the same venv made one run's install fail (exit 1) and lose the anchor's figures.
+mkdir -p "$(dirname "$VENV")"
+exec 9>"$VENV.lock"
+flock 9
 if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import learnware, lightgbm, sklearn; assert sklearn.__version__ < '1.8'" 2>/dev/null; then
   echo "$VENV"; exit 0
 fi
