@@ -18,7 +18,6 @@ applies the head, so both sides compute the same function.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from specs.exceptions import SpecError
+from specs.recipe import sha256_hex
 
 HEAD_RECIPE = "base_head.json"
 HEAD_WEIGHTS = "head.safetensors"
@@ -47,10 +47,6 @@ class BaseHeadError(SpecError):
 
 def is_base_head(files: dict[str, bytes] | set[str]) -> bool:
     return HEAD_RECIPE in files
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def layer_features(layers: np.ndarray, layer: int | str) -> np.ndarray:
@@ -169,11 +165,13 @@ class BaseHeadPredictor:
     BaseHeadError, specs.base_models.BaseModelFolderError
     """
 
-    def __init__(self, files: dict[str, bytes], folder: str | Path) -> None:
+    def __init__(self, recipe: dict[str, Any], head: LinearHead, folder: str | Path) -> None:
+        """``recipe`` and ``head`` as :func:`read_recipe` returns them (read once: the caller needs the
+        recipe to find the base's folder)."""
         from specs.base_models import LayerEmbedder, inspect_model_folder
         from specs.base_models.images import ImageLayerEmbedder
 
-        self.recipe, self.head = read_recipe(files)
+        self.recipe, self.head = recipe, head
         check_base_folder(Path(folder), self.recipe)
         checked = inspect_model_folder(folder)
         base = self.recipe["base_model"]

@@ -102,8 +102,8 @@ def base_head_predictor(files: dict[str, bytes], base: str | Path | None) -> Any
     from specs.base_models import BaseModelFolderError
 
     try:
-        recipe, _ = read_recipe(files)
-        return BaseHeadPredictor(files, open_base_folder(recipe, base))
+        recipe, head = read_recipe(files)
+        return BaseHeadPredictor(recipe, head, open_base_folder(recipe, base))
     except BaseHeadError as exc:
         error = IntegrityError if "checksum" in exc.reason else UnsafeArtifactError
         raise error(str(exc), code=exc.code, details=exc.details) from None

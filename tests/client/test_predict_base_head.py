@@ -28,9 +28,9 @@ from specs.base_model_head import (
     HEAD_WEIGHTS,
     fitted_head,
     layer_features,
-    sha256_hex,
 )
 from specs.base_models import LayerEmbedder, inspect_model_folder
+from specs.recipe import sha256_hex
 from tests.support.adapters import TOPICS
 from tests.support.base_model_packages import base_model_folder, base_model_package
 from workers.pipelines.reuse_scratch import scratch_fit, scratch_models

@@ -128,9 +128,14 @@ class SandboxLayerEmbedder(CachedLayerEmbedder):
         """The sandbox call's inputs: an array of str (texts)."""
         return np.array(items, dtype=str)
 
-    def _encode(self, items: list[Any]) -> np.ndarray:
+    def files(self) -> dict[str, bytes]:
+        """The base's folder files, read once (the sandbox calls and the package's weights digest)."""
         if self._files is None:
             self._files = model_folder_files(self.version)
+        return self._files
+
+    def _encode(self, items: list[Any]) -> np.ndarray:
+        files = self.files()
         limits = SandboxLimits(**sandbox_limits())
         parts = []
         for start in range(0, len(items), TEXTS_PER_CALL):
@@ -138,7 +143,7 @@ class SandboxLayerEmbedder(CachedLayerEmbedder):
             try:
                 parts.append(
                     run_model(
-                        self._files,
+                        files,
                         batch,
                         kind="hf_encoder",
                         limits=limits,

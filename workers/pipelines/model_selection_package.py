@@ -31,13 +31,9 @@ from specs.base_model_head import (
     HEAD_WEIGHTS,
     POOLING,
     fitted_head,
-    sha256_hex,
 )
-from workers.pipelines.model_selection_embed import (
-    SandboxLayerEmbedder,
-    model_folder_files,
-    registered_folder_files,
-)
+from specs.recipe import sha256_hex
+from workers.pipelines.model_selection_embed import SandboxLayerEmbedder
 from workers.pipelines.reuse_scratch import scratch_fit, scratch_models
 from workers.pipelines.reuse_shared import deterministic_zip
 
@@ -50,9 +46,7 @@ DELIVERED = "delivered: the package references {base} and holds the logistic hea
 
 
 def _weights_sha256(embedder: SandboxLayerEmbedder) -> str:
-    version = embedder.version
-    files = registered_folder_files(version) if is_registered(version) else model_folder_files(version)
-    return sha256_hex(files["model.safetensors"])
+    return sha256_hex(embedder.files()["model.safetensors"])
 
 
 def base_reference(embedder: SandboxLayerEmbedder, modality: str) -> dict[str, Any]:
