@@ -11,7 +11,7 @@ from workers.pipelines.publish import publish_version
 
 @pytest.fixture(autouse=True)
 def _small_sandbox(settings):
-    settings.LWM_SANDBOX_CPU_SECONDS = 3
+    settings.LWM_SANDBOX_CPU_SECONDS = 10  # as marketplace/settings/test.py: base models need 2-3 s of CPU
     settings.LWM_SANDBOX_WALL_SECONDS = 20
     settings.LWM_SANDBOX_MEMORY_MB = 1024
     settings.LWM_RKME_K = 10
