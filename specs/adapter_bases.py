@@ -9,14 +9,17 @@ with its module-name pattern (PEFT's names without the ``base_model.model.`` pre
 accepted there:
 
 * BERT, RoBERTa, ELECTRA: ``encoder.layer.N.attention.self.{query,key,value}`` (PEFT's default
-  ``query``/``value``);
+  ``query``/``value``) and the attention's output projection ``encoder.layer.N.attention.output.dense``
+  (an author names it ``attention.output.dense``: a bare ``dense`` would also hit the feed-forward
+  layers, which are not square and are refused);
 * DistilBERT: ``transformer.layer.N.attention.{q_lin,k_lin,v_lin,out_lin}`` (PEFT has no default
   there: every target is named by the adapter's author);
 * MPNet: ``encoder.layer.N.attention.attn.{q,k,v,o}`` (likewise);
 * DeBERTa-v2/v3: ``encoder.layer.N.attention.self.{query_proj,key_proj,value_proj}`` (PEFT's default
-  ``query_proj``/``value_proj``). With ``share_att_key`` (DeBERTa-v3's setting) the disentangled
-  attention also projects the relative position embeddings through ``query_proj``/``key_proj``; a
-  hook fires on those calls too, as PEFT's wrapped module does. The separate ``pos_key_proj``/
+  ``query_proj``/``value_proj``) and ``encoder.layer.N.attention.output.dense``. With
+  ``share_att_key`` (DeBERTa-v3's setting) the disentangled attention also projects the relative
+  position embeddings through ``query_proj``/``key_proj``; a hook fires on those calls too, as PEFT's
+  wrapped module does. The separate ``pos_key_proj``/
   ``pos_query_proj`` of a base without ``share_att_key`` are not accepted as targets: a LoRA on
   them is refused (``mismatch``, naming the module): they are outside PEFT's defaults and untested.
 
@@ -47,35 +50,51 @@ from specs.transferability import pool_hidden_states
 
 @dataclass(frozen=True)
 class AdapterFamily:
-    """Where a family's attention projections live: ``{prefix}.N.{block}.<target>`` for layer N.
+    """Where a family's attention projections live: ``{prefix}.N.<target>`` for layer N, each target a
+    module path inside the layer (``attention.self.query``), as an author names it in PEFT's
+    ``target_modules``.
 
     ``layers_field`` is the config field that counts the layers (``checked.num_layers`` reads it
     through transformers' aliases); it is named in refusals so an author can compare with their model.
     """
 
     prefix: str
-    block: str
     targets: tuple[str, ...]
     layers_field: str = "num_hidden_layers"
 
     @property
     def pattern(self) -> re.Pattern[str]:
-        return re.compile(rf"{re.escape(self.prefix)}\.(\d+)\.{re.escape(self.block)}\.(\w+)")
+        return re.compile(rf"{re.escape(self.prefix)}\.(\d+)\.([\w.]+)")
 
     def describe(self) -> str:
-        return f"{self.prefix}.N.{self.block}.{{{','.join(self.targets)}}}"
+        return f"{self.prefix}.N.{{{','.join(self.targets)}}}"
 
 
-_BERT_LIKE = AdapterFamily("encoder.layer", "attention.self", ("query", "key", "value"))
+_BERT_LIKE = AdapterFamily(
+    "encoder.layer",
+    ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"),
+)
 ADAPTER_FAMILIES: dict[str, AdapterFamily] = {
     "bert": _BERT_LIKE,
     "roberta": _BERT_LIKE,
     "electra": _BERT_LIKE,
     "distilbert": AdapterFamily(
-        "transformer.layer", "attention", ("q_lin", "k_lin", "v_lin", "out_lin"), layers_field="n_layers"
+        "transformer.layer",
+        ("attention.q_lin", "attention.k_lin", "attention.v_lin", "attention.out_lin"),
+        layers_field="n_layers",
     ),
-    "mpnet": AdapterFamily("encoder.layer", "attention.attn", ("q", "k", "v", "o")),
-    "deberta-v2": AdapterFamily("encoder.layer", "attention.self", ("query_proj", "key_proj", "value_proj")),
+    "mpnet": AdapterFamily(
+        "encoder.layer", ("attention.attn.q", "attention.attn.k", "attention.attn.v", "attention.attn.o")
+    ),
+    "deberta-v2": AdapterFamily(
+        "encoder.layer",
+        (
+            "attention.self.query_proj",
+            "attention.self.key_proj",
+            "attention.self.value_proj",
+            "attention.output.dense",
+        ),
+    ),
 }
 ADAPTABLE_MODEL_TYPES = tuple(ADAPTER_FAMILIES)
 

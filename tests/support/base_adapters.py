@@ -37,13 +37,21 @@ DEBERTA_V3 = {
 }
 # Every attention projection each family's LoRA may target, as PEFT names them (written out here,
 # not read from specs.adapter_bases, so a wrong table there fails the tests).
+# Every accepted target as an author names it in PEFT's ``target_modules`` (a suffix of the module's
+# path; written here independently of ``specs.adapter_bases.ADAPTER_FAMILIES``).
+_BERT = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense")
 TARGETS = {
-    "bert": ("query", "key", "value"),
-    "roberta": ("query", "key", "value"),
-    "electra": ("query", "key", "value"),
-    "distilbert": ("q_lin", "k_lin", "v_lin", "out_lin"),
-    "mpnet": ("q", "k", "v", "o"),
-    "deberta-v2": ("query_proj", "key_proj", "value_proj"),
+    "bert": _BERT,
+    "roberta": _BERT,
+    "electra": _BERT,
+    "distilbert": ("attention.q_lin", "attention.k_lin", "attention.v_lin", "attention.out_lin"),
+    "mpnet": ("attention.attn.q", "attention.attn.k", "attention.attn.v", "attention.attn.o"),
+    "deberta-v2": (
+        "attention.self.query_proj",
+        "attention.self.key_proj",
+        "attention.self.value_proj",
+        "attention.output.dense",
+    ),
 }
 
 

@@ -95,6 +95,9 @@ LACKING = [
     ("electra", "distilbert", ("q_lin", "v_lin"), "transformer.layer.0.attention.q_lin"),
     ("distilbert", "bert", ("query", "value"), "encoder.layer.0.attention.self.query"),
     ("distilbert", "distilbert", ("lin1",), "transformer.layer.0.ffn.lin1"),
+    # BERT's feed-forward layers (a bare "dense" reaches them beside the attention's output projection).
+    ("bert", "bert", ("intermediate.dense",), "encoder.layer.0.intermediate.dense"),
+    ("roberta", "roberta", ("dense",), "encoder.layer.0.intermediate.dense"),
     ("mpnet", "bert", ("query", "value"), "encoder.layer.0.attention.self.query"),
     ("deberta-v2", "bert", ("query", "value"), "encoder.layer.0.attention.self.query"),
     ("deberta-v2", "deberta-v2-pos", ("pos_key_proj",), "encoder.layer.0.attention.self.pos_key_proj"),
