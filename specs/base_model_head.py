@@ -65,11 +65,14 @@ class LinearHead:
     weight: np.ndarray
     bias: np.ndarray
 
+    def tensors(self) -> dict[str, np.ndarray]:
+        """The named float64 tensors of the safetensors file (``specs.scratch_linear`` adds its own)."""
+        return {k: np.ascontiguousarray(getattr(self, k), dtype=np.float64) for k in self._names()}
+
     def to_bytes(self) -> bytes:
         from safetensors.numpy import save
 
-        tensors = {k: np.ascontiguousarray(getattr(self, k), dtype=np.float64) for k in self._names()}
-        return save(tensors, metadata={"format": HEAD_FORMAT})
+        return save(self.tensors(), metadata={"format": HEAD_FORMAT})
 
     @staticmethod
     def _names() -> tuple[str, ...]:

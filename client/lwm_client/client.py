@@ -433,8 +433,8 @@ class Client(ModelSelectionMixin):
         A package this client downloaded and verified from a market runs in this process
         (:class:`~lwm_client.predict.Predictor`); any other runs each prediction in an isolated
         process (:class:`~lwm_client.isolated.IsolatedPredictor`, bubblewrap when installed).
-        ``isolate`` (or ``LWM_ISOLATE=1/0``) overrides that choice; ``base``: a model-selection
-        package's base model (package zip or folder) instead of the one fetched with it.
+        ``isolate`` (or ``LWM_ISOLATE=1/0``) overrides that choice; ``base``: a model-selection head's
+        base model (package zip or folder) instead of the one fetched (a from-scratch one needs none).
         """
         from lwm_client.isolated import IsolatedPredictor, should_isolate
         from lwm_client.predict import Predictor

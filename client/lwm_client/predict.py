@@ -16,7 +16,10 @@ An adapter package a text submission built (LoRA members in ``recipe.json``) is 
 texts in, class probabilities from its head (or embeddings when it has none) out.
 A model-selection package (``base_head.json``: a head on a published base model) is run by
 ``specs.base_model_head.BaseHeadPredictor`` on the base's folder (``lwm_client.base_heads``
-finds it: fetched from the market, or ``base=``), embedded as the market's worker embeds it.
+finds it: fetched from the market, or ``base=``), embedded as the market's worker embeds it. When
+that head was worse than from scratch, the package holds the from-scratch winner instead
+(``scratch.json``: TF-IDF or downscaled pixels + a linear head, plain data), run by
+``lwm_client.scratch_models`` with ``specs.scratch_linear`` on raw texts or images.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from specs.images import image_rows
 from specs.packaging.errors import InvalidPackageError
 from specs.packaging.torchscript import load_torchscript
 from specs.recipe import RecipeChecksumError, RecipeColumnsError, RecipeError, RecipePredictor, probabilities
+from specs.scratch_linear import is_scratch_linear
 
 
 def load_model(raw: bytes, fmt: str) -> Any:
@@ -135,6 +139,12 @@ class Predictor:
         self.recipe = json.loads(files["recipe.json"]) if "recipe.json" in files else None
         self._adapter: AdapterRecipePredictor | None = None
         self._head: Any = None
+        if is_scratch_linear(files):  # the from-scratch winner: numpy on the raw texts or images
+            from lwm_client.scratch_models import ScratchPredictor
+
+            self._head = ScratchPredictor(files)
+            self.classes, self.task = self._head.classes, self._head.task
+            return
         if is_base_head(files):
             self._head = base_head_predictor(files, base)
             self.classes, self.task = self._head.classes, self._head.task
@@ -219,7 +229,7 @@ class Predictor:
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """(n, C) class probabilities (classification) or (n,) / (n, k) values (regression, embedding)."""
-        if self._head is not None:  # texts or images straight to the base model, then the head
+        if self._head is not None:  # texts or images straight to the base model (or features), then the head
             return self._head.predict_proba(X if isinstance(X, np.ndarray) else [str(t) for t in X])
         if self._adapter is not None:  # texts straight to the adapted base (never the plain encoder)
             return self._adapter.predict_proba([str(t) for t in X])

@@ -30,6 +30,7 @@ from marketplace.learnwares.models import BaseModel, Learnware
 from specs.base_model_head import layer_features
 from specs.base_models import EmbeddingCache, inspect_model_folder, rank_base_models
 from specs.base_models.images import ImageLayerEmbedder
+from specs.scratch_linear import pixel_features
 from tests.integration.test_publish import finished, upload
 from tests.integration.test_submissions import _finished
 from tests.support.base_model_packages import drop_registered_minilm
@@ -212,3 +213,38 @@ def test_image_sample_mistakes_are_refused_at_submission_with_their_codes(alice,
         with pytest.raises(ValidationFailed) as caught:
             check_model_selection(user=alice, labelled=raw, labelled_format=fmt, modality=modality)
         assert caught.value.code == code, (code, caught.value)
+
+
+def test_a_worse_head_on_images_delivers_the_pixel_baseline_the_client_runs(
+    celery_worker, s3_storage, alice, client_for, folders, live_server, monkeypatch, tmp_path
+):
+    """Only the blind ViT (every image embeds the same) is published: its head loses to the pixels, so
+    the package is logistic regression on the downscaled pixels refitted on every row
+    (``specs.scratch_linear``), and the client's predictions equal that baseline refitted here."""
+    _publish(client_for(alice), {"vit-blind": folders["vit-blind"]})
+    images, labels = digits_images(n_per_class=15)
+    client = client_for(alice)
+    body = _finished(
+        client, _submit(client, "labelled.zip", images_zip(images, labels)).json()["submission"]["id"]
+    )
+    assert body["status"] == "succeeded", body["error"]
+    evaluate = body["results"]["evaluate"]
+    assert evaluate["verdict"] == "worse", evaluate["statement"]
+    assert evaluate["winner"]["kind"] == "from_scratch" and "lwm-scratch-linear" in evaluate["package"]
+    assert evaluate["package_sha256"] == body["package_sha256"]
+
+    monkeypatch.setenv("LWM_CONFIG", str(tmp_path / "lwm.json"))
+    market = Client(live_server.url, poll_interval=0.2)
+    market.login("alice", "alice-pass-123")
+    predictor = Client.load(market.download_submission(body["id"], dest=tmp_path).path)
+    pixels = images.astype(np.float32) / 255.0
+    classes, y = np.unique(labels, return_inverse=True)
+    baseline = scratch_fit(
+        scratch_models("classification", 2)["logistic_regression"],
+        pixel_features(pixels),
+        y,
+        "classification",
+    )
+    expected = baseline.predict_proba(pixel_features(pixels))
+    np.testing.assert_allclose(predictor.predict_proba(pixels), expected, rtol=0, atol=1e-8)
+    assert list(predictor.predict(images)) == list(classes[expected.argmax(axis=1)])  # uint8 0..255 too

@@ -30,8 +30,7 @@ from tests.integration.test_publish import finished, upload
 from tests.integration.test_submissions import _finished
 from tests.support.adapters import TOPICS, jsonl_bytes
 from tests.support.base_model_packages import base_model_folder, base_model_package, drop_registered_minilm
-from workers.pipelines.model_selection_package import NO_PACKAGE_WORSE
-from workers.pipelines.reuse_scratch import scratch_fit, scratch_models
+from workers.pipelines.reuse_scratch import scratch_fit, scratch_models, text_scratch_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "client"))
 
@@ -266,8 +265,8 @@ def test_the_markets_minilm_is_ranked_with_no_published_base_model(
         np.testing.assert_allclose(row["scores"][e]["layers"], local.scores[e].layers, rtol=1e-3, atol=1e-4)
     evaluate = body["results"]["evaluate"]
     assert evaluate["verdict"] in ("better", "no_difference", "worse")
-    if evaluate["verdict"] == "worse":
-        assert evaluate["package"] == NO_PACKAGE_WORSE and body["package_url"] is None
+    if evaluate["verdict"] == "worse":  # the from-scratch winner is delivered instead
+        assert evaluate["winner"]["kind"] == "from_scratch" and evaluate["package"].startswith("delivered")
         return
     # The registered MiniLM has no package: the reference names it, the client uses its local copy.
     response = client.get(f"/api/v1/submissions/{body['id']}/package")
@@ -282,3 +281,49 @@ def test_the_markets_minilm_is_ranked_with_no_published_base_model(
         "classification",
     )
     np.testing.assert_allclose(predictor.predict_proba(texts), head.predict_proba(features), atol=1e-5)
+
+
+def _blind(folder: Path) -> Path:
+    """Every embedding table zeroed: each token enters as the embedding LayerNorm's bias alone, so
+    every text embeds the same at every layer (a base model that carries no information)."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(folder / "model.safetensors"))
+    for name, tensor in tensors.items():
+        if name.endswith("_embeddings.weight"):
+            tensor.zero_()
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    return folder
+
+
+def test_a_worse_head_delivers_the_from_scratch_winner_the_client_runs(
+    without_minilm, celery_worker, s3_storage, alice, client_for, live_server, tmp_path, monkeypatch
+):
+    """A blind base model (every text embeds the same) loses to TF-IDF on two topics: the package is
+    the TF-IDF + logistic regression refitted on every row (``specs.scratch_linear``), downloaded and
+    verified by the real client, whose predictions equal that baseline refitted here."""
+    monkeypatch.setenv("LWM_CONFIG", str(tmp_path / "lwm.json"))
+    client = client_for(alice)
+    _publish(client, {"tiny-blind": _blind(base_model_folder(tmp_path / "blind", seed=4))})
+    body = _finished(
+        client, _submit(client, jsonl_bytes(TEXTS, LABELS), {"seed": 5}).json()["submission"]["id"]
+    )
+    assert body["status"] == "succeeded", body["error"]
+    evaluate = body["results"]["evaluate"]
+    assert evaluate["verdict"] == "worse", evaluate["statement"]
+    assert evaluate["winner"] == {"kind": "from_scratch", "name": "TF-IDF + logistic regression from scratch"}
+    assert evaluate["package"].startswith("delivered") and "lwm-scratch-linear" in evaluate["package"]
+    assert evaluate["package_sha256"] == body["package_sha256"] and body["package_url"]
+
+    market = Client(live_server.url, poll_interval=0.2)
+    market.login("alice", "alice-pass-123")
+    got = market.download_submission(body["id"], dest=tmp_path)
+    assert not (tmp_path / "base_models").exists()  # no base model to fetch
+    predictor = Client.load(got.path)
+    assert isinstance(predictor, Predictor)  # verified from the market: runs in this process
+    classes, y = np.unique(LABELS, return_inverse=True)
+    baseline = scratch_fit(text_scratch_model(), np.asarray(TEXTS, dtype=object), y, "classification")
+    rows = TEXTS + ["Nothing seen before, at all!", "", TEXTS[0].upper() + " — café"]
+    expected = baseline.predict_proba(np.asarray(rows, dtype=object))
+    np.testing.assert_allclose(predictor.predict_proba(rows), expected, rtol=0, atol=1e-8)
+    assert list(predictor.predict(rows)) == list(classes[expected.argmax(axis=1)])

@@ -14,10 +14,10 @@ runs here instead of the reuse pipeline (``workers.tasks.submissions``):
    the texts; the images' pixels, area-downscaled to at most 16x16 per channel), on the reuse
    pipeline's repeated stratified folds, with intervals and the three-way paired verdict.
 
-3. the package (``model_selection_package``, format ``specs.base_model_head``): when the head is not
-   worse than from scratch, a reference to the chosen base model's published version + the head
-   refitted on every row, which ``Client.download_submission`` / ``Client.load`` run on the user's
-   machine; when it is worse, no package and the result says why.
+3. the package (``model_selection_package``), which ``Client.download_submission`` / ``Client.load``
+   run on the user's machine: when the head is not worse than from scratch, a reference to the chosen
+   base model's published version + the head refitted on every row (``specs.base_model_head``); when
+   it is worse, the from-scratch winner refitted on every row (``specs.scratch_linear``).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from marketplace.submissions.services import submission_stage_save
 from specs.base_model_head import layer_features
 from specs.base_models import ModelRanking, rank_base_models
 from specs.evaluation import VERDICT_WORDS, metric_bounds, paired_verdict, repeated_folds, score_interval
+from specs.scratch_linear import pixel_features
 from workers.base import Report
 from workers.pipelines.model_selection_embed import (
     BaseModelUnavailable,
@@ -50,10 +51,12 @@ from workers.pipelines.model_selection_embed import (
     embedding_cache,
 )
 from workers.pipelines.model_selection_package import (
-    NO_PACKAGE_WORSE,
+    DELIVERED_SCRATCH,
+    NO_PACKAGE_YET,
     deliver,
     delivered_message,
     package_files,
+    scratch_package_files,
 )
 from workers.pipelines.model_selection_results import (
     KIND,
@@ -63,13 +66,17 @@ from workers.pipelines.model_selection_results import (
     RankedBaseModel,
     SkippedBaseModel,
 )
-from workers.pipelines.reuse_scratch import scratch_fold_scores, scratch_models, text_scratch_model
+from workers.pipelines.reuse_scratch import (
+    scratch_fit,
+    scratch_fold_scores,
+    scratch_models,
+    text_scratch_model,
+)
 from workers.pipelines.reuse_shared import CV_FOLDS, CV_REPEATS
 
-PIPELINE_VERSION = 2  # 2: the evaluate stage delivers a package
+PIPELINE_VERSION = 3  # 2: the evaluate stage delivers a package; 3: also the from-scratch winner
 ESTIMATORS = ("logme", "hscore", "knn")
 TASK = "classification"  # a labelled sample: model selection ranks by class separability
-PIXEL_SIDE = 16  # the from-scratch image baseline reads pixels area-downscaled to at most this side
 NOUNS: dict[str, str] = {Modality.TEXT: "texts", Modality.IMAGE: "images"}
 
 
@@ -168,21 +175,9 @@ def rank_result(
     )
 
 
-def pixel_features(images: np.ndarray, side: int = PIXEL_SIDE) -> np.ndarray:
-    """(n, C*h*w) float64: images (n, C, H, W) area-averaged to at most ``side`` x ``side`` pixels
-    (smaller images are kept as they are), the from-scratch baseline's input."""
-    import torch
-    import torch.nn.functional as F
-
-    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
-    h, w = x.shape[2:]
-    if h > side or w > side:
-        x = F.adaptive_avg_pool2d(x, (min(h, side), min(w, side)))
-    return x.reshape(x.shape[0], -1).numpy().astype(np.float64)
-
-
 def _baseline(data: Any) -> tuple[Any, Any, str, str]:
-    """(model, its input, its name, its short name): TF-IDF for texts, downscaled pixels for images."""
+    """(model, its input, its name, its short name): TF-IDF for texts, downscaled pixels for images
+    (``specs.scratch_linear.pixel_features``, the function the client's package computes too)."""
     if isinstance(data, ImageData):
         model = scratch_models("classification", 0)["logistic_regression"]
         return (
@@ -240,7 +235,23 @@ def evaluate(
             "name": head_row["name"] if wins else base_row["name"],
         },
         statement=statement,
-        package=NO_PACKAGE_WORSE,  # model_selection_run replaces it when it delivers one
+        package=NO_PACKAGE_YET,  # model_selection_run replaces it when it delivers the winner
+    )
+
+
+def scratch_winner_files(
+    data: Any, y: np.ndarray, classes: list[str], evaluated: BaseModelEvaluateResult
+) -> dict[str, bytes]:
+    """The from-scratch winner's package: :func:`_baseline` refitted on every labelled row."""
+    model, raw, _, _ = _baseline(data)
+    fitted = scratch_fit(model, raw, y, TASK)
+    assert not isinstance(fitted, int)  # check_model_selection refuses one-class samples
+    return scratch_package_files(
+        model=fitted,
+        modality=Modality.IMAGE if isinstance(data, ImageData) else Modality.TEXT,
+        classes=classes,
+        image_shape=tuple(data.images.shape[1:]) if isinstance(data, ImageData) else None,
+        evaluation={"verdict": evaluated.verdict, "statement": evaluated.statement},
     )
 
 
@@ -348,8 +359,11 @@ def model_selection_run(*, submission_id: str, report: Report) -> dict[str, Any]
             seed=seed,
             evaluation={"verdict": evaluated.verdict, "statement": evaluated.statement},
         )
-        evaluated.package_sha256 = deliver(submission, files)
         evaluated.package = delivered_message(embedder, layer)
+    else:
+        files = scratch_winner_files(data, y.astype(np.int64), [str(c) for c in classes], evaluated)
+        evaluated.package = DELIVERED_SCRATCH.format(name=evaluated.winner["name"])
+    evaluated.package_sha256 = deliver(submission, files)
     _store(submission, "evaluate", evaluated, started)
     return {
         "kind": KIND,

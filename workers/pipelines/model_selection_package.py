@@ -1,4 +1,4 @@
-"""The model-selection deliverable: a reference to the chosen base model + the logistic head on it.
+"""The model-selection deliverable: the logistic head on the chosen base model, or the from-scratch winner.
 
 Built when the head is not worse than from scratch (``specs.base_model_head`` is the format and the
 runtime the client shares). The head is the evaluate stage's logistic regression refitted on every
@@ -8,9 +8,10 @@ sha256), never copied: the client downloads it from the market and checks it. Th
 registered MiniLM has no package: its reference names its key and the client uses its local copy.
 
 When the head is worse, the from-scratch winner (TF-IDF + logistic regression on texts, downscaled
-pixels for images) is not packaged: the market's from-scratch packaging exports a scaler + estimator
-to TorchScript over numeric rows, and neither a TF-IDF vocabulary nor the pixel downscale fits that
-format; the result says so (:data:`NO_PACKAGE_WORSE`).
+pixels + logistic regression on images) refitted on every labelled row is delivered instead, as data
+(``specs.scratch_linear``: the vocabulary, idf and linear weights, or the pixel downscale's sizes and
+the standardised head), which the client computes with numpy (:func:`scratch_package_files`). Before
+``model_selection`` PIPELINE_VERSION 3 nothing was delivered then, and the stored result said so.
 """
 
 from __future__ import annotations
@@ -33,16 +34,17 @@ from specs.base_model_head import (
     fitted_head,
 )
 from specs.recipe import sha256_hex
+from specs.scratch_linear import SCRATCH_JSON, scratch_files
 from workers.pipelines.model_selection_embed import SandboxLayerEmbedder
 from workers.pipelines.reuse_scratch import scratch_fit, scratch_models
 from workers.pipelines.reuse_shared import deterministic_zip
 
-NO_PACKAGE_WORSE = (
-    "no package: the head is worse than from scratch, and the from-scratch winner (TF-IDF or "
-    "downscaled pixels + logistic regression) has no package format (the market's from-scratch "
-    "packages are TorchScript over numeric rows)"
-)
+NO_PACKAGE_YET = "no package yet"  # the evaluate stage's result before model_selection_run delivers one
 DELIVERED = "delivered: the package references {base} and holds the logistic head on its {layer} embedding"
+DELIVERED_SCRATCH = (
+    "delivered: the head is worse than from scratch, so the package holds the from-scratch winner "
+    "({name}) refitted on every labelled row (format lwm-scratch-linear, no base model)"
+)
 
 
 def _weights_sha256(embedder: SandboxLayerEmbedder) -> str:
@@ -115,6 +117,35 @@ def package_files(
         HEAD_WEIGHTS: head,
         "learnware.yaml": yaml.safe_dump(manifest, sort_keys=True).encode(),
     }
+
+
+def scratch_package_files(
+    *,
+    model: Any,
+    modality: str,
+    classes: list[str],
+    image_shape: tuple[int, int, int] | None,
+    evaluation: dict[str, Any],
+) -> dict[str, bytes]:
+    """The from-scratch winner's package: ``model`` (the evaluate stage's baseline fitted on every
+    row, class codes into ``classes``) as ``specs.scratch_linear`` data, and its manifest."""
+    modality = str(modality)
+    own = [classes[int(c)] for c in model.classes_]
+    files = scratch_files(model, own, image_shape=image_shape, evaluation=evaluation)
+    manifest = {
+        "name": f"from-scratch-{modality}-classifier",
+        "kind": "model",
+        "modality": modality,
+        "task": "classification",
+        "description": "TF-IDF + logistic regression from scratch"
+        if modality == "text"
+        else "logistic regression on downscaled pixels from scratch",
+        "input": {},
+        "output": {"classes": own},
+        "tags": ["model-selection", "from-scratch"],
+        "artifact": {"format": "scratch_linear", "path": SCRATCH_JSON},
+    }
+    return {**files, "learnware.yaml": yaml.safe_dump(manifest, sort_keys=True).encode()}
 
 
 def deliver(submission: Submission, files: dict[str, bytes]) -> str:

@@ -85,5 +85,5 @@ class BaseModelEvaluateResult(StageResult):
     difference: ScoreInterval  # head - baseline, per fold
     winner: Json
     statement: str
-    package: str  # what the package holds, or why none is delivered
-    package_sha256: str | None = None  # the delivered package's, or None
+    package: str  # what the delivered package holds (the head on the base model, or the from-scratch winner)
+    package_sha256: str | None = None  # the delivered package's (None only in results stored before delivery)
