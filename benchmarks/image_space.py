@@ -48,8 +48,9 @@ from benchmarks.markets.base import MarketData, split_domain  # noqa: E402
 from benchmarks.markets.stats import mean_interval, proportion_interval  # noqa: E402
 from benchmarks.markets.tasks import make_tasks, union_probabilities  # noqa: E402
 from specs import mixture_bootstrap_test, rkme_fit  # noqa: E402
-from specs.assembly.label_free import AVERAGE, ROUTE, label_free_choice  # noqa: E402
-from specs.assembly.selector import RKMEJobSelector  # noqa: E402
+from specs.assembly.label_free import SOFT_ROUTE, label_free_choice  # noqa: E402
+from specs.assembly.route_bandwidth import choose_soft_route_gamma_factor  # noqa: E402
+from specs.assembly.selector import RKMEJobSelector, RKMESoftSelector  # noqa: E402
 from specs.data_rkme import rkme_k_from_env  # noqa: E402
 from specs.mmd import mmd_squared_batch  # noqa: E402
 
@@ -101,12 +102,10 @@ def _stack(specs: list[Any]) -> tuple[np.ndarray, np.ndarray]:
     return Zs, betas
 
 
-def _assemble(P: dict[int, np.ndarray], R: np.ndarray, members: list[int], w: np.ndarray, method: str) -> Any:
-    """Union-class probabilities of a label-free mixture: routed rows, weighted average or top member."""
-    if method == ROUTE:
-        return np.stack([P[j] for j in members], 1)[np.arange(R.shape[0]), R.argmax(1)]
-    if method == AVERAGE:
-        return sum(wi * P[j] for wi, j in zip(w, members, strict=True))
+def _assemble(P: dict[int, np.ndarray], R: np.ndarray, members: list[int], method: str) -> Any:
+    """Union-class probabilities of a label-free mixture: softly routed rows or the top member."""
+    if method == SOFT_ROUTE:
+        return sum(R[:, k, None] * P[j] for k, j in enumerate(members))
     return P[members[0]]
 
 
@@ -148,16 +147,16 @@ def run_space(market: MarketData, enc: Any, models: dict[str, bytes], tasks: lis
         free, free_l = probs[members[0]], probs_l[members[0]]
         if mixed:
             w = np.asarray(ev.mixture.weights)
-            sel = RKMEJobSelector().fit(
-                [dev[j].Z_ for j in members], [dev[j].beta_ for j in members], GAMMA, w
-            )
+            Zm, bm = [dev[j].Z_ for j in members], [dev[j].beta_ for j in members]
+            sel = RKMEJobSelector().fit(Zm, bm, GAMMA, w)
             choice = label_free_choice(
                 sel.responsibilities(E), w, [market.domains[names[j]].classes for j in members]
             )
-            R, R_l = sel.responsibilities(E), sel.responsibilities(E_l)
-            free, free_l = (
-                _assemble(P, r, members, w, choice.method) for P, r in ((probs, R), (probs_l, R_l))
+            soft = RKMESoftSelector().fit(
+                Zm, bm, GAMMA * choose_soft_route_gamma_factor(Zm, bm, GAMMA).factor
             )
+            R, R_l = soft.responsibilities(E), soft.responsibilities(E_l)
+            free, free_l = (_assemble(P, r, members, choice.method) for P, r in ((probs, R), (probs_l, R_l)))
         acc = lambda P, y: float(np.mean(classes[P.argmax(1)] == y))  # noqa: E731
         options = {"free": (acc(free_l, task["y_l"]), acc(free, task["y"]))}
         for j in order[:3]:

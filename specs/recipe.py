@@ -123,7 +123,7 @@ def predict_assembly(
     a: Any = assembly  # the kinds' predict signatures differ (outputs, or outputs and rows)
     if assembly.kind in ("best_single", "weighted_ensemble"):
         return a.predict_proba(outputs) if task == "classification" else a.predict(outputs)
-    if assembly.kind in ("rkme_job_selector", "trained_job_selector"):
+    if assembly.kind in ("rkme_job_selector", "rkme_soft_selector", "trained_job_selector"):
         return a.predict_proba(outputs, Xs) if task == "classification" else a.predict(outputs, Xs)
     if assembly.kind == "stitching_head":
         blocks = [Xs, *outputs]

@@ -28,6 +28,7 @@ class AssemblyMethod(models.TextChoices):
     BEST_SINGLE = "best_single", "Best single learnware"
     WEIGHTED_ENSEMBLE = "weighted_ensemble", "Weighted ensemble"
     RKME_JOB_SELECTOR = "rkme_job_selector", "Job selector (zero-shot, by RKME)"
+    RKME_SOFT_SELECTOR = "rkme_soft_selector", "Soft job selector (zero-shot, outputs weighted by RKME)"
     TRAINED_JOB_SELECTOR = "trained_job_selector", "Job selector (trained on the labelled sample)"
     STITCHING_HEAD = "stitching_head", "Stitching / feature-augmentation head"
     LORA_WEIGHTED_SUM = "lora_weighted_sum", "LoRA arithmetic (weighted sum, negation)"

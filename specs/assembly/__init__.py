@@ -12,7 +12,7 @@ from specs.assembly.lora import (
     refactor,
     ties_merge,
 )
-from specs.assembly.selector import RKMEJobSelector, TrainedJobSelector
+from specs.assembly.selector import RKMEJobSelector, RKMESoftSelector, TrainedJobSelector
 from specs.assembly.stitching import StitchingHead
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "BestSingle",
     "LoRAAdapter",
     "RKMEJobSelector",
+    "RKMESoftSelector",
     "StitchingHead",
     "TrainedJobSelector",
     "WeightedEnsemble",

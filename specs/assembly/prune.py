@@ -1,7 +1,7 @@
 """Drop the members a fitted assembly never uses, so a package ships only what predicts.
 
 A best single uses one member, a weighted ensemble the members of positive weight, the
-RKME job selector the members it may route to (weight > 0). The pruned assembly predicts
+RKME job and soft selectors the members they may route to (weight > 0). The pruned assembly predicts
 exactly as the original on the kept members' outputs. Methods that read every member's
 outputs as features (trained job selector, stitching head) keep all of them.
 """
@@ -27,10 +27,10 @@ def prune(assembly: Assembly, n_members: int) -> tuple[list[int], Assembly]:
         kept = [int(i) for i in np.flatnonzero(assembly.weights_ > 0)]
         model = WeightedEnsemble(task=assembly.task, n_classes=assembly.n_classes)
         return kept, model.fit(placeholders * len(kept), weights=assembly.weights_[kept])
-    if isinstance(assembly, RKMEJobSelector):
+    if isinstance(assembly, RKMEJobSelector):  # and its soft subclass: the same kind comes back
         kept = [int(i) for i in np.flatnonzero(assembly.weights_ > 0)]
         Zs = [assembly.Z_[assembly.owner_ == i] for i in kept]
         betas = [assembly.beta_[assembly.owner_ == i] for i in kept]
-        selector = RKMEJobSelector(task=assembly.task, n_classes=assembly.n_classes)
+        selector = type(assembly)(task=assembly.task, n_classes=assembly.n_classes)
         return kept, selector.fit(Zs, betas, assembly.gamma_, assembly.weights_[kept])
     return list(range(n_members)), assembly

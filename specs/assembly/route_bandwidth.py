@@ -21,6 +21,14 @@ the 2-SE margin every digits and Fashion-transform user keeps 16x (routing 0.971
 16x); a 1-SE margin moved 6 Fashion-transform users to 64x / 256x (0.929), no margin 12 (0.923).
 On the real Fashion-MNIST market (developers on disjoint class pairs, benchmarks/reuse_markets.py
 --quick) both two-domain users move to 256x: no-label accuracy 0.72 / 0.69 -> 0.845 / 0.855.
+
+Soft routing (``specs.assembly.selector.RKMESoftSelector``) uses the responsibilities themselves,
+so what matters there is that they are calibrated probabilities of origin, not that their argmax
+is right: :func:`choose_soft_route_gamma_factor` picks the factor with the highest leave-one-out
+log-likelihood of each point's own member (a proper scoring rule; the same points and weights as
+above). Where members' data overlap it picks a wide kernel (hotel segments: 1x-8x, so the rows'
+outputs are nearly averaged), where they are apart a narrow one (digit transforms: 16x-64x, the
+hard route); benchmarks/issue20/label_free_assembly.py measures both.
 """
 
 from __future__ import annotations
@@ -36,6 +44,10 @@ from specs.exceptions import DimensionMismatchError, InvalidParameterError
 from specs.kernels import squared_distances
 
 ROUTE_GAMMA_FACTORS = (4.0, 16.0, 64.0, 256.0)
+SOFT_ROUTE_GAMMA_FACTORS = (1.0, 2.0, 4.0, 8.0, 16.0, 64.0, 256.0)
+# A responsibility below this counts as this in the log-likelihood: one point far from every other
+# point of its member would otherwise decide the factor alone (log 0).
+MIN_RESPONSIBILITY = 1e-6
 DEFAULT_ROUTE_GAMMA_FACTOR = 16.0
 # Two standard errors: the default (validated on the transform markets) is kept unless another
 # factor routes the members' own points home better beyond the noise of a few dozen points each.
@@ -127,8 +139,11 @@ def _point_weights(beta: np.ndarray, owner: np.ndarray, w: np.ndarray) -> np.nda
     return wm[owner] * np.divide(pos, mass[owner], out=np.zeros_like(pos), where=mass[owner] > 0)
 
 
-def _home(Z: np.ndarray, beta: np.ndarray, owner: np.ndarray, w: np.ndarray, gamma: float) -> np.ndarray:
-    """(N,) bool: point routed to its own member, itself left out of that member's density."""
+def _loo_densities(
+    Z: np.ndarray, beta: np.ndarray, owner: np.ndarray, w: np.ndarray, gamma: float
+) -> np.ndarray:
+    """(N, m) weighted member densities of every point, itself left out of its own member's
+    density, each row rescaled by a common factor."""
     D = squared_distances(Z, Z)
     np.fill_diagonal(D, np.inf)
     live_col = w[owner] > 0
@@ -139,7 +154,46 @@ def _home(Z: np.ndarray, beta: np.ndarray, owner: np.ndarray, w: np.ndarray, gam
     K[:, ~live_col] = 0.0
     dens = np.zeros((Z.shape[0], w.shape[0]))
     np.add.at(dens.T, owner, (K * beta).T)
-    return np.asarray((dens * w).argmax(axis=1) == owner)
+    return dens * w
+
+
+def _home(Z: np.ndarray, beta: np.ndarray, owner: np.ndarray, w: np.ndarray, gamma: float) -> np.ndarray:
+    """(N,) bool: point routed to its own member, itself left out of that member's density."""
+    return np.asarray(_loo_densities(Z, beta, owner, w, gamma).argmax(axis=1) == owner)
+
+
+def soft_routing_log_likelihood(
+    Zs: Sequence[Any], betas: Sequence[Any], gamma: float, weights: Any = None
+) -> float:
+    """Leave-one-out mean log-responsibility of each reduced point's own member at kernel ``gamma``
+    (points weighted as in :func:`self_routing_accuracy`; responsibilities floored at
+    :data:`MIN_RESPONSIBILITY`)."""
+    Z, beta, owner, w = _stack(Zs, betas, weights)
+    point_w = _point_weights(beta, owner, w)
+    dens = np.maximum(_loo_densities(Z, beta, owner, w, gamma), 0.0)  # as RKMEJobSelector.responsibilities
+    total = dens.sum(axis=1)
+    own = dens[np.arange(owner.shape[0]), owner]
+    r = np.divide(own, total, out=np.zeros_like(own), where=total > 0)
+    return float(np.sum(point_w * np.log(np.maximum(r, MIN_RESPONSIBILITY))))
+
+
+def choose_soft_route_gamma_factor(
+    Zs: Sequence[Any],
+    betas: Sequence[Any],
+    gamma: float,
+    weights: Any = None,
+    factors: Sequence[float] = SOFT_ROUTE_GAMMA_FACTORS,
+) -> RouteBandwidth:
+    """The multiple of ``gamma`` whose soft routing is best calibrated on the members' own points:
+    the highest :func:`soft_routing_log_likelihood` (ties -> the smaller factor). ``accuracies``
+    holds each factor's log-likelihood."""
+    grid = tuple(sorted(float(f) for f in factors))
+    if not grid or any(f <= 0 for f in grid):
+        raise InvalidParameterError(f"factors {factors!r} must be positive")
+    if not gamma > 0:
+        raise InvalidParameterError(f"gamma must be > 0, got {gamma!r}")
+    scores = tuple(soft_routing_log_likelihood(Zs, betas, gamma * f, weights) for f in grid)
+    return RouteBandwidth(factor=grid[int(np.argmax(scores))], factors=grid, accuracies=scores)
 
 
 def _stack(

@@ -4,6 +4,10 @@
   kernel mean embedding of its training distribution, so ``w_i sum_j beta_ij k(x, z_ij)``
   is (up to a shared constant) a kernel density of x under member i weighted by its
   mixture weight; a sample goes to the member with the largest value.
+* :class:`RKMESoftSelector` is the same router without the hard decision: each sample's output
+  is the members' outputs weighted by its responsibilities (a mixture of experts gated by the
+  RKME densities). Where one member's density dominates it is the job selector; where the
+  members' data overlap it averages instead of betting the row on a near coin flip.
 * :class:`TrainedJobSelector` needs a labelled sample: each sample's target is the member
   with the lowest loss on it, and a multinomial logistic regression on the features
   learns to predict that target for new samples. Given an RKME job selector, it also
@@ -186,6 +190,42 @@ class RKMEJobSelector(_Router):
         Zs = [arrays["Z"][arrays["owner"] == i] for i in range(m)]
         betas = [arrays["beta"][arrays["owner"] == i] for i in range(m)]
         return obj.fit(Zs, betas, float(header["gamma"]), arrays["weights"])
+
+
+class RKMESoftSelector(RKMEJobSelector):
+    """Zero-shot soft routing: ``sum_i r_i(x) f_i(x)``, ``r_i`` the RKME responsibilities
+    (:meth:`RKMEJobSelector.responsibilities`) and ``f_i`` member i's output.
+
+    It is the prediction of the mixture model the job selector already assumes (a row comes from
+    member i with probability r_i(x)) instead of that model's single most likely member; its kernel
+    should make the responsibilities calibrated rather than sharp
+    (``specs.assembly.route_bandwidth.choose_soft_route_gamma_factor``). Members of weight 0 have
+    responsibility 0 everywhere and are not evaluated.
+    """
+
+    kind = "rkme_soft_selector"
+
+    def _routed(self, members: Sequence[Member], X: Any) -> np.ndarray:
+        self._check_fitted()
+        Xa = as_array(X, "X")
+        if len(members) != self.n_members_:
+            raise DimensionMismatchError(
+                f"got {len(members)} members, the selector was fitted on {self.n_members_}"
+            )
+        r = self.responsibilities(Xa)
+        out: np.ndarray | None = None
+        for i in (int(j) for j in np.flatnonzero(r.max(axis=0) > 0)):
+            (o,) = collect_outputs([members[i]], Xa)
+            o = (
+                as_probabilities(o, self.n_classes, f"members[{i}]")
+                if self.task == "classification" and self.n_classes is not None
+                else as_regression(o, f"members[{i}]")
+            )
+            if o.shape[0] != Xa.shape[0]:
+                raise DimensionMismatchError(f"members[{i}] has {o.shape[0]} rows, X {Xa.shape[0]}")
+            out = r[:, i, None] * o if out is None else out + r[:, i, None] * o
+        assert out is not None  # each row's responsibilities sum to 1, so some member has r > 0
+        return out
 
 
 class TrainedJobSelector(_Router):

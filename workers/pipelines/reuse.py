@@ -41,7 +41,8 @@ from workers.pipelines.reuse_results import Stage, StageResult
 # 8: every score on the labelled rows sees learned columns out of fold (specs.impute_ridge.fill_labelled)
 # 9: each member sees RKME-filled columns from its own RKME (specs.impute.member_rows); plan's own_rkme
 # 10: the labelled rows' ridge vs each member's own RKME, per member and column (choose_column's members)
-PIPELINE_VERSION = 10
+# 11: the label-free choice over a mixture is the RKME soft selector (specs.assembly.label_free)
+PIPELINE_VERSION = 11
 
 
 @dataclass(frozen=True)

@@ -7,16 +7,17 @@ rows, which no method has seen. One validation split of a small sample (14 rows 
 tied and mis-ordered methods whose accuracy on the user's data differed by 0.13; pooled
 out-of-fold predictions over 3 x 5 folds use every training row 3 times.
 
-The RKME job selector is the label-free choice; with labels it routes over the same
+The RKME soft selector is the label-free choice over a mixture; with labels the routers use the same
 members as without (the mixture's components when a mixture was proposed, weight 0 for the
 ranking's other members), so the labelled path always has the zero-shot winner to choose.
 
 Without labels only the zero-shot methods are fitted (best single by MMD, the mixture-
-weighted ensemble, the RKME job selector). Without a mixture the best single learnware is
-delivered; with one, ``specs.assembly.label_free`` chooses from the job selector's routing
-confidence on the user's own rows: route when rows are attributed unambiguously, average over
-the union of the members' classes when they are not, the best single when the routing sends
-nearly every row to one member. The same choice is the labelled path's label-free candidate.
+weighted ensemble, the RKME job and soft selectors). Without a mixture the best single learnware
+is delivered; with one, ``specs.assembly.label_free`` chooses soft routing (each row's outputs
+weighted by its calibrated RKME responsibilities: routing where the members' data are apart,
+averaging where they overlap), or the best single when the routing sends nearly every row to one
+member or, for members on disjoint classes, contradicts the mixture weights. The same choice is
+the labelled path's label-free candidate.
 """
 
 from __future__ import annotations
@@ -53,23 +54,19 @@ from workers.pipelines.reuse_shared import (
 )
 
 MEANING = {
-    LABEL_FREE: "what this submission delivers without labels (over a found mixture: routing, averaging over "
-    "the "
-    "union of classes or the best single, by the routing confidence on your rows; else the best single "
-    "learnware by MMD), scored on your labelled rows",
+    LABEL_FREE: "what this submission delivers without labels (over a found mixture: soft routing, or the "
+    "best single when the routing on your rows says one member is enough; else the best single learnware by "
+    "MMD), scored on your labelled rows",
     "best_single": "the one learnware with the lowest loss on your fit rows (or the best MMD without labels)",
     "weighted_ensemble": "average of the learnwares' outputs, weighted by their skill on your rows (or the "
     "mixture weights)",
     "rkme_job_selector": "each row goes to the learnware whose RKME gives it the highest weighted density "
-    "(no "
-    ""
-    ""
-    ""
-    ""
+    "(no training)",
+    "rkme_soft_selector": "each row's prediction averages the learnwares' outputs weighted by how well their "
+    "RKMEs explain the row: one learnware where their data are apart, several where they overlap (no "
     "training)",
     "trained_job_selector": "each row goes to the learnware a logistic regression on your rows (features and "
-    "the RKME "
-    "routing's log-responsibilities) predicts to be best for it",
+    "the RKME routing's log-responsibilities) predicts to be best for it",
     "stitching_head": "a linear head trained on your rows over the features and every learnware's outputs",
 }
 
@@ -106,9 +103,9 @@ def route_weights(ctx: ReuseContext, members: list[Member]) -> np.ndarray | None
 
 def label_free_method(ctx: ReuseContext, members: list[Member], n_classes: int | None) -> LabelFreeChoice:
     """What the submission would deliver without labels (``specs.assembly.label_free``): the best
-    single learnware by MMD without a mixture; over a proposed mixture, routing when the job
-    selector's routes of the user's rows agree with the mixture weights, else a hedge chosen by
-    the members' class coverage. With labels it stays a candidate (see :func:`_choose`)."""
+    single learnware by MMD without a mixture; over a proposed mixture, soft routing unless the job
+    selector's routes of the user's rows show one member is enough. With labels it stays a
+    candidate (see :func:`_choose`)."""
     weights = route_weights(ctx, members)
     live = weights > 0 if weights is not None else None
     if not ctx.identify_result.mixture["proposed"] or live is None or int(live.sum()) < 2:

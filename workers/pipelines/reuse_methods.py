@@ -17,11 +17,12 @@ from specs.assembly import (
     Assembly,
     BestSingle,
     RKMEJobSelector,
+    RKMESoftSelector,
     StitchingHead,
     TrainedJobSelector,
     WeightedEnsemble,
 )
-from specs.assembly.route_bandwidth import choose_route_gamma_factor
+from specs.assembly.route_bandwidth import choose_route_gamma_factor, choose_soft_route_gamma_factor
 from specs.recipe import predict_assembly
 
 LABELLED_METHODS = (
@@ -31,13 +32,15 @@ LABELLED_METHODS = (
     "trained_job_selector",
     "stitching_head",
 )
-ZERO_SHOT_METHODS = ("best_single", "weighted_ensemble", "rkme_job_selector")
+ZERO_SHOT_METHODS = ("best_single", "weighted_ensemble", "rkme_job_selector", "rkme_soft_selector")
 # The router's kernel is a per-task multiple of the space's gamma, chosen from the members' own RKME
 # points without labels (specs.assembly.route_bandwidth: 16x unless another factor routes them
 # home better beyond noise). Measured on the digits market (docs/submissions.md): routing accuracy
 # over 20 two-domain users, mean / worst, was 0.92 / 0.64 at 1x gamma, 0.96 / 0.77 at 4x, 0.97 / 0.84
 # at 16x with uniform weights, and mixture weights as priors made it worse at every bandwidth.
-MULTI_MEMBER = {"weighted_ensemble", "rkme_job_selector", "trained_job_selector"}
+# The soft router's kernel is the factor whose responsibilities are best calibrated on the members'
+# own points (leave-one-out log-likelihood, specs.assembly.route_bandwidth).
+MULTI_MEMBER = {"weighted_ensemble", "rkme_job_selector", "rkme_soft_selector", "trained_job_selector"}
 
 
 def applicable(methods: Sequence[str], n_members: int, allowed: Sequence[str] | None) -> list[str]:
@@ -94,6 +97,8 @@ def fit_method(method: str, inputs: FitInputs) -> Assembly:
         return ensemble.fit(outputs, y) if y is not None else ensemble.fit(counted, weights=inputs.prior)
     if method == "rkme_job_selector":
         return _router(task, nc, rkmes, inputs.gamma, inputs.route_weights)
+    if method == "rkme_soft_selector":
+        return _soft_router(task, nc, rkmes, inputs.gamma, inputs.route_weights)
     if y is None or Xs is None:
         raise ValueError(f"{method} needs a labelled sample")
     if method == "trained_job_selector":
@@ -117,6 +122,21 @@ def _router(
     Zs, betas = [z for z, _ in rkmes], [b for _, b in rkmes]
     factor = choose_route_gamma_factor(Zs, betas, gamma, weights).factor
     return RKMEJobSelector(task=task, n_classes=n_classes).fit(Zs, betas, gamma * factor, weights)
+
+
+def _soft_router(
+    task: str,
+    n_classes: int | None,
+    rkmes: list[tuple[np.ndarray, np.ndarray]],
+    gamma: float,
+    weights: np.ndarray | None,
+) -> RKMESoftSelector:
+    """Uniform weights (over the routed members), the kernel whose responsibilities are calibrated."""
+    Zs, betas = [z for z, _ in rkmes], [b for _, b in rkmes]
+    factor = choose_soft_route_gamma_factor(Zs, betas, gamma, weights).factor
+    selector = RKMESoftSelector(task=task, n_classes=n_classes).fit(Zs, betas, gamma * factor, weights)
+    assert isinstance(selector, RKMESoftSelector)
+    return selector
 
 
 def predict_method(

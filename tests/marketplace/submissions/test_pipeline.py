@@ -19,7 +19,7 @@ from marketplace.core.exceptions import ValidationFailed
 from marketplace.submissions.models import Submission
 from marketplace.submissions.services import submission_create
 from specs.assembly import Assembly
-from specs.assembly.route_bandwidth import ROUTE_GAMMA_FACTORS
+from specs.assembly.route_bandwidth import SOFT_ROUTE_GAMMA_FACTORS
 from tests.support.market import COLUMNS, csv_bytes, user_task
 from workers.pipelines import reuse_methods
 from workers.pipelines.reuse import reuse_run
@@ -95,11 +95,13 @@ def test_a_task_mixing_two_domains_finds_both_with_their_weights_and_routes_rows
     weights = {c["version_id"]: c["weight"] for c in mixture["components"]}
     assert set(weights) == {market.versions["mirrored"].id, market.versions["transposed"].id}
     assert weights[market.versions["mirrored"].id] == pytest.approx(0.6, abs=0.1)
-    assert submission.results["assemble"]["chosen"] == "rkme_job_selector"
+    assert submission.results["assemble"]["chosen"] == "rkme_soft_selector"
     # The label-free choice's evidence: the rows' routes agree with the mixture weights (total
     # variation recomputed here from the recorded shares and identification's weights).
     free = submission.results["assemble"]["label_free"]
-    assert free["method"] == "rkme_job_selector" and sum(free["route_shares"]) == pytest.approx(1.0, abs=1e-3)
+    assert free["method"] == "rkme_soft_selector" and sum(free["route_shares"]) == pytest.approx(
+        1.0, abs=1e-3
+    )
     ordered = [weights[m["version_id"]] for m in submission.results["assemble"]["members"]]
     tv = 0.5 * sum(abs(s - w / sum(ordered)) for s, w in zip(free["route_shares"], ordered, strict=True))
     assert free["disagreement"] == pytest.approx(tv, abs=1e-3) and tv <= free["max_disagreement"]
@@ -224,7 +226,7 @@ def test_a_labelled_method_replaces_the_label_free_choice_only_when_its_gain_exc
     # The label-free choice is the router over the found mixture, a fixed model: its fold scores are
     # its accuracy on each test fold, computed here directly from its predictions on every row.
     assert submission.results["identify"]["mixture"]["proposed"] is True
-    assert rows["label_free"]["assembly_kind"] == "rkme_job_selector"
+    assert rows["label_free"]["assembly_kind"] == "rkme_soft_selector"
     ctx = ReuseContext(submission)
     ctx.results.update(submission.results)
     from workers.pipelines.reuse_shared import context_members, cv_folds, labelled_codes, task_outputs
@@ -246,7 +248,7 @@ def test_a_labelled_method_replaces_the_label_free_choice_only_when_its_gain_exc
     assert [w > 0 for w in weights] == [m["version_id"] in mixture for m in assemble["members"]]
     # The reported routing kernel is the delivered router's, as a multiple of the space's gamma.
     factor = rows["label_free"]["parameters"]["gamma_factor"]
-    assert factor in ROUTE_GAMMA_FACTORS and router.gamma_ / ctx.space.gamma == pytest.approx(
+    assert factor in SOFT_ROUTE_GAMMA_FACTORS and router.gamma_ / ctx.space.gamma == pytest.approx(
         factor, rel=1e-5
     )
 

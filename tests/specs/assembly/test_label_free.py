@@ -1,4 +1,4 @@
-"""The label-free choice between routing, averaging and the best single (specs.assembly.label_free)."""
+"""The label-free choice between soft routing and the best single (specs.assembly.label_free)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def test_separated_members_are_routed() -> None:
     choice = label_free_choice(
         _gaussian_posteriors(X, centres, 0.5), np.array([0.7, 0.3]), [["0", "1"], ["2", "3"]]
     )
-    assert choice.method == "rkme_job_selector"
+    assert choice.method == "rkme_soft_selector"
     assert choice.routing_confidence is not None and choice.routing_confidence > 0.99
     assert choice.route_shares == pytest.approx([0.7, 0.3], abs=0.02)
     # independent: TV between the routed shares and the weights, by hand
@@ -60,11 +60,13 @@ def _misrouted() -> tuple[np.ndarray, np.ndarray]:
     return _gaussian_posteriors(X, centres, 0.5), np.array([0.5, 0.5])
 
 
-def test_misrouting_with_overlapping_classes_averages_over_the_union() -> None:
+def test_misrouting_with_overlapping_classes_is_still_routed_softly() -> None:
+    # Shared classes: the soft router averages where the routes are uncertain, so a large TV is
+    # no reason to fall back to one member.
     r, w = _misrouted()
     choice = label_free_choice(r, w, [["a", "b"], ["b", "c"]])
     assert choice.disagreement is not None and choice.disagreement > 0.15
-    assert choice.method == "weighted_ensemble" and "union" in choice.reason
+    assert choice.method == "rkme_soft_selector" and "disagree" in choice.reason
 
 
 def _split(shares: tuple[int, int]) -> np.ndarray:
@@ -74,9 +76,8 @@ def _split(shares: tuple[int, int]) -> np.ndarray:
 def test_disjoint_classes_route_while_routing_can_beat_the_best_singles_share() -> None:
     # routes 0.7 / 0.3 vs weights 0.5 / 0.5: TV 0.2 > 0.15, but 1 - 0.2 >= 0.5 -> still route
     choice = label_free_choice(_split((70, 30)), np.array([0.5, 0.5]), [["a", "b"], ["c", "d"]])
-    assert choice.disagreement == pytest.approx(0.2) and choice.method == "rkme_job_selector"
-    overlapping = label_free_choice(_split((70, 30)), np.array([0.5, 0.5]), [["a", "b"], ["b", "d"]])
-    assert overlapping.method == "weighted_ensemble"
+    assert choice.disagreement == pytest.approx(0.2) and choice.method == "rkme_soft_selector"
+    assert "disjoint" in choice.reason
     # routes 0.5 / 0.5 vs weights 0.8 / 0.2: TV 0.3, 1 - 0.3 < 0.8 -> the best single
     choice = label_free_choice(_split((50, 50)), np.array([0.8, 0.2]), [["a", "b"], ["c", "d"]])
     assert (
@@ -84,9 +85,10 @@ def test_disjoint_classes_route_while_routing_can_beat_the_best_singles_share() 
         and choice.method == "best_single"
         and choice.disjoint_classes
     )
+    # Unknown classes count as shared: routed softly whatever the TV.
     assert (
         label_free_choice(_split((50, 50)), np.array([0.8, 0.2]), [["a", "b"], None]).method
-        == "weighted_ensemble"
+        == "rkme_soft_selector"
     )
 
 
@@ -106,7 +108,7 @@ def test_classes_disjoint() -> None:
 
 
 def test_without_rows_or_with_one_member() -> None:
-    assert label_free_choice(None, n_members=2).method == "rkme_job_selector"
+    assert label_free_choice(None, n_members=2).method == "rkme_soft_selector"
     assert label_free_choice(None, n_members=1).method == "best_single"
     assert label_free_choice(np.ones((3, 1)), np.ones(1)).method == "best_single"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from specs.assembly import BestSingle, RKMEJobSelector, WeightedEnsemble
+from specs.assembly import BestSingle, RKMEJobSelector, RKMESoftSelector, WeightedEnsemble
 from specs.assembly.prune import prune
 
 
@@ -33,14 +33,15 @@ def test_a_weighted_ensemble_drops_members_of_weight_zero(rng):
     assert pruned.predict_proba([outs[0], outs[2]]) == pytest.approx(model.predict_proba(outs), abs=1e-12)
 
 
-def test_a_router_drops_members_it_never_routes_to(rng):
+@pytest.mark.parametrize("router", [RKMEJobSelector, RKMESoftSelector])
+def test_a_router_drops_members_it_never_routes_to(rng, router):
     outs = _outputs(rng, 3)
     Zs = [rng.normal(size=(5, 2)) + c for c in (0.0, 3.0, -3.0)]
     betas = [np.full(5, 0.2)] * 3
-    model = RKMEJobSelector(n_classes=3).fit(Zs, betas, 0.5, np.array([1.0, 0.0, 1.0]))
+    model = router(n_classes=3).fit(Zs, betas, 0.5, np.array([1.0, 0.0, 1.0]))
     X = rng.normal(size=(30, 2)) * 3
     kept, pruned = prune(model, 3)
-    assert kept == [0, 2]
+    assert kept == [0, 2] and type(pruned) is router and pruned.kind == model.kind
     assert pruned.predict_proba([outs[0], outs[2]], X) == pytest.approx(
         model.predict_proba(outs, X), abs=1e-12
     )

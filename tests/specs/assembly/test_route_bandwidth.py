@@ -1,4 +1,5 @@
-"""The routing kernel's factor chosen by leave-one-out self-routing of the members' RKME points."""
+"""The routing kernels' factors chosen on the members' own RKME points, left out one at a time: self-routing
+accuracy (the job selector) and the log-likelihood of the point's own member (the soft selector)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ import pytest
 
 from specs.assembly.route_bandwidth import (
     DEFAULT_ROUTE_GAMMA_FACTOR,
+    MIN_RESPONSIBILITY,
     ROUTE_GAMMA_FACTORS,
+    SOFT_ROUTE_GAMMA_FACTORS,
     choose_route_gamma_factor,
+    choose_soft_route_gamma_factor,
     self_routing_accuracy,
+    soft_routing_log_likelihood,
 )
 from specs.exceptions import InvalidParameterError
 
@@ -125,3 +130,51 @@ def test_the_default_must_be_among_the_factors() -> None:
         choose_route_gamma_factor(Zs, betas, 0.5, factors=(4.0, 64.0))
     with pytest.raises(InvalidParameterError):
         choose_route_gamma_factor(Zs, betas, 0.0)
+
+
+def _loop_log_likelihood(Zs, betas, gamma, weights, floor):
+    """Leave-one-out log-responsibility of each point's own member: plain loops, no shared code."""
+    live = [i for i in range(len(Zs)) if weights[i] > 0 and np.maximum(betas[i], 0).sum() > 0]
+    total_w = sum(weights[i] for i in live)
+    out = 0.0
+    for i in live:
+        pos = np.maximum(betas[i], 0)
+        for j in range(Zs[i].shape[0]):
+            dens = []
+            for k in range(len(Zs)):
+                total = sum(
+                    betas[k][l_] * np.exp(-gamma * np.sum((Zs[i][j] - Zs[k][l_]) ** 2))
+                    for l_ in range(Zs[k].shape[0])
+                    if (k, l_) != (i, j)
+                )
+                dens.append(max(weights[k] * total, 0.0))
+            r = dens[i] / sum(dens) if sum(dens) > 0 else 0.0
+            out += weights[i] / total_w * pos[j] / pos.sum() * np.log(max(r, floor))
+    return out
+
+
+@pytest.mark.parametrize("weights", [[1.0, 1.0, 1.0], [0.2, 0.0, 0.8]])
+def test_soft_routing_log_likelihood_matches_a_loop(weights) -> None:
+    Zs, betas = _random_members(1)
+    for gamma in (0.05, 0.5, 3.0):
+        expected = _loop_log_likelihood(Zs, betas, gamma, weights, MIN_RESPONSIBILITY)
+        got = soft_routing_log_likelihood(Zs, betas, gamma, weights)
+        assert got == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+def test_the_soft_factor_is_the_most_likely_one_wide_for_overlap_and_narrow_when_apart() -> None:
+    Zs, betas = _random_members(2)
+    choice = choose_soft_route_gamma_factor(Zs, betas, 0.1, factors=(1.0, 4.0, 16.0))
+    expected = [_loop_log_likelihood(Zs, betas, 0.1 * f, [1, 1, 1], MIN_RESPONSIBILITY) for f in (1, 4, 16)]
+    assert choice.accuracies == pytest.approx(expected, rel=1e-9)
+    assert choice.factor == (1.0, 4.0, 16.0)[int(np.argmax(expected))]
+    rng = np.random.default_rng(3)
+    # Two members drawn from one distribution: no kernel can tell them apart, so the widest wins
+    # (responsibilities near 1/2 everywhere are the calibrated answer).
+    same = [rng.normal(size=(20, 2)) for _ in range(2)]
+    flat = [np.full(20, 1 / 20)] * 2
+    assert choose_soft_route_gamma_factor(same, flat, 0.5).factor == SOFT_ROUTE_GAMMA_FACTORS[0]
+    # Two separated clusters under a wide base kernel: sharper kernels make the responsibilities of
+    # their own points more certain, so a narrow factor wins.
+    apart = [rng.normal(size=(20, 2)) * 0.5, rng.normal(size=(20, 2)) * 0.5 + 3.0]
+    assert choose_soft_route_gamma_factor(apart, flat, 0.05).factor >= 64.0

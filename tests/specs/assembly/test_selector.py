@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from specs.assembly import Assembly, RKMEJobSelector, TrainedJobSelector
+from specs.assembly import Assembly, RKMEJobSelector, RKMESoftSelector, TrainedJobSelector
 from specs.kernels import rbf_kernel
 from specs.rkme import RKMESpecification
 
@@ -130,3 +130,38 @@ def test_trained_selector_with_a_router_uses_its_log_responsibilities_as_feature
     assert (sel.route(X) == domain).mean() >= (router.route(X) == domain).mean() - 0.05
     with pytest.raises(Exception, match="router has 3 members"):
         TrainedJobSelector(n_classes=2).fit(X, members[:2], y, router=router)
+
+
+def test_the_soft_selector_weights_each_rows_outputs_by_direct_kernel_responsibilities(
+    rng: np.random.Generator,
+) -> None:
+    X, y, domain, members = _task(rng, 40)
+    Zs, betas = _rkmes(rng, X, domain)
+    weights = [1.0, 1.0, 0.0]  # the third member is outside the mixture: never evaluated
+    soft = RKMESoftSelector(n_classes=2).fit(Zs, betas, 0.5, weights=weights)
+    # Independent: kernel sums written out, normalised per row, clipped at 0 as densities are.
+    direct = np.stack([w * rbf_kernel(X, Z, 0.5) @ b for w, Z, b in zip(weights, Zs, betas, strict=True)], 1)
+    direct = np.maximum(direct, 0.0)
+    r = direct / direct.sum(axis=1, keepdims=True)
+    expected = r[:, :1] * members[0] + r[:, 1:2] * members[1]
+
+    def never(X_: np.ndarray) -> np.ndarray:
+        raise AssertionError("a member of weight 0 was evaluated")
+
+    assert_allclose(soft.predict_proba([members[0], members[1], never], X), expected, atol=1e-9)
+    # Apart, the soft router is the job selector's routing almost everywhere.
+    hard = RKMEJobSelector(n_classes=2).fit(Zs, betas, 0.5, weights=weights)
+    agree = soft.predict([members[0], members[1], members[2]], X) == hard.predict(members, X)
+    assert agree.mean() > 0.95
+    back = Assembly.from_bytes(soft.to_bytes())
+    assert isinstance(back, RKMESoftSelector)
+    assert_allclose(back.predict_proba(members, X), soft.predict_proba(members, X), atol=1e-12)
+
+
+def test_the_soft_selector_averages_where_the_members_data_overlap(rng: np.random.Generator) -> None:
+    # Both members' RKMEs summarise the same rows: every responsibility is 1/2, so the soft router
+    # is the plain average while the hard router bets each row on one member.
+    X, _, _, members = _task(rng, 40)
+    spec = RKMESpecification(K=10, gamma=0.5, random_state=0).fit(X)
+    soft = RKMESoftSelector(n_classes=2).fit([spec.Z_, spec.Z_], [spec.beta_, spec.beta_], 0.5)
+    assert_allclose(soft.predict_proba(members[:2], X), (members[0] + members[1]) / 2, atol=1e-12)
