@@ -184,11 +184,6 @@ def main() -> None:
     print(
         f"  onnxruntime {predict['onnxruntime'] * 1000:.1f} ms, lightgbm {predict['lightgbm'] * 1000:.1f} "
         "ms, "
-        ""
-        ""
-        ""
-        ""
-        ""
         f"ratio {ratio:.2f}x ({'within' if ratio <= 2 else 'OUTSIDE'} the 2x target)"
     )
 

@@ -335,10 +335,6 @@ def report(tasks: list[dict[str, Any]]) -> None:
     print(
         f"{'pair (shares)':<34}{'chosen':>22}{'CV acc':>8}{'test acc':>9}{'acc on X':>9}{'JobSel':>8}  CV "
         "acc "
-        ""
-        ""
-        ""
-        ""
         "of the others"
     )
     for t in lab:

@@ -448,11 +448,6 @@ def main() -> None:
     print(
         f"d={D_FEAT} K={K} D={D_SKETCH} store={args.store}{' on disk' if args.disk else ' in RAM'} "
         "threads=1; "
-        ""
-        ""
-        ""
-        ""
-        ""
         f"latency over {args.queries} queries, recall over {args.recall_queries}"
     )
     head = (

@@ -48,10 +48,6 @@ def _ensure_worker_user() -> str | None:
 _REVEAL = (
     'set -e; mount --bind "$1" "$4"; mount -t tmpfs -o mode=0755 tmpfs "$2"; mkdir -p "$1"; mount --bind '
     '"$4" '
-    ""
-    ""
-    ""
-    ""
     '"$1"; '
     'u="$3"; shift 4; exec setpriv --reuid "$u" --regid "$u" --init-groups -- "$@"'
 )

@@ -142,11 +142,6 @@ def _single_class(ctx: ReuseContext, reason: str) -> EvaluateSingleClass:
         f"The delivered module ({chosen}) labels {right} of your {n} labelled rows correctly "
         f"(accuracy {right / n:.3f}, 95 % interval {low:.3f} to {high:.3f}). {reason[0].upper()}{reason[1:]}"
         "; "
-        ""
-        ""
-        ""
-        ""
-        ""
         "no baseline can be compared on one class."
     )
     return EvaluateSingleClass(
