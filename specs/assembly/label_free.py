@@ -16,9 +16,9 @@ near 0/1 and it routes; where they overlap the kernel is wide and it averages. M
 came within 0.01 of the better of hard routing and the plain average on every market: digits in
 five transformations (all classes shared; routing 0.925, average 0.67, soft 0.925), hotel
 segments (overlapping; 50/50 users: routing 0.83, average 0.877, soft 0.868), digit and
-Fashion-MNIST developers on disjoint class pairs (routing 0.978 / 0.878, soft 0.979 / 0.885). A hard router thresholded on the
-routing confidence could not do both: the digit transforms' harder pairs route at a mean
-confidence of 0.77-0.82, below some hotel users' 0.86.
+Fashion-MNIST developers on disjoint class pairs (routing 0.978 / 0.878, soft 0.979 / 0.885).
+A hard router thresholded on the routing confidence could not do both: the digit transforms'
+harder pairs route at a mean confidence of 0.77-0.82, below some hotel users' 0.86.
 
 The best single learnware replaces it where the evidence says one member is enough:
 
