@@ -5,10 +5,8 @@ an isolated one; a missing, altered or unsafe base is refused with a named error
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +31,7 @@ from specs.base_models import LayerEmbedder, inspect_model_folder
 from specs.recipe import sha256_hex
 from tests.support.adapters import TOPICS
 from tests.support.base_model_packages import base_model_folder, base_model_package
+from tests.support.packages import zip_file
 from workers.pipelines.reuse_scratch import scratch_fit, scratch_models
 
 TOPIC_A, TOPIC_B, TOPIC_C = sorted(TOPICS)[:3]
@@ -88,15 +87,6 @@ def _package(folder: Path, package: Path, layer: int | str, model, classes) -> d
     }
 
 
-def _zip(files: dict[str, bytes], path: Path) -> Path:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-    path.write_bytes(buffer.getvalue())
-    return path
-
-
 @pytest.mark.parametrize("layer", ["mean", 1])
 def test_the_client_predicts_as_the_market_head_on_the_base_zip_or_folder(base, layer, monkeypatch, tmp_path):
     monkeypatch.setenv("LWM_CONFIG", str(tmp_path / "lwm.json"))
@@ -120,7 +110,7 @@ def test_an_unverified_head_package_runs_isolated_with_its_base(base, monkeypatc
     monkeypatch.setenv("LWM_CONFIG", str(tmp_path / "lwm.json"))
     folder, package = base
     model, features, classes = _market_head(folder, "mean")
-    path = _zip(_package(folder, package, "mean", model, classes), tmp_path / "head.zip")
+    path = zip_file(_package(folder, package, "mean", model, classes), tmp_path / "head.zip")
     predictor = Client.load(path, base=package)
     assert isinstance(predictor, IsolatedPredictor)
     assert_allclose(predictor.predict_proba(TEXTS[:6]), model.predict_proba(features[:6]), atol=1e-6)

@@ -5,10 +5,6 @@ isolated one; an altered package and the wrong rows are refused with named clien
 
 from __future__ import annotations
 
-import io
-import zipfile
-from pathlib import Path
-
 import numpy as np
 import pytest
 import yaml
@@ -20,6 +16,7 @@ from numpy.testing import assert_allclose
 
 from specs.scratch_linear import SCRATCH_JSON, SCRATCH_WEIGHTS, pixel_features, scratch_files
 from tests.support.adapters import TOPICS
+from tests.support.packages import zip_file
 from workers.pipelines.reuse_scratch import scratch_models, text_scratch_model
 
 TOPIC_A, TOPIC_B, TOPIC_C = sorted(TOPICS)[:3]
@@ -31,15 +28,6 @@ NEW = ["Nothing we have seen before.", "", TEXTS[0].upper() + " !!", "Ünïcöd�
 def _files(model, classes: list[str], modality: str, **kw) -> dict[str, bytes]:
     manifest = {"name": "scratch", "kind": "model", "modality": modality, "output": {"classes": classes}}
     return {**scratch_files(model, classes, **kw), "learnware.yaml": yaml.safe_dump(manifest).encode()}
-
-
-def _zip(files: dict[str, bytes], path: Path) -> Path:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-    path.write_bytes(buffer.getvalue())
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +48,7 @@ def test_the_client_predicts_as_the_text_baseline_in_process_and_isolated(text_m
     assert_allclose(predictor.predict_proba(rows), expected, rtol=0, atol=1e-8)
     assert list(predictor.predict(rows)) == [classes[i] for i in expected.argmax(axis=1)]
 
-    isolated = Client.load(_zip(files, tmp_path / "scratch.zip"))  # not verified from a market
+    isolated = Client.load(zip_file(files, tmp_path / "scratch.zip"))  # not verified from a market
     assert isinstance(isolated, IsolatedPredictor)
     assert_allclose(isolated.predict_proba(rows), expected, rtol=0, atol=1e-8)
     assert list(isolated.predict(rows)) == [classes[i] for i in expected.argmax(axis=1)]
@@ -72,7 +60,7 @@ def test_the_client_predicts_as_the_pixel_baseline(tmp_path):
     images = (rng.random((45, 3, 20, 18)) * 0.6 + (y / 3)[:, None, None, None] * 0.4).astype(np.float32)
     model = scratch_models("classification", 0)["logistic_regression"].fit(pixel_features(images), y)
     files = _files(model, ["x", "y", "z"], "image", image_shape=(3, 20, 18))
-    predictor = Client.load(_zip(files, tmp_path / "scratch.zip"), isolate=False)
+    predictor = Client.load(zip_file(files, tmp_path / "scratch.zip"), isolate=False)
     new = rng.random((7, 3, 20, 18)).astype(np.float32)
     assert_allclose(predictor.predict_proba(new), model.predict_proba(pixel_features(new)), rtol=0, atol=1e-8)
     with pytest.raises(ConfigError) as wrong:  # the caller's rows, not the package, are wrong

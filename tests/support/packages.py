@@ -12,6 +12,7 @@ import json
 import stat
 import zipfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -108,6 +109,12 @@ def zip_bytes(files: dict[str, bytes | str], *, symlinks: Sequence[str] = ()) ->
             info.external_attr = mode << 16
             archive.writestr(info, data.encode() if isinstance(data, str) else data)
     return buffer.getvalue()
+
+
+def zip_file(files: dict[str, bytes | str], path: Path) -> Path:
+    """``files`` zipped (:func:`zip_bytes`) and written to ``path``; returns ``path``."""
+    path.write_bytes(zip_bytes(files))
+    return path
 
 
 def manifest_yaml(**fields: Any) -> str:
