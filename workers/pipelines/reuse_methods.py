@@ -98,7 +98,7 @@ def fit_method(method: str, inputs: FitInputs) -> Assembly:
     if method == "rkme_job_selector":
         return _router(task, nc, rkmes, inputs.gamma, inputs.route_weights)
     if method == "rkme_soft_selector":
-        return _soft_router(task, nc, rkmes, inputs.gamma, inputs.route_weights)
+        return _router(task, nc, rkmes, inputs.gamma, inputs.route_weights, soft=True)
     if y is None or Xs is None:
         raise ValueError(f"{method} needs a labelled sample")
     if method == "trained_job_selector":
@@ -117,26 +117,20 @@ def _router(
     rkmes: list[tuple[np.ndarray, np.ndarray]],
     gamma: float,
     weights: np.ndarray | None,
+    *,
+    soft: bool = False,
 ) -> RKMEJobSelector:
-    """Uniform weights (over the routed members) and a narrower kernel chosen per task (see above)."""
+    """Uniform weights (over the routed members) and a kernel chosen per task on the members' own
+    points (see above): the best self-routing for the job selector, the best calibrated
+    responsibilities for the soft selector (``soft``)."""
     Zs, betas = [z for z, _ in rkmes], [b for _, b in rkmes]
-    factor = choose_route_gamma_factor(Zs, betas, gamma, weights).factor
-    return RKMEJobSelector(task=task, n_classes=n_classes).fit(Zs, betas, gamma * factor, weights)
-
-
-def _soft_router(
-    task: str,
-    n_classes: int | None,
-    rkmes: list[tuple[np.ndarray, np.ndarray]],
-    gamma: float,
-    weights: np.ndarray | None,
-) -> RKMESoftSelector:
-    """Uniform weights (over the routed members), the kernel whose responsibilities are calibrated."""
-    Zs, betas = [z for z, _ in rkmes], [b for _, b in rkmes]
-    factor = choose_soft_route_gamma_factor(Zs, betas, gamma, weights).factor
-    selector = RKMESoftSelector(task=task, n_classes=n_classes).fit(Zs, betas, gamma * factor, weights)
-    assert isinstance(selector, RKMESoftSelector)
-    return selector
+    choose, kind = (
+        (choose_soft_route_gamma_factor, RKMESoftSelector)
+        if soft
+        else (choose_route_gamma_factor, RKMEJobSelector)
+    )
+    factor = choose(Zs, betas, gamma, weights).factor
+    return kind(task=task, n_classes=n_classes).fit(Zs, betas, gamma * factor, weights)
 
 
 def predict_method(
