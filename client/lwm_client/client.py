@@ -10,6 +10,7 @@ from typing import Any
 
 from lwm_client import data as local
 from lwm_client.base_heads import fetch_referenced_base
+from lwm_client.base_spaces import EncoderSpacesMixin
 from lwm_client.config import Config, read_config_file, write_config_file
 from lwm_client.downloads import download_verified, is_folder_target
 from lwm_client.errors import ConfigError, JobFailed, LwmError, NotFound, RejectedUpload, TransientError
@@ -34,12 +35,12 @@ from lwm_client.search_params import (
     file_search_form,
     named_components,
 )
-from lwm_client.spaces import ENCODER_SPACES, widest_covering_space
+from lwm_client.spaces import widest_covering_space
 from lwm_client.submission_form import submission_request
 from specs import RKMESpecification
 
 
-class Client(ModelSelectionMixin):
+class Client(EncoderSpacesMixin, ModelSelectionMixin):
     """A market client. ``url``/``token``/``timeout`` default to ``LWM_URL``/``LWM_TOKEN``/``LWM_TIMEOUT``,
     then to the config file ``lwm login`` wrote; ``progress=True`` shows tqdm bars while waiting."""
 
@@ -125,26 +126,6 @@ class Client(ModelSelectionMixin):
             if covering is None:
                 raise
             return covering
-
-    def encoder_space(self, kind: str) -> FeatureSpace:
-        """The server's default space for ``kind`` (image-conv-0 only if named), else its fixed parameters."""
-        default = ENCODER_SPACES[kind].key
-        found = next((s for s in self.feature_spaces() if s.key == default), None)
-        return found or ENCODER_SPACES[kind]
-
-    def spec_images(
-        self, source: Any, *, space: FeatureSpace | None = None
-    ) -> tuple[RKMESpecification, FeatureSpace]:
-        """The RKME of images ((n, C, H, W) array, a folder or PNG/JPEG paths) in the default image space."""
-        space = space or self.encoder_space("image")
-        return local.spec_encoded(local.encode_images(local.read_images(source), space), space), space
-
-    def spec_texts(
-        self, source: Any, *, space: FeatureSpace | None = None
-    ) -> tuple[RKMESpecification, FeatureSpace]:
-        """The RKME of texts (list, JSONL with "text", or one per line) in the MiniLM text space."""
-        space = space or self.encoder_space("text")
-        return local.spec_encoded(local.encode_texts(local.read_texts(source)), space), space
 
     def spec(
         self, source: Any, *, modality: str = "table", **kwargs: Any

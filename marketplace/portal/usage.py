@@ -117,6 +117,17 @@ def python_image(ctx: UsageContext) -> str:
 
 
 def python_text(ctx: UsageContext) -> str:
+    if ctx.base_model_key and ctx.base_model_key != MINILM_KEY:  # a head on a published base's embeddings
+        key = ctx.base_model_key
+        return (
+            _download_lines(ctx) + "model = market.load(package.path)\n\n"
+            f"# this model takes {ctx.base_model_name}'s embeddings (space text-{key}): embed the texts\n"
+            "# here with that base (its package is downloaded and verified), then run the model\n"
+            "from lwm_client.base_spaces import embed_with_base\n\n"
+            f'space = market.encoder_space("text", base_model="{key}")\n'
+            'texts = ["Shares in the company rose after strong results.", "The striker scored twice."]\n'
+            f"print(model.predict(embed_with_base(market, texts, space)))  {_output_comment(ctx)}\n"
+        )
     base = ctx.base_model_name or "MiniLM (all-MiniLM-L6-v2)"
     return (
         _download_lines(ctx) + "model = market.load(package.path)\n\n"

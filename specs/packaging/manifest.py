@@ -238,6 +238,9 @@ def check_manifest(doc: Any) -> dict[str, Any]:
         errors["license"] = f"{manifest['license']!r} is not a known SPDX identifier (e.g. MIT, Apache-2.0)"
     if manifest["kind"] == "adapter" and (manifest["modality"], manifest["task"]) != ("text", "embedding"):
         errors["kind"] = "adapters are text embedding modules: use modality: text and task: embedding"
+    if manifest["base_model"] and manifest["kind"] == "model" and manifest["modality"] != "text":
+        # A text model's input is a base model's embedding; table and image models take raw data.
+        errors["base_model"] = "only adapters and text models name a base model (their encoder space)"
     if manifest["kind"] == "base_model":
         if manifest["modality"] not in ("text", "image") or manifest["task"] != "embedding":
             errors["kind"] = (

@@ -19,7 +19,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
 from specs.packaging import InvalidPackageError, package_inspect
-from specs.packaging.onnx_checks import STANDARD_DOMAINS, check_onnx
+from specs.packaging.onnx_checks import STANDARD_DOMAINS, check_onnx, input_width
 from specs.packaging.onnx_run import load_onnx
 from tests.support.onnx_packages import ONNX_FAILURES, build_onnx_table_package, check_model_ok, onnx_linear
 
@@ -197,3 +197,20 @@ def test_an_image_model_must_take_the_manifest_shape():
         with pytest.raises(InvalidPackageError) as err:
             check_onnx("model.onnx", _image_graph(wrong), manifest)
         assert err.value.code == "upload:user:onnx-input" and "input.shape" in err.value.message
+
+
+def test_a_text_head_takes_384_unless_it_names_a_base_whose_width_the_market_checks():
+    manifest = {
+        "kind": "model",
+        "modality": "text",
+        "task": "classification",
+        "input": {},
+        "output": {"classes": ["a", "b"], "dim": 2},
+    }
+    check_onnx("model.onnx", onnx_linear(384, 2), manifest)
+    with pytest.raises(InvalidPackageError) as err:
+        check_onnx("model.onnx", onnx_linear(32, 2), manifest)
+    assert err.value.code == "upload:user:onnx-input" and "(n, 384)" in err.value.message
+    # On a published base the width is its hidden size, known to the market: the worker compares it.
+    check_onnx("model.onnx", onnx_linear(32, 2), {**manifest, "base_model": "alice-tiny-bert"})
+    assert input_width(onnx_linear(32, 2)) == 32

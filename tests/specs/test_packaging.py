@@ -115,6 +115,14 @@ def test_manifest_lists_every_bad_field_at_once():
     assert "must be one of model, adapter, base_model, got 'widget'" in err.value.details["kind"]
 
 
+def test_only_text_models_and_adapters_name_a_base_model():
+    text = {**MANIFEST, "modality": "text", "input": {}, "base_model": "alice-tiny-bert"}
+    assert check_manifest(text)["base_model"] == "alice-tiny-bert"
+    with pytest.raises(InvalidPackageError) as err:
+        check_manifest({**MANIFEST, "base_model": "alice-tiny-bert"})  # a table model
+    assert set(err.value.details) == {"base_model"}, err.value.details
+
+
 def test_manifest_is_normalised_and_yaml_errors_have_their_own_code():
     parsed = parse_manifest(
         yaml.safe_dump({**MANIFEST, "task": "classification", "output": {"classes": ["x", "y"]}}).encode()

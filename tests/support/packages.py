@@ -262,11 +262,15 @@ def build_text_model_package(
     name: str = "text-model",
     seed: int = 0,
     manifest: dict[str, Any] | None = None,
+    width: int = TEXT_DIM,
+    model: dict[str, bytes] | None = None,
 ) -> bytes:
     """A classifier head on the text space: input (n, 384) MiniLM embeddings.
 
     With ``sample`` (a list of texts) the package carries ``sample.jsonl`` (the
     worker encodes it with MiniLM); otherwise an ``rkme.json`` of seeded unit vectors.
+    ``width``: the head's input and the RKME's dimension (a base model's hidden size);
+    ``model``: another artifact instead (``{"model.onnx": bytes}``).
     """
     fields = {
         "name": name,
@@ -282,12 +286,12 @@ def build_text_model_package(
     }
     files: dict[str, bytes | str] = {
         "learnware.yaml": manifest_yaml(**fields),
-        "model.pt": linear_model_bytes(TEXT_DIM, n_classes, seed=seed),
+        **(model or {"model.pt": linear_model_bytes(width, n_classes, seed=seed)}),
     }
     if sample is not None:
         files["sample.jsonl"] = "\n".join(json.dumps({"text": t}) for t in sample) + "\n"
     else:
-        files["rkme.json"] = rkme_json(unit_rows(30, TEXT_DIM, seed=seed), 1.0, seed=seed)
+        files["rkme.json"] = rkme_json(unit_rows(30, width, seed=seed), 1.0, seed=seed)
     return zip_bytes(files)
 
 

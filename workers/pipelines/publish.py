@@ -48,6 +48,7 @@ from specs.packaging.zipsafe import ZipLimits
 from specs.units import check_rms, unit_rms
 from workers.pipelines.adapter_base import adapter_call
 from workers.pipelines.publish_base_model import publish_base_model
+from workers.pipelines.publish_text_model import text_model_probe
 from workers.sandbox import SandboxError, SandboxLimits, SandboxRefused, SandboxUnavailable, run_model
 
 Report = Callable[..., None]
@@ -340,10 +341,12 @@ def _run(version: LearnwareVersion, report: Report) -> str:
         if package.sample_kind and not has_spec
         else None
     )
-    # An adapter's probe does not need its space: it is made after the probe passed, so a refused
-    # adapter on a published base leaves no empty encoder space behind.
+    # An adapter's probe does not need its space, nor does a text model's on a published base (its
+    # probe reads the base's width): the space is made after the probe passed, so a refused upload
+    # leaves no empty encoder space behind.
     adapter = package.manifest["kind"] == Kind.ADAPTER
-    space = _space(package, raw) if not adapter else None
+    base = services.published_text_base(package.manifest)
+    space = _space(package, raw) if not adapter and base is None else None
     if (
         space is not None and raw is not None and space.kind == Modality.TABLE
     ):  # the sample in the space's column order, by name
@@ -352,7 +355,11 @@ def _run(version: LearnwareVersion, report: Report) -> str:
         )
 
     report("sandbox", 1, len(STEPS), "running the model on the probe set")
-    outputs = run_probe(package=package, space=space)
+    outputs = (
+        text_model_probe(package=package, row=base, probe=run_probe)
+        if base is not None
+        else run_probe(package=package, space=space)
+    )
     services.version_check(
         version=version, check="sandbox", ok=True, message=f"probe outputs {list(outputs.shape)}"
     )

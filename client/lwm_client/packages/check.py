@@ -8,7 +8,7 @@ details are the server's; here a refusal becomes a :class:`PackageError`.
 
 from __future__ import annotations
 
-from typing import Any
+import json
 
 import numpy as np
 
@@ -45,12 +45,26 @@ def package_check(
     return package
 
 
-def _probe_input(manifest: dict[str, Any]) -> np.ndarray:
+def _text_width(package: CheckedPackage) -> int | None:
+    """A text head's input width: the MiniLM's 384, or on a published base its hidden size, which the
+    package tells only through its rkme.json's ``d`` (None: not known here, the market checks it)."""
+    from lwm_client.base_spaces import MINILM_NAMES
+
+    if package.manifest.get("base_model", "") in ("", *MINILM_NAMES):
+        return 384
+    d = json.loads(package.rkme_json).get("d") if package.rkme_json is not None else None
+    return d if isinstance(d, int) and d > 0 else None
+
+
+def _probe_input(package: CheckedPackage) -> np.ndarray | None:
+    manifest = package.manifest
     if manifest["modality"] == "table":
         return np.zeros((4, len(manifest["input"]["columns"])), dtype=np.float32)
     if manifest["modality"] == "image":
         return np.zeros((4, *manifest["input"]["shape"]), dtype=np.float32)
-    return np.full((4, 384), 384**-0.5, dtype=np.float32)  # unit rows, as MiniLM embeddings are
+    width = _text_width(package)
+    # unit rows, as the encoders' embeddings are
+    return np.full((4, width), width**-0.5, dtype=np.float32) if width is not None else None
 
 
 def _deep_check(package: CheckedPackage) -> None:
@@ -60,8 +74,11 @@ def _deep_check(package: CheckedPackage) -> None:
 
     name, raw = next(iter(package.artifact.items()))
     model = load_model(raw, package.artifact_format)
+    probe = _probe_input(package)
+    if probe is None:
+        return
     try:
-        out = _run(model, _probe_input(package.manifest))
+        out = _run(model, probe)
     except Exception as exc:  # noqa: BLE001 - any failure of the user's model is a finding, reported with its text
         raise PackageError(
             f"{name} raised on a probe batch: {exc}", code="publish:user:crashed", details={"file": name}

@@ -23,11 +23,13 @@ from marketplace.core.exceptions import (
 )
 from marketplace.jobs.models import Job
 from marketplace.jobs.services import job_create, job_enqueue
-from marketplace.learnwares.choices import Visibility
+from marketplace.learnwares.choices import Kind, Visibility
 from marketplace.learnwares.conf import zip_limits
 from marketplace.learnwares.models import Learnware, LearnwareVersion
 from marketplace.learnwares.packages import Package, package_inspect
 from marketplace.learnwares.services.audit import audit_record
+from marketplace.learnwares.services.model_bases import same_base
+from marketplace.learnwares.services.registered import MINILM_KEY
 from marketplace.learnwares.services.spaces import base_model_for
 from specs.packaging.zipsafe import ZipLimits
 
@@ -95,6 +97,14 @@ def _learnware_for(
                 code="upload:user:incompatible-version",
                 details={key: manifest[key]},
             )
+    if learnware.kind == Kind.MODEL and not same_base(learnware, base):  # its RKMEs stay in one space
+        kept = learnware.base_model.key if learnware.base_model else MINILM_KEY
+        raise Conflict(
+            f"field 'base_model': a new version must keep the base model {kept!r}, got "
+            f"{manifest['base_model'] or MINILM_KEY!r}",
+            code="upload:user:incompatible-version",
+            details={"base_model": manifest["base_model"]},
+        )
     for key, value in card.items():
         setattr(learnware, key, value)
     learnware.save()

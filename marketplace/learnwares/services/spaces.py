@@ -15,6 +15,7 @@ from marketplace.learnwares.services.adapter_bases import (
     published_base_for,
     published_base_row,
 )
+from marketplace.learnwares.services.model_bases import names_a_base, published_text_base, text_model_base
 from marketplace.learnwares.services.registered import MINILM_KEY, registered_learnwares_ensure
 from specs import TableStandardizer, default_gamma
 from specs.columns import ColumnError, column_names
@@ -98,9 +99,11 @@ def _space_defaults(manifest: dict[str, Any], reference: np.ndarray | None) -> t
             "encoder_id": encoder_id,
         }
     base = (
-        published_base_row(manifest.get("base_model") or "") if manifest.get("kind") == Kind.ADAPTER else None
+        published_base_row(manifest.get("base_model") or "")
+        if manifest.get("kind") == Kind.ADAPTER
+        else published_text_base(manifest)
     )
-    if base is not None:  # an adapter on a published base model lives in that base's encoder space
+    if base is not None:  # an adapter or text model on a published base lives in its encoder space
         return base_space_defaults(base)
     return TEXT_SPACE_KEY, {
         "kind": Modality.TEXT,
@@ -151,7 +154,8 @@ def base_models_register() -> list[BaseModel]:
 def base_model_for(
     *, manifest: dict[str, Any], adapter_config: dict[str, Any] | None = None, user: Any = None
 ) -> BaseModel | None:
-    """The registered base model an adapter targets; None for models.
+    """The registered base model an adapter targets, or the one a text model names; None for other
+    models (``services.model_bases``).
 
     A published base model (``services.adapter_bases``) must be visible to ``user``; its family and
     the adapter's shapes are checked in the sandbox, against its weights, when the adapter publishes
@@ -162,11 +166,13 @@ def base_model_for(
     ValidationFailed
         ``upload:user:unknown-base-model`` naming the manifest's ``base_model``.
     """
-    if manifest["kind"] != Kind.ADAPTER:
+    if manifest["kind"] != Kind.ADAPTER and not names_a_base(manifest):
         return None
     wanted = manifest["base_model"]
     if not BaseModel.objects.exists():
         base_models_register()  # a flushed test database, or one migrated without data
+    if manifest["kind"] != Kind.ADAPTER:
+        return text_model_base(wanted=wanted, user=user)
     published = published_base_for(wanted=wanted, user=user)
     if published is not None:
         return published
