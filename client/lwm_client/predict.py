@@ -199,7 +199,18 @@ class Predictor:
         if self._image is not None:
             return image_rows(X, self._image["shape"])
         if self.manifest.get("modality") == "text" and len(X) and isinstance(X[0], str):
+            from lwm_client.base_spaces import MINILM_NAMES
             from lwm_client.data import encode_texts
+
+            base = str(self.manifest.get("base_model") or "")
+            if base and base not in MINILM_NAMES:  # MiniLM rows would be another space (and width)
+                raise ConfigError(
+                    f"this model takes the embeddings of base model {base!r}, not raw texts: pass "
+                    f"embed_with_base(market, texts, market.encoder_space('text', base_model={base!r})) "
+                    "(lwm_client.base_spaces)",
+                    code="predict:user:base-embeddings",
+                    details={"base_model": base},
+                )
 
             return encode_texts(list(X))
         if hasattr(X, "columns") and hasattr(X, "to_numpy"):  # a DataFrame: its columns are matched by name

@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-from lwm_client.errors import UnsafeArtifactError
+from lwm_client.errors import ConfigError, UnsafeArtifactError
 from lwm_client.predict import Predictor, load_model
 from numpy.testing import assert_allclose
 
@@ -66,3 +66,15 @@ def test_an_assembly_with_a_tampered_member_is_refused():
 
     with pytest.raises(IntegrityError):
         Predictor.from_bytes(buffer.getvalue())
+
+
+def test_a_head_on_a_published_base_takes_its_embeddings_and_refuses_raw_texts():
+    package = packages.build_text_model_package(manifest={"base_model": "alice-tiny-bert"}, width=32, seed=4)
+    model = Predictor.from_bytes(package)
+    E = packages.unit_rows(5, 32, seed=1).astype(np.float32)
+    with zipfile.ZipFile(io.BytesIO(package)) as zf:
+        logits = torch.jit.load(io.BytesIO(zf.read("model.pt")))(torch.from_numpy(E)).detach().numpy()
+    assert list(model.predict(E)) == [f"t{i}" for i in logits.argmax(axis=1)]
+    with pytest.raises(ConfigError) as err:  # MiniLM rows of raw texts would be another space
+        model.predict(["the market share price"])
+    assert err.value.code == "predict:user:base-embeddings" and "embed_with_base" in str(err.value)
