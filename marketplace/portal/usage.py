@@ -270,6 +270,10 @@ def cli_snippet(ctx: UsageContext) -> str:
         lines.append(
             f"lwm predict {ctx.zip_name} ./images/  # a folder of PNG/JPEG, read as {c}×{h}×{w} in [0, 1]"
         )
+    elif ctx.modality == "text" and ctx.base_model_key and ctx.base_model_key != MINILM_KEY:
+        lines.append(
+            f"# it takes {ctx.base_model_key}'s embeddings, not raw texts: embed them in Python (Python tab)"
+        )
     elif ctx.modality == "text":
         lines.append(
             f'lwm predict {ctx.zip_name} texts.txt  # one raw text per line (or JSONL with a "text" field)'

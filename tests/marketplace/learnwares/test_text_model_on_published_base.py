@@ -93,6 +93,7 @@ def test_a_torchscript_head_publishes_into_its_base_space_and_is_found_there(
     client.force_login(alice)
     page = client.get(f"/learnwares/{lw.id}/").content.decode()
     assert "embed_with_base" in page and f"base_model=&quot;{base_key}&quot;" in page, page[-3000:]
+    assert "lwm predict" not in page  # the CLI would embed raw texts with the MiniLM
 
 
 def test_an_onnx_head_with_a_sample_gets_the_rkme_of_the_base_embeddings(alice, publish, base_key, bert):
