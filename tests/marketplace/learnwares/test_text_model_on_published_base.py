@@ -126,6 +126,13 @@ def test_a_head_of_the_minilm_width_is_refused_by_name(alice, publish, base_key)
     assert reason["details"] == {"base_model": base_key, "hidden_size": HIDDEN, "input_width": 384}
 
 
+def test_a_head_that_fails_at_every_width_keeps_the_probe_s_own_code(alice, publish, base_key):
+    # The right width but 3 scores for 2 classes: rerun at 384 it crashes, so the width is not the cause.
+    package = _head(base_key, "three-scores", model={"model.pt": linear_model_bytes(HIDDEN, 3)}, width=HIDDEN)
+    _, version = publish(alice, package)
+    _rejected(version, "publish:user:output-shape", base_key)
+
+
 def test_an_onnx_head_of_another_width_is_refused_from_its_graph(alice, publish, base_key):
     package = _head(base_key, "wide-onnx", width=HIDDEN, model={"model.onnx": onnx_linear(48, 2)})
     _, version = publish(alice, package)
