@@ -4,13 +4,15 @@ Python client, against a live server and the real worker.
 A tiny random BERT with ``cls`` pooling is published as ``kind: base_model``. The client names its space
 (``encoder_space("text", base_model=key)``: ``text-<key>``, 32-d, before anything lives there), embeds the
 developer's texts with the base here (``spec_texts(..., base_model=key)``: the base's package downloaded
-and verified, its [CLS] state L2-normalised — equal to plain transformers), and the package (a TorchScript
+and verified, its [CLS] state L2-normalised — equal to plain transformers; ``lwm spec --base-model`` with
+the base's folder gives the same RKME), and the package (a TorchScript
 head of width 32, ``base_model: key``, that RKME) publishes into that space, where a search by data finds it.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import sys
 from pathlib import Path
 
@@ -21,10 +23,11 @@ from numpy.testing import assert_allclose
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "client"))
 
+from lwm_client import cli  # noqa: E402
 from lwm_client.packages import build_package, package_check  # noqa: E402
 
 from marketplace.learnwares.models import FeatureSpace, Specification  # noqa: E402
-from specs import mmd_squared  # noqa: E402
+from specs import mmd_squared, rkme_from_json  # noqa: E402
 from specs.adapter_bases import encoder_space_key  # noqa: E402
 from tests.integration.test_client import lwm  # noqa: E402, F401 - the logged-in client fixture
 from tests.support.base_adapters import TEXTS  # noqa: E402
@@ -71,6 +74,16 @@ def test_a_head_on_a_published_base_is_specced_published_and_found_with_the_clie
     # A random tiny BERT's [CLS] states of unrelated texts are close (MMD² about 1e-5), yet far above
     # the float noise between the client's embeddings and plain transformers'.
     assert near < 1e-10 and far > 1e-7, (near, far)
+
+    # The CLI computes the same RKME (lwm spec --base-model, with the base's folder given as --base).
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
+    out = tmp_path / "rkme.json"
+    argv = ["--json", "spec", str(texts), "--modality", "text", "--base-model", key, "--base", str(folder)]
+    assert cli.main([*argv, "-o", str(out)]) == 0
+    from_cli = rkme_from_json(out.read_text())
+    assert_allclose(from_cli.Z_, rkme.Z_, atol=1e-6)
+    assert_allclose(from_cli.beta_, rkme.beta_, atol=1e-9)
 
     manifest = {
         "name": "head-on-cls-bert",
