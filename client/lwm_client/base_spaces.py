@@ -25,11 +25,10 @@ from lwm_client.models import FeatureSpace, Learnware
 from lwm_client.spaces import ENCODER_SPACES
 from specs import RKMESpecification
 from specs.adapter_bases import encoder_space_key
+from specs.packaging.choices import MINILM_NAMES
 
 if TYPE_CHECKING:
     from lwm_client.client import Client
-
-MINILM_NAMES = ("all-minilm-l6-v2", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 
 
 def base_learnware(client: Client, key: str) -> Learnware:

@@ -199,8 +199,8 @@ class Predictor:
         if self._image is not None:
             return image_rows(X, self._image["shape"])
         if self.manifest.get("modality") == "text" and len(X) and isinstance(X[0], str):
-            from lwm_client.base_spaces import MINILM_NAMES
             from lwm_client.data import encode_texts
+            from specs.packaging.choices import MINILM_NAMES
 
             base = str(self.manifest.get("base_model") or "")
             if base and base not in MINILM_NAMES:  # MiniLM rows would be another space (and width)

@@ -13,3 +13,6 @@ VISIBILITIES = ("public", "private", "organization")
 ARTIFACT_FORMATS = ("torchscript", "torch_export", "peft_lora", "assembly", "onnx", "hf_safetensors")
 # How a base model turns token states into one text embedding (``pooling`` in its manifest).
 POOLINGS = ("mean", "cls")
+# The names a manifest may give the market's own text encoder (its registry key and aliases): naming it is
+# naming the default text space; any other base_model names a published base model.
+MINILM_NAMES = ("all-minilm-l6-v2", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")

@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from specs.packaging.choices import MINILM_NAMES
 from specs.packaging.errors import reject
 
 STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
@@ -197,8 +198,8 @@ def _expected_input(manifest: dict[str, Any]) -> tuple[int, ...] | None:
         return (len(manifest["input"]["columns"]),)
     if manifest["modality"] == "image":
         return tuple(int(v) for v in manifest["input"]["shape"])
-    if manifest.get("base_model"):
-        return None  # the base's hidden size is the market's to know: checked when it publishes
+    if manifest.get("base_model", "") not in ("", *MINILM_NAMES):
+        return None  # a published base's hidden size is the market's to know: checked when it publishes
     return (TEXT_WIDTH,)
 
 

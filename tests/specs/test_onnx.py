@@ -211,6 +211,9 @@ def test_a_text_head_takes_384_unless_it_names_a_base_whose_width_the_market_che
     with pytest.raises(InvalidPackageError) as err:
         check_onnx("model.onnx", onnx_linear(32, 2), manifest)
     assert err.value.code == "upload:user:onnx-input" and "(n, 384)" in err.value.message
+    with pytest.raises(InvalidPackageError) as err:  # naming the MiniLM is naming the default space
+        check_onnx("model.onnx", onnx_linear(32, 2), {**manifest, "base_model": "all-MiniLM-L6-v2"})
+    assert err.value.code == "upload:user:onnx-input"
     # On a published base the width is its hidden size, known to the market: the worker compares it.
     check_onnx("model.onnx", onnx_linear(32, 2), {**manifest, "base_model": "alice-tiny-bert"})
     assert input_width(onnx_linear(32, 2)) == 32

