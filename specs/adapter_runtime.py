@@ -26,6 +26,7 @@ import numpy as np
 from specs.assembly import ArrowRouter, LoRAAdapter
 from specs.exceptions import SpecError
 from specs.logistic import SoftmaxRegression
+from specs.packaging.choices import POOLINGS
 from specs.recipe import RecipeChecksumError, sha256_hex
 from specs.serialization import bytes_to_arrays
 from specs.transferability import pool_hidden_states
@@ -33,7 +34,7 @@ from specs.transferability import pool_hidden_states
 PEFT_PREFIX = "base_model.model."
 MAX_LENGTH = 128  # the sandbox's truncation, so both runtimes embed the same tokens
 BATCH = 32
-ADAPTER_BASE = "all-minilm-l6-v2"  # the only base model the text space has
+ADAPTER_BASE = "all-minilm-l6-v2"  # the text space's base model (mean pooling)
 # (module name, token states (..., in)) -> the adapter's addition to the module's output (..., out)
 Delta = Callable[[str, np.ndarray], np.ndarray]
 Base = tuple[Any, Any]  # (tokenizer, model) of the base, e.g. specs.minilm.load_minilm(path)
@@ -128,29 +129,42 @@ def hooked(model: Any, delta: Delta | None, modules: Sequence[str]) -> Iterator[
 
 
 def layer_states(
-    base: Base, texts: Sequence[str], delta: Delta | None = None, modules: Sequence[str] = ()
+    base: Base,
+    texts: Sequence[str],
+    delta: Delta | None = None,
+    modules: Sequence[str] = (),
+    *,
+    pooling: str = "mean",
 ) -> list[np.ndarray]:
-    """Mean-pooled hidden states of every transformer layer of ``base``, L arrays (n, 384) float64.
+    """Pooled hidden states of every transformer layer of ``base``, L arrays (n, hidden) float64.
 
-    The embedding layer's output is left out (it is the same for every adapter); the last
-    array, L2-normalised, is the text-space embedding the sandbox returns.
+    One runtime for every family the hooks address (``specs.adapter_bases.ADAPTER_FAMILIES``: the
+    MiniLM is a BERT with ``mean`` pooling); ``pooling`` is the base's declared ``mean`` or ``cls``.
+    The tokenizer's ``input_ids`` and ``attention_mask`` only are sent, as the base's own probe and
+    layer calls send them (``workers.sandbox.base_model_call``): DistilBERT takes no token types and
+    BERT's default ones are the zeros its tokenizer would send for one sentence. The embedding
+    layer's output is left out (it is the same for every adapter); the last array, L2-normalised,
+    is the encoder space's embedding (:func:`embedding`).
     """
     import torch
 
+    if pooling not in POOLINGS:
+        raise SpecError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+    how = "first" if pooling == "cls" else "mean"
     tokenizer, model = base
     layers: list[list[np.ndarray]] = []
     with torch.no_grad(), hooked(model, delta, modules):
         for start in range(0, len(texts), BATCH):
             batch = tokenizer(
-                list(texts[start : start + BATCH]),
+                [str(t) for t in texts[start : start + BATCH]],
                 padding=True,
                 truncation=True,
                 max_length=MAX_LENGTH,
                 return_tensors="pt",
             )
-            states = model(**batch, output_hidden_states=True).hidden_states[1:]
-            mask = batch["attention_mask"].numpy()
-            pooled = [pool_hidden_states(h.numpy(), mask) for h in states]
+            mask = batch["attention_mask"]
+            out = model(input_ids=batch["input_ids"], attention_mask=mask, output_hidden_states=True)
+            pooled = [pool_hidden_states(h.numpy(), mask.numpy(), how) for h in out.hidden_states[1:]]
             layers = (
                 [[p] for p in pooled]
                 if not layers
@@ -160,7 +174,7 @@ def layer_states(
 
 
 def embedding(layers: list[np.ndarray]) -> np.ndarray:
-    """(n, 384) unit rows: the last layer's pooled state, L2-normalised (the text space)."""
+    """(n, hidden) unit rows: the last layer's pooled state, L2-normalised (the encoder space)."""
     last = layers[-1]
     return last / np.maximum(np.linalg.norm(last, axis=1, keepdims=True), 1e-12)
 

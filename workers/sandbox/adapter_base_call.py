@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from specs.packaging.choices import POOLINGS
 from specs.packaging.errors import InvalidPackageError
 
 BASE_FOLDER = "base"  # artifact/base/: the base model's Hugging Face folder
-POOLINGS = ("mean", "cls")
 
 
 def run_adapter_on_base(folder: Path, inputs: np.ndarray, pooling: str) -> np.ndarray:
