@@ -135,6 +135,7 @@ def layer_states(
     modules: Sequence[str] = (),
     *,
     pooling: str = "mean",
+    max_length: int = MAX_LENGTH,
 ) -> list[np.ndarray]:
     """Pooled hidden states of every transformer layer of ``base``, L arrays (n, hidden) float64.
 
@@ -144,7 +145,7 @@ def layer_states(
     layer calls send them (``workers.sandbox.base_model_call``): DistilBERT takes no token types and
     BERT's default ones are the zeros its tokenizer would send for one sentence. The embedding
     layer's output is left out (it is the same for every adapter); the last array, L2-normalised,
-    is the encoder space's embedding (:func:`embedding`).
+    is the encoder space's embedding (:func:`embedding`). Texts are truncated to ``max_length`` tokens.
     """
     import torch
 
@@ -159,7 +160,7 @@ def layer_states(
                 [str(t) for t in texts[start : start + BATCH]],
                 padding=True,
                 truncation=True,
-                max_length=MAX_LENGTH,
+                max_length=max_length,
                 return_tensors="pt",
             )
             mask = batch["attention_mask"]
