@@ -1,8 +1,9 @@
-"""LoRA adapters on the MiniLM base, run with every layer's states, and the predictor of an adapter
-package (the server's reuse pipeline and the client run this one implementation).
+"""LoRA adapters on a base model (the MiniLM, or any allow-listed family of a published base), run
+with every layer's states, and the predictor of an adapter package (the server's reuse pipeline,
+its sandbox and the client run this one implementation).
 
 An adapter is tensors only (``adapter_model.safetensors``, read with safetensors' numpy
-loader: no code, no pickle) and the base is a local MiniLM folder. So adapters are applied
+loader: no code, no pickle) and the base is a local, checked folder. So adapters are applied
 here, with forward hooks that add ``dW h`` (one LoRA, possibly merged) or the Arrow-routed
 ``sum_i w_i(h) dW_i h`` to the frozen query/value projections, and the hidden state of every
 layer is read, which ranking needs and PEFT's final pooled embedding does not give. The
@@ -208,11 +209,21 @@ def _default_base() -> Base:
 class AdapterRecipePredictor:
     """Embed texts (and predict classes when the package has a head) with an adapter package: one
     LoRA (``adapter_config.json`` + ``adapter_model.safetensors``) or an Arrow router (``assembly.lwa``),
-    checked against the recipe's sha256s, applied to ``base`` (the MiniLM's tokenizer and model)."""
+    checked against the recipe's sha256s, applied to ``base`` (the MiniLM's tokenizer and model, or,
+    when the recipe names a published ``base``, that base's: the caller fetches and checks its folder)
+    under the base's pooling (the recipe's ``base.pooling``; the MiniLM's is ``mean``)."""
 
     def __init__(self, files: dict[str, bytes], base: Base | None = None) -> None:
         self.recipe = json.loads(files["recipe.json"])
+        published = self.recipe.get("base") or {}
+        if published and base is None:
+            raise SpecError(
+                f"this package runs on the published base model {published.get('key')!r} "
+                f"v{published.get('version')}: pass its tokenizer and model"
+            )
         self.base = base if base is not None else _default_base()
+        self.pooling = str(published.get("pooling") or "mean")
+        base_key = str(self.recipe.get("base_model") or ADAPTER_BASE)
         path = self.recipe["assembly"]["path"]
         if sha256_hex(files[path]) != self.recipe["assembly"]["sha256"]:
             raise RecipeChecksumError(f"{path} does not match the sha256 in recipe.json")
@@ -220,7 +231,7 @@ class AdapterRecipePredictor:
             router = ArrowRouter.from_bytes(files[path])
             self.delta, self.modules = arrow_delta(router), sorted(router.prototypes_)
         else:
-            adapter = adapter_from_files(files, base_model_key=ADAPTER_BASE)
+            adapter = adapter_from_files(files, base_model_key=base_key)
             self.delta, self.modules = lora_delta(adapter), sorted(adapter.factors)
         self.head = files.get("head.lwa")
         head_entry = self.recipe.get("head") or {}
@@ -240,11 +251,11 @@ class AdapterRecipePredictor:
             return cls({info.filename: zf.read(info) for info in zf.infolist()}, base)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """(n, 384) unit embeddings of the base with the package's adapter(s) applied."""
-        return embedding(layer_states(self.base, texts, self.delta, self.modules))
+        """(n, hidden) unit embeddings of the base with the package's adapter(s) applied."""
+        return embedding(layer_states(self.base, texts, self.delta, self.modules, pooling=self.pooling))
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """(n, C) class probabilities from the head, or (n, 384) embeddings without one."""
+        """(n, C) class probabilities from the head, or (n, hidden) embeddings without one."""
         E = self.embed(texts)
         return E if self.head is None else head_proba(self.head, E, self.classes)
 

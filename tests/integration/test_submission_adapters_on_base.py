@@ -6,13 +6,15 @@ The user's texts are embedded by the base in the sandbox (the RKME is ``hidden_s
 adapters are identified there, ranked on every layer's states of the base with each LoRA applied in
 the sandbox (the LogME equals the one computed here on PEFT's own states), assembled (every method)
 and evaluated against heads on the frozen base; the package names the base's key, version, package
-sha256 and folder digest, and a weighted sum packages the members' dense updates. A base the user
-can no longer see is refused by name.
+sha256 and folder digest, and a weighted sum packages the members' dense updates, which the client runs
+on that base as PEFT does. A base the user can no longer see is refused by name.
 """
 
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,10 +32,14 @@ from tests.integration.test_submissions import _finished
 from tests.support.base_adapters import (
     adapter_files,
     base_adapter_package,
+    peft_embeddings,
     peft_layer_states,
     peft_lora_folder,
 )
 from tests.support.base_model_packages import base_model_folder, base_model_package
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "client"))  # the client is its own distribution
+from lwm_client.predict import Predictor  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -67,7 +73,7 @@ def _publish(api, data: bytes) -> int:
 
 
 def test_adapters_on_a_published_base_are_identified_ranked_assembled_and_packaged(
-    celery_worker, s3_storage, bob, alice, client_for, folders
+    celery_worker, s3_storage, bob, alice, client_for, folders, tmp_path
 ):
     base_folder, loras = folders
     api = client_for(bob)
@@ -113,6 +119,7 @@ def test_adapters_on_a_published_base_are_identified_ranked_assembled_and_packag
     assert recipe["base"] == {
         "key": key,
         "name": "tiny-bert",
+        "learnware_id": base_lw,
         "version": 1,
         "version_id": version.id,
         "package_sha256": version.artifact_sha256,
@@ -136,6 +143,14 @@ def test_adapters_on_a_published_base_are_identified_ranked_assembled_and_packag
     assert set(packaged) == set(own[members[0]])
     for module, dW in packaged.items():
         assert_allclose(dW, sum(w * own[t][module] for w, t in zip(weights, members, strict=True)), atol=1e-6)
+    # The client runs it on the base the recipe names (its folder's digest checked): PEFT's embeddings.
+    files = predictor_files(client, body)
+    folder = tmp_path / "packaged"
+    folder.mkdir()
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        (folder / name).write_bytes(files[name])
+    expected = peft_embeddings(base_folder, folder, texts, "mean")
+    assert_allclose(Predictor(files, base=base_folder).predict_proba(texts), expected, atol=2e-5)
 
     # The base turns private: alice can no longer use its space, and is told so by name.
     Learnware.objects.filter(id=base_lw).update(visibility="private")

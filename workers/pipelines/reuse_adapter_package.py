@@ -194,4 +194,5 @@ class AdapterPackagePredictor(AdapterRecipePredictor):
     is not run here: that base is an upload, which the worker runs only in the sandbox."""
 
     def __init__(self, files: dict[str, bytes], base: Any = None) -> None:
-        super().__init__(files, base if base is not None else base_model())
+        published = json.loads(files["recipe.json"]).get("base")  # an upload: never run in the worker
+        super().__init__(files, base if base is not None or published else base_model())

@@ -45,6 +45,7 @@ class PublishedBase:
 
     key: str
     name: str
+    learnware_id: int  # the base's learnware: a client downloads (learnware_id, version)
     version: int  # the published version's number
     version_id: int
     package_sha256: str
@@ -101,6 +102,7 @@ def published_base(space: Any, user: Any) -> PublishedBase | None:
     return PublishedBase(
         key=row.key,
         name=row.name,
+        learnware_id=version.learnware_id,
         version=version.number,
         version_id=version.id,
         package_sha256=version.artifact_sha256,
