@@ -39,6 +39,7 @@ from tests.support.base_adapters import (
 from tests.support.base_model_packages import base_model_folder, base_model_package
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "client"))  # the client is its own distribution
+from lwm_client import Client  # noqa: E402
 from lwm_client.predict import Predictor  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -73,7 +74,7 @@ def _publish(api, data: bytes) -> int:
 
 
 def test_adapters_on_a_published_base_are_identified_ranked_assembled_and_packaged(
-    celery_worker, s3_storage, bob, alice, client_for, folders, tmp_path
+    celery_worker, s3_storage, bob, alice, client_for, folders, tmp_path, live_server, monkeypatch
 ):
     base_folder, loras = folders
     api = client_for(bob)
@@ -143,14 +144,22 @@ def test_adapters_on_a_published_base_are_identified_ranked_assembled_and_packag
     assert set(packaged) == set(own[members[0]])
     for module, dW in packaged.items():
         assert_allclose(dW, sum(w * own[t][module] for w, t in zip(weights, members, strict=True)), atol=1e-6)
-    # The client runs it on the base the recipe names (its folder's digest checked): PEFT's embeddings.
+    # The real client downloads it with the base the recipe names (that version's package, verified)
+    # and runs it there, its folder's digest checked: PEFT's embeddings of the packaged LoRA on the base.
     files = predictor_files(client, body)
     folder = tmp_path / "packaged"
     folder.mkdir()
     for name in ("adapter_config.json", "adapter_model.safetensors"):
         (folder / name).write_bytes(files[name])
+    monkeypatch.setenv("LWM_CONFIG", str(tmp_path / "lwm.json"))
+    market = Client(live_server.url, poll_interval=0.2)
+    market.login("alice", "alice-pass-123")
+    got = market.download_submission(body["id"], dest=tmp_path)
+    assert (tmp_path / "base_models" / f"{version.artifact_sha256}.zip").is_file()
+    predictor = Client.load(got.path)
+    assert isinstance(predictor, Predictor)  # verified from the market: runs in this process
     expected = peft_embeddings(base_folder, folder, texts, "mean")
-    assert_allclose(Predictor(files, base=base_folder).predict_proba(texts), expected, atol=2e-5)
+    assert_allclose(predictor.predict_proba(texts), expected, atol=2e-5)
 
     # The base turns private: alice can no longer use its space, and is told so by name.
     Learnware.objects.filter(id=base_lw).update(visibility="private")
