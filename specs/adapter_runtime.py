@@ -98,6 +98,13 @@ def arrow_delta(router: ArrowRouter) -> Delta:
     return router.forward
 
 
+def delta_of(model: LoRAAdapter | ArrowRouter) -> tuple[Delta, list[str]]:
+    """The hooks' addition and target modules of one LoRA (merged or not) or an Arrow router."""
+    if isinstance(model, ArrowRouter):
+        return arrow_delta(model), sorted(model.prototypes_)
+    return lora_delta(model), sorted(model.factors)
+
+
 def module_path(name: str) -> str:
     """A PEFT module name without its wrapper prefix: the path inside the base model."""
     return name[len(PEFT_PREFIX) :] if name.startswith(PEFT_PREFIX) else name
@@ -227,12 +234,12 @@ class AdapterRecipePredictor:
         path = self.recipe["assembly"]["path"]
         if sha256_hex(files[path]) != self.recipe["assembly"]["sha256"]:
             raise RecipeChecksumError(f"{path} does not match the sha256 in recipe.json")
-        if self.recipe["method"] == "arrow_routing":
-            router = ArrowRouter.from_bytes(files[path])
-            self.delta, self.modules = arrow_delta(router), sorted(router.prototypes_)
-        else:
-            adapter = adapter_from_files(files, base_model_key=base_key)
-            self.delta, self.modules = lora_delta(adapter), sorted(adapter.factors)
+        model: LoRAAdapter | ArrowRouter = (
+            ArrowRouter.from_bytes(files[path])
+            if self.recipe["method"] == "arrow_routing"
+            else adapter_from_files(files, base_model_key=base_key)
+        )
+        self.delta, self.modules = delta_of(model)
         self.head = files.get("head.lwa")
         head_entry = self.recipe.get("head") or {}
         if (

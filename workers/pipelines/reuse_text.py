@@ -19,7 +19,7 @@ import numpy as np
 
 from marketplace.core.exceptions import ApplicationError
 from specs import adapter_runtime
-from specs.adapter_runtime import AdapterFilesError, Delta, arrow_delta, embedding, lora_delta
+from specs.adapter_runtime import AdapterFilesError, Delta, arrow_delta, delta_of, embedding, lora_delta
 from specs.assembly import ArrowRouter, LoRAAdapter
 from workers.pipelines.reuse_base import PublishedBase, base_layer_states
 
@@ -78,13 +78,6 @@ def texts_key(texts: Sequence[str]) -> str:
     for t in texts:
         digest.update(hashlib.sha256(t.encode()).digest())
     return digest.hexdigest()
-
-
-def delta_of(model: LoRAAdapter | ArrowRouter) -> tuple[Delta, list[str]]:
-    """The hooks' addition and target modules of one LoRA (merged or not) or an Arrow router."""
-    if isinstance(model, ArrowRouter):
-        return arrow_delta(model), sorted(model.prototypes_)
-    return lora_delta(model), sorted(model.factors)
 
 
 class LayerCache:

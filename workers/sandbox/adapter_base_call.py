@@ -70,18 +70,13 @@ def run_adapter_layers_on_base(folder: Path, inputs: np.ndarray, pooling: str, m
     InvalidPackageError
         As :func:`run_adapter_on_base`; ``upload:user:adapter-weights`` for an unreadable assembly.
     """
-    from specs.adapter_runtime import arrow_delta, layer_states, lora_delta
+    from specs.adapter_runtime import delta_of, layer_states
 
     checked = _checked_base(folder, pooling)
     model = (
         _assembly(folder, checked) if (folder / ASSEMBLY_FILE).is_file() else _peft_adapter(folder, checked)
     )
-    if model is None:
-        delta, modules = None, []
-    elif isinstance(model, LoRAAdapter):
-        delta, modules = lora_delta(model), sorted(model.factors)
-    else:
-        delta, modules = arrow_delta(model), sorted(model.prototypes_)
+    delta, modules = delta_of(model) if model is not None else (None, [])
     texts = [str(t) for t in inputs.tolist()]
     states = layer_states(_load(checked), texts, delta, modules, pooling=pooling, max_length=max_length)
     return np.stack(states, axis=1).astype(np.float32)
