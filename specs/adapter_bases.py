@@ -42,10 +42,9 @@ from typing import Any
 
 import numpy as np
 
-from specs.adapter_runtime import BATCH, MAX_LENGTH, hooked, lora_delta, module_path
+from specs.adapter_runtime import embedding, layer_states, lora_delta, module_path
 from specs.assembly import LoRAAdapter
 from specs.exceptions import SpecError
-from specs.transferability import pool_hidden_states
 
 
 @dataclass(frozen=True)
@@ -185,29 +184,9 @@ def pooled_embeddings(
     adapter: LoRAAdapter | None = None,
 ) -> np.ndarray:
     """(n, hidden) float64 unit rows: the base's ``pooling`` of its last hidden state, the adapter's
-    ``s B A h`` added to its projections by forward hooks (:mod:`specs.adapter_runtime`).
-
-    The tokenizer's ``input_ids`` and ``attention_mask`` only are sent, as the base's own probe and
-    layer calls send them (``workers.sandbox.base_model_call``), so the adapter's space and its
-    base's space embed the same tokens.
+    ``s B A h`` added to its projections by forward hooks: the last of
+    :func:`specs.adapter_runtime.layer_states` (the one hook runtime), L2-normalised.
     """
-    import torch
-
-    tokenizer, model = base
     delta = lora_delta(adapter) if adapter is not None else None
     modules = sorted(adapter.factors) if adapter is not None else []
-    parts = []
-    with torch.no_grad(), hooked(model, delta, modules):
-        for start in range(0, len(texts), BATCH):
-            batch = tokenizer(
-                [str(t) for t in texts[start : start + BATCH]],
-                padding=True,
-                truncation=True,
-                max_length=MAX_LENGTH,
-                return_tensors="pt",
-            )
-            mask = batch["attention_mask"]
-            hidden = model(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state
-            parts.append(pool_hidden_states(hidden, mask, "first" if pooling == "cls" else "mean"))
-    E = np.concatenate(parts)
-    return E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
+    return embedding(layer_states(base, texts, delta, modules, pooling=pooling))

@@ -1,8 +1,9 @@
-"""LoRA adapters on the MiniLM base, run with every layer's states, and the predictor of an adapter
-package (the server's reuse pipeline and the client run this one implementation).
+"""LoRA adapters on a base model (the MiniLM, or any allow-listed family of a published base), run
+with every layer's states, and the predictor of an adapter package (the server's reuse pipeline,
+its sandbox and the client run this one implementation).
 
 An adapter is tensors only (``adapter_model.safetensors``, read with safetensors' numpy
-loader: no code, no pickle) and the base is a local MiniLM folder. So adapters are applied
+loader: no code, no pickle) and the base is a local, checked folder. So adapters are applied
 here, with forward hooks that add ``dW h`` (one LoRA, possibly merged) or the Arrow-routed
 ``sum_i w_i(h) dW_i h`` to the frozen query/value projections, and the hidden state of every
 layer is read, which ranking needs and PEFT's final pooled embedding does not give. The
@@ -26,6 +27,7 @@ import numpy as np
 from specs.assembly import ArrowRouter, LoRAAdapter
 from specs.exceptions import SpecError
 from specs.logistic import SoftmaxRegression
+from specs.packaging.choices import POOLINGS
 from specs.recipe import RecipeChecksumError, sha256_hex
 from specs.serialization import bytes_to_arrays
 from specs.transferability import pool_hidden_states
@@ -33,7 +35,7 @@ from specs.transferability import pool_hidden_states
 PEFT_PREFIX = "base_model.model."
 MAX_LENGTH = 128  # the sandbox's truncation, so both runtimes embed the same tokens
 BATCH = 32
-ADAPTER_BASE = "all-minilm-l6-v2"  # the only base model the text space has
+ADAPTER_BASE = "all-minilm-l6-v2"  # the text space's base model (mean pooling)
 # (module name, token states (..., in)) -> the adapter's addition to the module's output (..., out)
 Delta = Callable[[str, np.ndarray], np.ndarray]
 Base = tuple[Any, Any]  # (tokenizer, model) of the base, e.g. specs.minilm.load_minilm(path)
@@ -96,6 +98,13 @@ def arrow_delta(router: ArrowRouter) -> Delta:
     return router.forward
 
 
+def delta_of(model: LoRAAdapter | ArrowRouter) -> tuple[Delta, list[str]]:
+    """The hooks' addition and target modules of one LoRA (merged or not) or an Arrow router."""
+    if isinstance(model, ArrowRouter):
+        return arrow_delta(model), sorted(model.prototypes_)
+    return lora_delta(model), sorted(model.factors)
+
+
 def module_path(name: str) -> str:
     """A PEFT module name without its wrapper prefix: the path inside the base model."""
     return name[len(PEFT_PREFIX) :] if name.startswith(PEFT_PREFIX) else name
@@ -128,29 +137,43 @@ def hooked(model: Any, delta: Delta | None, modules: Sequence[str]) -> Iterator[
 
 
 def layer_states(
-    base: Base, texts: Sequence[str], delta: Delta | None = None, modules: Sequence[str] = ()
+    base: Base,
+    texts: Sequence[str],
+    delta: Delta | None = None,
+    modules: Sequence[str] = (),
+    *,
+    pooling: str = "mean",
+    max_length: int = MAX_LENGTH,
 ) -> list[np.ndarray]:
-    """Mean-pooled hidden states of every transformer layer of ``base``, L arrays (n, 384) float64.
+    """Pooled hidden states of every transformer layer of ``base``, L arrays (n, hidden) float64.
 
-    The embedding layer's output is left out (it is the same for every adapter); the last
-    array, L2-normalised, is the text-space embedding the sandbox returns.
+    One runtime for every family the hooks address (``specs.adapter_bases.ADAPTER_FAMILIES``: the
+    MiniLM is a BERT with ``mean`` pooling); ``pooling`` is the base's declared ``mean`` or ``cls``.
+    The tokenizer's ``input_ids`` and ``attention_mask`` only are sent, as the base's own probe and
+    layer calls send them (``workers.sandbox.base_model_call``): DistilBERT takes no token types and
+    BERT's default ones are the zeros its tokenizer would send for one sentence. The embedding
+    layer's output is left out (it is the same for every adapter); the last array, L2-normalised,
+    is the encoder space's embedding (:func:`embedding`). Texts are truncated to ``max_length`` tokens.
     """
     import torch
 
+    if pooling not in POOLINGS:
+        raise SpecError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+    how = "first" if pooling == "cls" else "mean"
     tokenizer, model = base
     layers: list[list[np.ndarray]] = []
     with torch.no_grad(), hooked(model, delta, modules):
         for start in range(0, len(texts), BATCH):
             batch = tokenizer(
-                list(texts[start : start + BATCH]),
+                [str(t) for t in texts[start : start + BATCH]],
                 padding=True,
                 truncation=True,
-                max_length=MAX_LENGTH,
+                max_length=max_length,
                 return_tensors="pt",
             )
-            states = model(**batch, output_hidden_states=True).hidden_states[1:]
-            mask = batch["attention_mask"].numpy()
-            pooled = [pool_hidden_states(h.numpy(), mask) for h in states]
+            mask = batch["attention_mask"]
+            out = model(input_ids=batch["input_ids"], attention_mask=mask, output_hidden_states=True)
+            pooled = [pool_hidden_states(h.numpy(), mask.numpy(), how) for h in out.hidden_states[1:]]
             layers = (
                 [[p] for p in pooled]
                 if not layers
@@ -160,7 +183,7 @@ def layer_states(
 
 
 def embedding(layers: list[np.ndarray]) -> np.ndarray:
-    """(n, 384) unit rows: the last layer's pooled state, L2-normalised (the text space)."""
+    """(n, hidden) unit rows: the last layer's pooled state, L2-normalised (the encoder space)."""
     last = layers[-1]
     return last / np.maximum(np.linalg.norm(last, axis=1, keepdims=True), 1e-12)
 
@@ -193,20 +216,30 @@ def _default_base() -> Base:
 class AdapterRecipePredictor:
     """Embed texts (and predict classes when the package has a head) with an adapter package: one
     LoRA (``adapter_config.json`` + ``adapter_model.safetensors``) or an Arrow router (``assembly.lwa``),
-    checked against the recipe's sha256s, applied to ``base`` (the MiniLM's tokenizer and model)."""
+    checked against the recipe's sha256s, applied to ``base`` (the MiniLM's tokenizer and model, or,
+    when the recipe names a published ``base``, that base's: the caller fetches and checks its folder)
+    under the base's pooling (the recipe's ``base.pooling``; the MiniLM's is ``mean``)."""
 
     def __init__(self, files: dict[str, bytes], base: Base | None = None) -> None:
         self.recipe = json.loads(files["recipe.json"])
+        published = self.recipe.get("base") or {}
+        if published and base is None:
+            raise SpecError(
+                f"this package runs on the published base model {published.get('key')!r} "
+                f"v{published.get('version')}: pass its tokenizer and model"
+            )
         self.base = base if base is not None else _default_base()
+        self.pooling = str(published.get("pooling") or "mean")
+        base_key = str(self.recipe.get("base_model") or ADAPTER_BASE)
         path = self.recipe["assembly"]["path"]
         if sha256_hex(files[path]) != self.recipe["assembly"]["sha256"]:
             raise RecipeChecksumError(f"{path} does not match the sha256 in recipe.json")
-        if self.recipe["method"] == "arrow_routing":
-            router = ArrowRouter.from_bytes(files[path])
-            self.delta, self.modules = arrow_delta(router), sorted(router.prototypes_)
-        else:
-            adapter = adapter_from_files(files, base_model_key=ADAPTER_BASE)
-            self.delta, self.modules = lora_delta(adapter), sorted(adapter.factors)
+        model: LoRAAdapter | ArrowRouter = (
+            ArrowRouter.from_bytes(files[path])
+            if self.recipe["method"] == "arrow_routing"
+            else adapter_from_files(files, base_model_key=base_key)
+        )
+        self.delta, self.modules = delta_of(model)
         self.head = files.get("head.lwa")
         head_entry = self.recipe.get("head") or {}
         if (
@@ -225,11 +258,11 @@ class AdapterRecipePredictor:
             return cls({info.filename: zf.read(info) for info in zf.infolist()}, base)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """(n, 384) unit embeddings of the base with the package's adapter(s) applied."""
-        return embedding(layer_states(self.base, texts, self.delta, self.modules))
+        """(n, hidden) unit embeddings of the base with the package's adapter(s) applied."""
+        return embedding(layer_states(self.base, texts, self.delta, self.modules, pooling=self.pooling))
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """(n, C) class probabilities from the head, or (n, 384) embeddings without one."""
+        """(n, C) class probabilities from the head, or (n, hidden) embeddings without one."""
         E = self.embed(texts)
         return E if self.head is None else head_proba(self.head, E, self.classes)
 

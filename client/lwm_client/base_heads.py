@@ -1,7 +1,9 @@
-"""The base model a model-selection package refers to: fetched, verified, found and opened here.
+"""The base model a package refers to: fetched, verified, found and opened here.
 
-A model-selection submission delivers a head on a published base model (``specs.base_model_head``);
-the package holds a reference to the base (learnware id, version, package sha256), not its weights.
+A model-selection submission delivers a head on a published base model (``specs.base_model_head``:
+``base_head.json``'s ``base_model``), an adapter submission in a published base's space a LoRA or a
+router on it (``recipe.json``'s ``base``); the package holds a reference to the base (learnware id,
+version, package sha256; an adapter's also the folder digest), not its weights.
 ``Client.download_submission`` fetches the referenced base package into ``base_models/`` next to
 the config file (:func:`fetch_referenced_base`, verified against the reference's sha256), and
 ``Client.load`` finds it there by sha256, or takes ``base=`` (the base's package zip, checked against
@@ -49,6 +51,19 @@ def head_recipe(package: str | Path) -> dict[str, Any] | None:
         return recipe
 
 
+def base_reference(package: str | Path) -> dict[str, Any] | None:
+    """The published base a package refers to (``learnware_id``, ``version``, ``package_sha256``, ...):
+    a head's ``base_model``, or an adapter recipe's ``base``; None when it names none (the MiniLM)."""
+    head = head_recipe(package)
+    if head is not None:
+        return dict(head.get("base_model") or {}) or None
+    with zipfile.ZipFile(package) as zf:
+        if "recipe.json" not in zf.namelist():
+            return None
+        ref = json.loads(zf.read("recipe.json")).get("base")
+    return dict(ref) if isinstance(ref, dict) and ref.get("package_sha256") else None
+
+
 def _mismatch(what: str, got: str, expected: str) -> IntegrityError:
     return IntegrityError(
         f"{what}: sha256 {got} is not the base package the head was trained on ({expected})",
@@ -67,8 +82,7 @@ def fetch_referenced_base(client: Client, download: Download) -> Download:
     IntegrityError
         The base package's sha256 is not the one the head was trained on (nothing is kept).
     """
-    recipe = head_recipe(download.path)
-    ref = (recipe or {}).get("base_model") or {}
+    ref = base_reference(download.path) or {}
     sha = ref.get("package_sha256")
     if not sha:  # not a head package, or a registered base (the local copy is used)
         return download
@@ -90,8 +104,9 @@ def fetch_referenced_base(client: Client, download: Download) -> Download:
     return download
 
 
-def base_source(recipe: dict[str, Any], base: str | Path | None) -> Path | None:
-    """The base package zip or folder to run the head on; None: the registered MiniLM's local copy.
+def base_source(ref: dict[str, Any], base: str | Path | None) -> Path | None:
+    """The base package zip or folder to run the package on (``ref``: :func:`base_reference`); None: the
+    registered MiniLM's local copy.
 
     Raises
     ------
@@ -100,7 +115,6 @@ def base_source(recipe: dict[str, Any], base: str | Path | None) -> Path | None:
     IntegrityError
         A given zip is not the referenced package (sha256).
     """
-    ref = recipe.get("base_model") or {}
     sha = ref.get("package_sha256")
     if base is not None:
         path = Path(base)
@@ -123,17 +137,17 @@ def base_source(recipe: dict[str, Any], base: str | Path | None) -> Path | None:
     return cached
 
 
-def open_base_folder(recipe: dict[str, Any], base: str | Path | None) -> Path:
+def open_base_folder(ref: dict[str, Any], base: str | Path | None) -> Path:
     """A folder holding the base model's Hugging Face files (a zip is unpacked to a private
     temporary folder, removed when no longer used)."""
-    source = base_source(recipe, base)
+    source = base_source(ref, base)
     if source is None:
         from lwm_client.data import minilm_path
 
         return Path(minilm_path())
     if source.is_dir():
         return source
-    sha = (recipe.get("base_model") or {}).get("package_sha256")
+    sha = ref.get("package_sha256")
     if sha and file_sha256(source) != sha:  # the cache may have been altered since the download
         raise _mismatch(str(source), file_sha256(source), sha)
     return unpack_base_package(source)

@@ -197,12 +197,12 @@ class IsolatedPredictor:
             self.task = "embedding"  # an adapter package without a head embeds (as Predictor says)
         out = self.manifest.get("output") or {}
         self.classes = list((recipe or {}).get("classes") or out.get("classes") or []) or None
-        from lwm_client.base_heads import base_source, head_recipe
+        from lwm_client.base_heads import base_reference, base_source
 
         self.base: Path | None = None
-        head = head_recipe(self.path)
-        if head is not None:  # found (or refused with a named error) here, run there
-            self.base = base_source(head, base)
+        ref = base_reference(self.path)  # a head's or an adapter's published base
+        if ref is not None:  # found (or refused with a named error) here, run there
+            self.base = base_source(ref, base)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         return run_isolated(self.path, X, self.base)

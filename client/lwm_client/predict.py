@@ -12,8 +12,11 @@ member is loaded by :func:`load_model` (the upload checks first). An image assem
 (``transform.image`` in the recipe) takes images: its members get the pixels flattened in
 (C, H, W) order and its method the images' encoding by the space's seeded conv encoder.
 An adapter package a text submission built (LoRA members in ``recipe.json``) is run by
-``specs.adapter_runtime.AdapterRecipePredictor`` on the local MiniLM, as the market runs it:
-texts in, class probabilities from its head (or embeddings when it has none) out.
+``specs.adapter_runtime.AdapterRecipePredictor`` on the local MiniLM, as the market runs it, or on
+the published base its recipe names (``base``: that version's package, fetched and checked by
+``lwm_client.base_heads``, its folder's digest compared and its files checked by
+``specs.base_models``): texts in, class probabilities from its head (or embeddings when it has
+none) out.
 A model-selection package (``base_head.json``: a head on a published base model) is run by
 ``specs.base_model_head.BaseHeadPredictor`` on the base's folder (``lwm_client.base_heads``
 finds it: fetched from the market, or ``base=``), embedded as the market's worker embeds it. When
@@ -107,13 +110,42 @@ def base_head_predictor(files: dict[str, bytes], base: str | Path | None) -> Any
 
     try:
         recipe, head = read_recipe(files)
-        return BaseHeadPredictor(recipe, head, open_base_folder(recipe, base))
+        return BaseHeadPredictor(recipe, head, open_base_folder(recipe.get("base_model") or {}, base))
     except BaseHeadError as exc:
         error = IntegrityError if "checksum" in exc.reason else UnsafeArtifactError
         raise error(str(exc), code=exc.code, details=exc.details) from None
     except BaseModelFolderError as exc:  # the base's folder fails the market's checks
         raise UnsafeArtifactError(
             f"the base model: {exc}", code="predict:user:base-head-base-unsafe", details={"check": exc.code}
+        ) from None
+
+
+def adapter_base(recipe: dict[str, Any], base: str | Path | None) -> Any:
+    """(tokenizer, model) an adapter package runs on: the local MiniLM, or the published base its recipe
+    names (``base``: fetched by ``Client.download_submission`` or given as ``base=``; the package's sha256
+    and then the folder's digest must be the recipe's, and the folder passes the market's checks)."""
+    from lwm_client.base_heads import open_base_folder
+    from specs.base_models import BaseModelFolderError, inspect_model_folder, load_text_encoder
+
+    ref = recipe.get("base") or {}
+    if not ref:
+        from lwm_client.data import minilm_path
+        from specs.minilm import load_minilm
+
+        return load_minilm(minilm_path())
+    try:
+        checked = inspect_model_folder(open_base_folder(ref, base))
+        if checked.digest != ref.get("folder_digest"):
+            raise IntegrityError(
+                f"the base model's folder (digest {checked.digest}) is not the one the adapters were "
+                f"assembled on ({ref.get('key')} v{ref.get('version')}, {ref.get('folder_digest')})",
+                code="predict:user:adapter-base-checksum",
+                details={"got": checked.digest, "expected": ref.get("folder_digest")},
+            )
+        return load_text_encoder(checked)
+    except BaseModelFolderError as exc:  # the base's folder fails the market's checks
+        raise UnsafeArtifactError(
+            f"the base model: {exc}", code="predict:user:adapter-base-unsafe", details={"check": exc.code}
         ) from None
 
 
@@ -150,7 +182,7 @@ class Predictor:
             self.classes, self.task = self._head.classes, self._head.task
             return
         if self.recipe is not None and is_adapter_recipe(self.recipe):
-            self._init_adapter(files)
+            self._init_adapter(files, base)
             return
         if self.recipe is not None:
             self._init_assembly(files)
@@ -163,12 +195,9 @@ class Predictor:
             )
         self.model = load_model(files[present[0]], MODEL_FILES[present[0]])
 
-    def _init_adapter(self, files: dict[str, bytes]) -> None:
-        from lwm_client.data import minilm_path
-        from specs.minilm import load_minilm
-
+    def _init_adapter(self, files: dict[str, bytes], base: str | Path | None) -> None:
         try:
-            self._adapter = AdapterRecipePredictor(files, load_minilm(minilm_path()))
+            self._adapter = AdapterRecipePredictor(files, adapter_base(self.recipe or {}, base))
         except RecipeChecksumError as exc:
             raise IntegrityError(str(exc), code=exc.code) from None
         except AdapterFilesError as exc:

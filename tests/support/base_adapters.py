@@ -106,6 +106,29 @@ def peft_embeddings(base_folder: Path, adapter_folder: Path, texts: list[str], p
     return torch.nn.functional.normalize(pooled, dim=1).numpy().astype(np.float64)
 
 
+def peft_layer_states(
+    base_folder: Path, adapter_folder: Path | None, texts: list[str], pooling: str
+) -> np.ndarray:
+    """(n, L, hidden) every layer's pooled states computed by PEFT's own modules (or the base alone),
+    pooled here with torch, independently of ``specs.transferability.pool_hidden_states``."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(base_folder), local_files_only=True)
+    model = AutoModel.from_pretrained(str(base_folder), local_files_only=True).eval()
+    if adapter_folder is not None:
+        model = PeftModel.from_pretrained(model, str(adapter_folder), is_trainable=False).eval()
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+    with torch.no_grad():
+        out = model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True
+        )
+    mask = batch["attention_mask"].unsqueeze(-1).to(torch.float32)
+    pooled = [h[:, 0] if pooling == "cls" else (h * mask).sum(1) / mask.sum(1) for h in out.hidden_states[1:]]
+    return torch.stack(pooled, dim=1).numpy().astype(np.float64)
+
+
 def base_adapter_package(
     adapter_folder: Path,
     *,

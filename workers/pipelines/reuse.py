@@ -42,7 +42,8 @@ from workers.pipelines.reuse_results import Stage, StageResult
 # 9: each member sees RKME-filled columns from its own RKME (specs.impute.member_rows); plan's own_rkme
 # 10: the labelled rows' ridge vs each member's own RKME, per member and column (choose_column's members)
 # 11: the label-free choice over a mixture is the RKME soft selector (specs.assembly.label_free)
-PIPELINE_VERSION = 11
+# 12: adapter submissions in a published base model's encoder space (reuse_base; layer states in the sandbox)
+PIPELINE_VERSION = 12
 
 
 @dataclass(frozen=True)

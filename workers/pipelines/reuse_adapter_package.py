@@ -5,8 +5,10 @@
   ``modality: text``, ``task: embedding``, ``base_model``), ``adapter_config.json`` and
   ``adapter_model.safetensors`` in PEFT's layout (scaling folded into B, ``lora_alpha = r``;
   modules of lower rank are padded with zero factors so one ``r`` fits all), ``rkme.json``
-  (the user's texts in the text space), plus ``recipe.json`` (members, sha256s, licences,
-  evaluation) and, with labels, ``head.lwa`` (the logistic head over its embeddings).
+  (the user's texts in the run's space), plus ``recipe.json`` (members, sha256s, licences,
+  evaluation) and, with labels, ``head.lwa`` (the logistic head over its embeddings). On a published
+  base the manifest's ``base_model`` is that base's key, ``output.dim`` its width, and the recipe's
+  ``base`` records the version the run used, its package sha256 and its folder digest.
   The publish pipeline accepts it as it is (tested).
 * Arrow routing is not one LoRA, and the package format has no kind for a routed library:
   its package is an assembly recipe (``kind: model``, ``artifact: {format: assembly}``, as
@@ -28,7 +30,8 @@ from specs.adapter_runtime import ADAPTER_BASE, AdapterRecipePredictor
 from specs.assembly import ArrowRouter, LoRAAdapter
 from specs.recipe import RECIPE_FORMAT, RECIPE_VERSION
 from workers.base import Report
-from workers.pipelines.reuse_adapters import load_model
+from workers.pipelines.reuse_adapters import layer_cache, load_model
+from workers.pipelines.reuse_base import PublishedBase
 from workers.pipelines.reuse_context import ReuseContext
 from workers.pipelines.reuse_members import ADAPTER_CONFIG, ADAPTER_WEIGHTS, Member
 from workers.pipelines.reuse_results import AdapterAssembleResult, AdapterPackageResult, Json
@@ -44,8 +47,8 @@ PEFT_BASE_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 TEXT_DIM = 384
 
 
-def peft_files(adapter: LoRAAdapter) -> dict[str, bytes]:
-    """``adapter_config.json`` + ``adapter_model.safetensors`` of one LoRA, loadable by PEFT."""
+def peft_files(adapter: LoRAAdapter, base_name: str = PEFT_BASE_NAME) -> dict[str, bytes]:
+    """``adapter_config.json`` + ``adapter_model.safetensors`` of one LoRA, loadable by PEFT on its base."""
     from safetensors.numpy import save
 
     r = max(A.shape[0] for A, _ in adapter.factors.values())
@@ -58,7 +61,7 @@ def peft_files(adapter: LoRAAdapter) -> dict[str, bytes]:
     config = {
         "peft_type": "LORA",
         "task_type": "FEATURE_EXTRACTION",
-        "base_model_name_or_path": PEFT_BASE_NAME,
+        "base_model_name_or_path": base_name,
         "r": r,
         "lora_alpha": r,
         "lora_dropout": 0.0,
@@ -81,6 +84,7 @@ def run(ctx: ReuseContext, report: Report) -> AdapterPackageResult:
     chosen = next(r for r in assemble.methods if r["method"] == assemble.chosen)
     members, cache = context_members(ctx, [m["version_id"] for m in assemble.members + assemble.negated])
     model = load_model(chosen["method"], ctx.work_load(chosen["artifact"]["file"]))
+    base = layer_cache(ctx).base  # None: the MiniLM
     files: dict[str, bytes] = {"rkme.json": ctx.work_load(ctx.spec_result.rkme_file["file"])}
     entries: list[Json] = []
     for i, m in enumerate(members):
@@ -99,7 +103,7 @@ def run(ctx: ReuseContext, report: Report) -> AdapterPackageResult:
     if isinstance(model, ArrowRouter):
         files["assembly.lwa"] = model.to_bytes()
     else:
-        files.update(peft_files(model))
+        files.update(peft_files(model) if base is None else peft_files(model, base.key))
     if chosen.get("head"):
         files["head.lwa"] = ctx.work_load(chosen["head"]["file"])
     evaluation = ctx.results["evaluate"]
@@ -110,7 +114,9 @@ def run(ctx: ReuseContext, report: Report) -> AdapterPackageResult:
         "task": ctx.submission.task,
         "classes": assemble.classes,
         "feature_space": ctx.space.key,
-        "base_model": ADAPTER_BASE,
+        "base_model": ADAPTER_BASE if base is None else base.key,
+        # A published base: the exact version, package and folder a client must fetch to run this.
+        "base": None if base is None else base.card(),
         "assembly": {
             "path": "assembly.lwa" if isinstance(model, ArrowRouter) else ADAPTER_WEIGHTS,
             "kind": chosen["method"],
@@ -125,7 +131,7 @@ def run(ctx: ReuseContext, report: Report) -> AdapterPackageResult:
     recipe["assembly"]["sha256"] = sha256_hex(files[recipe["assembly"]["path"]])
     files["recipe.json"] = json.dumps(recipe, indent=2, sort_keys=True).encode()
     files["learnware.yaml"] = yaml.safe_dump(
-        _manifest(ctx, chosen["method"], members, evaluation, model), sort_keys=True
+        _manifest(ctx, chosen["method"], members, evaluation, model, base), sort_keys=True
     ).encode()
     content = deterministic_zip(files)
     report("package", 1, 1, f"package of {len(content)} bytes")
@@ -142,9 +148,16 @@ def run(ctx: ReuseContext, report: Report) -> AdapterPackageResult:
 
 
 def _manifest(
-    ctx: ReuseContext, method: str, members: list[Member], evaluation: Json, model: LoRAAdapter | ArrowRouter
+    ctx: ReuseContext,
+    method: str,
+    members: list[Member],
+    evaluation: Json,
+    model: LoRAAdapter | ArrowRouter,
+    base: PublishedBase | None,
 ) -> Json:
-    description = f"{method} over {len(members)} LoRA adapters on all-MiniLM-L6-v2: " + ", ".join(
+    on = "all-MiniLM-L6-v2" if base is None else f"{base.name} v{base.version}"
+    base_model, dim = (ADAPTER_BASE, TEXT_DIM) if base is None else (base.key, base.dim)
+    description = f"{method} over {len(members)} LoRA adapters on {on}: " + ", ".join(
         f"{m.name} v{m.number}" for m in members
     )
     common = {
@@ -160,9 +173,9 @@ def _manifest(
             "kind": "model",
             "task": ctx.submission.task,
             "input": {},
-            "output": {"dim": TEXT_DIM},
+            "output": {"dim": dim},
             "artifact": {"format": "assembly", "path": "recipe.json"},
-            "base_model": ADAPTER_BASE,
+            "base_model": base_model,
             "specification": "rkme.json",
         }
     return {
@@ -170,14 +183,16 @@ def _manifest(
         "kind": "adapter",
         "task": "embedding",
         "input": {},
-        "output": {"dim": TEXT_DIM},
-        "base_model": ADAPTER_BASE,
+        "output": {"dim": dim},
+        "base_model": base_model,
     }
 
 
 class AdapterPackagePredictor(AdapterRecipePredictor):
     """``specs.adapter_runtime.AdapterRecipePredictor`` on the registered MiniLM base (the client runs
-    the same predictor on its own copy of the base)."""
+    the same predictor on its own copy of the base). A package on a published base (``recipe.base``)
+    is not run here: that base is an upload, which the worker runs only in the sandbox."""
 
     def __init__(self, files: dict[str, bytes], base: Any = None) -> None:
-        super().__init__(files, base if base is not None else base_model())
+        published = json.loads(files["recipe.json"]).get("base")  # an upload: never run in the worker
+        super().__init__(files, base if base is not None or published else base_model())

@@ -30,6 +30,7 @@ from specs.serialization import arrays_to_bytes
 from specs.transferability import combine_scores, score_layers
 from workers.base import Report
 from workers.pipelines import reuse_methods as methods
+from workers.pipelines.reuse_base import published_base
 from workers.pipelines.reuse_context import ReuseContext
 from workers.pipelines.reuse_members import Member
 from workers.pipelines.reuse_results import (
@@ -49,14 +50,7 @@ from workers.pipelines.reuse_shared import (
     prior_weights,
     safe_scores,
 )
-from workers.pipelines.reuse_text import (
-    Delta,
-    LayerCache,
-    adapter_from_files,
-    arrow_delta,
-    embedding,
-    lora_delta,
-)
+from workers.pipelines.reuse_text import LayerCache, adapter_from_files, embedding
 
 WEIGHTS = {"logme": 0.5, "knn": 0.5, "hscore": 0.0, "neg_mmd2": 0.5}
 ADAPTER_METHODS = ("best_single", "lora_weighted_sum", "lora_ties", "arrow_routing")
@@ -74,21 +68,49 @@ METHOD_MEANING = {
 
 
 # --- adapters and their states ------------------------------------------------------------------
+def layer_cache(ctx: ReuseContext) -> LayerCache:
+    """The run's layer states: on the MiniLM, or on the published base whose space the run is in."""
+    if ctx.cache.layers is None:
+        ctx.cache.layers = LayerCache(published_base(ctx.space, ctx.submission.owner))
+    return ctx.cache.layers
+
+
+def pooling(ctx: ReuseContext) -> str:
+    """How the run's base pools token states: the MiniLM's mean, or the published base's declared one."""
+    base = layer_cache(ctx).base
+    return base.pooling if base is not None else "mean"
+
+
+def frozen_features(ctx: ReuseContext, texts: list[str]) -> tuple[np.ndarray, str]:
+    """The from-scratch baseline's rows: the base's own embeddings of ``texts`` (no adapter), and its name."""
+    base = layer_cache(ctx).base
+    if base is None:
+        assert ctx.labelled_table is not None
+        return ctx.labelled_table.X, "frozen MiniLM"
+    return embedding(layers(ctx, "base", None, texts)), f"frozen {base.name} v{base.version}"
+
+
+def base_key(ctx: ReuseContext) -> str:
+    """The registry key of the run's base model (the MiniLM's, or the published base's)."""
+    base = layer_cache(ctx).base
+    return base.key if base is not None else ADAPTER_BASE
+
+
 def adapters(ctx: ReuseContext, members: list[Member]) -> list[LoRAAdapter]:
     _, cache = context_members(ctx, [m.version_id for m in members])
     store = ctx.cache.adapters
     for m in members:
         if m.version_id not in store:
-            store[m.version_id] = adapter_from_files(cache.files(m), base_model_key=ADAPTER_BASE, name=m.name)
+            store[m.version_id] = adapter_from_files(
+                cache.files(m), base_model_key=base_key(ctx), name=m.name
+            )
     return [store[m.version_id] for m in members]
 
 
 def layers(
-    ctx: ReuseContext, key: str, delta: Delta | None, modules: list[str], texts: list[str]
+    ctx: ReuseContext, key: str, model: LoRAAdapter | ArrowRouter | None, texts: list[str]
 ) -> list[np.ndarray]:
-    if ctx.cache.layers is None:
-        ctx.cache.layers = LayerCache()
-    return ctx.cache.layers.states(key, texts, delta, modules)
+    return layer_cache(ctx).states(key, texts, model)
 
 
 def labelled(ctx: ReuseContext) -> tuple[list[str], np.ndarray]:
@@ -107,7 +129,7 @@ def rank(ctx: ReuseContext, report: Report) -> AdapterRankResult:
     rows = []
     for i, (member, adapter) in enumerate(zip(members, adapters(ctx, members), strict=True)):
         report("rank", i, len(members), f"hidden states of {member.name} v{member.number}")
-        states = layers(ctx, f"v{member.version_id}", lora_delta(adapter), list(adapter.factors), texts)
+        states = layers(ctx, f"v{member.version_id}", adapter, texts)
         scores = _layer_scores(states, y)
         rows.append(
             {
@@ -116,7 +138,7 @@ def rank(ctx: ReuseContext, report: Report) -> AdapterRankResult:
                 "scores": scores,
                 "layers": len(states),
                 "aggregation": "mean",
-                "pooling": "mean",
+                "pooling": pooling(ctx),
             }
         )
     table = {
@@ -136,7 +158,8 @@ def rank(ctx: ReuseContext, report: Report) -> AdapterRankResult:
         candidates=[rows[i] for i in order],
         weights=WEIGHTS,
         meaning=RANK_MEANING,
-        explanation=f"each adapter's {rows[0]['layers'] if rows else 0} layers mean-pooled over tokens, "
+        explanation=f"each adapter's {rows[0]['layers'] if rows else 0} layers {pooling(ctx)}-pooled over "
+        "tokens, "
         "averaged "
         f"over layers and scored; scores rank-normalised over the candidates, averaged with {WEIGHTS}",
     )
@@ -186,12 +209,6 @@ def build(method: str, library: list[LoRAAdapter], weights: np.ndarray, negated:
     raise ValueError(f"unknown adapter method {method!r}")
 
 
-def delta_of(model: Any) -> tuple[Delta, list[str]]:
-    if isinstance(model, ArrowRouter):
-        return arrow_delta(model), sorted(model.prototypes_)
-    return lora_delta(model), sorted(model.factors)
-
-
 def fit_head(E: np.ndarray, y: np.ndarray) -> SoftmaxRegression:
     return fit_softmax_regression(E, y, C=HEAD_C, max_iter=2000)
 
@@ -214,9 +231,8 @@ def member_ids(ctx: ReuseContext) -> list[int]:
 
 
 def method_embeddings(ctx: ReuseContext, method: str, model: Any, texts: list[str]) -> np.ndarray:
-    delta, modules = delta_of(model)
     key = f"{method}:{hashlib.sha256(model.to_bytes()).hexdigest()}"
-    return embedding(layers(ctx, key, delta, modules, texts))
+    return embedding(layers(ctx, key, model, texts))
 
 
 def assemble(ctx: ReuseContext, report: Report) -> AdapterAssembleResult:
@@ -318,14 +334,14 @@ def evaluate(ctx: ReuseContext, report: Report) -> AdapterEvaluateResult:
     members, _ = context_members(ctx, [m["version_id"] for m in assemble_result.members])
     singles = []
     for m, adapter in zip(members, adapters(ctx, members), strict=True):
-        E = embedding(layers(ctx, f"v{m.version_id}", lora_delta(adapter), list(adapter.factors), texts))
+        E = embedding(layers(ctx, f"v{m.version_id}", adapter, texts))
         head = fit_head(E[train], y[train])
         hits = (head.predict(E[test]) == y[test]).astype(np.float64)
         singles.append((float(np.mean(head.predict(E[train]) == y[train])), float(hits.mean()), m, hits))
     best = max(singles, key=lambda s: s[0])
     single = {**best[2].card(), "score": best[1]}
-    assert ctx.labelled_table is not None
-    X, scratch, scratch_hits = ctx.labelled_table.X, {}, {}
+    X, features = frozen_features(ctx, texts)
+    scratch, scratch_hits = {}, {}
     for name, template in scratch_models("classification", ctx.seed).items():
         proba = scratch_predict(
             scratch_fit(template, X[train], codes[train], "classification"),
@@ -350,7 +366,7 @@ def evaluate(ctx: ReuseContext, report: Report) -> AdapterEvaluateResult:
         f"{scores[chosen]['accuracy']:.4f}; "
         f"the best single adapter ({single['name']}) {single['score']:.4f}; the best head trained from "
         "scratch on "
-        f"frozen MiniLM ({scratch_name}) {scratch[scratch_name]['accuracy']:.4f}. It is "
+        f"{features} embeddings ({scratch_name}) {scratch[scratch_name]['accuracy']:.4f}. It is "
         f"{VERDICT_WORDS[verdicts['best_single']]} the best single adapter and "
         f"{VERDICT_WORDS[verdicts['from_scratch']]} the model trained from scratch."
     )
@@ -367,7 +383,7 @@ def evaluate(ctx: ReuseContext, report: Report) -> AdapterEvaluateResult:
         verdicts=verdicts,
         baselines={
             "best_single": single,
-            "from_scratch": {"best": scratch_name, "models": scratch, "features": "frozen MiniLM embeddings"},
+            "from_scratch": {"best": scratch_name, "models": scratch, "features": f"{features} embeddings"},
         },
         verdict={
             "beats_best_single": verdicts["best_single"] == "better",

@@ -18,6 +18,7 @@ from django.core.files.storage import storages
 from marketplace.core.exceptions import ValidationFailed
 from marketplace.learnwares.choices import Modality
 from marketplace.learnwares.models import FeatureSpace
+from marketplace.learnwares.services.adapter_bases import is_base_space
 from marketplace.submissions.choices import DataFormat
 from marketplace.submissions.data import TableData, TextData, read_table, read_texts
 from marketplace.submissions.image_data import ImageData, read_images
@@ -365,11 +366,14 @@ class ReuseContext:
                 y=images.y,
             )
         if self.is_text:
-            # Text models are heads on the text space: their rows are the MiniLM embeddings.
+            # Text models are heads on the text space: their rows are the MiniLM embeddings. In a published
+            # base's space the adapters' stages embed the texts with the base, in the sandbox: labels only.
             from marketplace.learnwares.encoding import encode_texts
 
             texts = self.labelled_texts
             assert texts is not None
+            if self.adapter_mode and is_base_space(self.space):
+                return TableData(X=np.zeros((len(texts.texts), 0)), columns=None, y=texts.y)
             return TableData(X=encode_texts(texts.texts).astype(np.float64), columns=None, y=texts.y)
         return self._aligned("labelled_table", self.raw_labelled_table, "labelled")
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from marketplace.core.exceptions import ValidationFailed
 from marketplace.learnwares.models import Learnware, LearnwareVersion
+from marketplace.learnwares.services.adapter_bases import is_base_space
 from marketplace.search import store
 from marketplace.search.index import Hits
 from marketplace.search.ranking import MixtureProposal, propose_mixture
@@ -51,7 +52,10 @@ def _search_filters(ctx: ReuseContext) -> dict[str, Any]:
     filters: dict[str, Any] = {"modality": ctx.submission.modality, "task": ctx.submission.task}
     if ctx.adapter_mode:
         # Adapters output embeddings; the user's task is solved by a head fitted on them.
-        filters.update(task="embedding", base_model=ADAPTER_BASE)
+        # Adapters on the base whose encoder space the run is in (the MiniLM's, or a published base's).
+        filters.update(
+            task="embedding", base_model=ctx.space.encoder_id if is_base_space(ctx.space) else ADAPTER_BASE
+        )
     licenses = ctx.requirements.get("licenses") or []
     if len(licenses) == 1:
         filters["license"] = licenses[0]

@@ -27,6 +27,8 @@ from specs.mixture_bootstrap import MAX_NOISE_ROWS
 from specs.units import check_rms, unit_rms
 from workers.base import Report
 from workers.pipelines import reuse_impute
+from workers.pipelines.adapter_base import base_space_encode
+from workers.pipelines.reuse_base import base_row
 from workers.pipelines.reuse_context import ReuseContext, space_alignment
 from workers.pipelines.reuse_results import Json, SpecResult
 
@@ -176,7 +178,7 @@ def _check_labels(ctx: ReuseContext, space: FeatureSpace) -> dict[str, Any] | No
     table = ctx.labelled_table
     if table is None:
         return None
-    if not ctx.is_image:  # image rows are pixels: the encoder, not the columns, maps them into the space
+    if not (ctx.is_image or ctx.is_text):  # pixels and texts: the encoder, not columns, maps them there
         _check_fits(space, table.columns, table.X.shape[1])
     y = table.y
     assert y is not None
@@ -338,15 +340,20 @@ def run(ctx: ReuseContext, report: Report) -> SpecResult:
             texts += list(ctx.labelled_texts.texts)
         named = FeatureSpace.objects.filter(key=ctx.requirements.get("feature_space") or "").first()
         if named is not None and is_base_space(named):
-            raise field_error(
-                "requirements.feature_space",
-                f"{named.key!r} is a published base model's encoder space: submissions embed texts with the "
-                "MiniLM for now (search by data in that space finds its adapters)",
-                "submission:user:unsupported-feature-space",
-            )
-        space = resolve_space(ctx, None, TEXT_DIM)
+            if not ctx.adapter_mode:
+                raise field_error(
+                    "requirements.feature_space",
+                    f"{named.key!r} is a published base model's encoder space: submissions there look for "
+                    'adapters (requirements.kind: "adapter"); models embed texts with the MiniLM for now',
+                    "submission:user:unsupported-feature-space",
+                )
+            base_row(named, ctx.submission.owner)  # visible and published, else a named user error
+            space = named  # the user's texts embedded by the base itself, in the sandbox
+            rows = base_space_encode(space, texts)
+        else:
+            space = resolve_space(ctx, None, TEXT_DIM)
+            rows = encode_texts(texts).astype(np.float64)
         rms, rms_known = np.ones(space.dim), False  # unit vectors: the text space needs no unit-free step
-        rows = encode_texts(texts).astype(np.float64)
         try:
             spec = encoded_rkme(rows, space.gamma, k=rkme_k(), random_state=ctx.seed)
         except SpecError as exc:

@@ -1,6 +1,7 @@
-"""Text in the reuse pipeline: the server's side of ``specs.adapter_runtime`` (LoRA adapters on the
-MiniLM base, run with every layer's states): the registered base loaded once per process, its
-errors as the pipeline's ``ApplicationError``, and a per-run cache of layer states.
+"""Text in the reuse pipeline: the server's side of ``specs.adapter_runtime`` (LoRA adapters run with
+every layer's states): the registered MiniLM base loaded once per process, its errors as the
+pipeline's ``ApplicationError``, and a per-run cache of layer states (on the MiniLM here, on a
+published base in the sandbox: ``workers.pipelines.reuse_base``).
 
 The sandbox still runs every adapter the publish pipeline checks; the tests compare the hook
 runtime with PEFT in the sandbox on the same adapter.
@@ -18,8 +19,9 @@ import numpy as np
 
 from marketplace.core.exceptions import ApplicationError
 from specs import adapter_runtime
-from specs.adapter_runtime import AdapterFilesError, Delta, arrow_delta, embedding, lora_delta
-from specs.assembly import LoRAAdapter
+from specs.adapter_runtime import AdapterFilesError, Delta, arrow_delta, delta_of, embedding, lora_delta
+from specs.assembly import ArrowRouter, LoRAAdapter
+from workers.pipelines.reuse_base import PublishedBase, base_layer_states
 
 __all__ = [
     "Delta",
@@ -27,6 +29,7 @@ __all__ = [
     "adapter_from_files",
     "arrow_delta",
     "base_model",
+    "delta_of",
     "embedding",
     "layer_states",
     "lora_delta",
@@ -78,15 +81,23 @@ def texts_key(texts: Sequence[str]) -> str:
 
 
 class LayerCache:
-    """Layer states per (adapter or assembly key, texts), computed once per run."""
+    """Layer states per (adapter or assembly key, texts), computed once per run: on the MiniLM in this
+    process (the market's own base), or on a published base in the sandbox (``base``, an upload:
+    ``workers.pipelines.reuse_base.base_layer_states``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, base: PublishedBase | None = None) -> None:
+        self.base = base
         self._states: dict[tuple[str, str], list[np.ndarray]] = {}
 
     def states(
-        self, key: str, texts: Sequence[str], delta: Delta | None, modules: Sequence[str]
+        self, key: str, texts: Sequence[str], model: LoRAAdapter | ArrowRouter | None
     ) -> list[np.ndarray]:
+        """L arrays (n, hidden) float64 of ``texts`` with ``model`` applied (None: the base alone)."""
         k = (key, texts_key(texts))
         if k not in self._states:
-            self._states[k] = layer_states(texts, delta, modules)
+            if self.base is not None:
+                self._states[k] = base_layer_states(self.base, list(texts), model)
+            else:
+                delta, modules = delta_of(model) if model is not None else (None, [])
+                self._states[k] = layer_states(texts, delta, modules)
         return self._states[k]

@@ -108,9 +108,13 @@ def execute(req: dict[str, Any], folder: Path) -> np.ndarray:
     inputs = np.load(folder / "inputs.npy", allow_pickle=False)
     with torch.no_grad():
         if req["kind"] == "peft_lora" and not req.get("base_model_path"):  # on a published base model
-            from workers.sandbox.adapter_base_call import run_adapter_on_base
+            from workers.sandbox import adapter_base_call as on_base
 
-            return run_adapter_on_base(folder / "artifact", inputs, str(req.get("pooling")))
+            if req.get("mode") == "layers":  # reuse: every layer, with a LoRA, an assembly or nothing
+                return on_base.run_adapter_layers_on_base(
+                    folder / "artifact", inputs, str(req.get("pooling")), int(req.get("max_length") or 128)
+                )
+            return on_base.run_adapter_on_base(folder / "artifact", inputs, str(req.get("pooling")))
         if req["kind"] == "peft_lora":
             return _run_adapter(folder / "artifact", req["base_model_path"], inputs)
         if req["kind"] == "hf_encoder" and req.get("mode") == "layers":  # model selection: every layer

@@ -256,7 +256,10 @@ def _run_model(
     embeddings under ``pooling`` ("mean" or "cls"), after the folder checks of
     ``specs.base_models`` (``workers.sandbox.base_model_call``). With ``layers_max_length`` set, an
     ``hf_encoder`` call returns every layer's mean-pooled embedding instead, (n, L, hidden) float32,
-    texts truncated to that many tokens (model selection; ``pooling`` is then unused).
+    texts truncated to that many tokens (model selection; ``pooling`` is then unused). With
+    ``layers_max_length`` set, a ``peft_lora`` call on a published base returns every layer's states
+    under the base's ``pooling``, (n, L, hidden) float32, with the staged LoRA, ``assembly.lwa`` (a merged
+    LoRA or an Arrow router) or nothing applied (the reuse pipeline's ranking and assembly).
 
     Raises
     ------
@@ -275,8 +278,11 @@ def _run_model(
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    if layers_max_length is not None and (kind != "hf_encoder" or layers_max_length < 2):
-        raise ValueError("layers_max_length (>= 2) is for kind='hf_encoder' only")
+    layered = kind == "hf_encoder" or (kind == "peft_lora" and base_model_path is None)
+    if layers_max_length is not None and (not layered or layers_max_length < 2):
+        raise ValueError(
+            "layers_max_length (>= 2) is for kind='hf_encoder' or 'peft_lora' on a published base"
+        )
     limits = limits or SandboxLimits()
     inputs = np.asarray(inputs)
     if inputs.dtype.kind == "O":

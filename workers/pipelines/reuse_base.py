@@ -1,0 +1,157 @@
+"""Adapter submissions in a *published* base model's encoder space (``requirements.kind: "adapter"``,
+``requirements.feature_space: "text-<key>"``): which base, and every layer's states on it.
+
+The base is an upload, so nothing of it runs in the worker: the user's texts are embedded by the
+base's own sandboxed ``hf_encoder`` call (``workers.pipelines.adapter_base.base_space_encode``), and
+the ranking's and the assembly's layer states come from one sandboxed ``peft_lora`` call in layer
+mode per batch of texts, with the base's folder staged under ``base/`` beside the LoRA, the merged
+LoRA or the Arrow router (``assembly.lwa``; ``workers.sandbox.adapter_base_call``), checked there as
+the adapter's own probe checks it. The run records the base's key, the published version it ran on,
+that version's package sha256 and its folder digest (``specs.base_models.folder_digest``), so the
+package names exactly the base a client must fetch.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from marketplace.core.exceptions import ApplicationError, TransientError, ValidationFailed
+from marketplace.learnwares.conf import sandbox_limits
+from marketplace.learnwares.models import BaseModel
+from marketplace.learnwares.services.adapter_bases import (
+    base_model_version,
+    is_base_space,
+    published_base_for,
+)
+from marketplace.submissions.data import field_error
+from specs.adapter_runtime import MAX_LENGTH
+from specs.assembly import ArrowRouter, LoRAAdapter
+from specs.base_models import folder_digest
+from workers.pipelines.adapter_base import BASE_PREFIX, TEXTS_PER_CALL
+from workers.sandbox import SandboxLimits, SandboxUnavailable, run_model
+from workers.sandbox.errors import SandboxError
+
+ASSEMBLY_FILE = "assembly.lwa"  # workers.sandbox.adapter_base_call.ASSEMBLY_FILE
+
+
+@dataclass(frozen=True)
+class PublishedBase:
+    """The published base model a run's adapters are applied to, at the version the run used."""
+
+    key: str
+    name: str
+    learnware_id: int  # the base's learnware: a client downloads (learnware_id, version)
+    version: int  # the published version's number
+    version_id: int
+    package_sha256: str
+    folder_digest: str  # specs.base_models.folder_digest of its Hugging Face folder
+    pooling: str
+    dim: int
+    files: dict[str, bytes] = field(repr=False, compare=False)  # the folder, name -> bytes
+
+    def card(self) -> dict[str, Any]:
+        """What the package's recipe records of the base (no file contents)."""
+        return {k: v for k, v in asdict(self).items() if k != "files"}
+
+
+def base_row(space: Any, user: Any) -> BaseModel | None:
+    """The registry row of the published base whose encoder space ``space`` is (None: the MiniLM's
+    text space).
+
+    Raises
+    ------
+    ValidationFailed
+        ``submission:user:unknown-base-model`` (on ``requirements.feature_space``): the base is hidden
+        from ``user`` (named as unknown, so its existence does not leak), deleted, or has no published
+        version any more.
+    """
+    if not is_base_space(space):
+        return None
+    try:
+        row = published_base_for(wanted=str(space.encoder_id), user=user)
+    except ValidationFailed:
+        row = None
+    if row is None:
+        raise field_error(
+            "requirements.feature_space",
+            f"feature space {space.key!r}: its base model {space.encoder_id!r} is not a published base model "
+            "you can use",
+            "submission:user:unknown-base-model",
+        )
+    return row
+
+
+def published_base(space: Any, user: Any) -> PublishedBase | None:
+    """:func:`base_row` with the folder of its newest published version (the one the run uses)."""
+    row = base_row(space, user)
+    if row is None:
+        return None
+    from workers.pipelines.model_selection_embed import model_folder_files
+
+    version = base_model_version(row)
+    files = model_folder_files(version)
+    with tempfile.TemporaryDirectory() as tmp:  # folder_digest reads files: one digest implementation
+        for name, data in files.items():
+            (Path(tmp) / name).write_bytes(data)
+        digest = folder_digest(Path(tmp))
+    return PublishedBase(
+        key=row.key,
+        name=row.name,
+        learnware_id=version.learnware_id,
+        version=version.number,
+        version_id=version.id,
+        package_sha256=version.artifact_sha256,
+        folder_digest=digest,
+        pooling=str(version.manifest.get("pooling") or "mean"),
+        dim=int(row.hidden_size),
+        files=files,
+    )
+
+
+def base_layer_states(
+    base: PublishedBase, texts: list[str], model: LoRAAdapter | ArrowRouter | None
+) -> list[np.ndarray]:
+    """L arrays (n, hidden) float64: every layer's pooled states of ``texts`` on ``base`` with ``model``
+    (one LoRA, merged or not, or an Arrow router; None: the base alone) applied, in the sandbox.
+
+    Raises
+    ------
+    TransientError
+        The sandbox is briefly unavailable.
+    ApplicationError
+        ``submission:app:adapter-base-failed``: the base or a published adapter failed or was refused
+        there (both passed these checks when they were published).
+    """
+    staged = {BASE_PREFIX + name: data for name, data in base.files.items()}
+    if model is not None:
+        staged[ASSEMBLY_FILE] = model.to_bytes()
+    limits = SandboxLimits(**sandbox_limits())
+    parts = []
+    for start in range(0, len(texts), TEXTS_PER_CALL):
+        batch = np.array([str(t) for t in texts[start : start + TEXTS_PER_CALL]], dtype=str)
+        try:
+            parts.append(
+                run_model(
+                    staged,
+                    batch,
+                    kind="peft_lora",
+                    limits=limits,
+                    pooling=base.pooling,
+                    layers_max_length=MAX_LENGTH,
+                )
+            )
+        except SandboxUnavailable as exc:
+            raise TransientError(exc.message) from exc
+        except SandboxError as exc:
+            raise ApplicationError(
+                f"base model {base.key} v{base.version} with an adapter failed in the sandbox: {exc.message}",
+                code="submission:app:adapter-base-failed",
+                http_status=500,
+            ) from exc
+    states = np.concatenate(parts).astype(np.float64)  # (n, L, hidden)
+    return [states[:, i, :] for i in range(states.shape[1])]
