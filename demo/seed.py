@@ -232,6 +232,8 @@ class Seeder:
         except (OSError, ValueError, KeyError) as exc:
             self.log(f"  no example tasks: {demo_tasks.TASKS_FILE} unreadable ({exc})")
             return []
+        for slot in sorted(set(demo_tasks.SLOTS) - {c.slot for c in choices}, key=demo_tasks.SLOTS.index):
+            self.log(f"  no '{slot}' task: no measured candidate in {demo_tasks.TASKS_FILE.name} qualifies")
         done = {s["name"]: s for s in self.client.submissions() if s.get("status") == "succeeded"}
         results = []
         for choice in choices:

@@ -36,6 +36,7 @@ FEW_LABELS = 50
 MANY_LABELS = 200
 DEMO_SEED = 0  # the demo's user of a chosen type is the benchmark's first user of that type
 VERDICTS = ("better", "no detectable difference", "worse")
+SLOTS = ("no labels", "few labels", "mixture", "honest")
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ def test_the_rule_picks_by_the_measured_figures():
         "mixture": "ab-50",
         "honest": "b-300",
     }
+    assert [c.slot for c in tasks.choose(synthetic())] == list(tasks.SLOTS)
     chosen = {c.slot: c for c in tasks.choose(synthetic())}
     assert "+0.09 [+0.08, +0.10] over 8 users: better" in chosen["few labels"].why
     assert "from scratch 0.80" in chosen["few labels"].why
