@@ -23,12 +23,12 @@ gave the same ranking and accuracy as uploaded rows on every task (benchmarks/re
 api), and the demo uploads the rows of every task it runs.
 
 Measured (2026-12-04, `nice -n 10 .venv/bin/python benchmarks/demo_tasks.py`, 16 candidates x 8 users =
-128 submissions, 676 s on 2 cores shared with two other helpers' test runs; `--users 6` keeps it under
-10 minutes): without labels the delivered module beat the most frequent class by +0.10 to +0.16 for
-every candidate (lower bounds +0.08 to +0.13); with 30 labels it beat from scratch for UA (+0.04
-[+0.00, +0.07]) and MQ (+0.03 [+0.01, +0.06]), not measurably for LGA; with 50 labels for MQ (+0.03
-[+0.01, +0.06]) and JFK + MQ (+0.02 [+0.01, +0.04]); with 300 labels never (UA +0.00, MQ -0.00, LGA
-+0.01, every interval across 0). No pair's proposed mixture held both true domains for any user (0/8
+128 submissions, 676 s on 2 cores shared with two other helpers' test runs; `--users 6` should take ~510
+s by proportion, not run): without labels the delivered module beat the most frequent class by +0.10 to
++0.16 for every candidate (lower bounds +0.08 to +0.13); with 30 labels it beat from scratch for UA
+(+0.04 [+0.00, +0.07]) and MQ (+0.03 [+0.01, +0.06]), not measurably for LGA; with 50 labels for MQ
+(+0.03 [+0.01, +0.06]) and JFK + MQ (+0.02 [+0.01, +0.04]); with 300 labels never (UA +0.00, MQ -0.00,
+LGA +0.01, every interval across 0). No pair's proposed mixture held both true domains for any user (0/8
 each). demo/tasks.json holds every figure and user; demo/tasks.py picks UA + EV without labels, MQ with
 50 labels and MQ with 300 labels (the honest one).
 """
