@@ -120,6 +120,8 @@ def summary(
         evaluation = (s.get("results") or {}).get("evaluate") or {}
         chosen = ((s.get("results") or {}).get("assemble") or {}).get("chosen", "-")
         out(f"\n  task '{s['name']}': {s['status']} ({s['outcome']}); method {chosen}")
+        if s.get("why"):  # the measured figure that chose this task (demo/tasks.py, demo/tasks.json)
+            out(f"    chosen as {s['why']}")
         if evaluation.get("statement"):
             out(f"    {evaluation['statement']}")
         if s.get("id"):

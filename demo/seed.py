@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from demo import converted, datasets, trainers
+from demo import tasks as demo_tasks
 from demo.datasets import Domain
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -223,83 +224,42 @@ class Seeder:
 
     # --- example submissions -----------------------------------------------------------------------
     def submissions(self, domains: list[Domain], username: str) -> list[dict[str, Any]]:
+        """The example tasks demo/tasks.py chooses from the measured figures in demo/tasks.json, each
+        drawn as the benchmark drew its first user of that type and submitted with its rows uploaded."""
         by_name = {d.name: d for d in domains}
+        try:
+            choices = demo_tasks.choose(demo_tasks.load())
+        except (OSError, ValueError, KeyError) as exc:
+            self.log(f"  no example tasks: {demo_tasks.TASKS_FILE} unreadable ({exc})")
+            return []
+        for slot in sorted(set(demo_tasks.SLOTS) - {c.slot for c in choices}, key=demo_tasks.SLOTS.index):
+            self.log(f"  no '{slot}' task: no measured candidate in {demo_tasks.TASKS_FILE.name} qualifies")
         done = {s["name"]: s for s in self.client.submissions() if s.get("status") == "succeeded"}
-        examples: list[tuple[str, str, list[str] | None, Any, tuple[Any, Any]]] = []
-        single = by_name.get("flights-delay-carrier-ua")
-        if single is not None:
-            # The honest one: 300 labels make a model trained from scratch strong, and the report says so.
-            examples.append(
-                (
-                    "demo: flights of one carrier (UA)",
-                    "table",
-                    single.columns,
-                    single.X_user[:500],
-                    (single.X_user[500:800], np.asarray(single.classes)[single.y_user[500:800]]),
-                )
-            )
-            # What the market is for: 30 labels (a few days of one's own flights) and the rows uploaded, so
-            # the members run on them; the report's interval says how sure the comparison is.
-            examples.append(
-                (
-                    "demo: UA flights with only 30 labels",
-                    "table",
-                    single.columns,
-                    single.X_user[:200],
-                    (single.X_user[800:830], np.asarray(single.classes)[single.y_user[800:830]]),
-                )
-            )
-        # Two sources that differ measurably (most origin/carrier pairs overlap so much that one
-        # learnware explains their union, and the market rightly proposes no mixture for them).
-        mix = [by_name.get(n) for n in ("flights-delay-origin-jfk", "flights-delay-carrier-mq")]
-        if all(mix):
-            X = np.vstack([m.X_user[:400] for m in mix])  # type: ignore[union-attr]
-            Xl = np.vstack([m.X_user[400:550] for m in mix])  # type: ignore[union-attr]
-            yl = np.concatenate([np.asarray(m.classes)[m.y_user[400:550]] for m in mix])  # type: ignore[union-attr]
-            examples.append(
-                ("demo: JFK departures + Envoy Air flights (mixture)", "table", mix[0].columns, X, (Xl, yl))
-            )  # type: ignore[union-attr]
-        text = by_name.get("news-topic-business-vs-politics")
-        if text is not None:
-            labels = np.asarray(text.classes)[text.y_user]
-            examples.append(
-                (
-                    "demo: business vs politics news",
-                    "text",
-                    None,
-                    text.X_user[:60],
-                    (text.X_user[60:], labels[60:]),
-                )
-            )
         results = []
-        for name, modality, columns, X, labelled in examples:
+        for choice in choices:
+            c = choice.candidate
+            chosen = [by_name.get(n) for n in c["domains"]]
+            if not all(d is not None and d.modality == "table" for d in chosen):
+                continue  # --limit left a domain out (the benchmark measures table tasks only)
+            parts = [d for d in chosen if d is not None]
+            name = f"demo: {task_title(c)}"
+            why = f"{choice.slot}: {choice.why}"
             if name in done:
-                results.append({**done[name], "outcome": "kept"})
+                results.append({**done[name], "outcome": "kept", "why": why})
                 continue
             started = time.monotonic()
-            if modality == "text":
-                E = self.embed(list(X))
-                space = self.client.encoder_space("text")
-                pair = (self.lwm.data.spec_encoded(E, space), space)
-                labelled = (self.embed(list(labelled[0])), labelled[1])
-            else:
-                pair = self.client.spec_table(X, columns=columns)
-            upload = "only 30 labels" in name  # this task sends its rows, not only their RKME
+            X, _, X_l, y_l = demo_tasks.draw_user(parts, c["labels"], demo_tasks.DEMO_SEED, c["rows"])
+            columns = parts[0].columns
+            space = self.client.spec_table(X, columns=columns)[1]
             try:
-                if upload:
-                    rows = _table_csv(columns, X)
-                    sub = self.client.submit(
-                        data=rows,
-                        labelled=labelled,
-                        modality=modality,
-                        name=name,
-                        timeout=600,
-                        requirements={"feature_space": pair[1].key},
-                    )
-                else:
-                    sub = self.client.submit(
-                        pair, labelled=labelled, modality=modality, name=name, timeout=600
-                    )
+                sub = self.client.submit(
+                    data=_table_csv(columns, X),
+                    labelled=(X_l, y_l) if c["labels"] else None,
+                    modality="table",
+                    name=name,
+                    timeout=600,
+                    requirements={"feature_space": space.key},
+                )
                 results.append(
                     {
                         "name": name,
@@ -307,6 +267,7 @@ class Seeder:
                         "status": sub.status,
                         "results": sub.results,
                         "outcome": f"done in {time.monotonic() - started:.0f} s",
+                        "why": why,
                     }
                 )
             except self.lwm.LwmError as exc:
@@ -317,9 +278,20 @@ class Seeder:
                         "status": "failed",
                         "results": {},
                         "outcome": exc.message,
+                        "why": why,
                     }
                 )
         return results
+
+
+def task_title(candidate: dict[str, Any]) -> str:
+    """``flights of carrier UA + origin JFK, 30 labels``: the task's name in the market (flight domains are
+    named ``flights-delay-<by>-<value>``)."""
+    sources = " + ".join(
+        f"{by} {value.upper()}" for by, value in (n.split("-")[-2:] for n in candidate["domains"])
+    )
+    labels = candidate["labels"]
+    return f"flights of {sources}, {labels or 'no'} label{'' if labels == 1 else 's'}"
 
 
 def _table_csv(columns: list[str] | None, X: np.ndarray) -> Any:

@@ -68,14 +68,23 @@ def package_inputs(market: MarketData, task: dict[str, Any]) -> Any:
     return task["X"] * task["units"] if task["units"] is not None else task["X"]
 
 
-def run(market: MarketData, task: dict[str, Any], owner: Any, by_version: dict[int, str]) -> None:
+def run(
+    market: MarketData,
+    task: dict[str, Any],
+    owner: Any,
+    by_version: dict[int, str],
+    modes: tuple[bool, ...] = (False, True),
+) -> None:
+    """Submit the task without and/or with its labels (``modes``: False = rows only, True = with the
+    labelled rows); the figures land in ``task`` under ``free_*`` and ``lab_*``."""
     from marketplace.core.exceptions import ApplicationError
     from marketplace.submissions.models import Submission
     from marketplace.submissions.services import submission_create
     from workers.pipelines.reuse import reuse_run
     from workers.pipelines.reuse_package import PackagePredictor
 
-    for labelled, key in ((False, FREE), (True, LABELLED)):
+    for labelled in modes:
+        key = LABELLED if labelled else FREE
         try:
             s = submission_create(owner=owner, **user_files(market, task, labelled))
             reuse_run(submission_id=str(s.id), report=lambda *a, **k: None)
