@@ -24,6 +24,7 @@ import numpy as np
 import yaml
 
 from lwm_client.base_heads import base_cache_dir, open_base_folder
+from lwm_client.errors import Forbidden, NotFound
 from lwm_client.isolated import file_sha256
 from specs.packaging.choices import MINILM_NAMES
 
@@ -65,8 +66,11 @@ def fetch_model_base(client: Client, download: Download) -> Download:
     key = model_base_key(manifest if isinstance(manifest, dict) else {})
     if key is None:
         return download
-    lw = base_learnware(client, key)
-    version = client.version(lw.id, int(lw.latest_version or 0))
+    try:
+        lw = base_learnware(client, key)
+        version = client.version(lw.id, int(lw.latest_version or 0))
+    except (NotFound, Forbidden):  # the model is downloaded; raw texts are then refused by name
+        return download
     sha = version.artifact_sha256
     target = base_cache_dir() / f"{sha}.zip"
     if not (target.is_file() and file_sha256(target) == sha):
