@@ -15,6 +15,7 @@ from lwm_client.config import Config, read_config_file, write_config_file
 from lwm_client.downloads import download_verified, is_folder_target
 from lwm_client.errors import ConfigError, JobFailed, LwmError, NotFound, RejectedUpload, TransientError
 from lwm_client.http import Transport
+from lwm_client.model_bases import fetch_model_base
 from lwm_client.model_selection import ModelSelectionMixin
 from lwm_client.models import (
     Download,
@@ -393,9 +394,9 @@ class Client(EncoderSpacesMixin, ModelSelectionMixin):
         target = Path(dest)
         if is_folder_target(target):
             target = target / f"learnware-{learnware_id}-v{version}.zip"
-        return self._download(
-            f"learnwares/{learnware_id}/versions/{version}/download", target, info.artifact_sha256
-        )
+        path = f"learnwares/{learnware_id}/versions/{version}/download"
+        got = self._download(path, target, info.artifact_sha256)
+        return fetch_model_base(self, got)  # a text model on a published base: that base too
 
     def download_submission(self, submission_id: str, *, dest: str | Path = ".") -> Download:
         """Download a submission's package, verified against its sha256 (and the base model it refers to)."""

@@ -31,7 +31,7 @@ import io
 import json
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import yaml
@@ -160,7 +160,8 @@ class Predictor:
 
     Inputs: tables as (n, d) rows in the manifest's ``input.columns`` order (raw units),
     images as (n, C, H, W) in [0, 1] (an assembly also takes uint8 0..255, (n, H, W) grey
-    images or flattened rows), texts as a list of strings (encoded with MiniLM here).
+    images or flattened rows), texts as a list of strings (encoded with MiniLM here, or by the published
+    base an assembly's recipe names: ``recipe.base``, as for adapter packages).
     """
 
     def __init__(self, files: dict[str, bytes], base: str | Path | None = None) -> None:
@@ -171,6 +172,8 @@ class Predictor:
         self.recipe = json.loads(files["recipe.json"]) if "recipe.json" in files else None
         self._adapter: AdapterRecipePredictor | None = None
         self._head: Any = None
+        # A recipe's or a text model's published base, loaded on the first raw texts.
+        self._base, self._encoder = base, cast(Any, None)
         if is_scratch_linear(files):  # the from-scratch winner: numpy on the raw texts or images
             from lwm_client.scratch_models import ScratchPredictor
 
@@ -231,15 +234,11 @@ class Predictor:
             from lwm_client.data import encode_texts
             from specs.packaging.choices import MINILM_NAMES
 
+            if (self.recipe or {}).get("base"):  # a submission's assembly in a published base's space
+                return self._base_rows([str(t) for t in X])
             base = str(self.manifest.get("base_model") or "")
             if base and base not in MINILM_NAMES:  # MiniLM rows would be another space (and width)
-                raise ConfigError(
-                    f"this model takes the embeddings of base model {base!r}, not raw texts: pass "
-                    f"embed_with_base(market, texts, market.encoder_space('text', base_model={base!r})) "
-                    "(lwm_client.base_spaces)",
-                    code="predict:user:base-embeddings",
-                    details={"base_model": base},
-                )
+                return self._model_base_rows(base, [str(t) for t in X])
 
             return encode_texts(list(X))
         if hasattr(X, "columns") and hasattr(X, "to_numpy"):  # a DataFrame: its columns are matched by name
@@ -253,6 +252,41 @@ class Predictor:
                     X.to_numpy(dtype=np.float64)
                 )
         return np.asarray(X, dtype=np.float64)
+
+    def _model_base_rows(self, key: str, texts: list[str]) -> np.ndarray:
+        """A published text model's raw texts embedded by its base: the one ``Client.download`` fetched and
+        recorded, or ``base=`` (its package zip) (:mod:`lwm_client.model_bases`); else refused by name."""
+        from lwm_client.model_bases import ModelBase
+        from specs.base_models import BaseModelFolderError
+
+        if self._encoder is None:
+            self._encoder = ModelBase(key, self._base)
+        if not self._encoder.available:
+            raise ConfigError(
+                f"this model takes the embeddings of base model {key!r}: download it with Client.download "
+                f"(which fetches the base), pass base=<the base's package zip>, or pass "
+                f"embed_with_base(market, texts, market.encoder_space('text', base_model={key!r})) "
+                "(lwm_client.base_spaces)",
+                code="predict:user:base-embeddings",
+                details={"base_model": key},
+            )
+        try:
+            return np.asarray(self._encoder.embed(texts))
+        except BaseModelFolderError as exc:  # the base's folder fails the market's checks
+            raise UnsafeArtifactError(
+                f"the base model: {exc}", code="predict:user:adapter-base-unsafe", details={"check": exc.code}
+            ) from None
+
+    def _base_rows(self, texts: list[str]) -> np.ndarray:
+        """Texts embedded by the base version the recipe names, as the worker embedded the user's (its
+        declared pooling, L2-normalised: ``specs.adapter_bases.pooled_embeddings``); the base is fetched
+        and checked as an adapter package's is (:func:`adapter_base`)."""
+        from specs.adapter_bases import pooled_embeddings
+
+        ref = (self.recipe or {})["base"]
+        if self._encoder is None:
+            self._encoder = adapter_base(self.recipe or {}, self._base)
+        return pooled_embeddings(self._encoder, texts, pooling=str(ref.get("pooling") or "mean"))
 
     @property
     def _image(self) -> dict[str, Any] | None:

@@ -167,3 +167,28 @@ def test_download_with_the_right_checksum_writes_the_file(server, tmp_path, monk
     )
     dl = Client(server.url, "lwm_x").download(7, 1, dest=tmp_path)
     assert dl.path.read_bytes() == body and dl.sha256 == sha and dl.size == len(body)
+
+
+def test_a_text_model_whose_base_cannot_be_seen_still_downloads_and_refuses_raw_texts(
+    server, tmp_path, monkeypatch
+):
+    """``Client.download`` fetches a text model's published base (``lwm_client.model_bases``); when the market
+    shows no such base the model still downloads, nothing is recorded, and raw texts are refused by name."""
+    import hashlib
+
+    from lwm_client.errors import ConfigError
+    from lwm_client.model_bases import recorded_base
+    from lwm_client.predict import Predictor
+
+    from tests.support.packages import build_text_model_package
+
+    monkeypatch.setenv("LWM_CONFIG", str(tmp_path / "cfg.json"))
+    body = build_text_model_package(width=32, manifest={"base_model": "bob-hidden-bert"})
+    sha = hashlib.sha256(body).hexdigest()
+    server.push(200, {"number": 1, "status": "published", "artifact_sha256": sha})
+    server.push(200, body, X_Checksum_SHA256=sha).push(200, {"results": []})  # the search finds no base
+    dl = Client(server.url, "lwm_x").download(7, 1, dest=tmp_path)
+    assert dl.sha256 == sha and recorded_base("bob-hidden-bert") is None
+    with pytest.raises(ConfigError) as err:
+        Predictor.from_path(dl.path).predict(["the market rose"])
+    assert err.value.code == "predict:user:base-embeddings"

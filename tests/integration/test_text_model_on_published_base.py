@@ -116,3 +116,7 @@ def test_a_head_on_a_published_base_is_specced_published_and_found_with_the_clie
     model = lwm.load(lwm.download(head.learnware, dest=tmp_path).path)
     scores = torch.jit.load(io.BytesIO(head_bytes))(torch.from_numpy(E.astype(np.float32))).detach().numpy()
     assert list(model.predict(E)) == [["a", "b"][i] for i in scores.argmax(axis=1)]
+    # Raw texts: Client.download fetched the base with the model (its newest version, sha256 verified),
+    # and the Predictor embeds them with it as the sandbox does.
+    assert list(model.predict(TEXTS)) == list(model.predict(E))
+    assert_allclose(model.predict_proba(TEXTS), model.predict_proba(E), atol=1e-5)

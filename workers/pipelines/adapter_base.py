@@ -64,6 +64,15 @@ def base_space_encode(space: FeatureSpace, texts: list[str]) -> np.ndarray:
             http_status=409,
         )
     files, pooling = _base_files(row)
+    return encode_with_base(files, pooling, texts, key=row.key, space=space)
+
+
+def encode_with_base(
+    files: dict[str, bytes], pooling: str, texts: list[str], *, key: str, space: FeatureSpace
+) -> np.ndarray:
+    """(n, dim) float64 unit rows of ``texts`` embedded by one version of a base (its folder ``files``)
+    with its ``hf_encoder`` call in the sandbox: :func:`base_space_encode` on the newest version, a
+    submission on the version its spec stage chose (``workers.pipelines.reuse_base``)."""
     limits = SandboxLimits(**sandbox_limits())
     parts = []
     for start in range(0, len(texts), TEXTS_PER_CALL):
@@ -74,14 +83,14 @@ def base_space_encode(space: FeatureSpace, texts: list[str]) -> np.ndarray:
             raise TransientError(exc.message) from exc
         except SandboxError as exc:
             raise ApplicationError(
-                f"base model {row.key} failed in the sandbox: {exc.message}",
+                f"base model {key} failed in the sandbox: {exc.message}",
                 code="space:app:encoder-failed",
                 http_status=500,
             ) from exc
     E = np.concatenate(parts).astype(np.float64)
     if E.shape[1] != space.dim:
         raise ApplicationError(
-            f"base model {row.key} now embeds {E.shape[1]}-d; its space {space.key} is {space.dim}-d",
+            f"base model {key} now embeds {E.shape[1]}-d; its space {space.key} is {space.dim}-d",
             code="space:app:encoder-failed",
             http_status=500,
         )

@@ -23,6 +23,7 @@ from marketplace.learnwares.choices import Modality
 from marketplace.learnwares.models import BaseModel, FeatureSpace
 from marketplace.learnwares.packages import Package
 from marketplace.learnwares.services.adapter_bases import base_space_defaults
+from specs.packaging.onnx_checks import TEXT_WIDTH
 
 Probe = Callable[..., np.ndarray]
 # A probe that fails at the base's width is rerun at these many other known widths at most.
@@ -48,10 +49,13 @@ def _space_preview(row: BaseModel, dim: int | None = None) -> FeatureSpace:
 
 
 def _other_widths(row: BaseModel) -> list[int]:
+    # The MiniLM's width first, whatever the registry holds: a head trained for the market's default
+    # text space is the likeliest mistake (and the registry row is data an admin may remove).
     widths = set(
         BaseModel.objects.filter(modality=Modality.TEXT).values_list("hidden_size", flat=True).distinct()
-    ) - {int(row.hidden_size)}
-    return sorted(widths)[:MAX_OTHER_WIDTHS]
+    ) - {int(row.hidden_size), TEXT_WIDTH}
+    first = [TEXT_WIDTH] if int(row.hidden_size) != TEXT_WIDTH else []
+    return (first + sorted(widths))[:MAX_OTHER_WIDTHS]
 
 
 def _accepted_width(package: Package, row: BaseModel, probe: Probe) -> int | None:

@@ -43,7 +43,9 @@ from workers.pipelines.reuse_results import Stage, StageResult
 # 10: the labelled rows' ridge vs each member's own RKME, per member and column (choose_column's members)
 # 11: the label-free choice over a mixture is the RKME soft selector (specs.assembly.label_free)
 # 12: adapter submissions in a published base model's encoder space (reuse_base; layer states in the sandbox)
-PIPELINE_VERSION = 12
+# 13: the spec stage's base version is used by every later stage (spec.base_version_id); text models in a
+#     published base's space (the texts embedded by that base in the sandbox; recipe.base)
+PIPELINE_VERSION = 13
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,6 @@ from specs.serialization import arrays_to_bytes
 from specs.transferability import combine_scores, score_layers
 from workers.base import Report
 from workers.pipelines import reuse_methods as methods
-from workers.pipelines.reuse_base import published_base
 from workers.pipelines.reuse_context import ReuseContext
 from workers.pipelines.reuse_members import Member
 from workers.pipelines.reuse_results import (
@@ -71,7 +70,7 @@ METHOD_MEANING = {
 def layer_cache(ctx: ReuseContext) -> LayerCache:
     """The run's layer states: on the MiniLM, or on the published base whose space the run is in."""
     if ctx.cache.layers is None:
-        ctx.cache.layers = LayerCache(published_base(ctx.space, ctx.submission.owner))
+        ctx.cache.layers = LayerCache(ctx.base)
     return ctx.cache.layers
 
 

@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from marketplace.core.exceptions import ApplicationError, TransientError, ValidationFailed
+from marketplace.learnwares.choices import VersionStatus
 from marketplace.learnwares.conf import sandbox_limits
-from marketplace.learnwares.models import BaseModel
+from marketplace.learnwares.models import BaseModel, LearnwareVersion
 from marketplace.learnwares.services.adapter_bases import (
     base_model_version,
     is_base_space,
@@ -32,7 +33,7 @@ from marketplace.submissions.data import field_error
 from specs.adapter_runtime import MAX_LENGTH
 from specs.assembly import ArrowRouter, LoRAAdapter
 from specs.base_models import folder_digest
-from workers.pipelines.adapter_base import BASE_PREFIX, TEXTS_PER_CALL
+from workers.pipelines.adapter_base import BASE_PREFIX, TEXTS_PER_CALL, encode_with_base
 from workers.sandbox import SandboxLimits, SandboxUnavailable, run_model
 from workers.sandbox.errors import SandboxError
 
@@ -86,14 +87,34 @@ def base_row(space: Any, user: Any) -> BaseModel | None:
     return row
 
 
-def published_base(space: Any, user: Any) -> PublishedBase | None:
-    """:func:`base_row` with the folder of its newest published version (the one the run uses)."""
+def published_base(space: Any, user: Any, version_id: int | None = None) -> PublishedBase | None:
+    """:func:`base_row` with the folder of one published version: the newest (the spec stage's choice),
+    or ``version_id``, the one the spec stage chose (every later stage and the recipe use exactly it, so a
+    version published during the run does not mix two bases).
+
+    Raises
+    ------
+    ValidationFailed
+        ``submission:user:unknown-base-model`` also when ``version_id`` is no longer published.
+    """
     row = base_row(space, user)
     if row is None:
         return None
     from workers.pipelines.model_selection_embed import model_folder_files
 
-    version = base_model_version(row)
+    if version_id is None:
+        version = base_model_version(row)
+    else:
+        chosen = LearnwareVersion.objects.filter(
+            id=version_id, learnware_id=row.learnware_id or 0, status=VersionStatus.PUBLISHED
+        ).first()
+        if chosen is None:
+            raise field_error(
+                "requirements.feature_space",
+                f"base model {row.key!r}: the version your texts were embedded with is no longer published",
+                "submission:user:unknown-base-model",
+            )
+        version = chosen
     files = model_folder_files(version)
     with tempfile.TemporaryDirectory() as tmp:  # folder_digest reads files: one digest implementation
         for name, data in files.items():
@@ -155,3 +176,9 @@ def base_layer_states(
             ) from exc
     states = np.concatenate(parts).astype(np.float64)  # (n, L, hidden)
     return [states[:, i, :] for i in range(states.shape[1])]
+
+
+def base_encode(base: PublishedBase, space: Any, texts: list[str]) -> np.ndarray:
+    """(n, dim) float64 unit rows of ``texts`` in ``space`` (the base's), embedded by ``base``'s version
+    in the sandbox: the spec stage's rows and a text-model submission's labelled rows (``ReuseContext``)."""
+    return encode_with_base(base.files, base.pooling, [str(t) for t in texts], key=base.key, space=space)

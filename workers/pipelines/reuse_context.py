@@ -23,7 +23,7 @@ from marketplace.submissions.choices import DataFormat
 from marketplace.submissions.data import TableData, TextData, read_table, read_texts
 from marketplace.submissions.image_data import ImageData, read_images
 from marketplace.submissions.models import Submission
-from specs import RKMESpecification, TableStandardizer
+from specs import RKMESpecification
 from specs.columns import Alignment, ColumnError, align, align_complete, apply_column_map
 from specs.units import unit_rms
 from workers.pipelines.reuse_impute import fill_table
@@ -38,9 +38,11 @@ from workers.pipelines.reuse_results import (
     assemble_from_dict,
     rank_from_dict,
 )
+from workers.pipelines.reuse_transforms import ImageSpaceTransform, SpaceTransform
 
 if TYPE_CHECKING:
     from specs.assembly import LoRAAdapter
+    from workers.pipelines.reuse_base import PublishedBase
     from workers.pipelines.reuse_text import LayerCache
 
 __all__ = ["ImageSpaceTransform", "ReuseContext", "RunCache", "SpaceTransform", "unit_rms"]
@@ -86,74 +88,6 @@ def space_alignment(
             code="submission:user:missing-columns",
             details={field: [str(exc)], "missing": exc.columns, "suggestions": hints},
         ) from exc
-
-
-class SpaceTransform:
-    """x -> (x / rms - mean) / scale with the rms of the user's data fixed, so that any later
-    batch (the labelled sample, a prediction call) lands where the user's data landed."""
-
-    def __init__(self, rms: np.ndarray, standardization: dict[str, Any]) -> None:
-        self.rms = np.asarray(rms, dtype=np.float64)
-        if standardization:
-            std = TableStandardizer.from_dict(standardization)
-            self.mean, self.scale = std.mean_, std.scale_
-            self.unit_free = bool(std.scale_invariant)
-        else:
-            self.mean, self.scale, self.unit_free = np.zeros_like(self.rms), np.ones_like(self.rms), False
-
-    def __call__(self, X: np.ndarray) -> np.ndarray:
-        U = X / self.rms if self.unit_free else X
-        return (U - self.mean) / self.scale
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "rms": self.rms.tolist(),
-            "mean": self.mean.tolist(),
-            "scale": self.scale.tolist(),
-            "unit_free": self.unit_free,
-        }
-
-
-class ImageSpaceTransform:
-    """Rows of flattened images (n, C*H*W) -> the image space (n, dim): reshaped to (n, C, H, W)
-    and encoded by the space's encoder (``specs.image_spaces.image_encoder``: conv or Lite0).
-
-    An image submission's labelled rows are its pixels, so the models (which take the images)
-    and the from-scratch baselines see the pixels, while the methods that work in the space
-    (job selectors, stitching head) see the encoding, as the RKMEs do.
-    """
-
-    def __init__(self, shape: list[int] | tuple[int, ...] | None, schema: dict[str, Any], dim: int) -> None:
-        self.shape = tuple(int(v) for v in shape) if shape else None
-        self.schema, self.dim = dict(schema), int(dim)
-        self._encoded: dict[str, np.ndarray] = {}
-
-    def __call__(self, X: np.ndarray) -> np.ndarray:
-        if self.shape is None:
-            raise ValidationFailed(
-                "labelled: no images to map into the image space", code="submission:user:missing-data"
-            )
-        from marketplace.learnwares.encoding import image_encoder
-
-        rows = np.ascontiguousarray(X, dtype=np.float32)
-        key = hashlib.sha256(rows.tobytes()).hexdigest()
-        if key not in self._encoded:  # assemble and evaluate map the same rows
-            self._encoded[key] = (
-                image_encoder(self.schema).encode(rows.reshape(-1, *self.shape)).astype(np.float64)
-            )
-        return self._encoded[key]
-
-    def to_dict(self) -> dict[str, Any]:
-        # The identity on the encoder's output, plus how rows reach it (a package predictor needs both).
-        return {
-            "rms": [1.0] * self.dim,
-            "mean": [0.0] * self.dim,
-            "scale": [1.0] * self.dim,
-            "unit_free": False,
-            # The space's schema (encoder, seed or weights, side) and the pixel shape: the recipe
-            # rebuilds the same encoder through specs.image_spaces.
-            "image": {**self.schema, "shape": list(self.shape) if self.shape else None},
-        }
 
 
 @dataclass
@@ -366,15 +300,19 @@ class ReuseContext:
                 y=images.y,
             )
         if self.is_text:
-            # Text models are heads on the text space: their rows are the MiniLM embeddings. In a published
-            # base's space the adapters' stages embed the texts with the base, in the sandbox: labels only.
+            # Text models are heads on the text space: their rows are the MiniLM embeddings, or in a published
+            # base's space the base's (the spec stage's version, in the sandbox); adapters' stages embed the
+            # texts themselves (reuse_adapters): labels only.
             from marketplace.learnwares.encoding import encode_texts
+            from workers.pipelines.reuse_base import base_encode
 
             texts = self.labelled_texts
             assert texts is not None
-            if self.adapter_mode and is_base_space(self.space):
+            if self.base is None:
+                return TableData(X=encode_texts(texts.texts).astype(np.float64), columns=None, y=texts.y)
+            if self.adapter_mode:
                 return TableData(X=np.zeros((len(texts.texts), 0)), columns=None, y=texts.y)
-            return TableData(X=encode_texts(texts.texts).astype(np.float64), columns=None, y=texts.y)
+            return TableData(X=base_encode(self.base, self.space, list(texts.texts)), columns=None, y=texts.y)
         return self._aligned("labelled_table", self.raw_labelled_table, "labelled")
 
     @cached_property
@@ -394,6 +332,19 @@ class ReuseContext:
     def space(self) -> FeatureSpace:
         key = self.spec_result.feature_space
         return FeatureSpace.objects.get(key=key)
+
+    @cached_property
+    def base(self) -> PublishedBase | None:
+        """The space's published base at the version the spec stage embedded with (None: the MiniLM's or
+        a table/image space); the spec stage sets it (``base_resolved``), later stages read its choice."""
+        if not (self.is_text and is_base_space(self.space)):
+            return None
+        from workers.pipelines.reuse_base import published_base
+
+        return published_base(self.space, self.submission.owner, self.spec_result.base_version_id)
+
+    def base_resolved(self, base: PublishedBase | None) -> None:
+        self.__dict__["base"] = base
 
     @cached_property
     def transform(self) -> SpaceTransform | ImageSpaceTransform:

@@ -156,6 +156,8 @@ def run(ctx: ReuseContext, report: Report) -> PackageResult:
             "verdicts": evaluation.get("verdicts"),
         },
     }
+    if ctx.base is not None:  # texts in a published base's space: the client embeds them with this version
+        recipe["base"] = ctx.base.card()
     columns = (ctx.space.schema or {}).get("columns")
     given = recipe_input(ctx)
     if given is not None:  # the package takes the user's rows as given: their columns, their order
@@ -178,6 +180,7 @@ def run(ctx: ReuseContext, report: Report) -> PackageResult:
         "license": license_expression(licenses),
         "tags": ["assembly", method],
         "artifact": {"format": "assembly", "path": "recipe.json"},
+        **({"base_model": ctx.base.key} if ctx.base is not None else {}),
         "feature_space": ctx.space.key,
         "specification": "rkme.json",
     }

@@ -126,6 +126,7 @@ class SpecResult(StageResult):
     imputation: Json | None  # the plan that fills columns the user lacks (``reuse_impute``), or None
     explanation: str
     rows_file: StoredFile | None = None  # the user's rows in the space (<= 1000), for the mixture test
+    base_version_id: int | None = None  # a published base's space: the version that embedded the texts
 
 
 @dataclasses.dataclass

@@ -27,8 +27,7 @@ from specs.mixture_bootstrap import MAX_NOISE_ROWS
 from specs.units import check_rms, unit_rms
 from workers.base import Report
 from workers.pipelines import reuse_impute
-from workers.pipelines.adapter_base import base_space_encode
-from workers.pipelines.reuse_base import base_row
+from workers.pipelines.reuse_base import base_encode, published_base
 from workers.pipelines.reuse_context import ReuseContext, space_alignment
 from workers.pipelines.reuse_results import Json, SpecResult
 
@@ -340,16 +339,13 @@ def run(ctx: ReuseContext, report: Report) -> SpecResult:
             texts += list(ctx.labelled_texts.texts)
         named = FeatureSpace.objects.filter(key=ctx.requirements.get("feature_space") or "").first()
         if named is not None and is_base_space(named):
-            if not ctx.adapter_mode:
-                raise field_error(
-                    "requirements.feature_space",
-                    f"{named.key!r} is a published base model's encoder space: submissions there look for "
-                    'adapters (requirements.kind: "adapter"); models embed texts with the MiniLM for now',
-                    "submission:user:unsupported-feature-space",
-                )
-            base_row(named, ctx.submission.owner)  # visible and published, else a named user error
-            space = named  # the user's texts embedded by the base itself, in the sandbox
-            rows = base_space_encode(space, texts)
+            # The user's texts embedded by the base itself, in the sandbox, at its newest published version:
+            # the result records that version and every later stage and the recipe use exactly it.
+            space, base = named, published_base(named, ctx.submission.owner)  # hidden: unknown-base-model
+            ctx.space_resolved(space)
+            ctx.base_resolved(base)
+            assert base is not None
+            rows = base_encode(base, space, texts)
         else:
             space = resolve_space(ctx, None, TEXT_DIM)
             rows = encode_texts(texts).astype(np.float64)
@@ -391,6 +387,7 @@ def run(ctx: ReuseContext, report: Report) -> SpecResult:
         imputation=ctx.imputation,
         explanation=(f"{origin} in feature space {space.key} (d={space.dim}, gamma={space.gamma:.4g})"),
         rows_file=rows_file,
+        base_version_id=ctx.base.version_id if ctx.base is not None else None,
     )
 
 

@@ -120,7 +120,13 @@ def test_naming_the_minilm_is_the_default_text_space(alice, publish):
     assert Specification.objects.get(version=version).feature_space.key == TEXT_SPACE_KEY
 
 
-def test_a_head_of_the_minilm_width_is_refused_by_name(alice, publish, base_key):
+@pytest.mark.parametrize("minilm_row", [True, False], ids=["registry-row", "no-registry-row"])
+def test_a_head_of_the_minilm_width_is_refused_by_name(alice, publish, base_key, minilm_row):
+    # The MiniLM's width is tried whether or not its registry row exists (a flushed database, or an
+    # admin who removed it): the width is the market's own text space's, not data.
+    if not minilm_row:
+        Learnware.objects.filter(base_model__hidden_size=384).delete()
+        BaseModel.objects.filter(hidden_size=384).delete()
     _, version = publish(alice, _head(base_key, "minilm-head-on-bert", width=384))
     reason = _rejected(version, "upload:user:model-input-width", base_key)
     assert reason["details"] == {"base_model": base_key, "hidden_size": HIDDEN, "input_width": 384}

@@ -1,8 +1,7 @@
-"""A published base model's encoder space is named, never guessed, by a text submission: texts are
-embedded with the MiniLM (``reuse_spec``), so an unnamed submission resolves the MiniLM text space even
-when a base space of the same width exists, and naming a base space is refused by name -- unless the
-submission looks for adapters (``kind: adapter``) on a base the user can see; a base model that is not
-published (or hidden from the user) is refused by name then."""
+"""A published base model's encoder space is named, never guessed, by a text submission: an unnamed one
+embeds its texts with the MiniLM (``reuse_spec``) and resolves the MiniLM text space even when a base space
+of the same width exists; a named base space (for models, or adapters with ``kind: adapter``) embeds the
+texts with that base, and a base model that is not published (or hidden from the user) is refused by name."""
 
 from __future__ import annotations
 
@@ -46,21 +45,12 @@ def test_an_unnamed_text_submission_never_resolves_a_base_models_space(alice):
     assert resolve_space(_context(alice, {}), None, 384) == minilm
 
 
-def test_naming_a_base_models_space_is_refused_by_name(alice):
-    from workers.pipelines.reuse_spec import run as spec_run
-
-    _space("text-bob-wide-bert", "bob-wide-bert")
-    ctx = _context(alice, {"feature_space": "text-bob-wide-bert"})
-    with pytest.raises(ValidationFailed) as err:
-        spec_run(ctx, lambda *a, **k: None)
-    assert err.value.code == "submission:user:unsupported-feature-space"
-
-
-def test_adapters_in_the_space_of_a_base_that_is_not_published_are_refused_by_name(alice):
+@pytest.mark.parametrize("kind", [{}, {"kind": "adapter"}], ids=["models", "adapters"])
+def test_a_submission_in_the_space_of_a_base_that_is_not_published_is_refused_by_name(alice, kind):
     from workers.pipelines.reuse_spec import run as spec_run
 
     _space("text-bob-gone-bert", "bob-gone-bert")  # no registry row: deleted, or never published
-    ctx = _context(alice, {"feature_space": "text-bob-gone-bert", "kind": "adapter"})
+    ctx = _context(alice, {"feature_space": "text-bob-gone-bert", **kind})
     with pytest.raises(ValidationFailed) as err:
         spec_run(ctx, lambda *a, **k: None)
     assert err.value.code == "submission:user:unknown-base-model"
