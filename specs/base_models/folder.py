@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,10 +188,22 @@ def _num_parameters(weights: Path) -> int:
     return total
 
 
+DIGEST_FILES = ("config.json", WEIGHTS_FILE, *TOKENIZER_FILES, PREPROCESSOR_FILE)
+
+
+def _digest(hexdigests: dict[str, str]) -> str:
+    """sha256 over (name, sha256 of content) of the digest files present, in ``DIGEST_FILES`` order."""
+    outer = hashlib.sha256()
+    for name in DIGEST_FILES:
+        if name in hexdigests:
+            outer.update(f"{name}\0{hexdigests[name]}\n".encode())
+    return outer.hexdigest()
+
+
 def folder_digest(root: Path) -> str:
     """sha256 over (name, sha256 of content) of the config, weights and tokenizer files present."""
-    outer = hashlib.sha256()
-    for name in ("config.json", WEIGHTS_FILE, *TOKENIZER_FILES, PREPROCESSOR_FILE):
+    hexdigests = {}
+    for name in DIGEST_FILES:
         path = root / name
         if not path.is_file():
             continue
@@ -198,8 +211,13 @@ def folder_digest(root: Path) -> str:
         with path.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 inner.update(block)
-        outer.update(f"{name}\0{inner.hexdigest()}\n".encode())
-    return outer.hexdigest()
+        hexdigests[name] = inner.hexdigest()
+    return _digest(hexdigests)
+
+
+def files_digest(files: Mapping[str, bytes]) -> str:
+    """:func:`folder_digest` of a folder holding ``files`` (name -> content), without writing it."""
+    return _digest({name: hashlib.sha256(data).hexdigest() for name, data in files.items()})
 
 
 def inspect_model_folder(path: str | Path, limits: BaseModelLimits | None = None) -> ModelFolder:

@@ -73,21 +73,14 @@ def encode_with_base(
     """(n, dim) float64 unit rows of ``texts`` embedded by one version of a base (its folder ``files``)
     with its ``hf_encoder`` call in the sandbox: :func:`base_space_encode` on the newest version, a
     submission on the version its spec stage chose (``workers.pipelines.reuse_base``)."""
-    limits = SandboxLimits(**sandbox_limits())
-    parts = []
-    for start in range(0, len(texts), TEXTS_PER_CALL):
-        batch = np.array([str(t) for t in texts[start : start + TEXTS_PER_CALL]], dtype=str)
-        try:
-            parts.append(run_model(files, batch, kind="hf_encoder", limits=limits, pooling=pooling))
-        except SandboxUnavailable as exc:
-            raise TransientError(exc.message) from exc
-        except SandboxError as exc:
-            raise ApplicationError(
-                f"base model {key} failed in the sandbox: {exc.message}",
-                code="space:app:encoder-failed",
-                http_status=500,
-            ) from exc
-    E = np.concatenate(parts).astype(np.float64)
+    E = in_text_batches(
+        files,
+        texts,
+        failure=f"base model {key} failed in the sandbox",
+        code="space:app:encoder-failed",
+        kind="hf_encoder",
+        pooling=pooling,
+    )
     if E.shape[1] != space.dim:
         raise ApplicationError(
             f"base model {key} now embeds {E.shape[1]}-d; its space {space.key} is {space.dim}-d",
@@ -95,3 +88,29 @@ def encode_with_base(
             http_status=500,
         )
     return E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
+
+
+def in_text_batches(
+    files: dict[str, bytes], texts: list[str], *, failure: str, code: str, **call: Any
+) -> np.ndarray:
+    """``run_model(files, batch, **call)`` over ``TEXTS_PER_CALL`` texts at a time, the outputs stacked
+    (float64): one way a base's sandbox calls are batched and their failures named.
+
+    Raises
+    ------
+    TransientError
+        The sandbox is briefly unavailable.
+    ApplicationError
+        ``code``, with ``failure: <the sandbox's message>``.
+    """
+    limits = SandboxLimits(**sandbox_limits())
+    parts = []
+    for start in range(0, len(texts), TEXTS_PER_CALL):
+        batch = np.array([str(t) for t in texts[start : start + TEXTS_PER_CALL]], dtype=str)
+        try:
+            parts.append(run_model(files, batch, limits=limits, **call))
+        except SandboxUnavailable as exc:
+            raise TransientError(exc.message) from exc
+        except SandboxError as exc:
+            raise ApplicationError(f"{failure}: {exc.message}", code=code, http_status=500) from exc
+    return np.concatenate(parts).astype(np.float64)

@@ -13,16 +13,13 @@ package names exactly the base a client must fetch.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from marketplace.core.exceptions import ApplicationError, TransientError, ValidationFailed
+from marketplace.core.exceptions import ValidationFailed
 from marketplace.learnwares.choices import VersionStatus
-from marketplace.learnwares.conf import sandbox_limits
 from marketplace.learnwares.models import BaseModel, LearnwareVersion
 from marketplace.learnwares.services.adapter_bases import (
     base_model_version,
@@ -32,10 +29,8 @@ from marketplace.learnwares.services.adapter_bases import (
 from marketplace.submissions.data import field_error
 from specs.adapter_runtime import MAX_LENGTH
 from specs.assembly import ArrowRouter, LoRAAdapter
-from specs.base_models import folder_digest
-from workers.pipelines.adapter_base import BASE_PREFIX, TEXTS_PER_CALL, encode_with_base
-from workers.sandbox import SandboxLimits, SandboxUnavailable, run_model
-from workers.sandbox.errors import SandboxError
+from specs.base_models import files_digest
+from workers.pipelines.adapter_base import BASE_PREFIX, encode_with_base, in_text_batches
 
 ASSEMBLY_FILE = "assembly.lwa"  # workers.sandbox.adapter_base_call.ASSEMBLY_FILE
 
@@ -116,10 +111,6 @@ def published_base(space: Any, user: Any, version_id: int | None = None) -> Publ
             )
         version = chosen
     files = model_folder_files(version)
-    with tempfile.TemporaryDirectory() as tmp:  # folder_digest reads files: one digest implementation
-        for name, data in files.items():
-            (Path(tmp) / name).write_bytes(data)
-        digest = folder_digest(Path(tmp))
     return PublishedBase(
         key=row.key,
         name=row.name,
@@ -127,7 +118,7 @@ def published_base(space: Any, user: Any, version_id: int | None = None) -> Publ
         version=version.number,
         version_id=version.id,
         package_sha256=version.artifact_sha256,
-        folder_digest=digest,
+        folder_digest=files_digest(files),
         pooling=str(version.manifest.get("pooling") or "mean"),
         dim=int(row.hidden_size),
         files=files,
@@ -151,30 +142,15 @@ def base_layer_states(
     staged = {BASE_PREFIX + name: data for name, data in base.files.items()}
     if model is not None:
         staged[ASSEMBLY_FILE] = model.to_bytes()
-    limits = SandboxLimits(**sandbox_limits())
-    parts = []
-    for start in range(0, len(texts), TEXTS_PER_CALL):
-        batch = np.array([str(t) for t in texts[start : start + TEXTS_PER_CALL]], dtype=str)
-        try:
-            parts.append(
-                run_model(
-                    staged,
-                    batch,
-                    kind="peft_lora",
-                    limits=limits,
-                    pooling=base.pooling,
-                    layers_max_length=MAX_LENGTH,
-                )
-            )
-        except SandboxUnavailable as exc:
-            raise TransientError(exc.message) from exc
-        except SandboxError as exc:
-            raise ApplicationError(
-                f"base model {base.key} v{base.version} with an adapter failed in the sandbox: {exc.message}",
-                code="submission:app:adapter-base-failed",
-                http_status=500,
-            ) from exc
-    states = np.concatenate(parts).astype(np.float64)  # (n, L, hidden)
+    states = in_text_batches(  # (n, L, hidden)
+        staged,
+        texts,
+        failure=f"base model {base.key} v{base.version} with an adapter failed in the sandbox",
+        code="submission:app:adapter-base-failed",
+        kind="peft_lora",
+        pooling=base.pooling,
+        layers_max_length=MAX_LENGTH,
+    )
     return [states[:, i, :] for i in range(states.shape[1])]
 
 

@@ -18,6 +18,8 @@ from specs.base_models import (
     UnknownArchitectureError,
     UnsafeWeightsError,
     WeightsMismatchError,
+    files_digest,
+    folder_digest,
     inspect_model_folder,
     load_text_encoder,
 )
@@ -58,6 +60,16 @@ def test_digest_follows_the_weights_and_the_tokenizer(tmp_path: Path) -> None:
     vocab = tmp_path / "a2" / "vocab.txt"
     vocab.write_text(vocab.read_text(encoding="utf-8") + "extra\n", encoding="utf-8")
     assert inspect_model_folder(tmp_path / "a2").digest != a
+
+
+def test_the_digest_of_files_in_memory_is_the_folder_s(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "a", seed=0)
+    files = {p.name: p.read_bytes() for p in root.iterdir() if p.is_file()}
+    assert files_digest(files) == folder_digest(root) == inspect_model_folder(root).digest
+    # Only the folder's model files count, as for a folder on disk.
+    assert files_digest({**files, "README.md": b"notes"}) == folder_digest(root)
+    changed = {**files, "vocab.txt": files["vocab.txt"] + b"extra\n"}
+    assert files_digest(changed) != folder_digest(root)
 
 
 @pytest.mark.parametrize("name", ["pytorch_model.bin", "model.pt", "tf_model.h5", "flax_model.msgpack"])
