@@ -65,6 +65,22 @@ def folders(tmp_path_factory):
     return base, loras
 
 
+def base_card(key: str, version, folder: Path) -> dict:
+    """``recipe.base`` of a package built on ``version`` (v1) of the tiny mean-pooled BERT ``key``: computed
+    here from the version row and the local folder, not read from the pipeline."""
+    return {
+        "key": key,
+        "name": "tiny-bert",
+        "learnware_id": version.learnware_id,
+        "version": 1,
+        "version_id": version.id,
+        "package_sha256": version.artifact_sha256,
+        "folder_digest": folder_digest(folder),
+        "pooling": "mean",
+        "dim": 32,
+    }
+
+
 def _publish(api, data: bytes) -> int:
     response = upload(api, data)
     assert response.status_code == 202, response.json()
@@ -117,17 +133,7 @@ def test_adapters_on_a_published_base_are_identified_ranked_assembled_and_packag
     recipe = json.loads(files["recipe.json"])
     version = LearnwareVersion.objects.get(learnware_id=base_lw, number=1)
     assert recipe["base_model"] == key and recipe["feature_space"] == space
-    assert recipe["base"] == {
-        "key": key,
-        "name": "tiny-bert",
-        "learnware_id": base_lw,
-        "version": 1,
-        "version_id": version.id,
-        "package_sha256": version.artifact_sha256,
-        "folder_digest": folder_digest(base_folder),
-        "pooling": "mean",
-        "dim": 32,
-    }
+    assert recipe["base"] == base_card(key, version, base_folder)
     manifest = yaml.safe_load(files["learnware.yaml"])
     assert manifest["base_model"] == key and manifest["output"]["dim"] == 32
 

@@ -26,9 +26,8 @@ from numpy.testing import assert_allclose
 from marketplace.learnwares.models import BaseModel, LearnwareVersion
 from marketplace.submissions.models import Submission
 from specs.adapter_bases import encoder_space_key
-from specs.base_models import folder_digest
 from tests.integration.test_submission_adapters import _post, predictor_files
-from tests.integration.test_submission_adapters_on_base import TOPICS, _publish, _texts
+from tests.integration.test_submission_adapters_on_base import TOPICS, _publish, _texts, base_card
 from tests.integration.test_submissions import _finished
 from tests.support.base_model_packages import base_model_folder, base_model_package
 from tests.support.packages import build_text_model_package
@@ -107,17 +106,7 @@ def test_text_models_on_a_published_base_are_identified_ranked_and_packaged_with
     files = predictor_files(client, body)
     recipe = json.loads(files["recipe.json"])
     assert recipe["feature_space"] == space and yaml.safe_load(files["learnware.yaml"])["base_model"] == key
-    assert recipe["base"] == {
-        "key": key,
-        "name": "tiny-bert",
-        "learnware_id": base_lw,
-        "version": 1,
-        "version_id": version.id,
-        "package_sha256": version.artifact_sha256,
-        "folder_digest": folder_digest(base_folder),
-        "pooling": "mean",
-        "dim": 32,
-    }
+    assert recipe["base"] == base_card(key, version, base_folder)
     # The real client downloads the package with the base its recipe names and embeds raw texts with it:
     # the same predictions as the recipe run on the embeddings computed here.
     monkeypatch.setenv("LWM_CONFIG", str(tmp_path / "lwm.json"))
