@@ -22,7 +22,7 @@ from specs.adapter_bases import encoder_space_key
 UNIT_SPHERE_GAMMA = 1.0
 
 
-def _unknown(wanted: str) -> ValidationFailed:
+def unknown_base_model(wanted: str) -> ValidationFailed:
     return ValidationFailed(
         f"field 'base_model': {wanted!r} is not a registered base model",
         code="upload:user:unknown-base-model",
@@ -61,8 +61,27 @@ def base_model_version(row: BaseModel) -> LearnwareVersion:
         else None
     )
     if version is None:
-        raise _unknown(row.key)
+        raise unknown_base_model(row.key)
     return version
+
+
+def visible_base(*, wanted: str, user: Any) -> BaseModel | None:
+    """The published base model named ``wanted`` (None: none, or the MiniLM), if ``user`` may see it.
+
+    Raises
+    ------
+    ValidationFailed
+        ``upload:user:unknown-base-model`` for a base hidden from ``user`` (named as unknown, so its
+        existence does not leak).
+    """
+    row = published_base_row(wanted)
+    if row is None:
+        return None
+    lw_id = row.learnware_id or 0
+    visible = Learnware.objects.visible_to(user).filter(id=lw_id).exists() if user is not None else True
+    if not visible:
+        raise unknown_base_model(wanted)
+    return row
 
 
 def published_base_for(*, wanted: str, user: Any) -> BaseModel | None:
@@ -76,13 +95,9 @@ def published_base_for(*, wanted: str, user: Any) -> BaseModel | None:
         existence does not leak) or one without a published version; ``upload:user:adapter-base-
         unsupported`` for an image base model.
     """
-    row = published_base_row(wanted)
+    row = visible_base(wanted=wanted, user=user)
     if row is None:
         return None
-    lw_id = row.learnware_id or 0
-    visible = Learnware.objects.visible_to(user).filter(id=lw_id).exists() if user is not None else True
-    if not visible:
-        raise _unknown(wanted)
     if row.modality != Modality.TEXT:  # a LoRA on token states cannot target an image encoder
         raise ValidationFailed(
             f"field 'base_model': {wanted!r} is a {row.modality} base model; adapters target text base "

@@ -16,7 +16,12 @@ from typing import Any
 from marketplace.core.exceptions import ValidationFailed
 from marketplace.learnwares.choices import Kind, Modality
 from marketplace.learnwares.models import BaseModel, Learnware
-from marketplace.learnwares.services.adapter_bases import base_model_version, published_base_row
+from marketplace.learnwares.services.adapter_bases import (
+    base_model_version,
+    published_base_row,
+    unknown_base_model,
+    visible_base,
+)
 from marketplace.learnwares.services.registered import MINILM_KEY
 
 
@@ -26,14 +31,6 @@ def names_a_base(manifest: dict[str, Any]) -> bool:
         manifest.get("kind") == Kind.MODEL
         and manifest.get("modality") == Modality.TEXT
         and manifest.get("base_model")
-    )
-
-
-def _unknown(wanted: str) -> ValidationFailed:
-    return ValidationFailed(
-        f"field 'base_model': {wanted!r} is not a registered base model",
-        code="upload:user:unknown-base-model",
-        details={"base_model": wanted},
     )
 
 
@@ -56,11 +53,9 @@ def text_model_base(*, wanted: str, user: Any) -> BaseModel:
     minilm = _minilm(wanted)
     if minilm is not None:
         return minilm
-    row = published_base_row(wanted)
+    row = visible_base(wanted=wanted, user=user)
     if row is None:
-        raise _unknown(wanted)
-    if user is not None and not Learnware.objects.visible_to(user).filter(id=row.learnware_id or 0).exists():
-        raise _unknown(wanted)
+        raise unknown_base_model(wanted)
     if row.modality != Modality.TEXT:
         raise ValidationFailed(
             f"field 'base_model': {wanted!r} is a {row.modality} base model; a text model takes the "
