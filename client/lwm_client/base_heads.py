@@ -82,13 +82,19 @@ def fetch_referenced_base(client: Client, download: Download) -> Download:
     IntegrityError
         The base package's sha256 is not the one the head was trained on (nothing is kept).
     """
-    ref = base_reference(download.path) or {}
+    fetch_base_package(client, base_reference(download.path) or {})
+    return download
+
+
+def fetch_base_package(client: Client, ref: dict[str, Any]) -> None:
+    """Fetch the base version ``ref`` names (``learnware_id``, ``version``, ``package_sha256``) into the
+    cache, once, verified against its sha256 (errors: :func:`fetch_referenced_base`'s)."""
     sha = ref.get("package_sha256")
     if not sha:  # not a head package, or a registered base (the local copy is used)
-        return download
+        return
     target = base_cache_dir() / f"{sha}.zip"
     if target.is_file() and file_sha256(target) == sha:
-        return download
+        return
     try:
         got = client.download(int(ref["learnware_id"]), int(ref["version"]), dest=target)
     except (NotFound, Forbidden) as exc:
@@ -101,7 +107,6 @@ def fetch_referenced_base(client: Client, download: Download) -> Download:
     if got.sha256 != sha:
         target.unlink(missing_ok=True)
         raise _mismatch(f"learnware {ref['learnware_id']} v{ref['version']}", got.sha256, sha)
-    return download
 
 
 def base_source(ref: dict[str, Any], base: str | Path | None) -> Path | None:

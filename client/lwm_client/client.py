@@ -396,7 +396,7 @@ class Client(EncoderSpacesMixin, ModelSelectionMixin):
             target = target / f"learnware-{learnware_id}-v{version}.zip"
         path = f"learnwares/{learnware_id}/versions/{version}/download"
         got = self._download(path, target, info.artifact_sha256)
-        return fetch_model_base(self, got)  # a text model on a published base: that base too
+        return fetch_model_base(self, got, info.base_pin)  # a text model on a published base: its base too
 
     def download_submission(self, submission_id: str, *, dest: str | Path = ".") -> Download:
         """Download a submission's package, verified against its sha256 (and the base model it refers to)."""

@@ -203,6 +203,10 @@ class IsolatedPredictor:
         ref = base_reference(self.path)  # a head's or an adapter's published base
         if ref is not None:  # found (or refused with a named error) here, run there
             self.base = base_source(ref, base)
+        else:  # a text model on a published base: the base version it is pinned to, or ``base``
+            from lwm_client.model_bases import model_base_source
+
+            self.base = model_base_source(self.manifest, file_sha256(self.path), base)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         return run_isolated(self.path, X, self.base)

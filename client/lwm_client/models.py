@@ -64,6 +64,8 @@ class Version:
     checks: Any = None
     rejection_reasons: Any = None
     job: str | None = None
+    # A text model on a published base: the base version it runs on (empty: none, or published before pins).
+    base_pin: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
 

@@ -27,6 +27,7 @@ that head was worse than from scratch, the package holds the from-scratch winner
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import zipfile
@@ -164,7 +165,11 @@ class Predictor:
     base an assembly's recipe names: ``recipe.base``, as for adapter packages).
     """
 
-    def __init__(self, files: dict[str, bytes], base: str | Path | None = None) -> None:
+    def __init__(
+        self, files: dict[str, bytes], base: str | Path | None = None, *, package_sha256: str | None = None
+    ) -> None:
+        # ``package_sha256``: the package's, to find the base version a downloaded text model is pinned to.
+        self.package_sha256 = package_sha256
         self.manifest = yaml.safe_load(files["learnware.yaml"])
         self.task = self.manifest.get("task", "classification")
         out = self.manifest.get("output") or {}
@@ -221,7 +226,8 @@ class Predictor:
     @classmethod
     def from_bytes(cls, content: bytes, base: str | Path | None = None) -> Predictor:
         with zipfile.ZipFile(io.BytesIO(content)) as zf:
-            return cls({i.filename: zf.read(i) for i in zf.infolist() if not i.is_dir()}, base)
+            files = {i.filename: zf.read(i) for i in zf.infolist() if not i.is_dir()}
+        return cls(files, base, package_sha256=hashlib.sha256(content).hexdigest())
 
     @classmethod
     def from_path(cls, path: str | Path, base: str | Path | None = None) -> Predictor:
@@ -260,7 +266,7 @@ class Predictor:
         from specs.base_models import BaseModelFolderError
 
         if self._encoder is None:
-            self._encoder = ModelBase(key, self._base)
+            self._encoder = ModelBase(key, self._base, self.package_sha256)
         if not self._encoder.available:
             raise ConfigError(
                 f"this model takes the embeddings of base model {key!r}: download it with Client.download "

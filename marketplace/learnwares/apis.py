@@ -82,6 +82,7 @@ class VersionOutputSerializer(serializers.ModelSerializer):
             "published_at",
             "yanked_at",
             "yank_reason",
+            "base_pin",
         ]
 
     def get_label(self, obj: LearnwareVersion) -> str:

@@ -148,6 +148,10 @@ class LearnwareVersion(TimeStampedModel):
     review_note = models.TextField(blank=True)
     yanked_at = models.DateTimeField(null=True, blank=True)
     yank_reason = models.TextField(blank=True)
+    # A text model on a published base model: the base version it was checked and specified against at
+    # publish (key, name, learnware_id, version, version_id, package_sha256, folder_digest, pooling, dim:
+    # an adapter submission recipe's ``base``); empty for every other version and those published before.
+    base_pin = models.JSONField(default=dict, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["learnware", "number"], name="unique_version_number")]

@@ -48,7 +48,7 @@ from specs.packaging.zipsafe import ZipLimits
 from specs.units import check_rms, unit_rms
 from workers.pipelines.adapter_base import adapter_call
 from workers.pipelines.publish_base_model import publish_base_model
-from workers.pipelines.publish_text_model import text_model_probe
+from workers.pipelines.publish_text_model import base_pin, text_model_probe
 from workers.sandbox import SandboxError, SandboxLimits, SandboxRefused, SandboxUnavailable, run_model
 
 Report = Callable[..., None]
@@ -363,6 +363,8 @@ def _run(version: LearnwareVersion, report: Report) -> str:
     services.version_check(
         version=version, check="sandbox", ok=True, message=f"probe outputs {list(outputs.shape)}"
     )
+    if base is not None and not version.base_pin:  # a redelivered task keeps the version first pinned
+        services.version_pin_base(version=version, pin=base_pin(base))
     space = space or _space(package, raw)
 
     report("spec", 2, len(STEPS), "verifying or computing the RKME")

@@ -95,8 +95,6 @@ def published_base(space: Any, user: Any, version_id: int | None = None) -> Publ
     row = base_row(space, user)
     if row is None:
         return None
-    from workers.pipelines.model_selection_embed import model_folder_files
-
     if version_id is None:
         version = base_model_version(row)
     else:
@@ -110,6 +108,14 @@ def published_base(space: Any, user: Any, version_id: int | None = None) -> Publ
                 "submission:user:unknown-base-model",
             )
         version = chosen
+    return published_base_of(row, version)
+
+
+def published_base_of(row: BaseModel, version: LearnwareVersion) -> PublishedBase:
+    """The published base ``row`` at ``version`` (one of its published versions), with its folder: what a
+    run's recipe records, and what a text model on that base is pinned to when it publishes."""
+    from workers.pipelines.model_selection_embed import model_folder_files
+
     files = model_folder_files(version)
     return PublishedBase(
         key=row.key,

@@ -11,7 +11,7 @@ from marketplace.learnwares.services.governance import (
     version_yank,
 )
 from marketplace.learnwares.services.learnwares import learnware_delete, learnware_update, learnware_upload
-from marketplace.learnwares.services.model_bases import published_text_base
+from marketplace.learnwares.services.model_bases import published_text_base, version_pin_base
 from marketplace.learnwares.services.spaces import (
     base_model_for,
     base_models_register,
@@ -42,6 +42,7 @@ __all__ = [
     "learnware_update",
     "learnware_upload",
     "published_text_base",
+    "version_pin_base",
     "specification_store",
     "table_space_key",
     "user_ban",

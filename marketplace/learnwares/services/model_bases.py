@@ -15,7 +15,7 @@ from typing import Any
 
 from marketplace.core.exceptions import ValidationFailed
 from marketplace.learnwares.choices import Kind, Modality
-from marketplace.learnwares.models import BaseModel, Learnware
+from marketplace.learnwares.models import BaseModel, Learnware, LearnwareVersion
 from marketplace.learnwares.services.adapter_bases import (
     base_model_version,
     published_base_row,
@@ -82,3 +82,10 @@ def same_base(learnware: Learnware, base: BaseModel | None) -> bool:
         return row.key if row is not None and row.key != MINILM_KEY else MINILM_KEY
 
     return space_of(learnware.base_model) == space_of(base)
+
+
+def version_pin_base(*, version: LearnwareVersion, pin: dict[str, Any]) -> None:
+    """Record the base version a text model's version was checked against (``publish_text_model.base_pin``):
+    the one a client runs it on, whatever the base publishes later."""
+    LearnwareVersion.objects.filter(id=version.id).update(base_pin=pin)
+    version.base_pin = pin
