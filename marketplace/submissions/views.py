@@ -20,6 +20,7 @@ from marketplace.learnwares.models import Learnware, LearnwareVersion
 from marketplace.portal.charts import Bar, bar_chart
 from marketplace.portal.forms import SubmissionForm
 from marketplace.portal.outcome import Outcome, task_outcome
+from marketplace.portal.submission_usage import base_package_snippet, package_base
 from marketplace.portal.uploads import limited_upload
 from marketplace.submissions import conf
 from marketplace.submissions.choices import STAGES, AssemblyMethod, DataFormat, Stage
@@ -232,8 +233,23 @@ def submission_detail(request: HttpRequest, submission_id: Any) -> HttpResponse:
         "mixture_chart": _mixture_chart(results.get("identify")),
         "job_api": reverse("job-detail", args=[job.id]) if job and not job.is_terminal else "",
         "download_url": reverse("submission-package", args=[submission.id]) if submission.package else "",
+        "base_usage": _base_usage(request, submission, results),
     }
     return render(request, "submissions/detail.html", context)
+
+
+def _base_usage(request: HttpRequest, submission: Submission, results: dict[str, Any]) -> str:
+    """The Python snippet of a package on a published base model ("" for any other package)."""
+    base = package_base(results) if submission.package and results.get("package") else None
+    if base is None:
+        return ""
+    return base_package_snippet(
+        site_url=request.build_absolute_uri("/").rstrip("/"),
+        submission_id=str(submission.id),
+        base=base,
+        task=submission.task,
+        adapter=(submission.requirements or {}).get("kind") == "adapter",
+    )
 
 
 def _model_selection_page(request: HttpRequest, submission: Submission) -> HttpResponse:

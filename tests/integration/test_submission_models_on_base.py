@@ -96,6 +96,11 @@ def test_text_models_on_a_published_base_are_identified_ranked_and_packaged_with
     E = _mean_embeddings(base_folder, texts)
     assert_allclose(_work_rows(body["id"]), np.vstack([E, E]), atol=1e-5)
     assert {s["learnware_id"] for s in results["identify"]["singles"]} == set(heads.values())
+    # Both heads were pinned to v1 when they published, the version this run embeds with.
+    for card in [*results["identify"]["singles"], *results["rank"]["candidates"]]:
+        note = card["base_pin"]
+        assert (note["version"], note["version_id"], note["run_version_id"]) == (1, version.id, version.id)
+        assert note["differs"] is False, card
     # Each head ran on the base's embeddings of the labelled texts: its accuracy is the one computed here.
     by_id = {lw: seed for seed, lw in heads.items()}
     for row in results["rank"]["candidates"]:
@@ -132,6 +137,12 @@ def test_text_models_on_a_published_base_are_identified_ranked_and_packaged_with
             newer = LearnwareVersion.objects.get(id=version.id)
             newer.pk, newer.number = None, 2
             newer.save()
+            # One head says it was trained on v2, one was published before pins (no record).
+            first, second = (LearnwareVersion.objects.get(learnware_id=heads[seed]) for seed in (0, 1))
+            first.base_pin = {**first.base_pin, "version": 2, "version_id": newer.id}
+            second.base_pin = {}
+            first.save()
+            second.save()
             raise WorkerDied
 
     with pytest.raises(WorkerDied):
@@ -140,6 +151,13 @@ def test_text_models_on_a_published_base_are_identified_ranked_and_packaged_with
     assert reuse_run(submission_id=body["id"], report=lambda *a, **k: None)["resumed_stages"] == ["spec"]
     rerun = Submission.objects.get(id=body["id"])
     assert rerun.results["spec"]["base_version_id"] == version.id
+    # The identify and rank results say which head runs on another base version than its pinned one.
+    newer_id = LearnwareVersion.objects.get(learnware_id=base_lw, number=2).id
+    expected = {heads[0]: (2, newer_id, True), heads[1]: (None, None, None)}
+    for card in [*rerun.results["identify"]["singles"], *rerun.results["rank"]["candidates"]]:
+        note = card["base_pin"]
+        assert (note["version"], note["version_id"], note["differs"]) == expected[card["learnware_id"]], card
+        assert (note["run_version"], note["run_version_id"]) == (1, version.id)
     rebuilt = json.loads(predictor_files(client, _finished(client, body["id"]))["recipe.json"])
     assert (rebuilt["base"]["version"], rebuilt["base"]["version_id"]) == (1, version.id)
 

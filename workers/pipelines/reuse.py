@@ -45,7 +45,8 @@ from workers.pipelines.reuse_results import Stage, StageResult
 # 12: adapter submissions in a published base model's encoder space (reuse_base; layer states in the sandbox)
 # 13: the spec stage's base version is used by every later stage (spec.base_version_id); text models in a
 #     published base's space (the texts embedded by that base in the sandbox; recipe.base)
-PIPELINE_VERSION = 13
+# 14: identify/rank cards in a published base's space say each text model's pinned base version (base_pin)
+PIPELINE_VERSION = 14
 
 
 @dataclass(frozen=True)

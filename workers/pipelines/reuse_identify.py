@@ -18,6 +18,7 @@ from marketplace.search.same_units import SAME
 from marketplace.search.selectors import search_by_data
 from specs.adapter_runtime import ADAPTER_BASE
 from workers.base import Report
+from workers.pipelines.reuse_base_pins import base_pin_note, run_base_version
 from workers.pipelines.reuse_context import ReuseContext
 from workers.pipelines.reuse_results import (
     IdentifyResult,
@@ -82,9 +83,10 @@ def _allowed(ctx: ReuseContext, versions: dict[int, LearnwareVersion]) -> set[in
     return keep
 
 
-def _card(v: LearnwareVersion) -> VersionCard:
+def _card(v: LearnwareVersion, run_base: tuple[int, int] | None) -> VersionCard:
+    """``run_base``: (number, id) of the base version a run in a published base's space embeds with."""
     lw = v.learnware
-    return {
+    card: VersionCard = {
         "learnware_id": lw.id,
         "version_id": v.id,
         "version": v.number,
@@ -92,6 +94,9 @@ def _card(v: LearnwareVersion) -> VersionCard:
         "license": lw.license,
         "sha256": v.artifact_sha256,
     }
+    if run_base is not None:  # the base version it was trained on, against the run's
+        card["base_pin"] = base_pin_note(v.base_pin or {}, *run_base)
+    return card
 
 
 def run(ctx: ReuseContext, report: Report) -> IdentifyResult:
@@ -149,12 +154,13 @@ def run(ctx: ReuseContext, report: Report) -> IdentifyResult:
             else None
         )
     columns = (ctx.space.schema or {}).get("columns")
+    run_base = None if ctx.adapter_mode else run_base_version(ctx.spec_result.base_version_id)
     versions = dict(result.versions)
     missing = [int(v) for v in (mixture.ids if mixture is not None else []) if int(v) not in versions]
     versions.update(LearnwareVersion.objects.select_related("learnware").in_bulk(missing))
     singles = [
         RankedSingle(
-            **_card(versions[int(v)]),
+            **_card(versions[int(v)], run_base),
             mmd2=float(m),
             sketch_distance=float(s),
             rank=r + 1,
@@ -166,7 +172,7 @@ def run(ctx: ReuseContext, report: Report) -> IdentifyResult:
     ]
     return IdentifyResult(
         singles=singles,
-        mixture=_mixture_dict(mixture, versions),
+        mixture=_mixture_dict(mixture, versions, run_base),
         feature_space=ctx.space.key,
         explanation=f"{len(singles)} learnwares ranked by squared MMD; "
         + (f"{units.reason}; " if units is not None else "")
@@ -190,7 +196,9 @@ def _single_note(mmd2: float, seen: dict[str, Any] | None) -> str:
     return f"{note}; compared with {how}{units_note(seen)}"
 
 
-def _mixture_dict(mixture: MixtureProposal | None, versions: dict[int, LearnwareVersion]) -> Mixture:
+def _mixture_dict(
+    mixture: MixtureProposal | None, versions: dict[int, LearnwareVersion], run_base: tuple[int, int] | None
+) -> Mixture:
     if mixture is None:
         return {
             "proposed": False,
@@ -204,7 +212,9 @@ def _mixture_dict(mixture: MixtureProposal | None, versions: dict[int, Learnware
     def cards(listed: list[dict[str, Any]]) -> list[MixtureComponent]:
         return [
             MixtureComponent(
-                **_card(versions[int(c["version_id"])]), weight=c["weight"], confidence=c["confidence"]
+                **_card(versions[int(c["version_id"])], run_base),
+                weight=c["weight"],
+                confidence=c["confidence"],
             )
             for c in listed
         ]

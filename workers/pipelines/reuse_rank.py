@@ -16,6 +16,7 @@ import numpy as np
 from marketplace.core.exceptions import ValidationFailed
 from specs.transferability import combine_scores, direct_scores, knn_accuracy, logme, regularized_hscore
 from workers.base import Report
+from workers.pipelines.reuse_base_pins import identified_pins
 from workers.pipelines.reuse_context import ReuseContext
 from workers.pipelines.reuse_members import Member, OutputCache, to_task_classes
 from workers.pipelines.reuse_results import RankScored, RankSkipped
@@ -94,11 +95,13 @@ def run(ctx: ReuseContext, report: Report) -> RankSkipped | RankScored:
                 details={"labelled": ["labels do not match the task"]},
             )
     rows = []
+    pins = identified_pins(ctx.identify_result)  # a published base's space: each head's pinned base version
     for i, member in enumerate(members):
         report("rank", i, len(members), f"scoring {member.name} v{member.number}")
         rows.append(
             {
                 **member.card(),
+                **({"base_pin": pins[member.version_id]} if member.version_id in pins else {}),
                 "mmd2": mmd.get(member.version_id),
                 "scores": _scores(ctx, member, outputs, classes),
             }

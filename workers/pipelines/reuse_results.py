@@ -25,6 +25,18 @@ Verdict = Literal["better", "no_difference", "worse"]  # ``specs.evaluation.pair
 
 
 # --- nested parts read by later stages ------------------------------------------------------------
+class BasePinNote(TypedDict):
+    """A text model of a run in a published base's space: the base version it was pinned to when it
+    published, against the version the run embeds every member's texts with (``reuse_base_pins``)."""
+
+    version: int | None  # None: published before pins, the version it was trained on is not known
+    version_id: int | None
+    run_version: int
+    run_version_id: int
+    differs: bool | None
+    explanation: str
+
+
 class VersionCard(TypedDict):
     """A learnware version as the results name it."""
 
@@ -34,6 +46,7 @@ class VersionCard(TypedDict):
     name: str
     license: str
     sha256: str
+    base_pin: NotRequired[BasePinNote]  # text models in a published base's space only
 
 
 class RankedSingle(VersionCard):
