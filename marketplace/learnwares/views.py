@@ -103,6 +103,7 @@ def _usage_context(
         base_model_name=base.name if base else "",
         base_model_aliases=tuple(base.aliases or []) if base else (),
         **_published_base(lw),
+        base_pin_version=(version.base_pin or {}).get("version"),
         sample_range=sample_range,
     )
 

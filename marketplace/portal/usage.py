@@ -36,6 +36,8 @@ class UsageContext:
     # An adapter on a published base model: that base's learnware (its package holds model/) and pooling.
     base_model_learnware_id: int | None = None
     base_model_pooling: str = "mean"
+    # A text model on a published base: the base version it is pinned to (None: published before pins).
+    base_pin_version: int | None = None
     sample_range: tuple[float, float] | None = None
 
     @property
@@ -118,16 +120,22 @@ def python_image(ctx: UsageContext) -> str:
 
 def python_text(ctx: UsageContext) -> str:
     if ctx.base_model_key and ctx.base_model_key != MINILM_KEY:  # a head on a published base's embeddings
-        key = ctx.base_model_key
-        return (
-            _download_lines(ctx) + "model = market.load(package.path)\n\n"
-            f"# this model takes {ctx.base_model_name}'s embeddings (space text-{key}): embed the texts\n"
-            "# here with that base (its package is downloaded and verified), then run the model\n"
-            "from lwm_client.base_spaces import embed_with_base\n\n"
-            f'space = market.encoder_space("text", base_model="{key}")\n'
-            'texts = ["Shares in the company rose after strong results.", "The striker scored twice."]\n'
-            f"print(model.predict(embed_with_base(market, texts, space)))  {_output_comment(ctx)}\n"
+        key, name = ctx.base_model_key, ctx.base_model_name or ctx.base_model_key
+        which = (
+            f"v{ctx.base_pin_version}, the version it was checked against when it was published"
+            if ctx.base_pin_version is not None
+            else "its newest published version (this model was published before base versions were pinned)"
         )
+        return (
+            _download_lines(ctx)
+            + "# (a text model on a published base: it also fetches that base, verified)\n"
+            "model = market.load(package.path)\n\n"
+            f"# raw texts in: the client embeds them with {name} {which}\n"
+            f"# (space text-{key}; that base's package sha256 and folder digest checked), then runs it\n"
+            'texts = ["Shares in the company rose after strong results.", "The striker scored twice."]\n'
+            f"print(model.predict(texts))  {_output_comment(ctx)}\n"
+        )
+
     base = ctx.base_model_name or "MiniLM (all-MiniLM-L6-v2)"
     return (
         _download_lines(ctx) + "model = market.load(package.path)\n\n"
@@ -272,7 +280,7 @@ def cli_snippet(ctx: UsageContext) -> str:
         )
     elif ctx.modality == "text" and ctx.base_model_key and ctx.base_model_key != MINILM_KEY:
         lines.append(
-            f"# it takes {ctx.base_model_key}'s embeddings, not raw texts: embed them in Python (Python tab)"
+            f"# it runs on {ctx.base_model_key}'s embeddings: use the Python tab, which embeds with it"
         )
     elif ctx.modality == "text":
         lines.append(

@@ -89,10 +89,11 @@ def test_a_torchscript_head_publishes_into_its_base_space_and_is_found_there(
     minilm_query = rkme_to_json(rkme_fit(unit_rows(30, 384, seed=0), 10, 1.0, random_state=0))
     assert _search(api, TEXT_SPACE_KEY, minilm_query) == [minilm.id]
     assert not Specification.objects.filter(version=version, feature_space__key=TEXT_SPACE_KEY).exists()
-    # Its page tells users to embed with that base (not the MiniLM) before running it.
+    # Its page: the client embeds raw texts with that base (not the MiniLM), at the version it is pinned to.
     client.force_login(alice)
     page = client.get(f"/learnwares/{lw.id}/").content.decode()
-    assert "embed_with_base" in page and f"base_model=&quot;{base_key}&quot;" in page, page[-3000:]
+    pinned = f"{lw.base_model.name} v{version.base_pin['version']}, the version it was checked against"
+    assert pinned in page and f"space text-{base_key}" in page and "print(model.predict(texts))" in page
     assert "lwm predict" not in page  # the CLI would embed raw texts with the MiniLM
 
 
