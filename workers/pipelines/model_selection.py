@@ -41,9 +41,17 @@ from marketplace.submissions.models import Submission
 from marketplace.submissions.services import submission_stage_save
 from specs.base_model_head import layer_features
 from specs.base_models import ModelRanking, rank_base_models
-from specs.evaluation import VERDICT_WORDS, metric_bounds, paired_verdict, repeated_folds, score_interval
+from specs.evaluation import (
+    VERDICT_WORDS,
+    Folds,
+    metric_bounds,
+    paired_verdict,
+    repeated_folds,
+    score_interval,
+)
 from specs.scratch_linear import pixel_features
 from workers.base import Report
+from workers.pipelines.model_selection_adapter import TrainingBase, adapter_package_files, evaluate_adapter
 from workers.pipelines.model_selection_embed import (
     BaseModelUnavailable,
     SandboxImageLayerEmbedder,
@@ -51,6 +59,7 @@ from workers.pipelines.model_selection_embed import (
     embedding_cache,
 )
 from workers.pipelines.model_selection_package import (
+    DELIVERED_ADAPTER,
     DELIVERED_SCRATCH,
     NO_PACKAGE_YET,
     deliver,
@@ -190,12 +199,17 @@ def _baseline(data: Any) -> tuple[Any, Any, str, str]:
     return text_scratch_model(), texts, "TF-IDF + logistic regression from scratch", "TF-IDF from scratch"
 
 
+def evaluation_folds(y: np.ndarray, seed: int) -> Folds:
+    """The repeated stratified folds every model of the evaluate stage is scored on."""
+    return repeated_folds(y, stratify=True, k=CV_FOLDS, repeats=CV_REPEATS, seed=seed)
+
+
 def evaluate(
     data: Any, y: np.ndarray, features: np.ndarray, chosen: str, seed: int
 ) -> BaseModelEvaluateResult:
     """The head on ``features`` vs the raw input from scratch (:func:`_baseline`) on the same
     repeated stratified folds."""
-    folds = repeated_folds(y, stratify=True, k=CV_FOLDS, repeats=CV_REPEATS, seed=seed)
+    folds = evaluation_folds(y, seed)
     nc = int(y.max()) + 1
     bounds = metric_bounds("accuracy")
     head = scratch_fold_scores(
@@ -317,6 +331,7 @@ def model_selection_run(*, submission_id: str, report: Report) -> dict[str, Any]
         labelled_format=submission.labelled_format,
         label_key=requirements.get("label_column", "label"),
         modality=submission.modality,
+        adapter=bool(requirements.get("adapter")),
     )
     assert data.y is not None
     modality = sample_modality(data)
@@ -326,6 +341,7 @@ def model_selection_run(*, submission_id: str, report: Report) -> dict[str, Any]
     aggregation = requirements.get("aggregation", "mean")
     embedders, unavailable = visible_embedders(submission.owner, modality)
     other_modality = len(visible_base_models(submission.owner)) - len(embedders) - len(unavailable)
+    run_started = time.perf_counter()  # requirements.time_budget_s counts from here (ranking, then training)
     report("rank", 0, 2, f"embedding {len(rows)} {NOUNS[modality]} with {len(embedders)} base models")
     started = time.perf_counter()
     ranking = rank_base_models(
@@ -348,7 +364,39 @@ def model_selection_run(*, submission_id: str, report: Report) -> dict[str, Any]
     features = layer_features(layers, layer)  # the client's package runtime reads the same features
     seed = int(requirements.get("seed", 0))
     evaluated = evaluate(data, y.astype(np.int64), features, ranking.names[0], seed)
-    if evaluated.winner["kind"] == "base_model_head":
+    trained = None
+    if requirements.get("adapter"):  # texts only: check_model_selection refuses it for images
+        report("evaluate", 1, 2, f"training LoRA adapters on {ranking.names[0]} in the sandbox")
+        base = TrainingBase(embedder)
+        evaluated.adapter, trained = evaluate_adapter(
+            base,
+            [str(t) for t in rows],
+            y.astype(np.int64),
+            evaluation_folds(y.astype(np.int64), seed),
+            evaluated.head["per_fold"],
+            evaluated.baseline["per_fold"],
+            seed=seed,
+            budget=float(budget) if budget is not None else None,
+            started=run_started,
+        )
+        adapter = evaluated.adapter
+        evaluated.statement += " " + (
+            adapter["statement"]
+            if "statement" in adapter
+            else f"No adapter was trained: {adapter['skipped']}."
+        )
+    if trained is not None:
+        assert evaluated.adapter is not None
+        evaluated.winner = {"kind": "adapter", "name": evaluated.adapter["name"]}
+        files = adapter_package_files(
+            base,
+            trained,
+            [str(c) for c in classes],
+            {"verdict": evaluated.adapter["verdict_vs_scratch"], "statement": evaluated.adapter["statement"]},
+            int(evaluated.adapter["hyperparameters"]["r"]),
+        )
+        evaluated.package = DELIVERED_ADAPTER.format(base=base.name)
+    elif evaluated.winner["kind"] == "base_model_head":
         files = package_files(
             embedder=embedder,
             modality=modality,
