@@ -18,6 +18,10 @@ runs here instead of the reuse pipeline (``workers.tasks.submissions``):
    run on the user's machine: when the head is not worse than from scratch, a reference to the chosen
    base model's published version + the head refitted on every row (``specs.base_model_head``); when
    it is worse, the from-scratch winner refitted on every row (``specs.scratch_linear``).
+
+With ``requirements.adapter`` (texts), ``evaluate`` also trains a LoRA adapter and a head on the chosen
+base in the sandbox, scores it on the first repeat's folds and delivers it instead when it beats the
+frozen head by more than one standard error (``model_selection_adapter``).
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ from specs.evaluation import (
 )
 from specs.scratch_linear import pixel_features
 from workers.base import Report
-from workers.pipelines.model_selection_adapter import TrainingBase, adapter_package_files, evaluate_adapter
+from workers.pipelines.model_selection_adapter import adapter_stage
 from workers.pipelines.model_selection_embed import (
     BaseModelUnavailable,
     SandboxImageLayerEmbedder,
@@ -59,7 +63,6 @@ from workers.pipelines.model_selection_embed import (
     embedding_cache,
 )
 from workers.pipelines.model_selection_package import (
-    DELIVERED_ADAPTER,
     DELIVERED_SCRATCH,
     NO_PACKAGE_YET,
     deliver,
@@ -364,38 +367,22 @@ def model_selection_run(*, submission_id: str, report: Report) -> dict[str, Any]
     features = layer_features(layers, layer)  # the client's package runtime reads the same features
     seed = int(requirements.get("seed", 0))
     evaluated = evaluate(data, y.astype(np.int64), features, ranking.names[0], seed)
-    trained = None
+    adapter_files = None
     if requirements.get("adapter"):  # texts only: check_model_selection refuses it for images
         report("evaluate", 1, 2, f"training LoRA adapters on {ranking.names[0]} in the sandbox")
-        base = TrainingBase(embedder)
-        evaluated.adapter, trained = evaluate_adapter(
-            base,
+        adapter_files = adapter_stage(
+            evaluated,
+            embedder,
             [str(t) for t in rows],
             y.astype(np.int64),
+            [str(c) for c in classes],
             evaluation_folds(y.astype(np.int64), seed),
-            evaluated.head["per_fold"],
-            evaluated.baseline["per_fold"],
             seed=seed,
             budget=float(budget) if budget is not None else None,
             started=run_started,
         )
-        adapter = evaluated.adapter
-        evaluated.statement += " " + (
-            adapter["statement"]
-            if "statement" in adapter
-            else f"No adapter was trained: {adapter['skipped']}."
-        )
-    if trained is not None:
-        assert evaluated.adapter is not None
-        evaluated.winner = {"kind": "adapter", "name": evaluated.adapter["name"]}
-        files = adapter_package_files(
-            base,
-            trained,
-            [str(c) for c in classes],
-            {"verdict": evaluated.adapter["verdict_vs_scratch"], "statement": evaluated.adapter["statement"]},
-            int(evaluated.adapter["hyperparameters"]["r"]),
-        )
-        evaluated.package = DELIVERED_ADAPTER.format(base=base.name)
+    if adapter_files is not None:
+        files = adapter_files
     elif evaluated.winner["kind"] == "base_model_head":
         files = package_files(
             embedder=embedder,

@@ -50,6 +50,8 @@ from specs.logistic import SoftmaxRegression
 from specs.recipe import RECIPE_FORMAT, RECIPE_VERSION, sha256_hex
 from workers.pipelines.adapter_base import BASE_PREFIX
 from workers.pipelines.model_selection_embed import SandboxLayerEmbedder
+from workers.pipelines.model_selection_package import DELIVERED_ADAPTER
+from workers.pipelines.model_selection_results import BaseModelEvaluateResult
 from workers.pipelines.reuse_adapter_package import peft_files
 from workers.pipelines.reuse_adapters import head_bytes
 from workers.pipelines.reuse_base import PublishedBase
@@ -243,6 +245,48 @@ def evaluate_adapter(
     if late:
         result["not_packaged"] = late
     return result, final
+
+
+def adapter_stage(
+    evaluated: BaseModelEvaluateResult,
+    embedder: SandboxLayerEmbedder,
+    texts: list[str],
+    y: np.ndarray,
+    classes: list[str],
+    folds: Folds,
+    *,
+    seed: int,
+    budget: float | None,
+    started: float,
+) -> dict[str, bytes] | None:
+    """:func:`evaluate_adapter` on the chosen base, recorded in ``evaluated`` (``adapter``, the
+    statement, and ``winner``/``package`` when it wins); the package's files when it wins, else None."""
+    base = TrainingBase(embedder)
+    evaluated.adapter, trained = evaluate_adapter(
+        base,
+        texts,
+        y,
+        folds,
+        evaluated.head["per_fold"],
+        evaluated.baseline["per_fold"],
+        seed=seed,
+        budget=budget,
+        started=started,
+    )
+    adapter = evaluated.adapter
+    said = adapter.get("statement") or f"No adapter was trained: {adapter['skipped']}."
+    evaluated.statement += " " + said
+    if trained is None:
+        return None
+    evaluated.winner = {"kind": "adapter", "name": adapter["name"]}
+    evaluated.package = DELIVERED_ADAPTER.format(base=base.name)
+    return adapter_package_files(
+        base,
+        trained,
+        classes,
+        {"verdict": adapter["verdict_vs_scratch"], "statement": adapter["statement"]},
+        int(adapter["hyperparameters"]["r"]),
+    )
 
 
 def _head(tensors: dict[str, np.ndarray], classes: list[str]) -> SoftmaxRegression:
