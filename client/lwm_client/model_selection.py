@@ -126,13 +126,17 @@ class ModelSelectionMixin:
         name: str = "",
         wait: bool = True,
         timeout: float = 900.0,
+        adapter: bool = False,
     ) -> Submission:
         """Rank the market's base models for a labelled text task; with ``wait``, the finished
         submission, whose ``results["rank"]`` holds every model's per-layer scores and
         ``results["evaluate"]`` the head against TF-IDF from scratch (:func:`ranking_table` prints them).
+        With ``adapter``, a LoRA adapter and a head are also trained on the chosen base (in the market's
+        sandbox), compared on the same folds (``results["evaluate"]["adapter"]``) and delivered when
+        they beat the frozen head.
         """
         files = {"labelled": ("labelled.jsonl", _texts_jsonl(texts, labels), "application/json")}
-        return self._rank("text", files, time_budget_s, aggregation, name, wait, timeout)
+        return self._rank("text", files, time_budget_s, aggregation, name, wait, timeout, adapter)
 
     def rank_image_models(
         self,
@@ -160,8 +164,11 @@ class ModelSelectionMixin:
         name: str,
         wait: bool,
         timeout: float,
+        adapter: bool = False,
     ) -> Submission:
         requirements: dict[str, Any] = {"kind": "base_model", "aggregation": aggregation}
+        if adapter:
+            requirements["adapter"] = True
         if time_budget_s is not None:
             requirements["time_budget_s"] = time_budget_s
         form = {"requirements": json.dumps(requirements), "modality": modality} | (
@@ -210,7 +217,7 @@ def cmd_rank_models(args: argparse.Namespace, make_client: Callable[[], Any]) ->
         submission = make_client().rank_image_models(images, image_labels, **options)
     else:
         texts, labels = read_labelled_texts(args.data, args.labels, args.text)
-        submission = make_client().rank_models(texts, labels, **options)
+        submission = make_client().rank_models(texts, labels, adapter=args.adapter, **options)
     return {"submission": submission.id, "results": submission.results}, ranking_table(submission)
 
 
@@ -226,5 +233,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     s.add_argument("--text", default="text", help="the text column (default: text)")
     s.add_argument("--time-budget", type=float, help="seconds; base models not started by then are skipped")
     s.add_argument("--aggregation", choices=["mean", "best"], default="mean")
+    s.add_argument(
+        "--adapter",
+        action="store_true",
+        help="texts: also train a LoRA adapter + head on the chosen base (delivered when it beats the head)",
+    )
     s.add_argument("--wait-timeout", type=float, default=900)
     return s

@@ -125,6 +125,11 @@ class RequirementsSerializer(serializers.Serializer):
         required=False,
         help_text="kind 'base_model': rank on the layer mean (default) or each model's best layer",
     )
+    adapter = serializers.BooleanField(
+        required=False,
+        help_text="kind 'base_model', texts: also train a LoRA adapter and a head on the chosen base model "
+        "(in the sandbox) and deliver it when it beats the frozen head (docs/model-selection.md)",
+    )
     negate = _ids("adapter learnware ids whose LoRA update is subtracted (LoRA negation)")
     label_column = serializers.CharField(max_length=200, required=False)
     holdout_fraction = serializers.FloatField(min_value=0.1, max_value=0.5, required=False)
@@ -331,6 +336,7 @@ class SubmissionListCreateApi(ListAPIView):
                 labelled_format=v.get("labelled_format", ""),
                 label_key=v["requirements"].get("label_column", "label"),
                 modality=v["modality"],
+                adapter=bool(v["requirements"].get("adapter")),
             )
 
         def create() -> Response:

@@ -88,6 +88,7 @@ def check_model_selection(
     labelled_format: str,
     label_key: str = "label",
     modality: str = Modality.TEXT,
+    adapter: bool = False,
 ) -> TextData | ImageData:
     """The labelled texts (or images) of a model-selection task, or the user error that stops it.
 
@@ -99,7 +100,8 @@ def check_model_selection(
         ``submission:user:model-selection-one-class`` (fewer than two classes),
         ``submission:user:too-few-labels`` (fewer than 12 rows), the JSONL / image readers' own codes,
         ``submission:user:no-base-models`` (no published base model of the sample's modality is
-        visible to the user).
+        visible to the user), ``submission:user:model-selection-adapter-image`` (``adapter`` asked for
+        images: LoRA adapters are trained on text bases only).
     """
     if labelled is None:
         raise field_error(
@@ -124,6 +126,12 @@ def check_model_selection(
             "submission:user:too-few-labels",
         )
     modality = sample_modality(data)
+    if adapter and modality != Modality.TEXT:
+        raise field_error(
+            "requirements.adapter",
+            "a LoRA adapter is trained on text base models only; this sample holds images",
+            "submission:user:model-selection-adapter-image",
+        )
     if not visible_base_models(user, modality):
         others = len(visible_base_models(user))  # all of the other modality: they cannot read this sample
         raise ValidationFailed(

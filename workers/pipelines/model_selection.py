@@ -18,6 +18,10 @@ runs here instead of the reuse pipeline (``workers.tasks.submissions``):
    run on the user's machine: when the head is not worse than from scratch, a reference to the chosen
    base model's published version + the head refitted on every row (``specs.base_model_head``); when
    it is worse, the from-scratch winner refitted on every row (``specs.scratch_linear``).
+
+With ``requirements.adapter`` (texts), ``evaluate`` also trains a LoRA adapter and a head on the chosen
+base in the sandbox, scores it on the first repeat's folds and delivers it instead when it beats the
+frozen head by more than one standard error (``model_selection_adapter``).
 """
 
 from __future__ import annotations
@@ -41,9 +45,17 @@ from marketplace.submissions.models import Submission
 from marketplace.submissions.services import submission_stage_save
 from specs.base_model_head import layer_features
 from specs.base_models import ModelRanking, rank_base_models
-from specs.evaluation import VERDICT_WORDS, metric_bounds, paired_verdict, repeated_folds, score_interval
+from specs.evaluation import (
+    VERDICT_WORDS,
+    Folds,
+    metric_bounds,
+    paired_verdict,
+    repeated_folds,
+    score_interval,
+)
 from specs.scratch_linear import pixel_features
 from workers.base import Report
+from workers.pipelines.model_selection_adapter import adapter_stage
 from workers.pipelines.model_selection_embed import (
     BaseModelUnavailable,
     SandboxImageLayerEmbedder,
@@ -190,12 +202,17 @@ def _baseline(data: Any) -> tuple[Any, Any, str, str]:
     return text_scratch_model(), texts, "TF-IDF + logistic regression from scratch", "TF-IDF from scratch"
 
 
+def evaluation_folds(y: np.ndarray, seed: int) -> Folds:
+    """The repeated stratified folds every model of the evaluate stage is scored on."""
+    return repeated_folds(y, stratify=True, k=CV_FOLDS, repeats=CV_REPEATS, seed=seed)
+
+
 def evaluate(
     data: Any, y: np.ndarray, features: np.ndarray, chosen: str, seed: int
 ) -> BaseModelEvaluateResult:
     """The head on ``features`` vs the raw input from scratch (:func:`_baseline`) on the same
     repeated stratified folds."""
-    folds = repeated_folds(y, stratify=True, k=CV_FOLDS, repeats=CV_REPEATS, seed=seed)
+    folds = evaluation_folds(y, seed)
     nc = int(y.max()) + 1
     bounds = metric_bounds("accuracy")
     head = scratch_fold_scores(
@@ -317,6 +334,7 @@ def model_selection_run(*, submission_id: str, report: Report) -> dict[str, Any]
         labelled_format=submission.labelled_format,
         label_key=requirements.get("label_column", "label"),
         modality=submission.modality,
+        adapter=bool(requirements.get("adapter")),
     )
     assert data.y is not None
     modality = sample_modality(data)
@@ -326,6 +344,7 @@ def model_selection_run(*, submission_id: str, report: Report) -> dict[str, Any]
     aggregation = requirements.get("aggregation", "mean")
     embedders, unavailable = visible_embedders(submission.owner, modality)
     other_modality = len(visible_base_models(submission.owner)) - len(embedders) - len(unavailable)
+    run_started = time.perf_counter()  # requirements.time_budget_s counts from here (ranking, then training)
     report("rank", 0, 2, f"embedding {len(rows)} {NOUNS[modality]} with {len(embedders)} base models")
     started = time.perf_counter()
     ranking = rank_base_models(
@@ -348,7 +367,23 @@ def model_selection_run(*, submission_id: str, report: Report) -> dict[str, Any]
     features = layer_features(layers, layer)  # the client's package runtime reads the same features
     seed = int(requirements.get("seed", 0))
     evaluated = evaluate(data, y.astype(np.int64), features, ranking.names[0], seed)
-    if evaluated.winner["kind"] == "base_model_head":
+    adapter_files = None
+    if requirements.get("adapter"):  # texts only: check_model_selection refuses it for images
+        report("evaluate", 1, 2, f"training LoRA adapters on {ranking.names[0]} in the sandbox")
+        adapter_files = adapter_stage(
+            evaluated,
+            embedder,
+            [str(t) for t in rows],
+            y.astype(np.int64),
+            [str(c) for c in classes],
+            evaluation_folds(y.astype(np.int64), seed),
+            seed=seed,
+            budget=float(budget) if budget is not None else None,
+            started=run_started,
+        )
+    if adapter_files is not None:
+        files = adapter_files
+    elif evaluated.winner["kind"] == "base_model_head":
         files = package_files(
             embedder=embedder,
             modality=modality,

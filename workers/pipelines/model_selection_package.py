@@ -41,6 +41,10 @@ from workers.pipelines.reuse_shared import deterministic_zip
 
 NO_PACKAGE_YET = "no package yet"  # the evaluate stage's result before model_selection_run delivers one
 DELIVERED = "delivered: the package references {base} and holds the logistic head on its {layer} embedding"
+DELIVERED_ADAPTER = (
+    "delivered: the package holds the LoRA adapter and head trained on {base} (the adapter package "
+    "format, recipe method trained_lora), which beat the frozen head by more than one standard error"
+)
 DELIVERED_SCRATCH = (
     "delivered: the head is worse than from scratch, so the package holds the from-scratch winner "
     "({name}) refitted on every labelled row (format lwm-scratch-linear, no base model)"

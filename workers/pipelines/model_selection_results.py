@@ -87,3 +87,12 @@ class BaseModelEvaluateResult(StageResult):
     statement: str
     package: str  # what the delivered package holds (the head on the base model, or the from-scratch winner)
     package_sha256: str | None = None  # the delivered package's (None only in results stored before delivery)
+    # requirements.adapter: the LoRA adapter's scores and verdicts, or {"skipped": reason}
+    # (workers.pipelines.model_selection_adapter); absent from the stored result when not asked for.
+    adapter: Json | None = None
+
+    def to_dict(self) -> Json:
+        stored = super().to_dict()
+        if stored["adapter"] is None:
+            del stored["adapter"]
+        return stored

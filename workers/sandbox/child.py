@@ -110,6 +110,10 @@ def execute(req: dict[str, Any], folder: Path) -> np.ndarray:
         if req["kind"] == "peft_lora" and not req.get("base_model_path"):  # on a published base model
             from workers.sandbox import adapter_base_call as on_base
 
+            if req.get("mode") == "train":  # model selection: a LoRA and a head trained on the base
+                from workers.sandbox.adapter_train_call import train_on_base
+
+                return train_on_base(folder / "artifact", inputs, str(req.get("pooling")))
             if req.get("mode") == "layers":  # reuse: every layer, with a LoRA, an assembly or nothing
                 return on_base.run_adapter_layers_on_base(
                     folder / "artifact", inputs, str(req.get("pooling")), int(req.get("max_length") or 128)

@@ -183,6 +183,7 @@ def run_model(
     base_model_path: str | None = None,
     pooling: str | None = None,
     layers_max_length: int | None = None,
+    train: bool = False,
 ) -> np.ndarray:
     """``_run_model``, with one log line (outcome, seconds) and its metrics per call.
 
@@ -199,6 +200,7 @@ def run_model(
             base_model_path=base_model_path,
             pooling=pooling,
             layers_max_length=layers_max_length,
+            train=train,
         )
         outcome = "ok"
         return out
@@ -238,6 +240,7 @@ def _run_model(
     base_model_path: str | None = None,
     pooling: str | None = None,
     layers_max_length: int | None = None,
+    train: bool = False,
 ) -> np.ndarray:
     """Run ``artifact`` on ``inputs`` in the sandbox and return its output array.
 
@@ -259,7 +262,10 @@ def _run_model(
     texts truncated to that many tokens (model selection; ``pooling`` is then unused). With
     ``layers_max_length`` set, a ``peft_lora`` call on a published base returns every layer's states
     under the base's ``pooling``, (n, L, hidden) float32, with the staged LoRA, ``assembly.lwa`` (a merged
-    LoRA or an Arrow router) or nothing applied (the reuse pipeline's ranking and assembly).
+    LoRA or an Arrow router) or nothing applied (the reuse pipeline's ranking and assembly). With
+    ``train``, a ``peft_lora`` call on a published base trains a LoRA and a head on it instead
+    (``train.json`` staged beside ``base/``: ``workers.sandbox.adapter_train_call``) and returns the
+    tensors as safetensors bytes, a uint8 array (model selection's ``requirements.adapter``).
 
     Raises
     ------
@@ -283,6 +289,8 @@ def _run_model(
         raise ValueError(
             "layers_max_length (>= 2) is for kind='hf_encoder' or 'peft_lora' on a published base"
         )
+    if train and (kind != "peft_lora" or base_model_path is not None or layers_max_length is not None):
+        raise ValueError("train is for kind='peft_lora' on a published base, without layers_max_length")
     limits = limits or SandboxLimits()
     inputs = np.asarray(inputs)
     if inputs.dtype.kind == "O":
@@ -301,7 +309,7 @@ def _run_model(
             "limits": asdict(limits),
             "base_model_path": base_model_path,
             "pooling": pooling,
-            "mode": "layers" if layers_max_length is not None else "pooled",
+            "mode": "train" if train else "layers" if layers_max_length is not None else "pooled",
             "max_length": layers_max_length,
         }
         # The server may first import torch.export or load a base model; allow for it beyond the call's own
