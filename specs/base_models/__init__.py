@@ -6,13 +6,8 @@ cache; :func:`rank_base_models` orders candidates by layer-wise LogME / H-score 
 TransformerRanker does.
 """
 
-from specs.base_models.embedding import (
-    CachedLayerEmbedder,
-    EmbeddingCache,
-    LayerEmbedder,
-    LayerEmbeddings,
-    text_key,
-)
+from specs.base_models.embedding import CachedLayerEmbedder, LayerEmbedder, LayerEmbeddings, text_key
+from specs.base_models.embedding_cache import EmbeddingCache, cache_namespace, cached_rows
 from specs.base_models.errors import (
     BaseModelFolderError,
     RemoteCodeError,
@@ -47,6 +42,8 @@ __all__ = [
     "UnknownArchitectureError",
     "UnsafeWeightsError",
     "WeightsMismatchError",
+    "cache_namespace",
+    "cached_rows",
     "files_digest",
     "folder_digest",
     "inspect_model_folder",

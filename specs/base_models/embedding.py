@@ -17,11 +17,11 @@ import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from specs.base_models.embedding_cache import EmbeddingCache, cached_rows
 from specs.base_models.folder import ModelFolder, load_text_encoder
 from specs.exceptions import InvalidDataError, InvalidParameterError
 from specs.transferability.layers import pool_hidden_states
@@ -30,110 +30,6 @@ from specs.transferability.layers import pool_hidden_states
 def text_key(text: str) -> str:
     """sha256 of the UTF-8 text: the cache's per-text key."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-class EmbeddingCache:
-    """Layer embeddings (L, h) float32 per (model digest, max_length, text hash).
-
-    Parameters
-    ----------
-    directory : path, optional
-        Also keep entries as ``.npy`` files there (read back with ``allow_pickle=False``), so a
-        later process reuses them; None keeps them in memory only.
-    max_bytes : int, optional
-        A cap on the directory's ``.npy`` files. When a write takes it over the cap, the least
-        recently used files (a hit refreshes a file's mtime) are deleted until the directory holds at
-        most ``EVICT_TO`` of the cap, so eviction runs once per many writes, not on every one. Other
-        processes may share the directory: the size is re-read from disk when a write would cross the
-        cap, and a file another process deleted is just a later miss. None: no cap.
-
-    Attributes
-    ----------
-    hits, misses : int
-        Lookups answered from the cache / not.
-    evicted : int
-        Files this instance deleted to stay under ``max_bytes``.
-    """
-
-    EVICT_TO = 0.8
-
-    def __init__(self, directory: str | Path | None = None, *, max_bytes: int | None = None) -> None:
-        if max_bytes is not None and max_bytes <= 0:
-            raise InvalidParameterError(f"max_bytes must be positive, got {max_bytes}")
-        self.directory = Path(directory) if directory is not None else None
-        self.max_bytes = max_bytes
-        self._memory: dict[tuple[str, int, str], np.ndarray] = {}
-        self._disk_bytes: int | None = None  # read lazily; an estimate between evictions
-        self.hits = 0
-        self.misses = 0
-        self.evicted = 0
-
-    def _file(self, key: tuple[str, int, str]) -> Path | None:
-        if self.directory is None:
-            return None
-        digest, max_length, text = key
-        return self.directory / digest / str(max_length) / f"{text}.npy"
-
-    def get(self, key: tuple[str, int, str]) -> np.ndarray | None:
-        found = self._memory.get(key)
-        path = self._file(key)
-        if found is None and path is not None and path.is_file():
-            try:
-                found = np.load(path, allow_pickle=False)
-                if self.max_bytes is not None:
-                    path.touch()  # recently used: the last to be evicted
-            except FileNotFoundError:  # evicted by another process between the check and the read
-                found = None
-            if found is not None:
-                self._memory[key] = found
-        if found is None:
-            self.misses += 1
-        else:
-            self.hits += 1
-        return found
-
-    def put(self, key: tuple[str, int, str], value: np.ndarray) -> None:
-        self._memory[key] = value
-        path = self._file(key)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            np.save(path, value, allow_pickle=False)
-            if self.max_bytes is not None:
-                self._after_write(path.stat().st_size)
-
-    def _files(self) -> list[tuple[float, int, Path]]:
-        """(mtime, size, path) of every cached file, oldest first."""
-        assert self.directory is not None
-        found = []
-        for path in self.directory.rglob("*.npy"):
-            try:
-                stat = path.stat()
-            except FileNotFoundError:
-                continue
-            found.append((stat.st_mtime, stat.st_size, path))
-        return sorted(found)
-
-    def _after_write(self, size: int) -> None:
-        assert self.max_bytes is not None
-        if self._disk_bytes is None:
-            self._disk_bytes = sum(s for _, s, _ in self._files())
-        else:
-            self._disk_bytes += size
-        if self._disk_bytes <= self.max_bytes:
-            return
-        files = self._files()
-        total = sum(s for _, s, _ in files)
-        target = int(self.max_bytes * self.EVICT_TO)
-        for _, file_size, path in files:
-            if total <= target:
-                break
-            path.unlink(missing_ok=True)
-            total -= file_size
-            self.evicted += 1
-        self._disk_bytes = total
-
-    def __len__(self) -> int:
-        return len(self._memory)
 
 
 @dataclass(frozen=True)
@@ -198,28 +94,16 @@ class CachedLayerEmbedder(ABC):
         """Layer embeddings of ``items`` whose content hashes are ``keys``: the cache logic shared by
         texts (:func:`text_key`) and images (``specs.base_models.images.image_key``); an item whose key
         was seen is encoded once."""
-        found: dict[str, np.ndarray] = {}
-        todo: dict[str, Any] = {}
-        for item, key in zip(items, keys, strict=True):
-            if key in found or key in todo:
-                continue
-            cached = self.cache.get((self.digest, self.max_length, key))
-            if cached is None:
-                todo[key] = item
-            else:
-                found[key] = cached
-        if todo:
-            encoded = np.asarray(self._encode(list(todo.values())), dtype=np.float32)
-            if encoded.shape != (len(todo), self.num_layers, self.hidden_size):
-                raise InvalidDataError(
-                    f"the encoder returned shape {encoded.shape}, expected "
-                    f"{(len(todo), self.num_layers, self.hidden_size)}"
-                )
-            for key, value in zip(todo, encoded, strict=True):
-                self.cache.put((self.digest, self.max_length, key), value)
-                found[key] = value
-        stacked = np.stack([found[k] for k in keys])  # (n, L, h)
-        return LayerEmbeddings(np.ascontiguousarray(stacked.transpose(1, 0, 2)), len(todo))
+        stacked, encoded = cached_rows(  # (n, L, h)
+            self.cache,
+            self.digest,
+            self.max_length,
+            items,
+            keys,
+            (self.num_layers, self.hidden_size),
+            self._encode,
+        )
+        return LayerEmbeddings(np.ascontiguousarray(stacked.transpose(1, 0, 2)), encoded)
 
 
 class LayerEmbedder(CachedLayerEmbedder):

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from specs.base_models.embedding import CachedLayerEmbedder, EmbeddingCache, LayerEmbeddings
+from specs.base_models.embedding import CachedLayerEmbedder, LayerEmbeddings
+from specs.base_models.embedding_cache import EmbeddingCache
 from specs.base_models.errors import BaseModelFolderError
 from specs.base_models.folder import BaseModelLimits, ModelFolder, load_checked_model
 from specs.base_models.image_folder import ImagePreprocessing, read_preprocessing

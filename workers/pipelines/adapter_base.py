@@ -24,6 +24,7 @@ from workers.sandbox.errors import SandboxError
 
 TEXTS_PER_CALL = 256  # as model selection: one call loads the base once and bounds its output
 BASE_PREFIX = "base/"  # workers.sandbox.adapter_base_call.BASE_FOLDER
+ENCODER_MAX_TOKENS = 128  # the hf_encoder call's truncation (workers.sandbox.base_model_call.MAX_TOKENS)
 
 
 def _base_files(row: BaseModel) -> tuple[dict[str, bytes], str]:
@@ -72,7 +73,21 @@ def encode_with_base(
 ) -> np.ndarray:
     """(n, dim) float64 unit rows of ``texts`` embedded by one version of a base (its folder ``files``)
     with its ``hf_encoder`` call in the sandbox: :func:`base_space_encode` on the newest version, a
-    submission on the version its spec stage chose (``workers.pipelines.reuse_base``)."""
+    submission on the version its spec stage chose (``workers.pipelines.reuse_base``, which caches
+    :func:`encoder_rows`)."""
+    return unit_rows(encoder_rows(files, pooling, texts, key=key, space=space))
+
+
+def encoder_rows(
+    files: dict[str, bytes], pooling: str, texts: list[str], *, key: str, space: FeatureSpace
+) -> np.ndarray:
+    """(n, dim) float64 rows of the base's ``hf_encoder`` call under ``pooling``, not normalised.
+
+    Raises
+    ------
+    ApplicationError
+        ``space:app:encoder-failed``: the call failed, or the base no longer embeds ``space.dim``-d.
+    """
     E = in_text_batches(
         files,
         texts,
@@ -87,6 +102,11 @@ def encode_with_base(
             code="space:app:encoder-failed",
             http_status=500,
         )
+    return E
+
+
+def unit_rows(E: np.ndarray) -> np.ndarray:
+    """``E``'s rows L2-normalised: the encoder space's embeddings."""
     return E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
 
 

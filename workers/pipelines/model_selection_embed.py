@@ -2,9 +2,9 @@
 
 A published base model is still an upload: its forward pass runs only in a sandboxed
 ``hf_encoder`` call in layer mode (``run_model(..., layers_max_length=...)``), which re-runs the
-folder checks before loading. The worker keeps the cache (``specs.base_models.EmbeddingCache`` under
-``VAR_DIR/embeddings``), keyed by the version's package sha256, so a text is embedded once per
-(base model version, text) across submissions.
+folder checks before loading. The worker keeps the cache (``workers.pipelines.embedding_cache``, the
+one adapter submissions use too), keyed by the version's package sha256, so a text is embedded once
+per (base model version, text) across submissions.
 
 The market's own MiniLM (a *registered* version, ``marketplace.learnwares.services.registered``)
 has no package: its folder's files are read from the local offline copy instead, keyed by their
@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from django.conf import settings
 
 from marketplace.core.exceptions import ApplicationError, TransientError
 from marketplace.learnwares.conf import sandbox_limits
@@ -35,6 +34,7 @@ from specs.base_models import CachedLayerEmbedder, EmbeddingCache, LayerEmbeddin
 from specs.base_models.folder import TOKENIZER_FILES, WEIGHTS_FILE
 from specs.base_models.images import check_images, image_key
 from specs.minilm import MiniLMMissingError
+from workers.pipelines.embedding_cache import embedding_cache as embedding_cache  # model_selection's import
 from workers.pipelines.reuse_members import package_files
 from workers.sandbox import SandboxLimits, SandboxUnavailable, run_model
 from workers.sandbox.errors import SandboxError
@@ -42,14 +42,6 @@ from workers.sandbox.errors import SandboxError
 MAX_TOKENS = 128  # as the probe and the adapters' runtime
 TEXTS_PER_CALL = 256  # one sandbox call loads the model once; this bounds its output and its time
 MODEL_PREFIX = "model/"
-
-
-def embedding_cache() -> EmbeddingCache:
-    """The worker's on-disk cache of layer embeddings (``.npy`` files, read without pickle), capped at
-    ``LWM_EMBEDDING_CACHE_MB`` (least recently used files go first)."""
-    return EmbeddingCache(
-        Path(settings.VAR_DIR) / "embeddings", max_bytes=settings.LWM_EMBEDDING_CACHE_MB * 1024 * 1024
-    )
 
 
 def model_folder_files(version: LearnwareVersion) -> dict[str, bytes]:

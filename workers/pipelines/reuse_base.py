@@ -13,6 +13,7 @@ package names exactly the base a client must fetch.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -30,7 +31,14 @@ from marketplace.submissions.data import field_error
 from specs.adapter_runtime import MAX_LENGTH
 from specs.assembly import ArrowRouter, LoRAAdapter
 from specs.base_models import files_digest
-from workers.pipelines.adapter_base import BASE_PREFIX, encode_with_base, in_text_batches
+from workers.pipelines.adapter_base import (
+    BASE_PREFIX,
+    ENCODER_MAX_TOKENS,
+    encoder_rows,
+    in_text_batches,
+    unit_rows,
+)
+from workers.pipelines.embedding_cache import NO_ADAPTER, adapter_identity, cached_text_rows
 
 ASSEMBLY_FILE = "assembly.lwa"  # workers.sandbox.adapter_base_call.ASSEMBLY_FILE
 
@@ -137,6 +145,10 @@ def base_layer_states(
     """L arrays (n, hidden) float64: every layer's pooled states of ``texts`` on ``base`` with ``model``
     (one LoRA, merged or not, or an Arrow router; None: the base alone) applied, in the sandbox.
 
+    The worker's embedding cache (``workers.pipelines.embedding_cache``) keeps them per (base folder
+    digest, sha256 of the staged ``model``, pooling, token limit, text): only the texts it misses go to
+    the sandbox, so a later submission over the same texts and adapters runs no forward pass.
+
     Raises
     ------
     TransientError
@@ -148,19 +160,57 @@ def base_layer_states(
     staged = {BASE_PREFIX + name: data for name, data in base.files.items()}
     if model is not None:
         staged[ASSEMBLY_FILE] = model.to_bytes()
-    states = in_text_batches(  # (n, L, hidden)
-        staged,
-        texts,
-        failure=f"base model {base.key} v{base.version} with an adapter failed in the sandbox",
-        code="submission:app:adapter-base-failed",
-        kind="peft_lora",
-        pooling=base.pooling,
-        layers_max_length=MAX_LENGTH,
-    )
+
+    def run(missing: list[str]) -> np.ndarray:  # (m, L, hidden)
+        return in_text_batches(
+            staged,
+            missing,
+            failure=f"base model {base.key} v{base.version} with an adapter failed in the sandbox",
+            code="submission:app:adapter-base-failed",
+            kind="peft_lora",
+            pooling=base.pooling,
+            layers_max_length=MAX_LENGTH,
+        )
+
+    layers = _layer_count(base.files)
+    if layers is None:  # a config the cache cannot check entries against: no cache
+        states = run([str(t) for t in texts])
+    else:
+        states = cached_text_rows(
+            base=f"folder-{base.folder_digest}",
+            adapter=adapter_identity(model),
+            pooling=base.pooling,
+            call="layers",
+            max_length=MAX_LENGTH,
+            texts=texts,
+            shape=(layers, base.dim),
+            compute=run,
+        ).astype(np.float64)
     return [states[:, i, :] for i in range(states.shape[1])]
+
+
+def _layer_count(files: dict[str, bytes]) -> int | None:
+    """The base's transformer layers from its ``config.json`` (DistilBERT names them ``n_layers``)."""
+    try:
+        config = json.loads(files["config.json"])
+        count = config.get("num_hidden_layers", config.get("n_layers"))
+    except (KeyError, ValueError, AttributeError):
+        return None
+    return count if isinstance(count, int) and count > 0 else None
 
 
 def base_encode(base: PublishedBase, space: Any, texts: list[str]) -> np.ndarray:
     """(n, dim) float64 unit rows of ``texts`` in ``space`` (the base's), embedded by ``base``'s version
-    in the sandbox: the spec stage's rows and a text-model submission's labelled rows (``ReuseContext``)."""
-    return encode_with_base(base.files, base.pooling, [str(t) for t in texts], key=base.key, space=space)
+    in the sandbox: the spec stage's rows and a text-model submission's labelled rows (``ReuseContext``).
+    The encoder's rows are cached per (base folder digest, pooling, text), as :func:`base_layer_states`."""
+    rows = cached_text_rows(
+        base=f"folder-{base.folder_digest}",
+        adapter=NO_ADAPTER,
+        pooling=base.pooling,
+        call="pooled",
+        max_length=ENCODER_MAX_TOKENS,
+        texts=texts,
+        shape=(int(space.dim),),
+        compute=lambda missing: encoder_rows(base.files, base.pooling, missing, key=base.key, space=space),
+    )
+    return unit_rows(rows.astype(np.float64))

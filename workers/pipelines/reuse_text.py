@@ -1,7 +1,8 @@
 """Text in the reuse pipeline: the server's side of ``specs.adapter_runtime`` (LoRA adapters run with
 every layer's states): the registered MiniLM base loaded once per process, its errors as the
 pipeline's ``ApplicationError``, and a per-run cache of layer states (on the MiniLM here, on a
-published base in the sandbox: ``workers.pipelines.reuse_base``).
+published base in the sandbox: ``workers.pipelines.reuse_base``) over the worker's on-disk one
+(``workers.pipelines.embedding_cache``), which keeps them across submissions.
 
 The sandbox still runs every adapter the publish pipeline checks; the tests compare the hook
 runtime with PEFT in the sandbox on the same adapter.
@@ -11,8 +12,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +24,8 @@ from marketplace.core.exceptions import ApplicationError
 from specs import adapter_runtime
 from specs.adapter_runtime import AdapterFilesError, Delta, arrow_delta, delta_of, embedding, lora_delta
 from specs.assembly import ArrowRouter, LoRAAdapter
+from specs.base_models import folder_digest
+from workers.pipelines.embedding_cache import adapter_identity, cached_text_rows
 from workers.pipelines.reuse_base import PublishedBase, base_layer_states
 
 __all__ = [
@@ -98,6 +103,38 @@ class LayerCache:
             if self.base is not None:
                 self._states[k] = base_layer_states(self.base, list(texts), model)
             else:
-                delta, modules = delta_of(model) if model is not None else (None, [])
-                self._states[k] = layer_states(texts, delta, modules)
+                self._states[k] = minilm_layer_states(list(texts), model)
         return self._states[k]
+
+
+@functools.lru_cache(maxsize=1)
+def _minilm_facts() -> tuple[str, int, int]:
+    """(folder digest, layers, hidden size) of the registered MiniLM's local folder, read once."""
+    from marketplace.learnwares.encoding import minilm_path
+
+    folder = Path(minilm_path())
+    config = json.loads((folder / "config.json").read_text())
+    return folder_digest(folder), int(config["num_hidden_layers"]), int(config["hidden_size"])
+
+
+def minilm_layer_states(texts: list[str], model: LoRAAdapter | ArrowRouter | None) -> list[np.ndarray]:
+    """:func:`layer_states` of ``texts`` with ``model`` applied (None: the MiniLM alone), through the
+    worker's embedding cache (key: the MiniLM folder's digest, the model's bytes, mean pooling, the
+    runtime's token limit, each text), so a text meets each adapter once across submissions."""
+    digest, layers, hidden = _minilm_facts()
+
+    def run(missing: list[str]) -> np.ndarray:  # (m, L, hidden)
+        delta, modules = delta_of(model) if model is not None else (None, [])
+        return np.stack(layer_states(missing, delta, modules), axis=1)
+
+    states = cached_text_rows(
+        base=f"folder-{digest}",
+        adapter=adapter_identity(model),
+        pooling="mean",  # the MiniLM's (specs.adapter_runtime.ADAPTER_BASE)
+        call="layers",
+        max_length=adapter_runtime.MAX_LENGTH,
+        texts=texts,
+        shape=(layers, hidden),
+        compute=run,
+    ).astype(np.float64)
+    return [states[:, i, :] for i in range(layers)]
