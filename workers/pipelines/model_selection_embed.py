@@ -18,7 +18,6 @@ the images (n, C, H, W) float32 as inputs; its cache key holds each image's pixe
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from marketplace.learnwares.encoding import minilm_path
 from marketplace.learnwares.models import LearnwareVersion
 from marketplace.learnwares.services.registered import MINILM_KEY, is_registered
 from specs.base_models import CachedLayerEmbedder, EmbeddingCache, LayerEmbeddings
-from specs.base_models.folder import TOKENIZER_FILES, WEIGHTS_FILE
+from specs.base_models.folder import TOKENIZER_FILES, WEIGHTS_FILE, files_digest
 from specs.base_models.images import check_images, image_key
 from specs.minilm import MiniLMMissingError
 from workers.pipelines.embedding_cache import embedding_cache as embedding_cache  # model_selection's import
@@ -81,13 +80,6 @@ def registered_folder_files(version: LearnwareVersion) -> dict[str, bytes]:
     return files
 
 
-def _files_digest(files: dict[str, bytes]) -> str:
-    h = hashlib.sha256()
-    for name in sorted(files):
-        h.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
-    return h.hexdigest()
-
-
 class SandboxLayerEmbedder(CachedLayerEmbedder):
     """A published base model's layer embeddings, the texts the cache misses run in the sandbox."""
 
@@ -105,7 +97,7 @@ class SandboxLayerEmbedder(CachedLayerEmbedder):
         digest = f"version-{version.artifact_sha256}"
         if is_registered(version):
             self._files = registered_folder_files(version)
-            digest = f"files-{_files_digest(self._files)}"
+            digest = f"files-{files_digest(self._files)}"  # the folder digest's formula
         super().__init__(
             digest=digest,
             num_layers=row.num_layers,
