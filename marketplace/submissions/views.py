@@ -23,6 +23,7 @@ from marketplace.portal.outcome import Outcome, task_outcome
 from marketplace.portal.submission_usage import base_package_snippet, package_base
 from marketplace.portal.uploads import limited_upload
 from marketplace.submissions import conf
+from marketplace.submissions.adapter_view import adapter_view
 from marketplace.submissions.choices import STAGES, AssemblyMethod, DataFormat, Stage
 from marketplace.submissions.models import Submission
 from marketplace.submissions.ranking_chart import ranking_view
@@ -262,6 +263,9 @@ def _model_selection_page(request: HttpRequest, submission: Submission) -> HttpR
         "ranking": ranking_view(rank) if rank else None,
         "evaluation": evaluation,
         "evaluation_rows": [evaluation["head"], evaluation["baseline"]] if evaluation else [],
+        "adapter": adapter_view(evaluation, submission.requirements or {}, submission.modality)
+        if evaluation
+        else None,
         # The delivered head on the chosen base (when it is not worse than from scratch).
         "download_url": reverse("submission-package", args=[submission.id]) if submission.package else "",
         "job_api": reverse("job-detail", args=[job.id]) if job and not job.is_terminal else "",
