@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +23,25 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from marketplace.core.exceptions import ValidationFailed
 from marketplace.learnwares.models import Learnware
 from marketplace.submissions.model_selection import check_model_selection
-from specs.adapter_training import PROBA, TrainingConfig
-from specs.evaluation import corrected_se
+from specs.adapter_training import PROBA, TrainingConfig, train_lora
+from specs.base_models import inspect_model_folder, load_text_encoder
+from specs.evaluation import corrected_se, paired_verdict
 from tests.integration.test_client_cli import lwm  # noqa: F401 - the CLI fixture
 from tests.integration.test_model_selection import LABELS, TEXTS, _publish, _submit
+from tests.integration.test_publish import finished, upload
 from tests.integration.test_submissions import _finished
+from tests.support.adapter_wins import DIM, letters_task, winning_base_folder
 from tests.support.adapters import jsonl_bytes
-from tests.support.base_model_packages import base_model_folder, drop_registered_minilm
+from tests.support.base_model_packages import base_model_folder, base_model_package, drop_registered_minilm
 from tests.support.image_base_models import digits_images
 from tests.support.image_market import images_zip
+from workers.pipelines.model_selection import evaluation_folds
 from workers.pipelines.model_selection_adapter import TrainingBase, adapter_package_files, train_call
 from workers.pipelines.model_selection_embed import SandboxLayerEmbedder, embedding_cache
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "client"))
 
+from lwm_client import Client  # noqa: E402
 from lwm_client.isolated import IsolatedPredictor  # noqa: E402
 from lwm_client.predict import Predictor  # noqa: E402
 
@@ -89,6 +95,83 @@ def test_the_adapter_is_compared_on_the_first_repeats_folds_and_kept_by_the_one_
     assert plain["results"]["evaluate"]["head"] == evaluate["head"]
 
 
+def _trained_here(
+    folder: Path, texts: list[str], y: np.ndarray, train: np.ndarray, predict: np.ndarray
+) -> Any:
+    """PEFT's probabilities of ``predict`` after ``train_lora`` in this process (the default
+    hyperparameters and seed 3, as the worker's), on a fresh copy of the base."""
+    checked = inspect_model_folder(folder)
+    out = train_lora(
+        load_text_encoder(checked),
+        [texts[i] for i in train],
+        y[train],
+        n_classes=int(y.max()) + 1,
+        model_type="bert",
+        num_layers=checked.num_layers,
+        pooling="mean",
+        seed=3,
+        predict=[texts[i] for i in predict],
+    )
+    return out[PROBA]
+
+
+def test_an_adapter_that_beats_the_head_is_delivered_and_the_client_predicts_as_peft(
+    celery_worker, s3_storage, alice, client_for, live_server, tmp_path, monkeypatch
+):
+    """On a base and task where the adapter wins (``tests.support.adapter_wins``), the real worker
+    delivers the adapter package; the real client downloads it with its base and predicts, in process
+    and isolated, the probabilities PEFT gives after the same training in this process."""
+    monkeypatch.setenv("LWM_CONFIG", str(tmp_path / "lwm.json"))  # the client's base_models/ folder
+    folder = winning_base_folder(tmp_path / "narrow")
+    texts, labels = letters_task()
+    client = client_for(alice)
+    response = upload(client, base_model_package(folder, name="narrow", dim=DIM))
+    assert response.status_code == 202, response.json()
+    assert finished(response.json()["job"]).status == "succeeded"
+    body = _finished(
+        client,
+        _submit(client, jsonl_bytes(texts, labels), {"seed": 3, "adapter": True}).json()["submission"]["id"],
+    )
+    assert body["status"] == "succeeded", body["error"]
+    evaluate = body["results"]["evaluate"]
+    adapter, k = evaluate["adapter"], evaluate["folds"]["k"]
+    share = 1.0 / (k - 1)  # a fold's test rows per training row (Folds.test_share)
+    classes, y = np.unique(labels, return_inverse=True)
+    # The stored fold scores are those of the same training in this process on the same folds.
+    folds = evaluation_folds(y.astype(np.int64), 3)
+    here = [
+        float((_trained_here(folder, texts, y, tr, te).argmax(1) == y[te]).mean())
+        for tr, te in folds.splits[:k]
+    ]
+    np.testing.assert_allclose(adapter["per_fold"], here)
+    # The one-standard-error rule, recomputed: the adapter's gain over the frozen head exceeds it.
+    gain = np.subtract(adapter["per_fold"], adapter["head_per_fold"])
+    assert gain.mean() > corrected_se(gain, share)
+    assert paired_verdict(adapter["per_fold"], adapter["baseline_per_fold"], share)[0] != "worse"
+    assert adapter["verdict_vs_scratch"] != "worse" and adapter["replaces_head"] is True
+    assert evaluate["winner"] == {"kind": "adapter", "name": adapter["name"]}
+    assert evaluate["package"].startswith("delivered") and "adapter" in evaluate["package"]
+    assert evaluate["package_sha256"] == body["package_sha256"]
+
+    market = Client(live_server.url, poll_interval=0.2)
+    market.login("alice", "alice-pass-123")
+    got = market.download_submission(body["id"], dest=tmp_path / "out")
+    with zipfile.ZipFile(got.path) as zf:
+        recipe = json.loads(zf.read("recipe.json"))
+    version = Learnware.objects.get(name="narrow").versions.get()
+    assert recipe["method"] == "trained_lora" and recipe["base"]["package_sha256"] == version.artifact_sha256
+    # The package's adapter was trained on every row: PEFT after the same training here.
+    rows = np.arange(len(texts))
+    expected = _trained_here(folder, texts, y, rows, rows)
+    predictor = Client.load(got.path)
+    assert isinstance(predictor, Predictor)  # downloaded and verified: runs in this process
+    np.testing.assert_allclose(predictor.predict_proba(texts), expected, atol=1e-5)
+    assert list(predictor.predict(texts)) == list(classes[expected.argmax(axis=1)])
+    isolated = Client.load(got.path, isolate=True)
+    assert isinstance(isolated, IsolatedPredictor)
+    np.testing.assert_allclose(isolated.predict_proba(texts), expected, atol=1e-5)
+
+
 def test_the_trained_package_runs_in_the_client_as_in_the_sandbox_and_training_is_deterministic(
     celery_worker, s3_storage, alice, client_for, folder, tmp_path, monkeypatch
 ):
@@ -111,8 +194,6 @@ def test_the_trained_package_runs_in_the_client_as_in_the_sandbox_and_training_i
     np.testing.assert_allclose(predictor.predict_proba(TEXTS), out[PROBA], atol=1e-5)
     assert list(predictor.predict(TEXTS)) == [classes[i] for i in out[PROBA].argmax(axis=1)]
     # The same package in the client's isolated process.
-    import zipfile
-
     package = tmp_path / "package.zip"
     with zipfile.ZipFile(package, "w") as zf:
         for name, data in files.items():

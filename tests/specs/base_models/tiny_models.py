@@ -91,7 +91,7 @@ def _config(family: str, **overrides: Any) -> Any:
         return tf.ElectraConfig(embedding_size=32, **SIZES, **common)
     classes = {"bert": tf.BertConfig, "roberta": tf.RobertaConfig, "mpnet": tf.MPNetConfig}
     classes["deberta-v2"] = tf.DebertaV2Config
-    return classes[family](**SIZES, **common)
+    return classes[family](**{**SIZES, **common})  # overrides may change the sizes too
 
 
 def write_tokenizer(folder: Path) -> None:
