@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client as DjangoClient
+from django.urls import reverse
 
 from marketplace.core.exceptions import ValidationFailed
 from marketplace.learnwares.models import Learnware
@@ -170,6 +172,12 @@ def test_an_adapter_that_beats_the_head_is_delivered_and_the_client_predicts_as_
     isolated = Client.load(got.path, isolate=True)
     assert isinstance(isolated, IsolatedPredictor)
     np.testing.assert_allclose(isolated.predict_proba(texts), expected, atol=1e-5)
+    # The portal's page says so and offers the adapter package.
+    browser = DjangoClient()
+    browser.force_login(alice)
+    page = browser.get(reverse("submission-page", args=[body["id"]])).content.decode()
+    assert 'data-adapter="trained"' in page and 'data-adapter-delivered="yes"' in page
+    assert "Download the adapter" in page and f"{adapter['scores']['mean']:.3f}" in page
 
 
 def test_the_trained_package_runs_in_the_client_as_in_the_sandbox_and_training_is_deterministic(

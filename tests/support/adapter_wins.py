@@ -12,6 +12,7 @@ LoRA on query/value with its head can re-embed the letters. Found by the search 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,14 +20,14 @@ from tests.support.base_model_packages import base_model_folder
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 FILLERS = ["the", "market", "team", "film", "vote", "phone", "price", "game", "music", "party"]
-SIZES = {
+SIZES: dict[str, Any] = {
     "hidden_size": 8,
     "num_hidden_layers": 1,
     "num_attention_heads": 1,
     "intermediate_size": 16,
     "initializer_range": 0.5,
 }
-DIM = SIZES["hidden_size"]
+DIM = int(SIZES["hidden_size"])
 
 
 def winning_base_folder(folder: Path, seed: int = 0) -> Path:
