@@ -125,6 +125,14 @@ def test_an_adapter_that_does_not_beat_the_head_is_shown_as_kept_back(web_for, a
     block = _block(page)
     assert 'data-adapter-delivered="no"' in page and "vs the frozen head: no different from" in block
     assert "Not delivered: the frozen head is kept" in block and "Download the head" in page
+    # It beat the head but the budget left no time for the final training on every row.
+    late = _evaluate([0.90, 0.92, 0.88, 0.91, 0.93], delivered=False)
+    late["adapter"]["not_packaged"] = (
+        "the time budget of 60.0 s would be exceeded (skipped the final training)"
+    )
+    block = _block(_page(web_for, alice, late, {"adapter": True}))
+    assert f"Not delivered: {late['adapter']['not_packaged']}" in block
+    assert "vs the frozen head: better than" in block
 
 
 def test_a_skipped_adapter_says_why_and_every_stored_string_is_escaped(web_for, alice):
