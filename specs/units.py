@@ -43,6 +43,9 @@ def unit_rms(X: np.ndarray) -> np.ndarray:
     return np.where(rms > 0, rms, 1.0)
 
 
+RMS_RANGE = (float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max))
+
+
 def check_rms(values: Any, d: int) -> np.ndarray:
     """A stored RMS vector as (d,) float64; raises :class:`InvalidDataError` unless d finite values > 0."""
     try:
@@ -51,6 +54,12 @@ def check_rms(values: Any, d: int) -> np.ndarray:
         raise InvalidDataError(f"unit_rms must be {d} numbers: {exc}") from None
     if rms.shape[0] != d or not np.isfinite(rms).all() or (rms <= 0).any():
         raise InvalidDataError(f"unit_rms must be {d} finite numbers > 0, got {rms.shape[0]} values")
+    # Beyond float32's range (what models run in) the unit factors and the scores built on them are
+    # infinite or zero, and a response or result holding them is not JSON.
+    if (rms < RMS_RANGE[0]).any() or (rms > RMS_RANGE[1]).any():
+        raise InvalidDataError(
+            f"unit_rms must lie in [{RMS_RANGE[0]:.3g}, {RMS_RANGE[1]:.3g}] (the float32 range models run in)"
+        )
     return rms
 
 

@@ -161,3 +161,18 @@ def test_the_api_applies_the_prior_to_a_csv_and_to_an_rkme_sent_with_its_unit_rm
     bad = doc | {"unit_rms": [1.0, -2.0, 3.0]}
     r = api.post("/api/v1/search/by-data/", {"feature_space": space.key, "rkme": bad, "k": 3}, format="json")
     assert r.status_code == 400 and r.json()["error"]["code"] == "search:user:bad-rkme"
+
+
+@pytest.mark.parametrize("rms", [1e300, 1e-300])
+def test_an_rkme_whose_unit_rms_leaves_float32s_range_is_refused_not_a_500(alice, market, client_for, rms):
+    # 1e300 passed the check (finite, > 0) and the response then held infinities: a 500.
+    from tests.marketplace.search.factories import rkme_doc
+
+    space, _, rng = market
+    X = _rows(rng, "A", N_USER)
+    spec = table_rkme(X, space.standardization, space.gamma, k=K)
+    doc = rkme_doc(spec.Z_, spec.beta_, space.gamma, n_samples=N_USER) | {"unit_rms": [rms, 1.0, 1.0]}
+    api = client_for(alice)
+    r = api.post("/api/v1/search/by-data/", {"feature_space": space.key, "rkme": doc, "k": 3}, format="json")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "search:user:bad-rkme", r.content
+    assert "float32" in r.json()["error"]["message"]
