@@ -88,9 +88,36 @@ def label_values(values: np.ndarray) -> np.ndarray:
         as_float = values.astype(np.float64)
     except ValueError:
         return values.astype(str)
-    if np.all(np.isfinite(as_float)) and np.all(as_float == np.round(as_float)):
+    exact = np.isfinite(as_float) & (np.abs(as_float) <= 2.0**53)  # larger ones would wrap around in int64
+    if np.all(exact) and np.all(as_float == np.round(as_float)):
         return as_float.astype(np.int64)
     return as_float
+
+
+# Fitting a regression head in float32 squares the targets' errors: beyond this they are infinite.
+MAX_ABS_TARGET = float(np.sqrt(np.finfo(np.float32).max))
+
+
+def regression_targets(y: np.ndarray, field: str) -> np.ndarray:
+    """Labels a regression can be fitted and scored on: numbers within ±``MAX_ABS_TARGET`` that are not all
+    one value (R², the rank scores and the baselines divide by their spread); refused by name otherwise."""
+    if y.dtype.kind not in "iuf":
+        raise field_error(field, "regression targets must be numbers", "submission:user:labels-mismatch")
+    largest = float(np.abs(y).max()) if y.size else 0.0
+    if largest > MAX_ABS_TARGET:
+        raise field_error(
+            field,
+            f"regression targets reach {largest:.3g}, beyond ±{MAX_ABS_TARGET:.3g} (their squares leave the "
+            "float32 range models are fitted in): rescale them",
+            "submission:user:out-of-range",
+        )
+    if y.size and np.ptp(y) == 0:
+        raise field_error(
+            field,
+            f"every regression target is {y.reshape(-1)[0]!r}: a constant gives nothing to rank or score on",
+            "submission:user:constant-target",
+        )
+    return y
 
 
 def _read_npz(raw: bytes, field: str, want_labels: bool) -> TableData:

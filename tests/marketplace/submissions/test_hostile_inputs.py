@@ -132,3 +132,36 @@ def test_text_labels_that_are_json_nan_or_empty_are_missing_labels() -> None:
     with pytest.raises(ValidationFailed) as info:
         read_texts(raw, field="labelled", labelled=True)
     assert info.value.code == "submission:user:missing-labels"
+
+
+def test_a_constant_regression_target_is_refused_by_name(market, alice, report):
+    # It crashed the job: the results held NaN (R² and the rank scores divide by the targets' spread).
+    task = user_task({"upright": 1.0}, n=60, n_labelled=30, seed=7)
+    labelled = csv_bytes(task["X_l"], np.full(30, 1000.0))
+    error = _rejection(_submission(alice, csv_bytes(task["X"]), labelled=labelled, task="regression"), report)
+    assert error.code == "submission:user:constant-target" and error.message.startswith("labelled:")
+
+
+def test_regression_targets_whose_squares_leave_float32_are_refused_by_name(market, alice, report):
+    # Targets near 1e34 crashed the assemble stage: float32 fits of their squared errors gave NaN.
+    from marketplace.submissions.data import MAX_ABS_TARGET
+
+    task = user_task({"upright": 1.0}, n=60, n_labelled=30, seed=8)
+    y = np.linspace(1.0, 2.0, 30) * 1e34
+    assert y.max() > MAX_ABS_TARGET and np.isfinite(np.float32(y.max()))
+    labelled = csv_bytes(task["X_l"], y)
+    error = _rejection(_submission(alice, csv_bytes(task["X"]), labelled=labelled, task="regression"), report)
+    assert error.code == "submission:user:out-of-range" and error.message.startswith("labelled:")
+
+
+def test_an_unknown_id_in_exclude_is_named_under_exclude(market, alice, report):
+    task = user_task({"upright": 1.0}, n=60, seed=9)
+    submission = submission_create(
+        owner=alice,
+        data_format="csv",
+        data=ContentFile(csv_bytes(task["X"]), name="d.csv"),
+        requirements={"exclude": [999999]},
+    )
+    error = _rejection(submission, report)
+    assert error.code == "submission:user:unknown-learnware"
+    assert error.message.startswith("requirements.exclude:") and "999999" in error.message
