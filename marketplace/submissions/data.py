@@ -114,7 +114,7 @@ def regression_targets(y: np.ndarray, field: str) -> np.ndarray:
     if y.size and np.ptp(y) == 0:
         raise field_error(
             field,
-            f"every regression target is {y.reshape(-1)[0]!r}: a constant gives nothing to rank or score on",
+            f"every regression target is {y.reshape(-1)[0].item()!r}: nothing to rank or score on",
             "submission:user:constant-target",
         )
     return y

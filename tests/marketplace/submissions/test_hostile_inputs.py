@@ -165,3 +165,18 @@ def test_an_unknown_id_in_exclude_is_named_under_exclude(market, alice, report):
     error = _rejection(submission, report)
     assert error.code == "submission:user:unknown-learnware"
     assert error.message.startswith("requirements.exclude:") and "999999" in error.message
+
+
+def test_a_test_fold_of_tied_regression_targets_is_scored_against_the_samples_spread() -> None:
+    # 11 ratings of 4 and one of 5: a fold holding only 4s had R² = NaN, which crashed the run's results.
+    from workers.pipelines.reuse_methods import score
+
+    y = np.r_[np.full(11, 4.0), 5.0]
+    fold, prediction = y[:3], np.array([4.5, 3.5, 4.0])
+    got = score("regression", fold, prediction, y)["r2"]
+    expected = 1.0 - np.sum((prediction - 4.0) ** 2) / (3 * np.mean((y - y.mean()) ** 2))
+    assert got == pytest.approx(expected, rel=1e-12)
+    assert np.isnan(score("regression", fold, prediction)["r2"])  # no reference: undefined, as before
+    spread = y[8:]  # a fold with its own spread keeps its own R²
+    own = 1.0 - np.sum((spread - 4.2) ** 2) / np.sum((spread - spread.mean()) ** 2)
+    assert score("regression", spread, np.full(4, 4.2), y)["r2"] == pytest.approx(own, rel=1e-12)
