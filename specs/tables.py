@@ -23,6 +23,10 @@ import numpy as np
 
 from specs.exceptions import InvalidDataError
 
+# Models run in float32 (members are TorchScript/ONNX): a value beyond its range is infinite there, and
+# squared (the unit-free scale, kernels) it overflows float64 too, leaving NaN and infinities in results.
+MAX_ABS_VALUE = float(np.finfo(np.float32).max)
+
 
 class TableFileError(InvalidDataError):
     """A table file that cannot be read; ``reason`` says why in one word."""

@@ -109,6 +109,9 @@ def same_units_points(Z: np.ndarray, factor: np.ndarray, mean: np.ndarray, scale
     return (np.asarray(Z, dtype=np.float64) * scale + mean) * factor[..., None, :] / scale - (mean / scale)
 
 
+FACTOR_CAP = 1e6
+
+
 def same_units_mmd2(
     Z: np.ndarray,
     beta: np.ndarray,
@@ -133,7 +136,10 @@ def same_units_mmd2(
     ``||p_i - p_j||^2 = sum_d f_d^2 (z_id - z_jd)^2``, one GEMM for all m learnwares.
     """
     Z = np.asarray(Z, dtype=np.float64)
-    f = np.asarray(factors, dtype=np.float64)
+    # Beyond FACTOR_CAP the moved points are so far apart that every kernel value between distinct
+    # points is 0 in float32 already; unclipped, f² overflows float32 (a user's 1e34 values) and the
+    # blocks below turn to inf - inf = NaN.
+    f = np.clip(np.asarray(factors, dtype=np.float64), 1.0 / FACTOR_CAP, FACTOR_CAP)
     m, (K, d) = f.shape[0], Z.shape
     b64 = np.asarray(beta, dtype=np.float64)
     b32 = b64.astype(np.float32)

@@ -13,7 +13,7 @@ import numpy as np
 
 from marketplace.core.exceptions import ValidationFailed
 from marketplace.submissions.choices import DataFormat
-from specs.tables import TableFileError, check_unique_columns, read_csv, read_npz
+from specs.tables import MAX_ABS_VALUE, TableFileError, check_unique_columns, read_csv, read_npz
 
 
 @dataclass(frozen=True)
@@ -37,11 +37,6 @@ def _read_csv(raw: bytes, field: str, label_column: str | None) -> TableData:
         raise field_error(field, str(exc), f"submission:user:{exc.reason}") from None
     y = None if table.labels is None else checked_labels(np.asarray(table.labels), field)
     return TableData(X=table.X, columns=table.columns, y=y)
-
-
-# Models run in float32 (members are TorchScript/ONNX): a value beyond its range is infinite there, and
-# squared (the unit-free scale, kernels) it overflows float64 too, leaving NaN and infinities in results.
-MAX_ABS_VALUE = float(np.finfo(np.float32).max)
 
 
 def _rows_named(rows: np.ndarray) -> str:
