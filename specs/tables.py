@@ -4,11 +4,12 @@ samples and the client, so a file is read the same way wherever it is sent.
 * CSV: UTF-8 (a BOM is dropped), a header row of column names (stripped), one record per row,
   blank lines skipped; every record has the header's field count; an empty cell is NaN (the
   callers refuse non-finite values by name) and any other non-number names its row and column.
-  ``header=None`` detects a header: the first record is one unless every field is a number.
+  ``header=None`` detects a header: the first record is one unless every field is a number. A name
+  that appears twice in the header is refused (``duplicate-column``): columns are matched by name.
 * NPZ: opened with ``allow_pickle=False`` (an object array is refused, never unpickled).
 
 Errors are :class:`TableFileError` with a ``reason`` (``bad-format``, ``not-numeric``,
-``empty-data``, ``missing-labels``) each caller turns into its own named error code.
+``empty-data``, ``missing-labels``, ``duplicate-column``) each caller turns into its own named error code.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from specs.exceptions import InvalidDataError
+
+# Models run in float32 (members are TorchScript/ONNX): a value beyond its range is infinite there, and
+# squared (the unit-free scale, kernels) it overflows float64 too, leaving NaN and infinities in results.
+MAX_ABS_VALUE = float(np.finfo(np.float32).max)
 
 
 class TableFileError(InvalidDataError):
@@ -58,6 +63,18 @@ def is_number(value: str) -> bool:
     return True
 
 
+def check_unique_columns(names: list[str]) -> None:
+    """Refuse a column name given twice: which of the two a space's column means is unknowable."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise TableFileError(
+                f"column {name!r} appears twice in the header: give each column its own name",
+                reason="duplicate-column",
+            )
+        seen.add(name)
+
+
 def read_csv(raw: bytes, *, label_column: str | None = None, header: bool | None = True) -> CsvTable:
     """Rows of a CSV file; ``label_column`` is taken out of the features (its cells, stripped, as labels)."""
     try:
@@ -69,7 +86,9 @@ def read_csv(raw: bytes, *, label_column: str | None = None, header: bool | None
         raise TableFileError("is empty: no header row", reason="empty-data")
     has_header = header if header is not None else not all(is_number(v) for v in records[0][1])
     if has_header:
-        names: list[str] | None = [h.strip() for h in records[0][1]]
+        header_names = [h.strip() for h in records[0][1]]
+        check_unique_columns(header_names)
+        names: list[str] | None = header_names
         records = records[1:]
     else:
         names = None

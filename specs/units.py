@@ -43,6 +43,9 @@ def unit_rms(X: np.ndarray) -> np.ndarray:
     return np.where(rms > 0, rms, 1.0)
 
 
+RMS_RANGE = (float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max))
+
+
 def check_rms(values: Any, d: int) -> np.ndarray:
     """A stored RMS vector as (d,) float64; raises :class:`InvalidDataError` unless d finite values > 0."""
     try:
@@ -51,6 +54,12 @@ def check_rms(values: Any, d: int) -> np.ndarray:
         raise InvalidDataError(f"unit_rms must be {d} numbers: {exc}") from None
     if rms.shape[0] != d or not np.isfinite(rms).all() or (rms <= 0).any():
         raise InvalidDataError(f"unit_rms must be {d} finite numbers > 0, got {rms.shape[0]} values")
+    # Beyond float32's range (what models run in) the unit factors and the scores built on them are
+    # infinite or zero, and a response or result holding them is not JSON.
+    if (rms < RMS_RANGE[0]).any() or (rms > RMS_RANGE[1]).any():
+        raise InvalidDataError(
+            f"unit_rms must lie in [{RMS_RANGE[0]:.3g}, {RMS_RANGE[1]:.3g}] (the float32 range models run in)"
+        )
     return rms
 
 
@@ -100,6 +109,9 @@ def same_units_points(Z: np.ndarray, factor: np.ndarray, mean: np.ndarray, scale
     return (np.asarray(Z, dtype=np.float64) * scale + mean) * factor[..., None, :] / scale - (mean / scale)
 
 
+FACTOR_CAP = 1e6
+
+
 def same_units_mmd2(
     Z: np.ndarray,
     beta: np.ndarray,
@@ -124,7 +136,10 @@ def same_units_mmd2(
     ``||p_i - p_j||^2 = sum_d f_d^2 (z_id - z_jd)^2``, one GEMM for all m learnwares.
     """
     Z = np.asarray(Z, dtype=np.float64)
-    f = np.asarray(factors, dtype=np.float64)
+    # Beyond FACTOR_CAP the moved points are so far apart that every kernel value between distinct
+    # points is 0 in float32 already; unclipped, f² overflows float32 (a user's 1e34 values) and the
+    # blocks below turn to inf - inf = NaN.
+    f = np.clip(np.asarray(factors, dtype=np.float64), 1.0 / FACTOR_CAP, FACTOR_CAP)
     m, (K, d) = f.shape[0], Z.shape
     b64 = np.asarray(beta, dtype=np.float64)
     b32 = b64.astype(np.float32)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,15 @@ from lwm_client.base_heads import fetch_referenced_base
 from lwm_client.base_spaces import EncoderSpacesMixin
 from lwm_client.config import Config, read_config_file, write_config_file
 from lwm_client.downloads import download_verified, is_folder_target
-from lwm_client.errors import ConfigError, JobFailed, LwmError, NotFound, RejectedUpload, TransientError
+from lwm_client.errors import (
+    ConfigError,
+    JobFailed,
+    LwmError,
+    NotFound,
+    PackageError,
+    RejectedUpload,
+    TransientError,
+)
 from lwm_client.http import Transport
 from lwm_client.model_bases import fetch_model_base
 from lwm_client.model_selection import ModelSelectionMixin
@@ -257,6 +266,8 @@ class Client(EncoderSpacesMixin, ModelSelectionMixin):
 
         ``spec``: an RKME, the (spec, space) pair ``spec_*`` returns, or a table (CSV/NPZ path,
         DataFrame) specced here with its columns matched by name (``column_map`` renames them)."""
+        if isinstance(spec, (list, tuple)) and spec and all(isinstance(t, str) for t in spec):
+            spec = self.spec_texts(list(spec))  # raw texts: specced in the text space, as submit does
         if not isinstance(spec, (RKMESpecification, tuple)):
             space = self.feature_space(feature_space) if feature_space else None
             spec = self.spec_table(spec, space=space, column_map=column_map)
@@ -291,7 +302,7 @@ class Client(EncoderSpacesMixin, ModelSelectionMixin):
         """Search with a CSV's rows themselves (sent, unlike :meth:`search_by_data`): columns are matched by
         name (``column_map`` renames yours); learnwares of other spaces are ranked on the columns you share
         (``result.cross_space``). A large file is searched by a worker: this waits for it."""
-        path = Path(path)
+        path = local.existing_file(path)
         if not feature_space:  # the space holding the header's columns (after your renames)
             names = local.read_table(str(path))[1] or []
             try:
@@ -421,6 +432,12 @@ class Client(EncoderSpacesMixin, ModelSelectionMixin):
         from lwm_client.isolated import IsolatedPredictor, should_isolate
         from lwm_client.predict import Predictor
 
+        package = Path(path)
+        if not package.is_file() or not zipfile.is_zipfile(package):
+            what = "does not exist" if not package.exists() else "is not a package zip"
+            raise PackageError(
+                f"{package} {what}", code="predict:user:not-a-package", details={"path": str(package)}
+            )
         return (
             IsolatedPredictor(path, base)
             if should_isolate(path, isolate)

@@ -54,8 +54,39 @@ def space_rows(
         ) from None
 
 
-def _bad(message: str, source: Any) -> BadRequest:
-    return BadRequest(message, code="data:user:invalid", details={"source": str(source)})
+def _bad(message: str, source: Any, code: str = "data:user:invalid") -> BadRequest:
+    return BadRequest(message, code=code, details={"source": str(source)})
+
+
+def existing_file(source: str | Path) -> Path:
+    """``source`` as a path to a file that exists (``data:user:missing-file`` otherwise)."""
+    path = Path(source)
+    if not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise _bad(f"{path} {what}", path, "data:user:missing-file")
+    return path
+
+
+def _numeric(frame: Any, source: Any) -> np.ndarray:
+    """A DataFrame's values as float64; a column of words is named (``data:user:not-numeric``)."""
+    try:
+        return np.asarray(frame.to_numpy(dtype=np.float64))
+    except (ValueError, TypeError):
+        bad = [
+            str(c)
+            for c in frame.columns
+            if getattr(frame[c], "dtype", None) is not None and frame[c].dtype.kind not in "biuf"
+        ]
+        raise _bad(
+            f"columns {bad[:10]} are not numbers: convert or drop them before sending",
+            source,
+            "data:user:not-numeric",
+        ) from None
+
+
+def _non_finite(X: np.ndarray, names: list[str] | None) -> list[str]:
+    cols = [int(c) for c in np.flatnonzero(~np.isfinite(X).all(axis=0))[:10]]
+    return [names[c] if names and c < len(names) else str(c) for c in cols]
 
 
 def _read_csv(path: Path, label_column: str | None) -> tuple[np.ndarray, list[str] | None, np.ndarray | None]:
@@ -78,7 +109,7 @@ def read_table(
     labels = None
     names: list[str] | None = None
     if isinstance(source, (str, Path)):
-        path = Path(source)
+        path = existing_file(source)
         if path.suffix.lower() == ".npz":
             try:
                 arrays = read_npz(path.read_bytes())
@@ -96,9 +127,16 @@ def read_table(
         if label_column is not None:
             labels, frame = frame[label_column].to_numpy(), frame.drop(columns=[label_column])
         names = [str(c) for c in frame.columns]
-        X = frame.to_numpy(dtype=np.float64)
+        X = _numeric(frame, "the DataFrame")
     else:
-        X = np.asarray(source, dtype=np.float64)
+        try:
+            X = np.asarray(source, dtype=np.float64)
+        except (ValueError, TypeError):
+            raise _bad(
+                "the rows must be numbers (a 2-D array, a DataFrame or a CSV/NPZ path)",
+                type(source).__name__,
+                "data:user:not-numeric",
+            ) from None
     if columns is not None:
         if names is None:
             names = list(columns)
@@ -107,7 +145,13 @@ def read_table(
             raise _bad(f"columns {missing} are not in the data (has {names})", source)
         X = X[:, [names.index(c) for c in columns]]
         names = list(columns)
-    if X.ndim != 2 or X.shape[0] == 0 or not np.isfinite(X).all():
+    if X.ndim == 2 and X.shape[0] and not np.isfinite(X).all():
+        raise _bad(
+            f"NaN or infinite values in columns {_non_finite(X, names)}: fill or drop them before sending",
+            source,
+            "data:user:nan",
+        )
+    if X.ndim != 2 or X.shape[0] == 0:
         raise _bad(f"the data must be a finite 2-D table with at least one row, got shape {X.shape}", source)
     return X, names, labels
 
@@ -231,11 +275,23 @@ def read_texts(source: Any) -> list[str]:
     """Texts from a list, a JSONL file (field ``text``) or a plain text file (one per line)."""
     if not isinstance(source, (str, Path)):
         return [str(t) for t in source]
-    path = Path(source)
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if path.suffix.lower() == ".jsonl":
-        return [json.loads(line)["text"] for line in lines]
-    return lines
+    path = existing_file(source)
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError:
+        raise _bad(f"{path} is not UTF-8 text", path) from None
+    if path.suffix.lower() != ".jsonl":
+        return lines
+    texts = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            raise _bad(f"{path}: line {number} is not valid JSON", path) from None
+        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+            raise _bad(f'{path}: line {number} needs a string field "text"', path)
+        texts.append(record["text"])
+    return texts
 
 
 def minilm_path() -> str:
@@ -275,8 +331,8 @@ def data_upload(source: Any, modality: str) -> tuple[str, bytes, str]:
     A CSV / NPZ / JSONL path is sent as it is (a CSV keeps its header, which names the space);
     a folder of images, an image array or a list of texts is packed as NPZ ``images`` or JSONL;
     a table array (or DataFrame) as NPZ ``X``."""
-    if isinstance(source, (str, Path)) and Path(source).is_file():
-        path = Path(source)
+    if isinstance(source, (str, Path)) and not (modality == "image" and Path(source).is_dir()):
+        path = existing_file(source)
         return path.name, path.read_bytes(), "application/octet-stream"
     if modality == "image":
         return "data.npz", npz_bytes(images=read_images(source)), "application/octet-stream"
@@ -285,9 +341,12 @@ def data_upload(source: Any, modality: str) -> tuple[str, bytes, str]:
         return "data.jsonl", lines.encode(), "application/x-ndjson"
     X, columns, _ = read_table(source)
     if columns is not None:
-        header = ",".join(columns) + "\n"
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerow(
+            columns
+        )  # a name with a comma or a quote stays one name
         body = "".join(",".join(repr(float(v)) for v in row) + "\n" for row in X)
-        return "data.csv", (header + body).encode(), "text/csv"
+        return "data.csv", (out.getvalue() + body).encode(), "text/csv"
     return "data.npz", npz_bytes(X=np.asarray(X, dtype=np.float64)), "application/octet-stream"
 
 

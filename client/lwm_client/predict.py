@@ -41,7 +41,9 @@ from lwm_client.errors import ConfigError, IntegrityError, PackageError, UnsafeA
 from lwm_client.packages.check import MODEL_FILES, check_torch_zip
 from specs.adapter_runtime import AdapterFilesError, AdapterRecipePredictor, is_adapter_recipe
 from specs.base_model_head import is_base_head
+from specs.encoders import TEXT_DIM
 from specs.images import image_rows
+from specs.packaging.choices import MINILM_NAMES
 from specs.packaging.errors import InvalidPackageError
 from specs.packaging.torchscript import load_torchscript
 from specs.recipe import RecipeChecksumError, RecipeColumnsError, RecipeError, RecipePredictor, probabilities
@@ -150,6 +152,54 @@ def adapter_base(recipe: dict[str, Any], base: str | Path | None) -> Any:
         ) from None
 
 
+def _texts(X: Any) -> list[str] | None:
+    """Raw texts as a list (one string is one text, never its characters); None when X holds no strings
+    (rows already embedded). A text that is not a string, or no text at all, is refused by name."""
+    items = _listed(X)
+    if not any(isinstance(t, str) for t in items):
+        if items and all(isinstance(t, (list, tuple, np.ndarray)) for t in items):
+            return None  # embedded rows
+        if not items:
+            raise ConfigError("no texts to predict", code="predict:user:empty")
+    bad = [i for i, t in enumerate(items) if not isinstance(t, str)]
+    if bad:
+        raise ConfigError(
+            f"texts must be strings: item {bad[0]} is {type(items[bad[0]]).__name__}",
+            code="predict:user:not-text",
+            details={"items": bad[:10]},
+        )
+    return items
+
+
+def _listed(X: Any) -> list[Any]:
+    """One text given as a string is one text, not its characters."""
+    return [X] if isinstance(X, str) else list(X)
+
+
+def _numbers(X: Any) -> np.ndarray:
+    """Rows as float64; words are refused by name (``predict:user:not-numeric``)."""
+    try:
+        if hasattr(X, "to_numpy"):
+            return np.asarray(X.to_numpy(dtype=np.float64))
+        return np.asarray(X, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise ConfigError(
+            "the rows must be numbers (convert or drop the columns of words)", code="predict:user:not-numeric"
+        ) from None
+
+
+def _finite_rows(X: np.ndarray) -> np.ndarray:
+    """Rows without NaN or infinities: a model's output on them is meaningless (an assembly refuses them
+    deep inside), so they are refused here, naming the first bad rows."""
+    if X.size and not np.isfinite(X).all():
+        rows = np.flatnonzero(~np.isfinite(X.reshape(X.shape[0], -1)).all(axis=1)) if X.ndim > 1 else [0]
+        raise ConfigError(
+            f"NaN or infinite values in rows {[int(r) for r in rows[:5]]}: fill or drop them",
+            code="predict:user:nan",
+        )
+    return X
+
+
 def _member(raw: bytes, fmt: str) -> Any:
     """A recipe member as ``specs.recipe`` runs it: float32 rows in, float64 outputs out."""
     model = load_model(raw, fmt)
@@ -236,28 +286,64 @@ class Predictor:
     def _inputs(self, X: Any) -> np.ndarray:
         if self._image is not None:
             return image_rows(X, self._image["shape"])
-        if self.manifest.get("modality") == "text" and len(X) and isinstance(X[0], str):
-            from lwm_client.data import encode_texts
-            from specs.packaging.choices import MINILM_NAMES
-
-            if (self.recipe or {}).get("base"):  # a submission's assembly in a published base's space
-                return self._base_rows([str(t) for t in X])
-            base = str(self.manifest.get("base_model") or "")
-            if base and base not in MINILM_NAMES:  # MiniLM rows would be another space (and width)
-                return self._model_base_rows(base, [str(t) for t in X])
-
-            return encode_texts(list(X))
+        if self.manifest.get("modality") == "text" and not (
+            isinstance(X, np.ndarray) and X.dtype.kind in "biuf"
+        ):
+            texts = _texts(X)
+            if texts is not None:
+                return self._text_rows(texts)
         if hasattr(X, "columns") and hasattr(X, "to_numpy"):  # a DataFrame: its columns are matched by name
-            from specs.columns import align_complete
+            from specs.columns import ColumnError, align_complete
 
             wanted = ((self.recipe or {}).get("input") or {}).get("columns") or (
                 self.manifest.get("input") or {}
             ).get("columns")
             if wanted:
-                return align_complete([str(c) for c in X.columns], wanted, what="this package").apply(
-                    X.to_numpy(dtype=np.float64)
-                )
-        return np.asarray(X, dtype=np.float64)
+                try:
+                    alignment = align_complete([str(c) for c in X.columns], wanted, what="this package")
+                except ColumnError as exc:
+                    raise ConfigError(
+                        str(exc), code="predict:user:columns", details={"columns": exc.columns}
+                    ) from None
+                return _finite_rows(alignment.apply(_numbers(X)))
+            X = _numbers(X)
+        rows = _finite_rows(_numbers(X))
+        if rows.ndim == 1 and self.manifest.get("modality", "table") == "table":
+            rows = rows[None, :]  # one row given as a flat vector of a table's values: a (1, d) table
+        width = self._width()
+        if width is not None and (rows.ndim != 2 or rows.shape[1] != width):
+            raise ConfigError(
+                f"rows of shape {rows.shape}: this package takes rows of {width} values",
+                code="predict:user:columns",
+            )
+        return rows
+
+    def _width(self) -> int | None:
+        """How many values each row holds, when the package says (an assembly of a table's columns
+        checks its own ``input``); a model would fail deep inside on another width."""
+        recipe = self.recipe or {}
+        if recipe.get("input"):
+            return None  # specs.recipe.space_rows names the columns
+        rms = (recipe.get("transform") or {}).get("rms")
+        if rms:
+            return len(rms)
+        columns = (self.manifest.get("input") or {}).get("columns")
+        if columns:
+            return len(columns)
+        base = str(self.manifest.get("base_model") or "")
+        if self.manifest.get("modality") == "text" and not recipe and (not base or base in MINILM_NAMES):
+            return TEXT_DIM
+        return None
+
+    def _text_rows(self, texts: list[str]) -> np.ndarray:
+        from lwm_client.data import encode_texts
+
+        if (self.recipe or {}).get("base"):  # a submission's assembly in a published base's space
+            return self._base_rows(texts)
+        base = str(self.manifest.get("base_model") or "")
+        if base and base not in MINILM_NAMES:  # MiniLM rows would be another space (and width)
+            return self._model_base_rows(base, texts)
+        return encode_texts(texts)
 
     def _model_base_rows(self, key: str, texts: list[str]) -> np.ndarray:
         """A published text model's raw texts embedded by its base: the one ``Client.download`` fetched and
@@ -310,9 +396,9 @@ class Predictor:
     def predict_proba(self, X: Any) -> np.ndarray:
         """(n, C) class probabilities (classification) or (n,) / (n, k) values (regression, embedding)."""
         if self._head is not None:  # texts or images straight to the base model (or features), then the head
-            return self._head.predict_proba(X if isinstance(X, np.ndarray) else [str(t) for t in X])
+            return self._head.predict_proba(X if isinstance(X, np.ndarray) else [str(t) for t in _listed(X)])
         if self._adapter is not None:  # texts straight to the adapted base (never the plain encoder)
-            return self._adapter.predict_proba([str(t) for t in X])
+            return self._adapter.predict_proba(_texts(X) or [])
         inputs = self._inputs(X)
         if self.recipe is not None:  # rows as given -> the space's order: specs.recipe.space_rows
             return self._assembly_proba(inputs)

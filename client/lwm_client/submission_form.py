@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from lwm_client import data as local
-from lwm_client.errors import ConfigError
+from lwm_client.errors import BadRequest, ConfigError
 from lwm_client.models import FeatureSpace
 from specs import RKMESpecification
 
@@ -19,6 +19,11 @@ def labelled_file(X: Any, y: Any, modality: str, *, with_texts: bool = False) ->
     your data lack are then learned from these rows). ``with_texts`` (the texts themselves are
     uploaded as the data): labelled texts go as JSONL ``{"text", "label"}``, the one labelled format
     the market takes beside uploaded texts (it encodes them, and trains adapters on the texts)."""
+    y = label_array(y)
+    if len(y) != len(X):
+        raise BadRequest(
+            f"the labelled sample has {len(X)} rows and {len(y)} labels", code="data:user:labels-mismatch"
+        )
     if modality == "text" and with_texts and len(X) and isinstance(X[0], str):
         lines = "".join(
             json.dumps({"text": str(t), "label": _label(v)}) + "\n" for t, v in zip(X, y, strict=True)
@@ -30,10 +35,24 @@ def labelled_file(X: Any, y: Any, modality: str, *, with_texts: bool = False) ->
     else:
         if modality == "text" and len(X) and isinstance(X[0], str):
             X = local.encode_texts(list(X))
-        names = None if modality == "text" else local.read_table(X)[1]
+        names = None
+        if modality != "text":  # the market's checks here: words or NaN in a column are named before sending
+            X, names, _ = local.read_table(X)
         named = {} if names is None else {"columns": np.asarray(names, dtype=str)}
         npz = local.npz_bytes(X=np.asarray(X, dtype=np.float64), y=np.asarray(y), **named)
     return ("labelled.npz", npz, "application/octet-stream")
+
+
+def label_array(y: Any) -> np.ndarray:
+    """Labels as an array the NPZ holds without pickle: a pandas Series of words with missing values (or a
+    categorical one) is object-typed, so it becomes strings, a missing label (None, NaN) the empty string
+    the market refuses by row (``submission:user:missing-labels``)."""
+    values = np.asarray(y)
+    if values.dtype.kind != "O":
+        return values
+    return np.asarray(
+        ["" if v is None or (isinstance(v, float) and v != v) else str(_label(v)) for v in values.ravel()]
+    )
 
 
 def _label(value: Any) -> Any:

@@ -14,7 +14,7 @@ from marketplace.learnwares.models import FeatureSpace
 from specs import RKMESpecification, SpecError, rkme_from_json
 from specs.columns import Alignment, ColumnError, align_complete, apply_column_map
 from specs.data_rkme import encoded_rkme, table_rkme
-from specs.tables import TableFileError, read_csv, read_npz
+from specs.tables import MAX_ABS_VALUE, TableFileError, read_csv, read_npz
 from specs.units import check_rms, unit_rms
 
 
@@ -64,6 +64,11 @@ def read_table(name: str, content: bytes) -> np.ndarray:
     if X.ndim != 2 or X.shape[0] == 0 or not np.isfinite(X).all():
         raise ValidationFailed(
             f"file {name!r} must hold a finite 2-D table with at least one row", code="search:user:bad-file"
+        )
+    if (np.abs(X) > MAX_ABS_VALUE).any():
+        raise ValidationFailed(
+            f"file {name!r} holds values beyond ±{MAX_ABS_VALUE:.3g} (the float32 range models run in)",
+            code="search:user:bad-file",
         )
     return X
 

@@ -1,5 +1,5 @@
 """Read a submission's table data (CSV or NPZ) or texts (JSONL) into arrays, with errors that name the
-problem (images: ``image_data``, which shares ``field_error`` and ``label_values``).
+problem (images: ``image_data``, which shares ``field_error`` and ``checked_labels``).
 
 Never unpickles: NPZ files are opened with ``allow_pickle=False``.
 """
@@ -13,7 +13,7 @@ import numpy as np
 
 from marketplace.core.exceptions import ValidationFailed
 from marketplace.submissions.choices import DataFormat
-from specs.tables import TableFileError, read_csv, read_npz
+from specs.tables import MAX_ABS_VALUE, TableFileError, check_unique_columns, read_csv, read_npz
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,46 @@ def _read_csv(raw: bytes, field: str, label_column: str | None) -> TableData:
         table = read_csv(raw, label_column=label_column)
     except TableFileError as exc:
         raise field_error(field, str(exc), f"submission:user:{exc.reason}") from None
-    y = None if table.labels is None else label_values(np.asarray(table.labels))
+    y = None if table.labels is None else checked_labels(np.asarray(table.labels), field)
     return TableData(X=table.X, columns=table.columns, y=y)
+
+
+def _rows_named(rows: np.ndarray) -> str:
+    shown = ", ".join(str(int(r) + 1) for r in rows[:5])
+    return f"row{'s' if rows.size > 1 else ''} {shown}{' ...' if rows.size > 5 else ''}"
+
+
+def checked_labels(values: np.ndarray, field: str) -> np.ndarray:
+    """:func:`label_values` of labels that are all there: an empty or NaN label is refused
+    (``missing-labels``), as are infinite or out-of-range numbers (``nan``, ``out-of-range``), naming
+    the rows (counted from 1 among the labelled rows)."""
+    values = np.asarray(values).reshape(-1)
+    if values.dtype.kind in "USO":
+        text = np.char.strip(values.astype(str))
+        missing = np.flatnonzero((text == "") | (np.char.lower(text) == "nan"))
+    elif values.dtype.kind == "f":
+        missing = np.flatnonzero(np.isnan(values))
+    else:
+        missing = np.zeros(0, dtype=np.int64)
+    if missing.size:
+        raise field_error(
+            field,
+            f"no label (empty or NaN) in {_rows_named(missing)}: label every row you send",
+            "submission:user:missing-labels",
+        )
+    y = label_values(values)
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+        raise field_error(
+            field, f"infinite labels in {_rows_named(np.flatnonzero(~np.isfinite(y)))}", "submission:user:nan"
+        )
+    if y.dtype.kind in "iuf" and np.any(np.abs(y) > MAX_ABS_VALUE):
+        rows = np.flatnonzero(np.abs(y) > MAX_ABS_VALUE)
+        raise field_error(
+            field,
+            f"labels beyond ±{MAX_ABS_VALUE:.3g} (the float32 range models run in) in {_rows_named(rows)}",
+            "submission:user:out-of-range",
+        )
+    return y
 
 
 def label_values(values: np.ndarray) -> np.ndarray:
@@ -45,9 +83,36 @@ def label_values(values: np.ndarray) -> np.ndarray:
         as_float = values.astype(np.float64)
     except ValueError:
         return values.astype(str)
-    if np.all(np.isfinite(as_float)) and np.all(as_float == np.round(as_float)):
+    exact = np.isfinite(as_float) & (np.abs(as_float) <= 2.0**53)  # larger ones would wrap around in int64
+    if np.all(exact) and np.all(as_float == np.round(as_float)):
         return as_float.astype(np.int64)
     return as_float
+
+
+# Fitting a regression head in float32 squares the targets' errors: beyond this they are infinite.
+MAX_ABS_TARGET = float(np.sqrt(np.finfo(np.float32).max))
+
+
+def regression_targets(y: np.ndarray, field: str) -> np.ndarray:
+    """Labels a regression can be fitted and scored on: numbers within ±``MAX_ABS_TARGET`` that are not all
+    one value (R², the rank scores and the baselines divide by their spread); refused by name otherwise."""
+    if y.dtype.kind not in "iuf":
+        raise field_error(field, "regression targets must be numbers", "submission:user:labels-mismatch")
+    largest = float(np.abs(y).max()) if y.size else 0.0
+    if largest > MAX_ABS_TARGET:
+        raise field_error(
+            field,
+            f"regression targets reach {largest:.3g}, beyond ±{MAX_ABS_TARGET:.3g} (their squares leave the "
+            "float32 range models are fitted in): rescale them",
+            "submission:user:out-of-range",
+        )
+    if y.size and np.ptp(y) == 0:
+        raise field_error(
+            field,
+            f"every regression target is {y.reshape(-1)[0].item()!r}: nothing to rank or score on",
+            "submission:user:constant-target",
+        )
+    return y
 
 
 def _read_npz(raw: bytes, field: str, want_labels: bool) -> TableData:
@@ -65,14 +130,19 @@ def _read_npz(raw: bytes, field: str, want_labels: bool) -> TableData:
         raise field_error(
             field, f"array 'X' must be numeric, got dtype {X.dtype}", "submission:user:not-numeric"
         )
-    columns = [str(c) for c in arrays["columns"].tolist()] if "columns" in arrays else None
+    columns = [str(c) for c in arrays["columns"].reshape(-1).tolist()] if "columns" in arrays else None
+    if columns is not None:
+        try:
+            check_unique_columns(columns)
+        except TableFileError as exc:
+            raise field_error(field, f"array 'columns': {exc}", f"submission:user:{exc.reason}") from None
     y = None
     if want_labels:
         if "y" not in arrays:
             raise field_error(
                 field, "NPZ must hold the labels as an array 'y'", "submission:user:missing-labels"
             )
-        y = label_values(arrays["y"].reshape(-1))
+        y = checked_labels(arrays["y"], field)
     return TableData(X=np.asarray(X, dtype=np.float64), columns=columns, y=y)
 
 
@@ -106,6 +176,16 @@ def read_table(
         names = [table.columns[c] if table.columns else str(c) for c in cols[:5]]
         raise field_error(
             field, f"{int(bad.sum())} NaN or infinite values, in columns {names}", "submission:user:nan"
+        )
+    huge = np.abs(X) > MAX_ABS_VALUE
+    if huge.any():
+        cols = np.flatnonzero(huge.any(axis=0))
+        names = [table.columns[c] if table.columns else str(c) for c in cols[:5]]
+        raise field_error(
+            field,
+            f"{int(huge.sum())} values beyond ±{MAX_ABS_VALUE:.3g} (the float32 range models run in), "
+            f"in columns {names}",
+            "submission:user:out-of-range",
         )
     if table.y is not None and table.y.shape[0] != X.shape[0]:
         raise field_error(
@@ -168,4 +248,4 @@ def read_texts(raw: bytes, *, field: str, label_key: str = "label", labelled: bo
             labels.append(str(record[label_key]).strip())
     if not texts:
         raise field_error(field, "holds no text lines", "submission:user:empty-data")
-    return TextData(texts=texts, y=label_values(np.asarray(labels)) if labelled else None)
+    return TextData(texts=texts, y=checked_labels(np.asarray(labels), field) if labelled else None)

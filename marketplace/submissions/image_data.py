@@ -20,7 +20,7 @@ import numpy as np
 
 from marketplace.submissions import conf
 from marketplace.submissions.choices import DataFormat
-from marketplace.submissions.data import field_error, label_values
+from marketplace.submissions.data import checked_labels, field_error
 
 IMAGES = DataFormat.IMAGES  # a zip of PNG/JPEG images (the name other modules import)
 
@@ -235,7 +235,7 @@ def _imagelabel_values(raw: bytes, names: list[str], field: str, label_column: s
             f"{len(unlabelled)} images have no row in {LABELS_FILE}: {unlabelled[:5]}",
             "submission:user:labels-mismatch",
         )
-    return label_values(np.asarray([mapping[n] for n in names]))
+    return checked_labels(np.asarray([mapping[n] for n in names]), field)
 
 
 def _npy_header(archive: zipfile.ZipFile, name: str) -> tuple[tuple[int, ...], np.dtype]:
@@ -306,7 +306,7 @@ def _read_image_npz(raw: bytes, field: str, labelled: bool) -> ImageData:
         )
     with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
         images = np.asarray(npz[key]).reshape(shape)
-        y = label_values(npz["y"].reshape(-1)) if labelled else None
+        y = checked_labels(npz["y"], field) if labelled else None
     values = images.astype(np.float32)
     if not np.isfinite(values).all():
         raise field_error(

@@ -148,7 +148,7 @@ def fold_scores(name: str, folds: Folds, inputs: FitInputs) -> list[float]:
         pred = methods.predict_method(
             model, task=task, n_classes=nc, outputs=[o[test] for o in inputs.outputs], Xs=inputs.Xs[test]
         )
-        out.append(methods.score(task, inputs.y[test], pred)[metric])
+        out.append(methods.score(task, inputs.y[test], pred, inputs.y)[metric])
     return out
 
 
@@ -164,7 +164,7 @@ def fixed_fold_scores(
     """Scores on each test fold of a model that labels do not change (the label-free choice)."""
     pred = methods.predict_method(model, task=task, n_classes=nc, outputs=outputs, Xs=Xs)
     metric = methods.primary(task)
-    return [methods.score(task, y[test], pred[test])[metric] for _, test in folds.splits]
+    return [methods.score(task, y[test], pred[test], y)[metric] for _, test in folds.splits]
 
 
 def validation_summary(per_fold: list[float], folds: Folds, metric: str) -> dict[str, Any]:

@@ -33,20 +33,24 @@ SHOWN = 20  # singles kept in the result (the search re-ranks its top 100 exactl
 
 
 def _check_named_learnwares(ctx: ReuseContext) -> None:
-    """Every learnware named in the requirements must exist and be visible to the user."""
-    named = set(ctx.requirements.get("learnwares", [])) | set(ctx.requirements.get("exclude", []))
-    if not named:
-        return
-    visible = set(
-        Learnware.objects.visible_to(ctx.submission.owner).filter(id__in=named).values_list("id", flat=True)
-    )
-    unknown = sorted(named - visible)
-    if unknown:
-        raise ValidationFailed(
-            f"requirements.learnwares: unknown learnware ids {unknown}",
-            code="submission:user:unknown-learnware",
-            details={"requirements.learnwares": [f"unknown ids {unknown}"]},
+    """Every learnware named in the requirements must exist and be visible to the user; the error
+    names the field that holds the unknown ids (``learnwares`` or ``exclude``)."""
+    for key in ("learnwares", "exclude"):
+        named = set(ctx.requirements.get(key, []))
+        if not named:
+            continue
+        visible = set(
+            Learnware.objects.visible_to(ctx.submission.owner)
+            .filter(id__in=named)
+            .values_list("id", flat=True)
         )
+        unknown = sorted(named - visible)
+        if unknown:
+            raise ValidationFailed(
+                f"requirements.{key}: unknown learnware ids {unknown}",
+                code="submission:user:unknown-learnware",
+                details={f"requirements.{key}": [f"unknown ids {unknown}"]},
+            )
 
 
 def _search_filters(ctx: ReuseContext) -> dict[str, Any]:

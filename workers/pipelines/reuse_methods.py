@@ -141,12 +141,20 @@ def predict_method(
     return predict_assembly(assembly, task=task, n_classes=n_classes, outputs=outputs, Xs=Xs)
 
 
-def score(task: str, y: np.ndarray, prediction: np.ndarray) -> dict[str, float]:
-    """accuracy for classification; r2 and rmse for regression (higher r2 is better)."""
+def score(
+    task: str, y: np.ndarray, prediction: np.ndarray, reference: np.ndarray | None = None
+) -> dict[str, float]:
+    """accuracy for classification; r2 and rmse for regression (higher r2 is better).
+
+    A test fold whose targets are all one value (ties: ratings, counts) has no spread of its own, so
+    its R² would be NaN; with ``reference`` (every labelled target) its errors are measured against
+    the sample's spread instead -- on that fold, the same for every candidate, so comparisons stay paired."""
     if task == "classification":
         return {"accuracy": float(np.mean(prediction.argmax(axis=1) == y))}
     residual = prediction - y
     total = float(((y - y.mean()) ** 2).sum())
+    if total == 0 and reference is not None:
+        total = float(np.var(reference)) * y.shape[0]
     r2 = 1.0 - float((residual**2).sum()) / total if total > 0 else float("nan")
     return {"r2": r2, "rmse": float(np.sqrt(np.mean(residual**2)))}
 

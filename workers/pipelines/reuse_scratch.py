@@ -118,7 +118,7 @@ def scratch_fold_scores(
     metric, scores = primary(task), []
     for train, test in splits:
         model = scratch_fit(clone(template), X[train], y[train], task)
-        scores.append(score(task, y[test], scratch_predict(model, X[test], task, nc))[metric])
+        scores.append(score(task, y[test], scratch_predict(model, X[test], task, nc), y)[metric])
     return scores
 
 

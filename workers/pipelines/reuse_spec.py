@@ -14,7 +14,7 @@ from marketplace.learnwares.models import FeatureSpace
 from marketplace.learnwares.services.adapter_bases import is_base_space
 from marketplace.learnwares.services.registered import MINILM_KEY
 from marketplace.submissions.choices import DataFormat
-from marketplace.submissions.data import field_error
+from marketplace.submissions.data import field_error, regression_targets
 from marketplace.submissions.services import submission_feature_space_set
 from specs import RKMESpecification, SpecError, rkme_from_json, rkme_to_json
 from specs.columns import align
@@ -182,10 +182,7 @@ def _check_labels(ctx: ReuseContext, space: FeatureSpace) -> dict[str, Any] | No
     y = table.y
     assert y is not None
     if ctx.submission.task == "regression":
-        if y.dtype.kind not in "iuf":
-            raise field_error(
-                "labelled", "regression targets must be numbers", "submission:user:labels-mismatch"
-            )
+        y = regression_targets(y, "labelled")
         return {"n": int(y.shape[0]), "target_mean": float(np.mean(y)), "target_std": float(np.std(y))}
     classes, counts = np.unique(y.astype(str), return_counts=True)
     # A single class is kept: the label-free package is still delivered, and the labels still

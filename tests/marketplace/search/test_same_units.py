@@ -161,3 +161,47 @@ def test_the_api_applies_the_prior_to_a_csv_and_to_an_rkme_sent_with_its_unit_rm
     bad = doc | {"unit_rms": [1.0, -2.0, 3.0]}
     r = api.post("/api/v1/search/by-data/", {"feature_space": space.key, "rkme": bad, "k": 3}, format="json")
     assert r.status_code == 400 and r.json()["error"]["code"] == "search:user:bad-rkme"
+
+
+@pytest.mark.parametrize("rms", [1e300, 1e-300])
+def test_an_rkme_whose_unit_rms_leaves_float32s_range_is_refused_not_a_500(alice, market, client_for, rms):
+    # 1e300 passed the check (finite, > 0) and the response then held infinities: a 500.
+    from tests.marketplace.search.factories import rkme_doc
+
+    space, _, rng = market
+    X = _rows(rng, "A", N_USER)
+    spec = table_rkme(X, space.standardization, space.gamma, k=K)
+    doc = rkme_doc(spec.Z_, spec.beta_, space.gamma, n_samples=N_USER) | {"unit_rms": [rms, 1.0, 1.0]}
+    api = client_for(alice)
+    r = api.post("/api/v1/search/by-data/", {"feature_space": space.key, "rkme": doc, "k": 3}, format="json")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "search:user:bad-rkme", r.content
+    assert "float32" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("factor", [1e34, 1e300])
+def test_a_file_of_huge_values_is_ranked_or_refused_by_name_never_a_500(alice, market, client_for, factor):
+    # 1e34 (finite in float32): the same-units factors squared overflowed float32 and the response held NaN;
+    # 1e300 (beyond float32): refused like a submission's.
+    import io
+    import json
+    import math
+
+    space, _, rng = market
+    X = _rows(rng, "A", N_USER) * factor
+    csv = io.BytesIO(("\n".join(",".join(repr(float(v)) for v in row) for row in X) + "\n").encode())
+    csv.name = "rows.csv"
+    api = client_for(alice)
+    r = api.post(
+        "/api/v1/search/by-data/",
+        {"feature_space": space.key, "file": csv, "k": 3, "cross_space": False},
+        format="multipart",
+    )
+    if factor > 3.4e38:
+        assert r.status_code == 400 and r.json()["error"]["code"] == "search:user:bad-file", r.content
+        return
+    assert r.status_code == 200, r.content
+    numbers: list[float] = []
+    json.loads(r.content, parse_constant=lambda c: numbers.append(float(c)))  # NaN/Infinity would land here
+    assert numbers == []
+    moved = [h["units"]["same_units_mmd2"] for h in r.json()["results"]]
+    assert moved and all(math.isfinite(v) and v >= 0 for v in moved)
