@@ -271,7 +271,9 @@ def _member_model(raw: bytes, fmt: str) -> MemberModel:
 class PackagePredictor(RecipePredictor):
     """Predict with a package built by :func:`run` (``specs.recipe``, the client's implementation too);
     TorchScript and ONNX members run in this process: this is the user's side, on their machine,
-    with the artifacts the market checked."""
+    with the artifacts the market checked. In a published base's space its inputs are embeddings of
+    ``recipe.base``'s version; a member head on its own version (``member_bases()``) takes that version's
+    embeddings of the same texts as ``predict_proba(X, base_rows={package sha256: rows})``."""
 
     def __init__(self, files: dict[str, bytes]) -> None:
         super().__init__(files, _member_model)
