@@ -19,7 +19,7 @@ import hashlib
 import io
 import json
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -32,7 +32,8 @@ from specs.images import image_rows, rows_as_images
 from specs.impute import member_rows, recipe_rows
 
 RECIPE_FORMAT = "lwm-assembly-recipe"
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2  # 2: a member may carry its own ``base`` (a text head pinned to another base version)
+READABLE_VERSIONS = (1, 2)
 
 MemberModel = Callable[[np.ndarray], np.ndarray]  # float32 inputs -> raw outputs (float64)
 LoadMember = Callable[[bytes, str], MemberModel]  # (artifact bytes, format) -> model
@@ -55,6 +56,12 @@ class RecipeColumnsError(RecipeError):
     given)."""
 
     code = "predict:user:columns"
+
+
+class RecipeMemberBaseError(RecipeError):
+    """A member runs on its own base version (its entry's ``base``) and its rows were not given."""
+
+    code = "predict:user:member-base-rows"
 
 
 def space_rows(X: np.ndarray, recipe: dict[str, Any]) -> np.ndarray:
@@ -160,6 +167,27 @@ class RecipeTransform:
         return (U - self.mean) / self.scale
 
 
+def member_base(entry: dict[str, Any], recipe: dict[str, Any]) -> dict[str, Any] | None:
+    """A recipe member's own base reference (the fields of ``recipe.base``), None when it runs on the
+    recipe's ``base`` (or the recipe has none): only a version-2 recipe's member may carry one."""
+    ref = entry.get("base")
+    if not ref:
+        return None
+    if not isinstance(ref, dict) or not ref.get("package_sha256") or not recipe.get("base"):
+        raise RecipeError(f"member {entry.get('name')!r}: its base reference is incomplete")
+    return None if ref["package_sha256"] == recipe["base"].get("package_sha256") else ref
+
+
+def _own_rows(ref: dict[str, Any], base_rows: Mapping[str, np.ndarray] | None, n: int) -> np.ndarray:
+    rows = (base_rows or {}).get(str(ref["package_sha256"]))
+    if rows is None or rows.shape[0] != n:
+        raise RecipeMemberBaseError(
+            f"a member runs on base model {ref.get('key')} v{ref.get('version')} (package "
+            f"{ref['package_sha256']}): the inputs embedded by that version are needed"
+        )
+    return np.asarray(rows, dtype=np.float64)
+
+
 def package_files(content: bytes) -> dict[str, bytes]:
     """Files of a package zip (name -> bytes), folders left out."""
     with zipfile.ZipFile(io.BytesIO(content)) as zf:
@@ -172,8 +200,9 @@ class RecipePredictor:
     def __init__(self, files: dict[str, bytes], load_member: LoadMember) -> None:
         self.manifest: dict[str, Any] = yaml.safe_load(files["learnware.yaml"])
         self.recipe: dict[str, Any] = json.loads(files["recipe.json"])
-        if self.recipe.get("format") != RECIPE_FORMAT or self.recipe.get("version") != RECIPE_VERSION:
-            raise RecipeError(f"recipe.json is not a {RECIPE_FORMAT} v{RECIPE_VERSION} recipe")
+        if self.recipe.get("format") != RECIPE_FORMAT or self.recipe.get("version") not in READABLE_VERSIONS:
+            readable = " or ".join(map(str, READABLE_VERSIONS))
+            raise RecipeError(f"recipe.json is not a {RECIPE_FORMAT} recipe of version {readable}")
         blob = files[self.recipe["assembly"]["path"]]
         if sha256_hex(blob) != self.recipe["assembly"]["sha256"]:
             raise RecipeChecksumError("assembly.lwa does not match the sha256 in recipe.json")
@@ -201,16 +230,32 @@ class RecipePredictor:
             else space_rows(np.asarray(X, dtype=np.float64), self.recipe)
         )
 
-    def member_outputs(self, X: np.ndarray) -> list[np.ndarray]:
+    def member_bases(self) -> dict[str, dict[str, Any]]:
+        """package sha256 -> the base reference of every member that runs on another base version than
+        the recipe's ``base`` (its entry's own ``base``: a text head pinned to that version)."""
+        return {
+            str(ref["package_sha256"]): ref
+            for _, entry in self.members
+            if (ref := member_base(entry, self.recipe)) is not None
+        }
+
+    def member_outputs(
+        self, X: np.ndarray, base_rows: Mapping[str, np.ndarray] | None = None
+    ) -> list[np.ndarray]:
         """Each member alone on rows X: (n, C) probabilities in the task's class order, or (n,) values.
 
+        A member with its own ``base`` takes the same inputs embedded by that version instead:
+        ``base_rows[<its package sha256>]`` (the caller embeds them, :meth:`member_bases`).
         Rows filled by the recipe's ``input.impute`` plan are refilled for a member whose entry holds
         its own fill (``impute``: its RKME's conditional mean, ``specs.impute.member_rows``); recipes
         built before per-member fills have none and every member sees the plan's rows."""
         plan = (self.recipe.get("input") or {}).get("impute")
         out = []
         for model, entry in self.members:
-            if plan and entry.get("impute"):
+            ref = member_base(entry, self.recipe)
+            if ref is not None:
+                X_own = _own_rows(ref, base_rows, X.shape[0])
+            elif plan and entry.get("impute"):
                 scale = (entry.get("input_map") or {}).get("scale")
                 X_own = member_rows(X, plan, entry["impute"], None if scale is None else np.asarray(scale))
             else:
@@ -222,21 +267,22 @@ class RecipePredictor:
                 out.append(in_task_classes(probabilities(raw), entry.get("classes"), self.classes))
         return out
 
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """(n, C) probabilities over ``recipe['classes']`` (classification) or (n,) predictions."""
+    def predict_proba(self, X: Any, base_rows: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        """(n, C) probabilities over ``recipe['classes']`` (classification) or (n,) predictions;
+        ``base_rows``: see :meth:`member_outputs` (needed when :meth:`member_bases` is not empty)."""
         rows = self.rows(X)
         nc = len(self.classes) if self.task == "classification" else None
         return predict_assembly(
             self.assembly,
             task=self.task,
             n_classes=nc,
-            outputs=self.member_outputs(rows),
+            outputs=self.member_outputs(rows, base_rows),
             Xs=self.transform(rows),
         )
 
-    def predict(self, X: Any) -> np.ndarray:
+    def predict(self, X: Any, base_rows: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         """Class names (n,) or regression predictions (n,)."""
-        out = self.predict_proba(X)
+        out = self.predict_proba(X, base_rows)
         if self.task != "classification":
             return out
         return np.asarray(self.classes)[out.argmax(axis=1)]

@@ -64,6 +64,22 @@ def base_reference(package: str | Path) -> dict[str, Any] | None:
     return dict(ref) if isinstance(ref, dict) and ref.get("package_sha256") else None
 
 
+def member_base_references(package: str | Path) -> list[dict[str, Any]]:
+    """The base versions an assembly recipe's members run on besides its ``base`` (a member's own
+    ``base``: a text head pinned to another version; ``specs.recipe.member_base``), one per package."""
+    with zipfile.ZipFile(package) as zf:
+        if "recipe.json" not in zf.namelist():
+            return []
+        recipe = json.loads(zf.read("recipe.json"))
+    main = (recipe.get("base") or {}).get("package_sha256") if isinstance(recipe, dict) else None
+    refs: dict[str, dict[str, Any]] = {}
+    for entry in recipe.get("members") or [] if isinstance(recipe, dict) else []:
+        ref = entry.get("base") if isinstance(entry, dict) else None
+        if isinstance(ref, dict) and ref.get("package_sha256") and ref["package_sha256"] != main:
+            refs.setdefault(str(ref["package_sha256"]), dict(ref))
+    return list(refs.values())
+
+
 def _mismatch(what: str, got: str, expected: str) -> IntegrityError:
     return IntegrityError(
         f"{what}: sha256 {got} is not the base package the head was trained on ({expected})",
@@ -73,7 +89,8 @@ def _mismatch(what: str, got: str, expected: str) -> IntegrityError:
 
 
 def fetch_referenced_base(client: Client, download: Download) -> Download:
-    """After downloading a submission's package: fetch the base package it refers to (once).
+    """After downloading a submission's package: fetch the base package it refers to, and every base
+    version its recipe's members run on (:func:`member_base_references`), each once, sha256-checked.
 
     Raises
     ------
@@ -82,7 +99,8 @@ def fetch_referenced_base(client: Client, download: Download) -> Download:
     IntegrityError
         The base package's sha256 is not the one the head was trained on (nothing is kept).
     """
-    fetch_base_package(client, base_reference(download.path) or {})
+    for ref in [base_reference(download.path) or {}, *member_base_references(download.path)]:
+        fetch_base_package(client, ref)
     return download
 
 

@@ -130,9 +130,12 @@ def _limits() -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
-def run_isolated(package: Path, X: Any, base: Path | None = None) -> np.ndarray:
+def run_isolated(
+    package: Path, X: Any, base: Path | None = None, bases: dict[str, Path] | None = None
+) -> np.ndarray:
     """``Predictor.from_path(package).predict_proba(X)``, computed in an isolated process; ``base``
-    (a model-selection package's base model: its package zip or folder) travels read-only with it."""
+    (a model-selection package's base model: its package zip or folder) travels read-only with it, and
+    so do ``bases`` (package sha256 -> zip of a base version an assembly's members run on)."""
     inputs = np.asarray(X)
     if inputs.dtype.kind == "O":
         raise ValueError("inputs must be numbers or strings (object arrays need pickle)")
@@ -143,6 +146,9 @@ def run_isolated(package: Path, X: Any, base: Path | None = None) -> np.ndarray:
             shutil.copytree(base, folder / "base", symlinks=False)
         elif base is not None:
             shutil.copyfile(base, folder / "base.zip")
+        for sha, source in (bases or {}).items():
+            (folder / "bases").mkdir(exist_ok=True)
+            shutil.copyfile(source, folder / "bases" / f"{sha}.zip")
         np.save(folder / "inputs.npy", inputs, allow_pickle=False)
         command = [
             str(Path(sys.prefix).resolve() / "bin" / "python"),
@@ -197,10 +203,14 @@ class IsolatedPredictor:
             self.task = "embedding"  # an adapter package without a head embeds (as Predictor says)
         out = self.manifest.get("output") or {}
         self.classes = list((recipe or {}).get("classes") or out.get("classes") or []) or None
-        from lwm_client.base_heads import base_reference, base_source
+        from lwm_client.base_heads import base_reference, base_source, member_base_references
 
         self.base: Path | None = None
-        ref = base_reference(self.path)  # a head's or an adapter's published base
+        ref = base_reference(self.path)  # a head's, an adapter's or an assembly's published base
+        # The base versions an assembly's members are pinned to: the fetched zips (sha256-named).
+        self.bases = {
+            str(r["package_sha256"]): base_source(r, None) for r in member_base_references(self.path)
+        }
         if ref is not None:  # found (or refused with a named error) here, run there
             self.base = base_source(ref, base)
         else:  # a text model on a published base: the base version it is pinned to, or ``base``
@@ -209,7 +219,7 @@ class IsolatedPredictor:
             self.base = model_base_source(self.manifest, file_sha256(self.path), base)
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        return run_isolated(self.path, X, self.base)
+        return run_isolated(self.path, X, self.base, {k: v for k, v in self.bases.items() if v is not None})
 
     def predict(self, X: Any) -> np.ndarray:
         from lwm_client.predict import Predictor
@@ -226,7 +236,10 @@ def main(folder: str) -> None:
     inputs = np.load(Path(folder) / "inputs.npy", allow_pickle=False)
     X = inputs.tolist() if inputs.dtype.kind == "U" else inputs
     given = [p for p in (Path(folder) / "base", Path(folder) / "base.zip") if p.exists()]
-    out = Predictor.from_path(Path(folder) / "package.zip", given[0] if given else None).predict_proba(X)
+    bases = {p.stem: p for p in sorted((Path(folder) / "bases").glob("*.zip"))}
+    out = Predictor.from_path(Path(folder) / "package.zip", given[0] if given else None, bases).predict_proba(
+        X
+    )
     buffer = io.BytesIO()
     np.save(buffer, np.asarray(out), allow_pickle=False)
     answer.write(buffer.getvalue())

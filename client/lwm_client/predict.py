@@ -31,6 +31,7 @@ import hashlib
 import io
 import json
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -46,7 +47,14 @@ from specs.images import image_rows
 from specs.packaging.choices import MINILM_NAMES
 from specs.packaging.errors import InvalidPackageError
 from specs.packaging.torchscript import load_torchscript
-from specs.recipe import RecipeChecksumError, RecipeColumnsError, RecipeError, RecipePredictor, probabilities
+from specs.recipe import (
+    RecipeChecksumError,
+    RecipeColumnsError,
+    RecipeError,
+    RecipeMemberBaseError,
+    RecipePredictor,
+    probabilities,
+)
 from specs.scratch_linear import is_scratch_linear
 
 
@@ -212,14 +220,24 @@ class Predictor:
     Inputs: tables as (n, d) rows in the manifest's ``input.columns`` order (raw units),
     images as (n, C, H, W) in [0, 1] (an assembly also takes uint8 0..255, (n, H, W) grey
     images or flattened rows), texts as a list of strings (encoded with MiniLM here, or by the published
-    base an assembly's recipe names: ``recipe.base``, as for adapter packages).
+    base an assembly's recipe names: ``recipe.base``, as for adapter packages; a member head pinned to
+    another base version gets the texts embedded by its own, the member's ``base``).
     """
 
     def __init__(
-        self, files: dict[str, bytes], base: str | Path | None = None, *, package_sha256: str | None = None
+        self,
+        files: dict[str, bytes],
+        base: str | Path | None = None,
+        *,
+        package_sha256: str | None = None,
+        bases: Mapping[str, Path] | None = None,
     ) -> None:
         # ``package_sha256``: the package's, to find the base version a downloaded text model is pinned to.
+        # ``bases``: package sha256 -> zip of a base version the recipe's members run on (an isolated run's
+        # copies); by default the ones ``Client.download_submission`` fetched.
         self.package_sha256 = package_sha256
+        self._member_sources = dict(bases or {})
+        self._member_encoders: dict[str, Any] = {}
         self.manifest = yaml.safe_load(files["learnware.yaml"])
         self.task = self.manifest.get("task", "classification")
         out = self.manifest.get("output") or {}
@@ -274,14 +292,18 @@ class Predictor:
         self.task = self._assembly.task
 
     @classmethod
-    def from_bytes(cls, content: bytes, base: str | Path | None = None) -> Predictor:
+    def from_bytes(
+        cls, content: bytes, base: str | Path | None = None, bases: Mapping[str, Path] | None = None
+    ) -> Predictor:
         with zipfile.ZipFile(io.BytesIO(content)) as zf:
             files = {i.filename: zf.read(i) for i in zf.infolist() if not i.is_dir()}
-        return cls(files, base, package_sha256=hashlib.sha256(content).hexdigest())
+        return cls(files, base, package_sha256=hashlib.sha256(content).hexdigest(), bases=bases)
 
     @classmethod
-    def from_path(cls, path: str | Path, base: str | Path | None = None) -> Predictor:
-        return cls.from_bytes(Path(path).read_bytes(), base)
+    def from_path(
+        cls, path: str | Path, base: str | Path | None = None, bases: Mapping[str, Path] | None = None
+    ) -> Predictor:
+        return cls.from_bytes(Path(path).read_bytes(), base, bases)
 
     def _inputs(self, X: Any) -> np.ndarray:
         if self._image is not None:
@@ -380,14 +402,35 @@ class Predictor:
             self._encoder = adapter_base(self.recipe or {}, self._base)
         return pooled_embeddings(self._encoder, texts, pooling=str(ref.get("pooling") or "mean"))
 
+    def _member_base_rows(self, X: Any) -> dict[str, np.ndarray] | None:
+        """Raw texts embedded once per base version the recipe's members run on besides ``recipe.base``
+        (``specs.recipe.RecipePredictor.member_bases``: text heads pinned to another version), each base
+        fetched and checked as ``recipe.base`` is (sha256, folder digest, the market's folder checks)."""
+        refs = self._assembly.member_bases()
+        if not refs or not (len(X) and isinstance(X[0], str)):
+            return None  # rows given: RecipePredictor refuses them by name when a member needs its own
+        from specs.adapter_bases import pooled_embeddings
+
+        texts, out = [str(t) for t in X], {}
+        for sha, ref in refs.items():
+            if sha not in self._member_encoders:
+                self._member_encoders[sha] = adapter_base({"base": ref}, self._member_sources.get(sha))
+            pooling = str(ref.get("pooling") or "mean")
+            out[sha] = pooled_embeddings(self._member_encoders[sha], texts, pooling=pooling)
+        return out
+
     @property
     def _image(self) -> dict[str, Any] | None:
         """The recipe's image transform (encoder, seed, shape), or None."""
         return ((self.recipe or {}).get("transform") or {}).get("image")
 
-    def _assembly_proba(self, X: np.ndarray) -> np.ndarray:
+    def _assembly_proba(self, X: np.ndarray, base_rows: dict[str, np.ndarray] | None = None) -> np.ndarray:
         try:
-            return self._assembly.predict_proba(X)
+            return self._assembly.predict_proba(X, base_rows)
+        except RecipeMemberBaseError as exc:  # embeddings given where a member needs its own version's
+            raise ConfigError(
+                f"{exc}: pass the raw texts (each member's base version embeds them)", code=exc.code
+            ) from None
         except RecipeColumnsError as exc:  # the caller's rows, not the package, are wrong
             raise ConfigError(str(exc), code=exc.code) from None
         except RecipeError as exc:
@@ -401,7 +444,7 @@ class Predictor:
             return self._adapter.predict_proba(_texts(X) or [])
         inputs = self._inputs(X)
         if self.recipe is not None:  # rows as given -> the space's order: specs.recipe.space_rows
-            return self._assembly_proba(inputs)
+            return self._assembly_proba(inputs, self._member_base_rows(X))
         raw = _run(self.model, inputs)
         if self.task != "classification":
             return raw[:, 0] if raw.ndim == 2 and raw.shape[1] == 1 else raw

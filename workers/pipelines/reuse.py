@@ -46,7 +46,9 @@ from workers.pipelines.reuse_results import Stage, StageResult
 # 13: the spec stage's base version is used by every later stage (spec.base_version_id); text models in a
 #     published base's space (the texts embedded by that base in the sandbox; recipe.base)
 # 14: identify/rank cards in a published base's space say each text model's pinned base version (base_pin)
-PIPELINE_VERSION = 14
+# 15: each text head in a published base's space is fed the texts embedded by its pinned base version
+#     (reuse_base_pins.member_inputs); its recipe member carries that ``base`` (recipe version 2)
+PIPELINE_VERSION = 15
 
 
 @dataclass(frozen=True)

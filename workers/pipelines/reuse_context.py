@@ -105,6 +105,12 @@ class RunCache:
     imputation: dict[str, Any] | None = (
         None  # the spec stage's plan for the columns the user lacks (``reuse_impute``)
     )
+    # A published base's space: member version id -> the base version it is fed when not the run's
+    # (``reuse_base_pins.member_base``), base version id -> the labelled texts' rows on it, and the run's
+    # labelled rows by their bytes (to find a member's rows).
+    member_bases: dict[int, PublishedBase | None] = field(default_factory=dict)
+    base_rows: dict[int, np.ndarray] = field(default_factory=dict)
+    row_index: dict[bytes, int] = field(default_factory=dict)
 
 
 class ReuseContext:
@@ -301,8 +307,9 @@ class ReuseContext:
             )
         if self.is_text:
             # Text models are heads on the text space: their rows are the MiniLM embeddings, or in a published
-            # base's space the base's (the spec stage's version, in the sandbox); adapters' stages embed the
-            # texts themselves (reuse_adapters): labels only.
+            # base's space the base's (the spec stage's version, in the sandbox; a head pinned to another
+            # version is fed that version's rows by OutputCache, reuse_base_pins.member_inputs); adapters'
+            # stages embed the texts themselves (reuse_adapters): labels only.
             from marketplace.learnwares.encoding import encode_texts
             from workers.pipelines.reuse_base import base_encode
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,6 +180,9 @@ class OutputCache:
     ``imputation`` is the run's plan for columns the user lacks (``reuse_impute``): the rows come
     filled by it, and each member's RKME-filled columns are refilled from its own RKME
     (``specs.impute.member_rows``, as the package's predictor does with the recipe's fills).
+    ``rebase`` (member version id, rows) -> the rows it is fed: in a published base's space, a text head
+    pinned to another base version than the run's gets the texts embedded by its own version
+    (``reuse_base_pins.member_inputs``); None: every member gets the rows as given.
     """
 
     def __init__(
@@ -186,7 +190,9 @@ class OutputCache:
         image_shape: list[int] | tuple[int, ...] | None = None,
         unit_factor: np.ndarray | None = None,
         imputation: dict[str, Any] | None = None,
+        rebase: Callable[[int, np.ndarray], np.ndarray] | None = None,
     ) -> None:
+        self.rebase = rebase
         self.image_shape = [int(v) for v in image_shape] if image_shape else None
         self.unit_factor = None if unit_factor is None else np.asarray(unit_factor, dtype=np.float64)
         self.imputation = imputation or None
@@ -263,6 +269,8 @@ class OutputCache:
         the run's plan, refilled for this member (:meth:`member_rows`; ``keep`` as there).
 
         For an image learnware X holds pixel rows (n, C*H*W) in (C, H, W) order (see :meth:`inputs`)."""
+        if self.rebase is not None:
+            X = self.rebase(member.version_id, X)
         X = self.member_rows(member, X, keep)
         X32 = np.ascontiguousarray(X, dtype=np.float32)
         key = (member.version_id, hashlib.sha256(X32.tobytes()).hexdigest())

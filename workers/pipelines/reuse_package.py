@@ -3,7 +3,9 @@
 The zip holds ``learnware.yaml`` (the manifest, artifact format ``assembly``),
 ``recipe.json`` (method, task classes, the space transform, and every member's exact
 learnware version, package sha256, artifact path and sha256, classes and licence),
-``assembly.lwa`` (the fitted method, specs' no-pickle format), ``members/<i>/<file>``
+``assembly.lwa`` (the fitted method, specs' no-pickle format); in a published base's space the
+recipe's ``base`` (the version the user's texts were embedded with) and, for a member head fed
+another version (its pin), the member's own ``base``; ``members/<i>/<file>``
 (each member's model artifact, byte for byte) and ``rkme.json`` (the spec of the user's
 data, so the package can itself be published). Entries are written in a fixed order with
 a fixed timestamp, so the same inputs give the same bytes (and sha256).
@@ -30,6 +32,7 @@ from specs.packaging.onnx_run import load_onnx
 from specs.packaging.torchscript import load_torchscript
 from specs.recipe import RECIPE_FORMAT, RECIPE_VERSION, MemberModel, RecipePredictor, package_files
 from workers.base import Report
+from workers.pipelines.reuse_base_pins import member_base
 from workers.pipelines.reuse_context import ReuseContext
 from workers.pipelines.reuse_members import Member
 from workers.pipelines.reuse_results import AssembleResult, Json, PackageResult
@@ -128,6 +131,7 @@ def run(ctx: ReuseContext, report: Report) -> PackageResult:
                     "input_shape": m.input_shape,
                     "artifact": {"path": path, "format": m.artifact_format, "sha256": sha256_hex(artifact)},
                     **member_map_entry(ctx, m),
+                    **member_base_entry(ctx, m),
                 }
             )
         kind, licenses = assembly_model.kind, [m.license for m in members]
@@ -140,7 +144,9 @@ def run(ctx: ReuseContext, report: Report) -> PackageResult:
         transform["image"]["shape"] = _members_shape([cache.files(m) for m in members])
     recipe = {
         "format": RECIPE_FORMAT,
-        "version": RECIPE_VERSION,
+        # Version 2 only when a member carries its own base: a client that reads version 1 only would
+        # feed it the wrong version's embeddings, so it refuses; every other recipe stays readable by it.
+        "version": RECIPE_VERSION if any("base" in e for e in entries) else 1,
         "method": method,
         "task": task,
         "classes": classes,
@@ -215,6 +221,13 @@ def member_map_entry(ctx: ReuseContext, member: Member) -> Json:
     return out | ({"impute": fill} if fill is not None else {})
 
 
+def member_base_entry(ctx: ReuseContext, member: Member) -> Json:
+    """``base`` of a recipe member fed another base version than the recipe's (a text head pinned to
+    it, ``reuse_base_pins.member_base``): the same fields as ``recipe.base``; absent otherwise."""
+    own = member_base(ctx, member.version_id)
+    return {"base": own.card()} if own is not None else {}
+
+
 def recipe_input(ctx: ReuseContext) -> Json | None:
     """The recipe's ``input``: the user's data columns as given (``columns``) and, for each space
     column, the given column that feeds it (``index``); None when the data named no columns.
@@ -258,7 +271,9 @@ def _member_model(raw: bytes, fmt: str) -> MemberModel:
 class PackagePredictor(RecipePredictor):
     """Predict with a package built by :func:`run` (``specs.recipe``, the client's implementation too);
     TorchScript and ONNX members run in this process: this is the user's side, on their machine,
-    with the artifacts the market checked."""
+    with the artifacts the market checked. In a published base's space its inputs are embeddings of
+    ``recipe.base``'s version; a member head on its own version (``member_bases()``) takes that version's
+    embeddings of the same texts as ``predict_proba(X, base_rows={package sha256: rows})``."""
 
     def __init__(self, files: dict[str, bytes]) -> None:
         super().__init__(files, _member_model)

@@ -27,13 +27,15 @@ Verdict = Literal["better", "no_difference", "worse"]  # ``specs.evaluation.pair
 # --- nested parts read by later stages ------------------------------------------------------------
 class BasePinNote(TypedDict):
     """A text model of a run in a published base's space: the base version it was pinned to when it
-    published, against the version the run embeds every member's texts with (``reuse_base_pins``)."""
+    published, against the version the run embeds the user's texts with, and the version whose
+    embeddings it was fed (its pin's while published, ``reuse_base_pins``)."""
 
     version: int | None  # None: published before pins, the version it was trained on is not known
     version_id: int | None
     run_version: int
     run_version_id: int
     differs: bool | None
+    embedded_with: NotRequired[int]  # the version whose embeddings it was fed (its pin's, else the run's)
     explanation: str
 
 

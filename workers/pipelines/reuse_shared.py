@@ -18,6 +18,7 @@ import numpy as np
 from specs import RKMESpecification, SpecError, rkme_from_json
 from specs.evaluation import Folds, repeated_folds
 from specs.units import mixture_unit_factor
+from workers.pipelines.reuse_base_pins import member_inputs
 from workers.pipelines.reuse_context import ImageSpaceTransform, ReuseContext
 from workers.pipelines.reuse_members import Member, OutputCache, members_load, to_task_classes
 from workers.pipelines.reuse_results import Json
@@ -87,7 +88,10 @@ def context_members(ctx: ReuseContext, ids: list[int]) -> tuple[list[Member], Ou
         # With images, the cache knows the user's [C, H, W] so a member of another size is refused by name.
         shape = ctx.transform.shape if isinstance(ctx.transform, ImageSpaceTransform) else None
         cache.outputs = OutputCache(
-            image_shape=shape, unit_factor=unit_factor(ctx), imputation=ctx.imputation
+            image_shape=shape,
+            unit_factor=unit_factor(ctx),
+            imputation=ctx.imputation,
+            rebase=member_inputs(ctx),  # a text head pinned to another base version: that version's rows
         )
     missing = [i for i in ids if i not in cache.members]
     for m in members_load(missing) if missing else []:
