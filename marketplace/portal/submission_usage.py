@@ -59,7 +59,8 @@ def base_package_snippet(
         f"# the package (sha256 verified) and the base model its recipe.base names: {base.name} "
         f"v{base.version}\n"
         f"# (learnware {base.learnware_id}, package sha256 {base.package_sha256}),\n"
-        "# fetched into base_models/ and checked against that sha256\n"
+        "# fetched into base_models/ and checked against that sha256, with any other base version a\n"
+        "# member head was pinned to at its upload (its recipe member's base)\n"
         "# (a base version no longer visible to you: download:user:base-not-visible)\n"
         f'package = market.download_submission("{submission_id}", dest=".")\n'
         "# load checks the base folder's digest against recipe.base.folder_digest before anything runs\n"
