@@ -30,10 +30,10 @@ from specs.logistic import SoftmaxRegression
 from specs.packaging.choices import POOLINGS
 from specs.recipe import RecipeChecksumError, sha256_hex
 from specs.serialization import bytes_to_arrays
+from specs.token_limit import MAX_TOKENS
 from specs.transferability import pool_hidden_states
 
 PEFT_PREFIX = "base_model.model."
-MAX_LENGTH = 128  # the sandbox's truncation, so both runtimes embed the same tokens
 BATCH = 32
 ADAPTER_BASE = "all-minilm-l6-v2"  # the text space's base model (mean pooling)
 # (module name, token states (..., in)) -> the adapter's addition to the module's output (..., out)
@@ -143,7 +143,7 @@ def layer_states(
     modules: Sequence[str] = (),
     *,
     pooling: str = "mean",
-    max_length: int = MAX_LENGTH,
+    max_length: int = MAX_TOKENS,
 ) -> list[np.ndarray]:
     """Pooled hidden states of every transformer layer of ``base``, L arrays (n, hidden) float64.
 

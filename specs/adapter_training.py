@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from specs.exceptions import InvalidDataError
+from specs.token_limit import MAX_TOKENS
 
 HEAD_WEIGHT, HEAD_BIAS, PROBA = "head.weight", "head.bias", "proba"  # the output's non-LoRA tensors
 GFLOPS = 5.0  # a deliberately low single-thread throughput: the first estimate errs towards skipping
@@ -37,7 +38,7 @@ class TrainingConfig:
     lr: float = 1e-3  # the LoRA factors'
     head_lr: float = 5e-2  # the head's: its inputs are unit vectors, so its weights must grow
     weight_decay: float = 0.01
-    max_length: int = 128
+    max_length: int = MAX_TOKENS
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "lora_alpha": self.r, "optimizer": "AdamW", "targets": "query, value"}
@@ -57,12 +58,10 @@ def lora_targets(model_type: str, num_layers: int) -> list[str]:
     return [f"{family.prefix}.{i}.{t}" for i in range(num_layers) for t in (query, value)]
 
 
-def estimated_seconds(
-    *, num_layers: int, hidden_size: int, tokens: int, config: TrainingConfig, calls: int
-) -> float:
-    """A rough bound on training time: 6 FLOPs per parameter and token (forward + backward) over the
-    encoder's ~12 h^2 parameters per layer, for ``tokens`` training tokens per epoch, ``calls`` runs."""
-    flops = 6.0 * 12 * num_layers * hidden_size**2 * tokens * config.epochs * calls
+def estimated_seconds(*, num_layers: int, hidden_size: int, tokens: int, config: TrainingConfig) -> float:
+    """A rough bound on one training's time: 6 FLOPs per parameter and token (forward + backward) over
+    the encoder's ~12 h^2 parameters per layer, for ``tokens`` training tokens per epoch."""
+    flops = 6.0 * 12 * num_layers * hidden_size**2 * tokens * config.epochs
     return flops / (GFLOPS * 1e9)
 
 
@@ -168,6 +167,39 @@ def train_lora(
         return out
     finally:
         torch.set_num_threads(threads)
+
+
+def training_problem(
+    tensors: dict[str, np.ndarray],
+    *,
+    model_type: str,
+    num_layers: int,
+    hidden_size: int,
+    n_classes: int,
+    n_predict: int,
+    r: int,
+) -> str | None:
+    """Why :func:`train_lora`'s output (read back from the sandbox, so untrusted) cannot be used, or
+    None: it must hold exactly the LoRA factors of every target module (``lora_A`` (r, hidden),
+    ``lora_B`` (hidden, r): the query/value projections are square), ``head.weight`` (k, hidden),
+    ``head.bias`` (k,) and ``proba`` (n_predict, k), all finite. A training that diverged gives NaN
+    or inf, which would otherwise be scored as class 0 and packaged."""
+    expected = {HEAD_WEIGHT: (n_classes, hidden_size), HEAD_BIAS: (n_classes,), PROBA: (n_predict, n_classes)}
+    for module in lora_targets(model_type, num_layers):
+        expected[f"base_model.model.{module}.lora_A.weight"] = (r, hidden_size)
+        expected[f"base_model.model.{module}.lora_B.weight"] = (hidden_size, r)
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        return f"the training returned other tensors (missing {missing[:3]}, unexpected {extra[:3]})"
+    for name, shape in expected.items():
+        value = tensors[name]
+        if not isinstance(value, np.ndarray) or value.shape != shape or value.dtype.kind != "f":
+            got = getattr(value, "shape", type(value).__name__)
+            return f"the training returned {name} of shape {got}, expected {shape} floats"
+        if not np.isfinite(value).all():
+            return f"the training diverged: {name} holds NaN or infinite values"
+    return None
 
 
 def lora_state(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

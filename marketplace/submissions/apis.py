@@ -221,6 +221,19 @@ def _check_modality_formats(attrs: dict[str, Any]) -> None:
             )
 
 
+def _refuse_adapter_outside_model_selection(requirements: dict[str, Any]) -> None:
+    """``requirements.adapter`` trains an adapter on the base model that model selection chose: with
+    another kind no stage reads it, so asking for it is refused rather than silently ignored."""
+    kind = requirements.get("kind", "model")
+    if requirements.get("adapter") and kind != "base_model":
+        raise ValidationFailed(
+            f"requirements.adapter: training an adapter is part of choosing a base model; it needs "
+            f"requirements.kind 'base_model', not {kind!r}",
+            code="submission:user:adapter-needs-base-model",
+            details={"requirements": [f"adapter: only with kind 'base_model' (kind is {kind!r})"]},
+        )
+
+
 def _read_upload(upload: Any) -> bytes:
     upload.seek(0)
     raw = bytes(upload.read())
@@ -307,6 +320,7 @@ class SubmissionListCreateApi(ListAPIView):
             if not requirements.is_valid():
                 raise serializers.ValidationError({"requirements": requirements.errors})
             attrs["requirements"] = requirements.validated_data
+            _refuse_adapter_outside_model_selection(attrs["requirements"])
             return attrs
 
     class CreatedSerializer(serializers.Serializer):

@@ -24,6 +24,7 @@ import numpy as np
 from specs.base_models.embedding_cache import EmbeddingCache, cached_rows
 from specs.base_models.folder import ModelFolder, load_text_encoder
 from specs.exceptions import InvalidDataError, InvalidParameterError
+from specs.token_limit import MAX_TOKENS
 from specs.transferability.layers import pool_hidden_states
 
 
@@ -134,7 +135,7 @@ class LayerEmbedder(CachedLayerEmbedder):
         self,
         folder: ModelFolder,
         *,
-        max_length: int = 128,
+        max_length: int = MAX_TOKENS,
         batch_size: int = 32,
         cache: EmbeddingCache | None = None,
         include_embeddings: bool = False,

@@ -37,9 +37,10 @@ from tests.support.adapters import jsonl_bytes
 from tests.support.base_model_packages import base_model_folder, base_model_package, drop_registered_minilm
 from tests.support.image_base_models import digits_images
 from tests.support.image_market import images_zip
+from workers.pipelines.embedding_cache import embedding_cache
 from workers.pipelines.model_selection import evaluation_folds
 from workers.pipelines.model_selection_adapter import TrainingBase, adapter_package_files, train_call
-from workers.pipelines.model_selection_embed import SandboxLayerEmbedder, embedding_cache
+from workers.pipelines.model_selection_embed import SandboxLayerEmbedder
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "client"))
 

@@ -12,6 +12,7 @@ import pytest
 
 from specs.adapter_runtime import embedding, layer_states, lora_delta
 from specs.adapter_training import (
+    GFLOPS,
     HEAD_BIAS,
     HEAD_WEIGHT,
     PROBA,
@@ -20,6 +21,7 @@ from specs.adapter_training import (
     lora_state,
     lora_targets,
     train_lora,
+    training_problem,
 )
 from specs.assembly import LoRAAdapter
 from specs.base_models import inspect_model_folder, load_text_encoder
@@ -75,6 +77,37 @@ def test_the_hook_runtime_with_the_trained_factors_gives_pefts_probabilities(che
     assert np.abs(alone - E).max() > 1e-4
 
 
+def _problem(checked, out: dict[str, np.ndarray]) -> str | None:
+    return training_problem(
+        out,
+        model_type=checked.model_type,
+        num_layers=checked.num_layers,
+        hidden_size=checked.hidden_size,
+        n_classes=2,
+        n_predict=len(TEXTS),
+        r=SMALL.r,
+    )
+
+
+def test_a_real_training_passes_the_output_check_and_damaged_outputs_are_named(checked):
+    out = _train(checked, seed=3)
+    assert _problem(checked, out) is None
+    query_a = "base_model.model.encoder.layer.0.attention.self.query.lora_A.weight"  # PEFT's key, by hand
+    assert out[query_a].shape == (SMALL.r, checked.hidden_size)
+    nan = dict(out, **{PROBA: np.full_like(out[PROBA], np.nan)})
+    assert "diverged" in str(_problem(checked, nan)) and PROBA in str(_problem(checked, nan))
+    inf = dict(out, **{query_a: np.full_like(out[query_a], np.inf)})
+    assert query_a in str(_problem(checked, inf))
+    missing = {k: v for k, v in out.items() if k != PROBA}
+    assert "missing ['proba']" in str(_problem(checked, missing))
+    extra = dict(out, **{"base_model.model.pooler.dense.lora_A.weight": out[query_a]})
+    assert "unexpected" in str(_problem(checked, extra))
+    other_rank = dict(out, **{query_a: np.zeros((4, checked.hidden_size), np.float32)})
+    assert query_a in str(_problem(checked, other_rank)) and "shape (4," in str(_problem(checked, other_rank))
+    short = dict(out, **{PROBA: out[PROBA][:-1]})
+    assert PROBA in str(_problem(checked, short))
+
+
 def test_a_seed_fixes_every_tensor_and_another_seed_changes_them(checked):
     first, again, other = _train(checked, seed=3), _train(checked, seed=3), _train(checked, seed=4)
     assert sorted(first) == sorted(again) == sorted(other)
@@ -97,13 +130,16 @@ def test_targets_are_each_familys_query_and_value_projections():
 
 
 def test_the_estimate_grows_with_tokens_and_epochs_and_the_config_round_trips():
-    one = estimated_seconds(num_layers=6, hidden_size=384, tokens=1000, config=SMALL, calls=1)
-    assert estimated_seconds(
-        num_layers=6, hidden_size=384, tokens=2000, config=SMALL, calls=1
-    ) == pytest.approx(2 * one)
-    assert estimated_seconds(
-        num_layers=6, hidden_size=384, tokens=1000, config=SMALL, calls=3
-    ) == pytest.approx(3 * one)
+    one = estimated_seconds(num_layers=6, hidden_size=384, tokens=1000, config=SMALL)
+    assert estimated_seconds(num_layers=6, hidden_size=384, tokens=2000, config=SMALL) == pytest.approx(
+        2 * one
+    )
+    thrice = TrainingConfig.from_dict({**SMALL.to_dict(), "epochs": 3 * SMALL.epochs})
+    assert estimated_seconds(num_layers=6, hidden_size=384, tokens=1000, config=thrice) == pytest.approx(
+        3 * one
+    )
+    # 6 FLOPs per parameter and token over ~12 h^2 parameters per layer, at GFLOPS.
+    assert one == pytest.approx(6 * 12 * 6 * 384**2 * 1000 * SMALL.epochs / (GFLOPS * 1e9))
     assert TrainingConfig.from_dict(SMALL.to_dict()) == SMALL and SMALL.to_dict()["lora_alpha"] == SMALL.r
 
 

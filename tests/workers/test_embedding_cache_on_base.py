@@ -19,6 +19,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from specs import adapter_runtime
 from specs.adapter_runtime import adapter_from_files
 from specs.base_models import files_digest
+from specs.token_limit import MAX_TOKENS
 from tests.support.base_adapters import TEXTS, adapter_files, peft_layer_states, peft_lora_folder
 from tests.support.base_model_packages import base_model_folder
 from tests.support.packages import lora_files
@@ -183,3 +184,27 @@ def test_adapters_on_the_minilm_run_once_across_submissions(monkeypatch):
     assert_array_equal(again, first)
     stacked(reuse_text.LayerCache().states("base", TEXTS, None))
     assert runs == [TEXTS, TEXTS]
+
+
+def test_the_worker_keeps_one_cache_per_process_which_walks_its_folder_once(own_cache, settings, tmp_path):
+    from workers.pipelines.embedding_cache import cached_text_rows, embedding_cache
+
+    def rows(text: str) -> np.ndarray:
+        return cached_text_rows(
+            base="folder-x",
+            adapter="none",
+            pooling="mean",
+            call="pooled",
+            max_length=MAX_TOKENS,
+            texts=[text],
+            shape=(2,),
+            compute=lambda missing: np.array([[len(t), 1.0] for t in missing]),
+        )
+
+    cache = embedding_cache()
+    for text in ("a", "bb", "ccc"):  # three calls, each with a miss and a write
+        assert_array_equal(rows(text), [[len(text), 1.0]])
+    assert embedding_cache() is cache and cache.scans == 1  # not one folder walk per call
+    assert len(cache) == 0 and len(list(own_cache.rglob("*.npy"))) == 3  # no memory layer: on disk only
+    settings.VAR_DIR = tmp_path / "elsewhere"
+    assert embedding_cache() is not cache and embedding_cache() is embedding_cache()

@@ -24,7 +24,6 @@ from workers.sandbox.errors import SandboxError
 
 TEXTS_PER_CALL = 256  # as model selection: one call loads the base once and bounds its output
 BASE_PREFIX = "base/"  # workers.sandbox.adapter_base_call.BASE_FOLDER
-ENCODER_MAX_TOKENS = 128  # the hf_encoder call's truncation (workers.sandbox.base_model_call.MAX_TOKENS)
 
 
 def _base_files(row: BaseModel) -> tuple[dict[str, bytes], str]:

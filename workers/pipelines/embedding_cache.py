@@ -1,19 +1,28 @@
-"""The worker's one on-disk cache of base-model embeddings (``VAR_DIR/embeddings``), shared by model
+"""The worker's one on-disk cache of base-model embeddings (``VAR_DIR/embeddings``), used by model
 selection (``model_selection_embed``), adapters on a published base (``reuse_base``: every layer's
 states with an adapter or none, and the base's pooled embedding of the user's texts) and adapters on
 the MiniLM (``reuse_text``).
 
-An entry's namespace is (base weights, adapter identity, pooling, call) and its key adds the token
-limit and the text's sha256 (``specs.base_models.embedding_cache``): everything the sandboxed call's
-output depends on, so a second submission over the same texts, base and adapters runs no forward pass.
+They share the folder and its size cap, not entries. The reuse pipeline's namespace is (base folder
+digest, adapter identity, pooling-call) and its key adds the token limit and the text's sha256
+(``specs.base_models.embedding_cache``): everything the sandboxed call's output depends on, so a
+second submission over the same texts, base and adapters runs no forward pass. Model selection keys
+a base by its version's package sha256 (``version-<sha>``) or its files' digest (``files-<digest>``)
+with no adapter or pooling part, so a text ranked by model selection is embedded again by an adapter
+submission on the same base, and the other way round.
+
+One instance per process and folder (:func:`embedding_cache`): it walks the folder to learn its size
+once, then only when a write crosses the cap (at most once per ``evict_interval_s``). It keeps no
+entries in memory: a long-lived worker would otherwise grow without bound, and a hit reads one small
+``.npy`` file.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from django.conf import settings
@@ -24,20 +33,26 @@ NO_ADAPTER = "none"
 
 
 def embedding_cache() -> EmbeddingCache:
-    """The worker's on-disk cache (``.npy`` files, read without pickle), capped at
+    """The process's on-disk cache (``.npy`` files, read without pickle, no memory layer), capped at
     ``LWM_EMBEDDING_CACHE_MB`` (least recently used files go first)."""
-    return EmbeddingCache(
-        Path(settings.VAR_DIR) / "embeddings", max_bytes=settings.LWM_EMBEDDING_CACHE_MB * 1024 * 1024
+    return _instance(
+        str(Path(settings.VAR_DIR) / "embeddings"), settings.LWM_EMBEDDING_CACHE_MB * 1024 * 1024
     )
 
 
-def adapter_identity(model: Any) -> str:
+@functools.lru_cache(maxsize=4)  # one per (folder, cap): a test that moves VAR_DIR gets its own
+def _instance(directory: str, max_bytes: int) -> EmbeddingCache:
+    return EmbeddingCache(directory, max_bytes=max_bytes, memory_items=0)
+
+
+def adapter_identity(staged: bytes | None) -> str:
     """What an adapter contributes to a cache key: ``sha256-<hex>`` of the bytes the sandbox is given
     (``to_bytes()`` of a LoRA, a merged LoRA or an Arrow router: sorted JSON header + arrays, so equal
-    models give equal bytes), or ``none`` for the base alone."""
-    if model is None:
+    models give equal bytes; the caller passes the bytes it stages, serialised once), or ``none`` for
+    the base alone."""
+    if staged is None:
         return NO_ADAPTER
-    return "sha256-" + hashlib.sha256(model.to_bytes()).hexdigest()
+    return "sha256-" + hashlib.sha256(staged).hexdigest()
 
 
 def cached_text_rows(

@@ -55,12 +55,12 @@ from specs.evaluation import (
 )
 from specs.scratch_linear import pixel_features
 from workers.base import Report
+from workers.pipelines.embedding_cache import embedding_cache
 from workers.pipelines.model_selection_adapter import adapter_stage
 from workers.pipelines.model_selection_embed import (
     BaseModelUnavailable,
     SandboxImageLayerEmbedder,
     SandboxLayerEmbedder,
-    embedding_cache,
 )
 from workers.pipelines.model_selection_package import (
     DELIVERED_SCRATCH,
@@ -208,11 +208,10 @@ def evaluation_folds(y: np.ndarray, seed: int) -> Folds:
 
 
 def evaluate(
-    data: Any, y: np.ndarray, features: np.ndarray, chosen: str, seed: int
+    data: Any, y: np.ndarray, features: np.ndarray, chosen: str, seed: int, folds: Folds
 ) -> BaseModelEvaluateResult:
-    """The head on ``features`` vs the raw input from scratch (:func:`_baseline`) on the same
-    repeated stratified folds."""
-    folds = evaluation_folds(y, seed)
+    """The head on ``features`` vs the raw input from scratch (:func:`_baseline`) on ``folds``
+    (:func:`evaluation_folds`, which the adapter stage reuses)."""
     nc = int(y.max()) + 1
     bounds = metric_bounds("accuracy")
     head = scratch_fold_scores(
@@ -366,7 +365,8 @@ def model_selection_run(*, submission_id: str, report: Report) -> dict[str, Any]
     layer = ranked.chosen["layer"]
     features = layer_features(layers, layer)  # the client's package runtime reads the same features
     seed = int(requirements.get("seed", 0))
-    evaluated = evaluate(data, y.astype(np.int64), features, ranking.names[0], seed)
+    folds = evaluation_folds(y.astype(np.int64), seed)  # the head's, the baseline's and the adapter's
+    evaluated = evaluate(data, y.astype(np.int64), features, ranking.names[0], seed, folds)
     adapter_files = None
     if requirements.get("adapter"):  # texts only: check_model_selection refuses it for images
         report("evaluate", 1, 2, f"training LoRA adapters on {ranking.names[0]} in the sandbox")
@@ -376,7 +376,7 @@ def model_selection_run(*, submission_id: str, report: Report) -> dict[str, Any]
             [str(t) for t in rows],
             y.astype(np.int64),
             [str(c) for c in classes],
-            evaluation_folds(y.astype(np.int64), seed),
+            folds,
             seed=seed,
             budget=float(budget) if budget is not None else None,
             started=run_started,

@@ -42,6 +42,7 @@ from specs.adapter_training import (
     TrainingConfig,
     estimated_seconds,
     lora_state,
+    training_problem,
 )
 from specs.assembly import LoRAAdapter
 from specs.base_models import files_digest
@@ -76,6 +77,7 @@ class TrainingBase:
         self.name = f"{version.learnware.name} v{version.number}"
         self.license = version.learnware.license
         self.num_layers, self.hidden_size = int(row.num_layers), int(row.hidden_size)
+        self.model_type = str(json.loads(self.files["config.json"]).get("model_type", ""))
         self.pooling = "mean" if is_registered(version) else str(version.manifest.get("pooling") or "mean")
         self.published = (
             None
@@ -114,6 +116,8 @@ def train_call(
     ------
     TransientError, ApplicationError
         The sandbox is briefly unavailable / the base failed there (``submission:app:adapter-train-failed``).
+
+    The tensors are the sandbox's output, not yet checked: :func:`checked_training` checks them.
     """
     from safetensors.numpy import load
 
@@ -150,6 +154,23 @@ def train_call(
     return load(raw.astype(np.uint8).tobytes())
 
 
+def checked_training(
+    out: dict[str, np.ndarray], base: TrainingBase, config: TrainingConfig, n_classes: int, n_predict: int
+) -> str | None:
+    """Why a training call's output cannot be scored or packaged (its keys, shapes from the base's
+    config and ``config.r``, finiteness: :func:`specs.adapter_training.training_problem`), or None."""
+    problem = training_problem(
+        out,
+        model_type=base.model_type,
+        num_layers=base.num_layers,
+        hidden_size=base.hidden_size,
+        n_classes=n_classes,
+        n_predict=n_predict,
+        r=config.r,
+    )
+    return None if problem is None else f"{problem} (on {base.name})"
+
+
 def evaluate_adapter(
     base: TrainingBase,
     texts: list[str],
@@ -175,7 +196,7 @@ def evaluate_adapter(
     hyper = config.to_dict()
     tokens = sum(min(len(t.split()) * 2 + 2, config.max_length) for t in texts)  # ~2 tokens per word
     expected = estimated_seconds(
-        num_layers=base.num_layers, hidden_size=base.hidden_size, tokens=tokens, config=config, calls=1
+        num_layers=base.num_layers, hidden_size=base.hidden_size, tokens=tokens, config=config
     )
     per_fold: list[float] = []
     began = time.perf_counter()
@@ -196,6 +217,9 @@ def evaluate_adapter(
         call = time.perf_counter()
         out = train_call(base, texts, y, train, test, n_classes=n_classes, seed=seed, config=config)
         expected = max(expected if per_fold else 0.0, time.perf_counter() - call)
+        invalid = checked_training(out, base, config, n_classes, len(test))
+        if invalid:  # never argmax(NaN): a diverged fold skips the adapter
+            return {"skipped": f"fold {len(per_fold) + 1} of {k}: {invalid}", "hyperparameters": hyper}, None
         per_fold.append(float((out[PROBA].argmax(axis=1) == y[test]).mean()))
     bounds = metric_bounds("accuracy")
     vs_head, d_head = paired_verdict(per_fold, head[:k], share)
@@ -209,6 +233,9 @@ def evaluate_adapter(
         final = train_call(
             base, texts, y, everything, everything[:0], n_classes=n_classes, seed=seed, config=config
         )
+        invalid = checked_training(final, base, config, n_classes, 0)
+        if invalid:  # never packaged: the frozen head is kept, with the reason
+            final, late = None, f"the final training on every row failed: {invalid}"
     replaces = final is not None
     interval = score_interval(per_fold, share, bounds=bounds)
     statement = (

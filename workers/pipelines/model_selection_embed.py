@@ -2,9 +2,10 @@
 
 A published base model is still an upload: its forward pass runs only in a sandboxed
 ``hf_encoder`` call in layer mode (``run_model(..., layers_max_length=...)``), which re-runs the
-folder checks before loading. The worker keeps the cache (``workers.pipelines.embedding_cache``, the
-one adapter submissions use too), keyed by the version's package sha256, so a text is embedded once
-per (base model version, text) across submissions.
+folder checks before loading. The worker keeps the cache (``workers.pipelines.embedding_cache``: the
+folder adapter submissions use too, under other keys, so their entries are not shared), keyed by the
+version's package sha256, so a text is embedded once per (base model version, text) across model
+selection submissions.
 
 The market's own MiniLM (a *registered* version, ``marketplace.learnwares.services.registered``)
 has no package: its folder's files are read from the local offline copy instead, keyed by their
@@ -33,12 +34,11 @@ from specs.base_models import CachedLayerEmbedder, EmbeddingCache, LayerEmbeddin
 from specs.base_models.folder import TOKENIZER_FILES, WEIGHTS_FILE, files_digest
 from specs.base_models.images import check_images, image_key
 from specs.minilm import MiniLMMissingError
-from workers.pipelines.embedding_cache import embedding_cache as embedding_cache  # model_selection's import
+from specs.token_limit import MAX_TOKENS
 from workers.pipelines.reuse_members import package_files
 from workers.sandbox import SandboxLimits, SandboxUnavailable, run_model
 from workers.sandbox.errors import SandboxError
 
-MAX_TOKENS = 128  # as the probe and the adapters' runtime
 TEXTS_PER_CALL = 256  # one sandbox call loads the model once; this bounds its output and its time
 MODEL_PREFIX = "model/"
 

@@ -28,12 +28,11 @@ from marketplace.learnwares.services.adapter_bases import (
     published_base_for,
 )
 from marketplace.submissions.data import field_error
-from specs.adapter_runtime import MAX_LENGTH
 from specs.assembly import ArrowRouter, LoRAAdapter
 from specs.base_models import files_digest
+from specs.token_limit import MAX_TOKENS
 from workers.pipelines.adapter_base import (
     BASE_PREFIX,
-    ENCODER_MAX_TOKENS,
     encoder_rows,
     in_text_batches,
     unit_rows,
@@ -158,8 +157,9 @@ def base_layer_states(
         there (both passed these checks when they were published).
     """
     staged = {BASE_PREFIX + name: data for name, data in base.files.items()}
-    if model is not None:
-        staged[ASSEMBLY_FILE] = model.to_bytes()
+    payload = model.to_bytes() if model is not None else None  # serialised once: staged and hashed
+    if payload is not None:
+        staged[ASSEMBLY_FILE] = payload
 
     def run(missing: list[str]) -> np.ndarray:  # (m, L, hidden)
         return in_text_batches(
@@ -169,7 +169,7 @@ def base_layer_states(
             code="submission:app:adapter-base-failed",
             kind="peft_lora",
             pooling=base.pooling,
-            layers_max_length=MAX_LENGTH,
+            layers_max_length=MAX_TOKENS,
         )
 
     layers = _layer_count(base.files)
@@ -178,10 +178,10 @@ def base_layer_states(
     else:
         states = cached_text_rows(
             base=f"folder-{base.folder_digest}",
-            adapter=adapter_identity(model),
+            adapter=adapter_identity(payload),
             pooling=base.pooling,
             call="layers",
-            max_length=MAX_LENGTH,
+            max_length=MAX_TOKENS,
             texts=texts,
             shape=(layers, base.dim),
             compute=run,
@@ -208,7 +208,7 @@ def base_encode(base: PublishedBase, space: Any, texts: list[str]) -> np.ndarray
         adapter=NO_ADAPTER,
         pooling=base.pooling,
         call="pooled",
-        max_length=ENCODER_MAX_TOKENS,
+        max_length=MAX_TOKENS,
         texts=texts,
         shape=(int(space.dim),),
         compute=lambda missing: encoder_rows(base.files, base.pooling, missing, key=base.key, space=space),

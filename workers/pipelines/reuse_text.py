@@ -25,6 +25,7 @@ from specs import adapter_runtime
 from specs.adapter_runtime import AdapterFilesError, Delta, arrow_delta, delta_of, embedding, lora_delta
 from specs.assembly import ArrowRouter, LoRAAdapter
 from specs.base_models import folder_digest
+from specs.token_limit import MAX_TOKENS
 from workers.pipelines.embedding_cache import adapter_identity, cached_text_rows
 from workers.pipelines.reuse_base import PublishedBase, base_layer_states
 
@@ -129,10 +130,10 @@ def minilm_layer_states(texts: list[str], model: LoRAAdapter | ArrowRouter | Non
 
     states = cached_text_rows(
         base=f"folder-{digest}",
-        adapter=adapter_identity(model),
+        adapter=adapter_identity(model.to_bytes() if model is not None else None),
         pooling="mean",  # the MiniLM's (specs.adapter_runtime.ADAPTER_BASE)
         call="layers",
-        max_length=adapter_runtime.MAX_LENGTH,
+        max_length=MAX_TOKENS,
         texts=texts,
         shape=(layers, hidden),
         compute=run,

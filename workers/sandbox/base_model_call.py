@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from specs.packaging.errors import InvalidPackageError
+from specs.token_limit import MAX_TOKENS
 
 POOLINGS = ("mean", "cls")
-MAX_TOKENS = 128
 
 
 def _refusal(exc: Exception) -> InvalidPackageError:

@@ -21,6 +21,7 @@ import torch
 
 from specs.packaging.errors import InvalidPackageError
 from specs.packaging.torchscript import load_torchscript
+from specs.token_limit import MAX_TOKENS
 
 # 5 is the fork server's own set-up failure (zygote.EXIT_SETUP).
 EXIT_ERROR, EXIT_MEMORY, EXIT_REFUSED = 3, 4, 6
@@ -79,7 +80,11 @@ def _run_adapter(folder: Path, base_model_path: str, inputs: np.ndarray) -> np.n
     tokenizer, base = _load_base(base_model_path)
     model = PeftModel.from_pretrained(base, str(folder), is_trainable=False).eval()
     batch = tokenizer(
-        [str(t) for t in inputs.tolist()], padding=True, truncation=True, max_length=128, return_tensors="pt"
+        [str(t) for t in inputs.tolist()],
+        padding=True,
+        truncation=True,
+        max_length=MAX_TOKENS,
+        return_tensors="pt",
     )
     hidden = model(**batch).last_hidden_state
     mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
@@ -116,7 +121,10 @@ def execute(req: dict[str, Any], folder: Path) -> np.ndarray:
                 return train_on_base(folder / "artifact", inputs, str(req.get("pooling")))
             if req.get("mode") == "layers":  # reuse: every layer, with a LoRA, an assembly or nothing
                 return on_base.run_adapter_layers_on_base(
-                    folder / "artifact", inputs, str(req.get("pooling")), int(req.get("max_length") or 128)
+                    folder / "artifact",
+                    inputs,
+                    str(req.get("pooling")),
+                    int(req.get("max_length") or MAX_TOKENS),
                 )
             return on_base.run_adapter_on_base(folder / "artifact", inputs, str(req.get("pooling")))
         if req["kind"] == "peft_lora":
@@ -124,7 +132,9 @@ def execute(req: dict[str, Any], folder: Path) -> np.ndarray:
         if req["kind"] == "hf_encoder" and req.get("mode") == "layers":  # model selection: every layer
             from workers.sandbox.base_model_call import run_base_model_layers
 
-            return run_base_model_layers(folder / "artifact", inputs, int(req.get("max_length") or 128))
+            return run_base_model_layers(
+                folder / "artifact", inputs, int(req.get("max_length") or MAX_TOKENS)
+            )
         if req["kind"] == "hf_encoder":  # an uploaded base model: folder checks, load, pooled probe
             from workers.sandbox.base_model_call import run_base_model
 

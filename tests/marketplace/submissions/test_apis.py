@@ -78,6 +78,19 @@ def test_bad_requirements_are_refused_naming_the_field(alice, client_for):
     assert not Submission.objects.exists()
 
 
+@pytest.mark.parametrize("kind", [None, "model", "adapter"])
+def test_an_adapter_asked_for_outside_model_selection_is_refused_by_name(alice, client_for, kind):
+    requirements = {"adapter": True} | ({"kind": kind} if kind else {})
+    response = _post_csv(client_for(alice), requirements=json.dumps(requirements))
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "submission:user:adapter-needs-base-model"
+    assert error["message"].startswith("requirements.adapter") and repr(kind or "model") in error["message"]
+    assert not Submission.objects.exists()
+    # adapter false asks for nothing: accepted, as without it
+    assert _post_csv(client_for(alice), requirements=json.dumps({"adapter": False})).status_code == 202
+
+
 def test_a_too_large_upload_is_refused_with_413_and_nothing_is_stored(alice, client_for, settings):
     settings.LWM_SUBMISSION_MAX_BYTES = 10
     before = _stored_names(f"submissions/{alice.id}")

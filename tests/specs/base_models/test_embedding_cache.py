@@ -139,3 +139,90 @@ def test_bad_keys_and_shapes_are_refused(tmp_path: Path) -> None:
         EmbeddingCache(tmp_path).get(("../outside", 128, text_key("x")))
     with pytest.raises(InvalidDataError, match="expected"):
         cached_rows(EmbeddingCache(), "ns", 128, ["x"], [text_key("x")], (2, 4), _values)
+
+
+@pytest.mark.parametrize("how", ["read-only", "a file in its place"])
+def test_an_unwritable_folder_keeps_the_value_in_memory_and_logs_once(tmp_path: Path, caplog, how) -> None:
+    root = tmp_path / "cache"
+    if how == "read-only":
+        if os.geteuid() == 0:
+            pytest.skip("root writes into a read-only folder")
+        root.mkdir()
+        root.chmod(0o500)  # no writes: mkdir of the namespace fails with PermissionError
+    else:
+        root.write_bytes(b"")  # works as root too: mkdir under a file fails (NotADirectoryError)
+    try:
+        cache = EmbeddingCache(root, max_bytes=10**6)
+        texts = ["one", "two", "three"]
+        with caplog.at_level("WARNING", logger="specs.base_models.embedding_cache"):
+            rows, computed = _rows(cache, texts, Counter())
+        np.testing.assert_array_equal(rows, _values(texts))
+        assert computed == 3 and cache.write_failures == 3 and not list(tmp_path.rglob("*.npy"))
+        assert len([r for r in caplog.records if "not kept on disk" in r.getMessage()]) == 1
+        again, computed = _rows(cache, texts, Counter())  # the memory layer answers
+        assert computed == 0
+        np.testing.assert_array_equal(again, _values(texts))
+    finally:
+        root.chmod(0o700)  # pytest removes it afterwards
+
+
+def test_a_full_disk_leaves_no_temporary_file_and_fails_nothing(tmp_path: Path, monkeypatch) -> None:
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "save", full)
+    cache = EmbeddingCache(tmp_path)
+    rows, computed = _rows(cache, ["one"], Counter())
+    np.testing.assert_array_equal(rows, _values(["one"]))
+    assert computed == 1 and cache.write_failures == 1
+    assert not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.rglob("*.npy"))
+
+
+def test_a_file_evicted_by_another_worker_right_after_the_rename_fails_nothing(tmp_path, monkeypatch) -> None:
+    import specs.base_models.embedding_cache as module
+
+    replace = os.replace
+
+    def then_evicted(src, dst):  # another process's eviction removes the file before our stat
+        replace(src, dst)
+        Path(dst).unlink()
+
+    monkeypatch.setattr(module.os, "replace", then_evicted)
+    cache = EmbeddingCache(tmp_path, max_bytes=10**6)
+    rows, computed = _rows(cache, ["one", "two"], Counter())
+    np.testing.assert_array_equal(rows, _values(["one", "two"]))
+    assert computed == 2 and cache.write_failures == 2 and not list(tmp_path.rglob("*.npy"))
+    assert len(cache) == 2  # kept in memory
+
+
+def test_a_bounded_memory_layer_keeps_the_most_recent_entries(tmp_path: Path) -> None:
+    texts = [f"text {i}" for i in range(5)]
+    cache = EmbeddingCache(tmp_path, memory_items=2)
+    _rows(cache, texts, Counter())
+    assert len(cache) == 2 and len(_entry_files(tmp_path)) == 5
+    disk_only = EmbeddingCache(tmp_path, memory_items=0)
+    rows, computed = _rows(disk_only, texts, Counter())
+    assert computed == 0 and len(disk_only) == 0
+    np.testing.assert_array_equal(rows, _values(texts))
+    with pytest.raises(InvalidParameterError):
+        EmbeddingCache(memory_items=0)  # no directory and no memory: nothing would be kept
+
+
+def test_eviction_walks_are_rate_limited_when_the_cap_cannot_be_met(tmp_path: Path, monkeypatch) -> None:
+    import specs.base_models.embedding_cache as module
+
+    texts = [f"text {i}" for i in range(8)]
+    _rows(EmbeddingCache(tmp_path), texts[:1], Counter())
+    per_file = next(tmp_path.rglob("*.npy")).stat().st_size
+    clock = [1000.0]
+    monkeypatch.setattr(module.time, "monotonic", lambda: clock[0])
+    cache = EmbeddingCache(tmp_path, max_bytes=2 * per_file, evict_interval_s=30)
+    monkeypatch.setattr(Path, "unlink", lambda self, missing_ok=False: None)  # nothing can be deleted
+    for text in texts[1:4]:
+        _rows(cache, [text], Counter())
+    # one walk to learn the size, one eviction walk when the cap was crossed, none after: the walk
+    # could not get under the cap, and 30 s have not passed
+    assert cache.scans == 2
+    clock[0] += 31
+    _rows(cache, texts[4:5], Counter())
+    assert cache.scans == 3
