@@ -78,6 +78,48 @@ def mixture_unit_factor(
     return np.asarray(user_rms, dtype=np.float64) / np.where(market > 0, market, 1.0)
 
 
+class UnitsOutOfRange(InvalidDataError):
+    """A user's rows that cannot be put into a learnware's units in float32; ``columns``: their indices."""
+
+    def __init__(self, message: str, columns: Sequence[int]) -> None:
+        super().__init__(message)
+        self.columns = [int(c) for c in columns]
+
+
+def member_scale(factor: np.ndarray) -> np.ndarray:
+    """``1 / factor`` (d,): what takes a user's rows into the members' units (``x_member = x * scale``),
+    the ``input_map.scale`` a recipe stores; models and the package's predictor apply it in float32.
+
+    Raises :class:`UnitsOutOfRange` for the columns whose scale lies outside float32's normal range
+    (``RMS_RANGE``): there it is 0 or infinite, so every converted value would be 0 or inf/NaN.
+    The factor is not clipped as search clips it (``FACTOR_CAP``): a real change of units can exceed
+    x1e6 (bytes and gigabytes, x1e9) and must be converted exactly, while search's clip changes no
+    score (beyond it every kernel value between distinct points is already 0)."""
+    scale = 1.0 / np.asarray(factor, dtype=np.float64)
+    bad = np.flatnonzero(~((scale >= RMS_RANGE[0]) & (scale <= RMS_RANGE[1])))
+    if bad.size:
+        raise UnitsOutOfRange(
+            f"factors {[float(f) for f in np.asarray(factor)[bad[:5]]]} between your units and the "
+            f"learnwares' are beyond float32's range [{1 / RMS_RANGE[1]:.3g}, {1 / RMS_RANGE[0]:.3g}]",
+            bad.tolist(),
+        )
+    return scale
+
+
+def rows_in_units(X32: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Rows X32 (n, d) times ``scale`` (:func:`member_scale`) in float32, as ``specs.recipe.member_inputs``
+    computes them; raises :class:`UnitsOutOfRange` naming the columns whose converted values overflow
+    float32 (a model would see inf there)."""
+    with np.errstate(over="ignore"):  # an overflow is what is looked for below
+        out = np.ascontiguousarray(np.asarray(X32, dtype=np.float32) * np.asarray(scale, dtype=np.float32))
+    bad = np.flatnonzero(~np.isfinite(out).all(axis=0))
+    if bad.size:
+        raise UnitsOutOfRange(
+            f"converted into the learnware's units, values pass float32's ±{RMS_RANGE[1]:.3g}", bad.tolist()
+        )
+    return out
+
+
 def units_summary(
     scale: np.ndarray, columns: Sequence[str] | None = None, *, shown: int = 5
 ) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from specs.columns import ColumnError, align_complete, apply_column_map, column_
 from specs.columns import table_space_key as columns_space_key
 from specs.data_rkme import DEFAULT_RKME_SEED, encoded_rkme, rkme_k_from_env, table_rkme
 from specs.tables import TableFileError, read_csv, read_npz
+from specs.text_input import utf8_problem
 from specs.units import unit_rms
 
 RKME_SEED = DEFAULT_RKME_SEED
@@ -272,9 +273,10 @@ def encode_images(images: np.ndarray, space: FeatureSpace) -> np.ndarray:
 
 
 def read_texts(source: Any) -> list[str]:
-    """Texts from a list, a JSONL file (field ``text``) or a plain text file (one per line)."""
+    """Texts from a list, a JSONL file (field ``text``) or a plain text file (one per line); a text
+    holding a lone surrogate (JSON can escape one) is refused naming its line (``data:user:invalid``)."""
     if not isinstance(source, (str, Path)):
-        return [str(t) for t in source]
+        return _utf8_texts([str(t) for t in source], "texts", "text")
     path = existing_file(source)
     try:
         lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -291,6 +293,13 @@ def read_texts(source: Any) -> list[str]:
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
             raise _bad(f'{path}: line {number} needs a string field "text"', path)
         texts.append(record["text"])
+    return _utf8_texts(texts, path, "line")
+
+
+def _utf8_texts(texts: list[str], source: Any, item: str) -> list[str]:
+    for number, text in enumerate(texts, start=1):
+        if problem := utf8_problem(text):  # the market refuses it too; MiniLM's tokenizer fails on it
+            raise _bad(f"{source}: {item} {number} holds {problem}", source)
     return texts
 
 

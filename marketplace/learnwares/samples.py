@@ -16,6 +16,7 @@ from marketplace.learnwares.services.adapter_bases import is_base_space
 from specs import TableStandardizer
 from specs.columns import align, column_names
 from specs.tables import TableFileError, read_csv, read_npz
+from specs.text_input import utf8_problem
 
 MAX_SAMPLE_ROWS = 200_000
 
@@ -89,6 +90,8 @@ def _texts(raw: bytes) -> list[str]:
             raise _bad(
                 "sample-format", f"sample.jsonl line {number}: field 'text' must be a string", "sample.jsonl"
             )
+        if problem := utf8_problem(item["text"]):  # a JSON escape; hashing and the tokenizer fail on it
+            raise _bad("sample-format", f"sample.jsonl line {number} holds {problem}", "sample.jsonl")
         texts.append(item["text"])
     return texts
 

@@ -15,6 +15,7 @@ from specs import RKMESpecification, SpecError, rkme_from_json
 from specs.columns import Alignment, ColumnError, align_complete, apply_column_map
 from specs.data_rkme import encoded_rkme, table_rkme
 from specs.tables import MAX_ABS_VALUE, TableFileError, read_csv, read_npz
+from specs.text_input import utf8_problem
 from specs.units import check_rms, unit_rms
 
 
@@ -140,11 +141,16 @@ def _texts(content: bytes, name: str) -> list[str]:
     lines = [line for line in content.decode("utf-8", errors="replace").splitlines() if line.strip()]
     if name.lower().endswith(".jsonl"):
         try:
-            return [str(json.loads(line)["text"]) for line in lines]
+            lines = [str(json.loads(line)["text"]) for line in lines]
         except (ValueError, KeyError, TypeError) as exc:
             raise ValidationFailed(
                 f'file {name!r}: every JSONL line needs a "text" field ({exc})', code="search:user:bad-file"
             ) from exc
+    for number, text in enumerate(lines, start=1):
+        if problem := utf8_problem(text):  # a JSON escape; hashing and the tokenizer fail on it
+            raise ValidationFailed(
+                f"file {name!r}: line {number} holds {problem}", code="search:user:bad-file"
+            )
     return lines
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from marketplace.core.exceptions import ValidationFailed
 from marketplace.submissions.choices import DataFormat
 from specs.tables import MAX_ABS_VALUE, TableFileError, check_unique_columns, read_csv, read_npz
+from specs.text_input import utf8_problem
 
 
 @dataclass(frozen=True)
@@ -78,14 +79,20 @@ def checked_labels(values: np.ndarray, field: str) -> np.ndarray:
 
 
 def label_values(values: np.ndarray) -> np.ndarray:
-    """Integer-looking labels become ints (so "3" and 3 name one class), others stay strings."""
+    """Integer-looking labels become ints (so "3" and 3 name one class), other numbers floats, words
+    strings. Integer-looking labels beyond 2^53 stay the strings they were sent as: float64 holds them
+    only to 53 bits (ids that differ beyond that would be one class) and int64 wraps around; classes
+    are compared as strings (``str(y)`` against a learnware's ``output.classes``), so nothing is lost.
+    :func:`regression_targets` reads them as numbers."""
     try:
         as_float = values.astype(np.float64)
     except ValueError:
         return values.astype(str)
-    exact = np.isfinite(as_float) & (np.abs(as_float) <= 2.0**53)  # larger ones would wrap around in int64
-    if np.all(exact) and np.all(as_float == np.round(as_float)):
-        return as_float.astype(np.int64)
+    whole = np.isfinite(as_float) & (as_float == np.round(as_float))
+    if np.all(whole):
+        if np.all(np.abs(as_float) < 2.0**53):  # 2**53 itself may be 2**53 + 1 rounded
+            return as_float.astype(np.int64)
+        return np.char.strip(values.astype(str))  # an int64 array gives its exact digits too
     return as_float
 
 
@@ -95,7 +102,15 @@ MAX_ABS_TARGET = float(np.sqrt(np.finfo(np.float32).max))
 
 def regression_targets(y: np.ndarray, field: str) -> np.ndarray:
     """Labels a regression can be fitted and scored on: numbers within ±``MAX_ABS_TARGET`` that are not all
-    one value (R², the rank scores and the baselines divide by their spread); refused by name otherwise."""
+    one value (R², the rank scores and the baselines divide by their spread); refused by name otherwise.
+    Integers beyond 2^53 come as strings (:func:`label_values`): here they are numbers."""
+    if y.dtype.kind in "US":
+        try:
+            y = y.astype(np.float64)
+        except ValueError:
+            raise field_error(
+                field, "regression targets must be numbers", "submission:user:labels-mismatch"
+            ) from None
     if y.dtype.kind not in "iuf":
         raise field_error(field, "regression targets must be numbers", "submission:user:labels-mismatch")
     largest = float(np.abs(y).max()) if y.size else 0.0
@@ -217,8 +232,9 @@ def read_texts(raw: bytes, *, field: str, label_key: str = "label", labelled: bo
     Raises
     ------
     ValidationFailed
-        Not UTF-8, a line that is not a JSON object with a non-empty string ``text``, a
-        missing label where labels are required, or no lines; the message names the line.
+        Not UTF-8 (also a text or label holding a lone surrogate, which JSON can escape), a line that
+        is not a JSON object with a non-empty string ``text``, a missing label where labels are
+        required, or no lines; the message names the line.
     """
     try:
         text = raw.decode("utf-8-sig")
@@ -246,6 +262,11 @@ def read_texts(raw: bytes, *, field: str, label_key: str = "label", labelled: bo
                     field, f"line {number} has no field {label_key!r}", "submission:user:missing-labels"
                 )
             labels.append(str(record[label_key]).strip())
+        for name, held in (("text", value), (label_key, labels[-1] if labelled else "")):
+            if problem := utf8_problem(held):  # valid JSON, but hashing or storing it fails later
+                raise field_error(
+                    field, f"line {number}: {name!r} holds {problem}", "submission:user:bad-format"
+                )
     if not texts:
         raise field_error(field, "holds no text lines", "submission:user:empty-data")
     return TextData(texts=texts, y=checked_labels(np.asarray(labels), field) if labelled else None)

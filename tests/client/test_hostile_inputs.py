@@ -131,3 +131,16 @@ def test_labels_with_missing_values_or_categories_are_sent_as_strings_and_a_leng
             column_map=None,
         )
     assert caught.value.code == "data:user:not-numeric"
+
+
+def test_a_text_with_a_lone_surrogate_is_refused_naming_its_line_from_a_list_and_a_jsonl_file(tmp_path):
+    # JSON may escape a lone surrogate; the market refuses it, and MiniLM's tokenizer fails on it.
+    path = tmp_path / "texts.jsonl"
+    path.write_text('{"text": "fine"}\n{"text": "broken \\udfff"}\n', encoding="utf-8")
+    for source, where in ((path, "line 2"), (["fine", "also", "x\ud800"], "text 3")):
+        with pytest.raises(BadRequest) as caught:
+            local.read_texts(source)
+        assert caught.value.code == "data:user:invalid" and where in caught.value.message
+    with pytest.raises(BadRequest):
+        local.data_upload(["x\ud800"], "text")  # nothing is sent
+    assert local.read_texts(["\U0001f600 fine"]) == ["\U0001f600 fine"]

@@ -115,3 +115,22 @@ def test_same_units_mmd2_with_factor_one_is_the_unit_free_mmd2():
         Z, beta, np.ones((1, 2)), np.array([0.2, -1.0]), np.array([0.5, 3.0]), Zc[None], bc[None], st, 0.25
     )
     assert got[0] == pytest.approx(mmd_squared(Z, beta, Zc, bc, 0.25), rel=1e-4, abs=1e-7)
+
+
+def test_member_scale_converts_large_real_unit_changes_exactly_and_names_columns_float32_cannot_hold():
+    from specs.units import UnitsOutOfRange, member_scale, rows_in_units
+
+    factor = np.array([1e9, 1e-9, 2.54, 1e30])  # bytes -> GB, and back: not clipped as search clips
+    scale = member_scale(factor)
+    assert scale == pytest.approx(1.0 / factor, rel=1e-15)
+    X = np.array([[3e9, 2e-9, 2.54, 1e30], [-1e9, 4e-9, 5.08, 0.0]], dtype=np.float32)
+    want = (X.astype(np.float64) / factor).astype(np.float32)
+    np.testing.assert_allclose(rows_in_units(X, scale), want, rtol=1e-6)
+    # A scale outside float32's normal range is 0 or inf there: refused, naming the columns.
+    with pytest.raises(UnitsOutOfRange) as caught:
+        member_scale(np.array([1.0, 1e60, 2.0, 1e-60]))
+    assert caught.value.columns == [1, 3]
+    # Rows that overflow float32 once converted are named too (column 1: 1e30 * 1e9 > 3.4e38).
+    with pytest.raises(UnitsOutOfRange) as caught:
+        rows_in_units(np.array([[1.0, 1e30], [2.0, 1.0]], dtype=np.float32), np.array([1.0, 1e9]))
+    assert caught.value.columns == [1] and float(np.finfo(np.float32).max) < 1e30 * 1e9

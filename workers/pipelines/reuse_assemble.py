@@ -48,6 +48,7 @@ from workers.pipelines.reuse_shared import (
     labels_usable,
     max_modules,
     prior_weights,
+    space_column_names,
     task_classes,
     task_outputs,
     user_rows,
@@ -362,9 +363,7 @@ def members_units(ctx: ReuseContext, members: list[Member]) -> list[Json]:
     if not isinstance(ctx.transform, SpaceTransform) or not ctx.transform.unit_free:
         return []  # images and texts are encoded: no units to convert
     _, cache = context_members(ctx, [m.version_id for m in members])
-    columns = [
-        c["name"] if isinstance(c, dict) else str(c) for c in (ctx.space.schema or {}).get("columns") or []
-    ] or None
+    columns = space_column_names(ctx)
     out = []
     for m in members:
         scale = cache.scale(m)

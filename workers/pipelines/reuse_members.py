@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,7 @@ from specs.exceptions import SpecError
 from specs.images import rows_as_images
 from specs.impute import member_fill, member_rows
 from specs.recipe import in_task_classes, probabilities
-from specs.units import check_rms
+from specs.units import UnitsOutOfRange, check_rms, member_scale, rows_in_units
 from workers.sandbox import SandboxError, SandboxUnavailable, run_model
 
 # torch.export (.pt2) is never loaded: its loader unpickles with full pickle (docs/security.md).
@@ -183,6 +183,8 @@ class OutputCache:
     ``rebase`` (member version id, rows) -> the rows it is fed: in a published base's space, a text head
     pinned to another base version than the run's gets the texts embedded by its own version
     (``reuse_base_pins.member_inputs``); None: every member gets the rows as given.
+    ``columns``: the space's column names, to name the columns of rows that float32 cannot hold in a
+    member's units (``submission:user:out-of-range``, ``specs.units.member_scale``).
     """
 
     def __init__(
@@ -191,8 +193,10 @@ class OutputCache:
         unit_factor: np.ndarray | None = None,
         imputation: dict[str, Any] | None = None,
         rebase: Callable[[int, np.ndarray], np.ndarray] | None = None,
+        columns: Sequence[str] | None = None,
     ) -> None:
         self.rebase = rebase
+        self.columns = list(columns) if columns else None
         self.image_shape = [int(v) for v in image_shape] if image_shape else None
         self.unit_factor = None if unit_factor is None else np.asarray(unit_factor, dtype=np.float64)
         self.imputation = imputation or None
@@ -213,7 +217,19 @@ class OutputCache:
         """Factors (d,) from the user's units to the member's, or None when either is unknown."""
         if self.unit_factor is None or member.unit_rms is None or member.input_shape is not None:
             return None
-        return 1.0 / self.unit_factor
+        try:
+            return member_scale(self.unit_factor)
+        except UnitsOutOfRange as exc:
+            raise self._out_of_range(member, exc) from None
+
+    def _out_of_range(self, member: Member, exc: UnitsOutOfRange) -> ValidationFailed:
+        names = [self.columns[c] if self.columns else f"column {c}" for c in exc.columns[:5]]
+        return ValidationFailed(
+            f"your rows cannot be put into the units of learnware {member.name} v{member.number} in columns "
+            f"{names}{' ...' if len(exc.columns) > 5 else ''}: {exc}; rescale those columns",
+            code="submission:user:out-of-range",
+            details={"columns": names},
+        )
 
     def fill(self, member: Member) -> dict[str, Any] | None:
         """The member's own fill of the plan's missing columns (``specs.impute.member_fill``), with the
@@ -243,7 +259,11 @@ class OutputCache:
         declares ``input.shape`` (publishing probes image models so), else the rows in its units."""
         if member.input_shape is None:
             scale = self.scale(member)
-            X32 = X32 if scale is None else np.ascontiguousarray(X32 * scale.astype(np.float32))
+            if scale is not None:
+                try:
+                    X32 = rows_in_units(X32, scale)
+                except UnitsOutOfRange as exc:
+                    raise self._out_of_range(member, exc) from None
             # Rows are in the space's column order; the model takes its own (matched by name).
             return (
                 X32 if member.input_order is None else np.ascontiguousarray(X32[:, list(member.input_order)])

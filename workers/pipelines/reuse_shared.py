@@ -81,6 +81,12 @@ def unit_factor(ctx: ReuseContext) -> np.ndarray | None:
     return mixture_unit_factor(user, [r for r, _ in known], [w for _, w in known])
 
 
+def space_column_names(ctx: ReuseContext) -> list[str] | None:
+    """The table space's column names (None for images and texts)."""
+    columns = (ctx.space.schema or {}).get("columns") or []
+    return [c["name"] if isinstance(c, dict) else str(c) for c in columns] or None
+
+
 def context_members(ctx: ReuseContext, ids: list[int]) -> tuple[list[Member], OutputCache]:
     """Members of ``ids`` (loaded once a run) and the run's output cache."""
     cache = ctx.cache
@@ -92,6 +98,7 @@ def context_members(ctx: ReuseContext, ids: list[int]) -> tuple[list[Member], Ou
             unit_factor=unit_factor(ctx),
             imputation=ctx.imputation,
             rebase=member_inputs(ctx),  # a text head pinned to another base version: that version's rows
+            columns=space_column_names(ctx),
         )
     missing = [i for i in ids if i not in cache.members]
     for m in members_load(missing) if missing else []:

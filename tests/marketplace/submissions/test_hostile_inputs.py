@@ -180,3 +180,99 @@ def test_a_test_fold_of_tied_regression_targets_is_scored_against_the_samples_sp
     spread = y[8:]  # a fold with its own spread keeps its own R²
     own = 1.0 - np.sum((spread - 4.2) ** 2) / np.sum((spread - spread.mean()) ** 2)
     assert score("regression", spread, np.full(4, 4.2), y)["r2"] == pytest.approx(own, rel=1e-12)
+
+
+def test_a_jsonl_text_with_a_lone_surrogate_sent_through_the_api_is_refused_naming_the_line(
+    alice, client_for, report
+):
+    # "\ud800" is valid JSON, but UTF-8 cannot hold the string it decodes to: hashing it (the embedding
+    # caches' keys) raised UnicodeEncodeError, and the job crashed.
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from marketplace.learnwares.choices import Modality
+    from marketplace.learnwares.models import FeatureSpace
+
+    FeatureSpace.objects.create(  # the MiniLM text space, as adapter markets make it: texts get encoded
+        key="text-minilm-surrogate",
+        kind=Modality.TEXT,
+        schema={},
+        dim=384,
+        gamma=1.0,
+        standardization={},
+        sketch_seed=0,
+        sketch_dim=512,
+    )
+    lines = b'{"text": "a match report"}\n\n{"text": "a budget \\ud800 cut"}\n'
+    assert "\ud800" in json.loads(lines.splitlines()[2])["text"]
+    response = client_for(alice).post(
+        "/api/v1/submissions/",
+        {"data": SimpleUploadedFile("d.jsonl", lines), "modality": "text"},
+        format="multipart",
+    )
+    assert response.status_code == 202, response.json()
+    submission = Submission.objects.get(id=response.json()["submission"]["id"])
+    error = _rejection(submission, report)
+    assert error.code == "submission:user:bad-format", error.message
+    assert error.message.startswith("data: line 3:") and "U+D800" in error.message
+
+
+def test_a_label_with_a_lone_surrogate_is_refused_naming_the_line() -> None:
+    from marketplace.submissions.data import read_texts
+
+    raw = b'{"text": "a match report", "label": "sport"}\n{"text": "a budget", "label": "fin\\udc00"}\n'
+    with pytest.raises(ValidationFailed) as info:
+        read_texts(raw, field="labelled", labelled=True)
+    assert info.value.code == "submission:user:bad-format"
+    assert "line 2: 'label'" in info.value.message and "U+DC00" in info.value.message
+
+
+def test_search_by_data_and_publish_samples_refuse_a_lone_surrogate_naming_the_line() -> None:
+    from marketplace.learnwares.samples import _texts as sample_texts
+    from marketplace.search.data import _texts as search_texts
+
+    raw = b'{"text": "fine"}\n{"text": "\\ud83d alone"}\n'
+    with pytest.raises(ValidationFailed) as info:
+        search_texts(raw, "q.jsonl")
+    assert info.value.code == "search:user:bad-file" and "line 2" in info.value.message
+    with pytest.raises(ValidationFailed) as info:
+        sample_texts(raw)
+    assert info.value.code == "publish:user:sample-format" and "line 2" in info.value.message
+    # A pair of surrogate escapes is one character, and fine.
+    assert search_texts(b'{"text": "\\ud83d\\ude00"}\n', "q.jsonl") == ["\U0001f600"]
+
+
+def test_class_ids_that_differ_only_beyond_2_to_the_53_stay_two_classes(market, alice, report):
+    from marketplace.submissions.data import checked_labels, regression_targets
+
+    big, bigger = "9007199254740992", "9007199254740993"  # 2^53 and 2^53 + 1
+    assert float(big) == float(bigger)  # one float64: as floats they merged into one class
+    y = checked_labels(np.array([big, bigger, big, "7"]), "labelled")
+    assert y.tolist() == [big, bigger, big, "7"]
+    assert regression_targets(y, "labelled").tolist() == [float(big), float(bigger), float(big), 7.0]
+    assert checked_labels(np.array(["3", "4"]), "labelled").tolist() == [3, 4]  # ints as before
+    # Through the pipeline: the spec stage reports both ids as classes of their own.
+    task = user_task({"upright": 1.0}, n=60, n_labelled=30, seed=12)
+    labels = np.where(task["y_l"] == 0, big, np.where(task["y_l"] == 1, bigger, task["y_l"].astype(str)))
+    submission = _submission(alice, csv_bytes(task["X"]), labelled=csv_bytes(task["X_l"], labels))
+    reuse_run(submission_id=str(submission.id), report=report)
+    classes = Submission.objects.get(id=submission.id).results["spec"]["labelled"]["classes"]
+    assert big in classes and bigger in classes
+    assert sorted(classes) == sorted(set(labels.tolist()))
+
+
+@pytest.mark.parametrize("user_units", [1e-30, 1e30])
+def test_units_whose_conversion_leaves_float32_are_refused_by_name(market, alice, report, user_units):
+    # Each stored unit_rms lies in float32's range, but the user's rows are 1e60 times away from the
+    # members' units: the scale 1/s was inf (a 500, member-failed) or 0 (every row silently 0) in float32.
+    from marketplace.learnwares.models import Specification
+
+    for spec in Specification.objects.filter(version__in=market.versions.values()):
+        spec.rkme = spec.rkme | {"unit_rms": (np.asarray(spec.rkme["unit_rms"]) / user_units).tolist()}
+        spec.save(update_fields=["rkme"])
+    task = user_task({"upright": 1.0}, n=60, seed=13)
+    error = _rejection(_submission(alice, csv_bytes(task["X"] * user_units)), report)
+    assert error.code == "submission:user:out-of-range", error.message
+    # Named: columns the user's rows fill (an all-zero column's RMS is 1 on both sides, a factor of 1e±30).
+    lit = {COLUMNS[c] for c in np.flatnonzero(np.abs(task["X"]).max(axis=0) > 0)}
+    named = error.details["columns"]
+    assert named and set(named) <= lit and f"'{named[0]}'" in error.message and "float32" in error.message
