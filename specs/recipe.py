@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import zipfile
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -34,6 +35,7 @@ from specs.impute import member_rows, recipe_rows
 RECIPE_FORMAT = "lwm-assembly-recipe"
 RECIPE_VERSION = 2  # 2: a member may carry its own ``base`` (a text head pinned to another base version)
 READABLE_VERSIONS = (1, 2)
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 MemberModel = Callable[[np.ndarray], np.ndarray]  # float32 inputs -> raw outputs (float64)
 LoadMember = Callable[[bytes, str], MemberModel]  # (artifact bytes, format) -> model
@@ -56,6 +58,33 @@ class RecipeColumnsError(RecipeError):
     given)."""
 
     code = "predict:user:columns"
+
+
+class RecipeShaError(RecipeError):
+    """A base reference's ``package_sha256`` is not 64 lowercase hex characters (it names files on disk,
+    so anything else, such as ``../x``, is refused before it reaches a path)."""
+
+    code = "predict:user:base-sha256"
+
+
+def recipe_version(members: list[dict[str, Any]]) -> int:
+    """The version a recipe with these member entries is written as: 2 only when a member carries its
+    own ``base`` (a reader of version 1 only would feed it the wrong version's embeddings, so it must
+    refuse); every other recipe stays version 1, readable by older clients and byte-identical to theirs."""
+    return RECIPE_VERSION if any(entry.get("base") for entry in members) else 1
+
+
+def checked_sha256(ref: Mapping[str, Any]) -> str | None:
+    """A base reference's ``package_sha256``, checked to be 64 lowercase hex characters; None when it has
+    none (a registered base). Raises :class:`RecipeShaError` for anything else."""
+    sha = ref.get("package_sha256")
+    if sha is None or sha == "":
+        return None
+    if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
+        raise RecipeShaError(
+            f"base reference package_sha256 {str(sha)[:80]!r} is not a sha256 (64 hex digits)"
+        )
+    return sha
 
 
 class RecipeMemberBaseError(RecipeError):
@@ -173,8 +202,13 @@ def member_base(entry: dict[str, Any], recipe: dict[str, Any]) -> dict[str, Any]
     ref = entry.get("base")
     if not ref:
         return None
-    if not isinstance(ref, dict) or not ref.get("package_sha256") or not recipe.get("base"):
+    if recipe.get("version") != RECIPE_VERSION:  # a reader of version 1 would not know to look here
+        raise RecipeError(
+            f"member {entry.get('name')!r} carries a base in a version-{recipe.get('version')} recipe"
+        )
+    if not isinstance(ref, dict) or not ref.get("package_sha256") or not isinstance(recipe.get("base"), dict):
         raise RecipeError(f"member {entry.get('name')!r}: its base reference is incomplete")
+    checked_sha256(ref)
     return None if ref["package_sha256"] == recipe["base"].get("package_sha256") else ref
 
 

@@ -27,6 +27,7 @@ from lwm_client.config import config_path
 from lwm_client.errors import Forbidden, IntegrityError, LwmError, NotFound, UnsafeArtifactError
 from lwm_client.isolated import file_sha256
 from specs.base_model_head import HEAD_RECIPE
+from specs.recipe import RecipeShaError, checked_sha256
 
 if TYPE_CHECKING:
     from lwm_client.client import Client
@@ -40,6 +41,16 @@ class BaseModelMissing(LwmError):
 
 def base_cache_dir() -> Path:
     return config_path().parent / "base_models"
+
+
+def package_sha(ref: dict[str, Any]) -> str | None:
+    """A base reference's ``package_sha256`` (None: a registered base), refused by name unless it is 64
+    lowercase hex digits: it comes from a package's recipe and names files here (``<sha>.zip``), so a
+    crafted one such as ``../../x`` must never reach a path."""
+    try:
+        return checked_sha256(ref)
+    except RecipeShaError as exc:
+        raise UnsafeArtifactError(str(exc), code=exc.code) from None
 
 
 def head_recipe(package: str | Path) -> dict[str, Any] | None:
@@ -61,7 +72,7 @@ def base_reference(package: str | Path) -> dict[str, Any] | None:
         if "recipe.json" not in zf.namelist():
             return None
         ref = json.loads(zf.read("recipe.json")).get("base")
-    return dict(ref) if isinstance(ref, dict) and ref.get("package_sha256") else None
+    return dict(ref) if isinstance(ref, dict) and package_sha(ref) else None
 
 
 def member_base_references(package: str | Path) -> list[dict[str, Any]]:
@@ -75,7 +86,7 @@ def member_base_references(package: str | Path) -> list[dict[str, Any]]:
     refs: dict[str, dict[str, Any]] = {}
     for entry in recipe.get("members") or [] if isinstance(recipe, dict) else []:
         ref = entry.get("base") if isinstance(entry, dict) else None
-        if isinstance(ref, dict) and ref.get("package_sha256") and ref["package_sha256"] != main:
+        if isinstance(ref, dict) and package_sha(ref) and ref["package_sha256"] != main:
             refs.setdefault(str(ref["package_sha256"]), dict(ref))
     return list(refs.values())
 
@@ -107,7 +118,7 @@ def fetch_referenced_base(client: Client, download: Download) -> Download:
 def fetch_base_package(client: Client, ref: dict[str, Any]) -> None:
     """Fetch the base version ``ref`` names (``learnware_id``, ``version``, ``package_sha256``) into the
     cache, once, verified against its sha256 (errors: :func:`fetch_referenced_base`'s)."""
-    sha = ref.get("package_sha256")
+    sha = package_sha(ref)
     if not sha:  # not a head package, or a registered base (the local copy is used)
         return
     target = base_cache_dir() / f"{sha}.zip"
@@ -138,7 +149,7 @@ def base_source(ref: dict[str, Any], base: str | Path | None) -> Path | None:
     IntegrityError
         A given zip is not the referenced package (sha256).
     """
-    sha = ref.get("package_sha256")
+    sha = package_sha(ref)
     if base is not None:
         path = Path(base)
         if path.is_file() and sha and file_sha256(path) != sha:
@@ -170,7 +181,7 @@ def open_base_folder(ref: dict[str, Any], base: str | Path | None) -> Path:
         return Path(minilm_path())
     if source.is_dir():
         return source
-    sha = ref.get("package_sha256")
+    sha = package_sha(ref)
     if sha and file_sha256(source) != sha:  # the cache may have been altered since the download
         raise _mismatch(str(source), file_sha256(source), sha)
     return unpack_base_package(source)

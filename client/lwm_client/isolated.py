@@ -136,6 +136,8 @@ def run_isolated(
     """``Predictor.from_path(package).predict_proba(X)``, computed in an isolated process; ``base``
     (a model-selection package's base model: its package zip or folder) travels read-only with it, and
     so do ``bases`` (package sha256 -> zip of a base version an assembly's members run on)."""
+    from lwm_client.base_heads import package_sha
+
     inputs = np.asarray(X)
     if inputs.dtype.kind == "O":
         raise ValueError("inputs must be numbers or strings (object arrays need pickle)")
@@ -147,8 +149,8 @@ def run_isolated(
         elif base is not None:
             shutil.copyfile(base, folder / "base.zip")
         for sha, source in (bases or {}).items():
-            (folder / "bases").mkdir(exist_ok=True)
-            shutil.copyfile(source, folder / "bases" / f"{sha}.zip")
+            (folder / "bases").mkdir(exist_ok=True)  # the name is checked: it comes from the package's recipe
+            shutil.copyfile(source, folder / "bases" / f"{package_sha({'package_sha256': sha})}.zip")
         np.save(folder / "inputs.npy", inputs, allow_pickle=False)
         command = [
             str(Path(sys.prefix).resolve() / "bin" / "python"),

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import yaml
 
-from lwm_client.base_heads import base_cache_dir, open_base_folder
+from lwm_client.base_heads import base_cache_dir, open_base_folder, package_sha
 from lwm_client.errors import Forbidden, NotFound
 from lwm_client.isolated import file_sha256
 from specs.packaging.choices import MINILM_NAMES
@@ -53,7 +53,7 @@ def _record(key: str) -> Path:
 
 
 def _pin_record(package_sha256: str) -> Path:
-    return base_cache_dir() / "by-package" / f"{package_sha256}.json"
+    return base_cache_dir() / "by-package" / f"{package_sha({'package_sha256': package_sha256})}.json"
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -117,7 +117,7 @@ def _fetch_newest(client: Client, key: str, download: Download) -> Download:
         version = client.version(lw.id, int(lw.latest_version or 0))
     except (NotFound, Forbidden):  # the model is downloaded; raw texts are then refused by name
         return download
-    sha = version.artifact_sha256
+    sha = package_sha({"package_sha256": version.artifact_sha256})
     target = base_cache_dir() / f"{sha}.zip"
     if not (target.is_file() and file_sha256(target) == sha):
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -40,9 +40,9 @@ import yaml
 
 from lwm_client.errors import ConfigError, IntegrityError, PackageError, UnsafeArtifactError
 from lwm_client.packages.check import MODEL_FILES, check_torch_zip
+from lwm_client.predict_inputs import finite_rows, listed, numbers, row_width, texts_of
 from specs.adapter_runtime import AdapterFilesError, AdapterRecipePredictor, is_adapter_recipe
 from specs.base_model_head import is_base_head
-from specs.encoders import TEXT_DIM
 from specs.images import image_rows
 from specs.packaging.choices import MINILM_NAMES
 from specs.packaging.errors import InvalidPackageError
@@ -160,54 +160,6 @@ def adapter_base(recipe: dict[str, Any], base: str | Path | None) -> Any:
         ) from None
 
 
-def _texts(X: Any) -> list[str] | None:
-    """Raw texts as a list (one string is one text, never its characters); None when X holds no strings
-    (rows already embedded). A text that is not a string, or no text at all, is refused by name."""
-    items = _listed(X)
-    if not any(isinstance(t, str) for t in items):
-        if items and all(isinstance(t, (list, tuple, np.ndarray)) for t in items):
-            return None  # embedded rows
-        if not items:
-            raise ConfigError("no texts to predict", code="predict:user:empty")
-    bad = [i for i, t in enumerate(items) if not isinstance(t, str)]
-    if bad:
-        raise ConfigError(
-            f"texts must be strings: item {bad[0]} is {type(items[bad[0]]).__name__}",
-            code="predict:user:not-text",
-            details={"items": bad[:10]},
-        )
-    return items
-
-
-def _listed(X: Any) -> list[Any]:
-    """One text given as a string is one text, not its characters."""
-    return [X] if isinstance(X, str) else list(X)
-
-
-def _numbers(X: Any) -> np.ndarray:
-    """Rows as float64; words are refused by name (``predict:user:not-numeric``)."""
-    try:
-        if hasattr(X, "to_numpy"):
-            return np.asarray(X.to_numpy(dtype=np.float64))
-        return np.asarray(X, dtype=np.float64)
-    except (ValueError, TypeError):
-        raise ConfigError(
-            "the rows must be numbers (convert or drop the columns of words)", code="predict:user:not-numeric"
-        ) from None
-
-
-def _finite_rows(X: np.ndarray) -> np.ndarray:
-    """Rows without NaN or infinities: a model's output on them is meaningless (an assembly refuses them
-    deep inside), so they are refused here, naming the first bad rows."""
-    if X.size and not np.isfinite(X).all():
-        rows = np.flatnonzero(~np.isfinite(X.reshape(X.shape[0], -1)).all(axis=1)) if X.ndim > 1 else [0]
-        raise ConfigError(
-            f"NaN or infinite values in rows {[int(r) for r in rows[:5]]}: fill or drop them",
-            code="predict:user:nan",
-        )
-    return X
-
-
 def _member(raw: bytes, fmt: str) -> Any:
     """A recipe member as ``specs.recipe`` runs it: float32 rows in, float64 outputs out."""
     model = load_model(raw, fmt)
@@ -305,15 +257,19 @@ class Predictor:
     ) -> Predictor:
         return cls.from_bytes(Path(path).read_bytes(), base, bases)
 
-    def _inputs(self, X: Any) -> np.ndarray:
+    def _given_texts(self, X: Any) -> list[str] | None:
+        """X's raw texts when this is a text package and X is not numbers already (one string is one
+        text: :func:`lwm_client.predict_inputs.texts_of`); None for rows."""
+        if self.manifest.get("modality") != "text" or (isinstance(X, np.ndarray) and X.dtype.kind in "biuf"):
+            return None
+        return texts_of(X)
+
+    def _inputs(self, X: Any, texts: list[str] | None = None) -> np.ndarray:
+        """X as the rows a model or recipe takes (``texts``: its raw texts, :meth:`_given_texts`)."""
         if self._image is not None:
             return image_rows(X, self._image["shape"])
-        if self.manifest.get("modality") == "text" and not (
-            isinstance(X, np.ndarray) and X.dtype.kind in "biuf"
-        ):
-            texts = _texts(X)
-            if texts is not None:
-                return self._text_rows(texts)
+        if texts is not None:
+            return self._text_rows(texts)
         if hasattr(X, "columns") and hasattr(X, "to_numpy"):  # a DataFrame: its columns are matched by name
             from specs.columns import ColumnError, align_complete
 
@@ -327,35 +283,18 @@ class Predictor:
                     raise ConfigError(
                         str(exc), code="predict:user:columns", details={"columns": exc.columns}
                     ) from None
-                return _finite_rows(alignment.apply(_numbers(X)))
-            X = _numbers(X)
-        rows = _finite_rows(_numbers(X))
+                return finite_rows(alignment.apply(numbers(X)))
+            X = numbers(X)
+        rows = finite_rows(numbers(X))
         if rows.ndim == 1 and self.manifest.get("modality", "table") == "table":
             rows = rows[None, :]  # one row given as a flat vector of a table's values: a (1, d) table
-        width = self._width()
+        width = row_width(self.recipe, self.manifest)
         if width is not None and (rows.ndim != 2 or rows.shape[1] != width):
             raise ConfigError(
                 f"rows of shape {rows.shape}: this package takes rows of {width} values",
                 code="predict:user:columns",
             )
         return rows
-
-    def _width(self) -> int | None:
-        """How many values each row holds, when the package says (an assembly of a table's columns
-        checks its own ``input``); a model would fail deep inside on another width."""
-        recipe = self.recipe or {}
-        if recipe.get("input"):
-            return None  # specs.recipe.space_rows names the columns
-        rms = (recipe.get("transform") or {}).get("rms")
-        if rms:
-            return len(rms)
-        columns = (self.manifest.get("input") or {}).get("columns")
-        if columns:
-            return len(columns)
-        base = str(self.manifest.get("base_model") or "")
-        if self.manifest.get("modality") == "text" and not recipe and (not base or base in MINILM_NAMES):
-            return TEXT_DIM
-        return None
 
     def _text_rows(self, texts: list[str]) -> np.ndarray:
         from lwm_client.data import encode_texts
@@ -402,22 +341,40 @@ class Predictor:
             self._encoder = adapter_base(self.recipe or {}, self._base)
         return pooled_embeddings(self._encoder, texts, pooling=str(ref.get("pooling") or "mean"))
 
-    def _member_base_rows(self, X: Any) -> dict[str, np.ndarray] | None:
-        """Raw texts embedded once per base version the recipe's members run on besides ``recipe.base``
-        (``specs.recipe.RecipePredictor.member_bases``: text heads pinned to another version), each base
-        fetched and checked as ``recipe.base`` is (sha256, folder digest, the market's folder checks)."""
-        refs = self._assembly.member_bases()
-        if not refs or not (len(X) and isinstance(X[0], str)):
+    def _member_base_rows(self, texts: list[str] | None) -> dict[str, np.ndarray] | None:
+        """The raw texts (the list the recipe's rows were embedded from) embedded once per base version the
+        recipe's members run on besides ``recipe.base`` (``specs.recipe.RecipePredictor.member_bases``: text
+        heads pinned to another version), each base fetched and checked as ``recipe.base`` is."""
+        refs = self._assembly_member_bases()
+        if not refs or texts is None:
             return None  # rows given: RecipePredictor refuses them by name when a member needs its own
         from specs.adapter_bases import pooled_embeddings
 
-        texts, out = [str(t) for t in X], {}
+        out = {}
         for sha, ref in refs.items():
             if sha not in self._member_encoders:
                 self._member_encoders[sha] = adapter_base({"base": ref}, self._member_sources.get(sha))
             pooling = str(ref.get("pooling") or "mean")
             out[sha] = pooled_embeddings(self._member_encoders[sha], texts, pooling=pooling)
         return out
+
+    def _assembly_member_bases(self) -> dict[str, dict[str, Any]]:
+        try:
+            return self._assembly.member_bases()
+        except RecipeError as exc:  # a member's base reference is malformed (recipe version, sha256)
+            raise UnsafeArtifactError(str(exc), code=exc.code) from None
+
+    @staticmethod
+    def _adapter_texts(X: Any) -> list[str]:
+        """An adapter package embeds raw texts with its adapted base: rows embedded elsewhere are refused
+        by name (they once gave an empty prediction)."""
+        texts = None if isinstance(X, np.ndarray) and X.dtype.kind in "biuf" else texts_of(X)
+        if texts is None:
+            raise ConfigError(
+                "this adapter package embeds raw texts with its adapted base: pass the texts, not embeddings",
+                code="predict:user:not-text",
+            )
+        return texts
 
     @property
     def _image(self) -> dict[str, Any] | None:
@@ -439,12 +396,13 @@ class Predictor:
     def predict_proba(self, X: Any) -> np.ndarray:
         """(n, C) class probabilities (classification) or (n,) / (n, k) values (regression, embedding)."""
         if self._head is not None:  # texts or images straight to the base model (or features), then the head
-            return self._head.predict_proba(X if isinstance(X, np.ndarray) else [str(t) for t in _listed(X)])
+            return self._head.predict_proba(X if isinstance(X, np.ndarray) else [str(t) for t in listed(X)])
         if self._adapter is not None:  # texts straight to the adapted base (never the plain encoder)
-            return self._adapter.predict_proba(_texts(X) or [])
-        inputs = self._inputs(X)
+            return self._adapter.predict_proba(self._adapter_texts(X))
+        texts = self._given_texts(X)  # once: the recipe's rows and every member base's embed this same list
+        inputs = self._inputs(X, texts)
         if self.recipe is not None:  # rows as given -> the space's order: specs.recipe.space_rows
-            return self._assembly_proba(inputs, self._member_base_rows(X))
+            return self._assembly_proba(inputs, self._member_base_rows(texts))
         raw = _run(self.model, inputs)
         if self.task != "classification":
             return raw[:, 0] if raw.ndim == 2 and raw.shape[1] == 1 else raw

@@ -163,6 +163,7 @@ def test_an_adapter_that_beats_the_head_is_delivered_and_the_client_predicts_as_
         recipe = json.loads(zf.read("recipe.json"))
     version = Learnware.objects.get(name="narrow").versions.get()
     assert recipe["method"] == "trained_lora" and recipe["base"]["package_sha256"] == version.artifact_sha256
+    assert recipe["version"] == 1  # its one member (the trained LoRA) carries no base of its own
     # The package's adapter was trained on every row: PEFT after the same training here.
     rows = np.arange(len(texts))
     expected = _trained_here(folder, texts, y, rows, rows)

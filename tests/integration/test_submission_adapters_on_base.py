@@ -134,6 +134,7 @@ def test_adapters_on_a_published_base_are_identified_ranked_assembled_and_packag
     version = LearnwareVersion.objects.get(learnware_id=base_lw, number=1)
     assert recipe["base_model"] == key and recipe["feature_space"] == space
     assert recipe["base"] == base_card(key, version, base_folder)
+    assert recipe["version"] == 1  # no member carries a base of its own: readers of version 1 run it
     manifest = yaml.safe_load(files["learnware.yaml"])
     assert manifest["base_model"] == key and manifest["output"]["dim"] == 32
 

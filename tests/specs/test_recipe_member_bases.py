@@ -81,3 +81,14 @@ def test_a_member_on_the_recipes_base_and_a_version_1_recipe_take_the_recipes_ro
         np.testing.assert_allclose(predictor.predict_proba(X), X[:, 0], atol=1e-6)
     with pytest.raises(RecipeError):
         RecipePredictor(files(3, None), _member_model)
+
+
+def test_the_recipe_version_is_2_only_with_a_member_base_and_a_version_1_member_base_is_refused():
+    from specs.recipe import RECIPE_VERSION, member_base, recipe_version
+
+    plain, pinned = {"name": "a"}, {"name": "b", "base": {"key": "k", "package_sha256": OWN}}
+    assert recipe_version([plain, plain]) == 1 and recipe_version([plain, pinned]) == RECIPE_VERSION == 2
+    recipe = json.loads(files(1, OWN)["recipe.json"])
+    with pytest.raises(RecipeError, match="version-1"):
+        member_base(recipe["members"][0], recipe)
+    assert member_base(recipe["members"][0], {**recipe, "version": 2}) == recipe["members"][0]["base"]

@@ -27,7 +27,7 @@ def delivered_predictions(submission: Any) -> np.ndarray:
         model,
         task="classification",
         n_classes=len(classes),
-        outputs=task_outputs(ctx, members, X, classes),
+        outputs=task_outputs(ctx, members, X, classes, rows=np.arange(X.shape[0])),
         Xs=ctx.transform(X),
     )
     return proba.argmax(axis=1)

@@ -48,7 +48,7 @@ from specs.assembly import LoRAAdapter
 from specs.base_models import files_digest
 from specs.evaluation import Folds, metric_bounds, one_se_choice, paired_verdict, score_interval
 from specs.logistic import SoftmaxRegression
-from specs.recipe import RECIPE_FORMAT, RECIPE_VERSION, sha256_hex
+from specs.recipe import RECIPE_FORMAT, recipe_version, sha256_hex
 from workers.pipelines.adapter_base import BASE_PREFIX
 from workers.pipelines.model_selection_embed import SandboxLayerEmbedder
 from workers.pipelines.model_selection_package import DELIVERED_ADAPTER
@@ -333,9 +333,8 @@ def adapter_package_files(
     adapter = LoRAAdapter.from_state_dict(state, base_model=base.key, lora_alpha=float(r))
     files = peft_files(adapter) if base.published is None else peft_files(adapter, base.key)
     files["head.lwa"] = head_bytes(_head(tensors, classes))
-    recipe = {
+    recipe: dict[str, Any] = {
         "format": RECIPE_FORMAT,
-        "version": RECIPE_VERSION,
         "method": METHOD,
         "task": "classification",
         "classes": classes,
@@ -357,6 +356,7 @@ def adapter_package_files(
         "licenses": [base.license],
         "evaluation": evaluation,
     }
+    recipe["version"] = recipe_version(recipe["members"])
     files["recipe.json"] = json.dumps(recipe, indent=2, sort_keys=True).encode()
     manifest = {
         "name": f"lora-head-on-{base.key}"[:100],

@@ -25,6 +25,7 @@ from marketplace.learnwares.encoding import encode_texts
 from marketplace.learnwares.models import FeatureSpace, LearnwareVersion, Specification
 from marketplace.learnwares.packages import Package, package_inspect, package_without
 from marketplace.learnwares.samples import sample_encode, sample_raw
+from marketplace.learnwares.services.adapter_bases import base_model_version
 from specs import (
     RFFSketch,
     RKMESpecification,
@@ -346,6 +347,8 @@ def _run(version: LearnwareVersion, report: Report) -> str:
     # leaves no empty encoder space behind.
     adapter = package.manifest["kind"] == Kind.ADAPTER
     base = services.published_text_base(package.manifest)
+    # Read once, before the probe: the pin names the version probed, even if a newer one publishes meanwhile.
+    base_version = base_model_version(base) if base is not None else None
     space = _space(package, raw) if not adapter and base is None else None
     if (
         space is not None and raw is not None and space.kind == Modality.TABLE
@@ -363,8 +366,8 @@ def _run(version: LearnwareVersion, report: Report) -> str:
     services.version_check(
         version=version, check="sandbox", ok=True, message=f"probe outputs {list(outputs.shape)}"
     )
-    if base is not None and not version.base_pin:  # a redelivered task keeps the version first pinned
-        services.version_pin_base(version=version, pin=base_pin(base))
+    if base is not None and base_version is not None and not version.base_pin:  # a redelivery keeps its pin
+        services.version_pin_base(version=version, pin=base_pin(base, base_version))
     space = space or _space(package, raw)
 
     report("spec", 2, len(STEPS), "verifying or computing the RKME")

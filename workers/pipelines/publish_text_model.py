@@ -11,8 +11,9 @@ records it; otherwise, when the probe fails, by running the model on the widths 
 base models the market knows (the MiniLM's 384 first) — a head trained on another base's
 embeddings is the usual cause, and saying so beats a bare crash.
 
-The probe passed, the version is pinned to the base's newest published version (:func:`base_pin`): the
-one it was checked against, which a client fetches to run it (``LearnwareVersion.base_pin``).
+The probe passed, the version is pinned (:func:`base_pin`) to the base's newest published version read
+before the probe: the one it was checked against, which a client fetches to run it
+(``LearnwareVersion.base_pin``); a base version published while the probe runs does not become the pin.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ import numpy as np
 
 from marketplace.core.exceptions import ValidationFailed
 from marketplace.learnwares.choices import Modality
-from marketplace.learnwares.models import BaseModel, FeatureSpace
+from marketplace.learnwares.models import BaseModel, FeatureSpace, LearnwareVersion
 from marketplace.learnwares.packages import Package
-from marketplace.learnwares.services.adapter_bases import base_model_version, base_space_defaults
+from marketplace.learnwares.services.adapter_bases import base_space_defaults
 from specs.packaging.onnx_checks import TEXT_WIDTH
 
 Probe = Callable[..., np.ndarray]
@@ -98,16 +99,10 @@ def text_model_probe(*, package: Package, row: BaseModel, probe: Probe) -> np.nd
         raise width_refusal(row, width) from exc
 
 
-def base_pin(row: BaseModel) -> dict[str, Any]:
-    """The base version a text model publishing now is pinned to: ``row``'s newest published version, as
-    an adapter submission's ``recipe.base`` records its base (key, name, learnware id, version number and
-    id, package sha256, folder digest, pooling, width).
-
-    Raises
-    ------
-    ValidationFailed
-        ``upload:user:unknown-base-model``: no version of the base is published any more.
-    """
+def base_pin(row: BaseModel, version: LearnwareVersion) -> dict[str, Any]:
+    """The pin of a text model checked against ``version`` of the base ``row`` (its newest published
+    version, read once before the probe), as an adapter submission's ``recipe.base`` records its base (key,
+    name, learnware id, version number and id, package sha256, folder digest, pooling, width)."""
     from workers.pipelines.reuse_base import published_base_of
 
-    return published_base_of(row, base_model_version(row)).card()
+    return published_base_of(row, version).card()

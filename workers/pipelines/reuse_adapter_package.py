@@ -28,7 +28,7 @@ import yaml
 from marketplace.submissions.services import submission_package_save
 from specs.adapter_runtime import ADAPTER_BASE, AdapterRecipePredictor
 from specs.assembly import ArrowRouter, LoRAAdapter
-from specs.recipe import RECIPE_FORMAT, RECIPE_VERSION
+from specs.recipe import RECIPE_FORMAT, recipe_version
 from workers.base import Report
 from workers.pipelines.reuse_adapters import layer_cache, load_model
 from workers.pipelines.reuse_base import PublishedBase
@@ -109,7 +109,7 @@ def run(ctx: ReuseContext, report: Report) -> AdapterPackageResult:
     evaluation = ctx.results["evaluate"]
     recipe = {
         "format": RECIPE_FORMAT,
-        "version": RECIPE_VERSION,
+        "version": recipe_version(entries),
         "method": chosen["method"],
         "task": ctx.submission.task,
         "classes": assemble.classes,

@@ -223,7 +223,8 @@ def _fit_all(
         return rows
     assert ctx.labelled_table is not None
     X = ctx.labelled_table.X
-    outputs, Xs, y = task_outputs(ctx, members, X, classes), ctx.transform(X), labelled_codes(ctx, classes)
+    outputs = task_outputs(ctx, members, X, classes, rows=np.arange(X.shape[0]))  # every labelled row
+    Xs, y = ctx.transform(X), labelled_codes(ctx, classes)
     folds, metric = cv_folds(ctx, y), methods.primary(task)
     model = methods.fit_method(free.method, zero_shot)
     inputs = zero_shot.labelled(outputs, Xs, y)

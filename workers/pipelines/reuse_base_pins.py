@@ -135,32 +135,33 @@ def labelled_rows_on(ctx: ReuseContext, base: PublishedBase) -> np.ndarray:
     return rows[base.version_id]
 
 
-def member_inputs(ctx: ReuseContext) -> Callable[[int, np.ndarray], np.ndarray] | None:
-    """For ``OutputCache``: (member version id, rows X) -> the rows that member is fed. X are labelled
-    rows embedded by the run's version (all of them or some); a member on its own version
-    (:func:`member_base`) gets the same texts' rows on that version, found by row. None when no member
-    can run on another version (not a text-model run in a published base's space)."""
+Rebase = Callable[[int, np.ndarray, "np.ndarray | None"], np.ndarray]
+
+
+def member_inputs(ctx: ReuseContext) -> Rebase | None:
+    """For ``OutputCache``: (member version id, rows X, their labelled indices) -> the rows that member is
+    fed. X are labelled rows embedded by the run's version; ``rows`` says which (indices into the labelled
+    sample, one per row of X: every stage passes them with ``ctx.labelled_table.X``). A member on its own
+    version (:func:`member_base`) gets the rows of those indices on that version. Rows without indices are
+    never fed on the wrong version: refused by name. None when no member can run on another version (not a
+    text-model run in a published base's space)."""
     if ctx.base is None or ctx.adapter_mode or ctx.labelled_table is None:
         return None
-    run_rows = ctx.labelled_table.X
 
-    def rows_for(version_id: int, X: np.ndarray) -> np.ndarray:
+    def rows_for(version_id: int, X: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
         base = member_base(ctx, version_id)
         if base is None:
             return X
-        index = ctx.cache.row_index
-        if not index:
-            for i, row in enumerate(run_rows):
-                index.setdefault(row.tobytes(), i)
-        try:
-            at = [index[row.tobytes()] for row in np.asarray(X, dtype=np.float64)]
-        except KeyError:  # rows that are not the labelled texts': never fed on the wrong version
+        own = labelled_rows_on(ctx, base)
+        at = np.asarray([] if rows is None else rows, dtype=np.int64)
+        inside = at.size == 0 or (at.min() >= 0 and at.max() < own.shape[0])
+        if rows is None or at.shape != (X.shape[0],) or not inside:
             raise ApplicationError(
-                f"member {version_id}: rows other than the labelled texts cannot be embedded by its base "
-                f"v{base.version}",
+                f"member {version_id}: rows that are not labelled rows (by index) cannot be embedded by its "
+                f"base v{base.version}",
                 code="submission:app:member-base-rows",
                 http_status=500,
-            ) from None
-        return labelled_rows_on(ctx, base)[np.asarray(at, dtype=np.int64)]
+            )
+        return own[at]
 
     return rows_for

@@ -106,11 +106,10 @@ class RunCache:
         None  # the spec stage's plan for the columns the user lacks (``reuse_impute``)
     )
     # A published base's space: member version id -> the base version it is fed when not the run's
-    # (``reuse_base_pins.member_base``), base version id -> the labelled texts' rows on it, and the run's
-    # labelled rows by their bytes (to find a member's rows).
+    # (``reuse_base_pins.member_base``), and base version id -> the labelled texts' rows on it (a member
+    # takes the rows of the labelled indices a stage passes, never rows looked up by their bytes).
     member_bases: dict[int, PublishedBase | None] = field(default_factory=dict)
     base_rows: dict[int, np.ndarray] = field(default_factory=dict)
-    row_index: dict[bytes, int] = field(default_factory=dict)
 
 
 class ReuseContext:
@@ -296,15 +295,15 @@ class ReuseContext:
     def labelled_table(self) -> TableData | None:
         if not self.submission.has_labels:
             return None
+        if (self.is_image or self.is_text) and "labelled_table" in self.cache.tables:
+            return self.cache.tables["labelled_table"]  # embedded once a run (base_encode is a sandbox call)
         if self.is_image:
             # Image rows are the pixels, flattened in (C, H, W) order; ``transform`` encodes them.
             images = self.labelled_images
             assert images is not None
-            return TableData(
-                X=images.images.reshape(images.images.shape[0], -1).astype(np.float64),
-                columns=None,
-                y=images.y,
-            )
+            pixels = images.images.reshape(images.images.shape[0], -1).astype(np.float64)
+            table = self.cache.tables["labelled_table"] = TableData(X=pixels, columns=None, y=images.y)
+            return table
         if self.is_text:
             # Text models are heads on the text space: their rows are the MiniLM embeddings, or in a published
             # base's space the base's (the spec stage's version, in the sandbox; a head pinned to another
@@ -316,10 +315,13 @@ class ReuseContext:
             texts = self.labelled_texts
             assert texts is not None
             if self.base is None:
-                return TableData(X=encode_texts(texts.texts).astype(np.float64), columns=None, y=texts.y)
-            if self.adapter_mode:
-                return TableData(X=np.zeros((len(texts.texts), 0)), columns=None, y=texts.y)
-            return TableData(X=base_encode(self.base, self.space, list(texts.texts)), columns=None, y=texts.y)
+                X = encode_texts(texts.texts).astype(np.float64)
+            elif self.adapter_mode:
+                X = np.zeros((len(texts.texts), 0))
+            else:
+                X = base_encode(self.base, self.space, list(texts.texts))
+            table = self.cache.tables["labelled_table"] = TableData(X=X, columns=None, y=texts.y)
+            return table
         return self._aligned("labelled_table", self.raw_labelled_table, "labelled")
 
     @cached_property

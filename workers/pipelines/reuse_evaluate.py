@@ -125,7 +125,8 @@ def _single_class(ctx: ReuseContext, reason: str) -> EvaluateSingleClass:
     members, _ = context_members(ctx, [m["version_id"] for m in assemble.members])
     assert ctx.labelled_table is not None
     X = ctx.labelled_table.X
-    outputs, Xs, y = task_outputs(ctx, members, X, classes), ctx.transform(X), labelled_codes(ctx, classes)
+    outputs = task_outputs(ctx, members, X, classes, rows=np.arange(X.shape[0]))  # every labelled row
+    Xs, y = ctx.transform(X), labelled_codes(ctx, classes)
     chosen = assemble.chosen
     row = next(r for r in assemble.methods if r["method"] == chosen)
     model = Assembly.from_bytes(ctx.work_load(row["artifact"]["file"]))

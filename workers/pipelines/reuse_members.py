@@ -180,9 +180,9 @@ class OutputCache:
     ``imputation`` is the run's plan for columns the user lacks (``reuse_impute``): the rows come
     filled by it, and each member's RKME-filled columns are refilled from its own RKME
     (``specs.impute.member_rows``, as the package's predictor does with the recipe's fills).
-    ``rebase`` (member version id, rows) -> the rows it is fed: in a published base's space, a text head
-    pinned to another base version than the run's gets the texts embedded by its own version
-    (``reuse_base_pins.member_inputs``); None: every member gets the rows as given.
+    ``rebase`` (member version id, rows X, their labelled indices) -> the rows it is fed: in a published
+    base's space, a text head pinned to another base version than the run's gets the same labelled texts
+    embedded by its own version (``reuse_base_pins.member_inputs``); None: every member gets X as given.
     ``columns``: the space's column names, to name the columns of rows that float32 cannot hold in a
     member's units (``submission:user:out-of-range``, ``specs.units.member_scale``).
     """
@@ -192,7 +192,7 @@ class OutputCache:
         image_shape: list[int] | tuple[int, ...] | None = None,
         unit_factor: np.ndarray | None = None,
         imputation: dict[str, Any] | None = None,
-        rebase: Callable[[int, np.ndarray], np.ndarray] | None = None,
+        rebase: Callable[[int, np.ndarray, np.ndarray | None], np.ndarray] | None = None,
         columns: Sequence[str] | None = None,
     ) -> None:
         self.rebase = rebase
@@ -284,13 +284,16 @@ class OutputCache:
                 code="submission:user:image-shape",
             ) from exc
 
-    def raw(self, member: Member, X: np.ndarray, keep: tuple[int, ...] = ()) -> np.ndarray:
+    def raw(
+        self, member: Member, X: np.ndarray, keep: tuple[int, ...] = (), rows: np.ndarray | None = None
+    ) -> np.ndarray:
         """The model's output on rows X (n, d): (n, C) scores or (n,) / (n, t) values; X filled by
-        the run's plan, refilled for this member (:meth:`member_rows`; ``keep`` as there).
+        the run's plan, refilled for this member (:meth:`member_rows`; ``keep`` as there). ``rows``: the
+        labelled sample's indices X holds, one per row (what ``rebase`` feeds a member on its own base).
 
         For an image learnware X holds pixel rows (n, C*H*W) in (C, H, W) order (see :meth:`inputs`)."""
         if self.rebase is not None:
-            X = self.rebase(member.version_id, X)
+            X = self.rebase(member.version_id, X, rows)
         X = self.member_rows(member, X, keep)
         X32 = np.ascontiguousarray(X, dtype=np.float32)
         key = (member.version_id, hashlib.sha256(X32.tobytes()).hexdigest())

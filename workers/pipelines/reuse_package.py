@@ -30,7 +30,7 @@ from specs.assembly import Assembly, BestSingle
 from specs.assembly.prune import prune
 from specs.packaging.onnx_run import load_onnx
 from specs.packaging.torchscript import load_torchscript
-from specs.recipe import RECIPE_FORMAT, RECIPE_VERSION, MemberModel, RecipePredictor, package_files
+from specs.recipe import RECIPE_FORMAT, MemberModel, RecipePredictor, package_files, recipe_version
 from workers.base import Report
 from workers.pipelines.reuse_base_pins import member_base
 from workers.pipelines.reuse_context import ReuseContext
@@ -144,9 +144,7 @@ def run(ctx: ReuseContext, report: Report) -> PackageResult:
         transform["image"]["shape"] = _members_shape([cache.files(m) for m in members])
     recipe = {
         "format": RECIPE_FORMAT,
-        # Version 2 only when a member carries its own base: a client that reads version 1 only would
-        # feed it the wrong version's embeddings, so it refuses; every other recipe stays readable by it.
-        "version": RECIPE_VERSION if any("base" in e for e in entries) else 1,
+        "version": recipe_version(entries),
         "method": method,
         "task": task,
         "classes": classes,

@@ -38,7 +38,7 @@ def _scores(
 ) -> dict[str, float | None]:
     table = ctx.labelled_table
     assert table is not None and table.y is not None
-    raw = outputs.raw(member, table.X)
+    raw = outputs.raw(member, table.X, rows=np.arange(table.X.shape[0]))  # every labelled row, in order
     F = raw[:, None] if raw.ndim == 1 else raw
     scores: dict[str, float | None] = {}
     if ctx.submission.task == "regression":

@@ -157,14 +157,20 @@ def labelled_codes(ctx: ReuseContext, classes: list[str]) -> np.ndarray:
 
 
 def task_outputs(
-    ctx: ReuseContext, members: list[Member], X: np.ndarray, classes: list[str], keep: tuple[int, ...] = ()
+    ctx: ReuseContext,
+    members: list[Member],
+    X: np.ndarray,
+    classes: list[str],
+    keep: tuple[int, ...] = (),
+    rows: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """Each member's outputs on X in the task's terms: (n, C) probabilities or (n,) predictions
-    (``keep``: columns of X holding true values, see ``OutputCache.raw``)."""
+    (``keep``: columns of X holding true values; ``rows``: the labelled indices X holds, needed when a
+    member runs on its own base version; see ``OutputCache.raw``)."""
     _, cache = context_members(ctx, [m.version_id for m in members])
     out = []
     for m in members:
-        raw = cache.raw(m, X, keep)
+        raw = cache.raw(m, X, keep, rows)
         out.append(
             to_task_classes(raw, m, classes)
             if ctx.submission.task == "classification"

@@ -82,3 +82,25 @@ def test_a_head_on_the_minilm_and_a_base_model_have_no_pin(alice, publish, folde
     assert minilm_head.status == VersionStatus.PUBLISHED, minilm_head.rejection_reasons
     _, base = publish(alice, base_model_package(folders[0], name="unpinned-bert"))
     assert (minilm_head.base_pin, base.base_pin) == ({}, {})
+
+
+def test_a_base_version_published_while_the_probe_runs_does_not_become_the_pin(
+    alice, publish, folders, monkeypatch
+):
+    from workers.pipelines import publish as pipeline
+
+    base_lw, v1 = publish(alice, base_model_package(folders[0], name="raced-bert"))
+    assert v1.status == VersionStatus.PUBLISHED, v1.rejection_reasons
+    key = BaseModel.objects.get(learnware=base_lw).key
+    probe, newer = pipeline.text_model_probe, []
+
+    def probe_then_publish_v2(**kwargs):
+        outputs = probe(**kwargs)  # the head is checked against v1 ...
+        newer.append(publish(alice, base_model_package(folders[1], name="raced-bert"), learnware=base_lw)[1])
+        return outputs  # ... and v2 is the base's newest by the time the pin is written
+
+    monkeypatch.setattr(pipeline, "text_model_probe", probe_then_publish_v2)
+    _, head = publish(alice, _head(key, "raced-head"))
+    assert head.status == VersionStatus.PUBLISHED, head.rejection_reasons
+    assert (newer[0].status, newer[0].number) == (VersionStatus.PUBLISHED, 2), newer[0].rejection_reasons
+    assert head.base_pin == _expected(v1, folders[0])
