@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,7 +33,7 @@ import numpy as np
 import yaml
 
 from lwm_client.base_heads import base_cache_dir, open_base_folder, package_sha
-from lwm_client.errors import Forbidden, NotFound
+from lwm_client.errors import Forbidden, NotFound, UnsafeArtifactError
 from lwm_client.isolated import file_sha256
 from specs.packaging.choices import MINILM_NAMES
 
@@ -41,11 +42,23 @@ if TYPE_CHECKING:
     from lwm_client.models import Download
 
 
+BASE_KEY = re.compile(r"[-a-zA-Z0-9_]{1,120}")  # the market's base keys are slugs (``BaseModel.key``)
+
+
 def model_base_key(manifest: dict[str, Any]) -> str | None:
-    """The published base a text model names (None: none, or the MiniLM, whose local copy is used)."""
+    """The published base a text model names (None: none, or the MiniLM, whose local copy is used).
+    The key names a file here (``by-key/<key>.json``), so anything but a slug is refused by name: a
+    crafted manifest's ``../../x`` must never reach a path."""
     key = str(manifest.get("base_model") or "")
     text_model = manifest.get("kind") == "model" and manifest.get("modality") == "text"
-    return key if text_model and key and key not in MINILM_NAMES else None
+    if not (text_model and key and key not in MINILM_NAMES):
+        return None
+    if not BASE_KEY.fullmatch(key):
+        raise UnsafeArtifactError(
+            f"the package's base_model {key[:80]!r} is not a base model key (letters, digits, '-', '_')",
+            code="predict:user:base-key",
+        )
+    return key
 
 
 def _record(key: str) -> Path:

@@ -190,3 +190,20 @@ def test_a_member_base_in_a_version_1_recipe_is_refused(bases):
     files = _recipe_files(_ref(run_folder, run_zip, 2), _ref(own_folder, own_zip, 1), version=1)
     predictor = Predictor(files, base=run_zip)
     assert _code(lambda: predictor.predict_proba(["a text"]), UnsafeArtifactError) == "predict:user:recipe"
+
+
+@pytest.mark.parametrize("key", ["../../etc/x", "a/b", "key.json", ""])
+def test_a_crafted_base_model_key_never_names_a_file(key: str) -> None:
+    """A text model's ``base_model`` names ``by-key/<key>.json`` in the client's cache: anything but a
+    slug is refused by name (an empty key is no base at all)."""
+    from lwm_client.errors import UnsafeArtifactError
+    from lwm_client.model_bases import model_base_key
+
+    manifest = {"kind": "model", "modality": "text", "base_model": key}
+    if not key:
+        assert model_base_key(manifest) is None
+        return
+    with pytest.raises(UnsafeArtifactError) as err:
+        model_base_key(manifest)
+    assert err.value.code == "predict:user:base-key"
+    assert model_base_key({**manifest, "base_model": "tiny-bert_v2"}) == "tiny-bert_v2"
