@@ -45,7 +45,6 @@ from specs.adapter_training import (
     training_problem,
 )
 from specs.assembly import LoRAAdapter
-from specs.base_models import files_digest
 from specs.evaluation import Folds, metric_bounds, one_se_choice, paired_verdict, score_interval
 from specs.logistic import SoftmaxRegression
 from specs.recipe import RECIPE_FORMAT, recipe_version, sha256_hex
@@ -55,7 +54,7 @@ from workers.pipelines.model_selection_package import DELIVERED_ADAPTER
 from workers.pipelines.model_selection_results import BaseModelEvaluateResult
 from workers.pipelines.reuse_adapter_package import peft_files
 from workers.pipelines.reuse_adapters import head_bytes
-from workers.pipelines.reuse_base import PublishedBase
+from workers.pipelines.reuse_base import published_base_of
 from workers.pipelines.reuse_members import ADAPTER_WEIGHTS
 from workers.sandbox import SandboxLimits, SandboxUnavailable, run_model
 from workers.sandbox.adapter_train_call import TRAIN_FILE
@@ -79,22 +78,7 @@ class TrainingBase:
         self.num_layers, self.hidden_size = int(row.num_layers), int(row.hidden_size)
         self.model_type = str(json.loads(self.files["config.json"]).get("model_type", ""))
         self.pooling = "mean" if is_registered(version) else str(version.manifest.get("pooling") or "mean")
-        self.published = (
-            None
-            if is_registered(version)
-            else PublishedBase(
-                key=row.key,
-                name=row.name,
-                learnware_id=version.learnware_id,
-                version=version.number,
-                version_id=version.id,
-                package_sha256=version.artifact_sha256,
-                folder_digest=files_digest(self.files),
-                pooling=self.pooling,
-                dim=self.hidden_size,
-                files=self.files,
-            )
-        )
+        self.published = None if is_registered(version) else published_base_of(row, version, self.files)
         self.key = ADAPTER_BASE if self.published is None else self.published.key
 
 

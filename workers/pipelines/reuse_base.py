@@ -118,12 +118,15 @@ def published_base(space: Any, user: Any, version_id: int | None = None) -> Publ
     return published_base_of(row, version)
 
 
-def published_base_of(row: BaseModel, version: LearnwareVersion) -> PublishedBase:
-    """The published base ``row`` at ``version`` (one of its published versions), with its folder: what a
-    run's recipe records, and what a text model on that base is pinned to when it publishes."""
+def published_base_of(
+    row: BaseModel, version: LearnwareVersion, files: dict[str, bytes] | None = None
+) -> PublishedBase:
+    """The published base ``row`` at ``version`` (one of its published versions), with its folder (read from
+    the package unless ``files`` already holds it): what a run's recipe records, and what a text model on
+    that base is pinned to when it publishes."""
     from workers.pipelines.model_selection_embed import model_folder_files
 
-    files = model_folder_files(version)
+    files = files if files is not None else model_folder_files(version)
     return PublishedBase(
         key=row.key,
         name=row.name,
